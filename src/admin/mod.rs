@@ -1,0 +1,477 @@
+//! Cluster administration: create and delete topics, describe the cluster and its topics, and look
+//! up partition offsets.
+//!
+//! Semantics follow the Java `Admin` client, with one convenience: [`Admin::create_topics`] returns
+//! only once metadata shows a leader for every new partition, so the topic can be produced to at
+//! once (Java's returns when the controller has accepted the topic, and callers poll).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+
+use crate::cluster::{is_stale_metadata_error, BrokerInfo, Cluster, PartitionInfo, TopicsQuery};
+use crate::config::ClientConfig;
+use crate::error::{Error, ErrorClass, Result};
+use crate::net::Lane;
+use crate::record::{IsolationLevel, TopicPartition};
+
+/// A topic to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Name.
+    pub name: String,
+    /// Number of partitions.
+    pub num_partitions: i32,
+    /// Replication factor.
+    pub replication_factor: i16,
+    /// Topic configs (`cleanup.policy`, `min.insync.replicas`, `max.message.bytes`, ...).
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    /// A topic with `num_partitions` partitions of `replication_factor` replicas each.
+    pub fn new(name: impl Into<String>, num_partitions: i32, replication_factor: i16) -> Self {
+        NewTopic {
+            name: name.into(),
+            num_partitions,
+            replication_factor,
+            configs: Vec::new(),
+        }
+    }
+
+    /// Adds a topic config.
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// What [`Admin::describe_cluster`] returns.
+#[derive(Debug, Clone)]
+pub struct ClusterDescription {
+    /// The cluster id.
+    pub cluster_id: Option<String>,
+    /// The node id metadata names as controller.
+    pub controller_id: Option<i32>,
+    /// Every broker, ordered by node id.
+    pub brokers: Vec<BrokerInfo>,
+}
+
+/// What [`Admin::describe_topics`] returns for one topic.
+#[derive(Debug, Clone)]
+pub struct TopicDescription {
+    /// Name.
+    pub name: String,
+    /// Topic id (KIP-516).
+    pub id: [u8; 16],
+    /// Whether it is internal.
+    pub internal: bool,
+    /// Partitions, ordered by index.
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Which offset [`Admin::list_offsets`] looks up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (high watermark), or the last stable offset under read_committed.
+    Latest,
+    /// The earliest offset whose timestamp is at or after this many ms since the epoch.
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn wire(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(ts) => ts,
+        }
+    }
+}
+
+/// One answer of [`Admin::list_offsets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// The offset; `-1` when a timestamp lookup found no record at or after the timestamp.
+    pub offset: i64,
+    /// The record timestamp for timestamp lookups, when the broker gives one.
+    pub timestamp: Option<i64>,
+    /// The leader epoch of the record at `offset`, when known.
+    pub leader_epoch: Option<i32>,
+}
+
+/// An admin client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    cluster: Cluster,
+}
+
+impl Admin {
+    /// Connects to the cluster.
+    pub async fn connect(config: ClientConfig) -> Result<Admin> {
+        Ok(Admin {
+            cluster: Cluster::connect(config).await?,
+        })
+    }
+
+    /// An admin client sharing an existing cluster view and its connections.
+    pub fn from_cluster(cluster: Cluster) -> Admin {
+        Admin { cluster }
+    }
+
+    /// The cluster view.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn timeout(&self) -> Duration {
+        self.cluster.config().request_timeout
+    }
+
+    /// Creates topics, then waits until metadata shows a leader for each of their partitions.
+    /// A topic that exists already fails with TOPIC_ALREADY_EXISTS.
+    ///
+    /// Cancellation: if dropped after the request was sent, the topics may have been created.
+    pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<()> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.timeout();
+        let request = CreateTopicsRequest::default()
+            .with_timeout_ms(timeout.as_millis().try_into().unwrap_or(i32::MAX))
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(topic_name(&t.name))
+                            .with_num_partitions(t.num_partitions)
+                            .with_replication_factor(t.replication_factor)
+                            .with_configs(
+                                t.configs
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        CreatableTopicConfig::default()
+                                            .with_name(StrBytes::from_string(k.clone()))
+                                            .with_value(Some(StrBytes::from_string(v.clone())))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let response = self
+            .retrying(|conn| {
+                let request = request.clone();
+                async move {
+                    let response = conn.send(&request).await?;
+                    // NOT_CONTROLLER and friends are retriable for the whole request.
+                    for t in &response.topics {
+                        if let Some(code) = ResponseError::try_from_code(t.error_code) {
+                            if code.is_retriable() {
+                                return Err(Error::from_code(
+                                    ApiKey::CreateTopics,
+                                    Some(conn.broker().clone()),
+                                    code,
+                                    t.error_message
+                                        .as_ref()
+                                        .map(|m| format!("{}: {m}", t.name.0)),
+                                ));
+                            }
+                        }
+                    }
+                    Ok((conn.broker().clone(), response))
+                }
+            })
+            .await?;
+        let (broker, response) = response;
+        for t in &response.topics {
+            let message = t
+                .error_message
+                .as_ref()
+                .map(|m| format!("topic `{}`: {m}", t.name.0))
+                .unwrap_or_else(|| format!("topic `{}`", t.name.0));
+            Error::check_code(
+                ApiKey::CreateTopics,
+                Some(&broker),
+                t.error_code,
+                Some(&message),
+            )?;
+        }
+        let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
+        self.cluster.wait_for_topics(&names, timeout).await?;
+        Ok(())
+    }
+
+    /// Deletes topics. A topic that does not exist fails with UNKNOWN_TOPIC_OR_PARTITION.
+    ///
+    /// Cancellation: if dropped after the request was sent, the topics may have been deleted.
+    pub async fn delete_topics(&self, names: &[&str]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let timeout_ms = self.timeout().as_millis().try_into().unwrap_or(i32::MAX);
+        let (broker, response) = self
+            .retrying(|conn| async move {
+                let version = conn.version_for::<DeleteTopicsRequest>()?;
+                let mut request = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms);
+                // Version 6 names topics in a list of (name, id) states (KIP-516).
+                if version >= 6 {
+                    request.topics = names
+                        .iter()
+                        .map(|n| DeleteTopicState::default().with_name(Some(topic_name(n))))
+                        .collect();
+                } else {
+                    request.topic_names = names.iter().map(|n| topic_name(n)).collect();
+                }
+                let response = conn.send_version(&request, version, None).await?;
+                Ok((conn.broker().clone(), response))
+            })
+            .await?;
+        for t in &response.responses {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            let message = match &t.error_message {
+                Some(m) => format!("topic `{name}`: {m}"),
+                None => format!("topic `{name}`"),
+            };
+            Error::check_code(
+                ApiKey::DeleteTopics,
+                Some(&broker),
+                t.error_code,
+                Some(&message),
+            )?;
+        }
+        self.cluster
+            .refresh_metadata(TopicsQuery::Some(names))
+            .await?;
+        Ok(())
+    }
+
+    /// The cluster id, controller and brokers, from fresh metadata.
+    pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
+        let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
+        Ok(ClusterDescription {
+            cluster_id: snapshot.cluster_id.clone(),
+            controller_id: snapshot.controller_id,
+            brokers: snapshot.brokers.values().cloned().collect(),
+        })
+    }
+
+    /// Every topic's name, from fresh metadata, internal topics included, sorted.
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        let snapshot = self.cluster.refresh_metadata(TopicsQuery::All).await?;
+        let mut names: Vec<String> = snapshot.topics.keys().cloned().collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Partitions, leaders and replicas of the named topics, from fresh metadata. A topic that does
+    /// not exist fails with UNKNOWN_TOPIC_OR_PARTITION.
+    pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<TopicDescription>> {
+        let snapshot = self
+            .cluster
+            .refresh_metadata(TopicsQuery::Some(names))
+            .await?;
+        names
+            .iter()
+            .map(|name| match snapshot.topics.get(*name) {
+                Some(t) => Ok(TopicDescription {
+                    name: t.name.clone(),
+                    id: t.id,
+                    internal: t.internal,
+                    partitions: t.partitions.clone(),
+                }),
+                None => Err(Error::from_code(
+                    ApiKey::Metadata,
+                    None,
+                    snapshot
+                        .topic_errors
+                        .get(*name)
+                        .copied()
+                        .unwrap_or(ResponseError::UnknownTopicOrPartition),
+                    Some(format!("topic `{name}`")),
+                )),
+            })
+            .collect()
+    }
+
+    /// Looks up offsets of partitions from their leaders, retrying stale-metadata errors until
+    /// `request.timeout.ms`.
+    pub async fn list_offsets(
+        &self,
+        specs: &[(TopicPartition, OffsetSpec)],
+        isolation: IsolationLevel,
+    ) -> Result<HashMap<TopicPartition, ListedOffset>> {
+        let deadline = Instant::now() + self.timeout();
+        let mut backoff = self.cluster.retry_backoff();
+        let mut pending: Vec<(TopicPartition, OffsetSpec)> = specs.to_vec();
+        let mut found = HashMap::new();
+        loop {
+            let topics: Vec<&str> = pending.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+            let snapshot = self
+                .cluster
+                .wait_for_topics(&topics, self.timeout())
+                .await?;
+            let mut by_leader: BTreeMap<i32, Vec<&(TopicPartition, OffsetSpec)>> = BTreeMap::new();
+            for item in &pending {
+                let leader = snapshot.leader(&item.0).ok_or_else(|| {
+                    Error::from_code(
+                        ApiKey::ListOffsets,
+                        None,
+                        ResponseError::UnknownTopicOrPartition,
+                        Some(format!("partition {}", item.0)),
+                    )
+                })?;
+                by_leader.entry(leader).or_default().push(item);
+            }
+            let mut retry = Vec::new();
+            let mut last_error = None;
+            for (leader, items) in by_leader {
+                match self.list_offsets_from(leader, &items, isolation).await {
+                    Ok(answers) => {
+                        for (tp, answer) in answers {
+                            match answer {
+                                Ok(offset) => {
+                                    found.insert(tp, offset);
+                                }
+                                Err(e) => {
+                                    if !e.is_retriable() {
+                                        return Err(e);
+                                    }
+                                    last_error = Some(e);
+                                    retry.extend(
+                                        items
+                                            .iter()
+                                            .filter(|(t, _)| *t == tp)
+                                            .map(|i| (*i).clone()),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    Err(e) if e.is_retriable() => {
+                        last_error = Some(e);
+                        retry.extend(items.into_iter().cloned());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if retry.is_empty() {
+                return Ok(found);
+            }
+            let delay = backoff.next_delay();
+            if Instant::now() + delay > deadline {
+                return Err(last_error.expect("retry implies an error"));
+            }
+            self.cluster
+                .refresh_metadata(TopicsQuery::Some(&topics))
+                .await?;
+            tokio::time::sleep(delay).await;
+            pending = retry;
+        }
+    }
+
+    /// One ListOffsets request to one leader; per-partition answers.
+    async fn list_offsets_from(
+        &self,
+        leader: i32,
+        items: &[&(TopicPartition, OffsetSpec)],
+        isolation: IsolationLevel,
+    ) -> Result<Vec<(TopicPartition, Result<ListedOffset>)>> {
+        let conn = self.cluster.connection(leader, Lane::Control).await?;
+        let mut topics: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+        for (tp, spec) in items.iter().map(|i| (&i.0, i.1)) {
+            topics.entry(tp.topic.as_str()).or_default().push(
+                ListOffsetsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(spec.wire()),
+            );
+        }
+        let request = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation.wire())
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        ListOffsetsTopic::default()
+                            .with_name(topic_name(name))
+                            .with_partitions(partitions)
+                    })
+                    .collect(),
+            );
+        let response = conn.send(&request).await?;
+        let mut out = Vec::new();
+        for t in &response.topics {
+            for p in &t.partitions {
+                let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                let answer = match ResponseError::try_from_code(p.error_code) {
+                    None => Ok(ListedOffset {
+                        offset: p.offset,
+                        timestamp: (p.timestamp >= 0).then_some(p.timestamp),
+                        leader_epoch: (p.leader_epoch >= 0).then_some(p.leader_epoch),
+                    }),
+                    Some(code) => {
+                        let mut e = Error::from_code(
+                            ApiKey::ListOffsets,
+                            Some(conn.broker().clone()),
+                            code,
+                            Some(format!("partition {tp}")),
+                        );
+                        if is_stale_metadata_error(code) {
+                            if let Error::Broker { class, .. } = &mut e {
+                                *class = ErrorClass::Retriable;
+                            }
+                        }
+                        Err(e)
+                    }
+                };
+                out.push((tp, answer));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs `op` against some broker, retrying retriable errors (on another connection) until
+    /// `request.timeout.ms`.
+    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(crate::net::Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = Instant::now() + self.timeout();
+        let mut backoff = self.cluster.retry_backoff();
+        loop {
+            let attempt = match self.cluster.any_connection(Lane::Control).await {
+                Ok(conn) => op(conn).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
+                    let delay = backoff.next_delay();
+                    if Instant::now() + delay > deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}

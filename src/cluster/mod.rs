@@ -1,0 +1,341 @@
+//! The shared view of the cluster that every role uses: bootstrap, metadata (topic → partitions →
+//! leader and leader epoch), coordinators, and the connection pool.
+//!
+//! [`Cluster`] is a cheap `Clone` over an `Arc`. Metadata lives in an immutable
+//! [`MetadataSnapshot`] swapped whole on refresh. Refreshes happen on demand: when a role asks about a
+//! topic the snapshot lacks, when the snapshot is older than `metadata.max.age.ms`, and when a
+//! response says it is stale (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION,
+//! FENCED/UNKNOWN_LEADER_EPOCH — see [`is_stale_metadata_error`]); retries back off between
+//! `retry.backoff.ms` and `retry.backoff.max.ms`.
+
+pub mod coordinator;
+pub mod metadata;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, MetadataRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+use tracing::debug;
+
+pub use coordinator::{CoordinatorCache, CoordinatorKind};
+pub use metadata::{BrokerInfo, MetadataSnapshot, PartitionInfo, TopicInfo};
+
+use crate::config::ClientConfig;
+use crate::error::{Error, ErrorClass, Result};
+use crate::net::{BrokerPool, Connection, Endpoint, Lane};
+use crate::state::backoff::Backoff;
+
+/// True for errors that mean the client's metadata is out of date and a refresh may fix the request.
+pub fn is_stale_metadata_error(code: ResponseError) -> bool {
+    matches!(
+        code,
+        ResponseError::NotLeaderOrFollower
+            | ResponseError::UnknownTopicOrPartition
+            | ResponseError::LeaderNotAvailable
+            | ResponseError::FencedLeaderEpoch
+            | ResponseError::UnknownLeaderEpoch
+            | ResponseError::UnknownTopicId
+            | ResponseError::KafkaStorageError
+    )
+}
+
+/// Which topics a metadata request asks about.
+#[derive(Debug, Clone, Copy)]
+pub enum TopicsQuery<'a> {
+    /// Brokers only.
+    None,
+    /// Every topic in the cluster.
+    All,
+    /// These topics.
+    Some(&'a [&'a str]),
+}
+
+/// A connected cluster. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    pool: BrokerPool,
+    metadata: RwLock<Arc<MetadataSnapshot>>,
+    coordinators: CoordinatorCache,
+}
+
+impl Cluster {
+    /// Validates `config` and fetches the cluster's brokers from the first bootstrap server that
+    /// answers.
+    ///
+    /// Cancellation: dropping the future abandons the bootstrap; nothing is left running.
+    pub async fn connect(config: ClientConfig) -> Result<Cluster> {
+        config.validate()?;
+        let cluster = Cluster {
+            inner: Arc::new(Inner {
+                pool: BrokerPool::new(&config),
+                metadata: RwLock::new(Arc::new(MetadataSnapshot::empty(std::time::Instant::now()))),
+                coordinators: CoordinatorCache::default(),
+                config,
+            }),
+        };
+        cluster.refresh_metadata(TopicsQuery::None).await?;
+        Ok(cluster)
+    }
+
+    /// The configuration this cluster was connected with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &BrokerPool {
+        &self.inner.pool
+    }
+
+    /// The current metadata snapshot (no request is made).
+    pub fn metadata(&self) -> Arc<MetadataSnapshot> {
+        self.inner
+            .metadata
+            .read()
+            .expect("metadata lock poisoned")
+            .clone()
+    }
+
+    /// A connection on `lane` to broker `node_id`.
+    pub async fn connection(&self, node_id: i32, lane: Lane) -> Result<Connection> {
+        self.inner.pool.get(Endpoint::Node(node_id), lane).await
+    }
+
+    /// A connection on `lane` to any broker that answers: pooled live brokers first, then every
+    /// broker metadata knows, then the bootstrap servers.
+    pub async fn any_connection(&self, lane: Lane) -> Result<Connection> {
+        let snapshot = self.metadata();
+        let mut candidates: Vec<Endpoint> = Vec::new();
+        for id in self.inner.pool.live_nodes() {
+            candidates.push(Endpoint::Node(id));
+        }
+        for id in snapshot.brokers.keys() {
+            if !candidates.contains(&Endpoint::Node(*id)) {
+                candidates.push(Endpoint::Node(*id));
+            }
+        }
+        for addr in &self.inner.config.bootstrap_servers {
+            candidates.push(Endpoint::Bootstrap(addr.clone()));
+        }
+        let mut failures = Vec::new();
+        for endpoint in candidates {
+            match self.inner.pool.get(endpoint.clone(), lane).await {
+                Ok(conn) => return Ok(conn),
+                Err(e) => failures.push(e),
+            }
+        }
+        Err(no_broker_answered(&self.inner.config, failures))
+    }
+
+    /// Fetches metadata for `topics` and installs it (merged with what is known of other topics).
+    ///
+    /// Cancellation: dropping the future leaves the previous snapshot in place.
+    pub async fn refresh_metadata(&self, topics: TopicsQuery<'_>) -> Result<Arc<MetadataSnapshot>> {
+        let request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(match topics {
+                TopicsQuery::All => None,
+                TopicsQuery::None => Some(Vec::new()),
+                TopicsQuery::Some(names) => Some(
+                    names
+                        .iter()
+                        .map(|n| {
+                            MetadataRequestTopic::default()
+                                .with_name(Some(TopicName(StrBytes::from_string((*n).to_owned()))))
+                        })
+                        .collect(),
+                ),
+            });
+        let mut last_error = None;
+        // A broker may die between being chosen and answering: try the next one.
+        for _ in 0..3 {
+            let conn = self.any_connection(Lane::Control).await?;
+            match conn.send(&request).await {
+                Ok(response) => {
+                    Error::check_code(
+                        ApiKey::Metadata,
+                        Some(conn.broker()),
+                        response.error_code,
+                        None,
+                    )?;
+                    let fresh =
+                        MetadataSnapshot::from_response(&response, std::time::Instant::now());
+                    self.inner
+                        .pool
+                        .set_addresses(fresh.brokers.values().map(|b| (b.node_id, b.address())));
+                    let snapshot = {
+                        let mut slot = self.inner.metadata.write().expect("metadata lock poisoned");
+                        let merged = Arc::new(slot.merged_into(fresh));
+                        *slot = merged.clone();
+                        merged
+                    };
+                    debug!(
+                        brokers = snapshot.brokers.len(),
+                        topics = snapshot.topics.len(),
+                        "metadata refreshed"
+                    );
+                    return Ok(snapshot);
+                }
+                Err(e) if e.is_retriable() => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.expect("loop ran"))
+    }
+
+    /// Metadata in which every topic in `topics` exists and every partition has a leader,
+    /// refreshing with backoff until `timeout`. Fails with UNKNOWN_TOPIC_OR_PARTITION if a topic
+    /// still does not exist then.
+    pub async fn wait_for_topics(
+        &self,
+        topics: &[&str],
+        timeout: Duration,
+    ) -> Result<Arc<MetadataSnapshot>> {
+        let deadline = Instant::now() + timeout;
+        let mut backoff = self.retry_backoff();
+        let snapshot = self.metadata();
+        let fresh_enough = snapshot.fetched_at.elapsed() < self.inner.config.metadata_max_age;
+        if fresh_enough && topics.iter().all(|t| snapshot.topic_ready(t)) {
+            return Ok(snapshot);
+        }
+        loop {
+            let snapshot = self.refresh_metadata(TopicsQuery::Some(topics)).await?;
+            let missing: Vec<&&str> = topics.iter().filter(|t| !snapshot.topic_ready(t)).collect();
+            if missing.is_empty() {
+                return Ok(snapshot);
+            }
+            let delay = backoff.next_delay();
+            if Instant::now() + delay > deadline {
+                let code = missing
+                    .iter()
+                    .find_map(|t| snapshot.topic_errors.get(**t).copied())
+                    .unwrap_or(ResponseError::LeaderNotAvailable);
+                return Err(Error::Broker {
+                    api: ApiKey::Metadata,
+                    broker: None,
+                    code,
+                    message: Some(format!(
+                        "topics {missing:?} not available with leaders after {timeout:?}"
+                    )),
+                    class: ErrorClass::Retriable,
+                });
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// The coordinator of a group or transactional id, from the cache or FindCoordinator, retrying
+    /// COORDINATOR_NOT_AVAILABLE and COORDINATOR_LOAD_IN_PROGRESS until `request.timeout.ms`.
+    /// Returns the coordinator's node id and a connection to it on the coordinator lane.
+    pub async fn coordinator(&self, kind: CoordinatorKind, key: &str) -> Result<(i32, Connection)> {
+        if let Some(node) = self.inner.coordinators.get(kind, key) {
+            match self.connection(node, Lane::Coordinator).await {
+                Ok(conn) => return Ok((node, conn)),
+                Err(_) => self.inner.coordinators.invalidate(kind, key, node),
+            }
+        }
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        let mut backoff = self.retry_backoff();
+        loop {
+            match self.find_coordinator(kind, key).await {
+                Ok(node) => {
+                    self.inner.coordinators.set(kind, key, node);
+                    let conn = self.connection(node, Lane::Coordinator).await?;
+                    return Ok((node, conn));
+                }
+                Err(e) if e.is_retriable() => {
+                    let delay = backoff.next_delay();
+                    if Instant::now() + delay > deadline {
+                        return Err(e);
+                    }
+                    debug!(error = %e, ?kind, key, "FindCoordinator will be retried");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Forgets a coordinator after an error that says it moved (or its connection died).
+    pub fn invalidate_coordinator(&self, kind: CoordinatorKind, key: &str, node_id: i32) {
+        self.inner.coordinators.invalidate(kind, key, node_id);
+    }
+
+    /// One FindCoordinator round trip.
+    async fn find_coordinator(&self, kind: CoordinatorKind, key: &str) -> Result<i32> {
+        let conn = self.any_connection(Lane::Control).await?;
+        let version = conn.version_for::<FindCoordinatorRequest>()?;
+        let key_bytes = StrBytes::from_string(key.to_owned());
+        let mut request = FindCoordinatorRequest::default().with_key_type(kind.key_type());
+        // Version 4 moved the key into a batch list (KIP-699).
+        if version >= 4 {
+            request.coordinator_keys = vec![key_bytes];
+        } else {
+            request.key = key_bytes;
+        }
+        let response = conn.send_version(&request, version, None).await?;
+        let (error_code, message, node, host, port) = match response.coordinators.first() {
+            Some(c) if version >= 4 => (
+                c.error_code,
+                c.error_message.clone(),
+                c.node_id.0,
+                c.host.clone(),
+                c.port,
+            ),
+            _ => (
+                response.error_code,
+                response.error_message.clone(),
+                response.node_id.0,
+                response.host.clone(),
+                response.port,
+            ),
+        };
+        Error::check_code(
+            ApiKey::FindCoordinator,
+            Some(conn.broker()),
+            error_code,
+            message.as_deref(),
+        )?;
+        self.inner
+            .pool
+            .set_addresses([(node, format!("{host}:{port}"))]);
+        Ok(node)
+    }
+
+    /// A fresh backoff for one retried operation.
+    pub fn retry_backoff(&self) -> Backoff {
+        Backoff::new(
+            self.inner.config.retry_backoff,
+            self.inner.config.retry_backoff_max,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1),
+        )
+    }
+}
+
+/// The error when no broker at all could be reached: names every address tried.
+fn no_broker_answered(config: &ClientConfig, failures: Vec<Error>) -> Error {
+    let detail: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    Error::Connect {
+        broker: crate::BrokerRef {
+            node_id: None,
+            addr: config.bootstrap_servers.join(","),
+        },
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            format!("no broker answered: {}", detail.join("; ")),
+        ),
+    }
+}

@@ -1,0 +1,293 @@
+//! Settings shared by every role (producer, consumer, admin): where the cluster is, how connections
+//! behave, how requests time out and back off.
+//!
+//! [`ClientConfig`] is plain data with documented defaults, built either with typed setters or from
+//! the Java client's property names (`bootstrap.servers`, `client.id`, `request.timeout.ms`, ...) so a
+//! user can paste an existing `.properties` file. Unknown keys and bad values are a [`Error::Config`]
+//! naming the key; nothing is silently ignored. Validation happens once, in [`ClientConfig::validate`].
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Connection and request settings for any josefk client.
+///
+/// Every field documents its default and the Java property it corresponds to.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// `bootstrap.servers`: `host:port` addresses tried in order to discover the cluster.
+    /// Required; no default.
+    pub bootstrap_servers: Vec<String>,
+    /// `client.id`: sent with every request, shown in broker logs and quotas. Default `josefk`.
+    pub client_id: String,
+    /// `request.timeout.ms`: how long to wait for a response before the connection is closed and
+    /// every request in flight on it fails with an unknown outcome. Default 30 s (Java's).
+    pub request_timeout: Duration,
+    /// `socket.connection.setup.timeout.ms`: TCP connect plus the ApiVersions handshake.
+    /// Default 10 s (Java's).
+    pub connection_setup_timeout: Duration,
+    /// `reconnect.backoff.ms`: first wait before redialling a broker that failed. Default 50 ms.
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms`: cap of the exponential reconnect backoff. Default 1 s.
+    pub reconnect_backoff_max: Duration,
+    /// `retry.backoff.ms`: first wait before retrying a request that failed retriably. Default 100 ms.
+    pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms`: cap of the exponential retry backoff. Default 1 s.
+    pub retry_backoff_max: Duration,
+    /// `metadata.max.age.ms`: metadata older than this is refreshed even without an error saying it
+    /// is stale. Default 5 min.
+    pub metadata_max_age: Duration,
+    /// `receive.message.max.bytes` (librdkafka's name; Java has no equivalent): the largest response
+    /// frame accepted from a broker. A larger length prefix closes the connection *before* any
+    /// buffer is allocated for it, so a broken or hostile peer cannot make josefk allocate without
+    /// bound. Default 100 MiB, above the default `fetch.max.bytes` (50 MiB).
+    pub max_response_size: usize,
+    /// `max.in.flight.requests.per.connection` for non-produce connections: how many requests may
+    /// be pipelined on one connection before further ones wait. Default 100. (The producer has its
+    /// own, Java-compatible limit of 5.)
+    pub max_in_flight_per_connection: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            bootstrap_servers: Vec::new(),
+            client_id: "josefk".to_owned(),
+            request_timeout: Duration::from_millis(30_000),
+            connection_setup_timeout: Duration::from_millis(10_000),
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_millis(1_000),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_millis(1_000),
+            metadata_max_age: Duration::from_millis(300_000),
+            max_response_size: 100 * 1024 * 1024,
+            max_in_flight_per_connection: 100,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A config with defaults and the given bootstrap servers (comma-separated, as in
+    /// `bootstrap.servers`).
+    pub fn new(bootstrap_servers: &str) -> Self {
+        ClientConfig {
+            bootstrap_servers: split_list(bootstrap_servers),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// Builds a config from Java-style properties. Unknown keys are an error.
+    pub fn from_properties<'a, I>(props: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let mut config = ClientConfig::default();
+        for (key, value) in props {
+            if !config.set(key, value)? {
+                return Err(Error::Config(format!("unknown property `{key}`")));
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets one Java-style property. Returns `Ok(false)` if `key` is not a client-level property (so
+    /// role configs can try their own keys), and an error if the value is invalid.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+        match key {
+            "bootstrap.servers" => self.bootstrap_servers = split_list(value),
+            "client.id" => self.client_id = value.to_owned(),
+            "request.timeout.ms" => self.request_timeout = parse_ms(key, value)?,
+            "socket.connection.setup.timeout.ms" => {
+                self.connection_setup_timeout = parse_ms(key, value)?
+            }
+            "reconnect.backoff.ms" => self.reconnect_backoff = parse_ms(key, value)?,
+            "reconnect.backoff.max.ms" => self.reconnect_backoff_max = parse_ms(key, value)?,
+            "retry.backoff.ms" => self.retry_backoff = parse_ms(key, value)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = parse_ms(key, value)?,
+            "metadata.max.age.ms" => self.metadata_max_age = parse_ms(key, value)?,
+            "receive.message.max.bytes" => self.max_response_size = parse_num(key, value)?,
+            "max.in.flight.requests.per.connection" => {
+                self.max_in_flight_per_connection = parse_num(key, value)?
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Sets `client.id`.
+    pub fn client_id(mut self, id: impl Into<String>) -> Self {
+        self.client_id = id.into();
+        self
+    }
+
+    /// Sets `request.timeout.ms`.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets `socket.connection.setup.timeout.ms`.
+    pub fn connection_setup_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_setup_timeout = timeout;
+        self
+    }
+
+    /// Sets `reconnect.backoff.ms` and `reconnect.backoff.max.ms`.
+    pub fn reconnect_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.reconnect_backoff = first;
+        self.reconnect_backoff_max = max;
+        self
+    }
+
+    /// Sets `retry.backoff.ms` and `retry.backoff.max.ms`.
+    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.retry_backoff = first;
+        self.retry_backoff_max = max;
+        self
+    }
+
+    /// Sets `metadata.max.age.ms`.
+    pub fn metadata_max_age(mut self, age: Duration) -> Self {
+        self.metadata_max_age = age;
+        self
+    }
+
+    /// Sets the largest response frame accepted (`receive.message.max.bytes`).
+    pub fn max_response_size(mut self, bytes: usize) -> Self {
+        self.max_response_size = bytes;
+        self
+    }
+
+    /// Sets how many requests may be pipelined on one non-produce connection.
+    pub fn max_in_flight_per_connection(mut self, n: usize) -> Self {
+        self.max_in_flight_per_connection = n;
+        self
+    }
+
+    /// Checks every rule at once; called by every client constructor.
+    pub fn validate(&self) -> Result<()> {
+        if self.bootstrap_servers.is_empty() {
+            return Err(Error::Config(
+                "`bootstrap.servers` is required (for example `127.0.0.1:9092`)".into(),
+            ));
+        }
+        for addr in &self.bootstrap_servers {
+            match addr.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                _ => {
+                    return Err(Error::Config(format!(
+                        "`bootstrap.servers` entry `{addr}` is not `host:port`"
+                    )))
+                }
+            }
+        }
+        for (key, value) in [
+            ("request.timeout.ms", self.request_timeout),
+            (
+                "socket.connection.setup.timeout.ms",
+                self.connection_setup_timeout,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(Error::Config(format!("`{key}` must be greater than 0")));
+            }
+        }
+        if self.reconnect_backoff > self.reconnect_backoff_max {
+            return Err(Error::Config(
+                "`reconnect.backoff.ms` must not exceed `reconnect.backoff.max.ms`".into(),
+            ));
+        }
+        if self.retry_backoff > self.retry_backoff_max {
+            return Err(Error::Config(
+                "`retry.backoff.ms` must not exceed `retry.backoff.max.ms`".into(),
+            ));
+        }
+        if self.max_response_size < 1024 {
+            return Err(Error::Config(
+                "`receive.message.max.bytes` must be at least 1024".into(),
+            ));
+        }
+        if self.max_in_flight_per_connection == 0 {
+            return Err(Error::Config(
+                "`max.in.flight.requests.per.connection` must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Splits a comma-separated property value, trimming blanks.
+pub(crate) fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Parses a `*.ms` property.
+pub(crate) fn parse_ms(key: &str, value: &str) -> Result<Duration> {
+    parse_num::<u64>(key, value).map(Duration::from_millis)
+}
+
+/// Parses a non-negative integer property.
+pub(crate) fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T> {
+    value.trim().parse::<T>().map_err(|_| {
+        Error::Config(format!(
+            "`{key}` must be a non-negative integer, got `{value}`"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_properties_map_onto_fields() {
+        let c = ClientConfig::from_properties([
+            ("bootstrap.servers", "a:1, b:2"),
+            ("client.id", "svc"),
+            ("request.timeout.ms", "1500"),
+            ("retry.backoff.ms", "10"),
+            ("retry.backoff.max.ms", "20"),
+            ("receive.message.max.bytes", "2048"),
+        ])
+        .unwrap();
+        assert_eq!(c.bootstrap_servers, vec!["a:1", "b:2"]);
+        assert_eq!(c.client_id, "svc");
+        assert_eq!(c.request_timeout, Duration::from_millis(1500));
+        assert_eq!(c.retry_backoff_max, Duration::from_millis(20));
+        assert_eq!(c.max_response_size, 2048);
+    }
+
+    #[test]
+    fn unknown_or_invalid_properties_are_named_in_the_error() {
+        let e = ClientConfig::from_properties([("bootstrap.servers", "a:1"), ("bogus", "1")])
+            .unwrap_err();
+        assert!(e.to_string().contains("`bogus`"), "{e}");
+        let e = ClientConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("request.timeout.ms", "soon"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("request.timeout.ms"), "{e}");
+        assert!(e.to_string().contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn validate_rejects_missing_or_malformed_bootstrap_and_zero_timeouts() {
+        assert!(ClientConfig::default().validate().is_err());
+        assert!(ClientConfig::new("nohost").validate().is_err());
+        assert!(ClientConfig::new("h:99999").validate().is_err());
+        assert!(ClientConfig::new("h:9092").validate().is_ok());
+        let zero = ClientConfig::new("h:1").request_timeout(Duration::ZERO);
+        assert!(zero.validate().is_err());
+        let inverted =
+            ClientConfig::new("h:1").retry_backoff(Duration::from_secs(2), Duration::from_secs(1));
+        assert!(inverted.validate().is_err());
+    }
+}

@@ -1,0 +1,379 @@
+//! The one public error type, and how each error should be handled.
+//!
+//! Every fallible call in josefk returns [`Error`]. What a caller should *do* about an error is given by
+//! [`Error::class`], following the Java client's semantics (and KIP-1050's grouping):
+//!
+//! - [`ErrorClass::Retriable`]: the same operation may succeed if tried again (a leader moved, a
+//!   connection dropped, a coordinator is loading). josefk retries these itself where the operation is
+//!   safe to repeat; a caller sees one only when the retry budget (a timeout) ran out.
+//! - [`ErrorClass::Abortable`]: the current transaction cannot commit, but the producer is healthy:
+//!   abort it and begin a new one.
+//! - [`ErrorClass::Fatal`]: the client (or this call) cannot go on: the producer was fenced, the
+//!   broker is too old, the configuration is wrong. Close the client.
+//!
+//! The same Kafka error code can mean different things in different places (an `INVALID_PRODUCER_EPOCH`
+//! from the transaction coordinator is fatal, from a partition leader it is abortable), so the class of
+//! a [`Error::Broker`] is decided where the error is detected and stored in the error, not derived from
+//! the code alone.
+
+use std::fmt;
+use std::time::Duration;
+
+pub use kafka_protocol::error::ResponseError;
+pub use kafka_protocol::messages::ApiKey;
+
+/// What a caller should do about an [`Error`]. See the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// Trying the same operation again may succeed.
+    Retriable,
+    /// The current transaction must be aborted; the client stays usable.
+    Abortable,
+    /// The client, or this call as made, cannot succeed; retrying will not help.
+    Fatal,
+}
+
+/// The broker an error came from: its node id when known (bootstrap connections have none yet) and
+/// the address josefk connected to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BrokerRef {
+    /// The broker's node id, if the connection was made to a known node.
+    pub node_id: Option<i32>,
+    /// `host:port` as dialled.
+    pub addr: String,
+}
+
+impl fmt::Display for BrokerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.node_id {
+            Some(id) => write!(f, "broker {id} ({})", self.addr),
+            None => write!(f, "bootstrap broker {}", self.addr),
+        }
+    }
+}
+
+/// Formats an optional API name for error messages.
+struct ApiName(Option<ApiKey>);
+
+impl fmt::Display for ApiName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(api) => write!(f, "{api:?}"),
+            None => f.write_str("request"),
+        }
+    }
+}
+
+/// Formats an optional broker for error messages.
+struct BrokerName<'a>(&'a Option<BrokerRef>);
+
+impl fmt::Display for BrokerName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(b) => write!(f, " to {b}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Every error josefk returns.
+///
+/// Match on the variant for detail, or call [`Error::class`] to decide what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is missing, unknown or invalid. Raised when a client is built.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// A connection could not be established (refused, unreachable, DNS, setup timeout).
+    /// Nothing was sent.
+    #[error("cannot connect to {broker}: {source}")]
+    Connect {
+        /// The broker dialled.
+        broker: BrokerRef,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The connection broke while this request was queued or in flight.
+    ///
+    /// When `outcome_unknown` is true the request may or may not have been received and applied by
+    /// the broker: a produce may have been written, a commit may have happened. Never treat such a
+    /// request as failed-and-safe-to-resend unless the operation is idempotent.
+    #[error(
+        "connection{} lost during {}{}: {reason}",
+        BrokerName(&Some(broker.clone())),
+        ApiName(*api),
+        if *outcome_unknown { " (outcome unknown)" } else { " (not sent)" }
+    )]
+    ConnectionLost {
+        /// The request's API, if the error belongs to one request.
+        api: Option<ApiKey>,
+        /// The broker.
+        broker: BrokerRef,
+        /// Whether the request may have reached the broker.
+        outcome_unknown: bool,
+        /// Why the connection was closed.
+        reason: String,
+    },
+
+    /// The broker sent bytes that violate the protocol: a frame over the size cap, a correlation id
+    /// out of order, a body that does not decode. The connection is closed.
+    #[error("protocol violation{} in {}: {message}", BrokerName(broker), ApiName(*api))]
+    Protocol {
+        /// The API being decoded, if known.
+        api: Option<ApiKey>,
+        /// The broker, if known.
+        broker: Option<BrokerRef>,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// The broker answered with a Kafka error code.
+    #[error(
+        "{api:?}{} failed: {code} (Kafka error {}){}",
+        BrokerName(broker),
+        code.code(),
+        message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+    )]
+    Broker {
+        /// The API whose response carried the error.
+        api: ApiKey,
+        /// The broker that answered, if known.
+        broker: Option<BrokerRef>,
+        /// The Kafka error.
+        code: ResponseError,
+        /// The broker's error message, where the response has one.
+        message: Option<String>,
+        /// What to do about it, decided where the error was detected.
+        class: ErrorClass,
+    },
+
+    /// No answer within the allowed time. For a request that was sent, its outcome is unknown.
+    #[error("{}{} timed out after {after:?}", ApiName(*api), BrokerName(broker))]
+    Timeout {
+        /// The API, if one request timed out.
+        api: Option<ApiKey>,
+        /// The broker, if known.
+        broker: Option<BrokerRef>,
+        /// The time allowed.
+        after: Duration,
+    },
+
+    /// The broker does not support any version of an API that josefk can speak.
+    #[error(
+        "{broker} does not support {api:?} in any version josefk speaks (josefk: {client_min}..={client_max}, broker: {})",
+        broker_range.map(|(a, b)| format!("{a}..={b}")).unwrap_or_else(|| "none".into())
+    )]
+    UnsupportedVersion {
+        /// The API.
+        api: ApiKey,
+        /// The broker.
+        broker: BrokerRef,
+        /// The versions the broker advertised, if any.
+        broker_range: Option<(i16, i16)>,
+        /// The lowest version josefk speaks.
+        client_min: i16,
+        /// The highest version josefk speaks.
+        client_max: i16,
+    },
+
+    /// A call was made in a state that does not allow it (for example committing with no
+    /// transaction begun).
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+
+    /// The client was closed.
+    #[error("client closed")]
+    Closed,
+}
+
+impl Error {
+    /// What a caller should do about this error. See the module docs.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Connect { .. } | Error::ConnectionLost { .. } | Error::Timeout { .. } => {
+                ErrorClass::Retriable
+            }
+            Error::Broker { class, .. } => *class,
+            Error::Config(_)
+            | Error::Protocol { .. }
+            | Error::UnsupportedVersion { .. }
+            | Error::InvalidState(_)
+            | Error::Closed => ErrorClass::Fatal,
+        }
+    }
+
+    /// Shorthand for `class() == ErrorClass::Retriable`.
+    pub fn is_retriable(&self) -> bool {
+        self.class() == ErrorClass::Retriable
+    }
+
+    /// The Kafka error, for [`Error::Broker`].
+    pub fn kafka_code(&self) -> Option<ResponseError> {
+        match self {
+            Error::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// The API the error belongs to, where there is one.
+    pub fn api(&self) -> Option<ApiKey> {
+        match self {
+            Error::Broker { api, .. } | Error::UnsupportedVersion { api, .. } => Some(*api),
+            Error::ConnectionLost { api, .. }
+            | Error::Protocol { api, .. }
+            | Error::Timeout { api, .. } => *api,
+            _ => None,
+        }
+    }
+
+    /// The broker the error came from, where known.
+    pub fn broker(&self) -> Option<&BrokerRef> {
+        match self {
+            Error::Connect { broker, .. }
+            | Error::ConnectionLost { broker, .. }
+            | Error::UnsupportedVersion { broker, .. } => Some(broker),
+            Error::Protocol { broker, .. }
+            | Error::Broker { broker, .. }
+            | Error::Timeout { broker, .. } => broker.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// True when a request may have been applied by the broker even though it failed here
+    /// (connection lost after sending, or a timeout).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            Error::ConnectionLost {
+                outcome_unknown: true,
+                ..
+            } | Error::Timeout { .. }
+        )
+    }
+
+    /// A broker error whose class follows Kafka's retriable flag: retriable if Kafka says so,
+    /// otherwise fatal. Roles that know better (transactions) build [`Error::Broker`] themselves.
+    pub fn from_code(
+        api: ApiKey,
+        broker: Option<BrokerRef>,
+        code: ResponseError,
+        message: Option<String>,
+    ) -> Error {
+        let class = if code.is_retriable() {
+            ErrorClass::Retriable
+        } else {
+            ErrorClass::Fatal
+        };
+        Error::Broker {
+            api,
+            broker,
+            code,
+            message,
+            class,
+        }
+    }
+
+    /// Turns a response's `error_code` field into `Ok(())` or an [`Error::Broker`] classified by
+    /// [`Error::from_code`].
+    pub fn check_code(
+        api: ApiKey,
+        broker: Option<&BrokerRef>,
+        error_code: i16,
+        message: Option<&str>,
+    ) -> Result<()> {
+        match ResponseError::try_from_code(error_code) {
+            None => Ok(()),
+            Some(code) => Err(Error::from_code(
+                api,
+                broker.cloned(),
+                code,
+                message.map(str::to_owned),
+            )),
+        }
+    }
+}
+
+/// `Result` with josefk's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker() -> BrokerRef {
+        BrokerRef {
+            node_id: Some(1),
+            addr: "127.0.0.1:9092".into(),
+        }
+    }
+
+    #[test]
+    fn broker_error_class_follows_kafka_retriable_flag() {
+        let e = Error::from_code(
+            ApiKey::Produce,
+            Some(broker()),
+            ResponseError::NotLeaderOrFollower,
+            None,
+        );
+        assert_eq!(e.class(), ErrorClass::Retriable);
+        let e = Error::from_code(ApiKey::Produce, None, ResponseError::MessageTooLarge, None);
+        assert_eq!(e.class(), ErrorClass::Fatal);
+        assert_eq!(e.kafka_code(), Some(ResponseError::MessageTooLarge));
+        assert_eq!(e.api(), Some(ApiKey::Produce));
+    }
+
+    #[test]
+    fn check_code_zero_is_ok_and_nonzero_names_api_broker_and_code() {
+        assert!(Error::check_code(ApiKey::Metadata, None, 0, None).is_ok());
+        let e = Error::check_code(ApiKey::CreateTopics, Some(&broker()), 36, Some("exists"))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("CreateTopics"), "{text}");
+        assert!(text.contains("broker 1 (127.0.0.1:9092)"), "{text}");
+        assert!(text.contains("Kafka error 36"), "{text}");
+        assert!(text.contains("exists"), "{text}");
+        assert_eq!(e.broker(), Some(&broker()));
+    }
+
+    #[test]
+    fn lost_connection_is_retriable_and_says_whether_outcome_is_known() {
+        let e = Error::ConnectionLost {
+            api: Some(ApiKey::Produce),
+            broker: broker(),
+            outcome_unknown: true,
+            reason: "reset".into(),
+        };
+        assert!(e.is_retriable());
+        assert!(e.outcome_unknown());
+        assert!(e.to_string().contains("outcome unknown"));
+        let e = Error::ConnectionLost {
+            api: None,
+            broker: broker(),
+            outcome_unknown: false,
+            reason: "reset".into(),
+        };
+        assert!(!e.outcome_unknown());
+        assert!(e.to_string().contains("not sent"));
+    }
+
+    #[test]
+    fn misuse_and_protocol_violations_are_fatal() {
+        assert_eq!(Error::Closed.class(), ErrorClass::Fatal);
+        assert_eq!(Error::Config("x".into()).class(), ErrorClass::Fatal);
+        let e = Error::UnsupportedVersion {
+            api: ApiKey::Produce,
+            broker: broker(),
+            broker_range: Some((0, 2)),
+            client_min: 3,
+            client_max: 12,
+        };
+        assert_eq!(e.class(), ErrorClass::Fatal);
+        assert!(e.to_string().contains("Produce"));
+        assert!(e.to_string().contains("0..=2"));
+    }
+}

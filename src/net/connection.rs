@@ -1,0 +1,556 @@
+//! One TCP connection to one broker: a task that owns the socket, and a cloneable handle.
+//!
+//! The task is the only code that reads or writes the socket. Callers encode their request in their
+//! own task, hand the frame to the connection task over a bounded channel with a oneshot for the
+//! answer, and decode the answer in their own task. Consequences, all deliberate:
+//!
+//! - **No torn frames.** A caller that drops its future drops only a oneshot receiver. A request not
+//!   yet written is skipped (its receiver is closed); one already written is answered into the void.
+//! - **Pipelining.** Up to `max_in_flight` requests are on the wire at once. Kafka answers in order on
+//!   a connection, so each response must carry the correlation id at the front of the in-flight queue;
+//!   anything else is a protocol violation that closes the connection.
+//! - **Outcome-unknown on failure.** On any I/O or framing error, or a request timeout (as in the Java
+//!   client, a timed-out request closes its connection), every request written or being written fails
+//!   with [`Error::ConnectionLost`] `{ outcome_unknown: true }` (or [`Error::Timeout`] for the one that
+//!   timed out); requests still queued fail with `outcome_unknown: false`.
+//! - **Bounded memory.** The response length prefix is checked against `max_response_size` before a
+//!   buffer is reserved for it.
+//!
+//! The read and write sides are polled in one `select!` with cancellation-safe operations
+//! (`read_buf`, `write`), so a large request being written never stops responses from being read:
+//! a broker blocked on writing a response to us cannot deadlock against us writing to it.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, trace, warn};
+
+use crate::error::{BrokerRef, Error, Result};
+use crate::protocol::codec::{
+    decode_response, encode_request, response_correlation_id, ApiRequest, EncodedRequest,
+};
+use crate::protocol::frame::split_frame;
+use crate::protocol::versions::ApiVersions;
+
+/// Settings of one connection, taken from [`ClientConfig`](crate::ClientConfig).
+#[derive(Debug, Clone)]
+pub struct ConnectionOptions {
+    /// Sent in every request header.
+    pub client_id: Arc<str>,
+    /// Default time allowed for a response once a request is accepted by the connection task.
+    pub request_timeout: Duration,
+    /// Time allowed for TCP connect plus the ApiVersions handshake.
+    pub setup_timeout: Duration,
+    /// Largest response frame accepted.
+    pub max_response_size: usize,
+    /// Requests on the wire at once; further requests wait in the channel.
+    pub max_in_flight: usize,
+}
+
+impl ConnectionOptions {
+    /// Options from a client config.
+    pub fn from_config(config: &crate::ClientConfig) -> Self {
+        ConnectionOptions {
+            client_id: Arc::from(config.client_id.as_str()),
+            request_timeout: config.request_timeout,
+            setup_timeout: config.connection_setup_timeout,
+            max_response_size: config.max_response_size,
+            max_in_flight: config.max_in_flight_per_connection,
+        }
+    }
+}
+
+/// What a caller hands the connection task.
+struct Envelope {
+    request: EncodedRequest,
+    timeout: Duration,
+    /// Gets the response frame (length prefix removed), or an empty `Bytes` once written for a
+    /// request that expects no response.
+    reply: oneshot::Sender<Result<Bytes>>,
+}
+
+/// A handle to a broker connection. Cheap to clone; the connection closes when the last handle
+/// is dropped and the requests in flight are answered.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    tx: mpsc::Sender<Envelope>,
+    broker: BrokerRef,
+    versions: ApiVersions,
+    options: ConnectionOptions,
+}
+
+impl Connection {
+    /// Dials `addr`, performs the ApiVersions handshake, and starts the connection task.
+    ///
+    /// Cancellation: dropping this future before it completes closes the socket; nothing else
+    /// was sent.
+    pub async fn connect(
+        addr: &str,
+        node_id: Option<i32>,
+        options: ConnectionOptions,
+    ) -> Result<Connection> {
+        let broker = BrokerRef {
+            node_id,
+            addr: addr.to_owned(),
+        };
+        let setup = async {
+            let mut stream = TcpStream::connect(addr)
+                .await
+                .map_err(|source| Error::Connect {
+                    broker: broker.clone(),
+                    source,
+                })?;
+            // Requests are written whole; Nagle would only delay small ones.
+            let _ = stream.set_nodelay(true);
+            let versions = handshake(&mut stream, &broker, &options).await?;
+            Ok::<_, Error>((stream, versions))
+        };
+        let (stream, versions) = match tokio::time::timeout(options.setup_timeout, setup).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::Connect {
+                    broker,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "connection setup took longer than {:?} (socket.connection.setup.timeout.ms)",
+                            options.setup_timeout
+                        ),
+                    ),
+                })
+            }
+        };
+        debug!(%broker, "connected");
+        let (tx, rx) = mpsc::channel(options.max_in_flight.max(16));
+        let task = ConnectionTask {
+            broker: broker.clone(),
+            max_response_size: options.max_response_size,
+            max_in_flight: options.max_in_flight,
+        };
+        tokio::spawn(task.run(stream, rx));
+        Ok(Connection {
+            shared: Arc::new(Shared {
+                tx,
+                broker,
+                versions,
+                options,
+            }),
+        })
+    }
+
+    /// The broker at the other end.
+    pub fn broker(&self) -> &BrokerRef {
+        &self.shared.broker
+    }
+
+    /// What the broker advertised in ApiVersions.
+    pub fn versions(&self) -> &ApiVersions {
+        &self.shared.versions
+    }
+
+    /// True once the connection task has stopped (after an error or a close); such a connection
+    /// fails every request, and the pool replaces it.
+    pub fn is_closed(&self) -> bool {
+        self.shared.tx.is_closed()
+    }
+
+    /// The highest version of `R` both sides speak.
+    pub fn version_for<R: ApiRequest>(&self) -> Result<i16> {
+        self.shared.versions.choose(R::KEY, &self.shared.broker)
+    }
+
+    /// Sends `request` at the highest common version and decodes the response.
+    ///
+    /// Cancellation: dropping the future never tears a frame. If the request was not yet written it
+    /// is not sent; if it was, the broker still processes it and the response is discarded.
+    pub async fn send<R: ApiRequest>(&self, request: &R) -> Result<R::Response> {
+        let version = self.version_for::<R>()?;
+        self.send_version(request, version, None).await
+    }
+
+    /// Sends `request` at `version` with an optional timeout other than `request.timeout.ms`
+    /// (a long-polling Fetch or JoinGroup needs more), and decodes the response.
+    ///
+    /// Cancellation: as [`Connection::send`].
+    pub async fn send_version<R: ApiRequest>(
+        &self,
+        request: &R,
+        version: i16,
+        timeout: Option<Duration>,
+    ) -> Result<R::Response> {
+        let encoded = encode_request(request, version, &self.shared.options.client_id)?;
+        let frame = self.send_encoded(encoded, timeout).await?;
+        decode_response::<R>(frame, version, Some(&self.shared.broker))
+    }
+
+    /// Sends an already encoded request and returns the raw response frame (length prefix removed,
+    /// header included), or an empty `Bytes` once written if the request expects no response.
+    ///
+    /// Cancellation: as [`Connection::send`].
+    pub async fn send_encoded(
+        &self,
+        request: EncodedRequest,
+        timeout: Option<Duration>,
+    ) -> Result<Bytes> {
+        let api = request.api_key;
+        let (reply, response) = oneshot::channel();
+        let envelope = Envelope {
+            request,
+            timeout: timeout.unwrap_or(self.shared.options.request_timeout),
+            reply,
+        };
+        let lost = |outcome_unknown, reason: &str| Error::ConnectionLost {
+            api: Some(api),
+            broker: self.shared.broker.clone(),
+            outcome_unknown,
+            reason: reason.to_owned(),
+        };
+        if self.shared.tx.send(envelope).await.is_err() {
+            return Err(lost(false, "connection already closed"));
+        }
+        // The task always answers an envelope it took; a dropped sender means it died mid-way.
+        response
+            .await
+            .unwrap_or_else(|_| Err(lost(true, "connection task ended")))
+    }
+}
+
+/// Exchanges ApiVersions on a fresh socket, before the connection task takes it over.
+///
+/// Sends the highest ApiVersions version josefk knows; a broker that does not know it answers with
+/// error UNSUPPORTED_VERSION in the v0 format, listing the ApiVersions versions it does speak, and the
+/// request is sent once more at that version (KIP-511).
+async fn handshake(
+    stream: &mut TcpStream,
+    broker: &BrokerRef,
+    options: &ConnectionOptions,
+) -> Result<ApiVersions> {
+    let mut version = ApiKey::ApiVersions.valid_versions().max;
+    let mut buf = BytesMut::with_capacity(4096);
+    for correlation_id in [-1, -2] {
+        let request = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("josefk"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let mut encoded = encode_request(&request, version, &options.client_id)?;
+        encoded.set_correlation_id(correlation_id);
+        let io_lost = |e: std::io::Error| Error::ConnectionLost {
+            api: Some(ApiKey::ApiVersions),
+            broker: broker.clone(),
+            outcome_unknown: true,
+            reason: e.to_string(),
+        };
+        stream.write_all(&encoded.frame).await.map_err(io_lost)?;
+        let frame = loop {
+            match split_frame(&mut buf, options.max_response_size) {
+                Ok(Some(frame)) => break frame.freeze(),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(Error::Protocol {
+                        api: Some(ApiKey::ApiVersions),
+                        broker: Some(broker.clone()),
+                        message: e.to_string(),
+                    })
+                }
+            }
+            if stream.read_buf(&mut buf).await.map_err(io_lost)? == 0 {
+                return Err(io_lost(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        };
+        if response_correlation_id(&frame) != Some(correlation_id) {
+            return Err(Error::Protocol {
+                api: Some(ApiKey::ApiVersions),
+                broker: Some(broker.clone()),
+                message: "ApiVersions response carries the wrong correlation id".into(),
+            });
+        }
+        let response =
+            match decode_response::<ApiVersionsRequest>(frame.clone(), version, Some(broker)) {
+                Ok(r) if r.error_code == 0 => return Ok(ApiVersions::from_response(&r)),
+                Ok(r) => r,
+                // An error answer is in the v0 format whatever version was asked for.
+                Err(_) => decode_v0_api_versions(frame, broker)?,
+            };
+        const UNSUPPORTED_VERSION: i16 = 35;
+        if response.error_code != UNSUPPORTED_VERSION {
+            return Error::check_code(ApiKey::ApiVersions, Some(broker), response.error_code, None)
+                .map(|()| ApiVersions::from_response(&response));
+        }
+        let theirs = ApiVersions::from_response(&response);
+        version = theirs.choose(ApiKey::ApiVersions, broker)?;
+    }
+    Err(Error::Protocol {
+        api: Some(ApiKey::ApiVersions),
+        broker: Some(broker.clone()),
+        message: "broker refused every ApiVersions version offered".into(),
+    })
+}
+
+/// Decodes an ApiVersions response frame in the v0 format (header: correlation id only).
+fn decode_v0_api_versions(mut frame: Bytes, broker: &BrokerRef) -> Result<ApiVersionsResponse> {
+    if frame.len() < 4 {
+        return Err(Error::Protocol {
+            api: Some(ApiKey::ApiVersions),
+            broker: Some(broker.clone()),
+            message: "ApiVersions response shorter than its header".into(),
+        });
+    }
+    frame.advance(4);
+    ApiVersionsResponse::decode(&mut frame, 0).map_err(|e| Error::Protocol {
+        api: Some(ApiKey::ApiVersions),
+        broker: Some(broker.clone()),
+        message: format!("cannot decode ApiVersions v0 response: {e:#}"),
+    })
+}
+
+/// A request on the wire (or being written), waiting for its response.
+struct InFlight {
+    correlation_id: i32,
+    api: ApiKey,
+    deadline: Instant,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<Bytes>>,
+}
+
+/// A frame waiting to be written. `reply` is set only for requests that expect no response: they
+/// are answered once their last byte is written.
+struct PendingWrite {
+    frame: Bytes,
+    reply: Option<oneshot::Sender<Result<Bytes>>>,
+}
+
+/// Why the connection task stopped.
+enum Closed {
+    /// All handles were dropped and nothing was left in flight.
+    Finished,
+    /// I/O error, EOF or protocol violation: everything in flight has an unknown outcome.
+    Broken(Error),
+    /// The oldest request passed its deadline.
+    TimedOut { api: ApiKey, after: Duration },
+}
+
+/// The state owned by the connection task.
+struct ConnectionTask {
+    broker: BrokerRef,
+    max_response_size: usize,
+    max_in_flight: usize,
+}
+
+/// Reads are done into at least this much spare room, so small responses need one syscall.
+const READ_CHUNK: usize = 64 * 1024;
+
+impl ConnectionTask {
+    async fn run(self, stream: TcpStream, mut rx: mpsc::Receiver<Envelope>) {
+        let (mut reader, mut writer) = stream.into_split();
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut writes: VecDeque<PendingWrite> = VecDeque::new();
+        let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut next_correlation_id: i32 = 0;
+        let mut accepting = true;
+
+        let closed = loop {
+            if !accepting && in_flight.is_empty() && writes.is_empty() {
+                break Closed::Finished;
+            }
+            if read_buf.capacity() - read_buf.len() < READ_CHUNK / 4 {
+                read_buf.reserve(READ_CHUNK);
+            }
+            let deadline = in_flight.front().map(|f| f.deadline);
+            let room = in_flight.len() + writes.len() < self.max_in_flight;
+            tokio::select! {
+                biased;
+                read = reader.read_buf(&mut read_buf) => match read {
+                    Ok(0) => break Closed::Broken(self.lost("broker closed the connection")),
+                    Ok(_) => {
+                        if let Err(e) = self.dispatch_responses(&mut read_buf, &mut in_flight) {
+                            break Closed::Broken(e);
+                        }
+                    }
+                    Err(e) => break Closed::Broken(self.lost(&e.to_string())),
+                },
+                written = writer.write(writes.front().map(|w| &w.frame[..]).unwrap_or_default()),
+                    if !writes.is_empty() =>
+                {
+                    match written {
+                        Ok(0) => break Closed::Broken(self.lost("socket closed while writing")),
+                        Ok(n) => {
+                            let front = writes.front_mut().expect("checked non-empty");
+                            front.frame.advance(n);
+                            if front.frame.is_empty() {
+                                let done = writes.pop_front().expect("checked non-empty");
+                                if let Some(reply) = done.reply {
+                                    let _ = reply.send(Ok(Bytes::new()));
+                                }
+                            }
+                        }
+                        Err(e) => break Closed::Broken(self.lost(&e.to_string())),
+                    }
+                }
+                envelope = rx.recv(), if accepting && room => match envelope {
+                    None => accepting = false,
+                    Some(envelope) => {
+                        // The caller gave up before its request reached the wire: do not send it.
+                        if envelope.reply.is_closed() {
+                            continue;
+                        }
+                        next_correlation_id = next_correlation_id.wrapping_add(1);
+                        let Envelope { mut request, timeout, reply } = envelope;
+                        request.set_correlation_id(next_correlation_id);
+                        trace!(api = ?request.api_key, correlation_id = next_correlation_id, "send");
+                        let frame = request.frame.freeze();
+                        if request.expects_response {
+                            in_flight.push_back(InFlight {
+                                correlation_id: next_correlation_id,
+                                api: request.api_key,
+                                deadline: Instant::now() + timeout,
+                                timeout,
+                                reply,
+                            });
+                            writes.push_back(PendingWrite { frame, reply: None });
+                        } else {
+                            writes.push_back(PendingWrite { frame, reply: Some(reply) });
+                        }
+                    }
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let front = in_flight.front().expect("deadline implies in-flight");
+                    break Closed::TimedOut { api: front.api, after: front.timeout };
+                }
+            }
+        };
+        self.fail_all(closed, in_flight, writes, rx).await;
+    }
+
+    /// Answers every complete response frame in `buf`, in order.
+    fn dispatch_responses(
+        &self,
+        buf: &mut BytesMut,
+        in_flight: &mut VecDeque<InFlight>,
+    ) -> Result<()> {
+        loop {
+            let frame = match split_frame(buf, self.max_response_size) {
+                Ok(Some(frame)) => frame.freeze(),
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    return Err(self.violation(in_flight.front().map(|f| f.api), e.to_string()))
+                }
+            };
+            let Some(id) = response_correlation_id(&frame) else {
+                return Err(self.violation(None, "response shorter than its correlation id".into()));
+            };
+            let Some(expected) = in_flight.pop_front() else {
+                return Err(self.violation(
+                    None,
+                    format!("response with correlation id {id} while no request is in flight"),
+                ));
+            };
+            if id != expected.correlation_id {
+                let message = format!(
+                    "response correlation id {id} does not match the oldest request in flight ({})",
+                    expected.correlation_id
+                );
+                let api = Some(expected.api);
+                in_flight.push_front(expected);
+                return Err(self.violation(api, message));
+            }
+            trace!(api = ?expected.api, correlation_id = id, len = frame.len(), "receive");
+            let _ = expected.reply.send(Ok(frame));
+        }
+    }
+
+    /// Fails everything the task still holds, with errors that say whether each request may have
+    /// reached the broker, then drains the channel so queued callers hear back too.
+    async fn fail_all(
+        &self,
+        closed: Closed,
+        in_flight: VecDeque<InFlight>,
+        writes: VecDeque<PendingWrite>,
+        mut rx: mpsc::Receiver<Envelope>,
+    ) {
+        let (reason, timed_out) = match closed {
+            Closed::Finished => {
+                debug!(broker = %self.broker, "connection closed by its handles");
+                return;
+            }
+            Closed::Broken(e) => {
+                warn!(broker = %self.broker, error = %e, "connection failed");
+                (e.to_string(), None)
+            }
+            Closed::TimedOut { api, after } => {
+                warn!(broker = %self.broker, ?api, "request timed out; closing connection");
+                (format!("{api:?} request timed out"), Some((api, after)))
+            }
+        };
+        let mut first = true;
+        for f in in_flight {
+            let error = match timed_out {
+                Some((api, after)) if first => Error::Timeout {
+                    api: Some(api),
+                    broker: Some(self.broker.clone()),
+                    after,
+                },
+                _ => Error::ConnectionLost {
+                    api: Some(f.api),
+                    broker: self.broker.clone(),
+                    outcome_unknown: true,
+                    reason: reason.clone(),
+                },
+            };
+            first = false;
+            let _ = f.reply.send(Err(error));
+        }
+        for w in writes {
+            if let Some(reply) = w.reply {
+                let _ = reply.send(Err(self.lost(&reason)));
+            }
+        }
+        rx.close();
+        while let Some(envelope) = rx.recv().await {
+            let _ = envelope.reply.send(Err(Error::ConnectionLost {
+                api: Some(envelope.request.api_key),
+                broker: self.broker.clone(),
+                outcome_unknown: false,
+                reason: reason.clone(),
+            }));
+        }
+    }
+
+    /// The error for the connection as a whole breaking.
+    fn lost(&self, reason: &str) -> Error {
+        Error::ConnectionLost {
+            api: None,
+            broker: self.broker.clone(),
+            outcome_unknown: true,
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// The error for a broker that broke the protocol.
+    fn violation(&self, api: Option<ApiKey>, message: String) -> Error {
+        Error::Protocol {
+            api,
+            broker: Some(self.broker.clone()),
+            message,
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one (the `select!` guard disables that branch).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

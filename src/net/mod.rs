@@ -1,0 +1,11 @@
+//! Sockets. The only module that touches the network.
+//!
+//! [`Connection`] is one broker connection: a task that owns the socket and a cloneable handle that
+//! talks to it over a channel (the tokio-postgres / mini-redis pattern). [`BrokerPool`] keeps one
+//! connection per broker and [`Lane`], opening them lazily and redialling with backoff.
+
+pub mod connection;
+pub mod pool;
+
+pub use connection::{Connection, ConnectionOptions};
+pub use pool::{BrokerPool, Endpoint, Lane};

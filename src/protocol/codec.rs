@@ -1,0 +1,200 @@
+//! Request encoding and response decoding: headers, correlation ids, and the one place where
+//! `kafka-protocol`'s `anyhow` errors become [`Error::Protocol`].
+//!
+//! A request is encoded by the caller's task (so the connection task only moves bytes) with a
+//! placeholder correlation id that the connection task patches in when it writes the frame; the
+//! response is decoded by the caller's task too. The connection task only reads the correlation id.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{self, ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
+
+use crate::error::{BrokerRef, Error, Result};
+use crate::protocol::frame::LENGTH_PREFIX;
+
+/// A request message josefk can send: its API key and the response it expects.
+///
+/// `kafka-protocol` only provides this mapping when both its `client` and `broker` features are on;
+/// josefk builds with `client` alone, so it keeps its own list of the APIs it speaks.
+pub trait ApiRequest: Encodable + Message + HeaderVersion {
+    /// The API key.
+    const KEY: ApiKey;
+    /// The response message.
+    type Response: Decodable + HeaderVersion;
+}
+
+macro_rules! api_requests {
+    ($($key:ident => $req:ident, $resp:ident;)*) => {$(
+        impl ApiRequest for messages::$req {
+            const KEY: ApiKey = ApiKey::$key;
+            type Response = messages::$resp;
+        }
+    )*};
+}
+
+api_requests! {
+    ApiVersions => ApiVersionsRequest, ApiVersionsResponse;
+    Metadata => MetadataRequest, MetadataResponse;
+    Produce => ProduceRequest, ProduceResponse;
+    Fetch => FetchRequest, FetchResponse;
+    ListOffsets => ListOffsetsRequest, ListOffsetsResponse;
+    OffsetCommit => OffsetCommitRequest, OffsetCommitResponse;
+    OffsetFetch => OffsetFetchRequest, OffsetFetchResponse;
+    FindCoordinator => FindCoordinatorRequest, FindCoordinatorResponse;
+    JoinGroup => JoinGroupRequest, JoinGroupResponse;
+    Heartbeat => HeartbeatRequest, HeartbeatResponse;
+    LeaveGroup => LeaveGroupRequest, LeaveGroupResponse;
+    SyncGroup => SyncGroupRequest, SyncGroupResponse;
+    DescribeGroups => DescribeGroupsRequest, DescribeGroupsResponse;
+    CreateTopics => CreateTopicsRequest, CreateTopicsResponse;
+    DeleteTopics => DeleteTopicsRequest, DeleteTopicsResponse;
+    InitProducerId => InitProducerIdRequest, InitProducerIdResponse;
+    AddPartitionsToTxn => AddPartitionsToTxnRequest, AddPartitionsToTxnResponse;
+    AddOffsetsToTxn => AddOffsetsToTxnRequest, AddOffsetsToTxnResponse;
+    EndTxn => EndTxnRequest, EndTxnResponse;
+    TxnOffsetCommit => TxnOffsetCommitRequest, TxnOffsetCommitResponse;
+    DescribeCluster => DescribeClusterRequest, DescribeClusterResponse;
+    DescribeConfigs => DescribeConfigsRequest, DescribeConfigsResponse;
+    DescribeProducers => DescribeProducersRequest, DescribeProducersResponse;
+}
+
+/// Byte offset of the correlation id in an encoded request frame: after the length prefix, the
+/// api key (2 bytes) and api version (2 bytes). It sits there in every request header version.
+pub const CORRELATION_ID_OFFSET: usize = LENGTH_PREFIX + 4;
+
+/// A request encoded into one complete frame, waiting for its correlation id.
+#[derive(Debug)]
+pub struct EncodedRequest {
+    /// The API.
+    pub api_key: ApiKey,
+    /// The version the body was encoded with.
+    pub api_version: i16,
+    /// The whole frame, length prefix included. Its correlation id is 0 until
+    /// [`EncodedRequest::set_correlation_id`].
+    pub frame: BytesMut,
+    /// False only for Produce with `acks=0`, which the broker never answers.
+    pub expects_response: bool,
+}
+
+impl EncodedRequest {
+    /// Writes the correlation id into the frame.
+    pub fn set_correlation_id(&mut self, id: i32) {
+        self.frame[CORRELATION_ID_OFFSET..CORRELATION_ID_OFFSET + 4]
+            .copy_from_slice(&id.to_be_bytes());
+    }
+}
+
+fn encode_error(api: ApiKey, version: i16, e: anyhow::Error) -> Error {
+    Error::Protocol {
+        api: Some(api),
+        broker: None,
+        message: format!("cannot encode version {version}: {e:#}"),
+    }
+}
+
+/// Encodes `body` as version `version` of its API into one frame, with a placeholder correlation
+/// id. Encoding fails (as [`Error::Protocol`]) if `body` uses a field that version lacks.
+pub fn encode_request<R: ApiRequest>(
+    body: &R,
+    version: i16,
+    client_id: &str,
+) -> Result<EncodedRequest> {
+    let api = R::KEY;
+    let header = RequestHeader::default()
+        .with_request_api_key(api as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(0)
+        .with_client_id(Some(StrBytes::from_string(client_id.to_owned())));
+    let header_version = R::header_version(version);
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| Ok(h + body.compute_size(version)?))
+        .map_err(|e| encode_error(api, version, e))?;
+    let len = i32::try_from(size).map_err(|_| Error::Protocol {
+        api: Some(api),
+        broker: None,
+        message: format!("request of {size} bytes is too large to frame"),
+    })?;
+    let mut frame = BytesMut::with_capacity(LENGTH_PREFIX + size);
+    frame.put_i32(len);
+    header
+        .encode(&mut frame, header_version)
+        .and_then(|()| body.encode(&mut frame, version))
+        .map_err(|e| encode_error(api, version, e))?;
+    debug_assert_eq!(frame.len(), LENGTH_PREFIX + size);
+    Ok(EncodedRequest {
+        api_key: api,
+        api_version: version,
+        frame,
+        expects_response: true,
+    })
+}
+
+/// Reads the correlation id at the start of a response frame (length prefix already removed).
+pub fn response_correlation_id(frame: &[u8]) -> Option<i32> {
+    frame
+        .get(..4)
+        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Decodes a response frame (length prefix removed) as version `version` of `R`'s response,
+/// skipping its header. Keys, values and other byte fields of the result are slices of `frame`,
+/// not copies.
+pub fn decode_response<R: ApiRequest>(
+    mut frame: Bytes,
+    version: i16,
+    broker: Option<&BrokerRef>,
+) -> Result<R::Response> {
+    let protocol_error = |what: &str, e: anyhow::Error| Error::Protocol {
+        api: Some(R::KEY),
+        broker: broker.cloned(),
+        message: format!("cannot decode {what} (version {version}): {e:#}"),
+    };
+    let header_version = R::Response::header_version(version);
+    ResponseHeader::decode(&mut frame, header_version)
+        .map_err(|e| protocol_error("response header", e))?;
+    R::Response::decode(&mut frame, version).map_err(|e| protocol_error("response body", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+
+    #[test]
+    fn encoded_frame_has_length_header_and_patchable_correlation_id() {
+        let mut req = encode_request(&MetadataRequest::default(), 12, "cid").unwrap();
+        let len = i32::from_be_bytes(req.frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len + 4, req.frame.len());
+        assert_eq!(&req.frame[4..6], &(ApiKey::Metadata as i16).to_be_bytes());
+        assert_eq!(&req.frame[6..8], &12i16.to_be_bytes());
+        req.set_correlation_id(0x0102_0304);
+        assert_eq!(&req.frame[8..12], &[1, 2, 3, 4]);
+        // Header v2: client id as a nullable string (i16 length), then tagged fields.
+        assert_eq!(&req.frame[12..14], &3i16.to_be_bytes());
+        assert_eq!(&req.frame[14..17], b"cid");
+    }
+
+    #[test]
+    fn decode_rejects_garbage_with_the_api_named() {
+        let e = decode_response::<MetadataRequest>(Bytes::from_static(&[0, 0, 0, 1, 9]), 12, None)
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Protocol {
+                    api: Some(ApiKey::Metadata),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let _: Option<MetadataResponse> = None;
+    }
+
+    #[test]
+    fn correlation_id_needs_four_bytes() {
+        assert_eq!(response_correlation_id(&[0, 0, 0, 7, 1]), Some(7));
+        assert_eq!(response_correlation_id(&[0, 0]), None);
+    }
+}

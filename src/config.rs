@@ -242,6 +242,17 @@ pub(crate) fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<
     })
 }
 
+/// Parses a `true`/`false` property.
+pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Error::Config(format!(
+            "`{key}` must be `true` or `false`, got `{value}`"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,13 +37,14 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod net;
+pub mod producer;
 pub mod protocol;
 pub mod record;
 pub mod state;
 
 pub use config::ClientConfig;
 pub use error::{BrokerRef, Error, ErrorClass, Result};
-pub use record::{IsolationLevel, TopicPartition};
+pub use record::{Header, IsolationLevel, ProducerRecord, RecordMetadata, TopicPartition};
 
 /// The `kafka-protocol` crate josefk is built on, for callers that build raw requests.
 pub use kafka_protocol;

@@ -47,3 +47,83 @@ impl IsolationLevel {
         }
     }
 }
+
+/// A record header. Kafka allows several headers with the same key; order is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The key (UTF-8).
+    pub key: String,
+    /// The value; `None` is distinct from empty.
+    pub value: Option<bytes::Bytes>,
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// Target topic.
+    pub topic: String,
+    /// Target partition; `None` lets the partitioner choose (murmur2 of the key, or sticky for
+    /// keyless records).
+    pub partition: Option<i32>,
+    /// Key; `None` is a null key.
+    pub key: Option<bytes::Bytes>,
+    /// Value; `None` is a tombstone.
+    pub value: Option<bytes::Bytes>,
+    /// Headers, in order, duplicates kept.
+    pub headers: Vec<Header>,
+    /// Milliseconds since the epoch; `None` takes the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record with a value and no key.
+    pub fn new(topic: impl Into<String>, value: impl Into<bytes::Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<bytes::Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Appends a header (duplicates allowed).
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<bytes::Bytes>) -> Self {
+        self.headers.push(Header {
+            key: key.into(),
+            value: Some(value.into()),
+        });
+        self
+    }
+
+    /// Sets the timestamp (ms since the epoch).
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+}
+
+/// Where a produced record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// The topic-partition.
+    pub partition: TopicPartition,
+    /// The record's offset, or `None` when the broker does not say: `acks=0`, or a retried batch the
+    /// broker recognised as a duplicate of one it already had (DUPLICATE_SEQUENCE_NUMBER).
+    pub offset: Option<i64>,
+    /// The timestamp the broker logged (`LogAppendTime` topics) or the record's own.
+    pub timestamp: i64,
+}

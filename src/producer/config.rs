@@ -1,0 +1,331 @@
+//! Producer settings: defaults and validation rules as the Java producer (Kafka 4.x) has them.
+//!
+//! The rules that tie settings together are the ones users trip over, so they are checked once, in
+//! [`ProducerConfig::validate`], with messages naming the properties:
+//!
+//! - `transactional.id` implies idempotence; setting it with `enable.idempotence=false` is an error.
+//! - Idempotence needs `acks=all`, `retries > 0` and `max.in.flight.requests.per.connection ≤ 5`
+//!   (the broker remembers the last 5 batches per producer for de-duplication). When
+//!   `enable.idempotence` was *not* set explicitly and another setting conflicts, idempotence is
+//!   turned off instead, as the Java client does; when it *was* set explicitly, it is an error.
+//! - `delivery.timeout.ms ≥ linger.ms + request.timeout.ms`, so a batch gets at least one attempt.
+
+use std::time::Duration;
+
+use crate::config::{parse_bool, parse_ms, parse_num, ClientConfig};
+use crate::error::{Error, Result};
+
+/// `acks`: how many replicas must have a batch before the broker answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Acks {
+    /// `acks=0`: the broker does not answer. Nothing is retried; a record may be lost silently.
+    None,
+    /// `acks=1`: the leader has written it. Lost if the leader fails before followers copy it.
+    Leader,
+    /// `acks=all` (`-1`): every in-sync replica has it. Java's default since Kafka 3.0.
+    All,
+}
+
+impl Acks {
+    /// The wire value.
+    pub fn wire(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+/// Producer settings. Every field documents its default and Java property.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ProducerConfig {
+    /// Connection settings (`bootstrap.servers`, `client.id`, `request.timeout.ms`, ...).
+    pub client: ClientConfig,
+    /// `acks`. Default `all`.
+    pub acks: Acks,
+    /// `enable.idempotence`. Default true (see the module docs for when it turns itself off).
+    pub enable_idempotence: bool,
+    /// Whether `enable.idempotence` was set explicitly (conflicts are then errors).
+    idempotence_explicit: bool,
+    /// `retries`. Default `i32::MAX`: retries are bounded by `delivery.timeout.ms` instead.
+    pub retries: u32,
+    /// `delivery.timeout.ms`: upper bound from `send` to success or failure, retries included.
+    /// Default 120 s.
+    pub delivery_timeout: Duration,
+    /// `linger.ms`: how long a batch waits for more records. Default 5 ms (Kafka 4.0, KIP-1030).
+    pub linger: Duration,
+    /// `batch.size`: bytes per partition batch. Default 16384.
+    pub batch_size: usize,
+    /// `buffer.memory`: bytes of records waiting to be sent before `send` waits. Default 32 MiB.
+    pub buffer_memory: usize,
+    /// `max.block.ms`: how long `send` may wait for buffer memory or metadata. Default 60 s.
+    pub max_block: Duration,
+    /// `max.request.size`: largest record (and Produce request). Default 1 MiB.
+    pub max_request_size: usize,
+    /// `max.in.flight.requests.per.connection`: Produce requests in flight per broker. Default 5.
+    pub max_in_flight: usize,
+    /// `compression.type`: `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default `none`.
+    pub compression: String,
+    /// `transactional.id`. Default none.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer. Default 60 s.
+    pub transaction_timeout: Duration,
+}
+
+impl ProducerConfig {
+    /// Defaults with the given bootstrap servers.
+    pub fn new(bootstrap_servers: &str) -> Self {
+        ProducerConfig::with_client(ClientConfig::new(bootstrap_servers))
+    }
+
+    /// Defaults over a client config.
+    pub fn with_client(client: ClientConfig) -> Self {
+        ProducerConfig {
+            client,
+            acks: Acks::All,
+            enable_idempotence: true,
+            idempotence_explicit: false,
+            retries: i32::MAX as u32,
+            delivery_timeout: Duration::from_millis(120_000),
+            linger: Duration::from_millis(5),
+            batch_size: 16_384,
+            buffer_memory: 32 * 1024 * 1024,
+            max_block: Duration::from_millis(60_000),
+            max_request_size: 1024 * 1024,
+            max_in_flight: 5,
+            compression: "none".to_owned(),
+            transactional_id: None,
+            transaction_timeout: Duration::from_millis(60_000),
+        }
+    }
+
+    /// Builds a config from Java producer properties. Unknown keys are an error.
+    pub fn from_properties<'a, I>(props: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let mut config = ProducerConfig::with_client(ClientConfig::default());
+        for (key, value) in props {
+            config.set(key, value)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets one Java producer property (client-level ones included).
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        match key {
+            "acks" => {
+                self.acks = match value.trim() {
+                    "0" => Acks::None,
+                    "1" => Acks::Leader,
+                    "all" | "-1" => Acks::All,
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "`acks` must be 0, 1, all or -1, got `{value}`"
+                        )))
+                    }
+                }
+            }
+            "enable.idempotence" => {
+                self.enable_idempotence = parse_bool(key, value)?;
+                self.idempotence_explicit = true;
+            }
+            // Shared with the client config's key, but for the producer it bounds Produce requests.
+            "max.in.flight.requests.per.connection" => self.max_in_flight = parse_num(key, value)?,
+            "retries" => self.retries = parse_num(key, value)?,
+            "delivery.timeout.ms" => self.delivery_timeout = parse_ms(key, value)?,
+            "linger.ms" => self.linger = parse_ms(key, value)?,
+            "batch.size" => self.batch_size = parse_num(key, value)?,
+            "buffer.memory" => self.buffer_memory = parse_num(key, value)?,
+            "max.block.ms" => self.max_block = parse_ms(key, value)?,
+            "max.request.size" => self.max_request_size = parse_num(key, value)?,
+            "compression.type" => self.compression = value.trim().to_owned(),
+            "transactional.id" => {
+                self.transactional_id = Some(value.to_owned()).filter(|v| !v.is_empty())
+            }
+            "transaction.timeout.ms" => self.transaction_timeout = parse_ms(key, value)?,
+            _ => {
+                if !self.client.set(key, value)? {
+                    return Err(Error::Config(format!("unknown producer property `{key}`")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `acks`.
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+
+    /// Sets `enable.idempotence` explicitly.
+    pub fn idempotence(mut self, enabled: bool) -> Self {
+        self.enable_idempotence = enabled;
+        self.idempotence_explicit = true;
+        self
+    }
+
+    /// Sets `linger.ms`.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Sets `batch.size`.
+    pub fn batch_size(mut self, bytes: usize) -> Self {
+        self.batch_size = bytes;
+        self
+    }
+
+    /// Sets `delivery.timeout.ms`.
+    pub fn delivery_timeout(mut self, timeout: Duration) -> Self {
+        self.delivery_timeout = timeout;
+        self
+    }
+
+    /// Sets `compression.type`.
+    pub fn compression(mut self, codec: &str) -> Self {
+        self.compression = codec.to_owned();
+        self
+    }
+
+    /// Sets `transactional.id` (which implies idempotence).
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
+    }
+
+    /// Checks every rule (see the module docs) and resolves idempotence.
+    pub fn validate(&mut self) -> Result<()> {
+        self.client.validate()?;
+        let conflicts: Vec<&str> = [
+            (self.acks != Acks::All, "`acks` must be `all`"),
+            (self.retries == 0, "`retries` must be greater than 0"),
+            (
+                self.max_in_flight > 5,
+                "`max.in.flight.requests.per.connection` must be at most 5",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(bad, why)| bad.then_some(why))
+        .collect();
+        if self.transactional_id.is_some() {
+            if self.idempotence_explicit && !self.enable_idempotence {
+                return Err(Error::Config(
+                    "`transactional.id` requires `enable.idempotence=true`".into(),
+                ));
+            }
+            if !conflicts.is_empty() {
+                return Err(Error::Config(format!(
+                    "a transactional producer is idempotent, so {}",
+                    conflicts.join(" and ")
+                )));
+            }
+            self.enable_idempotence = true;
+        } else if self.enable_idempotence && !conflicts.is_empty() {
+            if self.idempotence_explicit {
+                return Err(Error::Config(format!(
+                    "`enable.idempotence=true` requires that {}",
+                    conflicts.join(" and ")
+                )));
+            }
+            self.enable_idempotence = false;
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::Config(
+                "`max.in.flight.requests.per.connection` must be at least 1".into(),
+            ));
+        }
+        if self.delivery_timeout < self.linger + self.client.request_timeout {
+            return Err(Error::Config(
+                "`delivery.timeout.ms` must be at least `linger.ms` + `request.timeout.ms`".into(),
+            ));
+        }
+        if self.batch_size == 0 || self.max_request_size == 0 {
+            return Err(Error::Config(
+                "`batch.size` and `max.request.size` must be greater than 0".into(),
+            ));
+        }
+        if self.buffer_memory < self.max_request_size {
+            return Err(Error::Config(
+                "`buffer.memory` must be at least `max.request.size`".into(),
+            ));
+        }
+        if !matches!(
+            self.compression.as_str(),
+            "none" | "gzip" | "snappy" | "lz4" | "zstd"
+        ) {
+            return Err(Error::Config(format!(
+                "`compression.type` must be none, gzip, snappy, lz4 or zstd, got `{}`",
+                self.compression
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(extra: &[(&'static str, &'static str)]) -> Result<ProducerConfig> {
+        let mut all = vec![("bootstrap.servers", "h:1")];
+        all.extend_from_slice(extra);
+        ProducerConfig::from_properties(all)
+    }
+
+    #[test]
+    fn java_defaults() {
+        let c = props(&[]).unwrap();
+        assert_eq!(c.acks, Acks::All);
+        assert!(c.enable_idempotence);
+        assert_eq!(c.linger, Duration::from_millis(5));
+        assert_eq!(c.batch_size, 16_384);
+        assert_eq!(c.max_in_flight, 5);
+        assert_eq!(c.delivery_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn implicit_idempotence_yields_to_conflicting_settings() {
+        let c = props(&[("acks", "1")]).unwrap();
+        assert!(!c.enable_idempotence);
+        let c = props(&[("max.in.flight.requests.per.connection", "10")]).unwrap();
+        assert!(!c.enable_idempotence);
+        assert_eq!(c.max_in_flight, 10);
+    }
+
+    #[test]
+    fn explicit_idempotence_with_conflicts_is_an_error_naming_them() {
+        let e = props(&[("enable.idempotence", "true"), ("acks", "0")]).unwrap_err();
+        assert!(e.to_string().contains("`acks` must be `all`"), "{e}");
+        let e = props(&[("transactional.id", "t"), ("retries", "0")]).unwrap_err();
+        assert!(e.to_string().contains("`retries`"), "{e}");
+        let e = props(&[("transactional.id", "t"), ("enable.idempotence", "false")]).unwrap_err();
+        assert!(
+            e.to_string().contains("requires `enable.idempotence=true`"),
+            "{e}"
+        );
+        let c = props(&[("transactional.id", "t")]).unwrap();
+        assert!(c.enable_idempotence);
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_named() {
+        for (k, v, needle) in [
+            ("acks", "2", "`acks`"),
+            ("compression.type", "brotli", "brotli"),
+            ("linger.ms", "-1", "linger.ms"),
+            ("nonsense", "1", "`nonsense`"),
+            ("enable.idempotence", "yes", "enable.idempotence"),
+        ] {
+            let e = props(&[(k, v)]).unwrap_err();
+            assert!(e.to_string().contains(needle), "{k}={v}: {e}");
+        }
+        let e = props(&[("delivery.timeout.ms", "1000")]).unwrap_err();
+        assert!(e.to_string().contains("delivery.timeout.ms"), "{e}");
+    }
+}

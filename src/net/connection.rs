@@ -12,7 +12,9 @@
 //! - **Outcome-unknown on failure.** On any I/O or framing error, or a request timeout (as in the Java
 //!   client, a timed-out request closes its connection), every request written or being written fails
 //!   with [`Error::ConnectionLost`] `{ outcome_unknown: true }` (or [`Error::Timeout`] for the one that
-//!   timed out); requests still queued fail with `outcome_unknown: false`.
+//!   timed out, [`Error::Protocol`] for the one whose response broke the protocol); requests still
+//!   queued fail with `outcome_unknown: false`. The handle reports [`Connection::is_closed`] before
+//!   any caller hears of the failure, so a caller that retries at once gets a fresh connection.
 //! - **Bounded memory.** The response length prefix is checked against `max_response_size` before a
 //!   buffer is reserved for it.
 //!
@@ -335,10 +337,17 @@ struct PendingWrite {
 enum Closed {
     /// All handles were dropped and nothing was left in flight.
     Finished,
-    /// I/O error, EOF or protocol violation: everything in flight has an unknown outcome.
+    /// I/O error or EOF: everything in flight has an unknown outcome.
     Broken(Error),
-    /// The oldest request passed its deadline.
-    TimedOut { api: ApiKey, after: Duration },
+    /// The response to the oldest request in flight broke the protocol (over the size cap, wrong
+    /// correlation id): that request gets this error, the rest have an unknown outcome.
+    Violation(Error),
+    /// A request passed its deadline.
+    TimedOut {
+        correlation_id: i32,
+        api: ApiKey,
+        after: Duration,
+    },
 }
 
 /// The state owned by the connection task.
@@ -367,15 +376,19 @@ impl ConnectionTask {
             if read_buf.capacity() - read_buf.len() < READ_CHUNK / 4 {
                 read_buf.reserve(READ_CHUNK);
             }
-            let deadline = in_flight.front().map(|f| f.deadline);
-            let room = in_flight.len() + writes.len() < self.max_in_flight;
+            // Requests may carry different timeouts (a long-polling Fetch), so the earliest
+            // deadline is not necessarily the oldest request's.
+            let deadline = in_flight.iter().map(|f| f.deadline).min();
+            // A request that expects an answer is counted once, in `in_flight`, while it is also
+            // being written; `writes` bounds the rest (acks=0 frames).
+            let room = in_flight.len() < self.max_in_flight && writes.len() < self.max_in_flight;
             tokio::select! {
                 biased;
                 read = reader.read_buf(&mut read_buf) => match read {
                     Ok(0) => break Closed::Broken(self.lost("broker closed the connection")),
                     Ok(_) => {
                         if let Err(e) = self.dispatch_responses(&mut read_buf, &mut in_flight) {
-                            break Closed::Broken(e);
+                            break Closed::Violation(e);
                         }
                     }
                     Err(e) => break Closed::Broken(self.lost(&e.to_string())),
@@ -425,8 +438,15 @@ impl ConnectionTask {
                     }
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    let front = in_flight.front().expect("deadline implies in-flight");
-                    break Closed::TimedOut { api: front.api, after: front.timeout };
+                    let expired = in_flight
+                        .iter()
+                        .min_by_key(|f| f.deadline)
+                        .expect("deadline implies in-flight");
+                    break Closed::TimedOut {
+                        correlation_id: expired.correlation_id,
+                        api: expired.api,
+                        after: expired.timeout,
+                    };
                 }
             }
         };
@@ -448,7 +468,10 @@ impl ConnectionTask {
                 }
             };
             let Some(id) = response_correlation_id(&frame) else {
-                return Err(self.violation(None, "response shorter than its correlation id".into()));
+                return Err(self.violation(
+                    in_flight.front().map(|f| f.api),
+                    "response shorter than its correlation id".into(),
+                ));
             };
             let Some(expected) = in_flight.pop_front() else {
                 return Err(self.violation(
@@ -479,7 +502,10 @@ impl ConnectionTask {
         writes: VecDeque<PendingWrite>,
         mut rx: mpsc::Receiver<Envelope>,
     ) {
-        let (reason, timed_out) = match closed {
+        // The request whose own failure closed the connection (by correlation id; `None` means the
+        // oldest in flight), and its error.
+        let mut culprit: Option<i32> = None;
+        let (reason, mut own_error) = match closed {
             Closed::Finished => {
                 debug!(broker = %self.broker, "connection closed by its handles");
                 return;
@@ -488,27 +514,39 @@ impl ConnectionTask {
                 warn!(broker = %self.broker, error = %e, "connection failed");
                 (e.to_string(), None)
             }
-            Closed::TimedOut { api, after } => {
-                warn!(broker = %self.broker, ?api, "request timed out; closing connection");
-                (format!("{api:?} request timed out"), Some((api, after)))
+            Closed::Violation(e) => {
+                warn!(broker = %self.broker, error = %e, "connection failed");
+                (e.to_string(), Some(e))
             }
-        };
-        let mut first = true;
-        for f in in_flight {
-            let error = match timed_out {
-                Some((api, after)) if first => Error::Timeout {
+            Closed::TimedOut {
+                correlation_id,
+                api,
+                after,
+            } => {
+                culprit = Some(correlation_id);
+                warn!(broker = %self.broker, ?api, "request timed out; closing connection");
+                let error = Error::Timeout {
                     api: Some(api),
                     broker: Some(self.broker.clone()),
                     after,
-                },
-                _ => Error::ConnectionLost {
-                    api: Some(f.api),
-                    broker: self.broker.clone(),
-                    outcome_unknown: true,
-                    reason: reason.clone(),
-                },
-            };
-            first = false;
+                };
+                (format!("{api:?} request timed out"), Some(error))
+            }
+        };
+        // Closed before anyone is answered: a caller woken by its error may run on another thread
+        // and must already see `is_closed()`, or a retry through the pool reuses this connection.
+        rx.close();
+        for f in in_flight {
+            let is_culprit = culprit.is_none_or(|id| id == f.correlation_id);
+            let error =
+                own_error
+                    .take_if(|_| is_culprit)
+                    .unwrap_or_else(|| Error::ConnectionLost {
+                        api: Some(f.api),
+                        broker: self.broker.clone(),
+                        outcome_unknown: true,
+                        reason: reason.clone(),
+                    });
             let _ = f.reply.send(Err(error));
         }
         for w in writes {
@@ -516,7 +554,6 @@ impl ConnectionTask {
                 let _ = reply.send(Err(self.lost(&reason)));
             }
         }
-        rx.close();
         while let Some(envelope) = rx.recv().await {
             let _ = envelope.reply.send(Err(Error::ConnectionLost {
                 api: Some(envelope.request.api_key),

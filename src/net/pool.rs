@@ -53,12 +53,15 @@ struct Slot {
     next_dial: Option<Instant>,
 }
 
+/// Pooled slots by (endpoint, lane).
+type SlotMap = HashMap<(Endpoint, Lane), Arc<tokio::sync::Mutex<Slot>>>;
+
 /// Every connection of one client.
 #[derive(Debug)]
 pub struct BrokerPool {
     options: ConnectionOptions,
     reconnect_backoff: (std::time::Duration, std::time::Duration),
-    slots: Mutex<HashMap<(Endpoint, Lane), Arc<tokio::sync::Mutex<Slot>>>>,
+    slots: Mutex<SlotMap>,
     /// Node id → `host:port`, kept current by the cluster layer from metadata.
     addresses: Mutex<HashMap<i32, String>>,
 }

@@ -207,6 +207,21 @@ impl Connection {
         request: EncodedRequest,
         timeout: Option<Duration>,
     ) -> Result<Bytes> {
+        self.submit(request, timeout).await?.await
+    }
+
+    /// Hands an encoded request to the connection task and returns a future for its response,
+    /// without waiting for it. Requests submitted one after another from one task reach the wire
+    /// in that order, which the idempotent producer relies on (the broker checks sequence numbers
+    /// in arrival order); awaiting the responses can then happen elsewhere.
+    ///
+    /// Cancellation: dropping this call's future before it resolves means the request was not
+    /// queued; dropping the returned [`PendingResponse`] is as dropping [`Connection::send`].
+    pub async fn submit(
+        &self,
+        request: EncodedRequest,
+        timeout: Option<Duration>,
+    ) -> Result<PendingResponse> {
         let api = request.api_key;
         let (reply, response) = oneshot::channel();
         let envelope = Envelope {
@@ -214,19 +229,51 @@ impl Connection {
             timeout: timeout.unwrap_or(self.shared.options.request_timeout),
             reply,
         };
-        let lost = |outcome_unknown, reason: &str| Error::ConnectionLost {
-            api: Some(api),
-            broker: self.shared.broker.clone(),
-            outcome_unknown,
-            reason: reason.to_owned(),
-        };
         if self.shared.tx.send(envelope).await.is_err() {
-            return Err(lost(false, "connection already closed"));
+            return Err(Error::ConnectionLost {
+                api: Some(api),
+                broker: self.shared.broker.clone(),
+                outcome_unknown: false,
+                reason: "connection already closed".into(),
+            });
         }
-        // The task always answers an envelope it took; a dropped sender means it died mid-way.
-        response
-            .await
-            .unwrap_or_else(|_| Err(lost(true, "connection task ended")))
+        Ok(PendingResponse {
+            api,
+            broker: self.shared.broker.clone(),
+            response,
+        })
+    }
+}
+
+/// The response to a [`Connection::submit`]ted request: the raw frame (length prefix removed), or
+/// an empty `Bytes` once written for a request that expects no response.
+#[derive(Debug)]
+#[must_use = "a pending response reports whether the request succeeded"]
+pub struct PendingResponse {
+    api: ApiKey,
+    broker: BrokerRef,
+    response: oneshot::Receiver<Result<Bytes>>,
+}
+
+impl std::future::Future for PendingResponse {
+    type Output = Result<Bytes>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let api = self.api;
+        std::pin::Pin::new(&mut self.response).poll(cx).map(|r| {
+            // The task always answers an envelope it took; a dropped sender means it died mid-way.
+            r.unwrap_or_else(|_| {
+                Err(Error::ConnectionLost {
+                    api: Some(api),
+                    broker: self.broker.clone(),
+                    outcome_unknown: true,
+                    reason: "connection task ended".into(),
+                })
+            })
+        })
     }
 }
 

@@ -7,5 +7,5 @@
 pub mod connection;
 pub mod pool;
 
-pub use connection::{Connection, ConnectionOptions};
+pub use connection::{Connection, ConnectionOptions, PendingResponse};
 pub use pool::{BrokerPool, Endpoint, Lane};

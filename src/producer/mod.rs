@@ -1,6 +1,348 @@
-//! The producer role: configuration now; the `Producer` handle, sender task and idempotence driver
-//! are being built (see the producer issue).
+//! The producer role: [`Producer`], a cloneable handle whose [`Producer::send`] queues a record and
+//! returns a [`DeliveryFuture`], and a sender task (one per producer, like the Java client's
+//! `Sender` thread) that drains batches to partition leaders.
+//!
+//! Delivery guarantees, per configuration:
+//!
+//! - `acks=0` (at-most-once): a record is reported delivered once its request is written to the
+//!   socket; the broker never answers, nothing is retried, and the offset is unknown.
+//! - `acks=all`, idempotence off (at-least-once): failed batches are retried with backoff until
+//!   `delivery.timeout.ms`; a retry after a lost connection may write a record twice.
+//! - idempotence on (the default): the broker de-duplicates retries by producer id, epoch and
+//!   per-partition sequence, so each record is written once and in send order per partition
+//!   ([`crate::state::sequence`] holds the rules).
+//!
+//! The IO-free parts live in `state`: the accumulator, the partitioner, the sequence tracker. This
+//! module owns the tasks, the clock and the network.
 
 pub mod config;
+mod request;
+mod sender;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::ApiKey;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 pub use config::{Acks, ProducerConfig};
+
+use crate::cluster::Cluster;
+use crate::error::{Error, ErrorClass, Result};
+use crate::protocol::compression::Compression;
+use crate::record::{Header, ProducerRecord, RecordMetadata, TopicPartition};
+use crate::state::accumulator::{AccumulatorConfig, AppendResult};
+use crate::state::partitioner::{partition_for_key, Partitioner};
+use sender::{ProducerState, Shared};
+
+/// A record waiting in the accumulator, with the channel its outcome goes to.
+#[derive(Debug)]
+pub(crate) struct PendingRecord {
+    timestamp: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+    headers: Vec<Header>,
+    reply: oneshot::Sender<Result<RecordMetadata>>,
+}
+
+/// Resolves to where a record landed, or why it could not be delivered.
+///
+/// Dropping it does not cancel the delivery: the record is already queued.
+#[derive(Debug)]
+#[must_use = "a delivery future reports whether the record was written"]
+pub struct DeliveryFuture {
+    receiver: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.receiver)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+/// A Kafka producer. Cheap to clone; every clone shares one accumulator, sender task and
+/// producer id. When the last clone is dropped the sender finishes delivering what is queued and
+/// stops; call [`Producer::close`] to wait for that.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+/// Dropping the last handle starts a graceful close of the sender task.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.begin_close();
+    }
+}
+
+impl Producer {
+    /// Validates `config`, connects to the cluster, obtains a producer id when idempotent, and
+    /// starts the sender task.
+    pub async fn connect(mut config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
+        if config.transactional_id.is_some() {
+            return Err(Error::Config(
+                "transactional producers are not available yet in josefk (transactional.id)".into(),
+            ));
+        }
+        let compression: Compression = config
+            .compression
+            .parse()
+            .map_err(|e| Error::Config(format!("`compression.type`: {e}")))?;
+        let cluster = Cluster::connect(config.client.clone()).await?;
+        let accumulator = AccumulatorConfig {
+            batch_size: config.batch_size,
+            linger: config.linger,
+            buffer_memory: config.buffer_memory,
+            delivery_timeout: config.delivery_timeout,
+            retry_backoff: config.client.retry_backoff,
+            retry_backoff_max: config.client.retry_backoff_max,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(ProducerState::new(accumulator, config.enable_idempotence)),
+            wake: Notify::new(),
+            progress: Notify::new(),
+            cluster,
+            compression,
+            config,
+        });
+        if shared.config.enable_idempotence {
+            let producer = sender::init_producer_id(&shared).await?;
+            shared.lock().set_producer_id(producer);
+        }
+        tokio::spawn(sender::run(shared.clone()));
+        Ok(Producer {
+            handle: Arc::new(Handle { shared }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// The cluster view this producer uses (shared with an [`Admin`](crate::admin::Admin) via
+    /// [`Admin::from_cluster`](crate::admin::Admin::from_cluster)).
+    pub fn cluster(&self) -> &Cluster {
+        &self.shared().cluster
+    }
+
+    /// Queues `record` and returns a future for its delivery.
+    ///
+    /// Waits (up to `max.block.ms`) for the topic's metadata and for buffer memory, as the Java
+    /// client's `send` does. Errors here mean the record was not queued: too large for
+    /// `max.request.size`, unknown topic, partition out of range, producer closed or failed.
+    ///
+    /// Cancellation: dropping this future before it resolves leaves the record unqueued; once it
+    /// has resolved, the record is queued and dropping the [`DeliveryFuture`] does not cancel it.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let shared = self.shared();
+        shared.check_usable()?;
+        let deadline = Instant::now() + shared.config.max_block;
+        let size = estimated_record_size(&record);
+        if size > shared.config.max_request_size {
+            return Err(Error::Broker {
+                api: ApiKey::Produce,
+                broker: None,
+                code: ResponseError::MessageTooLarge,
+                message: Some(format!(
+                    "record of about {size} bytes exceeds max.request.size ({})",
+                    shared.config.max_request_size
+                )),
+                class: ErrorClass::Fatal,
+            });
+        }
+        let num_partitions = self.partition_count(&record.topic, deadline).await?;
+        let partition = match record.partition {
+            Some(p) if p < 0 || p >= num_partitions => {
+                return Err(Error::InvalidState(format!(
+                    "partition {p} of topic `{}` does not exist (it has {num_partitions})",
+                    record.topic
+                )))
+            }
+            Some(p) => Some(p),
+            None => record
+                .key
+                .as_deref()
+                .map(|k| partition_for_key(k, num_partitions)),
+        };
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let (reply, receiver) = oneshot::channel();
+        let mut pending = PendingRecord {
+            timestamp,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            reply,
+        };
+        let topic = record.topic;
+        loop {
+            // Register for a wake-up before looking, so a release between the look and the wait
+            // is not missed.
+            let freed = shared.progress.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut state = shared.lock();
+                let metadata = shared.cluster.metadata();
+                let p = match partition {
+                    Some(p) => p,
+                    None => state.sticky_partition(&topic, &metadata, num_partitions),
+                };
+                let tp = TopicPartition::new(topic.clone(), p);
+                match state.append(&tp, pending, size, partition.is_none(), &metadata) {
+                    AppendResult::Appended(appended) => {
+                        if appended.batch_full || appended.new_batch {
+                            shared.wake.notify_one();
+                        }
+                        return Ok(DeliveryFuture { receiver });
+                    }
+                    AppendResult::NoMemory(back) => pending = back,
+                    AppendResult::TooLarge(_) => {
+                        return Err(Error::Config(format!(
+                            "a record of about {size} bytes cannot fit in buffer.memory ({})",
+                            shared.config.buffer_memory
+                        )))
+                    }
+                    AppendResult::Closed(_) => return Err(Error::Closed),
+                }
+            }
+            shared.wake.notify_one();
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(Error::Timeout {
+                    api: None,
+                    broker: None,
+                    after: shared.config.max_block,
+                });
+            }
+            shared.check_usable()?;
+        }
+    }
+
+    /// The number of partitions of `topic`, from metadata, waiting for it until `deadline`.
+    async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<i32> {
+        let shared = self.shared();
+        if let Some(t) = shared.cluster.metadata().topics.get(topic) {
+            return Ok(t.partitions.len() as i32);
+        }
+        let wait = deadline.saturating_duration_since(Instant::now());
+        let snapshot = shared.cluster.wait_for_topics(&[topic], wait).await?;
+        Ok(snapshot.topics[topic].partitions.len() as i32)
+    }
+
+    /// Queues a record for a partition chosen by `partitioner` (a custom partitioner); the
+    /// partitioner's `None` falls back to the default choice.
+    pub async fn send_with(
+        &self,
+        mut record: ProducerRecord,
+        partitioner: &dyn Partitioner,
+    ) -> Result<DeliveryFuture> {
+        if record.partition.is_none() {
+            let deadline = Instant::now() + self.shared().config.max_block;
+            let n = self.partition_count(&record.topic, deadline).await?;
+            record.partition = partitioner.partition(
+                &record.topic,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                n,
+            );
+        }
+        self.send(record).await
+    }
+
+    /// Sends everything queued now and waits until every record queued before this call has an
+    /// outcome (Java `flush`).
+    ///
+    /// Cancellation: dropping the future stops waiting; the records are still delivered.
+    pub async fn flush(&self) -> Result<()> {
+        let shared = self.shared();
+        shared.lock().begin_flush();
+        shared.wake.notify_one();
+        let result = shared.wait_until_idle(None).await;
+        shared.lock().end_flush();
+        result
+    }
+
+    /// Delivers what is queued, waiting at most `timeout`, then stops the sender. Records still
+    /// undelivered then fail with [`Error::Closed`]. Further sends fail.
+    pub async fn close(&self, timeout: Duration) -> Result<()> {
+        let shared = self.shared();
+        shared.begin_close();
+        let result = shared.wait_until_idle(Some(Instant::now() + timeout)).await;
+        if result.is_err() {
+            shared.abort_all(|| Error::Closed);
+        }
+        result
+    }
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// An upper bound of a record's encoded size in a v2 batch (Java
+/// `DefaultRecord.sizeInBytes` with every varint at its widest), plus the batch header so a lone
+/// record is checked against `max.request.size` with its batch.
+fn estimated_record_size(record: &ProducerRecord) -> usize {
+    const VARINT: usize = 5;
+    const VARLONG: usize = 10;
+    let key = record.key.as_ref().map_or(0, |k| k.len());
+    let value = record.value.as_ref().map_or(0, |v| v.len());
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| VARINT + h.key.len() + VARINT + h.value.as_ref().map_or(0, |v| v.len()))
+        .sum();
+    VARINT + 1 + VARLONG + VARINT + VARINT + key + VARINT + value + VARINT + headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_estimate_bounds_the_encoded_size() {
+        use crate::protocol::records::{encode_batch, BatchOptions, RecordInput};
+        let record = ProducerRecord::new("t", vec![7u8; 300])
+            .key(vec![1u8; 40])
+            .header("a", "x")
+            .header("a", "y");
+        let mut out = bytes::BytesMut::new();
+        let info = encode_batch(
+            &mut out,
+            &BatchOptions::default(),
+            [RecordInput {
+                timestamp: 1,
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                headers: &record.headers[..],
+            }],
+        )
+        .unwrap();
+        let record_bytes = info.len - crate::state::accumulator::RECORD_BATCH_OVERHEAD;
+        let estimate = estimated_record_size(&record);
+        assert!(estimate >= record_bytes, "{estimate} < {record_bytes}");
+        assert!(
+            estimate <= record_bytes + 64,
+            "estimate {estimate} too loose"
+        );
+    }
+}

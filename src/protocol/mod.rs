@@ -9,9 +9,12 @@
 //! versions and tagged fields), KIP-511 (client name and version in ApiVersions).
 
 pub mod codec;
+pub mod compression;
 pub mod frame;
+pub mod records;
 pub mod versions;
 
 pub use codec::{decode_response, encode_request, EncodedRequest};
+pub use compression::Compression;
 pub use frame::{split_frame, FrameError};
 pub use versions::{client_versions, ApiVersions};

@@ -3,5 +3,16 @@
 //! Everything here is driven by method calls and returns decisions, so it can be unit-tested
 //! step by step without a runtime or a broker (the quinn-proto "sans-IO" model). The async layers
 //! (`net`, `cluster`, the roles) own the I/O and the clock and feed this module.
+//!
+//! The producer's pieces fit together like this: [`partitioner`] picks a partition, the
+//! [`accumulator`] batches records per partition, [`sequence`] stamps idempotent sequence numbers
+//! as batches are drained and decides what each produce outcome means, and [`transaction`] holds
+//! the transaction state machine and classifies coordinator errors.
 
+pub mod accumulator;
+pub mod assignor;
 pub mod backoff;
+pub mod isolation;
+pub mod partitioner;
+pub mod sequence;
+pub mod transaction;

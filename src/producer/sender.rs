@@ -1,0 +1,838 @@
+//! The producer's sender task and the state it shares with [`Producer`](super::Producer) handles.
+//!
+//! One task per producer (Java's `Sender` thread) loops: expire batches past
+//! `delivery.timeout.ms`, settle the idempotence bookkeeping (epoch bumps, unresolved sequences),
+//! ask the accumulator which leaders have sendable batches, drain one request per ready leader
+//! with a free in-flight slot, and spawn each request. A request task encodes its batches, sends
+//! them on the broker's produce connection, and feeds every partition's outcome back into the
+//! shared state, which completes, retries or fails the batch. The sender sleeps until a handle
+//! appends, a request finishes, or the accumulator's next linger/backoff deadline.
+//!
+//! The shared state is one `std::sync::Mutex`, held only for bookkeeping (never across an await):
+//! contention is one lock per `send` and per response.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, ProducerId};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::request::{build_produce_request, parse_produce_response, PartitionOutcome};
+use super::{Acks, PendingRecord, ProducerConfig};
+use crate::cluster::{is_stale_metadata_error, Cluster, MetadataSnapshot, TopicsQuery};
+use crate::error::{Error, ErrorClass, Result};
+use crate::net::{Lane, PendingResponse};
+use crate::protocol::codec::{decode_response, encode_request};
+use crate::protocol::compression::Compression;
+use crate::protocol::records::{encode_batch, BatchOptions, RecordInput};
+use crate::record::{RecordMetadata, TopicPartition};
+use crate::state::accumulator::{
+    Accumulator, AccumulatorConfig, AppendResult, NoGate, ProducerBatch,
+};
+use crate::state::partitioner::StickyPartitioner;
+use crate::state::sequence::{
+    Decision, EpochBump, IdempotenceState, PartitionResponse, ProducerIdAndEpoch, Resolution,
+};
+
+type Batch = ProducerBatch<PendingRecord>;
+
+/// What every handle and the sender task share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<ProducerState>,
+    /// Wakes the sender: a batch became sendable, a request finished, a flush or close began.
+    pub(crate) wake: Notify,
+    /// Wakes handles: memory was released, a request finished (flush and close wait on it).
+    pub(crate) progress: Notify,
+    pub(crate) cluster: Cluster,
+    pub(crate) compression: Compression,
+    pub(crate) config: ProducerConfig,
+}
+
+/// The producer's bookkeeping, behind [`Shared::state`].
+#[derive(Debug)]
+pub(crate) struct ProducerState {
+    accumulator: Accumulator<PendingRecord>,
+    /// Present when idempotent: producer id, epoch and per-partition sequences.
+    idempotence: Option<IdempotenceState>,
+    sticky: HashMap<String, StickyPartitioner>,
+    /// Produce requests in flight per leader.
+    in_flight: HashMap<i32, usize>,
+    closing: bool,
+    /// Why the producer cannot go on, once it cannot.
+    fatal: Option<String>,
+    /// A new producer id is being fetched; nothing drains meanwhile.
+    reinitializing: bool,
+}
+
+impl ProducerState {
+    pub(crate) fn new(config: AccumulatorConfig, idempotent: bool) -> Self {
+        ProducerState {
+            accumulator: Accumulator::new(config),
+            idempotence: idempotent.then(|| IdempotenceState::new(false)),
+            sticky: HashMap::new(),
+            in_flight: HashMap::new(),
+            closing: false,
+            fatal: None,
+            reinitializing: false,
+        }
+    }
+
+    pub(crate) fn set_producer_id(&mut self, producer: ProducerIdAndEpoch) {
+        if let Some(idem) = &mut self.idempotence {
+            let reset = idem.producer().is_valid();
+            idem.set_producer_id(producer, reset);
+        }
+        self.reinitializing = false;
+    }
+
+    /// The partition for a keyless record of `topic` (KIP-480 sticky partitioning).
+    pub(crate) fn sticky_partition(
+        &mut self,
+        topic: &str,
+        metadata: &MetadataSnapshot,
+        num_partitions: i32,
+    ) -> i32 {
+        let available = available_partitions(metadata, topic);
+        let batch_size = self.accumulator.config().batch_size;
+        self.sticky
+            .entry(topic.to_owned())
+            .or_insert_with(|| StickyPartitioner::new(batch_size, seed()))
+            .partition(&available, num_partitions)
+    }
+
+    pub(crate) fn append(
+        &mut self,
+        tp: &TopicPartition,
+        record: PendingRecord,
+        size: usize,
+        sticky: bool,
+        metadata: &MetadataSnapshot,
+    ) -> AppendResult<PendingRecord> {
+        let result = self
+            .accumulator
+            .append(tp, record, size, Instant::now().into_std());
+        if let (true, AppendResult::Appended(a)) = (sticky, &result) {
+            if let Some(p) = self.sticky.get_mut(&tp.topic) {
+                let available = available_partitions(metadata, &tp.topic);
+                let n = metadata
+                    .topics
+                    .get(&tp.topic)
+                    .map_or(1, |t| t.partitions.len() as i32);
+                p.on_append(a.appended_bytes, a.tail_full, &available, n);
+            }
+        }
+        result
+    }
+
+    pub(crate) fn begin_flush(&mut self) {
+        self.accumulator.begin_flush();
+    }
+
+    pub(crate) fn end_flush(&mut self) {
+        self.accumulator.end_flush();
+    }
+
+    fn idle(&self) -> bool {
+        !self.accumulator.has_undrained() && self.in_flight.values().all(|&n| n == 0)
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ProducerState> {
+        self.state.lock().expect("producer state poisoned")
+    }
+
+    /// Fails fast once the producer is closed or broken.
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        let state = self.lock();
+        if let Some(why) = &state.fatal {
+            return Err(Error::InvalidState(format!("producer failed: {why}")));
+        }
+        if state.closing {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Stops new sends; the sender delivers what is queued and exits.
+    pub(crate) fn begin_close(&self) {
+        let mut state = self.lock();
+        state.closing = true;
+        state.accumulator.close();
+        drop(state);
+        self.wake.notify_one();
+        self.progress.notify_waiters();
+    }
+
+    /// Waits until nothing is queued or in flight (or `deadline` passes).
+    pub(crate) async fn wait_until_idle(&self, deadline: Option<Instant>) -> Result<()> {
+        loop {
+            let progressed = self.progress.notified();
+            tokio::pin!(progressed);
+            progressed.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.idle() {
+                    return Ok(());
+                }
+                if let Some(why) = &state.fatal {
+                    return Err(Error::InvalidState(format!("producer failed: {why}")));
+                }
+            }
+            match deadline {
+                Some(d) => {
+                    if tokio::time::timeout_at(d, progressed).await.is_err() {
+                        return Err(Error::Timeout {
+                            api: None,
+                            broker: None,
+                            after: d.saturating_duration_since(Instant::now()),
+                        });
+                    }
+                }
+                None => progressed.await,
+            }
+        }
+    }
+
+    /// Fails every queued record (close timeout, fatal error).
+    pub(crate) fn abort_all(&self, error: impl Fn() -> Error) {
+        let batches = self.lock().accumulator.abort_all();
+        for batch in batches {
+            self.fail_batch(batch, &error);
+        }
+        self.progress.notify_waiters();
+    }
+
+    fn fail_batch(&self, batch: Batch, error: &dyn Fn() -> Error) {
+        let records = self.lock().accumulator.release(batch);
+        for r in records {
+            let _ = r.reply.send(Err(error()));
+        }
+    }
+
+    /// Marks the producer unusable and fails everything queued.
+    fn fail_fatally(&self, error: &Error) {
+        warn!(%error, "producer failed");
+        self.lock().fatal = Some(error.to_string());
+        let message = error.to_string();
+        self.abort_all(|| Error::InvalidState(format!("producer failed: {message}")));
+        self.wake.notify_one();
+    }
+}
+
+/// InitProducerId for an idempotent (non-transactional) producer, from any broker, retrying
+/// retriable errors until `request.timeout.ms`.
+pub(crate) async fn init_producer_id(shared: &Shared) -> Result<ProducerIdAndEpoch> {
+    let deadline = Instant::now() + shared.config.client.request_timeout;
+    let mut backoff = shared.cluster.retry_backoff();
+    let request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(i32::MAX)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    loop {
+        let attempt = async {
+            let conn = shared.cluster.any_connection(Lane::Control).await?;
+            let response = conn.send(&request).await?;
+            Error::check_code(
+                ApiKey::InitProducerId,
+                Some(conn.broker()),
+                response.error_code,
+                None,
+            )?;
+            Ok::<_, Error>(ProducerIdAndEpoch::new(
+                response.producer_id.0,
+                response.producer_epoch,
+            ))
+        };
+        match attempt.await {
+            Ok(p) => {
+                debug!(
+                    producer_id = p.producer_id,
+                    epoch = p.epoch,
+                    "producer id assigned"
+                );
+                return Ok(p);
+            }
+            Err(e) if e.is_retriable() => {
+                let delay = backoff.next_delay();
+                if Instant::now() + delay > deadline {
+                    return Err(e);
+                }
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The sender task. Ends when the producer is closed and everything has an outcome.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut leaders = LeaderIndex::default();
+    let mut sinks: HashMap<i32, mpsc::UnboundedSender<Vec<Batch>>> = HashMap::new();
+    loop {
+        let Plan {
+            requests,
+            sleep_for,
+            done,
+        } = plan(&shared, &mut leaders);
+        for (node, batches) in requests {
+            let sink = sinks.entry(node).or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(sink(shared.clone(), node, rx));
+                tx
+            });
+            // A sink only stops when its channel closes, which this loop alone can do.
+            let _ = sink.send(batches);
+        }
+        if done {
+            debug!("producer sender stopped");
+            shared.progress.notify_waiters();
+            return;
+        }
+        let wake = shared.wake.notified();
+        match sleep_for {
+            Some(d) => {
+                let _ = tokio::time::timeout(d, wake).await;
+            }
+            None => wake.await,
+        }
+    }
+}
+
+/// Which partitions each broker leads, rebuilt only when the metadata snapshot changes.
+#[derive(Default)]
+struct LeaderIndex {
+    snapshot: Option<Arc<MetadataSnapshot>>,
+    by_node: HashMap<i32, Vec<TopicPartition>>,
+}
+
+impl LeaderIndex {
+    fn update(&mut self, snapshot: Arc<MetadataSnapshot>) {
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &snapshot))
+        {
+            return;
+        }
+        self.by_node.clear();
+        for topic in snapshot.topics.values() {
+            for p in &topic.partitions {
+                if let Some(leader) = p.leader {
+                    self.by_node
+                        .entry(leader)
+                        .or_default()
+                        .push(TopicPartition::new(topic.name.clone(), p.partition));
+                }
+            }
+        }
+        self.snapshot = Some(snapshot);
+    }
+}
+
+/// What one pass of the sender loop decided.
+struct Plan {
+    /// Batches to send, by leader.
+    requests: Vec<(i32, Vec<Batch>)>,
+    /// When to look again without a wake-up; `None` means only on a wake-up.
+    sleep_for: Option<Duration>,
+    /// Closed and nothing left, or failed: the sender stops.
+    done: bool,
+}
+
+/// One pass of the sender loop under the lock: what to send, how long to sleep, whether to stop.
+fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
+    let now = Instant::now().into_std();
+    let mut expired = Vec::new();
+    let mut requests = Vec::new();
+    let mut need_producer_id = false;
+    let mut fatal = None;
+    let mut refresh = Vec::new();
+    let (sleep_for, done) = {
+        let mut guard = shared.lock();
+        let state = &mut *guard;
+        for batch in state.accumulator.expire(now) {
+            if let (Some(idem), Some(_)) = (&mut state.idempotence, batch.sequence()) {
+                idem.on_expired(batch.tp(), batch.id());
+            }
+            expired.push(batch);
+        }
+        if let Some(idem) = &mut state.idempotence {
+            for resolution in idem.maybe_resolve_sequences() {
+                match resolution {
+                    Resolution::Resolved(_) | Resolution::BumpEpoch(_) => {}
+                    Resolution::Abortable(_, e) | Resolution::Fatal(_, e) => fatal = Some(e),
+                }
+            }
+            match idem.bump_epoch_if_needed() {
+                Some(EpochBump::Bumped(p)) => {
+                    debug!(
+                        producer_id = p.producer_id,
+                        epoch = p.epoch,
+                        "epoch bumped locally"
+                    )
+                }
+                Some(EpochBump::NeedsNewProducerId) => need_producer_id = true,
+                None => {}
+            }
+            if need_producer_id && !state.reinitializing {
+                state.reinitializing = true;
+            } else {
+                need_producer_id = false;
+            }
+        }
+        let snapshot = shared.cluster.metadata();
+        let check = state.accumulator.ready(|tp| snapshot.leader(tp), now);
+        refresh.extend(check.unknown_leader_topics.iter().cloned());
+        tracing::trace!(ready = ?check.ready_nodes, next = ?check.next_check_delay, unknown = ?check.unknown_leader_topics, "sender plan");
+        leaders.update(snapshot);
+        let max_in_flight = shared.config.max_in_flight;
+        let blocked = state.reinitializing
+            || state
+                .idempotence
+                .as_ref()
+                .is_some_and(|i| !i.producer().is_valid());
+        if !blocked {
+            for node in check.ready_nodes {
+                let in_flight = state.in_flight.entry(node).or_default();
+                if *in_flight >= max_in_flight {
+                    continue;
+                }
+                let Some(partitions) = leaders.by_node.get(&node) else {
+                    continue;
+                };
+                let batches = match &mut state.idempotence {
+                    Some(idem) => state.accumulator.drain(
+                        node,
+                        partitions,
+                        shared.config.max_request_size,
+                        now,
+                        idem,
+                    ),
+                    None => state.accumulator.drain(
+                        node,
+                        partitions,
+                        shared.config.max_request_size,
+                        now,
+                        &mut NoGate,
+                    ),
+                };
+                tracing::trace!(node, drained = batches.len(), "drain");
+                if !batches.is_empty() {
+                    *state.in_flight.entry(node).or_default() += 1;
+                    requests.push((node, batches));
+                }
+            }
+        }
+        let mut sleep_for = check.next_check_delay;
+        if let Some(at) = state.accumulator.next_expiry() {
+            let until = at.saturating_duration_since(now);
+            sleep_for = Some(sleep_for.map_or(until, |d| d.min(until)));
+        }
+        if !refresh.is_empty() {
+            // Leaderless partitions: look again soon rather than at the next append.
+            sleep_for = Some(sleep_for.map_or(Duration::from_millis(100), |d| {
+                d.min(Duration::from_millis(100))
+            }));
+        }
+        let done = state.closing && state.idle() || state.fatal.is_some();
+        (sleep_for, done)
+    };
+    for batch in expired {
+        let after = shared.config.delivery_timeout;
+        shared.fail_batch(batch, &|| Error::Timeout {
+            api: Some(ApiKey::Produce),
+            broker: None,
+            after,
+        });
+    }
+    if !refresh.is_empty() {
+        let cluster = shared.cluster.clone();
+        tokio::spawn(async move {
+            let topics: Vec<&str> = refresh.iter().map(String::as_str).collect();
+            if let Err(e) = cluster.refresh_metadata(TopicsQuery::Some(&topics)).await {
+                debug!(error = %e, "metadata refresh for leaderless partitions failed");
+            }
+        });
+    }
+    if need_producer_id {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match init_producer_id(&shared).await {
+                Ok(p) => shared.lock().set_producer_id(p),
+                Err(e) => shared.fail_fatally(&e),
+            }
+            shared.wake.notify_one();
+        });
+    }
+    if let Some(e) = fatal {
+        shared.fail_fatally(&e);
+    }
+    Plan {
+        requests,
+        sleep_for,
+        done,
+    }
+}
+
+/// Encodes one batch's records with its producer id, epoch and sequence.
+fn encode(shared: &Shared, batch: &Batch) -> Result<Bytes> {
+    let mut options = BatchOptions {
+        compression: shared.compression,
+        ..BatchOptions::default()
+    };
+    if let Some(seq) = batch.sequence() {
+        options.producer_id = seq.producer.producer_id;
+        options.producer_epoch = seq.producer.epoch;
+        options.base_sequence = seq.base_sequence;
+    }
+    let mut out = BytesMut::with_capacity(batch.size_bytes());
+    encode_batch(
+        &mut out,
+        &options,
+        batch.records().iter().map(|r| RecordInput {
+            timestamp: r.timestamp,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            headers: &r.headers[..],
+        }),
+    )
+    .map_err(|e| Error::Protocol {
+        api: Some(ApiKey::Produce),
+        broker: None,
+        message: format!("cannot encode batch for {}: {e}", batch.tp()),
+    })?;
+    Ok(out.freeze())
+}
+
+/// The produce sink of one broker (franz-go's per-broker sink): takes the sender's requests for
+/// `node` in drain order and submits each to the broker's produce connection before taking the
+/// next, so requests reach the broker in sequence order; responses are awaited concurrently (up to
+/// `max.in.flight.requests.per.connection`, enforced by the sender).
+async fn sink(shared: Arc<Shared>, node: i32, mut requests: mpsc::UnboundedReceiver<Vec<Batch>>) {
+    while let Some(batches) = requests.recv().await {
+        let (batches, request) = prepare(&shared, batches);
+        match submit(&shared, node, &request).await {
+            Ok((broker, version, pending)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let result = match pending.await {
+                        Ok(_) if shared.config.acks == Acks::None => Ok(None),
+                        Ok(frame) => {
+                            decode_response::<ProduceRequest>(frame, version, Some(&broker))
+                                .map(|response| Some((broker, parse_produce_response(&response))))
+                        }
+                        Err(e) => Err(e),
+                    };
+                    settle(&shared, node, batches, result);
+                    finish_request(&shared, node);
+                });
+            }
+            Err(e) => {
+                settle(&shared, node, batches, Err(e));
+                finish_request(&shared, node);
+            }
+        }
+    }
+}
+
+/// Encodes each batch (failing the ones that cannot be encoded) and builds the request.
+fn prepare(shared: &Shared, batches: Vec<Batch>) -> (Vec<Batch>, ProduceRequest) {
+    let mut encoded = Vec::with_capacity(batches.len());
+    let mut sendable = Vec::with_capacity(batches.len());
+    for batch in batches {
+        match encode(shared, &batch) {
+            Ok(bytes) => {
+                encoded.push((batch.tp().clone(), bytes));
+                sendable.push(batch);
+            }
+            Err(e) => {
+                let message = e.to_string();
+                shared.fail_batch(batch, &|| Error::InvalidState(message.clone()));
+            }
+        }
+    }
+    let timeout_ms = shared
+        .config
+        .client
+        .request_timeout
+        .as_millis()
+        .try_into()
+        .unwrap_or(i32::MAX);
+    let request = build_produce_request(
+        shared.config.acks.wire(),
+        timeout_ms,
+        None,
+        encoded.iter().map(|(tp, bytes)| (tp, bytes.clone())),
+    );
+    (sendable, request)
+}
+
+/// Queues the request on `node`'s produce connection; returns what is needed to read the answer.
+async fn submit(
+    shared: &Shared,
+    node: i32,
+    request: &ProduceRequest,
+) -> Result<(crate::BrokerRef, i16, PendingResponse)> {
+    let conn = shared.cluster.connection(node, Lane::Produce).await?;
+    let version = conn.version_for::<ProduceRequest>()?;
+    let mut frame = encode_request(request, version, &shared.config.client.client_id)?;
+    // The broker never answers acks=0: such a request is done once written.
+    frame.expects_response = shared.config.acks != Acks::None;
+    let pending = conn.submit(frame, None).await?;
+    Ok((conn.broker().clone(), version, pending))
+}
+
+/// Frees the request's in-flight slot and wakes whoever waits on progress.
+fn finish_request(shared: &Shared, node: i32) {
+    {
+        let mut state = shared.lock();
+        if let Some(n) = state.in_flight.get_mut(&node) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    shared.wake.notify_one();
+    shared.progress.notify_waiters();
+}
+
+/// Applies a request's result to each of its batches.
+fn settle(
+    shared: &Arc<Shared>,
+    node: i32,
+    batches: Vec<Batch>,
+    result: Result<Option<(crate::BrokerRef, Vec<PartitionOutcome>)>>,
+) {
+    let now = Instant::now().into_std();
+    let mut completed: Vec<(Batch, Option<i64>, Option<i64>)> = Vec::new();
+    let mut failed: Vec<(Batch, Error)> = Vec::new();
+    let mut fatal: Option<Error> = None;
+    let mut stale = false;
+    {
+        let mut guard = shared.lock();
+        let state = &mut *guard;
+        let (broker, outcomes) = match &result {
+            Ok(Some((broker, outcomes))) => (Some(broker.clone()), Some(outcomes)),
+            _ => (None, None),
+        };
+        for mut batch in batches {
+            let retry_allowed = batch.attempts() < shared.config.retries
+                && batch.created() + shared.config.delivery_timeout > now;
+            let mut log_append = None;
+            let decision = match (&result, outcomes) {
+                (Ok(None), _) => Decision::Complete { base_offset: None },
+                (Ok(Some(_)), Some(outcomes)) => {
+                    let outcome = outcomes.iter().find(|o| o.tp == *batch.tp());
+                    let response = match outcome {
+                        Some(o) => PartitionResponse {
+                            error: o.error,
+                            base_offset: o.base_offset,
+                            log_start_offset: o.log_start_offset,
+                            message: o.error_message.clone(),
+                        },
+                        // A partition missing from the answer: treat as a network error.
+                        None => PartitionResponse::error(ResponseError::NetworkException),
+                    };
+                    if let Some(code) = response.error {
+                        debug!(tp = %batch.tp(), ?code, message = ?response.message, attempts = batch.attempts(), "produce error");
+                        stale |= is_stale_metadata_error(code);
+                    }
+                    log_append = outcome.and_then(|o| o.log_append_time);
+                    decide(state, &batch, &response, retry_allowed, broker.as_ref())
+                }
+                (Ok(Some(_)), None) => unreachable!("outcomes are Some whenever the result is"),
+                (Err(e), _) => {
+                    debug!(tp = %batch.tp(), error = %e, "produce request failed");
+                    stale |= !matches!(e, Error::Protocol { .. });
+                    match &mut state.idempotence {
+                        Some(idem) => match idem.on_no_response(batch.tp(), batch.id(), e) {
+                            Decision::Retry { .. } if !retry_allowed && !e.outcome_unknown() => {
+                                Decision::Fail {
+                                    error: clone_error(e),
+                                    outcome_unknown: false,
+                                }
+                            }
+                            d => d,
+                        },
+                        None if e.is_retriable() && retry_allowed => Decision::Retry {
+                            outcome_unknown: e.outcome_unknown(),
+                        },
+                        None => Decision::Fail {
+                            error: clone_error(e),
+                            outcome_unknown: e.outcome_unknown(),
+                        },
+                    }
+                }
+            };
+            match decision {
+                Decision::Complete { base_offset } => {
+                    completed.push((batch, base_offset, log_append))
+                }
+                Decision::Retry { outcome_unknown } => {
+                    if outcome_unknown {
+                        batch.mark_outcome_unknown();
+                    }
+                    state.accumulator.reenqueue(batch, now);
+                }
+                Decision::BumpEpochAndRetry => state.accumulator.reenqueue(batch, now),
+                Decision::Fail { error, .. } => failed.push((batch, error)),
+                Decision::Fatal(error) => {
+                    failed.push((batch, clone_error(&error)));
+                    fatal = Some(error);
+                }
+            }
+        }
+    }
+    for (batch, base_offset, log_append) in completed {
+        let tp = batch.tp().clone();
+        let records = shared.lock().accumulator.release(batch);
+        for (i, r) in records.into_iter().enumerate() {
+            let _ = r.reply.send(Ok(RecordMetadata {
+                partition: tp.clone(),
+                offset: base_offset.map(|b| b + i as i64),
+                timestamp: log_append.unwrap_or(r.timestamp),
+            }));
+        }
+    }
+    for (batch, error) in failed {
+        let message = error.to_string();
+        let class = error.class();
+        let code = error.kafka_code();
+        shared.fail_batch(batch, &|| match code {
+            Some(code) => Error::Broker {
+                api: ApiKey::Produce,
+                broker: None,
+                code,
+                message: Some(message.clone()),
+                class,
+            },
+            None => Error::InvalidState(message.clone()),
+        });
+    }
+    if stale {
+        let cluster = shared.cluster.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cluster.refresh_metadata(TopicsQuery::All).await {
+                debug!(error = %e, node, "metadata refresh after produce error failed");
+            }
+        });
+    }
+    if let Some(e) = fatal {
+        shared.fail_fatally(&e);
+    }
+}
+
+/// The decision for one partition's answer: the idempotence rules when idempotent, otherwise
+/// retry retriable errors while retries and time last.
+fn decide(
+    state: &mut ProducerState,
+    batch: &Batch,
+    response: &PartitionResponse,
+    retry_allowed: bool,
+    broker: Option<&crate::BrokerRef>,
+) -> Decision {
+    if let Some(idem) = &mut state.idempotence {
+        return idem.on_response(batch.tp(), batch.id(), response, retry_allowed);
+    }
+    match response.error {
+        None => Decision::Complete {
+            base_offset: Some(response.base_offset),
+        },
+        Some(code) if code.is_retriable() && retry_allowed => Decision::Retry {
+            outcome_unknown: matches!(
+                code,
+                ResponseError::RequestTimedOut | ResponseError::NotEnoughReplicasAfterAppend
+            ),
+        },
+        Some(code) => Decision::Fail {
+            error: Error::from_code(
+                ApiKey::Produce,
+                broker.cloned(),
+                code,
+                Some(format!(
+                    "{}{}",
+                    batch.tp(),
+                    response
+                        .message
+                        .as_deref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                )),
+            ),
+            outcome_unknown: false,
+        },
+    }
+}
+
+/// `Error` is not `Clone` (it may hold an `io::Error`); batches that share one failure each get an
+/// equivalent error.
+fn clone_error(e: &Error) -> Error {
+    match e {
+        Error::ConnectionLost {
+            api,
+            broker,
+            outcome_unknown,
+            reason,
+        } => Error::ConnectionLost {
+            api: *api,
+            broker: broker.clone(),
+            outcome_unknown: *outcome_unknown,
+            reason: reason.clone(),
+        },
+        Error::Timeout { api, broker, after } => Error::Timeout {
+            api: *api,
+            broker: broker.clone(),
+            after: *after,
+        },
+        Error::Broker {
+            api,
+            broker,
+            code,
+            message,
+            class,
+        } => Error::Broker {
+            api: *api,
+            broker: broker.clone(),
+            code: *code,
+            message: message.clone(),
+            class: *class,
+        },
+        other => match other.class() {
+            ErrorClass::Retriable => Error::ConnectionLost {
+                api: Some(ApiKey::Produce),
+                broker: other.broker().cloned().unwrap_or(crate::BrokerRef {
+                    node_id: None,
+                    addr: String::new(),
+                }),
+                outcome_unknown: true,
+                reason: other.to_string(),
+            },
+            _ => Error::InvalidState(other.to_string()),
+        },
+    }
+}
+
+/// Partitions of `topic` with a leader now.
+fn available_partitions(metadata: &MetadataSnapshot, topic: &str) -> Vec<i32> {
+    metadata.topics.get(topic).map_or_else(Vec::new, |t| {
+        t.partitions
+            .iter()
+            .filter(|p| p.leader.is_some())
+            .map(|p| p.partition)
+            .collect()
+    })
+}
+
+/// A per-producer seed for the sticky partitioner's choice.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}

@@ -1,0 +1,846 @@
+//! The producer's record accumulator: per-partition queues of batches waiting to be sent.
+//!
+//! Mirrors the Java client's `RecordAccumulator` where it matters for delivery semantics:
+//!
+//! - batches fill up to `batch.size` bytes and become sendable when full, when `linger.ms` has
+//!   passed, or when memory is short, a flush is running or the accumulator is closed
+//!   ([`Accumulator::ready`]);
+//! - memory is bounded by `buffer.memory`: instead of blocking a thread, [`Accumulator::append`]
+//!   hands the record back ([`AppendResult::NoMemory`]) so the async layer can wait for
+//!   [`Accumulator::release`] and try again;
+//! - [`Accumulator::drain`] takes at most one batch per partition per request, bounded by
+//!   `max.request.size`, rotating its start point per node so no partition starves; a
+//!   [`DrainGate`] (the idempotence state) may hold partitions back and stamps sequences;
+//! - retried batches go back in base-sequence order at the front ([`Accumulator::reenqueue`],
+//!   Java `insertInSequenceOrder`) and wait out an exponential retry backoff;
+//! - batches older than `delivery.timeout.ms` are expired ([`Accumulator::expire`]), except a batch
+//!   whose last send may have been written (franz-go's "when can a batch fail?" rule): failing it
+//!   could tell the user "not written" about a record that was.
+//!
+//! Records are opaque: each is a `T` plus the caller's estimate of its encoded size, so the
+//! producer layer chooses the record type. Nothing here reads a clock; `now` is always passed in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::sequence::{sequence_precedes, BatchSequence};
+use crate::record::TopicPartition;
+
+/// Bytes a v2 `RecordBatch` header takes before its first record (`RECORD_BATCH_OVERHEAD` in
+/// Java's `DefaultRecordBatch`); counted in every batch's size.
+pub const RECORD_BATCH_OVERHEAD: usize = 61;
+
+/// Identifies one batch for its whole life: appends, drains, retries, completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BatchId(pub u64);
+
+/// Accumulator settings. Field docs give the Java property and default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccumulatorConfig {
+    /// `batch.size`: a batch takes records up to this many bytes. Default 16 KiB.
+    pub batch_size: usize,
+    /// `linger.ms`: how long a batch that is not full waits for more records. Default 5 ms
+    /// (Kafka 4.0's default).
+    pub linger: Duration,
+    /// `buffer.memory`: bytes all queued and in-flight batches may hold. Default 32 MiB.
+    pub buffer_memory: usize,
+    /// `delivery.timeout.ms`: the time from a batch's creation after which it is failed. Default 2 min.
+    pub delivery_timeout: Duration,
+    /// `retry.backoff.ms`: wait before the first retry of a batch. Default 100 ms.
+    pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms`: cap of the doubling retry wait. Default 1 s.
+    pub retry_backoff_max: Duration,
+}
+
+impl Default for AccumulatorConfig {
+    fn default() -> Self {
+        AccumulatorConfig {
+            batch_size: 16 * 1024,
+            linger: Duration::from_millis(5),
+            buffer_memory: 32 * 1024 * 1024,
+            delivery_timeout: Duration::from_secs(120),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A batch of records for one partition.
+#[derive(Debug)]
+pub struct ProducerBatch<T> {
+    id: BatchId,
+    tp: TopicPartition,
+    records: Vec<T>,
+    /// Estimated encoded size: header plus every record's size.
+    size: usize,
+    /// Bytes held from `buffer.memory` until [`Accumulator::release`].
+    reserved: usize,
+    created: Instant,
+    /// Creation, then each re-enqueue: linger and retry backoff count from here (Java
+    /// `lastAttemptMs`).
+    last_attempt: Instant,
+    attempts: u32,
+    /// No more appends: it filled up, or it was drained once (its bytes and sequence are fixed).
+    closed: bool,
+    sequence: Option<BatchSequence>,
+    /// A send of this batch may have been written (timeout, lost connection, ambiguous error).
+    /// Sticky: once unsure, only a definite answer from the broker settles it.
+    outcome_unknown: bool,
+}
+
+impl<T> ProducerBatch<T> {
+    fn new(id: BatchId, tp: TopicPartition, now: Instant) -> Self {
+        ProducerBatch {
+            id,
+            tp,
+            records: Vec::new(),
+            size: RECORD_BATCH_OVERHEAD,
+            reserved: 0,
+            created: now,
+            last_attempt: now,
+            attempts: 0,
+            closed: false,
+            sequence: None,
+            outcome_unknown: false,
+        }
+    }
+
+    fn push(&mut self, record: T, size: usize) {
+        self.records.push(record);
+        self.size += size;
+    }
+
+    /// This batch's id.
+    pub fn id(&self) -> BatchId {
+        self.id
+    }
+
+    /// The partition it is for.
+    pub fn tp(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// Its records, in append order.
+    pub fn records(&self) -> &[T] {
+        &self.records
+    }
+
+    /// How many records it holds (the sequence numbers it uses).
+    pub fn record_count(&self) -> i32 {
+        self.records.len() as i32
+    }
+
+    /// Estimated encoded size in bytes, batch header included.
+    pub fn size_bytes(&self) -> usize {
+        self.size
+    }
+
+    /// When the first record was appended.
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
+    /// How many times it was re-enqueued for a retry.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Producer id, epoch and base sequence, once drained by an idempotent producer.
+    pub fn sequence(&self) -> Option<BatchSequence> {
+        self.sequence
+    }
+
+    /// Stamps producer id, epoch and base sequence (called by a [`DrainGate`]).
+    pub fn set_sequence(&mut self, sequence: Option<BatchSequence>) {
+        self.sequence = sequence;
+    }
+
+    /// Whether a send of this batch may have been written; such a batch is never expired.
+    pub fn outcome_unknown(&self) -> bool {
+        self.outcome_unknown
+    }
+
+    /// Records that a send may have been written. Cannot be undone.
+    pub fn mark_outcome_unknown(&mut self) {
+        self.outcome_unknown = true;
+    }
+
+    fn is_full(&self, batch_size: usize) -> bool {
+        self.closed || self.size >= batch_size
+    }
+}
+
+/// Decides, at drain time, whether a partition's front batch may be sent and stamps it.
+///
+/// The idempotence state implements this (Java's `shouldStopDrainBatchesForPartition` and the
+/// sequence assignment in `drainBatchesForOneNode`); non-idempotent producers use [`NoGate`].
+pub trait DrainGate {
+    /// May `batch`, the front of its partition's queue, be drained now?
+    fn may_drain<T>(&mut self, batch: &ProducerBatch<T>) -> bool;
+    /// `batch` is being drained: stamp its producer id, epoch and sequence.
+    fn on_drain<T>(&mut self, batch: &mut ProducerBatch<T>);
+}
+
+/// A [`DrainGate`] that lets everything through and stamps nothing (no idempotence).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGate;
+
+impl DrainGate for NoGate {
+    fn may_drain<T>(&mut self, _: &ProducerBatch<T>) -> bool {
+        true
+    }
+    fn on_drain<T>(&mut self, _: &mut ProducerBatch<T>) {}
+}
+
+/// Where an appended record went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The batch holding the record.
+    pub batch: BatchId,
+    /// The partition has a batch ready to send (queue longer than one, or this batch is full):
+    /// wake the sender (Java `batchIsFull`).
+    pub batch_full: bool,
+    /// A new batch was created for this record.
+    pub new_batch: bool,
+    /// The batch the record went into is full, so a sticky partitioner may switch
+    /// (Java `allBatchesFull`).
+    pub tail_full: bool,
+    /// Bytes this append added, for the sticky partitioner.
+    pub appended_bytes: usize,
+}
+
+/// The outcome of [`Accumulator::append`]. The variants that refuse give the record back.
+#[derive(Debug)]
+pub enum AppendResult<T> {
+    /// Queued.
+    Appended(Appended),
+    /// `buffer.memory` is used up: wait until batches are released, then append again. All
+    /// partitions are sendable meanwhile, so memory frees up as fast as possible.
+    NoMemory(T),
+    /// The record can never fit: it needs more than `buffer.memory` on its own.
+    TooLarge(T),
+    /// The accumulator is closed.
+    Closed(T),
+}
+
+/// The outcome of [`Accumulator::ready`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadyCheck {
+    /// Leaders with at least one sendable partition.
+    pub ready_nodes: BTreeSet<i32>,
+    /// When to check again for batches still lingering or backing off; `None` if none are.
+    pub next_check_delay: Option<Duration>,
+    /// Topics with queued batches but no known leader: refresh their metadata.
+    pub unknown_leader_topics: BTreeSet<String>,
+}
+
+/// Per-partition batch queues with a memory bound. See the module docs.
+#[derive(Debug)]
+pub struct Accumulator<T> {
+    config: AccumulatorConfig,
+    /// Ordered so `ready` and `expire` visit partitions deterministically.
+    queues: BTreeMap<TopicPartition, VecDeque<ProducerBatch<T>>>,
+    /// Bytes reserved by batches not yet released.
+    used_memory: usize,
+    /// An append was refused for memory and has not succeeded since (Java `free.queued() > 0`).
+    memory_waiters: bool,
+    /// Partitions with a request in flight, for `max.in.flight = 1` ordering without idempotence.
+    muted: HashSet<TopicPartition>,
+    /// Per node, where the last drain stopped (Java `nodesDrainIndex`), so partitions take turns.
+    drain_index: HashMap<i32, usize>,
+    flushes: usize,
+    closed: bool,
+    next_id: u64,
+}
+
+impl<T> Accumulator<T> {
+    /// An empty accumulator.
+    pub fn new(config: AccumulatorConfig) -> Self {
+        Accumulator {
+            config,
+            queues: BTreeMap::new(),
+            used_memory: 0,
+            memory_waiters: false,
+            muted: HashSet::new(),
+            drain_index: HashMap::new(),
+            flushes: 0,
+            closed: false,
+            next_id: 0,
+        }
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &AccumulatorConfig {
+        &self.config
+    }
+
+    /// Appends `record` of encoded size `size` to `tp`'s last batch, or to a new batch when it does
+    /// not fit (Java `tryAppend` / `appendNewBatch`). A new batch reserves
+    /// `max(batch.size, its first record)` bytes of `buffer.memory`, as Java's `BufferPool` does.
+    pub fn append(
+        &mut self,
+        tp: &TopicPartition,
+        record: T,
+        size: usize,
+        now: Instant,
+    ) -> AppendResult<T> {
+        if self.closed {
+            return AppendResult::Closed(record);
+        }
+        let batch_size = self.config.batch_size;
+        if let Some(queue) = self.queues.get_mut(tp) {
+            let queued = queue.len();
+            if let Some(last) = queue.back_mut().filter(|b| !b.closed) {
+                if last.size + size <= batch_size {
+                    last.push(record, size);
+                    let tail_full = last.is_full(batch_size);
+                    return AppendResult::Appended(Appended {
+                        batch: last.id,
+                        batch_full: queued > 1 || tail_full,
+                        new_batch: false,
+                        tail_full,
+                        appended_bytes: size,
+                    });
+                }
+                // Full for this record: later records must not slip in ahead of it.
+                last.closed = true;
+            }
+        }
+        let reserve = batch_size.max(RECORD_BATCH_OVERHEAD + size);
+        if reserve > self.config.buffer_memory {
+            return AppendResult::TooLarge(record);
+        }
+        if self.used_memory + reserve > self.config.buffer_memory {
+            self.memory_waiters = true;
+            return AppendResult::NoMemory(record);
+        }
+        self.used_memory += reserve;
+        self.memory_waiters = false;
+        self.next_id += 1;
+        let mut batch = ProducerBatch::new(BatchId(self.next_id), tp.clone(), now);
+        batch.reserved = reserve;
+        batch.push(record, size);
+        let tail_full = batch.is_full(batch_size);
+        let appended_bytes = batch.size;
+        let id = batch.id;
+        let queue = self.queues.entry(tp.clone()).or_default();
+        queue.push_back(batch);
+        AppendResult::Appended(Appended {
+            batch: id,
+            batch_full: queue.len() > 1 || tail_full,
+            new_batch: true,
+            tail_full,
+            appended_bytes,
+        })
+    }
+
+    /// Which leaders have something to send now, and when to look again (Java `ready`).
+    ///
+    /// A partition is sendable when its front batch is not backing off from a retry, not muted,
+    /// and any of: the queue holds a full batch, `linger.ms` passed, memory is short, a flush is
+    /// running, or the accumulator is closed. `leader_of` maps a partition to its leader's node id.
+    pub fn ready(
+        &self,
+        leader_of: impl Fn(&TopicPartition) -> Option<i32>,
+        now: Instant,
+    ) -> ReadyCheck {
+        let mut out = ReadyCheck::default();
+        for (tp, queue) in &self.queues {
+            let Some(first) = queue.front() else { continue };
+            let Some(leader) = leader_of(tp) else {
+                out.unknown_leader_topics.insert(tp.topic.clone());
+                continue;
+            };
+            if out.ready_nodes.contains(&leader) || self.muted.contains(tp) {
+                continue;
+            }
+            let waited = now.saturating_duration_since(first.last_attempt);
+            let backoff = retry_backoff(&self.config, first.attempts);
+            let backing_off = backoff.is_some_and(|b| waited < b);
+            let wait_for = backoff.unwrap_or(self.config.linger);
+            let full = queue.len() > 1 || first.is_full(self.config.batch_size);
+            let sendable = full
+                || waited >= wait_for
+                || self.memory_waiters
+                || self.closed
+                || self.flushes > 0;
+            if sendable && !backing_off {
+                out.ready_nodes.insert(leader);
+            } else {
+                let left = wait_for.saturating_sub(waited);
+                out.next_check_delay = Some(out.next_check_delay.map_or(left, |d| d.min(left)));
+            }
+        }
+        out
+    }
+
+    /// Takes batches for one request to `node` (Java `drainBatchesForOneNode`): at most one batch
+    /// per partition of `partitions` (the partitions `node` leads), in total at most
+    /// `max_request_size` bytes (a single larger batch still goes alone). Partitions backing off,
+    /// muted, or refused by `gate` are skipped; drained batches are stamped by `gate`.
+    ///
+    /// Every non-empty partition of the node is drained, lingering or not: the request is going
+    /// anyway, so waiting batches ride along.
+    pub fn drain(
+        &mut self,
+        node: i32,
+        partitions: &[TopicPartition],
+        max_request_size: usize,
+        now: Instant,
+        gate: &mut impl DrainGate,
+    ) -> Vec<ProducerBatch<T>> {
+        let mut out = Vec::new();
+        if partitions.is_empty() {
+            return out;
+        }
+        let start = self.drain_index.get(&node).copied().unwrap_or(0) % partitions.len();
+        let mut size = 0;
+        for step in 0..partitions.len() {
+            let idx = (start + step) % partitions.len();
+            self.drain_index.insert(node, idx);
+            let tp = &partitions[idx];
+            if self.muted.contains(tp) {
+                continue;
+            }
+            let Some(queue) = self.queues.get_mut(tp) else {
+                continue;
+            };
+            let Some(first) = queue.front() else { continue };
+            let waited = now.saturating_duration_since(first.last_attempt);
+            if retry_backoff(&self.config, first.attempts).is_some_and(|b| waited < b) {
+                continue;
+            }
+            if size + first.size > max_request_size && !out.is_empty() {
+                break;
+            }
+            // Java breaks out of the whole node here; skipping just this partition lets the
+            // others still go.
+            if !gate.may_drain(first) {
+                continue;
+            }
+            let mut batch = queue.pop_front().expect("front exists");
+            batch.closed = true;
+            gate.on_drain(&mut batch);
+            size += batch.size;
+            out.push(batch);
+        }
+        out
+    }
+
+    /// Puts a batch back for a retry: counts the attempt, restarts its backoff clock and inserts it
+    /// before every queued batch with a later sequence (Java `reenqueue` /
+    /// `insertInSequenceOrder`), so sequences keep going out in order.
+    pub fn reenqueue(&mut self, mut batch: ProducerBatch<T>, now: Instant) {
+        batch.attempts += 1;
+        batch.last_attempt = batch.last_attempt.max(now);
+        let queue = self.queues.entry(batch.tp.clone()).or_default();
+        let at = match batch.sequence {
+            None => 0,
+            Some(seq) => queue
+                .iter()
+                .position(|b| match b.sequence {
+                    Some(s) => !sequence_precedes(s.base_sequence, seq.base_sequence),
+                    None => true,
+                })
+                .unwrap_or(queue.len()),
+        };
+        queue.insert(at, batch);
+    }
+
+    /// Removes and returns the batches past `delivery.timeout.ms` for the caller to fail, oldest
+    /// first per partition (Java `expiredBatches`).
+    ///
+    /// A batch whose outcome is unknown stops expiry of its partition: it may have been written,
+    /// so it is retried until the broker gives a definite answer (franz-go DESIGN "When can a
+    /// batch fail?"). A returned batch that carries a sequence was sent before with a known
+    /// failure; report it to the idempotence state, which marks the sequence unresolved.
+    pub fn expire(&mut self, now: Instant) -> Vec<ProducerBatch<T>> {
+        let timeout = self.config.delivery_timeout;
+        let mut out = Vec::new();
+        for queue in self.queues.values_mut() {
+            while let Some(first) = queue.front() {
+                let expired = now.saturating_duration_since(first.created) >= timeout;
+                if !expired || first.outcome_unknown {
+                    break;
+                }
+                out.extend(queue.pop_front());
+            }
+        }
+        out
+    }
+
+    /// The earliest time a queued batch can expire, for the caller's timer.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.queues
+            .values()
+            .filter_map(|q| q.front())
+            .filter(|b| !b.outcome_unknown)
+            .map(|b| b.created + self.config.delivery_timeout)
+            .min()
+    }
+
+    /// Gives back a completed, failed or expired batch's memory and returns its records so the
+    /// caller can resolve them. Every batch that left the accumulator must come back here once.
+    pub fn release(&mut self, batch: ProducerBatch<T>) -> Vec<T> {
+        self.used_memory = self.used_memory.saturating_sub(batch.reserved);
+        batch.records
+    }
+
+    /// Removes every batch never drained (no sequence yet), for an aborted transaction (Java
+    /// `abortUndrainedBatches`). Batches already sent stay: their outcome must be learned.
+    pub fn abort_undrained(&mut self) -> Vec<ProducerBatch<T>> {
+        let mut out = Vec::new();
+        for queue in self.queues.values_mut() {
+            let (keep, drop): (VecDeque<_>, VecDeque<_>) =
+                queue.drain(..).partition(|b| b.sequence.is_some());
+            *queue = keep;
+            out.extend(drop);
+        }
+        out
+    }
+
+    /// Removes every queued batch (a forced close, Java `abortBatches`).
+    pub fn abort_all(&mut self) -> Vec<ProducerBatch<T>> {
+        let mut out = Vec::new();
+        for queue in self.queues.values_mut() {
+            out.extend(queue.drain(..));
+        }
+        out
+    }
+
+    /// Starts a flush: every partition is sendable until [`Accumulator::end_flush`]. Also use it
+    /// while a transaction commits or aborts, as Java treats `transactionCompleting`.
+    pub fn begin_flush(&mut self) {
+        self.flushes += 1;
+    }
+
+    /// Ends one [`Accumulator::begin_flush`].
+    pub fn end_flush(&mut self) {
+        self.flushes = self.flushes.saturating_sub(1);
+    }
+
+    /// Closes for appends; everything queued becomes sendable at once.
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    /// Holds `tp` back from draining (a request for it is in flight).
+    pub fn mute(&mut self, tp: &TopicPartition) {
+        self.muted.insert(tp.clone());
+    }
+
+    /// Undoes [`Accumulator::mute`].
+    pub fn unmute(&mut self, tp: &TopicPartition) {
+        self.muted.remove(tp);
+    }
+
+    /// Whether any batch is queued (Java `hasUndrained`).
+    pub fn has_undrained(&self) -> bool {
+        self.queues.values().any(|q| !q.is_empty())
+    }
+
+    /// How many batches are queued for `tp` (the queue length KIP-794 weighs partitions by).
+    pub fn queued_batches(&self, tp: &TopicPartition) -> usize {
+        self.queues.get(tp).map_or(0, VecDeque::len)
+    }
+
+    /// Bytes of `buffer.memory` held by unreleased batches.
+    pub fn used_memory(&self) -> usize {
+        self.used_memory
+    }
+}
+
+/// Java's retry wait before attempt `attempts + 1`: `retry.backoff.ms * 2^(attempts-1)` capped at
+/// `retry.backoff.max.ms`, none before the first send. (Java adds ±20 % jitter; this layer stays
+/// deterministic.)
+fn retry_backoff(config: &AccumulatorConfig, attempts: u32) -> Option<Duration> {
+    let exp = attempts.checked_sub(1)?.min(30);
+    Some(
+        config
+            .retry_backoff
+            .saturating_mul(1 << exp)
+            .min(config.retry_backoff_max.max(config.retry_backoff)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::sequence::ProducerIdAndEpoch;
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn config() -> AccumulatorConfig {
+        AccumulatorConfig {
+            batch_size: 200,
+            linger: ms(10),
+            buffer_memory: 1000,
+            delivery_timeout: ms(1000),
+            retry_backoff: ms(100),
+            retry_backoff_max: ms(400),
+        }
+    }
+
+    fn appended<T: std::fmt::Debug>(r: AppendResult<T>) -> Appended {
+        match r {
+            AppendResult::Appended(a) => a,
+            other => panic!("not appended: {other:?}"),
+        }
+    }
+
+    /// Stamps consecutive sequences, like an idempotence state that never says no.
+    struct Stamp(i32);
+    impl DrainGate for Stamp {
+        fn may_drain<T>(&mut self, _: &ProducerBatch<T>) -> bool {
+            true
+        }
+        fn on_drain<T>(&mut self, b: &mut ProducerBatch<T>) {
+            if b.sequence().is_none() {
+                let producer = ProducerIdAndEpoch::new(1, 0);
+                b.set_sequence(Some(BatchSequence {
+                    producer,
+                    base_sequence: self.0,
+                }));
+                self.0 += b.record_count();
+            }
+        }
+    }
+
+    fn seq<T>(b: &ProducerBatch<T>) -> i32 {
+        b.sequence().unwrap().base_sequence
+    }
+
+    #[test]
+    fn records_fill_a_batch_then_a_new_one_opens() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(config());
+        let a = appended(acc.append(&tp(0), 1, 50, t0));
+        assert!(a.new_batch && !a.batch_full && !a.tail_full);
+        assert_eq!(a.appended_bytes, RECORD_BATCH_OVERHEAD + 50);
+        let b = appended(acc.append(&tp(0), 2, 50, t0));
+        assert_eq!(
+            (b.batch, b.new_batch, b.appended_bytes),
+            (a.batch, false, 50)
+        );
+        // 61 + 3 * 50 > 200: the third record opens a second batch, the first is now sendable.
+        let c = appended(acc.append(&tp(0), 3, 50, t0));
+        assert!(c.new_batch && c.batch_full && c.batch != a.batch);
+        assert_eq!(acc.queued_batches(&tp(0)), 2);
+        assert_eq!(acc.used_memory(), 400);
+        // A record bigger than batch.size gets a batch of its own, full at once.
+        let big = appended(acc.append(&tp(1), 4, 500, t0));
+        assert!(big.new_batch && big.tail_full && big.batch_full);
+        assert_eq!(acc.used_memory(), 400 + 561);
+    }
+
+    #[test]
+    fn the_memory_bound_hands_records_back_until_memory_is_released() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(config());
+        for p in 0..5 {
+            appended(acc.append(&tp(p), p, 10, t0));
+        }
+        match acc.append(&tp(5), 99, 10, t0) {
+            AppendResult::NoMemory(r) => assert_eq!(r, 99),
+            other => panic!("{other:?}"),
+        }
+        // Appends that fit an open batch still work.
+        appended(acc.append(&tp(0), 100, 10, t0));
+        // Someone waits for memory: everything is sendable before linger.
+        let ready = acc.ready(|_| Some(1), t0);
+        assert_eq!(ready.ready_nodes, BTreeSet::from([1]));
+        let drained = acc.drain(1, &[tp(0)], 10_000, t0, &mut NoGate);
+        assert_eq!(
+            acc.release(drained.into_iter().next().unwrap()),
+            vec![0, 100]
+        );
+        appended(acc.append(&tp(5), 99, 10, t0));
+        assert!(
+            acc.ready(|_| Some(1), t0).ready_nodes.is_empty(),
+            "no waiter any more"
+        );
+        assert!(matches!(
+            acc.append(&tp(9), 7, 2000, t0),
+            AppendResult::TooLarge(7)
+        ));
+    }
+
+    #[test]
+    fn ready_waits_for_linger_and_says_when_to_look_again() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(config());
+        appended(acc.append(&tp(0), (), 10, t0));
+        appended(acc.append(&TopicPartition::new("orphan", 0), (), 10, t0));
+        let leader = |t: &TopicPartition| (t.topic == "t").then_some(1);
+        let r = acc.ready(leader, t0 + ms(3));
+        assert!(r.ready_nodes.is_empty());
+        assert_eq!(r.next_check_delay, Some(ms(7)));
+        assert_eq!(
+            r.unknown_leader_topics,
+            BTreeSet::from(["orphan".to_owned()])
+        );
+        assert_eq!(
+            acc.ready(leader, t0 + ms(10)).ready_nodes,
+            BTreeSet::from([1])
+        );
+        // A full batch does not linger.
+        appended(acc.append(&tp(1), (), 300, t0));
+        let r = acc.ready(|t| Some(t.partition + 1), t0);
+        assert_eq!(r.ready_nodes, BTreeSet::from([2]));
+    }
+
+    #[test]
+    fn flush_and_close_make_everything_sendable() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(config());
+        appended(acc.append(&tp(0), (), 10, t0));
+        assert!(acc.ready(|_| Some(1), t0).ready_nodes.is_empty());
+        acc.begin_flush();
+        assert_eq!(acc.ready(|_| Some(1), t0).ready_nodes.len(), 1);
+        acc.end_flush();
+        assert!(acc.ready(|_| Some(1), t0).ready_nodes.is_empty());
+        acc.close();
+        assert_eq!(acc.ready(|_| Some(1), t0).ready_nodes.len(), 1);
+        assert!(matches!(
+            acc.append(&tp(0), (), 10, t0),
+            AppendResult::Closed(())
+        ));
+    }
+
+    #[test]
+    fn drain_takes_one_batch_per_partition_within_the_request_size_and_rotates() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(AccumulatorConfig {
+            buffer_memory: 10_000,
+            ..config()
+        });
+        let parts = [tp(0), tp(1), tp(2)];
+        for p in &parts {
+            for _ in 0..2 {
+                appended(acc.append(p, (), 150, t0));
+            }
+        }
+        let all = acc.drain(1, &parts, 10_000, t0, &mut NoGate);
+        let tps: Vec<_> = all.iter().map(|b| b.tp().partition).collect();
+        assert_eq!(tps, vec![0, 1, 2], "one batch per partition");
+        // Room for one 211-byte batch only: each drain continues where the last one stopped.
+        let first = acc.drain(1, &parts, 300, t0, &mut NoGate);
+        let second = acc.drain(1, &parts, 300, t0, &mut NoGate);
+        assert_eq!(first.len(), 1);
+        assert_eq!(second.len(), 1);
+        assert_ne!(first[0].tp(), second[0].tp());
+        // A single batch larger than the limit still goes, alone.
+        let rest = acc.drain(1, &parts, 10, t0, &mut NoGate);
+        assert_eq!(rest.len(), 1);
+        assert!(!acc.has_undrained());
+    }
+
+    #[test]
+    fn drained_batches_are_closed_to_appends() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(config());
+        let a = appended(acc.append(&tp(0), 1, 10, t0));
+        let drained = acc.drain(1, &[tp(0)], 10_000, t0, &mut NoGate);
+        assert_eq!(drained[0].id(), a.batch);
+        let b = appended(acc.append(&tp(0), 2, 10, t0));
+        assert!(b.new_batch);
+    }
+
+    #[test]
+    fn retried_batches_return_in_sequence_order_and_back_off() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(config());
+        let mut gate = Stamp(0);
+        let mut sent = Vec::new();
+        for i in 0..3 {
+            appended(acc.append(&tp(0), i, 150, t0));
+            sent.extend(acc.drain(1, &[tp(0)], 10_000, t0, &mut gate));
+        }
+        appended(acc.append(&tp(0), 9, 10, t0));
+        let s1 = t0 + ms(5);
+        // Responses arrive out of order; the queue still ends up 0, 1, 2, then the new batch.
+        let b2 = sent.pop().unwrap();
+        let b0 = sent.remove(0);
+        let b1 = sent.pop().unwrap();
+        acc.reenqueue(b2, s1);
+        acc.reenqueue(b0, s1);
+        acc.reenqueue(b1, s1);
+        let order: Vec<Option<i32>> = acc.queues[&tp(0)]
+            .iter()
+            .map(|b| b.sequence().map(|s| s.base_sequence))
+            .collect();
+        assert_eq!(order, vec![Some(0), Some(1), Some(2), None]);
+        // First retry waits retry.backoff.ms (100 ms) from the re-enqueue.
+        let r = acc.ready(|_| Some(1), s1 + ms(50));
+        assert!(r.ready_nodes.is_empty());
+        assert_eq!(r.next_check_delay, Some(ms(50)));
+        assert!(acc
+            .drain(1, &[tp(0)], 10_000, s1 + ms(50), &mut gate)
+            .is_empty());
+        let again = acc.drain(1, &[tp(0)], 10_000, s1 + ms(100), &mut gate);
+        assert_eq!(seq(&again[0]), 0);
+        assert_eq!(again[0].attempts(), 1);
+        // Second retry of the same batch waits twice as long.
+        let s2 = s1 + ms(100);
+        acc.reenqueue(again.into_iter().next().unwrap(), s2);
+        assert!(acc.ready(|_| Some(1), s2 + ms(150)).ready_nodes.is_empty());
+        assert_eq!(acc.ready(|_| Some(1), s2 + ms(200)).ready_nodes.len(), 1);
+    }
+
+    #[test]
+    fn expiry_never_fails_a_batch_that_may_have_been_written() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(config());
+        let mut gate = Stamp(0);
+        appended(acc.append(&tp(0), "sent", 150, t0));
+        let mut b = acc.drain(1, &[tp(0)], 10_000, t0, &mut gate).pop().unwrap();
+        b.mark_outcome_unknown();
+        acc.reenqueue(b, t0 + ms(1));
+        appended(acc.append(&tp(0), "behind", 150, t0 + ms(2)));
+        appended(acc.append(&tp(1), "other", 10, t0 + ms(3)));
+        assert_eq!(acc.next_expiry(), Some(t0 + ms(1003)));
+        let expired = acc.expire(t0 + ms(2000));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].records(), ["other"]);
+        // The unsure batch and everything queued behind it wait for a definite answer.
+        assert_eq!(acc.queued_batches(&tp(0)), 2);
+        assert_eq!(acc.next_expiry(), None);
+    }
+
+    #[test]
+    fn aborting_drops_only_unsent_batches() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(config());
+        appended(acc.append(&tp(0), 1, 150, t0));
+        let sent = acc
+            .drain(1, &[tp(0)], 10_000, t0, &mut Stamp(0))
+            .pop()
+            .unwrap();
+        acc.reenqueue(sent, t0);
+        appended(acc.append(&tp(0), 2, 150, t0));
+        let aborted = acc.abort_undrained();
+        assert_eq!(aborted.len(), 1);
+        assert_eq!(aborted[0].records(), [2]);
+        assert_eq!(acc.queued_batches(&tp(0)), 1);
+        assert_eq!(acc.abort_all().len(), 1);
+        assert!(!acc.has_undrained());
+    }
+
+    #[test]
+    fn muted_partitions_are_neither_ready_nor_drained() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(config());
+        appended(acc.append(&tp(0), (), 300, t0));
+        acc.mute(&tp(0));
+        assert!(acc.ready(|_| Some(1), t0).ready_nodes.is_empty());
+        assert!(acc.drain(1, &[tp(0)], 10_000, t0, &mut NoGate).is_empty());
+        acc.unmute(&tp(0));
+        assert_eq!(acc.drain(1, &[tp(0)], 10_000, t0, &mut NoGate).len(), 1);
+    }
+}

@@ -1,0 +1,449 @@
+//! Which partition a record goes to: Kafka's murmur2 key hash, the sticky choice for keyless
+//! records, and the [`Partitioner`] trait for custom rules.
+//!
+//! Keyed records must land where every other Kafka client puts them, so the hash is the Java
+//! client's `Utils.murmur2` bit for bit and the partition is `toPositive(hash) % partitions`
+//! (`BuiltInPartitioner.partitionForKey`). Keyless records follow KIP-480 (sticky partitioning) as
+//! refined by KIP-794 (`BuiltInPartitioner`): stay on one partition until about `batch.size` bytes
+//! went to it, then switch, choosing among partitions that have a leader and, when queue lengths
+//! are known, preferring partitions with shorter queues. Everything here is driven by explicit
+//! calls; the random source is a seeded xorshift so tests are deterministic.
+
+use std::fmt;
+
+/// Kafka's 32-bit murmur2 hash, exactly as the Java client's `Utils.murmur2` computes it (seed
+/// `0x9747b28c`), including its little-endian word reads and tail handling.
+pub fn murmur2(data: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    // Java does this arithmetic on `int`, which wraps; u32 wrapping gives the same bits.
+    let mut h: u32 = 0x9747_b28c ^ (data.len() as u32);
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        let mut k = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = words.remainder();
+    // Java's switch falls through from case 3 to case 1; the multiply happens once for any tail.
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// Java's `Utils.toPositive`: clears the sign bit (not `abs`, which overflows on `i32::MIN`).
+pub fn to_positive(n: i32) -> i32 {
+    n & 0x7fff_ffff
+}
+
+/// The partition Kafka's default partitioner gives a key: `toPositive(murmur2(key)) % partitions`.
+///
+/// # Panics
+///
+/// If `num_partitions` is not positive (a topic always has at least one partition).
+pub fn partition_for_key(key: &[u8], num_partitions: i32) -> i32 {
+    assert!(num_partitions > 0, "a topic has at least one partition");
+    to_positive(murmur2(key)) % num_partitions
+}
+
+/// A user-supplied rule mapping a record to a partition (Java's `Partitioner` interface).
+///
+/// `num_partitions` is the topic's current partition count (at least 1). Returning `None` means "no
+/// preference": the record then goes to the sticky partition, as with Java's built-in
+/// partitioner. A returned partition outside `0..num_partitions` is an error for the caller to
+/// report.
+pub trait Partitioner: fmt::Debug + Send + Sync {
+    /// The partition for a record of `topic` with this key and value.
+    fn partition(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        num_partitions: i32,
+    ) -> Option<i32>;
+}
+
+/// The built-in rule: keyed records by murmur2, keyless ones left to the [`StickyPartitioner`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DefaultPartitioner {
+    /// `partitioner.ignore.keys` (KIP-794): when true, keys are not hashed and every record is
+    /// placed by the sticky partitioner. Default false.
+    pub ignore_keys: bool,
+}
+
+impl Partitioner for DefaultPartitioner {
+    fn partition(
+        &self,
+        _topic: &str,
+        key: Option<&[u8]>,
+        _value: Option<&[u8]>,
+        num_partitions: i32,
+    ) -> Option<i32> {
+        key.filter(|_| !self.ignore_keys)
+            .map(|k| partition_for_key(k, num_partitions))
+    }
+}
+
+/// Sticky partition choice for the keyless records of one topic (KIP-480, KIP-794).
+///
+/// Call [`StickyPartitioner::partition`] for each keyless record, append it to that partition, then
+/// report the appended bytes with [`StickyPartitioner::on_append`], which may switch partitions.
+#[derive(Debug, Clone)]
+pub struct StickyPartitioner {
+    /// Bytes to send to one partition before switching: `batch.size`, so a switch lines up with a
+    /// completed batch (`BuiltInPartitioner.stickyBatchSize`).
+    sticky_batch_size: usize,
+    /// The partition keyless records go to now; `None` until the first record.
+    current: Option<i32>,
+    /// Bytes appended to `current` since it was chosen.
+    produced_bytes: usize,
+    /// KIP-794 adaptive weights, from the last [`StickyPartitioner::update_load_stats`]; `None`
+    /// means uniform choice.
+    load: Option<LoadStats>,
+    /// xorshift64 state (never zero).
+    rng: u64,
+}
+
+/// A cumulative frequency table over partitions: a uniform draw below the last entry picks the
+/// first partition whose entry is greater, so shorter queues are picked more often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LoadStats {
+    cumulative: Vec<u64>,
+    partitions: Vec<i32>,
+}
+
+impl StickyPartitioner {
+    /// A partitioner switching after `batch_size` bytes, with a random sequence from `seed`.
+    pub fn new(batch_size: usize, seed: u64) -> Self {
+        StickyPartitioner {
+            sticky_batch_size: batch_size.max(1),
+            current: None,
+            produced_bytes: 0,
+            load: None,
+            rng: seed | 1,
+        }
+    }
+
+    /// The current sticky partition, if one was chosen.
+    pub fn current(&self) -> Option<i32> {
+        self.current
+    }
+
+    /// The partition for the next keyless record. Chooses one on first use; otherwise stays on the
+    /// current one. `available` lists the partitions that have a leader now; when it is empty any
+    /// of `0..num_partitions` may be chosen (Java `BuiltInPartitioner.nextPartition`).
+    pub fn partition(&mut self, available: &[i32], num_partitions: i32) -> i32 {
+        match self.current {
+            Some(p) if p < num_partitions => p,
+            _ => {
+                let p = self.next_partition(available, num_partitions);
+                self.current = Some(p);
+                self.produced_bytes = 0;
+                p
+            }
+        }
+    }
+
+    /// Records that `appended_bytes` went to the current partition and switches when enough was
+    /// sent. Returns the new partition when it switched.
+    ///
+    /// `enable_switch` is whether the partition's last batch is now full (Java passes
+    /// `allBatchesFull`): switching while a batch is still filling would leave a small batch
+    /// behind, so the switch waits for it, up to twice `batch.size` (Java
+    /// `updatePartitionInfo`).
+    pub fn on_append(
+        &mut self,
+        appended_bytes: usize,
+        enable_switch: bool,
+        available: &[i32],
+        num_partitions: i32,
+    ) -> Option<i32> {
+        self.current?;
+        self.produced_bytes = self.produced_bytes.saturating_add(appended_bytes);
+        let enough = self.produced_bytes >= self.sticky_batch_size && enable_switch;
+        let far_too_much = self.produced_bytes >= self.sticky_batch_size.saturating_mul(2);
+        if !(enough || far_too_much) {
+            return None;
+        }
+        let p = self.next_partition(available, num_partitions);
+        self.current = Some(p);
+        self.produced_bytes = 0;
+        Some(p)
+    }
+
+    /// Updates the KIP-794 adaptive weights from the queue length of each partition that has a
+    /// leader (`(partition, queued batches)`); `num_partitions` is the topic's partition count.
+    ///
+    /// Mirrors `BuiltInPartitioner.updatePartitionLoadStats`: weights are `max + 1 - queue`, so the
+    /// longest queue keeps weight 1 and is never starved entirely; with fewer than two partitions,
+    /// or when every partition is listed with the same length, choice stays uniform.
+    pub fn update_load_stats(&mut self, queues: &[(i32, usize)], num_partitions: usize) {
+        if queues.is_empty() || num_partitions < 2 {
+            self.load = None;
+            return;
+        }
+        let max = queues.iter().map(|&(_, q)| q).max().unwrap_or(0) as u64;
+        let all_equal = queues.iter().all(|&(_, q)| q as u64 == max);
+        if all_equal && queues.len() == num_partitions {
+            self.load = None;
+            return;
+        }
+        let mut running = 0u64;
+        let cumulative = queues
+            .iter()
+            .map(|&(_, q)| {
+                running += max + 1 - q as u64;
+                running
+            })
+            .collect();
+        self.load = Some(LoadStats {
+            cumulative,
+            partitions: queues.iter().map(|&(p, _)| p).collect(),
+        });
+    }
+
+    fn next_partition(&mut self, available: &[i32], num_partitions: i32) -> i32 {
+        let random = to_positive(self.next_i32()) as u64;
+        if let Some(load) = &self.load {
+            let total = *load.cumulative.last().unwrap_or(&1);
+            let draw = random % total.max(1);
+            let idx = load.cumulative.partition_point(|&c| c <= draw);
+            return load.partitions[idx.min(load.partitions.len() - 1)];
+        }
+        if available.is_empty() {
+            (random % num_partitions.max(1) as u64) as i32
+        } else {
+            available[(random % available.len() as u64) as usize]
+        }
+    }
+
+    fn next_i32(&mut self) -> i32 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 32) as i32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// `(key, Utils.murmur2(key), partitionForKey(key, 3), (.., 7), (.., 100))`.
+    ///
+    /// Every value was produced by calling the real `org.apache.kafka.common.utils.Utils.murmur2`
+    /// and `BuiltInPartitioner.partitionForKey` from `kafka-clients-4.4.0.jar` under jshell, on the
+    /// UTF-8 bytes of each key. The hashes of "21", "abc", "foobar" and
+    /// "a-little-bit-long-string" also appear in Kafka's own `UtilsTest.testMurmur2`.
+    const JAVA_VECTORS: &[(&str, i32, i32, i32, i32)] = &[
+        ("", 275646681, 0, 2, 81),
+        ("a", -1563381124, 1, 5, 24),
+        ("ab", 316155434, 2, 0, 34),
+        ("abc", 479470107, 0, 4, 7),
+        ("abcd", -1323649548, 2, 5, 0),
+        ("abcde", 461995741, 1, 4, 41),
+        ("21", -973932308, 0, 3, 40),
+        ("foobar", -790332482, 0, 0, 66),
+        ("a-little-bit-long-string", -985981536, 2, 1, 12),
+        ("héllo wörld", 439213890, 0, 3, 90),
+        ("日本語キー", 1445825182, 1, 4, 82),
+        ("order-42", 501153024, 0, 1, 24),
+    ];
+
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        for &(key, hash, p3, p7, p100) in JAVA_VECTORS {
+            let b = key.as_bytes();
+            assert_eq!(murmur2(b), hash, "murmur2({key:?})");
+            assert_eq!(partition_for_key(b, 3), p3, "{key:?} % 3");
+            assert_eq!(partition_for_key(b, 7), p7, "{key:?} % 7");
+            assert_eq!(partition_for_key(b, 100), p100, "{key:?} % 100");
+        }
+        // High bytes must be read unsigned (Java's `& 0xff`); from the same jar run.
+        let bin = [0xff, 0x80, 0x00, 0x7f, 0xfe];
+        assert_eq!(murmur2(&bin), 768357719);
+        assert_eq!(partition_for_key(&bin, 7), 3);
+        // The two longer keys of `UtilsTest.testMurmur2`, as published there.
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
+    }
+
+    /// A second, independent transcription of `Utils.murmur2` on `i32` with Java's operators
+    /// spelled out (`>>>` as a cast to u32, `& 0xff` on sign-extended bytes, case fall-through),
+    /// checked against the production code on inputs of every tail length.
+    fn java_transcription(data: &[u8]) -> i32 {
+        let length = data.len() as i32;
+        let m: i32 = 0x5bd1e995;
+        let mut h: i32 = (0x9747b28c_u32 as i32) ^ length;
+        let byte = |i: i32| (data[i as usize] as i8 as i32) & 0xff;
+        for i in 0..length / 4 {
+            let i4 = i * 4;
+            let mut k = byte(i4)
+                .wrapping_add(byte(i4 + 1) << 8)
+                .wrapping_add(byte(i4 + 2) << 16)
+                .wrapping_add(byte(i4 + 3) << 24);
+            k = k.wrapping_mul(m);
+            k ^= ((k as u32) >> 24) as i32;
+            k = k.wrapping_mul(m);
+            h = h.wrapping_mul(m);
+            h ^= k;
+        }
+        let base = length & !3;
+        let rem = length % 4;
+        if rem == 3 {
+            h ^= byte(base + 2) << 16;
+        }
+        if rem >= 2 {
+            h ^= byte(base + 1) << 8;
+        }
+        if rem >= 1 {
+            h ^= byte(base);
+            h = h.wrapping_mul(m);
+        }
+        h ^= ((h as u32) >> 13) as i32;
+        h = h.wrapping_mul(m);
+        h ^= ((h as u32) >> 15) as i32;
+        h
+    }
+
+    #[test]
+    fn murmur2_agrees_with_an_independent_transcription() {
+        let data: Vec<u8> = (0..97u32).map(|i| (i * 37 + 11) as u8).collect();
+        for len in 0..data.len() {
+            assert_eq!(
+                murmur2(&data[..len]),
+                java_transcription(&data[..len]),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn to_positive_clears_the_sign_bit_only() {
+        assert_eq!(to_positive(-1), i32::MAX);
+        assert_eq!(to_positive(i32::MIN), 0);
+        assert_eq!(to_positive(5), 5);
+    }
+
+    #[test]
+    fn default_partitioner_hashes_keys_and_leaves_keyless_records_to_sticky() {
+        let p = DefaultPartitioner::default();
+        assert_eq!(p.partition("t", Some(b"21"), None, 7), Some(3));
+        assert_eq!(p.partition("t", None, Some(b"v"), 7), None);
+        let ignoring = DefaultPartitioner { ignore_keys: true };
+        assert_eq!(ignoring.partition("t", Some(b"21"), None, 7), None);
+    }
+
+    #[test]
+    fn a_custom_partitioner_plugs_in_through_the_trait() {
+        #[derive(Debug)]
+        struct ByValueLength;
+        impl Partitioner for ByValueLength {
+            fn partition(
+                &self,
+                _: &str,
+                _: Option<&[u8]>,
+                v: Option<&[u8]>,
+                n: i32,
+            ) -> Option<i32> {
+                v.map(|v| v.len() as i32 % n)
+            }
+        }
+        let p: Box<dyn Partitioner> = Box::new(ByValueLength);
+        assert_eq!(p.partition("t", None, Some(b"hello"), 3), Some(2));
+    }
+
+    #[test]
+    fn sticks_until_a_batch_worth_was_sent_then_switches() {
+        let mut s = StickyPartitioner::new(100, 42);
+        let all = [0, 1, 2, 3];
+        let first = s.partition(&all, 4);
+        for _ in 0..9 {
+            assert_eq!(s.on_append(10, true, &all, 4), None);
+            assert_eq!(s.partition(&all, 4), first);
+        }
+        // The 100th byte completes a batch's worth: the next record may go elsewhere.
+        let switched = s.on_append(10, true, &all, 4);
+        assert!(switched.is_some());
+        assert_eq!(s.partition(&all, 4), switched.unwrap());
+    }
+
+    #[test]
+    fn an_unfinished_batch_delays_the_switch_up_to_twice_the_batch_size() {
+        let mut s = StickyPartitioner::new(100, 7);
+        s.partition(&[0, 1], 2);
+        assert_eq!(s.on_append(150, false, &[0, 1], 2), None);
+        assert!(s.on_append(50, false, &[0, 1], 2).is_some());
+    }
+
+    #[test]
+    fn chooses_only_available_partitions_or_any_when_none_is() {
+        let mut s = StickyPartitioner::new(1, 3);
+        s.partition(&[2, 5], 8);
+        for _ in 0..50 {
+            let p = s.on_append(1, true, &[2, 5], 8).unwrap();
+            assert!(p == 2 || p == 5, "{p}");
+        }
+        let mut seen = BTreeMap::new();
+        for _ in 0..400 {
+            *seen
+                .entry(s.on_append(1, true, &[], 4).unwrap())
+                .or_insert(0) += 1;
+        }
+        assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn adaptive_load_stats_favour_short_queues() {
+        let mut s = StickyPartitioner::new(1, 11);
+        s.partition(&[0, 1], 2);
+        // Queues 0 and 9: weights 10 and 1, so partition 0 should win about 10 times in 11.
+        s.update_load_stats(&[(0, 0), (1, 9)], 2);
+        let mut zero = 0;
+        for _ in 0..1100 {
+            if s.on_append(1, true, &[0, 1], 2) == Some(0) {
+                zero += 1;
+            }
+        }
+        assert!((900..1100).contains(&zero), "{zero}");
+        // Equal queues over every partition: back to uniform (no table).
+        s.update_load_stats(&[(0, 3), (1, 3)], 2);
+        assert!(s.load.is_none());
+        // A partition without a leader is left out of the table and never chosen.
+        s.update_load_stats(&[(1, 0), (2, 0)], 3);
+        for _ in 0..100 {
+            assert_ne!(s.on_append(1, true, &[1, 2], 3), Some(0));
+        }
+    }
+
+    #[test]
+    fn same_seed_same_choices() {
+        let mut a = StickyPartitioner::new(1, 9);
+        let mut b = StickyPartitioner::new(1, 9);
+        let xs: Vec<_> = (0..20)
+            .map(|_| a.partition(&[], 16) + a.on_append(1, true, &[], 16).unwrap())
+            .collect();
+        let ys: Vec<_> = (0..20)
+            .map(|_| b.partition(&[], 16) + b.on_append(1, true, &[], 16).unwrap())
+            .collect();
+        assert_eq!(xs, ys);
+    }
+}

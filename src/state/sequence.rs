@@ -1,0 +1,1258 @@
+//! Idempotent-producer sequence numbers: per-partition tracking and the decision taken on every
+//! produce outcome.
+//!
+//! [`PartitionSequence`] mirrors the Java client's `TxnPartitionEntry`; [`IdempotenceState`]
+//! mirrors the idempotence half of `TransactionManager` (`canRetry`, `handleCompletedBatch`,
+//! `handleFailedBatch`, unresolved sequences, epoch bumps) and is the [`DrainGate`] that stamps
+//! sequences on drained batches. Invariants:
+//!
+//! - sequences of a partition are assigned in drain order, so in-flight batches are kept in
+//!   base-sequence order; a batch keeps its sequence across retries unless an epoch bump or a
+//!   failed predecessor rewrites it;
+//! - at most [`MAX_IN_FLIGHT_PER_PARTITION`] batches per partition hold unacknowledged sequences,
+//!   because the broker remembers only the last 5 batches per producer
+//!   (`ProducerStateEntry.NUM_BATCHES_TO_RETAIN`) to detect duplicates;
+//! - while a partition retries, only its lowest in-flight batch may be sent (Java
+//!   `shouldStopDrainBatchesForPartition`: "This effectively reduces our in flight request count
+//!   to 1");
+//! - a batch whose outcome is unknown is never reported as failed-and-not-written
+//!   (franz-go DESIGN "When can a batch fail?"): it is retried, or, if the broker then refuses it
+//!   for another reason, failed with `outcome_unknown` and its sequence marked unresolved.
+
+use std::collections::{HashMap, HashSet};
+
+use super::accumulator::{BatchId, DrainGate, ProducerBatch};
+use crate::error::{ApiKey, Error, ErrorClass, ResponseError};
+use crate::record::TopicPartition;
+
+/// The most batches per partition that may hold unacknowledged sequence numbers.
+pub const MAX_IN_FLIGHT_PER_PARTITION: usize = 5;
+
+/// A producer id and epoch, as granted by InitProducerId (Java `ProducerIdAndEpoch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProducerIdAndEpoch {
+    /// The producer id; negative means none yet.
+    pub producer_id: i64,
+    /// The epoch.
+    pub epoch: i16,
+}
+
+impl Default for ProducerIdAndEpoch {
+    fn default() -> Self {
+        ProducerIdAndEpoch::NONE
+    }
+}
+
+impl ProducerIdAndEpoch {
+    /// No producer id (`-1`/`-1`).
+    pub const NONE: ProducerIdAndEpoch = ProducerIdAndEpoch {
+        producer_id: -1,
+        epoch: -1,
+    };
+
+    /// An id and epoch.
+    pub fn new(producer_id: i64, epoch: i16) -> Self {
+        ProducerIdAndEpoch { producer_id, epoch }
+    }
+
+    /// Whether this is a real producer id.
+    pub fn is_valid(&self) -> bool {
+        self.producer_id >= 0
+    }
+}
+
+/// What an idempotent batch carries on the wire: who sent it and its first sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSequence {
+    /// Producer id and epoch the batch is written with.
+    pub producer: ProducerIdAndEpoch,
+    /// Sequence of its first record.
+    pub base_sequence: i32,
+}
+
+/// `sequence + increment`, wrapping from `i32::MAX` to 0 as the broker does
+/// (Java `DefaultRecordBatch.incrementSequence`).
+pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
+    if sequence > i32::MAX - increment {
+        increment - (i32::MAX - sequence) - 1
+    } else {
+        sequence + increment
+    }
+}
+
+/// `sequence - decrement`, wrapping below 0 to `i32::MAX` (Java `decrementSequence`).
+pub fn decrement_sequence(sequence: i32, decrement: i32) -> i32 {
+    if sequence < decrement {
+        i32::MAX - (decrement - sequence) + 1
+    } else {
+        sequence - decrement
+    }
+}
+
+/// Whether sequence `a` comes before `b`, allowing for the wrap at `i32::MAX`: `b` is less than
+/// half the sequence space ahead of `a`. (Java compares with `<` and so misorders at the wrap.)
+pub fn sequence_precedes(a: i32, b: i32) -> bool {
+    let ahead = (i64::from(b) - i64::from(a)).rem_euclid(1 << 31);
+    ahead != 0 && ahead < (1 << 30)
+}
+
+/// One batch holding sequence numbers of a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InFlight {
+    id: BatchId,
+    producer: ProducerIdAndEpoch,
+    base_sequence: i32,
+    record_count: i32,
+    /// Its sequence was rewritten after it was first sent (Java `sequenceHasBeenReset`): errors
+    /// for the old numbering are expected and retried.
+    reset: bool,
+    /// A send may have been written; sticky (see module docs).
+    outcome_unknown: bool,
+}
+
+impl InFlight {
+    fn last_sequence(&self) -> i32 {
+        increment_sequence(self.base_sequence, self.record_count - 1)
+    }
+}
+
+/// Sequence bookkeeping of one partition (Java `TxnPartitionEntry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSequence {
+    /// The id and epoch this partition's sequences belong to; lags the producer's after a bump
+    /// until the partition's older batches are done.
+    producer: ProducerIdAndEpoch,
+    next_sequence: i32,
+    last_acked_sequence: Option<i32>,
+    /// Ordered by base sequence (see module docs).
+    in_flight: Vec<InFlight>,
+    /// Tells retention ("our state was deleted") from data loss on UNKNOWN_PRODUCER_ID.
+    last_acked_offset: Option<i64>,
+}
+
+impl Default for PartitionSequence {
+    fn default() -> Self {
+        PartitionSequence {
+            producer: ProducerIdAndEpoch::NONE,
+            next_sequence: 0,
+            last_acked_sequence: None,
+            in_flight: Vec::new(),
+            last_acked_offset: None,
+        }
+    }
+}
+
+impl PartitionSequence {
+    /// Producer id and epoch of this partition's sequences.
+    pub fn producer(&self) -> ProducerIdAndEpoch {
+        self.producer
+    }
+    /// Base sequence the next new batch gets.
+    pub fn next_sequence(&self) -> i32 {
+        self.next_sequence
+    }
+    /// Last sequence of the last acknowledged batch.
+    pub fn last_acked_sequence(&self) -> Option<i32> {
+        self.last_acked_sequence
+    }
+    /// Offset of the last acknowledged record.
+    pub fn last_acked_offset(&self) -> Option<i64> {
+        self.last_acked_offset
+    }
+    /// How many batches hold unacknowledged sequences.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight.len()
+    }
+    /// Base sequence of the lowest unacknowledged batch.
+    pub fn first_in_flight_sequence(&self) -> Option<i32> {
+        self.in_flight.first().map(|b| b.base_sequence)
+    }
+    /// The current producer id, epoch and sequence of a tracked batch.
+    pub fn sequence_of(&self, id: BatchId) -> Option<BatchSequence> {
+        self.find(id).map(|b| BatchSequence {
+            producer: b.producer,
+            base_sequence: b.base_sequence,
+        })
+    }
+
+    fn find(&self, id: BatchId) -> Option<&InFlight> {
+        self.in_flight.iter().find(|b| b.id == id)
+    }
+
+    fn remove(&mut self, id: BatchId) -> Option<InFlight> {
+        let at = self.in_flight.iter().position(|b| b.id == id)?;
+        Some(self.in_flight.remove(at))
+    }
+
+    fn is_next_sequence(&self, sequence: i32) -> bool {
+        increment_sequence(self.last_acked_sequence.unwrap_or(-1), 1) == sequence
+    }
+
+    /// Renumbers every in-flight batch from 0 under `producer` (Java `startSequencesAtBeginning`).
+    fn start_sequences_at_beginning(&mut self, producer: ProducerIdAndEpoch) {
+        let mut sequence = 0;
+        for b in &mut self.in_flight {
+            b.producer = producer;
+            b.base_sequence = sequence;
+            b.reset = true;
+            sequence = increment_sequence(sequence, b.record_count);
+        }
+        self.producer = producer;
+        self.next_sequence = sequence;
+        self.last_acked_sequence = None;
+    }
+
+    /// Closes the gap a definitely-unwritten batch left (Java `adjustSequencesDueToFailedBatch`).
+    fn adjust_sequences_due_to_failed_batch(&mut self, base_sequence: i32, record_count: i32) {
+        self.next_sequence = decrement_sequence(self.next_sequence, record_count);
+        for b in &mut self.in_flight {
+            if !sequence_precedes(b.base_sequence, base_sequence) {
+                b.base_sequence = decrement_sequence(b.base_sequence, record_count);
+                b.reset = true;
+            }
+        }
+    }
+
+    fn ack(&mut self, last_sequence: i32) {
+        if self
+            .last_acked_sequence
+            .is_none_or(|acked| sequence_precedes(acked, last_sequence))
+        {
+            self.last_acked_sequence = Some(last_sequence);
+        }
+    }
+}
+
+/// One partition's entry in a Produce response, as this layer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionResponse {
+    /// The partition's error, if any.
+    pub error: Option<ResponseError>,
+    /// Offset of the batch's first record; `-1` when unknown.
+    pub base_offset: i64,
+    /// The partition's log start offset; `-1` when the broker did not know it.
+    pub log_start_offset: i64,
+    /// The broker's error message.
+    pub message: Option<String>,
+}
+
+impl PartitionResponse {
+    /// A success at `base_offset`.
+    pub fn ok(base_offset: i64) -> Self {
+        PartitionResponse {
+            error: None,
+            base_offset,
+            log_start_offset: -1,
+            message: None,
+        }
+    }
+
+    /// A failure with `code`.
+    pub fn error(code: ResponseError) -> Self {
+        PartitionResponse {
+            error: Some(code),
+            base_offset: -1,
+            log_start_offset: -1,
+            message: None,
+        }
+    }
+}
+
+/// What to do with a batch after a produce outcome.
+#[derive(Debug)]
+pub enum Decision {
+    /// Written. `base_offset` is `None` for DUPLICATE_SEQUENCE_NUMBER: the batch was written
+    /// earlier but the broker no longer knows where (Java `Sender.completeBatch`).
+    Complete {
+        /// Offset of the first record, when known.
+        base_offset: Option<i64>,
+    },
+    /// Re-enqueue it ([`Accumulator::reenqueue`](super::accumulator::Accumulator::reenqueue)
+    /// keeps sequence order) and send it again. Until it completes, only this batch may be in
+    /// flight for its partition; the drain gate enforces that. If `outcome_unknown`, call
+    /// [`ProducerBatch::mark_outcome_unknown`] so it is never expired.
+    Retry {
+        /// A send may have been written.
+        outcome_unknown: bool,
+    },
+    /// Re-enqueue it, and call [`IdempotenceState::bump_epoch_if_needed`] before the next drain:
+    /// the partition's sequences restart at 0 under a new epoch (idempotent producer only).
+    BumpEpochAndRetry,
+    /// Fail the batch's records with `error`. With `outcome_unknown` false the broker refused it,
+    /// so nothing was written; with true, an earlier send may have been written and the user must
+    /// be told so. For a transactional producer the error is [`ErrorClass::Abortable`]: feed it
+    /// to the transaction manager.
+    Fail {
+        /// Why.
+        error: Error,
+        /// Whether an earlier send may have been written.
+        outcome_unknown: bool,
+    },
+    /// Fail the batch and every later operation: the producer cannot go on (fenced, not
+    /// authorized, unsupported).
+    Fatal(Error),
+}
+
+/// What [`IdempotenceState::bump_epoch_if_needed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochBump {
+    /// The epoch went up locally; rewritten partitions restart at sequence 0.
+    Bumped(ProducerIdAndEpoch),
+    /// The epoch was `i16::MAX`: send InitProducerId for a new id, then call
+    /// [`IdempotenceState::set_producer_id`]. Nothing drains until then.
+    NeedsNewProducerId,
+}
+
+/// How an unresolved partition settled (see [`IdempotenceState::maybe_resolve_sequences`]).
+#[derive(Debug)]
+pub enum Resolution {
+    /// Later batches were acknowledged, so the expired ones were written: nothing to do.
+    Resolved(TopicPartition),
+    /// Idempotent producer: the gap is real; an epoch bump is pending.
+    BumpEpoch(TopicPartition),
+    /// Transactional producer: abort the transaction (the epoch is bumped when it ends).
+    Abortable(TopicPartition, Error),
+    /// Transactional producer whose coordinator cannot bump epochs: it cannot go on.
+    Fatal(TopicPartition, Error),
+}
+
+/// Produce errors that make any producer unusable (Java `maybeTransitionToErrorState`).
+fn is_producer_fatal(code: ResponseError) -> bool {
+    matches!(
+        code,
+        ResponseError::ClusterAuthorizationFailed
+            | ResponseError::TransactionalIdAuthorizationFailed
+            | ResponseError::ProducerFenced
+            | ResponseError::UnsupportedVersion
+    )
+}
+
+/// Errors after which the batch may or may not be in the log (franz-go `unsureIfProduced`, plus
+/// NETWORK_EXCEPTION: the broker disconnected before answering).
+fn is_ambiguous(code: ResponseError) -> bool {
+    matches!(
+        code,
+        ResponseError::RequestTimedOut
+            | ResponseError::NotEnoughReplicasAfterAppend
+            | ResponseError::NetworkException
+    )
+}
+
+enum Verdict {
+    Retry,
+    BumpAndRetry,
+    No,
+}
+
+/// Producer-wide idempotence state: the producer id, every partition's sequences, and the
+/// epoch-bump and unresolved-sequence bookkeeping of Java's `TransactionManager`.
+#[derive(Debug)]
+pub struct IdempotenceState {
+    transactional: bool,
+    /// Whether the transaction coordinator can bump epochs (InitProducerId v3+ or transactions
+    /// v2); always true for an idempotent producer (Java `canBumpEpoch`).
+    can_bump_epoch: bool,
+    producer: ProducerIdAndEpoch,
+    partitions: HashMap<TopicPartition, PartitionSequence>,
+    /// Partitions where a sent batch expired: no new sequences until settled. The value is the
+    /// sequence right after the expired batch (Java `partitionsWithUnresolvedSequences`).
+    unresolved: HashMap<TopicPartition, i32>,
+    /// Partitions to renumber at the next epoch bump (Java `partitionsToRewriteSequences`).
+    rewrite_on_bump: HashSet<TopicPartition>,
+    epoch_bump_required: bool,
+}
+
+impl IdempotenceState {
+    /// State for an idempotent (`transactional == false`) or transactional producer, with no
+    /// producer id yet.
+    pub fn new(transactional: bool) -> Self {
+        IdempotenceState {
+            transactional,
+            can_bump_epoch: !transactional,
+            producer: ProducerIdAndEpoch::NONE,
+            partitions: HashMap::new(),
+            unresolved: HashMap::new(),
+            rewrite_on_bump: HashSet::new(),
+            epoch_bump_required: false,
+        }
+    }
+
+    /// Records whether the transaction coordinator can bump epochs (ignored when idempotent).
+    pub fn set_can_bump_epoch(&mut self, can: bool) {
+        self.can_bump_epoch = can || !self.transactional;
+    }
+
+    /// The current producer id and epoch.
+    pub fn producer(&self) -> ProducerIdAndEpoch {
+        self.producer
+    }
+
+    /// Adopts a producer id and epoch from InitProducerId or EndTxn v5. With `reset_sequences`
+    /// (any id or epoch after the first), every partition restarts at sequence 0 under it and
+    /// unresolved sequences are forgotten (Java `resetSequenceNumbers`).
+    pub fn set_producer_id(&mut self, producer: ProducerIdAndEpoch, reset_sequences: bool) {
+        self.producer = producer;
+        if reset_sequences {
+            for entry in self.partitions.values_mut() {
+                entry.start_sequences_at_beginning(producer);
+            }
+            self.unresolved.clear();
+            self.rewrite_on_bump.clear();
+            self.epoch_bump_required = false;
+        }
+    }
+
+    /// A partition's sequence bookkeeping.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionSequence> {
+        self.partitions.get(tp)
+    }
+
+    /// Whether `tp` has an unresolved sequence (a sent batch expired).
+    pub fn has_unresolved_sequence(&self, tp: &TopicPartition) -> bool {
+        self.unresolved.contains_key(tp)
+    }
+
+    /// Whether an epoch bump was requested and not yet done.
+    pub fn epoch_bump_required(&self) -> bool {
+        self.epoch_bump_required
+    }
+
+    /// Decides what happens to batch `id` of `tp` after its Produce response.
+    ///
+    /// `retry_allowed` is false once the batch's retries or `delivery.timeout.ms` are used up;
+    /// even then a response whose outcome is ambiguous is retried (see module docs).
+    pub fn on_response(
+        &mut self,
+        tp: &TopicPartition,
+        id: BatchId,
+        response: &PartitionResponse,
+        retry_allowed: bool,
+    ) -> Decision {
+        let Some(code) = response.error else {
+            return self.complete(tp, id, Some(response.base_offset).filter(|&o| o >= 0));
+        };
+        let entry = self.partitions.entry(tp.clone()).or_default();
+        let mut unknown = false;
+        if let Some(b) = entry.in_flight.iter_mut().find(|b| b.id == id) {
+            b.outcome_unknown |= is_ambiguous(code);
+            unknown = b.outcome_unknown;
+        }
+        if retry_allowed || is_ambiguous(code) {
+            match self.can_retry(tp, id, code, response.log_start_offset) {
+                Verdict::Retry => {
+                    return Decision::Retry {
+                        outcome_unknown: unknown,
+                    }
+                }
+                Verdict::BumpAndRetry => return Decision::BumpEpochAndRetry,
+                Verdict::No => {}
+            }
+        }
+        if code == ResponseError::DuplicateSequenceNumber {
+            return self.complete(tp, id, None);
+        }
+        self.fail(tp, id, code, response.message.clone(), unknown)
+    }
+
+    /// Decides what happens to batch `id` when its request got no response: the connection was
+    /// lost or the request timed out. Always a retry; the outcome is unknown if `error` says the
+    /// request may have reached the broker.
+    pub fn on_no_response(&mut self, tp: &TopicPartition, id: BatchId, error: &Error) -> Decision {
+        let entry = self.partitions.entry(tp.clone()).or_default();
+        let mut unknown = error.outcome_unknown();
+        if let Some(b) = entry.in_flight.iter_mut().find(|b| b.id == id) {
+            b.outcome_unknown |= unknown;
+            unknown = b.outcome_unknown;
+        }
+        Decision::Retry {
+            outcome_unknown: unknown,
+        }
+    }
+
+    /// Batch `id` of `tp` expired in the accumulator after it had been sent (it carries a
+    /// sequence): its records are failed, but its sequence may or may not be in the log, so the
+    /// partition takes no new sequences until [`IdempotenceState::maybe_resolve_sequences`]
+    /// settles it (Java `markSequenceUnresolved`). Returns whether the batch was tracked.
+    pub fn on_expired(&mut self, tp: &TopicPartition, id: BatchId) -> bool {
+        let Some(removed) = self.partitions.get_mut(tp).and_then(|e| e.remove(id)) else {
+            return false;
+        };
+        self.mark_unresolved(tp, removed.last_sequence());
+        true
+    }
+
+    /// Settles unresolved partitions whose batches are all done (Java `maybeResolveSequences`):
+    /// if every assigned sequence was acknowledged the expired batches were written; otherwise
+    /// there is a gap, closed by an epoch bump (idempotent) or by aborting (transactional). Call
+    /// after responses and expiries.
+    pub fn maybe_resolve_sequences(&mut self) -> Vec<Resolution> {
+        let mut settled: Vec<TopicPartition> = self
+            .unresolved
+            .keys()
+            .filter(|tp| {
+                self.partitions
+                    .get(*tp)
+                    .is_none_or(|e| e.in_flight.is_empty())
+            })
+            .cloned()
+            .collect();
+        settled.sort();
+        let mut out = Vec::new();
+        for tp in settled {
+            self.unresolved.remove(&tp);
+            let resolved = self
+                .partitions
+                .get(&tp)
+                .is_none_or(|e| e.is_next_sequence(e.next_sequence));
+            out.push(if resolved {
+                Resolution::Resolved(tp)
+            } else if !self.transactional {
+                self.request_epoch_bump(&tp);
+                Resolution::BumpEpoch(tp)
+            } else {
+                let class = if self.can_bump_epoch {
+                    ErrorClass::Abortable
+                } else {
+                    ErrorClass::Fatal
+                };
+                let error = Error::Broker {
+                    api: ApiKey::Produce,
+                    broker: None,
+                    code: ResponseError::RequestTimedOut,
+                    message: Some(
+                        "sent batches expired without acknowledgement; their sequences cannot be reused"
+                            .into(),
+                    ),
+                    class,
+                };
+                match class {
+                    ErrorClass::Abortable => Resolution::Abortable(tp, error),
+                    _ => Resolution::Fatal(tp, error),
+                }
+            });
+        }
+        out
+    }
+
+    /// Performs a requested epoch bump of an idempotent producer locally (Java
+    /// `bumpIdempotentEpochAndResetIdIfNeeded`): epoch + 1 and the partitions that asked for it
+    /// renumbered from 0. Call before every drain; `None` when nothing was requested.
+    pub fn bump_epoch_if_needed(&mut self) -> Option<EpochBump> {
+        if self.transactional || !self.epoch_bump_required {
+            return None;
+        }
+        let bump = if self.producer.epoch == i16::MAX {
+            self.producer = ProducerIdAndEpoch::NONE;
+            EpochBump::NeedsNewProducerId
+        } else {
+            self.producer.epoch += 1;
+            EpochBump::Bumped(self.producer)
+        };
+        for tp in self.rewrite_on_bump.drain() {
+            if let Some(entry) = self.partitions.get_mut(&tp) {
+                entry.start_sequences_at_beginning(self.producer);
+            }
+            self.unresolved.remove(&tp);
+        }
+        self.epoch_bump_required = false;
+        Some(bump)
+    }
+
+    fn request_epoch_bump(&mut self, tp: &TopicPartition) {
+        self.epoch_bump_required = true;
+        self.rewrite_on_bump.insert(tp.clone());
+    }
+
+    fn mark_unresolved(&mut self, tp: &TopicPartition, last_sequence: i32) {
+        let next = increment_sequence(last_sequence, 1);
+        let slot = self.unresolved.entry(tp.clone()).or_insert(next);
+        if sequence_precedes(*slot, next) {
+            *slot = next;
+        }
+    }
+
+    /// Java `TransactionManager.canRetry`.
+    fn can_retry(
+        &mut self,
+        tp: &TopicPartition,
+        id: BatchId,
+        code: ResponseError,
+        log_start_offset: i64,
+    ) -> Verdict {
+        let tx = self.transactional;
+        let producer = self.producer;
+        let unresolved = self.unresolved.get(tp).copied();
+        let entry = self.partitions.entry(tp.clone()).or_default();
+        let (reset, base) = entry
+            .find(id)
+            .map_or((false, None), |b| (b.reset, Some(b.base_sequence)));
+        match code {
+            ResponseError::UnknownProducerId => {
+                // -1: the partition moved while answering; a later answer will carry it.
+                if log_start_offset == -1 || reset {
+                    return Verdict::Retry;
+                }
+                if entry.last_acked_offset.unwrap_or(-1) < log_start_offset {
+                    // Retention removed our last records and with them our producer state:
+                    // nothing was lost. Transactional: renumber from 0 and keep the transaction.
+                    if tx {
+                        entry.start_sequences_at_beginning(producer);
+                        return Verdict::Retry;
+                    }
+                    self.request_epoch_bump(tp);
+                    return Verdict::BumpAndRetry;
+                }
+                if tx {
+                    return Verdict::No;
+                }
+                self.request_epoch_bump(tp);
+                Verdict::BumpAndRetry
+            }
+            ResponseError::OutOfOrderSequenceNumber => {
+                let next_expected = base.is_some_and(|s| entry.is_next_sequence(s));
+                if unresolved.is_none() && (reset || !next_expected) {
+                    // A batch ahead of it failed; it will fit once that one is resent.
+                    return Verdict::Retry;
+                }
+                if tx {
+                    return Verdict::No;
+                }
+                // A real gap (or the batch right after an expired one): Java's gap-tolerant
+                // choice for idempotent producers is a new epoch, not a fatal error.
+                if unresolved.is_none() || base == unresolved {
+                    self.request_epoch_bump(tp);
+                    return Verdict::BumpAndRetry;
+                }
+                Verdict::Retry
+            }
+            _ if code.is_retriable() => Verdict::Retry,
+            _ => Verdict::No,
+        }
+    }
+
+    /// Java `handleCompletedBatch`.
+    fn complete(&mut self, tp: &TopicPartition, id: BatchId, base_offset: Option<i64>) -> Decision {
+        let entry = self.partitions.entry(tp.clone()).or_default();
+        if let Some(b) = entry.remove(id) {
+            entry.ack(b.last_sequence());
+            if let Some(base) = base_offset {
+                let last = base + i64::from(b.record_count) - 1;
+                if entry.last_acked_offset.is_none_or(|o| o < last) {
+                    entry.last_acked_offset = Some(last);
+                }
+            }
+        }
+        Decision::Complete { base_offset }
+    }
+
+    /// Java `Sender.failBatch` + `TransactionManager.handleFailedBatch`.
+    fn fail(
+        &mut self,
+        tp: &TopicPartition,
+        id: BatchId,
+        code: ResponseError,
+        message: Option<String>,
+        outcome_unknown: bool,
+    ) -> Decision {
+        let fatal = is_producer_fatal(code);
+        let class = if fatal {
+            ErrorClass::Fatal
+        } else if self.transactional {
+            ErrorClass::Abortable
+        } else if code.is_retriable() {
+            ErrorClass::Retriable
+        } else {
+            ErrorClass::Fatal
+        };
+        let error = Error::Broker {
+            api: ApiKey::Produce,
+            broker: None,
+            code,
+            message,
+            class,
+        };
+        let removed = self.partitions.get_mut(tp).and_then(|e| e.remove(id));
+        if fatal {
+            return Decision::Fatal(error);
+        }
+        let tx = self.transactional;
+        match removed {
+            // It may be in the log: its sequence can neither be reused nor skipped silently.
+            Some(b) if outcome_unknown => self.mark_unresolved(tp, b.last_sequence()),
+            _ if !tx => self.request_epoch_bump(tp),
+            // The broker holds no state for us and will take sequence 0 next.
+            _ if code == ResponseError::UnknownProducerId => {
+                self.partitions.remove(tp);
+                self.unresolved.remove(tp);
+            }
+            Some(b) => {
+                if let Some(entry) = self.partitions.get_mut(tp) {
+                    entry.adjust_sequences_due_to_failed_batch(b.base_sequence, b.record_count);
+                }
+            }
+            None => {}
+        }
+        Decision::Fail {
+            error,
+            outcome_unknown,
+        }
+    }
+}
+
+impl DrainGate for IdempotenceState {
+    /// Java `shouldStopDrainBatchesForPartition`, plus two holds of this crate: no new sequence
+    /// while the partition waits for an epoch bump, or while it already has
+    /// [`MAX_IN_FLIGHT_PER_PARTITION`] batches out.
+    fn may_drain<T>(&mut self, batch: &ProducerBatch<T>) -> bool {
+        if !self.producer.is_valid() {
+            return false;
+        }
+        let tp = batch.tp();
+        if self.epoch_bump_required && self.rewrite_on_bump.contains(tp) {
+            return false;
+        }
+        let producer = self.producer;
+        let unresolved = self.unresolved.contains_key(tp);
+        let entry = self.partitions.entry(tp.clone()).or_default();
+        match entry.in_flight.iter().position(|b| b.id == batch.id()) {
+            // A retry: only the lowest outstanding batch may go.
+            Some(at) => at == 0,
+            None => {
+                (entry.in_flight.is_empty() || entry.producer == producer)
+                    && entry.in_flight.len() < MAX_IN_FLIGHT_PER_PARTITION
+                    && !unresolved
+            }
+        }
+    }
+
+    fn on_drain<T>(&mut self, batch: &mut ProducerBatch<T>) {
+        let producer = self.producer;
+        let entry = self.partitions.entry(batch.tp().clone()).or_default();
+        if let Some(seq) = entry.sequence_of(batch.id()) {
+            batch.set_sequence(Some(seq));
+            return;
+        }
+        // A new batch (or one whose tracking was reset): the partition moves to the current
+        // producer id once its older batches are done (Java `maybeUpdateProducerIdAndEpoch`).
+        if entry.producer != producer && entry.in_flight.is_empty() {
+            entry.start_sequences_at_beginning(producer);
+        }
+        let base_sequence = entry.next_sequence;
+        entry.next_sequence = increment_sequence(base_sequence, batch.record_count());
+        entry.in_flight.push(InFlight {
+            id: batch.id(),
+            producer,
+            base_sequence,
+            record_count: batch.record_count(),
+            reset: batch.sequence().is_some(),
+            outcome_unknown: batch.outcome_unknown(),
+        });
+        batch.set_sequence(Some(BatchSequence {
+            producer,
+            base_sequence,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::BrokerRef;
+    use crate::state::accumulator::{Accumulator, AccumulatorConfig, AppendResult};
+    use std::time::{Duration, Instant};
+    use ResponseError as E;
+
+    /// An accumulator and an idempotence state driven together, on a fake clock.
+    struct Rig {
+        acc: Accumulator<u32>,
+        idem: IdempotenceState,
+        now: Instant,
+    }
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    impl Rig {
+        fn new(transactional: bool) -> Self {
+            let mut idem = IdempotenceState::new(transactional);
+            idem.set_producer_id(ProducerIdAndEpoch::new(7, 0), false);
+            let config = AccumulatorConfig {
+                retry_backoff: Duration::ZERO,
+                retry_backoff_max: Duration::ZERO,
+                delivery_timeout: Duration::from_secs(1),
+                ..AccumulatorConfig::default()
+            };
+            Rig {
+                acc: Accumulator::new(config),
+                idem,
+                now: Instant::now(),
+            }
+        }
+        /// Appends `records` records to a fresh batch of `tp`.
+        fn batch(&mut self, tp: &TopicPartition, records: u32) {
+            for r in 0..records {
+                assert!(matches!(
+                    self.acc.append(tp, r, 10, self.now),
+                    AppendResult::Appended(_)
+                ));
+            }
+        }
+        fn drain(&mut self, tp: &TopicPartition) -> Option<ProducerBatch<u32>> {
+            self.acc
+                .drain(
+                    1,
+                    std::slice::from_ref(tp),
+                    usize::MAX,
+                    self.now,
+                    &mut self.idem,
+                )
+                .pop()
+        }
+        /// Appends and drains one batch of `records` records.
+        fn send(&mut self, tp: &TopicPartition, records: u32) -> ProducerBatch<u32> {
+            self.batch(tp, records);
+            self.drain(tp).expect("drains")
+        }
+        fn respond(&mut self, b: &ProducerBatch<u32>, r: PartitionResponse) -> Decision {
+            self.idem.on_response(b.tp(), b.id(), &r, true)
+        }
+        fn entry(&self, tp: &TopicPartition) -> &PartitionSequence {
+            self.idem.partition(tp).unwrap()
+        }
+    }
+
+    fn base(b: &ProducerBatch<u32>) -> i32 {
+        b.sequence().unwrap().base_sequence
+    }
+
+    fn is_retry(d: &Decision, unknown: bool) -> bool {
+        matches!(d, Decision::Retry { outcome_unknown } if *outcome_unknown == unknown)
+    }
+
+    fn failed_class(d: &Decision) -> Option<(ErrorClass, bool)> {
+        match d {
+            Decision::Fail {
+                error,
+                outcome_unknown,
+            } => Some((error.class(), *outcome_unknown)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn sequence_arithmetic_wraps_like_the_broker() {
+        assert_eq!(increment_sequence(i32::MAX, 1), 0);
+        assert_eq!(increment_sequence(i32::MAX - 1, 3), 1);
+        assert_eq!(increment_sequence(5, 3), 8);
+        assert_eq!(decrement_sequence(0, 1), i32::MAX);
+        assert_eq!(decrement_sequence(1, 3), i32::MAX - 1);
+        assert!(sequence_precedes(i32::MAX, 0));
+        assert!(sequence_precedes(3, 4) && !sequence_precedes(4, 3) && !sequence_precedes(4, 4));
+    }
+
+    #[test]
+    fn sequences_are_stamped_at_drain_and_acks_advance_the_partition() {
+        let mut rig = Rig::new(false);
+        let a = rig.send(&tp(0), 3);
+        let b = rig.send(&tp(0), 2);
+        assert_eq!((base(&a), base(&b)), (0, 3));
+        assert_eq!(
+            a.sequence().unwrap().producer,
+            ProducerIdAndEpoch::new(7, 0)
+        );
+        assert_eq!(rig.entry(&tp(0)).next_sequence(), 5);
+        assert_eq!(rig.entry(&tp(0)).first_in_flight_sequence(), Some(0));
+        let d = rig.respond(&a, PartitionResponse::ok(100));
+        assert!(matches!(
+            d,
+            Decision::Complete {
+                base_offset: Some(100)
+            }
+        ));
+        assert!(matches!(
+            rig.respond(&b, PartitionResponse::ok(103)),
+            Decision::Complete { .. }
+        ));
+        let e = rig.entry(&tp(0));
+        assert_eq!(
+            (e.last_acked_sequence(), e.last_acked_offset()),
+            (Some(4), Some(104))
+        );
+        assert_eq!(e.in_flight_count(), 0);
+    }
+
+    #[test]
+    fn sequences_wrap_from_i32_max_to_zero() {
+        let mut rig = Rig::new(false);
+        rig.send(&tp(0), 1);
+        rig.idem.partitions.get_mut(&tp(0)).unwrap().next_sequence = i32::MAX - 1;
+        let b = rig.send(&tp(0), 3);
+        assert_eq!(base(&b), i32::MAX - 1);
+        assert_eq!(rig.entry(&tp(0)).next_sequence(), 1);
+    }
+
+    #[test]
+    fn nothing_drains_without_a_producer_id_and_at_most_five_batches_are_out() {
+        let mut rig = Rig::new(false);
+        rig.idem.set_producer_id(ProducerIdAndEpoch::NONE, false);
+        rig.batch(&tp(0), 1);
+        assert!(rig.drain(&tp(0)).is_none());
+        rig.idem
+            .set_producer_id(ProducerIdAndEpoch::new(7, 0), false);
+        let sent: Vec<_> = (0..5)
+            .map(|_| {
+                rig.drain(&tp(0))
+                    .or_else(|| Some(rig.send(&tp(0), 1)))
+                    .unwrap()
+            })
+            .collect();
+        rig.batch(&tp(0), 1);
+        assert!(
+            rig.drain(&tp(0)).is_none(),
+            "a sixth would leave the broker's dedup window"
+        );
+        rig.respond(&sent[0], PartitionResponse::ok(0));
+        assert_eq!(base(&rig.drain(&tp(0)).unwrap()), 5);
+    }
+
+    #[test]
+    fn a_retry_narrows_the_partition_to_its_lowest_batch() {
+        let mut rig = Rig::new(false);
+        let b0 = rig.send(&tp(0), 1);
+        let b1 = rig.send(&tp(0), 1);
+        let b2 = rig.send(&tp(0), 1);
+        // b0 hit a leader change; b1 and b2 were then rejected as out of order (not next).
+        assert!(is_retry(
+            &rig.respond(&b0, PartitionResponse::error(E::NotLeaderOrFollower)),
+            false
+        ));
+        assert!(is_retry(
+            &rig.respond(&b1, PartitionResponse::error(E::OutOfOrderSequenceNumber)),
+            false
+        ));
+        assert!(is_retry(
+            &rig.respond(&b2, PartitionResponse::error(E::OutOfOrderSequenceNumber)),
+            false
+        ));
+        let now = rig.now;
+        rig.acc.reenqueue(b2, now);
+        rig.acc.reenqueue(b1, now);
+        rig.acc.reenqueue(b0, now);
+        rig.batch(&tp(0), 1);
+        let r0 = rig.drain(&tp(0)).unwrap();
+        assert_eq!(base(&r0), 0);
+        assert!(rig.drain(&tp(0)).is_none(), "b1 waits until b0 is done");
+        rig.respond(&r0, PartitionResponse::ok(10));
+        let r1 = rig.drain(&tp(0)).unwrap();
+        assert_eq!(base(&r1), 1);
+        rig.respond(&r1, PartitionResponse::ok(11));
+        let r2 = rig.drain(&tp(0)).unwrap();
+        rig.respond(&r2, PartitionResponse::ok(12));
+        assert_eq!(
+            base(&rig.drain(&tp(0)).unwrap()),
+            3,
+            "the new batch comes last"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_is_a_success_without_an_offset() {
+        let mut rig = Rig::new(false);
+        let b = rig.send(&tp(0), 2);
+        let d = rig.respond(&b, PartitionResponse::error(E::DuplicateSequenceNumber));
+        assert!(matches!(d, Decision::Complete { base_offset: None }));
+        assert_eq!(rig.entry(&tp(0)).last_acked_sequence(), Some(1));
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_retried_past_the_deadline_and_never_failed_as_unwritten() {
+        let mut rig = Rig::new(false);
+        let b = rig.send(&tp(0), 1);
+        let timed_out = PartitionResponse::error(E::RequestTimedOut);
+        assert!(is_retry(
+            &rig.idem.on_response(b.tp(), b.id(), &timed_out, false),
+            true
+        ));
+        // Sticky: a later definite-looking retriable error does not make it known.
+        assert!(is_retry(
+            &rig.respond(&b, PartitionResponse::error(E::NotLeaderOrFollower)),
+            true
+        ));
+        let lost = Error::ConnectionLost {
+            api: Some(ApiKey::Produce),
+            broker: BrokerRef {
+                node_id: Some(1),
+                addr: "b:9092".into(),
+            },
+            outcome_unknown: true,
+            reason: "reset".into(),
+        };
+        assert!(is_retry(
+            &rig.idem.on_no_response(b.tp(), b.id(), &lost),
+            true
+        ));
+        // A refusal now says nothing about the earlier send: failed, but flagged unknown, and
+        // the sequence is held unresolved instead of being reused.
+        let d = rig.respond(&b, PartitionResponse::error(E::TopicAuthorizationFailed));
+        assert_eq!(failed_class(&d), Some((ErrorClass::Fatal, true)));
+        assert!(rig.idem.has_unresolved_sequence(&tp(0)));
+        rig.batch(&tp(0), 1);
+        assert!(rig.drain(&tp(0)).is_none());
+    }
+
+    #[test]
+    fn idempotent_out_of_order_on_the_next_batch_bumps_the_epoch_and_rewrites_sequences() {
+        let mut rig = Rig::new(false);
+        let b0 = rig.send(&tp(0), 2);
+        let b1 = rig.send(&tp(0), 1);
+        let d = rig.respond(&b0, PartitionResponse::error(E::OutOfOrderSequenceNumber));
+        assert!(matches!(d, Decision::BumpEpochAndRetry));
+        let now = rig.now;
+        rig.acc.reenqueue(b0, now);
+        assert!(rig.drain(&tp(0)).is_none(), "held until the bump");
+        assert_eq!(
+            rig.idem.bump_epoch_if_needed(),
+            Some(EpochBump::Bumped(ProducerIdAndEpoch::new(7, 1)))
+        );
+        assert_eq!(rig.idem.bump_epoch_if_needed(), None);
+        let r0 = rig.drain(&tp(0)).unwrap();
+        assert_eq!(
+            r0.sequence().unwrap(),
+            BatchSequence {
+                producer: ProducerIdAndEpoch::new(7, 1),
+                base_sequence: 0
+            }
+        );
+        // b1 was in flight under the old numbering; its rejection is expected and retried.
+        let d = rig.respond(&b1, PartitionResponse::error(E::OutOfOrderSequenceNumber));
+        assert!(is_retry(&d, false));
+        assert_eq!(
+            rig.entry(&tp(0))
+                .sequence_of(b1.id())
+                .unwrap()
+                .base_sequence,
+            2
+        );
+    }
+
+    #[test]
+    fn transactional_out_of_order_fails_abortably_and_closes_the_gap() {
+        let mut rig = Rig::new(true);
+        let b0 = rig.send(&tp(0), 2);
+        let b1 = rig.send(&tp(0), 3);
+        let d = rig.respond(&b0, PartitionResponse::error(E::OutOfOrderSequenceNumber));
+        assert_eq!(failed_class(&d), Some((ErrorClass::Abortable, false)));
+        // b0 was not written, so b1 moves down to take its sequences.
+        assert_eq!(
+            rig.entry(&tp(0))
+                .sequence_of(b1.id())
+                .unwrap()
+                .base_sequence,
+            0
+        );
+        assert_eq!(rig.entry(&tp(0)).next_sequence(), 3);
+        assert!(!rig.idem.epoch_bump_required());
+    }
+
+    #[test]
+    fn unknown_producer_id_tells_retention_from_loss() {
+        let retention = |offset_acked: i64| PartitionResponse {
+            log_start_offset: offset_acked + 40,
+            ..PartitionResponse::error(E::UnknownProducerId)
+        };
+        // Idempotent, state deleted by retention: new epoch, retry.
+        let mut rig = Rig::new(false);
+        let b = rig.send(&tp(0), 1);
+        rig.respond(&b, PartitionResponse::ok(10));
+        let b = rig.send(&tp(0), 1);
+        assert!(matches!(
+            rig.respond(&b, retention(10)),
+            Decision::BumpEpochAndRetry
+        ));
+        // Unknown log start: just retry.
+        let mut rig = Rig::new(false);
+        let b = rig.send(&tp(0), 1);
+        assert!(is_retry(
+            &rig.respond(&b, PartitionResponse::error(E::UnknownProducerId)),
+            false
+        ));
+        // Transactional, retention: restart at 0 under the same epoch, keep the transaction.
+        let mut rig = Rig::new(true);
+        let b = rig.send(&tp(0), 1);
+        rig.respond(&b, PartitionResponse::ok(10));
+        let b = rig.send(&tp(0), 1);
+        assert!(is_retry(&rig.respond(&b, retention(10)), false));
+        assert_eq!(
+            rig.entry(&tp(0)).sequence_of(b.id()).unwrap().base_sequence,
+            0
+        );
+        // Transactional, log start not past our last ack: real loss, abort.
+        let b2 = rig.send(&tp(1), 1);
+        rig.respond(&b2, PartitionResponse::ok(100));
+        let b2 = rig.send(&tp(1), 1);
+        let lost = PartitionResponse {
+            log_start_offset: 50,
+            ..PartitionResponse::error(E::UnknownProducerId)
+        };
+        assert_eq!(
+            failed_class(&rig.respond(&b2, lost)),
+            Some((ErrorClass::Abortable, false))
+        );
+        assert!(
+            rig.idem.partition(&tp(1)).is_none(),
+            "the broker will take sequence 0 next"
+        );
+    }
+
+    #[test]
+    fn a_bump_holds_new_batches_on_partitions_with_old_epoch_batches_out() {
+        let mut rig = Rig::new(false);
+        let a = rig.send(&tp(0), 1);
+        let other = rig.send(&tp(1), 1);
+        assert!(matches!(
+            rig.respond(&a, PartitionResponse::error(E::OutOfOrderSequenceNumber)),
+            Decision::BumpEpochAndRetry
+        ));
+        rig.idem.bump_epoch_if_needed();
+        rig.batch(&tp(1), 1);
+        assert!(
+            rig.drain(&tp(1)).is_none(),
+            "epoch 0 batch still out on t-1"
+        );
+        rig.respond(&other, PartitionResponse::ok(5));
+        let fresh = rig.drain(&tp(1)).unwrap();
+        assert_eq!(
+            fresh.sequence().unwrap(),
+            BatchSequence {
+                producer: ProducerIdAndEpoch::new(7, 1),
+                base_sequence: 0
+            }
+        );
+    }
+
+    #[test]
+    fn an_exhausted_epoch_needs_a_new_producer_id() {
+        let mut rig = Rig::new(false);
+        rig.idem
+            .set_producer_id(ProducerIdAndEpoch::new(7, i16::MAX), false);
+        let b = rig.send(&tp(0), 1);
+        rig.respond(&b, PartitionResponse::error(E::MessageTooLarge));
+        assert_eq!(
+            rig.idem.bump_epoch_if_needed(),
+            Some(EpochBump::NeedsNewProducerId)
+        );
+        rig.batch(&tp(0), 1);
+        assert!(rig.drain(&tp(0)).is_none());
+        rig.idem
+            .set_producer_id(ProducerIdAndEpoch::new(8, 0), true);
+        let b = rig.drain(&tp(0)).unwrap();
+        assert_eq!(
+            b.sequence().unwrap(),
+            BatchSequence {
+                producer: ProducerIdAndEpoch::new(8, 0),
+                base_sequence: 0
+            }
+        );
+    }
+
+    #[test]
+    fn definite_failures_of_an_idempotent_producer_request_a_bump() {
+        let mut rig = Rig::new(false);
+        let b = rig.send(&tp(0), 1);
+        let d = rig.respond(&b, PartitionResponse::error(E::MessageTooLarge));
+        assert_eq!(failed_class(&d), Some((ErrorClass::Fatal, false)));
+        let b = rig.send(&tp(1), 1);
+        let d = rig.idem.on_response(
+            b.tp(),
+            b.id(),
+            &PartitionResponse::error(E::NotLeaderOrFollower),
+            false,
+        );
+        assert_eq!(
+            failed_class(&d),
+            Some((ErrorClass::Retriable, false)),
+            "retries used up"
+        );
+        assert!(rig.idem.epoch_bump_required());
+    }
+
+    #[test]
+    fn fencing_and_authorization_are_fatal_for_the_producer() {
+        for code in [
+            E::ProducerFenced,
+            E::ClusterAuthorizationFailed,
+            E::TransactionalIdAuthorizationFailed,
+            E::UnsupportedVersion,
+        ] {
+            let mut rig = Rig::new(true);
+            let b = rig.send(&tp(0), 1);
+            assert!(
+                matches!(rig.respond(&b, PartitionResponse::error(code)), Decision::Fatal(e) if e.class() == ErrorClass::Fatal)
+            );
+        }
+    }
+
+    /// Sends b0 and b1, then b0 fails retriably, is re-enqueued and expires.
+    fn expired_head(transactional: bool) -> (Rig, ProducerBatch<u32>) {
+        let mut rig = Rig::new(transactional);
+        let b0 = rig.send(&tp(0), 1);
+        let b1 = rig.send(&tp(0), 1);
+        assert!(is_retry(
+            &rig.respond(&b0, PartitionResponse::error(E::NotLeaderOrFollower)),
+            false
+        ));
+        let now = rig.now;
+        rig.acc.reenqueue(b0, now);
+        rig.now += Duration::from_secs(2);
+        let expired = rig.acc.expire(rig.now);
+        assert_eq!(expired.len(), 1);
+        assert!(rig.idem.on_expired(expired[0].tp(), expired[0].id()));
+        assert!(rig.idem.has_unresolved_sequence(&tp(0)));
+        rig.batch(&tp(0), 1);
+        assert!(
+            rig.drain(&tp(0)).is_none(),
+            "no new sequences while unresolved"
+        );
+        (rig, b1)
+    }
+
+    #[test]
+    fn an_expired_sent_batch_resolves_when_later_batches_are_acknowledged() {
+        let (mut rig, b1) = expired_head(false);
+        assert!(
+            rig.idem.maybe_resolve_sequences().is_empty(),
+            "b1 still out"
+        );
+        rig.respond(&b1, PartitionResponse::ok(1));
+        let r = rig.idem.maybe_resolve_sequences();
+        assert!(matches!(&r[..], [Resolution::Resolved(t)] if *t == tp(0)));
+        assert_eq!(base(&rig.drain(&tp(0)).unwrap()), 2);
+    }
+
+    #[test]
+    fn an_unresolved_gap_bumps_an_idempotent_epoch() {
+        let (mut rig, b1) = expired_head(false);
+        // b1 is the batch right after the expired one: a real gap.
+        let d = rig.respond(&b1, PartitionResponse::error(E::OutOfOrderSequenceNumber));
+        assert!(matches!(d, Decision::BumpEpochAndRetry));
+    }
+
+    #[test]
+    fn an_unresolved_gap_aborts_a_transaction_or_is_fatal_without_bumps() {
+        for (can_bump, abortable) in [(true, true), (false, false)] {
+            let (mut rig, b1) = expired_head(true);
+            rig.idem.set_can_bump_epoch(can_bump);
+            let d = rig.respond(&b1, PartitionResponse::error(E::OutOfOrderSequenceNumber));
+            assert_eq!(failed_class(&d), Some((ErrorClass::Abortable, false)));
+            let r = rig.idem.maybe_resolve_sequences();
+            match &r[..] {
+                [Resolution::Abortable(_, e)] => {
+                    assert!(abortable && e.class() == ErrorClass::Abortable)
+                }
+                [Resolution::Fatal(_, e)] => assert!(!abortable && e.class() == ErrorClass::Fatal),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

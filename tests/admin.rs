@@ -1,0 +1,417 @@
+//! Live tests of `josefk::admin::Admin` against a real Kafka broker.
+//!
+//! - Topic lifecycle: create with 6 partitions and configs, describe (partitions, leaders that
+//!   are brokers of `describe_cluster`), configs checked three ways (DescribeConfigs, Kafka's own
+//!   `TopicCommand --describe`, and the broker enforcing `max.message.bytes`), create again
+//!   (TOPIC_ALREADY_EXISTS naming the topic), delete (then UNKNOWN_TOPIC_OR_PARTITION), delete
+//!   again.
+//! - Errors the broker raises for bad requests reach the caller with the topic named
+//!   (INVALID_REPLICATION_FACTOR, INVALID_PARTITIONS).
+//! - Offsets: earliest/latest are 0/0 on an empty topic; after records written by josefk (raw
+//!   Produce to one partition) and by Kafka's `ConsoleProducer`, latest offsets count exactly the
+//!   records written, and timestamp lookups find the right record.
+//!
+//! The broker comes from `KAFKA_BOOTSTRAP_SERVERS` (see `common::bootstrap`).
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use josefk::admin::{Admin, NewTopic, OffsetSpec};
+use josefk::error::ResponseError;
+use josefk::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use josefk::kafka_protocol::messages::DescribeConfigsRequest;
+use josefk::kafka_protocol::protocol::StrBytes;
+use josefk::net::Lane;
+use josefk::{Error, IsolationLevel, TopicPartition};
+use josefk_harness::KafkaDist;
+use tokio::time::Instant;
+
+use common::*;
+
+const PARTITIONS: i32 = 6;
+const MAX_MESSAGE_BYTES: &str = "200000";
+const RETENTION_MS: &str = "3600000";
+
+async fn admin() -> Admin {
+    Admin::connect(config(&bootstrap()))
+        .await
+        .expect("connect to the shared broker")
+}
+
+/// The `(value, source)` of each named config of `topic`, by a raw DescribeConfigs request.
+async fn describe_configs(admin: &Admin, topic: &str, keys: &[&str]) -> Vec<(String, String, i8)> {
+    const TOPIC_RESOURCE: i8 = 2;
+    let conn = admin
+        .cluster()
+        .any_connection(Lane::Control)
+        .await
+        .expect("a connection");
+    let response = conn
+        .send(&DescribeConfigsRequest::default().with_resources(vec![
+                DescribeConfigsResource::default()
+                    .with_resource_type(TOPIC_RESOURCE)
+                    .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                    .with_configuration_keys(Some(
+                        keys.iter()
+                            .map(|k| StrBytes::from_string((*k).to_owned()))
+                            .collect(),
+                    )),
+            ]))
+        .await
+        .expect("DescribeConfigs");
+    let result = &response.results[0];
+    assert_eq!(result.error_code, 0, "{:?}", result.error_message);
+    assert_eq!(result.resource_name.as_str(), topic);
+    result
+        .configs
+        .iter()
+        .map(|c| {
+            (
+                c.name.to_string(),
+                c.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                c.config_source,
+            )
+        })
+        .collect()
+}
+
+/// Runs `org.apache.kafka.tools.TopicCommand --describe` and returns its stdout.
+async fn java_describe_topic(bootstrap: String, topic: String) -> String {
+    tokio::task::spawn_blocking(move || {
+        let dist = KafkaDist::provision().expect("provision Kafka's tools");
+        let out = josefk_harness::run_java_tool(
+            &dist,
+            "org.apache.kafka.tools.TopicCommand",
+            &[
+                "--bootstrap-server",
+                &bootstrap,
+                "--describe",
+                "--topic",
+                &topic,
+            ],
+            Duration::from_secs(60),
+        )
+        .expect("run TopicCommand");
+        assert!(
+            out.status.success(),
+            "TopicCommand failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    })
+    .await
+    .unwrap()
+}
+
+/// Writes `lines` as records with Kafka's `ConsoleProducer` (acks=all), which spreads them over
+/// partitions as the Java client does.
+async fn java_console_produce(bootstrap: String, topic: String, lines: Vec<String>) {
+    tokio::task::spawn_blocking(move || {
+        let dist = KafkaDist::provision().expect("provision Kafka's tools");
+        let stdin = lines.join("\n") + "\n";
+        let out = josefk_harness::run_java_tool_with_stdin(
+            &dist,
+            "org.apache.kafka.tools.ConsoleProducer",
+            &[
+                "--bootstrap-server",
+                &bootstrap,
+                "--topic",
+                &topic,
+                "--producer-property",
+                "acks=all",
+            ],
+            stdin.as_bytes(),
+            Duration::from_secs(60),
+        )
+        .expect("run ConsoleProducer");
+        assert!(
+            out.status.success(),
+            "ConsoleProducer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await
+    .unwrap()
+}
+
+fn broker_code(e: &Error) -> Option<ResponseError> {
+    match e {
+        Error::Broker { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// Create → describe → configs → create again → delete → describe → delete again.
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_lifecycle_with_partitions_leaders_and_configs() {
+    let admin = admin().await;
+    let cluster = admin.describe_cluster().await.expect("describe cluster");
+    assert!(cluster.cluster_id.is_some(), "KRaft clusters have an id");
+    assert!(!cluster.brokers.is_empty());
+    let broker_ids: HashSet<i32> = cluster.brokers.iter().map(|b| b.node_id).collect();
+    let controller = cluster.controller_id.expect("metadata names a controller");
+    assert!(
+        broker_ids.contains(&controller),
+        "controller {controller} is a broker"
+    );
+
+    let topic = unique_topic("lifecycle");
+    admin
+        .create_topics(&[NewTopic::new(&topic, PARTITIONS, 1)
+            .config("max.message.bytes", MAX_MESSAGE_BYTES)
+            .config("retention.ms", RETENTION_MS)])
+        .await
+        .expect("create topic");
+    assert!(admin.list_topics().await.unwrap().contains(&topic));
+
+    let described = admin.describe_topics(&[&topic]).await.expect("describe");
+    assert_eq!(described.len(), 1);
+    let t = &described[0];
+    assert_eq!(t.name, topic);
+    assert!(!t.internal);
+    assert_ne!(t.id, [0; 16], "a topic id (KIP-516)");
+    let indexes: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
+    assert_eq!(indexes, (0..PARTITIONS).collect::<Vec<_>>());
+    for p in &t.partitions {
+        let leader = p.leader.expect("every partition has a leader");
+        assert!(
+            broker_ids.contains(&leader),
+            "leader {leader} of partition {} is not a broker of describe_cluster {broker_ids:?}",
+            p.partition
+        );
+        assert_eq!(p.replicas.len(), 1, "replication factor 1");
+        assert_eq!(p.replicas[0], leader);
+        assert_eq!(p.isr, p.replicas);
+        assert!(p.leader_epoch >= 0);
+        assert_eq!(p.error, None);
+    }
+
+    // The configs were stored as topic overrides (source 1 = DYNAMIC_TOPIC_CONFIG)...
+    let mut configs =
+        describe_configs(&admin, &topic, &["max.message.bytes", "retention.ms"]).await;
+    configs.sort();
+    assert_eq!(
+        configs,
+        vec![
+            (
+                "max.message.bytes".to_owned(),
+                MAX_MESSAGE_BYTES.to_owned(),
+                1
+            ),
+            ("retention.ms".to_owned(), RETENTION_MS.to_owned(), 1),
+        ]
+    );
+    // ...Kafka's own tool sees the same topic...
+    let java = java_describe_topic(bootstrap(), topic.clone()).await;
+    assert!(java.contains(&format!("Topic: {topic}")), "{java}");
+    assert!(
+        java.contains(&format!("PartitionCount: {PARTITIONS}")),
+        "{java}"
+    );
+    assert!(
+        java.contains(&format!("max.message.bytes={MAX_MESSAGE_BYTES}")),
+        "{java}"
+    );
+    assert!(
+        java.contains(&format!("retention.ms={RETENTION_MS}")),
+        "{java}"
+    );
+    // ...and the broker enforces them: a record over max.message.bytes is refused.
+    let leader = t.partitions[0].leader.unwrap();
+    let conn = admin
+        .cluster()
+        .connection(leader, Lane::Produce)
+        .await
+        .unwrap();
+    produce(&conn, &topic, 0, &records("small", 1, now_ms())).await;
+    let mut big = records("big", 1, now_ms());
+    big[0].value = Some(vec![b'x'; 300_000].into());
+    let response = conn
+        .send(&produce_request(&topic, 0, &big, -1))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.responses[0].partition_responses[0].error_code,
+        ResponseError::MessageTooLarge.code(),
+        "a 300 kB record must exceed max.message.bytes={MAX_MESSAGE_BYTES}"
+    );
+
+    // Creating it again fails with TOPIC_ALREADY_EXISTS, and says which topic.
+    let e = admin
+        .create_topics(&[NewTopic::new(&topic, PARTITIONS, 1)])
+        .await
+        .expect_err("topic exists");
+    assert_eq!(
+        broker_code(&e),
+        Some(ResponseError::TopicAlreadyExists),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&topic), "{e} should name {topic}");
+    assert!(!e.is_retriable());
+
+    admin.delete_topics(&[&topic]).await.expect("delete");
+    // Deletion is committed by the controller; the broker's metadata follows within moments.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let e = loop {
+        match admin.describe_topics(&[&topic]).await {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Ok(_) => panic!("{topic} still described 15 s after deletion"),
+        }
+    };
+    assert_eq!(
+        broker_code(&e),
+        Some(ResponseError::UnknownTopicOrPartition),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&topic), "{e}");
+    assert!(!admin.list_topics().await.unwrap().contains(&topic));
+    let e = admin
+        .delete_topics(&[&topic])
+        .await
+        .expect_err("already deleted");
+    assert_eq!(
+        broker_code(&e),
+        Some(ResponseError::UnknownTopicOrPartition),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&topic), "{e}");
+}
+
+/// Requests the broker refuses come back as broker errors naming the topic, and create nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_topic_requests_are_refused_with_the_topic_named() {
+    let admin = admin().await;
+    let brokers = admin.describe_cluster().await.unwrap().brokers.len();
+
+    let topic = unique_topic("bad-rf");
+    let e = admin
+        .create_topics(&[NewTopic::new(&topic, 1, brokers as i16 + 1)])
+        .await
+        .expect_err("more replicas than brokers");
+    assert_eq!(
+        broker_code(&e),
+        Some(ResponseError::InvalidReplicationFactor),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&topic), "{e}");
+
+    let topic2 = unique_topic("bad-partitions");
+    let e = admin
+        .create_topics(&[NewTopic::new(&topic2, 0, 1)])
+        .await
+        .expect_err("zero partitions");
+    assert_eq!(
+        broker_code(&e),
+        Some(ResponseError::InvalidPartitions),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&topic2), "{e}");
+
+    let names = admin.list_topics().await.unwrap();
+    assert!(!names.contains(&topic) && !names.contains(&topic2));
+}
+
+/// Earliest/latest offsets are 0/0 on an empty topic; after josefk writes 5 records to one
+/// partition and Kafka's console producer writes 20 more anywhere, latest offsets add up to
+/// exactly what was written, and a timestamp lookup finds the record with that timestamp.
+#[tokio::test(flavor = "multi_thread")]
+async fn list_offsets_on_empty_and_written_topic() {
+    let admin = admin().await;
+    let topic = unique_topic("offsets");
+    admin
+        .create_topics(&[NewTopic::new(&topic, PARTITIONS, 1)])
+        .await
+        .expect("create topic");
+    let all = |spec: OffsetSpec| -> Vec<(TopicPartition, OffsetSpec)> {
+        (0..PARTITIONS)
+            .map(|p| (TopicPartition::new(&topic, p), spec))
+            .collect()
+    };
+    let offsets =
+        |found: &std::collections::HashMap<TopicPartition, josefk::admin::ListedOffset>| {
+            (0..PARTITIONS)
+                .map(|p| found[&TopicPartition::new(&topic, p)].offset)
+                .collect::<Vec<_>>()
+        };
+
+    for spec in [OffsetSpec::Earliest, OffsetSpec::Latest] {
+        let found = admin
+            .list_offsets(&all(spec), IsolationLevel::ReadUncommitted)
+            .await
+            .expect("list offsets");
+        assert_eq!(found.len(), PARTITIONS as usize);
+        assert_eq!(offsets(&found), vec![0; PARTITIONS as usize], "{spec:?}");
+    }
+
+    // Five records on partition 2, an hour in the past, one ms apart.
+    let tp2 = TopicPartition::new(&topic, 2);
+    let t0 = now_ms() - 3_600_000;
+    let leader = admin.cluster().metadata().leader(&tp2).unwrap();
+    let conn = admin
+        .cluster()
+        .connection(leader, Lane::Produce)
+        .await
+        .unwrap();
+    assert_eq!(produce(&conn, &topic, 2, &records("raw", 5, t0)).await, 0);
+    let found = admin
+        .list_offsets(&all(OffsetSpec::Latest), IsolationLevel::ReadUncommitted)
+        .await
+        .unwrap();
+    assert_eq!(offsets(&found), vec![0, 0, 5, 0, 0, 0]);
+    let found = admin
+        .list_offsets(
+            &[
+                (tp2.clone(), OffsetSpec::Earliest),
+                (TopicPartition::new(&topic, 3), OffsetSpec::Timestamp(t0)),
+            ],
+            IsolationLevel::ReadCommitted,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found[&tp2].offset, 0);
+    assert_eq!(
+        found[&TopicPartition::new(&topic, 3)].offset,
+        -1,
+        "no record at or after t0 on an empty partition"
+    );
+    let found = admin
+        .list_offsets(
+            &[(tp2.clone(), OffsetSpec::Timestamp(t0 + 2))],
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found[&tp2].offset, 2, "first record with timestamp >= t0+2");
+    assert_eq!(found[&tp2].timestamp, Some(t0 + 2));
+    let found = admin
+        .list_offsets(
+            &[(tp2.clone(), OffsetSpec::Timestamp(now_ms() + 60_000))],
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+    assert_eq!(found[&tp2].offset, -1, "nothing in the future");
+
+    // Twenty more through the Java client.
+    let lines: Vec<String> = (0..20).map(|i| format!("console-{i}")).collect();
+    java_console_produce(bootstrap(), topic.clone(), lines).await;
+    let latest = admin
+        .list_offsets(&all(OffsetSpec::Latest), IsolationLevel::ReadUncommitted)
+        .await
+        .unwrap();
+    let earliest = admin
+        .list_offsets(&all(OffsetSpec::Earliest), IsolationLevel::ReadUncommitted)
+        .await
+        .unwrap();
+    assert_eq!(offsets(&earliest), vec![0; PARTITIONS as usize]);
+    let total: i64 = offsets(&latest).iter().sum();
+    assert_eq!(total, 25, "latest offsets {:?}", offsets(&latest));
+    assert!(latest[&tp2].offset >= 5);
+
+    admin.delete_topics(&[&topic]).await.expect("delete");
+}

@@ -1,0 +1,325 @@
+//! Shared helpers for josefk's live-broker integration tests.
+//!
+//! - Where the broker is: [`bootstrap`] reads `KAFKA_BOOTSTRAP_SERVERS` through the harness and
+//!   panics with the harness's explanation when it is unset. Live tests never skip: a green run
+//!   must mean the client was exercised against a real Kafka. The project's test command
+//!   (`cargo run -p josefk-harness -- test`) starts a broker and sets the variable.
+//! - Private clusters: tests that stop, kill or restart brokers, or need three nodes, start their
+//!   own [`PrivateCluster`] (free ports, temporary data) so they never disturb the shared broker
+//!   other tests run against concurrently.
+//! - Unique topic names ([`unique_topic`]), so tests can share one broker and be rerun against a
+//!   long-lived one without colliding with leftovers.
+//! - Tracing ([`init_tracing`]): josefk's logs go to the test output, filtered by `RUST_LOG`.
+//! - Raw request builders for Produce and Fetch, which josefk has no producer or consumer for
+//!   yet, so tests can put records on partitions and hold long polls open.
+
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use josefk::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use josefk::kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsTopic,
+};
+use josefk::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use josefk::kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ProduceRequest, TopicName,
+};
+use josefk::kafka_protocol::protocol::StrBytes;
+use josefk::kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use josefk::net::Connection;
+use josefk::ClientConfig;
+use josefk_harness::{ClusterSpec, KafkaCluster};
+
+/// The shared broker's bootstrap servers. Panics, with the harness's message on how to get a
+/// broker, when `KAFKA_BOOTSTRAP_SERVERS` is not set.
+pub fn bootstrap() -> String {
+    match josefk_harness::bootstrap_servers_from_env() {
+        Ok(servers) => servers,
+        // The harness's message already says what is missing and how to get a broker.
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Client settings for tests: defaults, except a shorter request timeout so a test that goes
+/// wrong fails in seconds rather than hanging for Java's 30 s defaults.
+pub fn config(bootstrap: &str) -> ClientConfig {
+    init_tracing();
+    ClientConfig::new(bootstrap)
+        .client_id("josefk-it")
+        .request_timeout(Duration::from_secs(15))
+}
+
+/// Sends josefk's `tracing` output to the captured test output, filtered by `RUST_LOG`
+/// (default: warnings only). Safe to call from every test.
+pub fn init_tracing() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A topic name no other test or earlier run uses: `prefix-pid-counter-millis`.
+pub fn unique_topic(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("josefk-it-{prefix}-{}-{n}-{millis}", std::process::id())
+}
+
+/// The current time in ms since the epoch, as Kafka timestamps it.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A `TopicName` from a `&str`.
+pub fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_owned()))
+}
+
+/// A private cluster owned by one test. The harness calls block (they start JVMs and wait for
+/// them), so every call runs on the blocking pool; the mutex lets the handle be shared by the
+/// test and the closures it hands to `spawn_blocking`.
+#[derive(Clone)]
+pub struct PrivateCluster {
+    inner: Arc<Mutex<Option<KafkaCluster>>>,
+    bootstrap: String,
+}
+
+impl PrivateCluster {
+    /// Starts a cluster (10–20 s per cluster) and waits until every node is ready.
+    pub async fn start(spec: ClusterSpec) -> PrivateCluster {
+        init_tracing();
+        let cluster = tokio::task::spawn_blocking(move || KafkaCluster::start(spec))
+            .await
+            .expect("cluster start panicked")
+            .unwrap_or_else(|e| panic!("cannot start a private Kafka cluster: {e}"));
+        let bootstrap = cluster.bootstrap_servers();
+        PrivateCluster {
+            inner: Arc::new(Mutex::new(Some(cluster))),
+            bootstrap,
+        }
+    }
+
+    /// `127.0.0.1:p1,...` for every node.
+    pub fn bootstrap_servers(&self) -> String {
+        self.bootstrap.clone()
+    }
+
+    /// Runs `f` on the cluster on the blocking pool.
+    pub async fn with<R, F>(&self, f: F) -> R
+    where
+        F: FnOnce(&mut KafkaCluster) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = inner.lock().unwrap_or_else(|e| e.into_inner());
+            f(guard.as_mut().expect("cluster already shut down"))
+        })
+        .await
+        .expect("harness call panicked")
+    }
+
+    /// Node ids.
+    pub async fn node_ids(&self) -> Vec<i32> {
+        self.with(|c| c.node_ids()).await
+    }
+
+    /// `127.0.0.1:port` of one node.
+    pub async fn broker_address(&self, id: i32) -> String {
+        self.with(move |c| c.broker_address(id)).await
+    }
+
+    /// SIGKILLs a node: a crash, as the broker and its peers see it.
+    pub async fn kill_node(&self, id: i32) {
+        self.with(move |c| c.kill_node(id))
+            .await
+            .unwrap_or_else(|e| panic!("cannot kill node {id}: {e}"));
+    }
+
+    /// Stops a node cleanly (controlled shutdown).
+    pub async fn stop_node(&self, id: i32) {
+        self.with(move |c| c.stop_node(id))
+            .await
+            .unwrap_or_else(|e| panic!("cannot stop node {id}: {e}"));
+    }
+
+    /// Restarts a stopped or killed node on its old port and data, and waits until it is ready.
+    pub async fn start_node(&self, id: i32) {
+        self.with(move |c| c.start_node(id))
+            .await
+            .unwrap_or_else(|e| panic!("cannot restart node {id}: {e}"));
+    }
+
+    /// Stops every node and deletes the data, on the blocking pool (dropping a cluster waits for
+    /// its JVMs, which must not stall a runtime worker).
+    pub async fn shutdown(self) {
+        let inner = self.inner.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(inner.lock().unwrap_or_else(|e| e.into_inner()).take());
+        })
+        .await;
+    }
+}
+
+/// `count` records with values `"{prefix}-{i}"` and timestamps `first_ts + i`.
+pub fn records(prefix: &str, count: usize, first_ts: i64) -> Vec<Record> {
+    (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // kafka-protocol starts a new batch whenever `offset - sequence` changes, and a
+            // Produce request may carry only one batch per partition (else INVALID_RECORD).
+            // Counting up from -1 keeps one batch with base sequence -1 (no idempotence).
+            sequence: i as i32 - 1,
+            timestamp: first_ts + i as i64,
+            key: Some(format!("key-{i}").into_bytes().into()),
+            value: Some(format!("{prefix}-{i}").into_bytes().into()),
+            headers: Default::default(),
+        })
+        .collect()
+}
+
+/// A non-idempotent Produce request (`acks`) carrying one uncompressed batch of `records` for one
+/// partition.
+pub fn produce_request(
+    topic: &str,
+    partition: i32,
+    records: &[Record],
+    acks: i16,
+) -> ProduceRequest {
+    let mut batch = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut batch,
+        records.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("record batch encodes");
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch.freeze()))])])
+}
+
+/// Produces `records` to a partition through `conn` (which must reach its leader) with
+/// `acks=all`, and returns the base offset the broker assigned.
+///
+/// Retries NOT_LEADER_OR_FOLLOWER and UNKNOWN_TOPIC_OR_PARTITION for a few seconds: right after
+/// a topic is created (or a leader moves) a broker's metadata can name it leader a moment before
+/// its replica manager has taken leadership, and any producer retries through that window.
+pub async fn produce(conn: &Connection, topic: &str, partition: i32, records: &[Record]) -> i64 {
+    let request = produce_request(topic, partition, records, -1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = conn
+            .send(&request)
+            .await
+            .unwrap_or_else(|e| panic!("produce to {topic}-{partition} failed: {e}"));
+        let p = &response.responses[0].partition_responses[0];
+        let retriable = matches!(p.error_code, 3 | 6);
+        if p.error_code == 0 {
+            return p.base_offset;
+        }
+        assert!(
+            retriable && tokio::time::Instant::now() < deadline,
+            "produce to {topic}-{partition} answered error {}: {:?}",
+            p.error_code,
+            p.error_message
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the broker behind `conn` acts as leader of `topic`'s partitions `0..partitions`
+/// (ListOffsets answers without error), for the window described at [`produce`].
+pub async fn await_leadership(conn: &Connection, topic: &str, partitions: i32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for partition in 0..partitions {
+        loop {
+            let response = conn
+                .send(&list_latest(topic, partition))
+                .await
+                .unwrap_or_else(|e| panic!("ListOffsets {topic}-{partition} failed: {e}"));
+            let code = response.topics[0].partitions[0].error_code;
+            if code == 0 {
+                break;
+            }
+            assert!(
+                matches!(code, 3 | 6) && tokio::time::Instant::now() < deadline,
+                "{topic}-{partition}: ListOffsets error {code}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A ListOffsets request for the latest offset of one partition.
+pub fn list_latest(topic: &str, partition: i32) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_current_leader_epoch(-1)
+                .with_timestamp(-1)])])
+}
+
+/// A Fetch from offset `offset` of one partition that the broker holds for up to `max_wait_ms`
+/// when there is nothing to return (a long poll).
+pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_current_leader_epoch(-1)
+                .with_last_fetched_epoch(-1)
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+/// The error code of the single partition of a Fetch response.
+pub fn fetch_partition_error(response: &FetchResponse) -> i16 {
+    assert_eq!(response.error_code, 0, "fetch failed as a whole");
+    response.responses[0].partitions[0].error_code
+}

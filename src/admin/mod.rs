@@ -2,8 +2,8 @@
 //! up partition offsets.
 //!
 //! Semantics follow the Java `Admin` client, with one convenience: [`Admin::create_topics`] returns
-//! only once metadata shows a leader for every new partition, so the topic can be produced to at
-//! once (Java's returns when the controller has accepted the topic, and callers poll).
+//! only once every new partition's leader answers for it, so the topic can be produced to at once
+//! (Java's returns when the controller has accepted the topic, and callers poll).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -139,7 +139,7 @@ impl Admin {
         self.cluster.config().request_timeout
     }
 
-    /// Creates topics, then waits until metadata shows a leader for each of their partitions.
+    /// Creates topics, then waits until each of their partitions has a leader that answers for it.
     /// A topic that exists already fails with TOPIC_ALREADY_EXISTS.
     ///
     /// Cancellation: if dropped after the request was sent, the topics may have been created.
@@ -211,6 +211,18 @@ impl Admin {
         }
         let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
         self.cluster.wait_for_topics(&names, timeout).await?;
+        // Metadata names a leader a moment before that broker serves the partition (a Produce
+        // right then gets NOT_LEADER_OR_FOLLOWER); a ListOffsets per partition, retried on
+        // stale-metadata errors, waits out that window.
+        let partitions: Vec<(TopicPartition, OffsetSpec)> = topics
+            .iter()
+            .flat_map(|t| {
+                (0..t.num_partitions)
+                    .map(move |p| (TopicPartition::new(t.name.clone(), p), OffsetSpec::Latest))
+            })
+            .collect();
+        self.list_offsets(&partitions, IsolationLevel::ReadUncommitted)
+            .await?;
         Ok(())
     }
 

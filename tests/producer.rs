@@ -336,8 +336,9 @@ async fn bad_input_fails_at_the_call_and_loses_nothing_else() {
     assert!(e.to_string().contains("compression.type"), "{e}");
 }
 
-/// Sends `n` records one by one, restarting the broker after `n / 3` were acknowledged, and
-/// returns the indexes the producer reported delivered.
+/// Sends `n` records at a steady pace while the broker is killed (SIGKILL, so requests in flight
+/// may have been appended without an answer) and restarted; returns the indexes the producer
+/// reported delivered.
 async fn produce_through_a_restart(
     cluster: &common::PrivateCluster,
     config: ProducerConfig,
@@ -345,30 +346,33 @@ async fn produce_through_a_restart(
     n: usize,
 ) -> Vec<usize> {
     let producer = Producer::connect(config).await.unwrap();
-    let mut in_flight = Vec::new();
+    let node = cluster.node_ids().await[0];
+    let bouncer = {
+        let cluster = cluster.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            cluster.kill_node(node).await;
+            cluster.start_node(node).await;
+        })
+    };
+    let mut in_flight = std::collections::VecDeque::new();
     let mut delivered = Vec::new();
     for i in 0..n {
-        in_flight.push((
+        in_flight.push_back((
             i,
             producer
                 .send(ProducerRecord::new(topic, value("r", i)))
                 .await
                 .unwrap(),
         ));
-        if i == n / 3 {
-            for (i, d) in in_flight.drain(..) {
-                d.await.unwrap();
-                delivered.push(i);
-            }
-            let node = cluster.node_ids().await[0];
-            cluster.stop_node(node).await;
-            cluster.start_node(node).await;
+        if i % 50 == 49 {
+            // Paced so the kill lands mid-stream rather than after the last send.
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        if in_flight.len() >= 200 {
-            for (i, d) in in_flight.drain(..) {
-                if d.await.is_ok() {
-                    delivered.push(i);
-                }
+        while in_flight.len() > 500 {
+            let (i, d) = in_flight.pop_front().unwrap();
+            if d.await.is_ok() {
+                delivered.push(i);
             }
         }
     }
@@ -377,6 +381,7 @@ async fn produce_through_a_restart(
             delivered.push(i);
         }
     }
+    bouncer.await.unwrap();
     producer.close(Duration::from_secs(30)).await.unwrap();
     delivered
 }
@@ -386,7 +391,7 @@ async fn through_a_broker_restart_at_least_once_may_duplicate_and_idempotence_do
     let cluster = common::PrivateCluster::start(ClusterSpec::single()).await;
     let bootstrap = cluster.bootstrap_servers();
     let admin = admin(&bootstrap).await;
-    const N: usize = 3000;
+    const N: usize = 20_000;
     for idempotent in [false, true] {
         let topic = common::unique_topic(if idempotent {
             "restart-idem"

@@ -6,7 +6,7 @@
 //! Dependencies point one way only (see ARCHITECTURE.md):
 //!
 //! ```text
-//! record, error  ←  state  ←  protocol  ←  net  ←  cluster  ←  admin (producer, consumer to come)
+//! record, error  ←  state  ←  protocol  ←  net  ←  cluster  ←  admin, producer (consumer to come)
 //! ```
 //!
 //! - [`record`], [`error`]: plain data and the one public [`Error`] type.
@@ -15,6 +15,7 @@
 //! - [`net`]: one task per broker connection owns the socket; handles talk to it over channels.
 //! - [`cluster`]: metadata and coordinator caches shared by every role.
 //! - [`admin`]: topic management and cluster inspection.
+//! - [`producer`]: at-most-once, at-least-once and idempotent producing.
 //!
 //! # Example
 //!

@@ -22,9 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
-use josefk::net::Lane;
 use josefk::producer::{Producer, ProducerConfig};
-use josefk::protocol::records::RecordBatches;
 use josefk::protocol::Compression;
 use josefk::state::partitioner::partition_for_key;
 use josefk::{Header, IsolationLevel, ProducerRecord, TopicPartition};
@@ -269,82 +267,39 @@ struct BatchSeen {
     transactional: bool,
 }
 
-/// Every data record of `topic` with its offset, per partition in log order, read with raw Fetch
-/// requests and josefk's batch decoder up to each partition's high watermark, plus the header of
-/// every data batch.
+/// Every data record of `topic` with its offset, per partition in log order, plus the header of
+/// every data batch (read with [`common::read_log`]).
 async fn read_back(admin: &Admin, topic: &str) -> (BTreeMap<i32, Vec<(i64, Rec)>>, Vec<BatchSeen>) {
-    let specs: Vec<_> = (0..PARTITIONS)
-        .map(|p| (TopicPartition::new(topic, p), OffsetSpec::Latest))
-        .collect();
-    let ends = admin
-        .list_offsets(&specs, IsolationLevel::ReadUncommitted)
-        .await
-        .expect("list offsets");
-    let cluster = admin.cluster();
+    let text = |b: &bytes::Bytes| String::from_utf8(b.to_vec()).expect("Java wrote UTF-8 text");
     let mut log = BTreeMap::new();
     let mut batches = Vec::new();
-    for p in 0..PARTITIONS {
-        let tp = TopicPartition::new(topic, p);
-        let end = ends[&tp].offset;
+    for (p, logged) in common::read_log(admin, topic, PARTITIONS).await {
         let mut records = Vec::new();
-        let mut offset = 0;
-        while offset < end {
-            let leader = cluster
-                .wait_for_topics(&[topic], Duration::from_secs(10))
-                .await
-                .expect("metadata")
-                .leader(&tp)
-                .expect("leader");
-            let conn = cluster.connection(leader, Lane::Fetch).await.unwrap();
-            let response = conn
-                .send(&common::fetch_request(topic, p, offset, 100))
-                .await
-                .expect("fetch");
-            assert_eq!(common::fetch_partition_error(&response), 0, "{tp}");
-            let data = response.responses[0].partitions[0]
-                .records
-                .clone()
-                .unwrap_or_default();
-            for batch in RecordBatches::new(data) {
-                let batch = batch.unwrap_or_else(|e| panic!("{tp}: invalid batch: {e}"));
-                if batch.is_control {
-                    offset = batch.next_offset();
-                    continue;
-                }
-                // A fetch may start mid-batch; count each batch once.
-                if batch.base_offset >= offset {
-                    batches.push(BatchSeen {
-                        compression: batch.compression,
-                        producer_id: batch.producer_id,
-                        transactional: batch.is_transactional,
-                    });
-                }
-                for r in batch.records().expect("records") {
-                    let r = r.unwrap_or_else(|e| panic!("{tp}: bad record: {e}"));
-                    if r.offset < offset {
-                        continue;
-                    }
-                    offset = r.offset + 1;
-                    let text = |b: &bytes::Bytes| {
-                        String::from_utf8(b.to_vec()).expect("Java wrote UTF-8 text")
-                    };
-                    let headers = r
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            let key = h.key_str().expect("header key is UTF-8").to_owned();
-                            (key, h.value.as_ref().map(text))
-                        })
-                        .collect();
-                    records.push((
-                        r.offset,
-                        Rec {
-                            key: r.key.as_ref().map(text),
-                            value: r.value.as_ref().map(text),
-                            headers,
-                        },
-                    ));
-                }
+        for batch in logged.into_iter().filter(|b| !b.control) {
+            if batch.whole {
+                batches.push(BatchSeen {
+                    compression: batch.compression,
+                    producer_id: batch.producer_id,
+                    transactional: batch.transactional,
+                });
+            }
+            for r in batch.records {
+                let headers = r
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        let key = h.key_str().expect("header key is UTF-8").to_owned();
+                        (key, h.value.as_ref().map(text))
+                    })
+                    .collect();
+                records.push((
+                    r.offset,
+                    Rec {
+                        key: r.key.as_ref().map(text),
+                        value: r.value.as_ref().map(text),
+                        headers,
+                    },
+                ));
             }
         }
         log.insert(p, records);

@@ -10,12 +10,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use josefk::admin::{Admin, NewTopic, OffsetSpec};
-use josefk::net::Lane;
+use josefk::admin::{Admin, NewTopic};
 use josefk::producer::{Acks, Producer, ProducerConfig};
-use josefk::protocol::records::RecordBatches;
 use josefk::state::partitioner::partition_for_key;
-use josefk::{ErrorClass, IsolationLevel, ProducerRecord, TopicPartition};
+use josefk::{ErrorClass, ProducerRecord};
 use josefk_harness::ClusterSpec;
 
 /// A record as read back from the log.
@@ -27,68 +25,29 @@ struct Logged {
     headers: Vec<(String, Option<Bytes>)>,
 }
 
-/// Every data record of `topic`'s partitions, in log order, read with raw Fetch requests up to
-/// each partition's high watermark.
+/// Every data record of `topic`'s partitions, in log order (see [`common::read_log`]).
 async fn read_back(admin: &Admin, topic: &str, partitions: i32) -> HashMap<i32, Vec<Logged>> {
-    let specs: Vec<_> = (0..partitions)
-        .map(|p| (TopicPartition::new(topic, p), OffsetSpec::Latest))
-        .collect();
-    let ends = admin
-        .list_offsets(&specs, IsolationLevel::ReadUncommitted)
+    common::read_log(admin, topic, partitions)
         .await
-        .expect("list offsets");
-    let cluster = admin.cluster();
-    let mut out = HashMap::new();
-    for p in 0..partitions {
-        let tp = TopicPartition::new(topic, p);
-        let end = ends[&tp].offset;
-        let mut records = Vec::new();
-        let mut offset = 0;
-        while offset < end {
-            let leader = cluster
-                .wait_for_topics(&[topic], Duration::from_secs(10))
-                .await
-                .unwrap()
-                .leader(&tp)
-                .expect("leader");
-            let conn = cluster.connection(leader, Lane::Fetch).await.unwrap();
-            let response = conn
-                .send(&common::fetch_request(topic, p, offset, 100))
-                .await
-                .expect("fetch");
-            assert_eq!(common::fetch_partition_error(&response), 0);
-            let data = response.responses[0].partitions[0]
-                .records
-                .clone()
-                .unwrap_or_default();
-            for batch in RecordBatches::new(data) {
-                let batch = batch.expect("valid batch");
-                if batch.is_control {
-                    offset = batch.next_offset();
-                    continue;
-                }
-                for r in batch.records().expect("records") {
-                    let r = r.expect("record");
-                    if r.offset < offset {
-                        continue;
-                    }
-                    offset = r.offset + 1;
-                    records.push(Logged {
-                        offset: r.offset,
-                        key: r.key.clone(),
-                        value: r.value.clone(),
-                        headers: r
-                            .headers
-                            .iter()
-                            .map(|h| (h.key_str().unwrap().to_owned(), h.value.clone()))
-                            .collect(),
-                    });
-                }
-            }
-        }
-        out.insert(p, records);
-    }
-    out
+        .into_iter()
+        .map(|(p, batches)| {
+            let records = batches
+                .into_iter()
+                .flat_map(|b| b.records)
+                .map(|r| Logged {
+                    offset: r.offset,
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|h| (h.key_str().unwrap().to_owned(), h.value.clone()))
+                        .collect(),
+                })
+                .collect();
+            (p, records)
+        })
+        .collect()
 }
 
 async fn admin(bootstrap: &str) -> Admin {

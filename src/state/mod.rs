@@ -12,7 +12,11 @@
 pub mod accumulator;
 pub mod assignor;
 pub mod backoff;
+/// The `consumer` protocol's Subscription and Assignment types and their byte formats.
+///
+pub mod consumer_protocol;
 pub mod isolation;
 pub mod partitioner;
 pub mod sequence;
 pub mod transaction;
+mod transaction_errors;

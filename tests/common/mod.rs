@@ -323,3 +323,92 @@ pub fn fetch_partition_error(response: &FetchResponse) -> i16 {
     assert_eq!(response.error_code, 0, "fetch failed as a whole");
     response.responses[0].partitions[0].error_code
 }
+
+/// One batch as read back from a partition: its header fields and its records at or after the
+/// position the fetch asked for (a fetch may start mid-batch).
+#[derive(Debug)]
+pub struct LoggedBatch {
+    /// The batch's codec.
+    pub compression: josefk::protocol::Compression,
+    /// Producer id (-1 without idempotence).
+    pub producer_id: i64,
+    /// Whether the batch is part of a transaction.
+    pub transactional: bool,
+    /// Whether it is a control batch (transaction marker).
+    pub control: bool,
+    /// Whether this read saw the batch from its first record (so each batch is counted once).
+    pub whole: bool,
+    /// Records at or after the fetch position, in offset order.
+    pub records: Vec<josefk::protocol::records::Record>,
+}
+
+/// Every batch of `topic`'s partitions `0..partitions`, in log order, read with raw Fetch requests
+/// (read_uncommitted) and josefk's batch decoder up to each partition's high watermark — an
+/// independent view of what a producer wrote, not the producer's own bookkeeping.
+pub async fn read_log(
+    admin: &josefk::admin::Admin,
+    topic: &str,
+    partitions: i32,
+) -> std::collections::BTreeMap<i32, Vec<LoggedBatch>> {
+    use josefk::admin::OffsetSpec;
+    use josefk::{IsolationLevel, TopicPartition};
+    let specs: Vec<_> = (0..partitions)
+        .map(|p| (TopicPartition::new(topic, p), OffsetSpec::Latest))
+        .collect();
+    let ends = admin
+        .list_offsets(&specs, IsolationLevel::ReadUncommitted)
+        .await
+        .expect("list offsets");
+    let cluster = admin.cluster();
+    let mut log = std::collections::BTreeMap::new();
+    for p in 0..partitions {
+        let tp = TopicPartition::new(topic, p);
+        let end = ends[&tp].offset;
+        let mut batches = Vec::new();
+        let mut offset = 0;
+        while offset < end {
+            let leader = cluster
+                .wait_for_topics(&[topic], Duration::from_secs(10))
+                .await
+                .expect("metadata")
+                .leader(&tp)
+                .expect("leader");
+            let conn = cluster
+                .connection(leader, josefk::net::Lane::Fetch)
+                .await
+                .expect("connection");
+            let response = conn
+                .send(&fetch_request(topic, p, offset, 100))
+                .await
+                .expect("fetch");
+            assert_eq!(fetch_partition_error(&response), 0, "{tp}");
+            let data = response.responses[0].partitions[0]
+                .records
+                .clone()
+                .unwrap_or_default();
+            for batch in josefk::protocol::records::RecordBatches::new(data) {
+                let batch = batch.unwrap_or_else(|e| panic!("{tp}: invalid batch: {e}"));
+                let mut logged = LoggedBatch {
+                    compression: batch.compression,
+                    producer_id: batch.producer_id,
+                    transactional: batch.is_transactional,
+                    control: batch.is_control,
+                    whole: batch.base_offset >= offset,
+                    records: Vec::new(),
+                };
+                if !batch.is_control {
+                    for r in batch.records().expect("records") {
+                        let r = r.unwrap_or_else(|e| panic!("{tp}: bad record: {e}"));
+                        if r.offset >= offset {
+                            logged.records.push(r);
+                        }
+                    }
+                }
+                offset = offset.max(batch.next_offset());
+                batches.push(logged);
+            }
+        }
+        log.insert(p, batches);
+    }
+    log
+}

@@ -27,10 +27,13 @@ use crate::error::{HarnessError, Result};
 /// The wrapper, run as `sh -c WRAPPER josefk-watch <grace-secs> <program> <args>...`.
 /// `JOSEFK_JAVA_STDIN` optionally names a file to feed the JVM as its stdin.
 const WRAPPER: &str = r#"grace=$1; shift
-jpid=
+jpid= rpid=
+# A SIGTERM that reaches the child between fork and exec hits the shell's inherited
+# trap and is lost; sending it again a second later covers that window.
+resend() { [ -z "$rpid" ] && { (sleep 1; kill -TERM "$jpid") >/dev/null 2>&1 & rpid=$!; }; }
 # Traps first: a signal that arrives before the JVM exists is remembered, not fatal
 # to the wrapper (which would orphan the JVM it was about to start).
-trap 'term=1; trapped=1; [ -n "$jpid" ] && kill -TERM "$jpid" 2>/dev/null' TERM INT HUP
+trap 'term=1; trapped=1; [ -n "$jpid" ] && { kill -TERM "$jpid"; resend; } 2>/dev/null' TERM INT HUP
 trap 'hard=1; trapped=1; [ -n "$jpid" ] && kill -KILL "$jpid" 2>/dev/null' USR1
 exec 3<&0
 "$@" <"${JOSEFK_JAVA_STDIN:-/dev/null}" 3<&- &
@@ -38,10 +41,6 @@ jpid=$!
 # The program has its own copy of stderr; the shell's would only add job notices
 # such as "Killed" to the program's output.
 exec 2>/dev/null
-# A SIGTERM that reaches the child between fork and exec hits the shell's inherited
-# trap and is lost; sending it again a second later covers that window.
-resend() { [ -z "$rpid" ] && { (sleep 1; kill -TERM "$jpid") >/dev/null 2>&1 & rpid=$!; }; }
-rpid=
 if [ -n "$hard" ]; then kill -KILL "$jpid"; elif [ -n "$term" ]; then kill -TERM "$jpid"; resend; fi
 (
   while read -r _; do :; done
@@ -60,7 +59,6 @@ while :; do
   if [ "$r" -eq 127 ] && [ -n "$rc" ]; then break; fi
   rc=$r
   [ -z "$trapped" ] && break
-  [ -n "$term" ] && resend
 done
 # KILL, not TERM: a helper still inside fork would run the inherited trap instead.
 kill -KILL "$wpid" $rpid 2>/dev/null

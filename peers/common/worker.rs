@@ -1,0 +1,202 @@
+//! The worker protocol shared by `benches/produce_compare.rs` and the peer benches in `peers/`:
+//! command-line arguments, payloads, latency percentiles, CPU clocks and the one result line a
+//! worker prints. Included with `#[path]` by each binary (the peers are separate crates outside
+//! the workspace, so a shared library crate would drag them back into one build graph).
+//!
+//! A worker is run as `<binary> --bootstrap B --topic T --records N --size S --compression C
+//! --linger-ms L --batch-size BS --buffer-memory M` and prints, last, one line
+//! `PRODUCE_COMPARE_RESULT acked=.. failed=.. bytes=.. elapsed_s=.. p50_ms=.. p99_ms=.. cpu_s=..`
+//! (see [`WorkerResult`]). Only broker-acknowledged records count as `acked`.
+
+// Each includer uses a different subset of this file.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+/// The prefix of the result line, so the parent finds it among any log output.
+pub const RESULT_PREFIX: &str = "PRODUCE_COMPARE_RESULT";
+
+/// How many distinct payloads a worker cycles through. Large enough that a 16 KiB batch never
+/// holds the same payload twice, so LZ4 sees data about as compressible as the Java tool's
+/// per-record random letters, without paying for a random generator per record.
+pub const PAYLOAD_POOL: usize = 1024;
+
+/// What a worker is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerArgs {
+    pub bootstrap: String,
+    pub topic: String,
+    pub records: u64,
+    pub size: usize,
+    pub compression: String,
+    pub linger_ms: u64,
+    pub batch_size: usize,
+    pub buffer_memory: usize,
+}
+
+impl WorkerArgs {
+    /// The arguments as a worker command line (without the binary or mode flag).
+    pub fn to_args(&self) -> Vec<String> {
+        [
+            ("--bootstrap", self.bootstrap.clone()),
+            ("--topic", self.topic.clone()),
+            ("--records", self.records.to_string()),
+            ("--size", self.size.to_string()),
+            ("--compression", self.compression.clone()),
+            ("--linger-ms", self.linger_ms.to_string()),
+            ("--batch-size", self.batch_size.to_string()),
+            ("--buffer-memory", self.buffer_memory.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect()
+    }
+
+    /// Parses what [`WorkerArgs::to_args`] wrote; every flag is required.
+    pub fn parse(args: &[String]) -> Result<WorkerArgs, String> {
+        let get = |name: &str| -> Result<String, String> {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+                .ok_or_else(|| format!("missing {name}"))
+        };
+        let num = |name: &str| -> Result<u64, String> {
+            get(name)?
+                .parse::<u64>()
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        Ok(WorkerArgs {
+            bootstrap: get("--bootstrap")?,
+            topic: get("--topic")?,
+            records: num("--records")?,
+            size: num("--size")? as usize,
+            compression: get("--compression")?,
+            linger_ms: num("--linger-ms")?,
+            batch_size: num("--batch-size")? as usize,
+            buffer_memory: num("--buffer-memory")? as usize,
+        })
+    }
+}
+
+/// [`PAYLOAD_POOL`] payloads of `size` random uppercase ASCII letters, the alphabet Java's
+/// ProducerPerformance uses, from a fixed-seed xorshift so every run sends the same bytes.
+pub fn payload_pool(size: usize) -> Vec<Vec<u8>> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..PAYLOAD_POOL)
+        .map(|_| {
+            (0..size)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    b'A' + (state % 26) as u8
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Ack latencies in microseconds, one per acknowledged record.
+#[derive(Debug, Default)]
+pub struct Latencies(pub Vec<u32>);
+
+impl Latencies {
+    pub fn with_capacity(n: usize) -> Self {
+        Latencies(Vec::with_capacity(n))
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        self.0.push(d.as_micros().min(u32::MAX as u128) as u32);
+    }
+
+    /// `(p50, p99)` in milliseconds, taken as Java's tool does: `sorted[(int)(p * n)]`.
+    pub fn p50_p99_ms(&mut self) -> (f64, f64) {
+        if self.0.is_empty() {
+            return (f64::NAN, f64::NAN);
+        }
+        self.0.sort_unstable();
+        let at = |p: f64| {
+            let i = ((p * self.0.len() as f64) as usize).min(self.0.len() - 1);
+            self.0[i] as f64 / 1000.0
+        };
+        (at(0.5), at(0.99))
+    }
+}
+
+/// Clock ticks per second of `/proc/*/stat` times (USER_HZ). 100 on every Linux this runs on;
+/// `getconf CLK_TCK` confirms when available.
+pub fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .unwrap_or(100.0)
+}
+
+/// `(user+sys of this process, user+sys of its waited-for children)` in seconds, from
+/// `/proc/self/stat` (fields 14-17). The children's part is what `getrusage(RUSAGE_CHILDREN)`
+/// reports, read without a libc dependency.
+pub fn cpu_seconds(ticks: f64) -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; fields after it follow the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    // After ')': index 0 is field 3 (state), so fields 14..=17 are indices 11..=14.
+    ((at(11) + at(12)) / ticks, (at(13) + at(14)) / ticks)
+}
+
+/// What a worker reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerResult {
+    /// Records the broker acknowledged.
+    pub acked: u64,
+    /// Records whose delivery failed (or could not be queued).
+    pub failed: u64,
+    /// Payload bytes of acknowledged records.
+    pub bytes: u64,
+    /// From the first send until the last acknowledgement.
+    pub elapsed_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// The worker's own user+sys, process start to exit (connect included).
+    pub cpu_s: f64,
+}
+
+impl WorkerResult {
+    pub fn line(&self) -> String {
+        format!(
+            "{RESULT_PREFIX} acked={} failed={} bytes={} elapsed_s={:.6} p50_ms={:.3} p99_ms={:.3} cpu_s={:.3}",
+            self.acked, self.failed, self.bytes, self.elapsed_s, self.p50_ms, self.p99_ms, self.cpu_s
+        )
+    }
+
+    /// Finds and parses the result line in a worker's stdout.
+    pub fn parse(stdout: &str) -> Option<WorkerResult> {
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(RESULT_PREFIX))?;
+        let field = |name: &str| -> Option<f64> {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?
+                .parse()
+                .ok()
+        };
+        Some(WorkerResult {
+            acked: field("acked")? as u64,
+            failed: field("failed")? as u64,
+            bytes: field("bytes")? as u64,
+            elapsed_s: field("elapsed_s")?,
+            p50_ms: field("p50_ms")?,
+            p99_ms: field("p99_ms")?,
+            cpu_s: field("cpu_s")?,
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! krafka (a pure-Rust async Kafka client on crates.io) as a peer in
+//! `benches/produce_compare.rs`: produces N keyless records of a given size as fast as it can and
+//! prints one `PRODUCE_COMPARE_RESULT ...` line (protocol: `peers/common/worker.rs`).
+//!
+//! Same shape as josefk's worker in the bench: `enqueue` without awaiting, delivery handles go to
+//! a collector task through a bounded channel, latency is enqueue call → handle resolved.
+//!
+//! Run through the bench (`cargo bench --bench produce_compare`), or by hand after
+//! `cargo build --release --manifest-path peers/krafka-bench/Cargo.toml` with the flags
+//! `--bootstrap --topic --records --size --compression --linger-ms --batch-size --buffer-memory`.
+
+#[path = "../../common/worker.rs"]
+mod worker;
+
+use std::time::{Duration, Instant};
+
+use krafka::producer::{Acks, DeliveryHandle};
+use krafka::{Compression, Kafka, Record};
+
+use worker::{Latencies, WorkerArgs, WorkerResult};
+
+/// Handles queued for the collector; only needs to exceed what buffer memory lets be in flight.
+const WINDOW: usize = 1 << 18;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match WorkerArgs::parse(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("krafka-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    let ticks = worker::clock_ticks();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(run(args));
+    drop(runtime);
+    let cpu_s = worker::cpu_seconds(ticks).0;
+    println!("{}", WorkerResult { cpu_s, ..result }.line());
+}
+
+async fn run(args: WorkerArgs) -> WorkerResult {
+    let compression = match args.compression.as_str() {
+        "none" => Compression::None,
+        "lz4" => Compression::Lz4,
+        "gzip" => Compression::Gzip,
+        "snappy" => Compression::Snappy,
+        other => panic!("krafka-bench: unsupported compression {other}"),
+    };
+    let kafka = Kafka::builder(args.bootstrap.clone())
+        .client_id("produce-compare-krafka")
+        .connect()
+        .await
+        .expect("krafka connect");
+    let producer = kafka
+        .producer()
+        .acks(Acks::All)
+        .idempotent(true)
+        .linger(Duration::from_millis(args.linger_ms))
+        .batch_size(args.batch_size)
+        .buffer_memory(args.buffer_memory)
+        .compression(compression)
+        .build()
+        .await
+        .expect("krafka producer");
+    let payloads: Vec<bytes::Bytes> = worker::payload_pool(args.size)
+        .into_iter()
+        .map(bytes::Bytes::from)
+        .collect();
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, DeliveryHandle)>(WINDOW);
+    let records = args.records as usize;
+    let collector = tokio::spawn(async move {
+        let mut latencies = Latencies::with_capacity(records);
+        let (mut acked, mut failed) = (0u64, 0u64);
+        let mut last_ack = None;
+        while let Some((sent, handle)) = rx.recv().await {
+            match handle.await {
+                Ok(_) => {
+                    let now = Instant::now();
+                    latencies.record(now - sent);
+                    acked += 1;
+                    last_ack = Some(now);
+                }
+                Err(e) => {
+                    if failed == 0 {
+                        eprintln!("krafka-bench: first delivery failure: {e}");
+                    }
+                    failed += 1;
+                }
+            }
+        }
+        (acked, failed, last_ack, latencies)
+    });
+
+    let start = Instant::now();
+    let mut not_queued = 0u64;
+    for i in 0..records {
+        let record = Record::new(args.topic.clone(), payloads[i % payloads.len()].clone());
+        let sent = Instant::now();
+        match producer.enqueue(record).await {
+            Ok(handle) => {
+                if tx.send((sent, handle)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                if not_queued == 0 {
+                    eprintln!("krafka-bench: enqueue failed: {e}");
+                }
+                not_queued += 1;
+            }
+        }
+    }
+    drop(tx);
+    if let Err(e) = producer.flush().await {
+        eprintln!("krafka-bench: flush: {e}");
+    }
+    let (acked, failed, last_ack, mut latencies) = collector.await.expect("collector");
+    let _ = producer.close().await;
+    let (p50_ms, p99_ms) = latencies.p50_p99_ms();
+    WorkerResult {
+        acked,
+        failed: failed + not_queued,
+        bytes: acked * args.size as u64,
+        elapsed_s: last_ack.map_or(0.0, |t| (t - start).as_secs_f64()),
+        p50_ms,
+        p99_ms,
+        cpu_s: 0.0,
+    }
+}

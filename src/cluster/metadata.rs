@@ -60,6 +60,9 @@ pub struct TopicInfo {
     pub internal: bool,
     /// Partitions, ordered by index.
     pub partitions: Vec<PartitionInfo>,
+    /// Indexes of the partitions that have a leader now, computed once per snapshot so the
+    /// producer's sticky partitioner can borrow it for every keyless record.
+    pub available: Vec<i32>,
 }
 
 /// Cluster metadata at one moment.
@@ -136,6 +139,11 @@ impl MetadataSnapshot {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);
+            let available = partitions
+                .iter()
+                .filter(|p| p.leader.is_some())
+                .map(|p| p.partition)
+                .collect();
             topics.insert(
                 name.clone(),
                 TopicInfo {
@@ -143,6 +151,7 @@ impl MetadataSnapshot {
                     id: t.topic_id.into_bytes(),
                     internal: t.is_internal,
                     partitions,
+                    available,
                 },
             );
         }
@@ -244,6 +253,7 @@ mod tests {
             7
         );
         assert_eq!(s.leader(&TopicPartition::new("t", 1)), None);
+        assert_eq!(t.available, vec![0], "only partition 0 has a leader");
         assert!(!s.topic_ready("t"));
         assert_eq!(
             s.topic_errors.get("missing"),

@@ -6,7 +6,7 @@
 //! Dependencies point one way only (see ARCHITECTURE.md):
 //!
 //! ```text
-//! record, error  ←  state  ←  protocol  ←  net  ←  cluster  ←  admin, producer (consumer to come)
+//! record, error  ←  state  ←  protocol  ←  net  ←  cluster  ←  admin, producer, consumer
 //! ```
 //!
 //! - [`record`], [`error`]: plain data and the one public [`Error`] type.
@@ -16,6 +16,7 @@
 //! - [`cluster`]: metadata and coordinator caches shared by every role.
 //! - [`admin`]: topic management and cluster inspection.
 //! - [`producer`]: at-most-once, at-least-once and idempotent producing.
+//! - [`consumer`]: fetching assigned partitions with read_uncommitted or read_committed.
 //!
 //! # Example
 //!

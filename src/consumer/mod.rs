@@ -1,1 +1,699 @@
-//! The consumer role (being built): fetching with read_uncommitted or read_committed.
+//! The consumer role, with manual partition assignment: [`Consumer`] fetches assigned partitions
+//! from their leaders, in `read_uncommitted` or `read_committed`, and hands out records in
+//! per-partition offset order.
+//!
+//! # Design
+//!
+//! - Positions are kept per assigned partition. A partition without one (just assigned, or after
+//!   OFFSET_OUT_OF_RANGE) gets one from ListOffsets per `auto.offset.reset`, or `poll` fails naming
+//!   it under `none`.
+//! - [`Consumer::poll`] hands out buffered records first. Otherwise it sends one sessionless Fetch
+//!   (`session_id 0, session_epoch -1`) per leader that has no fetch in flight, for every fetchable
+//!   partition (assigned, not paused, with a position, nothing buffered), on [`Lane::Fetch`]. Fetches
+//!   run as background tasks owned by the consumer, so a response that arrives after `poll`
+//!   returned (or after its future was dropped) is kept for the next `poll`: that is the prefetch.
+//! - A response partition becomes a buffered [`fetch::PartitionFetch`] (Java's `CompletedFetch`):
+//!   batches are decoded lazily, CRCs checked (`check.crcs`), a truncated final batch ignored, and
+//!   in `read_committed` each batch goes through [`TransactionFilter`](crate::state::isolation)
+//!   built from the partition's aborted-transaction list and last stable offset. Control batches
+//!   are never delivered; skipped batches still advance the position.
+//! - Errors per partition: NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, FENCED_LEADER_EPOCH
+//!   and the other stale-metadata errors refresh metadata and retry; OFFSET_OUT_OF_RANGE resets per
+//!   `auto.offset.reset` (or fails under `none`); a corrupt batch or CRC mismatch fails `poll` with
+//!   the partition and offset once the records before it were handed out, and the position stays
+//!   at the bad batch (seek past it to skip it).
+//!
+//! # Cancellation
+//!
+//! Every `&mut self` async call may be dropped at any await without losing records: positions only
+//! move in the synchronous step that hands records to the caller, so a dropped `poll` has moved no
+//! position past an undelivered record, and fetch responses land in the consumer's buffer whether
+//! or not a `poll` is waiting.
+//!
+//! # Not yet
+//!
+//! Consumer groups (subscribe, rebalancing, offset commits: group properties are rejected by
+//! [`ConsumerConfig`]), incremental fetch sessions (KIP-227), fetching from followers (KIP-392),
+//! leader-epoch validation of positions after a leader change (KIP-320's OffsetForLeaderEpoch).
+
+pub mod config;
+pub mod fetch;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::Instant;
+use tracing::debug;
+
+pub use config::{AutoOffsetReset, ConsumerConfig};
+pub use fetch::ConsumerRecord;
+
+use crate::admin::{Admin, OffsetSpec};
+use crate::cluster::{is_stale_metadata_error, Cluster, TopicsQuery};
+use crate::error::{BrokerRef, Error, Result};
+use crate::net::Lane;
+use crate::record::TopicPartition;
+use crate::state::isolation::AbortedTransaction;
+use fetch::PartitionFetch;
+
+/// One assigned partition.
+#[derive(Debug, Default, Clone)]
+struct PartitionState {
+    /// The offset of the next record to hand out; `None` until reset or seek.
+    position: Option<i64>,
+    paused: bool,
+    /// A fetch including this partition is in flight.
+    in_flight: bool,
+}
+
+/// One partition of a fetch in flight: where it was fetched from.
+#[derive(Debug, Clone)]
+struct Fetching {
+    tp: TopicPartition,
+    offset: i64,
+    leader_epoch: i32,
+}
+
+/// What a fetch task returns.
+#[derive(Debug)]
+struct FetchOutcome {
+    node: i32,
+    partitions: Vec<Fetching>,
+    result: Result<(FetchResponse, BrokerRef)>,
+}
+
+/// Fetch settings the background tasks need.
+#[derive(Debug, Clone)]
+struct FetchParams {
+    max_wait_ms: i32,
+    min_bytes: i32,
+    max_bytes: i32,
+    partition_max_bytes: i32,
+    isolation: i8,
+    rack: String,
+    timeout: Duration,
+}
+
+/// A consumer of manually assigned partitions. See the module docs.
+#[derive(Debug)]
+pub struct Consumer {
+    cluster: Cluster,
+    config: ConsumerConfig,
+    assignment: BTreeMap<TopicPartition, PartitionState>,
+    /// Fetched data not yet handed out, in arrival order.
+    buffered: VecDeque<PartitionFetch>,
+    in_flight: JoinSet<FetchOutcome>,
+    /// Nodes with a fetch in flight (one at a time per node, as in Java).
+    busy_nodes: HashSet<i32>,
+    /// Nodes whose last fetch failed, and until when not to fetch from them.
+    node_backoff: HashMap<i32, Instant>,
+    metadata_stale: bool,
+    last_metadata_refresh: Option<Instant>,
+    /// An error to report from the next `poll`.
+    pending_error: Option<Error>,
+}
+
+impl Consumer {
+    /// Validates `config` and connects to the cluster. No partition is assigned yet.
+    ///
+    /// Cancellation: dropping the future abandons the bootstrap; nothing is left running.
+    pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
+        config.validate()?;
+        let cluster = Cluster::connect(config.client.clone()).await?;
+        Ok(Consumer {
+            cluster,
+            config,
+            assignment: BTreeMap::new(),
+            buffered: VecDeque::new(),
+            in_flight: JoinSet::new(),
+            busy_nodes: HashSet::new(),
+            node_backoff: HashMap::new(),
+            metadata_stale: false,
+            last_metadata_refresh: None,
+            pending_error: None,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// The cluster view (shared with nothing else unless cloned).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Replaces the assignment with `partitions`. Partitions that stay assigned keep their
+    /// positions and pause state; new ones start without a position (the first `poll` or
+    /// `position` resets it per `auto.offset.reset`). Buffered data of partitions no longer
+    /// assigned is dropped.
+    ///
+    /// Fails, assigning nothing, if a topic does not exist (after waiting up to
+    /// `default.api.timeout.ms` for a just-created topic to appear) or a partition index is beyond
+    /// the topic's partitions.
+    ///
+    /// Cancellation: dropping the future leaves the previous assignment in place.
+    pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        let topics: BTreeSet<&str> = partitions.iter().map(|tp| tp.topic.as_str()).collect();
+        if !topics.is_empty() {
+            let names: Vec<&str> = topics.into_iter().collect();
+            let snapshot = self
+                .cluster
+                .wait_for_topics(&names, self.config.default_api_timeout)
+                .await
+                .map_err(|e| match e {
+                    Error::Broker {
+                        api,
+                        broker,
+                        code,
+                        message,
+                        class,
+                    } => Error::Broker {
+                        api,
+                        broker,
+                        code,
+                        message: Some(format!(
+                            "cannot assign {}: {}",
+                            names.join(", "),
+                            message.unwrap_or_default()
+                        )),
+                        class,
+                    },
+                    other => other,
+                })?;
+            for tp in partitions {
+                let count = snapshot
+                    .topics
+                    .get(&tp.topic)
+                    .map_or(0, |t| t.partitions.len());
+                if snapshot.partition(tp).is_none() {
+                    return Err(Error::from_code(
+                        ApiKey::Metadata,
+                        None,
+                        ResponseError::UnknownTopicOrPartition,
+                        Some(format!(
+                            "cannot assign {tp}: topic `{}` has {count} partitions",
+                            tp.topic
+                        )),
+                    ));
+                }
+            }
+        }
+        let mut next = BTreeMap::new();
+        for tp in partitions {
+            let state = self.assignment.get(tp).cloned().unwrap_or_default();
+            next.insert(tp.clone(), state);
+        }
+        self.assignment = next;
+        let assignment = &self.assignment;
+        self.buffered.retain(|f| assignment.contains_key(&f.tp));
+        Ok(())
+    }
+
+    /// The assigned partitions, in order.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.assignment.keys().cloned().collect()
+    }
+
+    /// Sets the offset of the next record `poll` returns for `tp`. Buffered data of `tp` is
+    /// dropped; a fetch of it in flight is ignored when it arrives. An offset beyond the log is
+    /// found out by the next fetch and handled per `auto.offset.reset`.
+    pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        if offset < 0 {
+            return Err(Error::InvalidState(format!(
+                "cannot seek {tp} to negative offset {offset}"
+            )));
+        }
+        self.state_mut(tp)?.position = Some(offset);
+        self.buffered.retain(|f| &f.tp != tp);
+        Ok(())
+    }
+
+    /// Moves `partitions` to their log start offsets (ListOffsets, earliest).
+    ///
+    /// Cancellation: dropping the future leaves the positions unchanged.
+    pub async fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.seek_to(partitions, OffsetSpec::Earliest).await
+    }
+
+    /// Moves `partitions` to their ends: the high watermark, or the last stable offset under
+    /// `read_committed`.
+    ///
+    /// Cancellation: dropping the future leaves the positions unchanged.
+    pub async fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.seek_to(partitions, OffsetSpec::Latest).await
+    }
+
+    async fn seek_to(&mut self, partitions: &[TopicPartition], spec: OffsetSpec) -> Result<()> {
+        for tp in partitions {
+            self.state_mut(tp)?;
+        }
+        let offsets = self.list_offsets(partitions, spec).await?;
+        for (tp, offset) in offsets {
+            self.seek(&tp, offset)?;
+        }
+        Ok(())
+    }
+
+    /// The offset of the next record `poll` will return for `tp`, resetting it first (ListOffsets)
+    /// if it has none.
+    ///
+    /// Cancellation: dropping the future leaves the position as it was.
+    pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
+        self.state_mut(tp)?;
+        self.ensure_positions().await?;
+        Ok(self
+            .assignment
+            .get(tp)
+            .and_then(|s| s.position)
+            .expect("ensure_positions set every position"))
+    }
+
+    /// Stops handing out records of `partitions` and stops fetching them, keeping their positions
+    /// and any buffered data.
+    pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        for tp in partitions {
+            self.state_mut(tp)?;
+        }
+        for tp in partitions {
+            self.state_mut(tp)?.paused = true;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Consumer::pause`].
+    pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        for tp in partitions {
+            self.state_mut(tp)?;
+        }
+        for tp in partitions {
+            self.state_mut(tp)?.paused = false;
+        }
+        Ok(())
+    }
+
+    /// The paused partitions.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        self.assignment
+            .iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
+    /// Returns up to `max.poll.records` records: buffered ones at once, otherwise the first that
+    /// fetches bring within `timeout`, or an empty list when the time is up. Records of one
+    /// partition come in offset order; each partition's position moves past what is returned.
+    ///
+    /// Errors: a partition without position under `auto.offset.reset=none`, an out-of-range
+    /// position under `none`, invalid fetched data (CRC, corrupt batch; the position stays at the
+    /// bad batch), and non-retriable broker errors, each naming the partition. Retriable failures
+    /// (leader moves, lost connections) are retried inside `poll` with backoff.
+    ///
+    /// Cancellation: safe at any await. A dropped `poll` returned nothing and moved no position;
+    /// fetches it started keep running and their data waits for the next `poll`.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut out = Vec::new();
+            self.drain_buffered(&mut out)?;
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            if let Some(e) = self.pending_error.take() {
+                return Err(e);
+            }
+            self.ensure_positions().await?;
+            self.refresh_metadata_if_stale().await?;
+            self.send_fetches();
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(out);
+            }
+            if self.in_flight.is_empty() {
+                // Nothing fetchable now (all paused, or leaders backing off): wait a little.
+                let wake = deadline.min(now + self.config.client.retry_backoff);
+                tokio::time::sleep_until(wake).await;
+                continue;
+            }
+            let joined = tokio::select! {
+                joined = self.in_flight.join_next() => joined,
+                () = tokio::time::sleep_until(deadline) => None,
+            };
+            if let Some(joined) = joined {
+                self.handle_joined(joined);
+            }
+        }
+    }
+
+    fn state_mut(&mut self, tp: &TopicPartition) -> Result<&mut PartitionState> {
+        self.assignment
+            .get_mut(tp)
+            .ok_or_else(|| Error::InvalidState(format!("partition {tp} is not assigned")))
+    }
+
+    /// Hands out buffered records of unpaused partitions, moving their positions. Returns the
+    /// error of a bad batch once the records before it have been returned.
+    fn drain_buffered(&mut self, out: &mut Vec<ConsumerRecord>) -> Result<()> {
+        let limit = self.config.max_poll_records;
+        let mut i = 0;
+        while i < self.buffered.len() && out.len() < limit {
+            let fetch = &mut self.buffered[i];
+            let Some(state) = self.assignment.get_mut(&fetch.tp) else {
+                self.buffered.remove(i);
+                continue;
+            };
+            if state.position != Some(fetch.next_offset()) {
+                // Seeked (or reset) since the fetch: the data is not where the position is.
+                self.buffered.remove(i);
+                continue;
+            }
+            if state.paused {
+                i += 1;
+                continue;
+            }
+            fetch.drain(limit, out);
+            state.position = Some(fetch.next_offset());
+            if fetch.has_error() {
+                if out.is_empty() {
+                    let error = fetch.take_error().expect("has an error");
+                    self.buffered.remove(i);
+                    return Err(error);
+                }
+                // Report it on the next poll, after these records.
+                break;
+            }
+            if fetch.is_drained() {
+                self.buffered.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every assigned partition without a position one, per `auto.offset.reset`.
+    async fn ensure_positions(&mut self) -> Result<()> {
+        let missing: Vec<TopicPartition> = self
+            .assignment
+            .iter()
+            .filter(|(_, s)| s.position.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let spec = match self.config.auto_offset_reset {
+            AutoOffsetReset::Earliest => OffsetSpec::Earliest,
+            AutoOffsetReset::Latest => OffsetSpec::Latest,
+            AutoOffsetReset::None => {
+                let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                return Err(Error::InvalidState(format!(
+                    "no position for partition(s) {} and `auto.offset.reset` is none: call seek first",
+                    names.join(", ")
+                )));
+            }
+        };
+        let offsets = self.list_offsets(&missing, spec).await?;
+        for (tp, offset) in offsets {
+            if let Some(state) = self.assignment.get_mut(&tp) {
+                if state.position.is_none() {
+                    debug!(%tp, offset, ?spec, "position reset");
+                    state.position = Some(offset);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        spec: OffsetSpec,
+    ) -> Result<Vec<(TopicPartition, i64)>> {
+        let specs: Vec<(TopicPartition, OffsetSpec)> =
+            partitions.iter().map(|tp| (tp.clone(), spec)).collect();
+        let admin = Admin::from_cluster(self.cluster.clone());
+        let answers = tokio::time::timeout(
+            self.config.default_api_timeout,
+            admin.list_offsets(&specs, self.config.isolation_level),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            api: Some(ApiKey::ListOffsets),
+            broker: None,
+            after: self.config.default_api_timeout,
+        })??;
+        Ok(answers.into_iter().map(|(tp, o)| (tp, o.offset)).collect())
+    }
+
+    async fn refresh_metadata_if_stale(&mut self) -> Result<()> {
+        if !self.metadata_stale {
+            return Ok(());
+        }
+        let backoff = self.config.client.retry_backoff;
+        if self
+            .last_metadata_refresh
+            .is_some_and(|at| at.elapsed() < backoff)
+        {
+            return Ok(());
+        }
+        let topics: BTreeSet<&str> = self.assignment.keys().map(|tp| tp.topic.as_str()).collect();
+        let topics: Vec<&str> = topics.into_iter().collect();
+        self.last_metadata_refresh = Some(Instant::now());
+        match self
+            .cluster
+            .refresh_metadata(TopicsQuery::Some(&topics))
+            .await
+        {
+            Ok(_) => self.metadata_stale = false,
+            Err(e) if e.is_retriable() => debug!(error = %e, "metadata refresh will be retried"),
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Starts one fetch per leader that has fetchable partitions and no fetch in flight.
+    fn send_fetches(&mut self) {
+        let snapshot = self.cluster.metadata();
+        let now = Instant::now();
+        self.node_backoff.retain(|_, until| *until > now);
+        let buffered: HashSet<&TopicPartition> = self.buffered.iter().map(|f| &f.tp).collect();
+        let mut by_node: BTreeMap<i32, Vec<Fetching>> = BTreeMap::new();
+        for (tp, state) in &self.assignment {
+            let Some(offset) = state.position else {
+                continue;
+            };
+            if state.paused || state.in_flight || buffered.contains(tp) {
+                continue;
+            }
+            let Some(info) = snapshot.partition(tp) else {
+                self.metadata_stale = true;
+                continue;
+            };
+            let Some(leader) = info.leader else {
+                self.metadata_stale = true;
+                continue;
+            };
+            if self.busy_nodes.contains(&leader) || self.node_backoff.contains_key(&leader) {
+                continue;
+            }
+            by_node.entry(leader).or_default().push(Fetching {
+                tp: tp.clone(),
+                offset,
+                leader_epoch: info.leader_epoch,
+            });
+        }
+        let params = FetchParams {
+            max_wait_ms: self.config.fetch_max_wait.as_millis() as i32,
+            min_bytes: self.config.fetch_min_bytes as i32,
+            max_bytes: self.config.fetch_max_bytes as i32,
+            partition_max_bytes: self.config.max_partition_fetch_bytes as i32,
+            isolation: self.config.isolation_level.wire(),
+            rack: self.config.client_rack.clone(),
+            timeout: self.config.client.request_timeout + self.config.fetch_max_wait,
+        };
+        for (node, partitions) in by_node {
+            for f in &partitions {
+                if let Some(state) = self.assignment.get_mut(&f.tp) {
+                    state.in_flight = true;
+                }
+            }
+            self.busy_nodes.insert(node);
+            let cluster = self.cluster.clone();
+            let params = params.clone();
+            self.in_flight.spawn(async move {
+                let result = fetch_from(&cluster, node, &partitions, &params).await;
+                FetchOutcome {
+                    node,
+                    partitions,
+                    result,
+                }
+            });
+        }
+    }
+
+    fn handle_joined(&mut self, joined: std::result::Result<FetchOutcome, JoinError>) {
+        let outcome = match joined {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // A fetch task panicked: forget all bookkeeping of fetches in flight; their
+                // partitions are fetched again (responses still arriving are checked against
+                // positions, so nothing is applied twice).
+                self.pending_error = Some(Error::InvalidState(format!("fetch task failed: {e}")));
+                self.busy_nodes.clear();
+                for state in self.assignment.values_mut() {
+                    state.in_flight = false;
+                }
+                return;
+            }
+        };
+        self.busy_nodes.remove(&outcome.node);
+        for f in &outcome.partitions {
+            if let Some(state) = self.assignment.get_mut(&f.tp) {
+                state.in_flight = false;
+            }
+        }
+        let (response, broker) = match outcome.result {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.fetch_failed(outcome.node, e);
+                return;
+            }
+        };
+        if let Err(e) = Error::check_code(ApiKey::Fetch, Some(&broker), response.error_code, None) {
+            self.fetch_failed(outcome.node, e);
+            return;
+        }
+        for topic in response.responses {
+            let name = topic.topic.0.to_string();
+            for p in topic.partitions {
+                let Some(asked) = outcome
+                    .partitions
+                    .iter()
+                    .find(|f| f.tp.partition == p.partition_index && f.tp.topic == name)
+                else {
+                    continue;
+                };
+                let tp = asked.tp.clone();
+                let Some(state) = self.assignment.get_mut(&tp) else {
+                    continue; // no longer assigned
+                };
+                if state.position != Some(asked.offset) {
+                    continue; // seeked while the fetch was in flight
+                }
+                match ResponseError::try_from_code(p.error_code) {
+                    None => {
+                        let Some(records) = p.records.filter(|r| !r.is_empty()) else {
+                            continue;
+                        };
+                        let aborted = p
+                            .aborted_transactions
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|t| AbortedTransaction::new(t.producer_id.0, t.first_offset));
+                        self.buffered.push_back(PartitionFetch::new(
+                            tp,
+                            Some(broker.clone()),
+                            asked.offset,
+                            records,
+                            self.config.isolation_level,
+                            p.last_stable_offset,
+                            aborted,
+                            self.config.check_crcs,
+                        ));
+                    }
+                    Some(ResponseError::OffsetOutOfRange) => {
+                        if self.config.auto_offset_reset == AutoOffsetReset::None {
+                            self.pending_error = Some(Error::InvalidState(format!(
+                                "fetch position {} of partition {tp} is out of range (log {}..{}) \
+                                 and `auto.offset.reset` is none: seek to a valid offset",
+                                asked.offset, p.log_start_offset, p.high_watermark
+                            )));
+                        } else {
+                            debug!(%tp, offset = asked.offset, "offset out of range; resetting");
+                            state.position = None;
+                        }
+                    }
+                    Some(code) if is_stale_metadata_error(code) => {
+                        debug!(%tp, ?code, "stale metadata; refreshing before the next fetch");
+                        self.metadata_stale = true;
+                    }
+                    Some(code) if code.is_retriable() => {
+                        debug!(%tp, ?code, "retriable fetch error");
+                    }
+                    Some(code) => {
+                        self.pending_error = Some(Error::from_code(
+                            ApiKey::Fetch,
+                            Some(broker.clone()),
+                            code,
+                            Some(format!("partition {tp}")),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn fetch_failed(&mut self, node: i32, e: Error) {
+        if e.is_retriable() {
+            debug!(node, error = %e, "fetch failed; backing off");
+            let until = Instant::now() + self.config.client.retry_backoff;
+            self.node_backoff.insert(node, until);
+            self.metadata_stale = true;
+        } else {
+            self.pending_error = Some(e);
+        }
+    }
+}
+
+/// One Fetch request to `node` (run as a task owned by the consumer).
+async fn fetch_from(
+    cluster: &Cluster,
+    node: i32,
+    partitions: &[Fetching],
+    params: &FetchParams,
+) -> Result<(FetchResponse, BrokerRef)> {
+    let conn = cluster.connection(node, Lane::Fetch).await?;
+    let version = conn.version_for::<FetchRequest>()?;
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for f in partitions {
+        let partition = FetchPartition::default()
+            .with_partition(f.tp.partition)
+            .with_current_leader_epoch(f.leader_epoch)
+            .with_fetch_offset(f.offset)
+            .with_last_fetched_epoch(-1)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(params.partition_max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == f.tp.topic) {
+            Some(t) => t.partitions.push(partition),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(f.tp.topic.clone())))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    let mut request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(params.max_wait_ms)
+        .with_min_bytes(params.min_bytes)
+        .with_max_bytes(params.max_bytes)
+        .with_isolation_level(params.isolation)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    if version >= 11 && !params.rack.is_empty() {
+        request.rack_id = StrBytes::from_string(params.rack.clone());
+    }
+    let response = conn
+        .send_version(&request, version, Some(params.timeout))
+        .await?;
+    Ok((response, conn.broker().clone()))
+}

@@ -10,8 +10,8 @@
 //! - Unique topic names ([`unique_topic`]), so tests can share one broker and be rerun against a
 //!   long-lived one without colliding with leftovers.
 //! - Tracing ([`init_tracing`]): josefk's logs go to the test output, filtered by `RUST_LOG`.
-//! - Raw request builders for Produce and Fetch, which josefk has no producer or consumer for
-//!   yet, so tests can put records on partitions and hold long polls open.
+//! - Raw request builders for Produce and Fetch, so tests can put records on partitions and hold
+//!   long polls open below the producer and consumer, and [`read_log`], an independent reader.
 
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]

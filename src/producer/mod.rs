@@ -18,6 +18,7 @@
 pub mod config;
 mod request;
 mod sender;
+mod transaction;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,6 +33,7 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 pub use config::{Acks, ProducerConfig};
+pub use transaction::ConsumerGroupMetadata;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, ErrorClass, Result};
@@ -39,7 +41,9 @@ use crate::protocol::compression::Compression;
 use crate::record::{Header, ProducerRecord, RecordMetadata, TopicPartition};
 use crate::state::accumulator::{AccumulatorConfig, AppendResult};
 use crate::state::partitioner::{partition_for_key, Partitioner};
+use crate::state::transaction::TxnState;
 use sender::{ProducerState, Shared};
+use transaction::txn_error;
 
 /// A record waiting in the accumulator, with the channel its outcome goes to.
 #[derive(Debug)]
@@ -95,11 +99,6 @@ impl Producer {
     /// starts the sender task.
     pub async fn connect(mut config: ProducerConfig) -> Result<Producer> {
         config.validate()?;
-        if config.transactional_id.is_some() {
-            return Err(Error::Config(
-                "transactional producers are not available yet in josefk (transactional.id)".into(),
-            ));
-        }
         let compression: Compression = config
             .compression
             .parse()
@@ -114,14 +113,21 @@ impl Producer {
             retry_backoff_max: config.client.retry_backoff_max,
         };
         let shared = Arc::new(Shared {
-            state: Mutex::new(ProducerState::new(accumulator, config.enable_idempotence)),
+            state: Mutex::new(ProducerState::new(
+                accumulator,
+                config.enable_idempotence,
+                config.transactional_id.is_some(),
+            )),
             wake: Notify::new(),
             progress: Notify::new(),
+            txn_wake: Notify::new(),
             cluster,
             compression,
             config,
         });
-        if shared.config.enable_idempotence {
+        if shared.config.transactional_id.is_some() {
+            tokio::spawn(transaction::driver(shared.clone()));
+        } else if shared.config.enable_idempotence {
             let producer = sender::init_producer_id(&shared).await?;
             shared.lock().set_producer_id(producer);
         }
@@ -204,6 +210,12 @@ impl Producer {
                     None => state.sticky_partition(&topic, &metadata, num_partitions),
                 };
                 let tp = TopicPartition::new(topic.clone(), p);
+                if let Some(txn) = &mut state.txn {
+                    // Java `maybeAddPartition`: outside a transaction, or in an error state, the
+                    // record is refused before it is queued.
+                    txn.maybe_add_partition(&tp)?;
+                    shared.wake_txn();
+                }
                 match state.append(&tp, pending, size, partition.is_none(), &metadata) {
                     AppendResult::Appended(appended) => {
                         if appended.batch_full || appended.new_batch {
@@ -275,6 +287,181 @@ impl Producer {
         let result = shared.wait_until_idle(None).await;
         shared.lock().end_flush();
         result
+    }
+
+    /// The transaction manager of a transactional producer, or an error saying it is not one.
+    fn with_txn<R>(&self, f: impl FnOnce(&mut sender::ProducerState) -> Result<R>) -> Result<R> {
+        let shared = self.shared();
+        shared.check_usable()?;
+        let mut state = shared.lock();
+        if state.txn.is_none() {
+            return Err(Error::InvalidState(
+                "not a transactional producer: set `transactional.id`".into(),
+            ));
+        }
+        f(&mut state)
+    }
+
+    /// Java `initTransactions`: finds the transaction coordinator and gets a producer id and epoch
+    /// for `transactional.id` (InitProducerId with `transaction.timeout.ms`). This fences every
+    /// earlier producer with the same id and completes (aborts) its open transaction. Retries
+    /// NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS and CONCURRENT_TRANSACTIONS with backoff.
+    /// Must succeed before any other transactional call.
+    ///
+    /// Bounded by `max.block.ms` ([`Error::Timeout`]). Cancellation or timeout does not stop the
+    /// request: the producer keeps initializing in the background, and calling this again waits
+    /// for that same initialization.
+    pub async fn init_transactions(&self) -> Result<()> {
+        let shared = self.shared();
+        let deadline = Instant::now() + shared.config.max_block;
+        self.with_txn(|_| Ok(()))?;
+        // Learn the coordinator's capabilities first: they choose the protocol.
+        match tokio::time::timeout_at(deadline, shared.txn_coordinator()).await {
+            Err(_) => {
+                return Err(Error::Timeout {
+                    api: Some(ApiKey::FindCoordinator),
+                    broker: None,
+                    after: shared.config.max_block,
+                })
+            }
+            Ok(Err(e)) if !e.is_retriable() => return Err(e),
+            Ok(_) => {}
+        }
+        self.with_txn(|state| {
+            let txn = state.txn.as_mut().expect("checked");
+            if txn.state() != TxnState::Initializing {
+                txn.begin_init()?;
+            }
+            Ok(())
+        })?;
+        shared.wake_txn();
+        shared
+            .wait_txn(deadline, |state| match state.txn.as_ref()?.state() {
+                TxnState::Ready => Some(Ok(())),
+                TxnState::AbortableError | TxnState::FatalError => txn_error(state).map(Err),
+                _ => None,
+            })
+            .await
+    }
+
+    /// Java `beginTransaction`: opens a transaction. Local only (nothing is sent until a record or
+    /// offsets are). The protocol (KIP-890 v1 or v2) is chosen now from the coordinator's
+    /// ApiVersions and kept until the transaction ends.
+    pub fn begin_transaction(&self) -> Result<()> {
+        self.with_txn(|state| {
+            state.txn.as_mut().expect("checked").begin_transaction()?;
+            state.txn_began = Some(Instant::now());
+            Ok(())
+        })
+    }
+
+    /// Java `sendOffsetsToTransaction`: commits `offsets` (partition, next offset to consume,
+    /// metadata) for `group` as part of the open transaction: they become the group's committed
+    /// offsets if and only if the transaction commits. Under v1 this sends AddOffsetsToTxn to the
+    /// transaction coordinator, then TxnOffsetCommit to the group coordinator; under v2 only
+    /// TxnOffsetCommit v5. UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION and FENCED_INSTANCE_ID make the
+    /// transaction abortable.
+    ///
+    /// Bounded by `max.block.ms`. Cancellation or timeout does not withdraw the offsets: they are
+    /// still sent and are part of the transaction if that succeeds.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(TopicPartition, i64, Option<String>)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let shared = self.shared();
+        let deadline = Instant::now() + shared.config.max_block;
+        let target = self.with_txn(|state| {
+            if offsets.is_empty() {
+                return Ok(None);
+            }
+            state
+                .txn
+                .as_mut()
+                .expect("checked")
+                .begin_send_offsets(&group.group_id)?;
+            state.pending_offsets = Some(transaction::PendingOffsets {
+                offsets: offsets.to_vec(),
+                group: group.clone(),
+            });
+            Ok(Some(state.offsets_committed + 1))
+        })?;
+        let Some(target) = target else {
+            return Ok(());
+        };
+        shared.wake_txn();
+        shared
+            .wait_txn(deadline, |state| {
+                if state.offsets_committed >= target {
+                    return Some(Ok(()));
+                }
+                txn_error(state).map(Err)
+            })
+            .await
+    }
+
+    /// Java `commitTransaction`: flushes every record of the transaction, then sends
+    /// EndTxn(commit). If a send in the transaction failed, or the coordinator refused the
+    /// transaction, this fails with an [`ErrorClass::Abortable`] error: call
+    /// [`Producer::abort_transaction`] and begin again. A [`ErrorClass::Fatal`] error (fenced by a
+    /// newer producer with the same `transactional.id`, not authorized) means the producer is
+    /// unusable. Under v2 the producer takes the epoch EndTxn returns for the next transaction.
+    ///
+    /// Bounded by `max.block.ms` ([`Error::Timeout`], retriable). Cancellation or timeout does
+    /// not stop the commit: it goes on in the background, and calling this again waits for it.
+    pub async fn commit_transaction(&self) -> Result<()> {
+        let shared = self.shared();
+        let deadline = Instant::now() + shared.config.max_block;
+        self.with_txn(|state| {
+            state.txn.as_mut().expect("checked").begin_commit()?;
+            if !state.txn_flush {
+                state.txn_flush = true;
+                state.begin_flush();
+            }
+            Ok(())
+        })?;
+        shared.wake.notify_one();
+        shared.wake_txn();
+        self.wait_for_end(deadline).await
+    }
+
+    /// Java `abortTransaction`: drops the transaction's records not yet sent (their delivery
+    /// futures fail), waits for those in flight, and sends EndTxn(abort). Works after an abortable
+    /// error; a new transaction can then begin. After a client-side failure under v1 the epoch is
+    /// bumped with InitProducerId (KIP-360/588) before the producer is ready again.
+    ///
+    /// Bounded by `max.block.ms`. Cancellation or timeout does not stop the abort; calling this
+    /// again waits for it.
+    pub async fn abort_transaction(&self) -> Result<()> {
+        let shared = self.shared();
+        let deadline = Instant::now() + shared.config.max_block;
+        let dropped = self.with_txn(|state| {
+            state.txn.as_mut().expect("checked").begin_abort()?;
+            Ok(state.accumulator.abort_undrained())
+        })?;
+        for batch in dropped {
+            shared.fail_batch(batch, &|| Error::Broker {
+                api: ApiKey::Produce,
+                broker: None,
+                code: ResponseError::TransactionAbortable,
+                message: Some("the transaction was aborted before this record was sent".into()),
+                class: ErrorClass::Abortable,
+            });
+        }
+        shared.wake.notify_one();
+        shared.wake_txn();
+        self.wait_for_end(deadline).await
+    }
+
+    /// Waits until the transaction being committed or aborted has ended.
+    async fn wait_for_end(&self, deadline: Instant) -> Result<()> {
+        self.shared()
+            .wait_txn(deadline, |state| match state.txn.as_ref()?.state() {
+                TxnState::Ready => Some(Ok(())),
+                TxnState::AbortableError | TxnState::FatalError => txn_error(state).map(Err),
+                _ => None,
+            })
+            .await
     }
 
     /// Delivers what is queued, waiting at most `timeout`, then stops the sender. Records still

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::request::{build_produce_request, parse_produce_response, PartitionOutcome};
+use super::transaction::{produce_version, txn_error, PendingOffsets, GATED_RECHECK};
 use super::{Acks, PendingRecord, ProducerConfig};
 use crate::cluster::{is_stale_metadata_error, Cluster, MetadataSnapshot, TopicsQuery};
 use crate::error::{Error, ErrorClass, Result};
@@ -38,6 +39,7 @@ use crate::state::partitioner::StickyPartitioner;
 use crate::state::sequence::{
     Decision, EpochBump, IdempotenceState, PartitionResponse, ProducerIdAndEpoch, Resolution,
 };
+use crate::state::transaction::{TransactionManager, TransactionalGate, TxnState};
 
 type Batch = ProducerBatch<PendingRecord>;
 
@@ -47,8 +49,11 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<ProducerState>,
     /// Wakes the sender: a batch became sendable, a request finished, a flush or close began.
     pub(crate) wake: Notify,
-    /// Wakes handles: memory was released, a request finished (flush and close wait on it).
+    /// Wakes handles: memory was released, a request finished (flush and close wait on it), a
+    /// transactional request finished.
     pub(crate) progress: Notify,
+    /// Wakes the transaction driver.
+    pub(crate) txn_wake: Notify,
     pub(crate) cluster: Cluster,
     pub(crate) compression: Compression,
     pub(crate) config: ProducerConfig,
@@ -57,24 +62,43 @@ pub(crate) struct Shared {
 /// The producer's bookkeeping, behind [`Shared::state`].
 #[derive(Debug)]
 pub(crate) struct ProducerState {
-    accumulator: Accumulator<PendingRecord>,
+    pub(crate) accumulator: Accumulator<PendingRecord>,
     /// Present when idempotent: producer id, epoch and per-partition sequences.
-    idempotence: Option<IdempotenceState>,
+    pub(crate) idempotence: Option<IdempotenceState>,
     sticky: HashMap<String, StickyPartitioner>,
     /// Produce requests in flight per leader.
     in_flight: HashMap<i32, usize>,
-    closing: bool,
+    pub(crate) closing: bool,
     /// Why the producer cannot go on, once it cannot.
-    fatal: Option<String>,
+    pub(crate) fatal: Option<String>,
     /// A new producer id is being fetched; nothing drains meanwhile.
     reinitializing: bool,
+    /// Present when transactional.
+    pub(crate) txn: Option<TransactionManager>,
+    /// Offsets waiting for their TxnOffsetCommit.
+    pub(crate) pending_offsets: Option<PendingOffsets>,
+    /// How many TxnOffsetCommits succeeded (`send_offsets_to_transaction` waits for one more).
+    pub(crate) offsets_committed: u64,
+    /// A commit holds a flush (every batch sendable) until it ends.
+    pub(crate) txn_flush: bool,
+    /// The sender task has stopped.
+    pub(crate) sender_done: bool,
+    /// When the open transaction began (tells a coordinator's timeout abort apart).
+    pub(crate) txn_began: Option<Instant>,
 }
 
 impl ProducerState {
-    pub(crate) fn new(config: AccumulatorConfig, idempotent: bool) -> Self {
+    pub(crate) fn new(config: AccumulatorConfig, idempotent: bool, transactional: bool) -> Self {
         ProducerState {
             accumulator: Accumulator::new(config),
-            idempotence: idempotent.then(|| IdempotenceState::new(false)),
+            idempotence: (idempotent || transactional)
+                .then(|| IdempotenceState::new(transactional)),
+            txn: transactional.then(TransactionManager::new),
+            pending_offsets: None,
+            offsets_committed: 0,
+            txn_flush: false,
+            sender_done: false,
+            txn_began: None,
             sticky: HashMap::new(),
             in_flight: HashMap::new(),
             closing: false,
@@ -138,7 +162,7 @@ impl ProducerState {
         self.accumulator.end_flush();
     }
 
-    fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         !self.accumulator.has_undrained() && self.in_flight.values().all(|&n| n == 0)
     }
 }
@@ -151,6 +175,16 @@ impl Shared {
     /// Fails fast once the producer is closed or broken.
     pub(crate) fn check_usable(&self) -> Result<()> {
         let state = self.lock();
+        if let Some(e) = state
+            .txn
+            .as_ref()
+            .filter(|t| t.state() == TxnState::FatalError)
+        {
+            return Err(e
+                .last_error()
+                .map(|e| e.to_error())
+                .unwrap_or_else(|| Error::InvalidState("producer failed".into())));
+        }
         if let Some(why) = &state.fatal {
             return Err(Error::InvalidState(format!("producer failed: {why}")));
         }
@@ -167,6 +201,7 @@ impl Shared {
         state.accumulator.close();
         drop(state);
         self.wake.notify_one();
+        self.txn_wake.notify_one();
         self.progress.notify_waiters();
     }
 
@@ -209,7 +244,7 @@ impl Shared {
         self.progress.notify_waiters();
     }
 
-    fn fail_batch(&self, batch: Batch, error: &dyn Fn() -> Error) {
+    pub(crate) fn fail_batch(&self, batch: Batch, error: &dyn Fn() -> Error) {
         let records = self.lock().accumulator.release(batch);
         for r in records {
             let _ = r.reply.send(Err(error()));
@@ -217,9 +252,18 @@ impl Shared {
     }
 
     /// Marks the producer unusable and fails everything queued.
-    fn fail_fatally(&self, error: &Error) {
+    pub(crate) fn fail_fatally(&self, error: &Error) {
         warn!(%error, "producer failed");
-        self.lock().fatal = Some(error.to_string());
+        {
+            let mut state = self.lock();
+            state.fatal = Some(error.to_string());
+            if let Some(txn) = &mut state.txn {
+                if txn.state() != TxnState::FatalError {
+                    txn.fatal_error(error);
+                }
+            }
+        }
+        self.txn_wake.notify_one();
         let message = error.to_string();
         self.abort_all(|| Error::InvalidState(format!("producer failed: {message}")));
         self.wake.notify_one();
@@ -293,6 +337,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         }
         if done {
             debug!("producer sender stopped");
+            shared.lock().sender_done = true;
+            shared.txn_wake.notify_one();
             shared.progress.notify_waiters();
             return;
         }
@@ -355,6 +401,8 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
     let mut need_producer_id = false;
     let mut fatal = None;
     let mut refresh = Vec::new();
+    let mut aborted = Vec::new();
+    let mut gated = false;
     let (sleep_for, done) = {
         let mut guard = shared.lock();
         let state = &mut *guard;
@@ -362,13 +410,33 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
             if let (Some(idem), Some(_)) = (&mut state.idempotence, batch.sequence()) {
                 idem.on_expired(batch.tp(), batch.id());
             }
+            if let Some(txn) = &mut state.txn {
+                txn.on_send_failed(&Error::Timeout {
+                    api: Some(ApiKey::Produce),
+                    broker: None,
+                    after: shared.config.delivery_timeout,
+                });
+            }
             expired.push(batch);
+        }
+        // A transaction that must abort sends nothing more (Java `abortUndrainedBatches`).
+        if let Some(txn) = &state.txn {
+            if matches!(
+                txn.state(),
+                TxnState::AbortableError | TxnState::AbortingTransaction
+            ) {
+                aborted.extend(state.accumulator.abort_undrained());
+            }
         }
         if let Some(idem) = &mut state.idempotence {
             for resolution in idem.maybe_resolve_sequences() {
                 match resolution {
                     Resolution::Resolved(_) | Resolution::BumpEpoch(_) => {}
-                    Resolution::Abortable(_, e) | Resolution::Fatal(_, e) => fatal = Some(e),
+                    Resolution::Abortable(_, e) => match &mut state.txn {
+                        Some(txn) => txn.abortable_error(&e),
+                        None => fatal = Some(e),
+                    },
+                    Resolution::Fatal(_, e) => fatal = Some(e),
                 }
             }
             match idem.bump_epoch_if_needed() {
@@ -408,15 +476,25 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                 let Some(partitions) = leaders.by_node.get(&node) else {
                     continue;
                 };
-                let batches = match &mut state.idempotence {
-                    Some(idem) => state.accumulator.drain(
+                let batches = match (&mut state.idempotence, &state.txn) {
+                    (Some(idem), Some(txn)) => state.accumulator.drain(
+                        node,
+                        partitions,
+                        shared.config.max_request_size,
+                        now,
+                        &mut TransactionalGate {
+                            txn,
+                            idempotence: idem,
+                        },
+                    ),
+                    (Some(idem), None) => state.accumulator.drain(
                         node,
                         partitions,
                         shared.config.max_request_size,
                         now,
                         idem,
                     ),
-                    None => state.accumulator.drain(
+                    (None, _) => state.accumulator.drain(
                         node,
                         partitions,
                         shared.config.max_request_size,
@@ -428,6 +506,9 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                 if !batches.is_empty() {
                     *state.in_flight.entry(node).or_default() += 1;
                     requests.push((node, batches));
+                } else if state.txn.is_some() {
+                    // Held back by the transaction gate (partitions not added yet).
+                    gated = true;
                 }
             }
         }
@@ -442,9 +523,29 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                 d.min(Duration::from_millis(100))
             }));
         }
+        if gated {
+            // Do not spin on ready batches the gate holds; AddPartitionsToTxn wakes us too.
+            sleep_for = Some(sleep_for.map_or(GATED_RECHECK, |d| d.max(GATED_RECHECK)));
+        }
         let done = state.closing && state.idle() || state.fatal.is_some();
         (sleep_for, done)
     };
+    if !aborted.is_empty() {
+        let why = txn_error(&shared.lock()).map(|e| e.to_string());
+        let why = why.unwrap_or_else(|| "the transaction was aborted".into());
+        for batch in aborted {
+            shared.fail_batch(batch, &|| Error::Broker {
+                api: ApiKey::Produce,
+                broker: None,
+                code: ResponseError::TransactionAbortable,
+                message: Some(format!("batch not sent: {why}")),
+                class: ErrorClass::Abortable,
+            });
+        }
+        shared.progress.notify_waiters();
+        shared.txn_wake.notify_one();
+    }
+
     for batch in expired {
         let after = shared.config.delivery_timeout;
         shared.fail_batch(batch, &|| Error::Timeout {
@@ -486,6 +587,7 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
 fn encode(shared: &Shared, batch: &Batch) -> Result<Bytes> {
     let mut options = BatchOptions {
         compression: shared.compression,
+        transactional: shared.config.transactional_id.is_some(),
         ..BatchOptions::default()
     };
     if let Some(seq) = batch.sequence() {
@@ -569,7 +671,7 @@ fn prepare(shared: &Shared, batches: Vec<Batch>) -> (Vec<Batch>, ProduceRequest)
     let request = build_produce_request(
         shared.config.acks.wire(),
         timeout_ms,
-        None,
+        shared.config.transactional_id.as_deref(),
         encoded.iter().map(|(tp, bytes)| (tp, bytes.clone())),
     );
     (sendable, request)
@@ -582,7 +684,7 @@ async fn submit(
     request: &ProduceRequest,
 ) -> Result<(crate::BrokerRef, i16, PendingResponse)> {
     let conn = shared.cluster.connection(node, Lane::Produce).await?;
-    let version = conn.version_for::<ProduceRequest>()?;
+    let version = produce_version(shared, &conn)?;
     let mut frame = encode_request(request, version, &shared.config.client.client_id)?;
     // The broker never answers acks=0: such a request is done once written.
     frame.expects_response = shared.config.acks != Acks::None;
@@ -599,6 +701,7 @@ fn finish_request(shared: &Shared, node: i32) {
         }
     }
     shared.wake.notify_one();
+    shared.txn_wake.notify_one();
     shared.progress.notify_waiters();
 }
 
@@ -681,7 +784,12 @@ fn settle(
                     state.accumulator.reenqueue(batch, now);
                 }
                 Decision::BumpEpochAndRetry => state.accumulator.reenqueue(batch, now),
-                Decision::Fail { error, .. } => failed.push((batch, error)),
+                Decision::Fail { error, .. } => {
+                    if let Some(txn) = &mut state.txn {
+                        txn.on_send_failed(&error);
+                    }
+                    failed.push((batch, error))
+                }
                 Decision::Fatal(error) => {
                     failed.push((batch, clone_error(&error)));
                     fatal = Some(error);

@@ -172,7 +172,9 @@ impl Producer {
                 class: ErrorClass::Fatal,
             });
         }
-        let num_partitions = self.partition_count(&record.topic, deadline).await?;
+        let metadata = self.topic_metadata(&record.topic, deadline).await?;
+        let info = &metadata.topics[&record.topic];
+        let num_partitions = info.partitions.len() as i32;
         let partition = match record.partition {
             Some(p) if p < 0 || p >= num_partitions => {
                 return Err(Error::InvalidState(format!(
@@ -196,18 +198,15 @@ impl Producer {
             reply,
         };
         let topic = record.topic;
+        // Registered only once memory ran short: registering costs a lock inside `Notify`, too
+        // much to pay per record.
+        let mut freed = None;
         loop {
-            // Register for a wake-up before looking, so a release between the look and the wait
-            // is not missed.
-            let freed = shared.progress.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
             {
                 let mut state = shared.lock();
-                let metadata = shared.cluster.metadata();
                 let p = match partition {
                     Some(p) => p,
-                    None => state.sticky_partition(&topic, &metadata, num_partitions),
+                    None => state.sticky_partition(&topic, info),
                 };
                 let tp = TopicPartition::new(topic.clone(), p);
                 if let Some(txn) = &mut state.txn {
@@ -216,7 +215,8 @@ impl Producer {
                     txn.maybe_add_partition(&tp)?;
                     shared.wake_txn();
                 }
-                match state.append(&tp, pending, size, partition.is_none(), &metadata) {
+                let sticky = partition.is_none().then_some(info);
+                match state.append(&tp, pending, size, sticky) {
                     AppendResult::Appended(appended) => {
                         if appended.batch_full || appended.new_batch {
                             shared.wake.notify_one();
@@ -233,27 +233,42 @@ impl Producer {
                     AppendResult::Closed(_) => return Err(Error::Closed),
                 }
             }
-            shared.wake.notify_one();
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                return Err(Error::Timeout {
-                    api: None,
-                    broker: None,
-                    after: shared.config.max_block,
-                });
+            match freed.take() {
+                None => {
+                    // Register, then try once more, so a release between the failed append and
+                    // the wait is not missed.
+                    let mut notified = Box::pin(shared.progress.notified());
+                    notified.as_mut().enable();
+                    freed = Some(notified);
+                }
+                Some(notified) => {
+                    shared.wake.notify_one();
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(Error::Timeout {
+                            api: None,
+                            broker: None,
+                            after: shared.config.max_block,
+                        });
+                    }
+                    shared.check_usable()?;
+                }
             }
-            shared.check_usable()?;
         }
     }
 
-    /// The number of partitions of `topic`, from metadata, waiting for it until `deadline`.
-    async fn partition_count(&self, topic: &str, deadline: Instant) -> Result<i32> {
+    /// Metadata that knows `topic`, waiting for it until `deadline`.
+    async fn topic_metadata(
+        &self,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<Arc<crate::cluster::MetadataSnapshot>> {
         let shared = self.shared();
-        if let Some(t) = shared.cluster.metadata().topics.get(topic) {
-            return Ok(t.partitions.len() as i32);
+        let snapshot = shared.cluster.metadata();
+        if snapshot.topics.contains_key(topic) {
+            return Ok(snapshot);
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        let snapshot = shared.cluster.wait_for_topics(&[topic], wait).await?;
-        Ok(snapshot.topics[topic].partitions.len() as i32)
+        shared.cluster.wait_for_topics(&[topic], wait).await
     }
 
     /// Queues a record for a partition chosen by `partitioner` (a custom partitioner); the
@@ -265,7 +280,9 @@ impl Producer {
     ) -> Result<DeliveryFuture> {
         if record.partition.is_none() {
             let deadline = Instant::now() + self.shared().config.max_block;
-            let n = self.partition_count(&record.topic, deadline).await?;
+            let n = self.topic_metadata(&record.topic, deadline).await?.topics[&record.topic]
+                .partitions
+                .len() as i32;
             record.partition = partitioner.partition(
                 &record.topic,
                 record.key.as_deref(),

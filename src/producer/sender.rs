@@ -25,7 +25,7 @@ use tracing::{debug, warn};
 use super::request::{build_produce_request, parse_produce_response, PartitionOutcome};
 use super::transaction::{produce_version, txn_error, PendingOffsets, GATED_RECHECK};
 use super::{Acks, PendingRecord, ProducerConfig};
-use crate::cluster::{is_stale_metadata_error, Cluster, MetadataSnapshot, TopicsQuery};
+use crate::cluster::{is_stale_metadata_error, Cluster, MetadataSnapshot, TopicInfo, TopicsQuery};
 use crate::error::{Error, ErrorClass, Result};
 use crate::net::{Lane, PendingResponse};
 use crate::protocol::codec::{decode_response, encode_request};
@@ -116,39 +116,35 @@ impl ProducerState {
     }
 
     /// The partition for a keyless record of `topic` (KIP-480 sticky partitioning).
-    pub(crate) fn sticky_partition(
-        &mut self,
-        topic: &str,
-        metadata: &MetadataSnapshot,
-        num_partitions: i32,
-    ) -> i32 {
-        let available = available_partitions(metadata, topic);
+    pub(crate) fn sticky_partition(&mut self, topic: &str, info: &TopicInfo) -> i32 {
+        let n = info.partitions.len() as i32;
+        // Probe before `entry`, which would allocate the key on every record.
+        if let Some(p) = self.sticky.get_mut(topic) {
+            return p.partition(&info.available, n);
+        }
         let batch_size = self.accumulator.config().batch_size;
         self.sticky
             .entry(topic.to_owned())
             .or_insert_with(|| StickyPartitioner::new(batch_size, seed()))
-            .partition(&available, num_partitions)
+            .partition(&info.available, n)
     }
 
+    /// Appends a record; `sticky` is the topic's metadata when the sticky partitioner chose the
+    /// partition (it is told how much went there, to know when to switch).
     pub(crate) fn append(
         &mut self,
         tp: &TopicPartition,
         record: PendingRecord,
         size: usize,
-        sticky: bool,
-        metadata: &MetadataSnapshot,
+        sticky: Option<&TopicInfo>,
     ) -> AppendResult<PendingRecord> {
         let result = self
             .accumulator
             .append(tp, record, size, Instant::now().into_std());
-        if let (true, AppendResult::Appended(a)) = (sticky, &result) {
+        if let (Some(info), AppendResult::Appended(a)) = (sticky, &result) {
             if let Some(p) = self.sticky.get_mut(&tp.topic) {
-                let available = available_partitions(metadata, &tp.topic);
-                let n = metadata
-                    .topics
-                    .get(&tp.topic)
-                    .map_or(1, |t| t.partitions.len() as i32);
-                p.on_append(a.appended_bytes, a.tail_full, &available, n);
+                let n = info.partitions.len() as i32;
+                p.on_append(a.appended_bytes, a.tail_full, &info.available, n);
             }
         }
         result
@@ -924,17 +920,6 @@ fn clone_error(e: &Error) -> Error {
             _ => Error::InvalidState(other.to_string()),
         },
     }
-}
-
-/// Partitions of `topic` with a leader now.
-fn available_partitions(metadata: &MetadataSnapshot, topic: &str) -> Vec<i32> {
-    metadata.topics.get(topic).map_or_else(Vec::new, |t| {
-        t.partitions
-            .iter()
-            .filter(|p| p.leader.is_some())
-            .map(|p| p.partition)
-            .collect()
-    })
 }
 
 /// A per-producer seed for the sticky partitioner's choice.

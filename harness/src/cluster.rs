@@ -123,8 +123,8 @@ impl KafkaCluster {
                 self.dist.broker_classpath().into(),
                 "kafka.tools.StorageTool".into(),
                 "format".into(),
-                "-t".into(),
-                cluster_id.clone().into(),
+                // One argument: an id may start with `-`, which argparse would take for an option.
+                format!("--cluster-id={cluster_id}").into(),
                 "-c".into(),
                 dir.join("server.properties").into_os_string(),
             ];

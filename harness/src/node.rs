@@ -142,6 +142,9 @@ pub(crate) fn random_cluster_id() -> String {
         h.write_u32(std::process::id());
         half.copy_from_slice(&h.finish().to_le_bytes());
     }
+    // The first character comes from the top 6 bits; keeping them below 62 rules out a leading
+    // `-` or `_`, so the id never looks like a command-line option to any tool.
+    bytes[0] &= 0x7f;
     base64url(&bytes)
 }
 
@@ -203,6 +206,13 @@ mod tests {
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        for _ in 0..2000 {
+            let id = random_cluster_id();
+            assert!(
+                id.as_bytes()[0].is_ascii_alphanumeric(),
+                "{id} starts like an option"
+            );
+        }
     }
 
     #[test]

@@ -232,7 +232,7 @@ async fn bad_input_fails_at_the_call_and_loses_nothing_else() {
         .create_topics(&[NewTopic::new(&topic, 1, 1).config("max.message.bytes", "2000")])
         .await
         .unwrap();
-    let mut config = producer_config(&bootstrap);
+    let mut config = producer_config(&bootstrap).linger(Duration::from_millis(200));
     config.max_block = Duration::from_secs(2);
     let producer = Producer::connect(config).await.unwrap();
 
@@ -246,20 +246,9 @@ async fn bad_input_fails_at_the_call_and_loses_nothing_else() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("max.request.size"), "{e}");
-    // Over the topic's max.message.bytes: refused by the broker, for that batch only. (josefk does
-    // not yet split a multi-record batch the broker refuses as too large, as Java does, so the
-    // record is sent alone here: flush before and after.)
-    producer.flush().await.unwrap();
-    let too_big = producer
-        .send(ProducerRecord::new(&topic, vec![1u8; 5000]))
-        .await
-        .unwrap();
-    let e = too_big.await.unwrap_err();
-    assert_eq!(
-        e.kafka_code(),
-        Some(josefk::error::ResponseError::MessageTooLarge),
-        "{e}"
-    );
+    // Over the topic's max.message.bytes, between two small records in the same batch: the broker
+    // refuses the batch, which is split until the record is alone; only it fails.
+    too_large_record_fails_alone(&producer, &topic, 1).await;
     // An unknown topic (the harness broker has auto-create off): a clear error within max.block.ms.
     let e = producer
         .send(ProducerRecord::new(common::unique_topic("missing"), "x"))
@@ -273,7 +262,7 @@ async fn bad_input_fails_at_the_call_and_loses_nothing_else() {
         .unwrap_err();
     assert!(e.to_string().contains("partition 7"), "{e}");
     let ok_after = producer
-        .send(ProducerRecord::new(&topic, value("ok", 1)))
+        .send(ProducerRecord::new(&topic, value("ok", 3)))
         .await
         .unwrap();
     assert!(ok_before.await.is_ok());
@@ -281,7 +270,15 @@ async fn bad_input_fails_at_the_call_and_loses_nothing_else() {
     producer.close(Duration::from_secs(10)).await.unwrap();
     let log = read_back(&admin, &topic, 1).await;
     let values: Vec<Bytes> = log[&0].iter().map(|r| r.value.clone().unwrap()).collect();
-    assert_eq!(values, vec![value("ok", 0), value("ok", 1)]);
+    assert_eq!(
+        values,
+        vec![
+            value("ok", 0),
+            value("ok", 1),
+            value("ok", 2),
+            value("ok", 3)
+        ]
+    );
 
     // Invalid configurations are refused before connecting.
     let mut conflicting = producer_config(&bootstrap)
@@ -293,6 +290,56 @@ async fn bad_input_fails_at_the_call_and_loses_nothing_else() {
         .unwrap_err();
     assert_eq!(e.class(), ErrorClass::Fatal);
     assert!(e.to_string().contains("compression.type"), "{e}");
+}
+
+/// Sends `ok-{first}`, a 5,000-byte record (over the topic's `max.message.bytes=2000`) and
+/// `ok-{first+1}` without awaiting in between, so they share a batch (linger is long enough).
+/// The broker refuses that batch with MESSAGE_TOO_LARGE; it is split (Java
+/// `Sender.completeBatch`) until the big record is alone, which alone fails, naming its size.
+async fn too_large_record_fails_alone(producer: &Producer, topic: &str, first: usize) {
+    let before = producer
+        .send(ProducerRecord::new(topic, value("ok", first)))
+        .await
+        .unwrap();
+    let too_big = producer
+        .send(ProducerRecord::new(topic, vec![1u8; 5000]))
+        .await
+        .unwrap();
+    let after = producer
+        .send(ProducerRecord::new(topic, value("ok", first + 1)))
+        .await
+        .unwrap();
+    let e = too_big.await.unwrap_err();
+    assert_eq!(
+        e.kafka_code(),
+        Some(josefk::error::ResponseError::MessageTooLarge),
+        "{e}"
+    );
+    assert!(e.to_string().contains("bytes"), "{e}");
+    assert!(e.to_string().contains("max.message.bytes"), "{e}");
+    let before = before.await.unwrap();
+    let after = after.await.unwrap();
+    assert_eq!(after.offset.unwrap(), before.offset.unwrap() + 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_idempotent_producer_also_fails_only_the_too_large_record() {
+    let bootstrap = common::bootstrap();
+    let admin = admin(&bootstrap).await;
+    let topic = common::unique_topic("too-large");
+    admin
+        .create_topics(&[NewTopic::new(&topic, 1, 1).config("max.message.bytes", "2000")])
+        .await
+        .unwrap();
+    let config = producer_config(&bootstrap)
+        .idempotence(false)
+        .linger(Duration::from_millis(200));
+    let producer = Producer::connect(config).await.unwrap();
+    too_large_record_fails_alone(&producer, &topic, 0).await;
+    producer.close(Duration::from_secs(10)).await.unwrap();
+    let log = read_back(&admin, &topic, 1).await;
+    let values: Vec<Bytes> = log[&0].iter().map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(values, vec![value("ok", 0), value("ok", 1)]);
 }
 
 /// Sends `n` records at a steady pace while the broker is killed (SIGKILL, so requests in flight

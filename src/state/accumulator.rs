@@ -13,6 +13,9 @@
 //!   [`DrainGate`] (the idempotence state) may hold partitions back and stamps sequences;
 //! - retried batches go back in base-sequence order at the front ([`Accumulator::reenqueue`],
 //!   Java `insertInSequenceOrder`) and wait out an exponential retry backoff;
+//! - a multi-record batch the broker refuses as too large is split in two by bytes and the parts go
+//!   back at the front in record order, keeping the original's sequence range, creation time and
+//!   memory ([`Accumulator::split_and_reenqueue`], Java `splitAndReenqueue`);
 //! - batches older than `delivery.timeout.ms` are expired ([`Accumulator::expire`]), except a batch
 //!   whose last send may have been written (franz-go's "when can a batch fail?" rule): failing it
 //!   could tell the user "not written" about a record that was.
@@ -23,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::sequence::{sequence_precedes, BatchSequence};
+use super::sequence::{increment_sequence, sequence_precedes, BatchSequence};
 use crate::record::TopicPartition;
 
 /// Bytes a v2 `RecordBatch` header takes before its first record (`RECORD_BATCH_OVERHEAD` in
@@ -71,6 +74,8 @@ pub struct ProducerBatch<T> {
     id: BatchId,
     tp: TopicPartition,
     records: Vec<T>,
+    /// Each record's estimated size, parallel to `records` (for splitting).
+    record_sizes: Vec<usize>,
     /// Estimated encoded size: header plus every record's size.
     size: usize,
     /// Bytes held from `buffer.memory` until [`Accumulator::release`].
@@ -94,6 +99,7 @@ impl<T> ProducerBatch<T> {
             id,
             tp,
             records: Vec::new(),
+            record_sizes: Vec::new(),
             size: RECORD_BATCH_OVERHEAD,
             reserved: 0,
             created: now,
@@ -107,6 +113,7 @@ impl<T> ProducerBatch<T> {
 
     fn push(&mut self, record: T, size: usize) {
         self.records.push(record);
+        self.record_sizes.push(size);
         self.size += size;
     }
 
@@ -433,6 +440,100 @@ impl<T> Accumulator<T> {
     pub fn reenqueue(&mut self, mut batch: ProducerBatch<T>, now: Instant) {
         batch.attempts += 1;
         batch.last_attempt = batch.last_attempt.max(now);
+        self.insert_in_sequence_order(batch);
+    }
+
+    /// Splits a batch the broker refused as too large (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE)
+    /// into two parts of about half its bytes each and puts them back at the front of its queue,
+    /// in record order (Java `splitAndReenqueue`; Java splits into `batch.size` pieces, but the
+    /// broker's limit may be below that, so halving until it fits is used instead).
+    ///
+    /// The parts are new batches (fresh ids) treated as never tried: no attempt is counted and no
+    /// backoff applies. They keep the original's creation time (so `delivery.timeout.ms` still
+    /// counts from the first append), its unknown outcome, and its memory, shared between them.
+    /// A sequenced batch's range is carved up: the parts get `base`, `base + k`, ... and are
+    /// placed in sequence order; tell the idempotence state with
+    /// [`IdempotenceState::on_split`](super::sequence::IdempotenceState::on_split), passing the
+    /// returned `(id, record count)` list.
+    ///
+    /// A batch of one record cannot be split: it is handed back (`Err`) for the caller to fail.
+    // The batch is handed back by value on the rare refusal, as `release` takes it.
+    #[allow(clippy::result_large_err)]
+    pub fn split_and_reenqueue(
+        &mut self,
+        batch: ProducerBatch<T>,
+    ) -> Result<Vec<(BatchId, i32)>, ProducerBatch<T>> {
+        if batch.records.len() < 2 {
+            return Err(batch);
+        }
+        let ProducerBatch {
+            id: _,
+            tp,
+            records,
+            record_sizes,
+            size,
+            reserved,
+            created,
+            last_attempt,
+            attempts: _,
+            closed: _,
+            sequence,
+            outcome_unknown,
+        } = batch;
+        // The first part takes records while it stays within half the record bytes; each part
+        // holds at least one record.
+        let half = (size - RECORD_BATCH_OVERHEAD) / 2;
+        let mut cut = 1;
+        let mut first_bytes = record_sizes[0];
+        while cut < records.len() - 1 && first_bytes + record_sizes[cut] <= half {
+            first_bytes += record_sizes[cut];
+            cut += 1;
+        }
+        let mut records = records;
+        let mut record_sizes = record_sizes;
+        let second_records = records.split_off(cut);
+        let second_sizes = record_sizes.split_off(cut);
+        let mut parts = Vec::with_capacity(2);
+        let mut left_to_reserve = reserved;
+        let mut next_sequence = sequence;
+        for (i, (recs, sizes)) in [(records, record_sizes), (second_records, second_sizes)]
+            .into_iter()
+            .enumerate()
+        {
+            self.next_id += 1;
+            let mut part = ProducerBatch::new(BatchId(self.next_id), tp.clone(), created);
+            part.last_attempt = last_attempt;
+            part.closed = true;
+            part.outcome_unknown = outcome_unknown;
+            part.size = RECORD_BATCH_OVERHEAD + sizes.iter().sum::<usize>();
+            part.records = recs;
+            part.record_sizes = sizes;
+            // The original's reservation is shared out so `used_memory` is unchanged and each
+            // part's release gives back its share; the last part takes what is left.
+            part.reserved = if i == 0 {
+                part.size.min(left_to_reserve)
+            } else {
+                left_to_reserve
+            };
+            left_to_reserve -= part.reserved;
+            part.sequence = next_sequence;
+            next_sequence = next_sequence.map(|s| BatchSequence {
+                base_sequence: increment_sequence(s.base_sequence, part.record_count()),
+                ..s
+            });
+            parts.push(part);
+        }
+        let out = parts.iter().map(|p| (p.id, p.record_count())).collect();
+        // Inserted last part first: with no sequence each goes to the very front.
+        for part in parts.into_iter().rev() {
+            self.insert_in_sequence_order(part);
+        }
+        Ok(out)
+    }
+
+    /// Inserts `batch` at the front of its queue, before every queued batch with a later sequence
+    /// (Java `insertInSequenceOrder`); a batch without a sequence goes first.
+    fn insert_in_sequence_order(&mut self, batch: ProducerBatch<T>) {
         let queue = self.queues.entry(batch.tp.clone()).or_default();
         let at = match batch.sequence {
             None => 0,

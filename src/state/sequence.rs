@@ -469,6 +469,48 @@ impl IdempotenceState {
         }
     }
 
+    /// Batch `original` of `tp` was refused as too large and split into `parts` (id and record
+    /// count, in record order; see
+    /// [`Accumulator::split_and_reenqueue`](super::accumulator::Accumulator::split_and_reenqueue)).
+    /// Its in-flight entry is replaced by one per part, with sequences carved from its range
+    /// (`base`, `base + n0`, ...), so later batches keep theirs (Java `splitAndReenqueue` +
+    /// `addInFlightBatch`). The parts keep the original's producer id, epoch, reset and unknown
+    /// outcome flags. Returns whether the original was tracked; if not, the parts are new to
+    /// this state and get sequences when drained.
+    pub fn on_split(
+        &mut self,
+        tp: &TopicPartition,
+        original: BatchId,
+        parts: &[(BatchId, i32)],
+    ) -> bool {
+        let Some(entry) = self.partitions.get_mut(tp) else {
+            return false;
+        };
+        let Some(at) = entry.in_flight.iter().position(|b| b.id == original) else {
+            return false;
+        };
+        let old = entry.in_flight.remove(at);
+        debug_assert_eq!(
+            parts.iter().map(|&(_, n)| n).sum::<i32>(),
+            old.record_count,
+            "split parts must cover the original's records"
+        );
+        let mut sequence = old.base_sequence;
+        for (i, &(id, record_count)) in parts.iter().enumerate() {
+            entry.in_flight.insert(
+                at + i,
+                InFlight {
+                    id,
+                    base_sequence: sequence,
+                    record_count,
+                    ..old.clone()
+                },
+            );
+            sequence = increment_sequence(sequence, record_count);
+        }
+        true
+    }
+
     /// Batch `id` of `tp` expired in the accumulator after it had been sent (it carries a
     /// sequence): its records are failed, but its sequence may or may not be in the log, so the
     /// partition takes no new sequences until [`IdempotenceState::maybe_resolve_sequences`]

@@ -158,7 +158,7 @@ fn settle(
                 (Ok(None), _) => Decision::Complete { base_offset: None },
                 (Ok(Some(_)), Some(outcomes)) => {
                     let outcome = outcomes.iter().find(|o| o.tp == *batch.tp());
-                    let response = match outcome {
+                    let mut response = match outcome {
                         Some(o) => PartitionResponse {
                             error: o.error,
                             base_offset: o.base_offset,
@@ -171,6 +171,32 @@ fn settle(
                     if let Some(code) = response.error {
                         debug!(tp = %batch.tp(), ?code, message = ?response.message, attempts = batch.attempts(), "produce error");
                         stale |= is_stale_metadata_error(code);
+                    }
+                    if let Some(
+                        code @ (ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge),
+                    ) = response.error
+                    {
+                        // Java `Sender.completeBatch`: split a refused multi-record batch and
+                        // resend the parts (no attempt counted); only a lone record fails.
+                        let (tp, id, count) =
+                            (batch.tp().clone(), batch.id(), batch.record_count());
+                        match state.accumulator.split_and_reenqueue(batch) {
+                            Ok(parts) => {
+                                debug!(%tp, ?code, records = count, parts = ?parts, "batch too large: split and re-enqueued");
+                                if let Some(idem) = &mut state.idempotence {
+                                    idem.on_split(&tp, id, &parts);
+                                }
+                                continue;
+                            }
+                            Err(lone) => {
+                                batch = lone;
+                                response.message = Some(too_large_message(
+                                    shared,
+                                    &batch,
+                                    response.message.take(),
+                                ));
+                            }
+                        }
                     }
                     log_append = outcome.and_then(|o| o.log_append_time);
                     decide(state, &batch, &response, retry_allowed, broker.as_ref())
@@ -235,19 +261,8 @@ fn settle(
         }
     }
     for (batch, error) in failed {
-        let message = error.to_string();
-        let class = error.class();
-        let code = error.kafka_code();
-        shared.fail_batch(batch, &|| match code {
-            Some(code) => Error::Broker {
-                api: ApiKey::Produce,
-                broker: None,
-                code,
-                message: Some(message.clone()),
-                class,
-            },
-            None => Error::InvalidState(message.clone()),
-        });
+        // Every record of the batch gets an equivalent of the one error (`Error` is not `Clone`).
+        shared.fail_batch(batch, &|| clone_error(&error));
     }
     if stale {
         let cluster = shared.cluster.clone();
@@ -260,6 +275,24 @@ fn settle(
     if let Some(e) = fatal {
         shared.fail_fatally(&e);
     }
+}
+
+/// The error text for a single record the broker refused as too large: its encoded batch size and
+/// the limit it broke (the topic's `max.message.bytes` or the broker's `message.max.bytes`; the
+/// broker's own message is appended when it sent one, which may name the value).
+fn too_large_message(shared: &Shared, batch: &Batch, broker_message: Option<String>) -> String {
+    let bytes = encode(shared, batch).map_or(batch.size_bytes(), |b| b.len());
+    let mut message = format!(
+        "record of {bytes} bytes (as a one-record batch) for {} exceeds the largest batch the \
+         broker accepts for the topic (topic max.message.bytes, or the broker's \
+         message.max.bytes)",
+        batch.tp()
+    );
+    if let Some(m) = broker_message.filter(|m| !m.is_empty()) {
+        message.push_str(": ");
+        message.push_str(&m);
+    }
+    message
 }
 
 /// The decision for one partition's answer: the idempotence rules when idempotent, otherwise

@@ -278,3 +278,126 @@ fn muted_partitions_are_neither_ready_nor_drained() {
     acc.unmute(&tp(0));
     assert_eq!(acc.drain(1, &[tp(0)], 10_000, t0, &mut NoGate).len(), 1);
 }
+
+#[test]
+fn a_refused_batch_splits_in_half_by_bytes_and_goes_back_first_in_record_order() {
+    let t0 = Instant::now();
+    let mut acc = Accumulator::new(config());
+    for (r, size) in [(1, 10), (2, 60), (3, 10), (4, 10)] {
+        appended(acc.append(&tp(0), r, size, t0));
+    }
+    appended(acc.append(&tp(0), 5, 150, t0)); // does not fit: a second batch
+    assert_eq!(acc.used_memory(), 200 + RECORD_BATCH_OVERHEAD + 150);
+    let t1 = t0 + ms(50);
+    let mut big = acc.drain(1, &[tp(0)], usize::MAX, t1, &mut NoGate);
+    let big = big.pop().unwrap();
+    assert_eq!(big.records(), &[1, 2, 3, 4]);
+    acc.reenqueue(big, t1);
+    let big = acc.drain(1, &[tp(0)], usize::MAX, t1 + ms(100), &mut NoGate);
+    let big = big.into_iter().next().unwrap();
+    assert_eq!(big.attempts(), 1);
+    let original = big.id();
+
+    let parts = acc.split_and_reenqueue(big).ok().unwrap();
+    // 90 record bytes: the first part stays within 45, and every part holds a record.
+    assert_eq!(parts.len(), 2);
+    assert_eq!((parts[0].1, parts[1].1), (1, 3));
+    assert!(parts.iter().all(|(id, _)| *id != original));
+    assert_eq!(
+        acc.used_memory(),
+        411,
+        "the parts hold the original's memory"
+    );
+    assert_eq!(acc.queued_batches(&tp(0)), 3);
+    // Never tried: no backoff, sendable at once (ahead of the later batch).
+    let now = t1 + ms(100);
+    assert!(acc.ready(|_| Some(1), now).ready_nodes.contains(&1));
+    let a = acc
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
+        .pop()
+        .unwrap();
+    let b = acc
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
+        .pop()
+        .unwrap();
+    let c = acc
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
+        .pop()
+        .unwrap();
+    assert_eq!((a.id(), b.id()), (parts[0].0, parts[1].0));
+    assert_eq!(
+        (a.records(), b.records(), c.records()),
+        (&[1][..], &[2, 3, 4][..], &[5][..])
+    );
+    assert_eq!(
+        (a.size_bytes(), b.size_bytes()),
+        (RECORD_BATCH_OVERHEAD + 10, RECORD_BATCH_OVERHEAD + 80)
+    );
+    assert_eq!((a.attempts(), b.attempts()), (0, 0));
+    assert_eq!((a.created(), b.created()), (t0, t0));
+
+    // The second part splits again; a lone record cannot.
+    let parts = acc.split_and_reenqueue(b).ok().unwrap();
+    assert_eq!((parts[0].1, parts[1].1), (1, 2));
+    let d = acc
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
+        .pop()
+        .unwrap();
+    assert_eq!(d.records(), &[2]);
+    let lone = acc.split_and_reenqueue(d).err().unwrap();
+    assert_eq!(lone.records(), &[2]);
+    let e = acc
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
+        .pop()
+        .unwrap();
+    assert_eq!(e.records(), &[3, 4]);
+    for batch in [a, c, lone, e] {
+        acc.release(batch);
+    }
+    assert_eq!(acc.used_memory(), 0, "every byte comes back exactly once");
+}
+
+#[test]
+fn split_parts_keep_the_original_sequence_range_and_sequence_order() {
+    let t0 = Instant::now();
+    let mut acc = Accumulator::new(config());
+    let mut gate = Stamp(10);
+    for r in 0..3 {
+        appended(acc.append(&tp(0), r, 20, t0));
+    }
+    let big = acc
+        .drain(1, &[tp(0)], usize::MAX, t0, &mut gate)
+        .pop()
+        .unwrap();
+    assert_eq!(seq(&big), 10);
+    appended(acc.append(&tp(0), 9, 20, t0));
+    let later = acc
+        .drain(1, &[tp(0)], usize::MAX, t0, &mut gate)
+        .pop()
+        .unwrap();
+    assert_eq!(seq(&later), 13);
+    // The later batch came back for a retry before the split.
+    acc.reenqueue(later, t0);
+    appended(acc.append(&tp(0), 10, 20, t0)); // not drained yet: no sequence
+    let mut big = big;
+    big.mark_outcome_unknown();
+    let parts = acc.split_and_reenqueue(big).ok().unwrap();
+    assert_eq!((parts[0].1, parts[1].1), (1, 2));
+    let now = t0 + ms(1000);
+    let order: Vec<_> = (0..4)
+        .map(|_| {
+            acc.drain(1, &[tp(0)], usize::MAX, now, &mut gate)
+                .pop()
+                .unwrap()
+        })
+        .collect();
+    let seqs: Vec<_> = order
+        .iter()
+        .map(|b| b.sequence().map(|s| s.base_sequence))
+        .collect();
+    assert_eq!(seqs, vec![Some(10), Some(11), Some(13), Some(14)]);
+    assert_eq!(order[0].records(), &[0]);
+    assert_eq!(order[1].records(), &[1, 2]);
+    assert!(order[0].outcome_unknown() && order[1].outcome_unknown());
+    assert!(!order[2].outcome_unknown());
+}

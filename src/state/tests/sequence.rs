@@ -499,3 +499,102 @@ fn an_unresolved_gap_aborts_a_transaction_or_is_fatal_without_bumps() {
         }
     }
 }
+
+/// Splits `b` (refused as too large) through the accumulator and the idempotence state together.
+fn split(rig: &mut Rig, b: ProducerBatch<u32>) -> Vec<(BatchId, i32)> {
+    let (tp, id) = (b.tp().clone(), b.id());
+    let parts = rig.acc.split_and_reenqueue(b).expect("splits");
+    assert!(rig.idem.on_split(&tp, id, &parts));
+    parts
+}
+
+#[test]
+fn a_split_batch_keeps_its_sequence_range_while_later_batches_are_in_flight() {
+    let mut rig = Rig::new(false);
+    let a = rig.send(&tp(0), 4);
+    let b = rig.send(&tp(0), 2);
+    assert_eq!((base(&a), base(&b)), (0, 4));
+    let parts = split(&mut rig, a);
+    assert_eq!((parts[0].1, parts[1].1), (2, 2));
+    let e = rig.entry(&tp(0));
+    assert_eq!((e.in_flight_count(), e.next_sequence()), (3, 6));
+    assert_eq!(e.sequence_of(parts[0].0).unwrap().base_sequence, 0);
+    assert_eq!(e.sequence_of(parts[1].0).unwrap().base_sequence, 2);
+    assert_eq!(e.sequence_of(b.id()).unwrap().base_sequence, 4, "untouched");
+    // The later batch was refused because its predecessor was: retried, not a gap.
+    assert!(is_retry(
+        &rig.respond(&b, PartitionResponse::error(E::OutOfOrderSequenceNumber)),
+        false
+    ));
+    rig.acc.reenqueue(b, rig.now);
+    // Only the lowest outstanding batch goes: the parts one by one, then the later batch.
+    let p0 = rig.drain(&tp(0)).unwrap();
+    assert_eq!(
+        (p0.id(), base(&p0), p0.records()),
+        (parts[0].0, 0, &[0, 1][..])
+    );
+    assert!(rig.drain(&tp(0)).is_none());
+    assert!(matches!(
+        rig.respond(&p0, PartitionResponse::ok(10)),
+        Decision::Complete { .. }
+    ));
+    let p1 = rig.drain(&tp(0)).unwrap();
+    assert_eq!(
+        (p1.id(), base(&p1), p1.records()),
+        (parts[1].0, 2, &[2, 3][..])
+    );
+    rig.respond(&p1, PartitionResponse::ok(12));
+    let b = rig.drain(&tp(0)).unwrap();
+    assert_eq!(base(&b), 4);
+    rig.respond(&b, PartitionResponse::ok(14));
+    let e = rig.entry(&tp(0));
+    assert_eq!(
+        (
+            e.last_acked_sequence(),
+            e.last_acked_offset(),
+            e.in_flight_count()
+        ),
+        (Some(5), Some(15), 0)
+    );
+    assert!(!rig.idem.epoch_bump_required());
+}
+
+#[test]
+fn a_transactional_split_whose_lone_record_fails_closes_the_gap() {
+    let mut rig = Rig::new(true);
+    let a = rig.send(&tp(0), 3);
+    let b = rig.send(&tp(0), 1);
+    assert_eq!(base(&b), 3);
+    let parts = split(&mut rig, a);
+    assert_eq!((parts[0].1, parts[1].1), (1, 2));
+    let p0 = rig.drain(&tp(0)).unwrap();
+    assert_eq!(base(&p0), 0);
+    rig.respond(&p0, PartitionResponse::ok(0));
+    let p1 = rig.drain(&tp(0)).unwrap();
+    assert_eq!(base(&p1), 1);
+    // Still too large: split again, the range 1..=2 carved into 1 and 2.
+    let parts = split(&mut rig, p1);
+    let q0 = rig.drain(&tp(0)).unwrap();
+    assert_eq!((q0.id(), base(&q0)), (parts[0].0, 1));
+    // The lone record is refused: it fails (abortable) and later sequences close the gap.
+    let d = rig.respond(&q0, PartitionResponse::error(E::MessageTooLarge));
+    assert_eq!(failed_class(&d), Some((ErrorClass::Abortable, false)));
+    let e = rig.entry(&tp(0));
+    assert_eq!(e.sequence_of(parts[1].0).unwrap().base_sequence, 1);
+    assert_eq!(e.sequence_of(b.id()).unwrap().base_sequence, 2);
+    assert_eq!(e.next_sequence(), 3);
+    let q1 = rig.drain(&tp(0)).unwrap();
+    assert_eq!((q1.id(), base(&q1)), (parts[1].0, 1));
+}
+
+#[test]
+fn splitting_an_untracked_batch_leaves_the_state_alone() {
+    let mut rig = Rig::new(false);
+    rig.batch(&tp(0), 2);
+    let parts = [(BatchId(100), 1), (BatchId(101), 1)];
+    assert!(!rig.idem.on_split(&tp(0), BatchId(99), &parts));
+    let a = rig.send(&tp(0), 1);
+    assert!(!rig.idem.on_split(&tp(0), BatchId(99), &parts));
+    assert_eq!(rig.entry(&tp(0)).in_flight_count(), 1);
+    assert_eq!(base(&a), 0);
+}

@@ -1,0 +1,749 @@
+//! Consumer throughput and CPU: josefk against Java's ConsumerPerformance, rust-rdkafka
+//! (librdkafka) and krafka, reading the same topics on the same broker in the same run.
+//!
+//! Run: `cargo bench --bench consume_compare`. Uses `KAFKA_BOOTSTRAP_SERVERS` if set, else starts
+//! a private single-node KRaft broker with josefk-harness. Environment:
+//! - `JOSEFK_BENCH_RECORDS`: records of the 100 B topics (default 3,000,000); the 1 KiB topics
+//!   hold a third of it.
+//! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka` (default all).
+//! - `JOSEFK_BENCH_SCENARIOS`: comma list among `100-ru,100-rc,1024-ru,1024-rc`.
+//!
+//! Topics (6 partitions, replication 1, keyless records of random uppercase letters), filled
+//! unmeasured by josefk's producer (acks=all, idempotent, linger 5 ms, batch.size 16384):
+//! - `ru` scenarios read a plain topic with `isolation.level=read_uncommitted`;
+//! - `rc` scenarios read a topic filled by josefk's transactional producer in transactions of
+//!   [`TXN_RECORDS`] records, every [`ABORT_EVERY`]th aborted, with `read_committed`. Values of
+//!   committed records start with b'c', of aborted ones with b'a', so a worker can tell whether
+//!   the filter let an aborted record through.
+//!
+//! Every client reads from the beginning to the end: josefk, rdkafka and krafka assign all
+//! partitions by hand (no group; rdkafka `BaseConsumer::assign` at `Offset::Beginning`); Java's
+//! ConsumerPerformance always joins a group, and its `fetch.*` columns (used here) exclude the join
+//! time. Fetch settings for all: fetch.max.bytes 50 MiB, max.partition.fetch.bytes 1 MiB,
+//! fetch.min.bytes 1, fetch.max.wait.ms 500, max.poll.records 500 (Java, josefk, krafka).
+//!
+//! Every client runs as a child process, one at a time, so its CPU (user+sys from this process's
+//! waited-for-children times in `/proc/self/stat`, i.e. `RUSAGE_CHILDREN`) is its own, not the
+//! broker's. josefk runs as this binary re-executed with `--josefk-worker`; rdkafka and krafka are
+//! `peers/rdkafka-consume` and `peers/krafka-consume`, built on demand outside the workspace.
+//! Throughput is records (and key+value MiB, as Java's tool counts) from the first poll to the
+//! poll that returned the last expected record. CPU includes process start (a JVM's start and
+//! JIT); the `net` column subtracts each client's 1-record run. Each run is checked: exactly the
+//! expected count, no record of an aborted transaction (Rust workers), offsets strictly rising
+//! per partition (Rust workers).
+
+#[path = "../peers/common/worker.rs"]
+mod worker;
+
+#[path = "../peers/rdkafka-consume/src/protocol.rs"]
+mod protocol;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use josefk::admin::{Admin, NewTopic, OffsetSpec};
+use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig};
+use josefk::producer::{Acks, DeliveryFuture, Producer, ProducerConfig};
+use josefk::{ClientConfig, IsolationLevel, ProducerRecord, TopicPartition};
+use josefk_harness::{ClusterSpec, KafkaCluster, KafkaDist};
+
+use protocol::{ConsumeArgs, ConsumeResult, Tally};
+
+const PARTITIONS: i32 = 6;
+/// Records per transaction when filling the read_committed topics.
+const TXN_RECORDS: u64 = 1_000;
+/// Every this-many-th transaction is aborted (10 %).
+const ABORT_EVERY: u64 = 10;
+const PERF_CLASS: &str = "org.apache.kafka.tools.ConsumerPerformance";
+/// Peers built from `peers/<name>/`, binary `peers/<name>/target/release/<name>`.
+const PEERS: [(&str, &str); 2] = [("rdkafka", "rdkafka-consume"), ("krafka", "krafka-consume")];
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--josefk-worker") {
+        josefk_worker(&argv[2..]);
+        return;
+    }
+    // `cargo bench` passes `--bench`; anything else is ignored as well.
+    if let Err(e) = orchestrate() {
+        eprintln!("consume_compare: {e}");
+        std::process::exit(1);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The josefk worker (child process).
+
+fn josefk_worker(argv: &[String]) {
+    let args = ConsumeArgs::parse(argv).unwrap_or_else(|e| {
+        eprintln!("josefk worker: {e}");
+        std::process::exit(2)
+    });
+    let ticks = worker::clock_ticks();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(josefk_run(&args));
+    drop(runtime);
+    let cpu_s = worker::cpu_seconds(ticks).0;
+    println!("{}", ConsumeResult { cpu_s, ..result }.line());
+}
+
+async fn josefk_run(args: &ConsumeArgs) -> ConsumeResult {
+    let isolation = if args.read_committed() {
+        IsolationLevel::ReadCommitted
+    } else {
+        IsolationLevel::ReadUncommitted
+    };
+    let config = ConsumerConfig::new(&args.bootstrap)
+        .isolation_level(isolation)
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .fetch_max_bytes(protocol::FETCH_MAX_BYTES)
+        .max_partition_fetch_bytes(protocol::MAX_PARTITION_FETCH_BYTES)
+        .fetch_min_bytes(protocol::FETCH_MIN_BYTES)
+        .fetch_max_wait(Duration::from_millis(protocol::FETCH_MAX_WAIT_MS))
+        .max_poll_records(protocol::MAX_POLL_RECORDS);
+    let mut consumer = Consumer::connect(config).await.expect("josefk connect");
+    let tps: Vec<TopicPartition> = (0..args.partitions)
+        .map(|p| TopicPartition::new(args.topic.as_str(), p))
+        .collect();
+    consumer.assign(&tps).await.expect("assign");
+
+    let mut tally = Tally::new(args.partitions);
+    let mut errors = 0u64;
+    tally.start();
+    while !tally.done(args.expected) {
+        match consumer.poll(Duration::from_millis(100)).await {
+            Ok(records) => {
+                if records.is_empty() {
+                    continue;
+                }
+                for r in &records {
+                    tally.record(
+                        r.partition,
+                        r.offset,
+                        r.key.as_ref().map_or(0, |k| k.len()),
+                        r.value.as_deref(),
+                    );
+                }
+                tally.polled();
+            }
+            Err(e) => {
+                if errors == 0 {
+                    eprintln!("josefk worker: {e}");
+                }
+                errors += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    tally.result()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The orchestrator.
+
+/// One client's way of consuming a topic.
+enum Client {
+    Josefk,
+    Java { records_flag: &'static str },
+    Peer { name: &'static str, binary: PathBuf },
+}
+
+impl Client {
+    fn name(&self) -> &'static str {
+        match self {
+            Client::Josefk => "josefk",
+            Client::Java { .. } => "java",
+            Client::Peer { name, .. } => name,
+        }
+    }
+}
+
+/// One client run as measured from outside.
+#[derive(Debug, Clone)]
+struct Measured {
+    result: ConsumeResult,
+    /// user+sys of the child (and its waited-for descendants), from RUSAGE_CHILDREN deltas.
+    cpu_s: f64,
+}
+
+/// A filled topic and what a full read of it must return.
+struct Filled {
+    topic: String,
+    expected: u64,
+    size: usize,
+}
+
+fn orchestrate() -> Result<(), String> {
+    let ticks = worker::clock_ticks();
+    let records_100 = env_u64("JOSEFK_BENCH_RECORDS").unwrap_or(3_000_000);
+    let wanted_clients = env_list("JOSEFK_BENCH_CLIENTS");
+    let wanted_scenarios = env_list("JOSEFK_BENCH_SCENARIOS");
+    let wants = |list: &Option<Vec<String>>, name: &str| {
+        list.as_ref().is_none_or(|l| l.iter().any(|x| x == name))
+    };
+
+    let mut _cluster = None;
+    let (bootstrap, dist) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+        Ok(s) if !s.trim().is_empty() => (
+            s.trim().to_string(),
+            KafkaDist::provision().map_err(|e| e.to_string())?,
+        ),
+        _ => {
+            println!("starting a private single-node Kafka broker (josefk-harness)...");
+            let cluster = KafkaCluster::start(ClusterSpec::single()).map_err(|e| e.to_string())?;
+            let out = (cluster.bootstrap_servers(), cluster.dist().clone());
+            _cluster = Some(cluster);
+            out
+        }
+    };
+    println!(
+        "broker {bootstrap} (Kafka {}), tools {}",
+        dist.version(),
+        dist.tools_version()
+    );
+
+    let mut clients = Vec::new();
+    if wants(&wanted_clients, "josefk") {
+        clients.push(Client::Josefk);
+    }
+    if wants(&wanted_clients, "java") {
+        let help = josefk_harness::run_java_tool(&dist, PERF_CLASS, &["--help"], secs(120))
+            .map_err(|e| e.to_string())?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&help.stdout),
+            String::from_utf8_lossy(&help.stderr)
+        );
+        clients.push(Client::Java {
+            records_flag: if text.contains("--num-records") {
+                "--num-records"
+            } else {
+                "--messages"
+            },
+        });
+    }
+    for (name, dir) in PEERS {
+        if !wants(&wanted_clients, name) {
+            continue;
+        }
+        match build_peer(dir) {
+            Ok(binary) => clients.push(Client::Peer { name, binary }),
+            Err(why) => println!("SKIPPING {name}: {why}"),
+        }
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let admin = runtime
+        .block_on(Admin::connect(ClientConfig::new(&bootstrap)))
+        .map_err(|e| format!("admin connect: {e}"))?;
+    let pid = std::process::id();
+    let scratch = std::env::temp_dir().join(format!("consume-compare-{pid}"));
+    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
+
+    println!(
+        "fetch settings for every client: fetch.max.bytes={} max.partition.fetch.bytes={} \
+         fetch.min.bytes={} fetch.max.wait.ms={} max.poll.records={}; {PARTITIONS} partitions",
+        protocol::FETCH_MAX_BYTES,
+        protocol::MAX_PARTITION_FETCH_BYTES,
+        protocol::FETCH_MIN_BYTES,
+        protocol::FETCH_MAX_WAIT_MS,
+        protocol::MAX_POLL_RECORDS
+    );
+    let mut baseline_cpu: HashMap<&'static str, f64> = HashMap::new();
+    let mut run_no = 0u32;
+    let mut summary = Vec::new();
+    for (size, level) in [(100usize, "ru"), (100, "rc"), (1024, "ru"), (1024, "rc")] {
+        let label = format!("{size}-{level}");
+        if !wants(&wanted_scenarios, &label) {
+            continue;
+        }
+        let records = if size == 100 {
+            records_100
+        } else {
+            (records_100 / 3).max(1)
+        };
+        let topic = format!("consume-compare-{label}-{pid}");
+        runtime.block_on(create_topic(&admin, &topic))?;
+        let started = Instant::now();
+        let filled = if level == "ru" {
+            runtime.block_on(fill_plain(&bootstrap, &topic, records, size))?
+        } else {
+            runtime.block_on(fill_transactional(&bootstrap, &topic, records, size))?
+        };
+        let isolation = if level == "ru" {
+            "read_uncommitted"
+        } else {
+            "read_committed"
+        };
+        let log_end = runtime.block_on(end_offsets(&admin, &topic))?;
+        println!(
+            "\n=== {} B records, {isolation}: topic {topic}, {records} written, {} to read \
+             (log end offsets sum {log_end}; filled in {:.1} s) ===",
+            filled.size,
+            filled.expected,
+            started.elapsed().as_secs_f64()
+        );
+        let args = ConsumeArgs {
+            bootstrap: bootstrap.clone(),
+            topic: filled.topic.clone(),
+            partitions: PARTITIONS,
+            expected: filled.expected,
+            isolation: isolation.to_string(),
+        };
+        let mut rows = Vec::new();
+        for client in &clients {
+            if !baseline_cpu.contains_key(client.name()) {
+                let one = ConsumeArgs {
+                    expected: 1,
+                    ..args.clone()
+                };
+                run_no += 1;
+                match measure(client, &one, &dist, &scratch, run_no, ticks) {
+                    Ok(m) => {
+                        println!("  {:8} 1-record run: {:.2} s CPU", client.name(), m.cpu_s);
+                        baseline_cpu.insert(client.name(), m.cpu_s);
+                    }
+                    Err(e) => println!("  {:8} 1-record run failed: {e}", client.name()),
+                }
+            }
+            run_no += 1;
+            match measure(client, &args, &dist, &scratch, run_no, ticks) {
+                Ok(m) => {
+                    let r = &m.result;
+                    let ok = r.records == filled.expected && r.aborted == 0 && r.disorder == 0;
+                    println!(
+                        "  {:8} read {} of {} expected, aborted-txn records {}, out of order {} {}  \
+                         ({:.2} s, CPU {:.2} s, self-reported {})",
+                        client.name(),
+                        r.records,
+                        filled.expected,
+                        r.aborted,
+                        r.disorder,
+                        if ok { "(OK)" } else { "(MISMATCH)" },
+                        r.elapsed_s,
+                        m.cpu_s,
+                        if r.cpu_s.is_nan() {
+                            "-".to_string()
+                        } else {
+                            format!("{:.2} s", r.cpu_s)
+                        }
+                    );
+                    rows.push((client.name(), m));
+                }
+                Err(e) => println!("  {:8} FAILED: {e}", client.name()),
+            }
+        }
+        let table = table(&rows, filled.expected, &baseline_cpu);
+        println!("{table}");
+        summary.push((label, filled.size, isolation, filled.expected, table));
+        let _ = runtime.block_on(admin.delete_topics(&[topic.as_str()]));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    println!("\n##### summary #####");
+    for (label, size, isolation, expected, table) in summary {
+        println!("\n[{label}] {expected} records of {size} B, {isolation}{table}");
+    }
+    Ok(())
+}
+
+/// Runs one client once and measures it from outside.
+fn measure(
+    client: &Client,
+    args: &ConsumeArgs,
+    dist: &KafkaDist,
+    scratch: &Path,
+    run_no: u32,
+    ticks: f64,
+) -> Result<Measured, String> {
+    let before_cpu = worker::cpu_seconds(ticks).1;
+    let result = match client {
+        Client::Josefk => {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let mut argv = vec!["--josefk-worker".to_string()];
+            argv.extend(args.to_args());
+            run_worker(&exe, &argv)?
+        }
+        Client::Peer { binary, .. } => run_worker(binary, &args.to_args())?,
+        Client::Java { records_flag } => run_java(dist, args, records_flag, scratch, run_no)?,
+    };
+    let cpu_s = worker::cpu_seconds(ticks).1 - before_cpu;
+    Ok(Measured { result, cpu_s })
+}
+
+/// Runs a worker binary to completion and parses its result line; its stderr passes through.
+fn run_worker(exe: &Path, argv: &[String]) -> Result<ConsumeResult, String> {
+    let out = Command::new(exe)
+        .args(argv)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ConsumeResult::parse(&stdout)
+        .ok_or_else(|| format!("no result line (exit {}); stdout: {stdout}", out.status))
+}
+
+/// Runs Java's ConsumerPerformance (fresh group each run) and reads its result row.
+fn run_java(
+    dist: &KafkaDist,
+    args: &ConsumeArgs,
+    records_flag: &str,
+    scratch: &Path,
+    run_no: u32,
+) -> Result<ConsumeResult, String> {
+    let config = scratch.join(format!("consumer-{run_no}.properties"));
+    let props = format!(
+        "isolation.level={}\nauto.offset.reset=earliest\nfetch.max.bytes={}\n\
+         max.partition.fetch.bytes={}\nfetch.min.bytes={}\nfetch.max.wait.ms={}\n\
+         max.poll.records={}\nenable.auto.commit=false\n",
+        args.isolation,
+        protocol::FETCH_MAX_BYTES,
+        protocol::MAX_PARTITION_FETCH_BYTES,
+        protocol::FETCH_MIN_BYTES,
+        protocol::FETCH_MAX_WAIT_MS,
+        protocol::MAX_POLL_RECORDS
+    );
+    std::fs::write(&config, props).map_err(|e| e.to_string())?;
+    let expected = args.expected.to_string();
+    let group = format!("consume-compare-java-{}-{run_no}", std::process::id());
+    let config = config.to_string_lossy().into_owned();
+    let argv = [
+        "--bootstrap-server",
+        args.bootstrap.as_str(),
+        "--topic",
+        args.topic.as_str(),
+        records_flag,
+        expected.as_str(),
+        "--group",
+        group.as_str(),
+        "--timeout",
+        "60000",
+        "--consumer.config",
+        config.as_str(),
+    ];
+    let out = josefk_harness::run_java_tool(dist, PERF_CLASS, &argv, secs(900))
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    parse_java_row(&stdout).ok_or_else(|| {
+        format!(
+            "no result row (exit {}); stdout: {stdout}; stderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Parses the row under `start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg,
+/// nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec`. Elapsed time is
+/// `fetch.time.ms` (after the group join); bytes come back from the MiB column.
+fn parse_java_row(stdout: &str) -> Option<ConsumeResult> {
+    let mut lines = stdout.lines();
+    lines.by_ref().find(|l| l.starts_with("start.time"))?;
+    let row = lines.find(|l| !l.trim().is_empty())?;
+    let cols: Vec<&str> = row.split(',').map(str::trim).collect();
+    if cols.len() < 10 {
+        return None;
+    }
+    let mib: f64 = cols[2].parse().ok()?;
+    let records: u64 = cols[4].parse().ok()?;
+    let fetch_ms: f64 = cols[7].parse().ok()?;
+    Some(ConsumeResult {
+        records,
+        bytes: (mib * 1024.0 * 1024.0).round() as u64,
+        aborted: 0,
+        disorder: 0,
+        elapsed_s: fetch_ms / 1000.0,
+        cpu_s: f64::NAN,
+    })
+}
+
+/// A results table as text.
+fn table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashMap<&str, f64>) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    if rows.is_empty() {
+        return s;
+    }
+    let per_m = 1_000_000.0 / records.max(1) as f64;
+    let _ = writeln!(
+        s,
+        "\n  {:8} {:>12} {:>8} {:>9} {:>11} {:>11} {:>10} {:>11}",
+        "client",
+        "records/s",
+        "MiB/s",
+        "elapsed s",
+        "CPU s/M",
+        "net CPU s/M",
+        "josefk tp×",
+        "josefk CPU×"
+    );
+    let rate = |m: &Measured| m.result.records as f64 / m.result.elapsed_s.max(1e-9);
+    let net =
+        |name: &str, m: &Measured| (m.cpu_s - baseline.get(name).copied().unwrap_or(0.0)) * per_m;
+    let josefk = rows.iter().find(|(n, _)| *n == "josefk");
+    for (name, m) in rows {
+        let (tp_ratio, cpu_ratio) = match josefk {
+            Some((_, j)) if *name != "josefk" => (
+                format!("{:.2}", rate(j) / rate(m)),
+                format!("{:.2}", net("josefk", j) / net(name, m)),
+            ),
+            _ => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "  {:8} {:>12.0} {:>8.2} {:>9.2} {:>11.2} {:>11.2} {:>10} {:>11}",
+            name,
+            rate(m),
+            m.result.bytes as f64 / m.result.elapsed_s.max(1e-9) / (1024.0 * 1024.0),
+            m.result.elapsed_s,
+            m.cpu_s * per_m,
+            net(name, m),
+            tp_ratio,
+            cpu_ratio
+        );
+    }
+    let _ = write!(
+        s,
+        "  (josefk tp× = josefk records/s ÷ peer's, higher is better; josefk CPU× = josefk net \
+         CPU ÷ peer's, lower is better)"
+    );
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filling topics (unmeasured).
+
+fn producer_config(bootstrap: &str) -> ProducerConfig {
+    ProducerConfig::new(bootstrap)
+        .acks(Acks::All)
+        .idempotence(true)
+        .linger(Duration::from_millis(5))
+        .batch_size(16_384)
+}
+
+/// Awaits delivery futures, counting failures.
+async fn settle(pending: &mut Vec<DeliveryFuture>) -> u64 {
+    let mut failed = 0;
+    for f in pending.drain(..) {
+        if f.await.is_err() {
+            failed += 1;
+        }
+    }
+    failed
+}
+
+/// `records` keyless records of `size` random uppercase letters.
+async fn fill_plain(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    size: usize,
+) -> Result<Filled, String> {
+    let producer = Producer::connect(producer_config(bootstrap))
+        .await
+        .map_err(|e| format!("fill connect: {e}"))?;
+    let payloads: Vec<Bytes> = worker::payload_pool(size)
+        .into_iter()
+        .map(Bytes::from)
+        .collect();
+    let mut pending = Vec::with_capacity(100_000);
+    let mut failed = 0;
+    for i in 0..records as usize {
+        let record = ProducerRecord::new(topic, payloads[i % payloads.len()].clone());
+        let delivery = producer
+            .send(record)
+            .await
+            .map_err(|e| format!("fill send: {e}"))?;
+        pending.push(delivery);
+        if pending.len() == 100_000 {
+            failed += settle(&mut pending).await;
+        }
+    }
+    failed += settle(&mut pending).await;
+    let _ = producer.close(secs(30)).await;
+    if failed > 0 {
+        return Err(format!("fill of {topic}: {failed} records failed"));
+    }
+    Ok(Filled {
+        topic: topic.to_string(),
+        expected: records,
+        size,
+    })
+}
+
+/// `records` records in transactions of [`TXN_RECORDS`], every [`ABORT_EVERY`]th aborted; values
+/// start with b'c' (committed) or b'a' (aborted).
+async fn fill_transactional(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    size: usize,
+) -> Result<Filled, String> {
+    let config = producer_config(bootstrap)
+        .transactional_id(format!("consume-compare-fill-{}", std::process::id()));
+    let producer = Producer::connect(config)
+        .await
+        .map_err(|e| format!("fill connect: {e}"))?;
+    producer
+        .init_transactions()
+        .await
+        .map_err(|e| format!("init_transactions: {e}"))?;
+    let pool = worker::payload_pool(size);
+    let marked = |mark: u8| -> Vec<Bytes> {
+        pool.iter()
+            .map(|p| {
+                let mut v = p.clone();
+                if let Some(b) = v.first_mut() {
+                    *b = mark;
+                }
+                Bytes::from(v)
+            })
+            .collect()
+    };
+    let (committed_pool, aborted_pool) = (marked(b'c'), marked(b'a'));
+    let mut committed = 0u64;
+    let mut written = 0u64;
+    let mut txn = 0u64;
+    let mut pending = Vec::with_capacity(TXN_RECORDS as usize);
+    while written < records {
+        txn += 1;
+        let abort = txn.is_multiple_of(ABORT_EVERY);
+        let n = TXN_RECORDS.min(records - written);
+        let pool = if abort {
+            &aborted_pool
+        } else {
+            &committed_pool
+        };
+        producer
+            .begin_transaction()
+            .map_err(|e| format!("begin_transaction: {e}"))?;
+        for i in 0..n as usize {
+            let record =
+                ProducerRecord::new(topic, pool[(written as usize + i) % pool.len()].clone());
+            let delivery = producer
+                .send(record)
+                .await
+                .map_err(|e| format!("fill send: {e}"))?;
+            pending.push(delivery);
+        }
+        if abort {
+            producer
+                .abort_transaction()
+                .await
+                .map_err(|e| format!("abort_transaction: {e}"))?;
+            settle(&mut pending).await;
+        } else {
+            producer
+                .commit_transaction()
+                .await
+                .map_err(|e| format!("commit_transaction: {e}"))?;
+            let failed = settle(&mut pending).await;
+            if failed > 0 {
+                return Err(format!(
+                    "{failed} records of a committed transaction failed"
+                ));
+            }
+            committed += n;
+        }
+        written += n;
+    }
+    let _ = producer.close(secs(30)).await;
+    Ok(Filled {
+        topic: topic.to_string(),
+        expected: committed,
+        size,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+/// Builds a peer with cargo (a no-op when up to date) and returns its binary.
+fn build_peer(dir: &str) -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(dir);
+    let target = root.join("target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("building peers/{dir} (release)...");
+    let out = Command::new(cargo)
+        .args(["build", "--release", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(format!("`cargo build` failed:\n{}", tail.join("\n")));
+    }
+    Ok(target.join("release").join(dir))
+}
+
+async fn create_topic(admin: &Admin, topic: &str) -> Result<(), String> {
+    admin
+        .create_topics(&[NewTopic::new(topic, PARTITIONS, 1)])
+        .await
+        .map_err(|e| format!("create topic {topic}: {e}"))?;
+    let deadline = Instant::now() + secs(30);
+    loop {
+        match end_offsets(admin, topic).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// The sum of the topic's partitions' end offsets.
+async fn end_offsets(admin: &Admin, topic: &str) -> Result<i64, String> {
+    let specs: Vec<_> = (0..PARTITIONS)
+        .map(|p| (TopicPartition::new(topic, p), OffsetSpec::Latest))
+        .collect();
+    let offsets = admin
+        .list_offsets(&specs, IsolationLevel::ReadUncommitted)
+        .await
+        .map_err(|e| format!("list offsets of {topic}: {e}"))?;
+    if offsets.len() != PARTITIONS as usize {
+        return Err(format!(
+            "list offsets of {topic}: {} partitions answered",
+            offsets.len()
+        ));
+    }
+    Ok(offsets.values().map(|o| o.offset).sum())
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()?
+        .trim()
+        .replace('_', "")
+        .parse()
+        .ok()
+}
+
+fn env_list(name: &str) -> Option<Vec<String>> {
+    let v = std::env::var(name).ok()?;
+    let list: Vec<String> = v
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!list.is_empty()).then_some(list)
+}

@@ -32,6 +32,9 @@
 //! expected count, no record of an aborted transaction (Rust workers), offsets strictly rising
 //! per partition (Rust workers).
 
+mod common;
+#[path = "../peers/common/tokio_worker.rs"]
+mod tokio_worker;
 #[path = "../peers/common/worker.rs"]
 mod worker;
 
@@ -39,20 +42,18 @@ mod worker;
 mod protocol;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use josefk::admin::{Admin, NewTopic, OffsetSpec};
 use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig};
 use josefk::producer::{Acks, DeliveryFuture, Producer, ProducerConfig};
-use josefk::{ClientConfig, IsolationLevel, ProducerRecord, TopicPartition};
-use josefk_harness::{ClusterSpec, KafkaCluster, KafkaDist};
+use josefk::{IsolationLevel, ProducerRecord, TopicPartition};
+use josefk_harness::KafkaDist;
 
+use common::{create_topic, end_offsets, env_list, env_u64, secs, wants, PARTITIONS};
 use protocol::{ConsumeArgs, ConsumeResult, Tally};
 
-const PARTITIONS: i32 = 6;
 /// Records per transaction when filling the read_committed topics.
 const TXN_RECORDS: u64 = 1_000;
 /// Every this-many-th transaction is aborted (10 %).
@@ -62,34 +63,15 @@ const PERF_CLASS: &str = "org.apache.kafka.tools.ConsumerPerformance";
 const PEERS: [(&str, &str); 2] = [("rdkafka", "rdkafka-consume"), ("krafka", "krafka-consume")];
 
 fn main() {
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("--josefk-worker") {
-        josefk_worker(&argv[2..]);
-        return;
-    }
-    // `cargo bench` passes `--bench`; anything else is ignored as well.
-    if let Err(e) = orchestrate() {
-        eprintln!("consume_compare: {e}");
-        std::process::exit(1);
-    }
+    common::main("consume_compare", josefk_worker, orchestrate);
 }
 
 // ---------------------------------------------------------------------------------------------
 // The josefk worker (child process).
 
 fn josefk_worker(argv: &[String]) {
-    let args = ConsumeArgs::parse(argv).unwrap_or_else(|e| {
-        eprintln!("josefk worker: {e}");
-        std::process::exit(2)
-    });
-    let ticks = worker::clock_ticks();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(josefk_run(&args));
-    drop(runtime);
-    let cpu_s = worker::cpu_seconds(ticks).0;
+    let args = worker::parse_or_exit("josefk worker", ConsumeArgs::parse(argv));
+    let (result, cpu_s) = tokio_worker::block_on_measured(josefk_run(&args));
     println!("{}", ConsumeResult { cpu_s, ..result }.line());
 }
 
@@ -147,22 +129,9 @@ async fn josefk_run(args: &ConsumeArgs) -> ConsumeResult {
 // ---------------------------------------------------------------------------------------------
 // The orchestrator.
 
-/// One client's way of consuming a topic.
-enum Client {
-    Josefk,
-    Java { records_flag: &'static str },
-    Peer { name: &'static str, binary: PathBuf },
-}
-
-impl Client {
-    fn name(&self) -> &'static str {
-        match self {
-            Client::Josefk => "josefk",
-            Client::Java { .. } => "java",
-            Client::Peer { name, .. } => name,
-        }
-    }
-}
+/// One client's way of consuming a topic: Java is ConsumerPerformance, whose flag for the record
+/// count is `records_flag`.
+type Client = common::Client<&'static str>;
 
 /// One client run as measured from outside.
 #[derive(Debug, Clone)]
@@ -182,69 +151,23 @@ struct Filled {
 fn orchestrate() -> Result<(), String> {
     let ticks = worker::clock_ticks();
     let records_100 = env_u64("JOSEFK_BENCH_RECORDS").unwrap_or(3_000_000);
-    let wanted_clients = env_list("JOSEFK_BENCH_CLIENTS");
     let wanted_scenarios = env_list("JOSEFK_BENCH_SCENARIOS");
-    let wants = |list: &Option<Vec<String>>, name: &str| {
-        list.as_ref().is_none_or(|l| l.iter().any(|x| x == name))
-    };
 
-    let mut _cluster = None;
-    let (bootstrap, dist) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(s) if !s.trim().is_empty() => (
-            s.trim().to_string(),
-            KafkaDist::provision().map_err(|e| e.to_string())?,
-        ),
-        _ => {
-            println!("starting a private single-node Kafka broker (josefk-harness)...");
-            let cluster = KafkaCluster::start(ClusterSpec::single()).map_err(|e| e.to_string())?;
-            let out = (cluster.bootstrap_servers(), cluster.dist().clone());
-            _cluster = Some(cluster);
-            out
-        }
-    };
-    println!(
-        "broker {bootstrap} (Kafka {}), tools {}",
-        dist.version(),
-        dist.tools_version()
-    );
-
-    let mut clients = Vec::new();
-    if wants(&wanted_clients, "josefk") {
-        clients.push(Client::Josefk);
-    }
-    if wants(&wanted_clients, "java") {
-        let help = josefk_harness::run_java_tool(&dist, PERF_CLASS, &["--help"], secs(120))
-            .map_err(|e| e.to_string())?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&help.stdout),
-            String::from_utf8_lossy(&help.stderr)
-        );
-        clients.push(Client::Java {
-            records_flag: if text.contains("--num-records") {
-                "--num-records"
-            } else {
-                "--messages"
-            },
-        });
-    }
-    for (name, dir) in PEERS {
-        if !wants(&wanted_clients, name) {
-            continue;
-        }
-        match build_peer(dir) {
-            Ok(binary) => clients.push(Client::Peer { name, binary }),
-            Err(why) => println!("SKIPPING {name}: {why}"),
-        }
-    }
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let admin = runtime
-        .block_on(Admin::connect(ClientConfig::new(&bootstrap)))
-        .map_err(|e| format!("admin connect: {e}"))?;
+    let setup = common::setup(PEERS, true, |dist| {
+        let text = common::java_help(dist, PERF_CLASS)?;
+        Ok(Some(if text.contains("--num-records") {
+            "--num-records"
+        } else {
+            "--messages"
+        }))
+    })?;
+    let common::Setup {
+        broker,
+        clients,
+        runtime,
+        admin,
+    } = setup;
+    let (bootstrap, dist) = (&broker.bootstrap, &broker.dist);
     let pid = std::process::id();
     let scratch = std::env::temp_dir().join(format!("consume-compare-{pid}"));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
@@ -275,9 +198,9 @@ fn orchestrate() -> Result<(), String> {
         runtime.block_on(create_topic(&admin, &topic))?;
         let started = Instant::now();
         let filled = if level == "ru" {
-            runtime.block_on(fill_plain(&bootstrap, &topic, records, size))?
+            runtime.block_on(fill_plain(bootstrap, &topic, records, size))?
         } else {
-            runtime.block_on(fill_transactional(&bootstrap, &topic, records, size))?
+            runtime.block_on(fill_transactional(bootstrap, &topic, records, size))?
         };
         let isolation = if level == "ru" {
             "read_uncommitted"
@@ -301,22 +224,16 @@ fn orchestrate() -> Result<(), String> {
         };
         let mut rows = Vec::new();
         for client in &clients {
-            if !baseline_cpu.contains_key(client.name()) {
+            common::record_baseline(&mut baseline_cpu, client.name(), "1-record run", || {
                 let one = ConsumeArgs {
                     expected: 1,
                     ..args.clone()
                 };
                 run_no += 1;
-                match measure(client, &one, &dist, &scratch, run_no, ticks) {
-                    Ok(m) => {
-                        println!("  {:8} 1-record run: {:.2} s CPU", client.name(), m.cpu_s);
-                        baseline_cpu.insert(client.name(), m.cpu_s);
-                    }
-                    Err(e) => println!("  {:8} 1-record run failed: {e}", client.name()),
-                }
-            }
+                Ok(measure(client, &one, dist, &scratch, run_no, ticks)?.cpu_s)
+            });
             run_no += 1;
-            match measure(client, &args, &dist, &scratch, run_no, ticks) {
+            match measure(client, &args, dist, &scratch, run_no, ticks) {
                 Ok(m) => {
                     let r = &m.result;
                     let ok = r.records == filled.expected && r.aborted == 0 && r.disorder == 0;
@@ -364,32 +281,20 @@ fn measure(
     run_no: u32,
     ticks: f64,
 ) -> Result<Measured, String> {
-    let before_cpu = worker::cpu_seconds(ticks).1;
-    let result = match client {
+    let (result, cpu_s) = common::children_cpu(ticks, || match client {
         Client::Josefk => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let mut argv = vec!["--josefk-worker".to_string()];
-            argv.extend(args.to_args());
-            run_worker(&exe, &argv)?
+            let (exe, argv) = common::josefk_command(args.to_args())?;
+            common::run_worker(&exe, &argv, ConsumeResult::parse)
         }
-        Client::Peer { binary, .. } => run_worker(binary, &args.to_args())?,
-        Client::Java { records_flag } => run_java(dist, args, records_flag, scratch, run_no)?,
-    };
-    let cpu_s = worker::cpu_seconds(ticks).1 - before_cpu;
-    Ok(Measured { result, cpu_s })
-}
-
-/// Runs a worker binary to completion and parses its result line; its stderr passes through.
-fn run_worker(exe: &Path, argv: &[String]) -> Result<ConsumeResult, String> {
-    let out = Command::new(exe)
-        .args(argv)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ConsumeResult::parse(&stdout)
-        .ok_or_else(|| format!("no result line (exit {}); stdout: {stdout}", out.status))
+        Client::Peer { binary, .. } => {
+            common::run_worker(binary, &args.to_args(), ConsumeResult::parse)
+        }
+        Client::Java(records_flag) => run_java(dist, args, records_flag, scratch, run_no),
+    });
+    Ok(Measured {
+        result: result?,
+        cpu_s,
+    })
 }
 
 /// Runs Java's ConsumerPerformance (fresh group each run) and reads its result row.
@@ -487,17 +392,11 @@ fn table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashMap<&st
         "josefk CPU×"
     );
     let rate = |m: &Measured| m.result.records as f64 / m.result.elapsed_s.max(1e-9);
-    let net =
-        |name: &str, m: &Measured| (m.cpu_s - baseline.get(name).copied().unwrap_or(0.0)) * per_m;
-    let josefk = rows.iter().find(|(n, _)| *n == "josefk");
+    let net = |name: &str, m: &Measured| common::net_cpu(baseline, name, m.cpu_s) * per_m;
     for (name, m) in rows {
-        let (tp_ratio, cpu_ratio) = match josefk {
-            Some((_, j)) if *name != "josefk" => (
-                format!("{:.2}", rate(j) / rate(m)),
-                format!("{:.2}", net("josefk", j) / net(name, m)),
-            ),
-            _ => ("-".into(), "-".into()),
-        };
+        let (tp_ratio, cpu_ratio) = common::josefk_ratios(rows, name, m, |j, m| {
+            (rate(j) / rate(m), net("josefk", j) / net(name, m))
+        });
         let _ = writeln!(
             s,
             "  {:8} {:>12.0} {:>8.2} {:>9.2} {:>11.2} {:>11.2} {:>10} {:>11}",
@@ -551,10 +450,7 @@ async fn fill_plain(
     let producer = Producer::connect(producer_config(bootstrap))
         .await
         .map_err(|e| format!("fill connect: {e}"))?;
-    let payloads: Vec<Bytes> = worker::payload_pool(size)
-        .into_iter()
-        .map(Bytes::from)
-        .collect();
+    let payloads = common::payloads(size);
     let mut pending = Vec::with_capacity(100_000);
     let mut failed = 0;
     for i in 0..records as usize {
@@ -662,88 +558,4 @@ async fn fill_transactional(
         expected: committed,
         size,
     })
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers.
-
-/// Builds a peer with cargo (a no-op when up to date) and returns its binary.
-fn build_peer(dir: &str) -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("peers")
-        .join(dir);
-    let target = root.join("target");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("building peers/{dir} (release)...");
-    let out = Command::new(cargo)
-        .args(["build", "--release", "--manifest-path"])
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!("`cargo build` failed:\n{}", tail.join("\n")));
-    }
-    Ok(target.join("release").join(dir))
-}
-
-async fn create_topic(admin: &Admin, topic: &str) -> Result<(), String> {
-    admin
-        .create_topics(&[NewTopic::new(topic, PARTITIONS, 1)])
-        .await
-        .map_err(|e| format!("create topic {topic}: {e}"))?;
-    let deadline = Instant::now() + secs(30);
-    loop {
-        match end_offsets(admin, topic).await {
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-/// The sum of the topic's partitions' end offsets.
-async fn end_offsets(admin: &Admin, topic: &str) -> Result<i64, String> {
-    let specs: Vec<_> = (0..PARTITIONS)
-        .map(|p| (TopicPartition::new(topic, p), OffsetSpec::Latest))
-        .collect();
-    let offsets = admin
-        .list_offsets(&specs, IsolationLevel::ReadUncommitted)
-        .await
-        .map_err(|e| format!("list offsets of {topic}: {e}"))?;
-    if offsets.len() != PARTITIONS as usize {
-        return Err(format!(
-            "list offsets of {topic}: {} partitions answered",
-            offsets.len()
-        ));
-    }
-    Ok(offsets.values().map(|o| o.offset).sum())
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name)
-        .ok()?
-        .trim()
-        .replace('_', "")
-        .parse()
-        .ok()
-}
-
-fn env_list(name: &str) -> Option<Vec<String>> {
-    let v = std::env::var(name).ok()?;
-    let list: Vec<String> = v
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    (!list.is_empty()).then_some(list)
 }

@@ -23,40 +23,32 @@
 //! MiB/s is payload MiB as Java's tool prints it. Broker and clients share this machine's cores,
 //! so throughput can hit the broker's ceiling; CPU per million records is the cleaner comparison.
 
+mod common;
+#[path = "../peers/common/tokio_worker.rs"]
+mod tokio_worker;
 #[path = "../peers/common/worker.rs"]
 mod worker;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use josefk::admin::{Admin, NewTopic, OffsetSpec};
+use josefk::admin::Admin;
 use josefk::producer::{Acks, DeliveryFuture, Producer, ProducerConfig};
-use josefk::{ClientConfig, IsolationLevel, ProducerRecord, TopicPartition};
-use josefk_harness::{ClusterSpec, KafkaCluster, KafkaDist};
+use josefk::ProducerRecord;
+use josefk_harness::KafkaDist;
 
-use worker::{Latencies, WorkerArgs, WorkerResult};
+use common::{create_topic, end_offsets, env_list, env_u64, wants, PARTITIONS};
+use tokio_worker::spawn_collector;
+use worker::{WorkerArgs, WorkerResult};
 
-const PARTITIONS: i32 = 6;
 const LINGER_MS: u64 = 5;
 const BATCH_SIZE: usize = 16_384;
 const BUFFER_MEMORY: usize = 32 * 1024 * 1024;
-const PERF_CLASS: &str = "org.apache.kafka.tools.ProducerPerformance";
 /// Peers built from `peers/<name>/`, binary `peers/<name>/target/release/<name>`.
 const PEERS: [(&str, &str); 2] = [("rdkafka", "rdkafka-bench"), ("krafka", "krafka-bench")];
 
 fn main() {
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("--josefk-worker") {
-        josefk_worker(&argv[2..]);
-        return;
-    }
-    if let Err(e) = orchestrate() {
-        eprintln!("produce_compare: {e}");
-        std::process::exit(1);
-    }
+    common::main("produce_compare", josefk_worker, orchestrate);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -67,18 +59,8 @@ fn main() {
 const WINDOW: usize = 1 << 18;
 
 fn josefk_worker(argv: &[String]) {
-    let args = WorkerArgs::parse(argv).unwrap_or_else(|e| {
-        eprintln!("josefk worker: {e}");
-        std::process::exit(2)
-    });
-    let ticks = worker::clock_ticks();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(josefk_run(args));
-    drop(runtime);
-    let cpu_s = worker::cpu_seconds(ticks).0;
+    let args = worker::parse_or_exit("josefk worker", WorkerArgs::parse(argv));
+    let (result, cpu_s) = tokio_worker::block_on_measured(josefk_run(args));
     println!("{}", WorkerResult { cpu_s, ..result }.line());
 }
 
@@ -91,38 +73,12 @@ async fn josefk_run(args: WorkerArgs) -> WorkerResult {
         .compression(&args.compression);
     config.buffer_memory = args.buffer_memory;
     let producer = Producer::connect(config).await.expect("josefk connect");
-    let payloads: Vec<Bytes> = worker::payload_pool(args.size)
-        .into_iter()
-        .map(Bytes::from)
-        .collect();
+    let payloads = common::payloads(args.size);
 
-    // Futures are awaited in send order by one task. With one broker every produce response
-    // arrives on one connection in request order, so FIFO order is ack order and the measured
-    // latency is not inflated by a slow head.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, DeliveryFuture)>(WINDOW);
+    // Futures are awaited in send order by one task (see `spawn_collector`).
+    let (tx, rx) = tokio::sync::mpsc::channel::<(Instant, DeliveryFuture)>(WINDOW);
     let records = args.records as usize;
-    let collector = tokio::spawn(async move {
-        let mut latencies = Latencies::with_capacity(records);
-        let (mut acked, mut failed) = (0u64, 0u64);
-        let mut last_ack = None;
-        while let Some((sent, delivery)) = rx.recv().await {
-            match delivery.await {
-                Ok(_) => {
-                    let now = Instant::now();
-                    latencies.record(now - sent);
-                    acked += 1;
-                    last_ack = Some(now);
-                }
-                Err(e) => {
-                    if failed == 0 {
-                        eprintln!("josefk worker: first delivery failure: {e}");
-                    }
-                    failed += 1;
-                }
-            }
-        }
-        (acked, failed, last_ack, latencies)
-    });
+    let collector = spawn_collector(rx, |(t, d)| (Some(t), d), records, "josefk worker");
 
     let start = Instant::now();
     let mut not_queued = 0u64;
@@ -147,14 +103,14 @@ async fn josefk_run(args: WorkerArgs) -> WorkerResult {
     if let Err(e) = producer.flush().await {
         eprintln!("josefk worker: flush: {e}");
     }
-    let (acked, failed, last_ack, mut latencies) = collector.await.expect("collector");
+    let mut c = collector.await.expect("collector");
     let _ = producer.close(Duration::from_secs(10)).await;
-    let (p50_ms, p99_ms) = latencies.p50_p99_ms();
+    let (p50_ms, p99_ms) = c.latencies.p50_p99_ms();
     WorkerResult {
-        acked,
-        failed: failed + not_queued,
-        bytes: acked * args.size as u64,
-        elapsed_s: last_ack.map_or(0.0, |t| (t - start).as_secs_f64()),
+        acked: c.acked,
+        failed: c.failed + not_queued,
+        bytes: c.acked * args.size as u64,
+        elapsed_s: c.last_ack.map_or(0.0, |t| (t - start).as_secs_f64()),
         p50_ms,
         p99_ms,
         cpu_s: 0.0,
@@ -164,21 +120,12 @@ async fn josefk_run(args: WorkerArgs) -> WorkerResult {
 // ---------------------------------------------------------------------------------------------
 // The orchestrator.
 
-/// One client's way of producing a scenario.
-enum Client {
-    Josefk,
-    Java { bootstrap_flag: bool },
-    Peer { name: &'static str, binary: PathBuf },
-}
+/// One client's way of producing a scenario: Java is ProducerPerformance, which may or may not
+/// know `--bootstrap-server`.
+type Client = common::Client<JavaPerf>;
 
-impl Client {
-    fn name(&self) -> &'static str {
-        match self {
-            Client::Josefk => "josefk",
-            Client::Java { .. } => "java",
-            Client::Peer { name, .. } => name,
-        }
-    }
+struct JavaPerf {
+    bootstrap_flag: bool,
 }
 
 /// One client run as measured from outside.
@@ -194,67 +141,22 @@ struct Measured {
 fn orchestrate() -> Result<(), String> {
     let ticks = worker::clock_ticks();
     let records_100 = env_u64("JOSEFK_BENCH_RECORDS").unwrap_or(3_000_000);
-    let wanted_clients = env_list("JOSEFK_BENCH_CLIENTS");
     let wanted_scenarios = env_list("JOSEFK_BENCH_SCENARIOS");
-    let wants = |list: &Option<Vec<String>>, name: &str| {
-        list.as_ref().is_none_or(|l| l.iter().any(|x| x == name))
-    };
 
     // The broker: an existing one, or a private single node kept alive until the end.
-    let mut _cluster = None;
-    let (bootstrap, dist) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(s) if !s.trim().is_empty() => (
-            s.trim().to_string(),
-            KafkaDist::provision().map_err(|e| e.to_string())?,
-        ),
-        _ => {
-            println!("starting a private single-node Kafka broker (josefk-harness)...");
-            let cluster = KafkaCluster::start(ClusterSpec::single()).map_err(|e| e.to_string())?;
-            let out = (cluster.bootstrap_servers(), cluster.dist().clone());
-            _cluster = Some(cluster);
-            out
-        }
-    };
-    println!(
-        "broker {bootstrap} (Kafka {}), tools {}",
-        dist.version(),
-        dist.tools_version()
-    );
-
-    // Which clients run; every one skipped says why.
-    let mut clients = Vec::new();
-    if wants(&wanted_clients, "josefk") {
-        clients.push(Client::Josefk);
-    }
-    if wants(&wanted_clients, "java") {
-        let help = josefk_harness::run_java_tool(&dist, PERF_CLASS, &["--help"], secs(120))
-            .map_err(|e| e.to_string())?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&help.stdout),
-            String::from_utf8_lossy(&help.stderr)
-        );
-        clients.push(Client::Java {
+    let setup = common::setup(PEERS, false, |dist| {
+        let text = common::java_help(dist, common::PRODUCER_PERF_CLASS)?;
+        Ok(Some(JavaPerf {
             bootstrap_flag: text.contains("--bootstrap-server"),
-        });
-    }
-    for (name, dir) in PEERS {
-        if !wants(&wanted_clients, name) {
-            continue;
-        }
-        match build_peer(dir) {
-            Ok(binary) => clients.push(Client::Peer { name, binary }),
-            Err(why) => println!("SKIPPING {name}: {why}"),
-        }
-    }
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let admin = runtime
-        .block_on(Admin::connect(ClientConfig::new(&bootstrap)))
-        .map_err(|e| format!("admin connect: {e}"))?;
+        }))
+    })?;
+    let common::Setup {
+        broker,
+        clients,
+        runtime,
+        admin,
+    } = setup;
+    let (bootstrap, dist) = (&broker.bootstrap, &broker.dist);
 
     println!(
         "settings for every client: acks=all enable.idempotence=true linger.ms={LINGER_MS} \
@@ -281,7 +183,7 @@ fn orchestrate() -> Result<(), String> {
             "warming the broker up ({} records, unmeasured)...",
             warm.records
         );
-        measure(&Client::Josefk, &warm, &dist, &admin, &runtime, ticks)?;
+        measure(&Client::Josefk, &warm, dist, &admin, &runtime, ticks)?;
         let _ = runtime.block_on(admin.delete_topics(&[topic.as_str()]));
     }
     for (size, codec) in [
@@ -315,20 +217,14 @@ fn orchestrate() -> Result<(), String> {
         let mut rows = Vec::new();
         for client in &clients {
             // Process start-up cost, once per client: a 1-record run.
-            if !baseline_cpu.contains_key(client.name()) {
+            common::record_baseline(&mut baseline_cpu, client.name(), "1-record run", || {
                 let one = WorkerArgs {
                     records: 1,
                     ..base.clone()
                 };
-                match measure(client, &one, &dist, &admin, &runtime, ticks) {
-                    Ok(m) => {
-                        println!("  {:8} 1-record run: {:.2} s CPU", client.name(), m.cpu_s);
-                        baseline_cpu.insert(client.name(), m.cpu_s);
-                    }
-                    Err(e) => println!("  {:8} 1-record run failed: {e}", client.name()),
-                }
-            }
-            match measure(client, &base, &dist, &admin, &runtime, ticks) {
+                Ok(measure(client, &one, dist, &admin, &runtime, ticks)?.cpu_s)
+            });
+            match measure(client, &base, dist, &admin, &runtime, ticks) {
                 Ok(m) => {
                     println!(
                         "  {:8} acked {} failed {} log delta {}{}  ({:.1} s, CPU {:.2} s, self-reported {:.2} s)",
@@ -362,18 +258,17 @@ fn measure(
     ticks: f64,
 ) -> Result<Measured, String> {
     let before_log = runtime.block_on(end_offsets(admin, &args.topic))?;
-    let before_cpu = worker::cpu_seconds(ticks).1;
-    let result = match client {
+    let (result, cpu_s) = common::children_cpu(ticks, || match client {
         Client::Josefk => {
-            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let mut argv = vec!["--josefk-worker".to_string()];
-            argv.extend(args.to_args());
-            run_worker(&exe, &argv)?
+            let (exe, argv) = common::josefk_command(args.to_args())?;
+            common::run_worker(&exe, &argv, WorkerResult::parse)
         }
-        Client::Peer { binary, .. } => run_worker(binary, &args.to_args())?,
-        Client::Java { bootstrap_flag } => run_java(dist, args, *bootstrap_flag)?,
-    };
-    let cpu_s = worker::cpu_seconds(ticks).1 - before_cpu;
+        Client::Peer { binary, .. } => {
+            common::run_worker(binary, &args.to_args(), WorkerResult::parse)
+        }
+        Client::Java(java) => run_java(dist, args, java.bootstrap_flag),
+    });
+    let result = result?;
     let after_log = runtime.block_on(end_offsets(admin, &args.topic))?;
     Ok(Measured {
         result,
@@ -382,76 +277,31 @@ fn measure(
     })
 }
 
-/// Runs a worker binary to completion and parses its result line; its stderr passes through.
-fn run_worker(exe: &Path, argv: &[String]) -> Result<WorkerResult, String> {
-    let out = Command::new(exe)
-        .args(argv)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    WorkerResult::parse(&stdout)
-        .ok_or_else(|| format!("no result line (exit {}); stdout: {stdout}", out.status))
-}
-
 /// Runs Java's ProducerPerformance and reads its final summary line.
 fn run_java(
     dist: &KafkaDist,
     args: &WorkerArgs,
     bootstrap_flag: bool,
 ) -> Result<WorkerResult, String> {
-    let records = args.records.to_string();
-    let size = args.size.to_string();
-    let props = [
-        "acks=all".to_string(),
-        "enable.idempotence=true".to_string(),
-        format!("linger.ms={}", args.linger_ms),
-        format!("batch.size={}", args.batch_size),
-        format!("buffer.memory={}", args.buffer_memory),
-        format!("compression.type={}", args.compression),
-        format!("bootstrap.servers={}", args.bootstrap),
-    ];
-    let mut argv: Vec<&str> = vec![
-        "--topic",
-        &args.topic,
-        "--num-records",
-        &records,
-        "--record-size",
-        &size,
-        "--throughput",
-        "-1",
-    ];
-    if bootstrap_flag {
-        argv.extend(["--bootstrap-server", args.bootstrap.as_str()]);
+    common::ProducerPerf {
+        bootstrap: &args.bootstrap,
+        topic: &args.topic,
+        records: args.records,
+        size: args.size,
+        linger_ms: args.linger_ms,
+        batch_size: args.batch_size,
+        buffer_memory: args.buffer_memory,
+        compression: Some(&args.compression),
+        extra: Vec::new(),
+        bootstrap_flag,
     }
-    argv.push("--producer-props");
-    // With --bootstrap-server the property is redundant but harmless; without it, required.
-    argv.extend(props.iter().map(String::as_str));
-    let out = josefk_harness::run_java_tool(dist, PERF_CLASS, &argv, secs(900))
-        .map_err(|e| e.to_string())?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    parse_java_summary(&stdout, args.size).ok_or_else(|| {
-        format!(
-            "no summary line (exit {}); stdout: {stdout}; stderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    .run(dist, |nums| java_summary(nums, args.size))
 }
 
-/// Parses `N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max latency,
-/// P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th.` Java counts a record on its callback;
-/// the end-offset check in the table shows whether those were all acknowledged.
-fn parse_java_summary(stdout: &str, size: usize) -> Option<WorkerResult> {
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.contains("records sent") && l.contains("99th"))?;
-    let nums: Vec<f64> = line
-        .split([',', '(', ')'])
-        .filter_map(|part| part.split_whitespace().next()?.parse().ok())
-        .collect();
+/// Reads the numbers of `N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max
+/// latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th.` Java counts a record on its
+/// callback; the end-offset check in the table shows whether those were all acknowledged.
+fn java_summary(nums: &[f64], size: usize) -> Option<WorkerResult> {
     // nums: sent, rec/s, MB/s, avg, max, p50, p95, p99, p999
     if nums.len() < 9 {
         return None;
@@ -490,17 +340,11 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
         "josefk CPU×"
     );
     let rate = |m: &Measured| m.result.acked as f64 / m.result.elapsed_s.max(1e-9);
-    let net =
-        |name: &str, m: &Measured| (m.cpu_s - baseline.get(name).copied().unwrap_or(0.0)) * per_m;
-    let josefk = rows.iter().find(|(n, _)| *n == "josefk");
+    let net = |name: &str, m: &Measured| common::net_cpu(baseline, name, m.cpu_s) * per_m;
     for (name, m) in rows {
-        let (tp_ratio, cpu_ratio) = match josefk {
-            Some((_, j)) if *name != "josefk" => (
-                format!("{:.2}", rate(j) / rate(m)),
-                format!("{:.2}", net("josefk", j) / net(name, m)),
-            ),
-            _ => ("-".into(), "-".into()),
-        };
+        let (tp_ratio, cpu_ratio) = common::josefk_ratios(rows, name, m, |j, m| {
+            (rate(j) / rate(m), net("josefk", j) / net(name, m))
+        });
         println!(
             "  {:8} {:>12.0} {:>8.2} {:>8.1} {:>8.1} {:>11.2} {:>11.2} {:>10} {:>10}",
             name,
@@ -515,86 +359,4 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
         );
     }
     println!("  (josefk tp× = josefk records/s ÷ peer's; josefk CPU× = josefk net CPU ÷ peer's, lower is better)");
-}
-
-/// Builds a peer with cargo (a no-op when up to date) and returns its binary.
-fn build_peer(dir: &str) -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("peers")
-        .join(dir);
-    let target = root.join("target");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("building peers/{dir} (release)...");
-    let out = Command::new(cargo)
-        .args(["build", "--release", "--manifest-path"])
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!("`cargo build` failed:\n{}", tail.join("\n")));
-    }
-    Ok(target.join("release").join(dir))
-}
-
-async fn create_topic(admin: &Admin, topic: &str) -> Result<(), String> {
-    admin
-        .create_topics(&[NewTopic::new(topic, PARTITIONS, 1)])
-        .await
-        .map_err(|e| format!("create topic {topic}: {e}"))?;
-    // Leaders may take a moment; ListOffsets answering for all partitions means they are there.
-    let deadline = Instant::now() + secs(30);
-    loop {
-        match end_offsets(admin, topic).await {
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-/// The sum of the topic's partitions' end offsets.
-async fn end_offsets(admin: &Admin, topic: &str) -> Result<i64, String> {
-    let specs: Vec<_> = (0..PARTITIONS)
-        .map(|p| (TopicPartition::new(topic, p), OffsetSpec::Latest))
-        .collect();
-    let offsets = admin
-        .list_offsets(&specs, IsolationLevel::ReadUncommitted)
-        .await
-        .map_err(|e| format!("list offsets of {topic}: {e}"))?;
-    if offsets.len() != PARTITIONS as usize {
-        return Err(format!(
-            "list offsets of {topic}: {} partitions answered",
-            offsets.len()
-        ));
-    }
-    Ok(offsets.values().map(|o| o.offset).sum())
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name)
-        .ok()?
-        .trim()
-        .replace('_', "")
-        .parse()
-        .ok()
-}
-
-fn env_list(name: &str) -> Option<Vec<String>> {
-    let v = std::env::var(name).ok()?;
-    let list: Vec<String> = v
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    (!list.is_empty()).then_some(list)
 }

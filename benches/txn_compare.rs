@@ -46,6 +46,9 @@
 //!
 //! Broker and clients share this machine's cores; numbers are for comparison on one machine.
 
+mod common;
+#[path = "../peers/common/tokio_worker.rs"]
+mod tokio_worker;
 #[path = "../peers/common/worker.rs"]
 mod worker;
 
@@ -57,56 +60,37 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use josefk::admin::{Admin, NewTopic, OffsetSpec};
+use josefk::admin::Admin;
 use josefk::consumer::{Consumer, ConsumerConfig};
 use josefk::producer::{Acks, DeliveryFuture, Producer, ProducerConfig};
-use josefk::{ClientConfig, IsolationLevel, ProducerRecord, TopicPartition};
-use josefk_harness::{ClusterSpec, KafkaCluster, KafkaDist};
+use josefk::{IsolationLevel, ProducerRecord};
+use josefk_harness::KafkaDist;
 
+use common::{create_topic, env_list, offsets, partitions, secs, wants, PARTITIONS};
+use tokio_worker::spawn_collector;
 use txn_proto::{TxnArgs, TxnResult};
 use worker::Latencies;
 
-const PARTITIONS: i32 = 6;
 const RECORD_SIZE: usize = 100;
 const LINGER_MS: u64 = 5;
 const BATCH_SIZE: usize = 16_384;
 const BUFFER_MEMORY: usize = 32 * 1024 * 1024;
 const INTERVAL_MS: u64 = 100;
-const PERF_CLASS: &str = "org.apache.kafka.tools.ProducerPerformance";
 /// Peers built from `peers/<dir>/`, binary `peers/<dir>/target/release/<dir>`.
 const PEERS: [(&str, &str); 2] = [("rdkafka", "rdkafka-txn"), ("krafka", "krafka-txn")];
 /// Delivery futures waiting for the collector task.
 const WINDOW: usize = 1 << 18;
 
 fn main() {
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("--josefk-worker") {
-        josefk_worker(&argv[2..]);
-        return;
-    }
-    if let Err(e) = orchestrate() {
-        eprintln!("txn_compare: {e}");
-        std::process::exit(1);
-    }
+    common::main("txn_compare", josefk_worker, orchestrate);
 }
 
 // ---------------------------------------------------------------------------------------------
 // The josefk worker (child process).
 
 fn josefk_worker(argv: &[String]) {
-    let args = TxnArgs::parse(argv).unwrap_or_else(|e| {
-        eprintln!("josefk worker: {e}");
-        std::process::exit(2)
-    });
-    let ticks = worker::clock_ticks();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(josefk_run(args));
-    drop(runtime);
-    let cpu_s = worker::cpu_seconds(ticks).0;
+    let args = worker::parse_or_exit("josefk worker", TxnArgs::parse(argv));
+    let (result, cpu_s) = tokio_worker::block_on_measured(josefk_run(args));
     println!("{}", TxnResult { cpu_s, ..result }.line());
 }
 
@@ -129,31 +113,10 @@ async fn josefk_run(args: TxnArgs) -> TxnResult {
             .await
             .expect("josefk init_transactions");
     }
-    let payloads: Vec<Bytes> = worker::payload_pool(args.size)
-        .into_iter()
-        .map(Bytes::from)
-        .collect();
+    let payloads = common::payloads(args.size);
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<DeliveryFuture>(WINDOW);
-    let collector = tokio::spawn(async move {
-        let (mut acked, mut failed) = (0u64, 0u64);
-        let mut last_ack = None;
-        while let Some(delivery) = rx.recv().await {
-            match delivery.await {
-                Ok(_) => {
-                    acked += 1;
-                    last_ack = Some(Instant::now());
-                }
-                Err(e) => {
-                    if failed == 0 {
-                        eprintln!("josefk worker: first delivery failure: {e}");
-                    }
-                    failed += 1;
-                }
-            }
-        }
-        (acked, failed, last_ack)
-    });
+    let (tx, rx) = tokio::sync::mpsc::channel::<DeliveryFuture>(WINDOW);
+    let collector = spawn_collector(rx, |d| (None, d), 0, "josefk worker");
 
     let mut commits = Latencies::with_capacity(1024);
     let (mut txns, mut committed, mut in_txn, mut not_queued) = (0u64, 0u64, 0u64, 0u64);
@@ -206,17 +169,17 @@ async fn josefk_run(args: TxnArgs) -> TxnResult {
             eprintln!("josefk worker: flush: {e}");
         }
     }
-    let (acked, failed, last_ack) = collector.await.expect("collector");
+    let c = collector.await.expect("collector");
     if !transactional {
-        committed = acked;
-        elapsed_s = last_ack.map_or(f64::NAN, |t| (t - start).as_secs_f64());
+        committed = c.acked;
+        elapsed_s = c.last_ack.map_or(f64::NAN, |t| (t - start).as_secs_f64());
     }
     let _ = producer.close(Duration::from_secs(10)).await;
     let (p50_ms, p99_ms) = commits.p50_p99_ms();
     TxnResult {
         txns,
         records: committed,
-        failed: failed + not_queued,
+        failed: c.failed + not_queued,
         elapsed_s,
         p50_ms,
         p99_ms,
@@ -360,27 +323,12 @@ fn compile_java(dist: &KafkaDist) -> Result<PathBuf, String> {
 // ---------------------------------------------------------------------------------------------
 // The orchestrator.
 
-enum Client {
-    Josefk,
-    /// The compiled [`JAVA_SOURCE`] (part 1) and ProducerPerformance (part 2).
-    Java {
-        classes: PathBuf,
-        bootstrap_flag: bool,
-    },
-    Peer {
-        name: &'static str,
-        binary: PathBuf,
-    },
-}
+/// Java: the compiled [`JAVA_SOURCE`] (part 1) and ProducerPerformance (part 2).
+type Client = common::Client<JavaTxn>;
 
-impl Client {
-    fn name(&self) -> &'static str {
-        match self {
-            Client::Josefk => "josefk",
-            Client::Java { .. } => "java",
-            Client::Peer { name, .. } => name,
-        }
-    }
+struct JavaTxn {
+    classes: PathBuf,
+    bootstrap_flag: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -416,71 +364,32 @@ fn orchestrate() -> Result<(), String> {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1.0);
     let scaled = |n: u64| ((n as f64 * scale).round() as u64).max(1);
-    let wanted_clients = env_list("JOSEFK_BENCH_CLIENTS");
     let wanted_parts = env_list("JOSEFK_BENCH_PARTS");
-    let wants = |list: &Option<Vec<String>>, name: &str| {
-        list.as_ref().is_none_or(|l| l.iter().any(|x| x == name))
-    };
 
-    let mut _cluster = None;
-    let (bootstrap, dist) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(s) if !s.trim().is_empty() => (
-            s.trim().to_string(),
-            KafkaDist::provision().map_err(|e| e.to_string())?,
-        ),
-        _ => {
-            println!("starting a private single-node Kafka broker (josefk-harness)...");
-            let cluster = KafkaCluster::start(ClusterSpec::single()).map_err(|e| e.to_string())?;
-            let out = (cluster.bootstrap_servers(), cluster.dist().clone());
-            _cluster = Some(cluster);
-            out
+    let common::Setup {
+        broker:
+            common::Broker {
+                bootstrap,
+                dist,
+                cluster: _cluster,
+            },
+        clients,
+        runtime,
+        admin,
+    } = common::setup(PEERS, false, |dist| match compile_java(dist) {
+        Ok(classes) => {
+            let text = common::java_help(dist, common::PRODUCER_PERF_CLASS)?;
+            Ok(Some(JavaTxn {
+                classes,
+                bootstrap_flag: text.contains("--bootstrap-server"),
+            }))
         }
-    };
-    println!(
-        "broker {bootstrap} (Kafka {}), tools {}",
-        dist.version(),
-        dist.tools_version()
-    );
+        Err(why) => {
+            println!("SKIPPING java: {why}");
+            Ok(None)
+        }
+    })?;
 
-    let mut clients = Vec::new();
-    if wants(&wanted_clients, "josefk") {
-        clients.push(Client::Josefk);
-    }
-    if wants(&wanted_clients, "java") {
-        match compile_java(&dist) {
-            Ok(classes) => {
-                let help = josefk_harness::run_java_tool(&dist, PERF_CLASS, &["--help"], secs(120))
-                    .map_err(|e| e.to_string())?;
-                let text = format!(
-                    "{}{}",
-                    String::from_utf8_lossy(&help.stdout),
-                    String::from_utf8_lossy(&help.stderr)
-                );
-                clients.push(Client::Java {
-                    classes,
-                    bootstrap_flag: text.contains("--bootstrap-server"),
-                });
-            }
-            Err(why) => println!("SKIPPING java: {why}"),
-        }
-    }
-    for (name, dir) in PEERS {
-        if !wants(&wanted_clients, name) {
-            continue;
-        }
-        match build_peer(dir) {
-            Ok(binary) => clients.push(Client::Peer { name, binary }),
-            Err(why) => println!("SKIPPING {name}: {why}"),
-        }
-    }
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let admin = runtime
-        .block_on(Admin::connect(ClientConfig::new(&bootstrap)))
-        .map_err(|e| format!("admin connect: {e}"))?;
     let mut bench = Bench {
         bootstrap,
         dist,
@@ -503,17 +412,12 @@ fn orchestrate() -> Result<(), String> {
     // Start-up cost per client: one record in one transaction.
     let mut baseline: HashMap<&'static str, f64> = HashMap::new();
     for client in &clients {
-        match bench.run(client, Some(()), 1, 1, 0, false) {
-            Ok(m) => {
-                println!(
-                    "  {:8} 1-record transaction run: {:.2} s CPU",
-                    client.name(),
-                    m.cpu_s
-                );
-                baseline.insert(client.name(), m.cpu_s);
-            }
-            Err(e) => println!("  {:8} 1-record run failed: {e}", client.name()),
-        }
+        common::record_baseline(
+            &mut baseline,
+            client.name(),
+            "1-record transaction run",
+            || Ok(bench.run(client, Some(()), 1, 1, 0, false)?.cpu_s),
+        );
     }
 
     if wants(&wanted_parts, "1") {
@@ -584,27 +488,23 @@ impl Bench {
             batch_size: BATCH_SIZE,
             buffer_memory: BUFFER_MEMORY,
         };
-        let before_cpu = worker::cpu_seconds(self.ticks).1;
-        let result = match client {
+        let (result, cpu_s) = common::children_cpu(self.ticks, || match client {
             Client::Josefk => {
-                let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-                let mut argv = vec!["--josefk-worker".to_string()];
-                argv.extend(args.to_args());
+                let (exe, argv) = common::josefk_command(args.to_args())?;
                 run_worker(&exe, &argv)
             }
             Client::Peer { binary, .. } => run_worker(binary, &args.to_args()),
             // Part 2 (time-based commits, or none): Java's own tool.
-            Client::Java { bootstrap_flag, .. } if per_txn == 0 && records > 1 => {
-                run_perf(&self.dist, &args, *bootstrap_flag)
+            Client::Java(java) if per_txn == 0 && records > 1 => {
+                run_perf(&self.dist, &args, java.bootstrap_flag)
             }
-            Client::Java { classes, .. } => {
-                let cp = format!("{}:{}", classes.display(), self.dist.tools_classpath());
+            Client::Java(java) => {
+                let cp = format!("{}:{}", java.classes.display(), self.dist.tools_classpath());
                 let mut argv = vec!["-cp".to_string(), cp, JAVA_CLASS.to_string()];
                 argv.extend(args.to_args());
                 run_worker(self.dist.java(), &argv)
             }
-        };
-        let cpu_s = worker::cpu_seconds(self.ticks).1 - before_cpu;
+        });
         let result = result?;
         let (read, hw) =
             self.runtime
@@ -667,12 +567,10 @@ fn run_worker(exe: &Path, argv: &[String]) -> Result<TxnResult, String> {
         eprintln!("    {line}");
     }
     TxnResult::parse(&stdout).ok_or_else(|| {
-        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
         format!(
             "no result line (exit {}); stdout: {stdout}; stderr tail:\n{}",
             out.status,
-            tail.join("\n")
+            common::tail(&out.stderr, 20)
         )
     })
 }
@@ -680,74 +578,43 @@ fn run_worker(exe: &Path, argv: &[String]) -> Result<TxnResult, String> {
 /// Java's ProducerPerformance; transactional (`--transactional-id`, `--transaction-duration-ms`)
 /// when `args.txn_id` is set. It reports neither transactions nor commit latency.
 fn run_perf(dist: &KafkaDist, args: &TxnArgs, bootstrap_flag: bool) -> Result<TxnResult, String> {
-    let records = args.records.to_string();
-    let size = args.size.to_string();
     let interval = args.interval_ms.to_string();
-    let props = [
-        "acks=all".to_string(),
-        "enable.idempotence=true".to_string(),
-        format!("linger.ms={}", args.linger_ms),
-        format!("batch.size={}", args.batch_size),
-        format!("buffer.memory={}", args.buffer_memory),
-        format!("bootstrap.servers={}", args.bootstrap),
-    ];
-    let mut argv: Vec<&str> = vec![
-        "--topic",
-        &args.topic,
-        "--num-records",
-        &records,
-        "--record-size",
-        &size,
-        "--throughput",
-        "-1",
-    ];
-    if let Some(id) = &args.txn_id {
-        argv.extend([
+    let extra = match &args.txn_id {
+        Some(id) => vec![
             "--transactional-id",
             id.as_str(),
             "--transaction-duration-ms",
             &interval,
-        ]);
+        ],
+        None => Vec::new(),
+    };
+    common::ProducerPerf {
+        bootstrap: &args.bootstrap,
+        topic: &args.topic,
+        records: args.records,
+        size: args.size,
+        linger_ms: args.linger_ms,
+        batch_size: args.batch_size,
+        buffer_memory: args.buffer_memory,
+        compression: None,
+        extra,
+        bootstrap_flag,
     }
-    if bootstrap_flag {
-        argv.extend(["--bootstrap-server", args.bootstrap.as_str()]);
-    }
-    argv.push("--producer-props");
-    argv.extend(props.iter().map(String::as_str));
-    let out = josefk_harness::run_java_tool(dist, PERF_CLASS, &argv, secs(900))
-        .map_err(|e| e.to_string())?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // `N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max latency, ...`
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.contains("records sent") && l.contains("99th"))
-        .ok_or_else(|| {
-            format!(
-                "no summary line (exit {}); stdout: {stdout}; stderr: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-    let nums: Vec<f64> = line
-        .split([',', '('])
-        .filter_map(|part| part.split_whitespace().next()?.parse().ok())
-        .collect();
-    if nums.len() < 2 {
-        return Err(format!("cannot parse {line:?}"));
-    }
-    Ok(TxnResult {
-        txns: 0,
-        records: nums[0] as u64,
-        failed: 0,
-        elapsed_s: if nums[1] > 0.0 {
-            nums[0] / nums[1]
-        } else {
-            f64::NAN
-        },
-        p50_ms: f64::NAN,
-        p99_ms: f64::NAN,
-        cpu_s: f64::NAN,
+    // `N records sent, R records/sec (M MB/sec), ...`
+    .run(dist, |nums| {
+        (nums.len() >= 2).then(|| TxnResult {
+            txns: 0,
+            records: nums[0] as u64,
+            failed: 0,
+            elapsed_s: if nums[1] > 0.0 {
+                nums[0] / nums[1]
+            } else {
+                f64::NAN
+            },
+            p50_ms: f64::NAN,
+            p99_ms: f64::NAN,
+            cpu_s: f64::NAN,
+        })
     })
 }
 
@@ -769,21 +636,16 @@ fn print_part1(rows: &[(&'static str, Measured)], baseline: &HashMap<&str, f64>)
         "josefk tx×",
         "josefk CPU×"
     );
-    let net = |name: &str, m: &Measured| m.cpu_s - baseline.get(name).copied().unwrap_or(0.0);
+    let net = |name: &str, m: &Measured| common::net_cpu(baseline, name, m.cpu_s);
     let tps = |m: &Measured| m.result.txns as f64 / m.result.elapsed_s;
-    let josefk = rows.iter().find(|(n, _)| *n == "josefk");
     for (name, m) in rows {
         let records = m.result.records.max(1) as f64;
-        let (tx_ratio, cpu_ratio) = match josefk {
-            Some((_, j)) if *name != "josefk" => (
-                format!("{:.2}", tps(j) / tps(m)),
-                format!(
-                    "{:.2}",
-                    (net("josefk", j) / j.result.records.max(1) as f64) / (net(name, m) / records)
-                ),
-            ),
-            _ => ("-".into(), "-".into()),
-        };
+        let (tx_ratio, cpu_ratio) = common::josefk_ratios(rows, name, m, |j, m| {
+            (
+                tps(j) / tps(m),
+                (net("josefk", j) / j.result.records.max(1) as f64) / (net(name, m) / records),
+            )
+        });
         println!(
             "  {:8} {:>9.1} {:>8.2} ms {:>9.2} ms {:>12.0} {:>11.2} {:>10.2} {:>11.3} {:>10} {:>10} {:>9}",
             name,
@@ -824,8 +686,7 @@ fn print_part2(rows: &[(&'static str, Measured, Measured)], baseline: &HashMap<&
     );
     let rate = |m: &Measured| m.result.records as f64 / m.result.elapsed_s;
     let net = |name: &str, m: &Measured| {
-        (m.cpu_s - baseline.get(name).copied().unwrap_or(0.0)) / m.result.records.max(1) as f64
-            * 1e6
+        common::net_cpu(baseline, name, m.cpu_s) / m.result.records.max(1) as f64 * 1e6
     };
     let josefk = rows.iter().find(|(n, _, _)| *n == "josefk");
     for (name, i, t) in rows {
@@ -857,76 +718,6 @@ fn print_part2(rows: &[(&'static str, Measured, Measured)], baseline: &HashMap<&
         "  (CPU s/M: net of the 1-record run, per million records; josefk idem×/txn× = josefk \
          records/s ÷ peer's; java rows are ProducerPerformance)"
     );
-}
-
-/// Builds a peer with cargo (a no-op when up to date) and returns its binary.
-fn build_peer(dir: &str) -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("peers")
-        .join(dir);
-    let target = root.join("target");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    println!("building peers/{dir} (release)...");
-    let out = Command::new(cargo)
-        .args(["build", "--release", "--manifest-path"])
-        .arg(root.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(format!("`cargo build` failed:\n{}", tail.join("\n")));
-    }
-    Ok(target.join("release").join(dir))
-}
-
-fn partitions(topic: &str) -> Vec<TopicPartition> {
-    (0..PARTITIONS)
-        .map(|p| TopicPartition::new(topic, p))
-        .collect()
-}
-
-async fn create_topic(admin: &Admin, topic: &str) -> Result<(), String> {
-    admin
-        .create_topics(&[NewTopic::new(topic, PARTITIONS, 1)])
-        .await
-        .map_err(|e| format!("create topic {topic}: {e}"))?;
-    let deadline = Instant::now() + secs(30);
-    loop {
-        match offsets(admin, topic, IsolationLevel::ReadUncommitted).await {
-            Ok(_) => return Ok(()),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-/// Per-partition end offsets: the high watermark (read_uncommitted) or the last stable offset
-/// (read_committed).
-async fn offsets(
-    admin: &Admin,
-    topic: &str,
-    isolation: IsolationLevel,
-) -> Result<HashMap<TopicPartition, i64>, String> {
-    let specs: Vec<_> = partitions(topic)
-        .into_iter()
-        .map(|tp| (tp, OffsetSpec::Latest))
-        .collect();
-    let got = admin
-        .list_offsets(&specs, isolation)
-        .await
-        .map_err(|e| format!("list offsets of {topic}: {e}"))?;
-    if got.len() != PARTITIONS as usize {
-        return Err(format!(
-            "list offsets of {topic}: {} partitions answered",
-            got.len()
-        ));
-    }
-    Ok(got.into_iter().map(|(tp, o)| (tp, o.offset)).collect())
 }
 
 /// Waits until no transaction is open on `topic` (LSO = high watermark everywhere), then reads it
@@ -986,18 +777,4 @@ async fn read_committed(bootstrap: &str, admin: &Admin, topic: &str) -> Result<(
         read += batch.len() as u64;
     }
     Ok((read, hw.values().sum::<i64>() as u64))
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
-fn env_list(name: &str) -> Option<Vec<String>> {
-    let v = std::env::var(name).ok()?;
-    let list: Vec<String> = v
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    (!list.is_empty()).then_some(list)
 }

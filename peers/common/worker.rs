@@ -1,6 +1,8 @@
 //! The worker protocol shared by `benches/produce_compare.rs` and the peer benches in `peers/`:
 //! command-line arguments, payloads, latency percentiles, CPU clocks and the one result line a
-//! worker prints. Included with `#[path]` by each binary (the peers are separate crates outside
+//! worker prints. The flag, result-line and CPU helpers here are also the building blocks of the
+//! other two protocols (`peers/rdkafka-txn/src/txn_proto.rs`,
+//! `peers/rdkafka-consume/src/protocol.rs`), which are always included next to this file. Included with `#[path]` by each binary (the peers are separate crates outside
 //! the workspace, so a shared library crate would drag them back into one build graph).
 //!
 //! A worker is run as `<binary> --bootstrap B --topic T --records N --size S --compression C
@@ -37,7 +39,7 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     /// The arguments as a worker command line (without the binary or mode flag).
     pub fn to_args(&self) -> Vec<String> {
-        [
+        to_flags([
             ("--bootstrap", self.bootstrap.clone()),
             ("--topic", self.topic.clone()),
             ("--records", self.records.to_string()),
@@ -46,37 +48,99 @@ impl WorkerArgs {
             ("--linger-ms", self.linger_ms.to_string()),
             ("--batch-size", self.batch_size.to_string()),
             ("--buffer-memory", self.buffer_memory.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(k, v)| [k.to_string(), v])
-        .collect()
+        ])
     }
 
     /// Parses what [`WorkerArgs::to_args`] wrote; every flag is required.
     pub fn parse(args: &[String]) -> Result<WorkerArgs, String> {
-        let get = |name: &str| -> Result<String, String> {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .cloned()
-                .ok_or_else(|| format!("missing {name}"))
-        };
-        let num = |name: &str| -> Result<u64, String> {
-            get(name)?
-                .parse::<u64>()
-                .map_err(|e| format!("{name}: {e}"))
-        };
+        let f = Flags(args);
         Ok(WorkerArgs {
-            bootstrap: get("--bootstrap")?,
-            topic: get("--topic")?,
-            records: num("--records")?,
-            size: num("--size")? as usize,
-            compression: get("--compression")?,
-            linger_ms: num("--linger-ms")?,
-            batch_size: num("--batch-size")? as usize,
-            buffer_memory: num("--buffer-memory")? as usize,
+            bootstrap: f.get("--bootstrap")?,
+            topic: f.get("--topic")?,
+            records: f.num("--records")?,
+            size: f.num("--size")? as usize,
+            compression: f.get("--compression")?,
+            linger_ms: f.num("--linger-ms")?,
+            batch_size: f.num("--batch-size")? as usize,
+            buffer_memory: f.num("--buffer-memory")? as usize,
         })
     }
+}
+
+/// `--flag value` pairs as one command line.
+pub fn to_flags<const N: usize>(pairs: [(&str, String); N]) -> Vec<String> {
+    pairs
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v])
+        .collect()
+}
+
+/// A worker command line written by [`to_flags`]: each flag's value is the word after it.
+pub struct Flags<'a>(pub &'a [String]);
+
+impl Flags<'_> {
+    /// The value of a required flag.
+    pub fn get(&self, name: &str) -> Result<String, String> {
+        self.0
+            .iter()
+            .position(|a| a == name)
+            .and_then(|i| self.0.get(i + 1))
+            .cloned()
+            .ok_or_else(|| format!("missing {name}"))
+    }
+
+    /// The value of a required flag, parsed.
+    pub fn parsed<T: std::str::FromStr>(&self, name: &str) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.get(name)?
+            .parse::<T>()
+            .map_err(|e| format!("{name}: {e}"))
+    }
+
+    /// The value of a required numeric flag.
+    pub fn num(&self, name: &str) -> Result<u64, String> {
+        self.parsed(name)
+    }
+}
+
+/// The last line of `stdout` starting with `prefix`, read as `name=value` fields.
+pub struct ResultLine<'a>(&'a str);
+
+impl<'a> ResultLine<'a> {
+    pub fn find(stdout: &'a str, prefix: &str) -> Option<ResultLine<'a>> {
+        stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(prefix))
+            .map(ResultLine)
+    }
+
+    /// The value of field `name` as a number.
+    pub fn field(&self, name: &str) -> Option<f64> {
+        self.0
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?
+            .parse()
+            .ok()
+    }
+}
+
+/// A worker's parsed command line, or its message on stderr and exit code 2.
+pub fn parse_or_exit<T>(who: &str, parsed: Result<T, String>) -> T {
+    parsed.unwrap_or_else(|e| {
+        eprintln!("{who}: {e}");
+        std::process::exit(2)
+    })
+}
+
+/// Runs `work` and returns its result with this process's own user+sys CPU seconds, process
+/// start to the end of `work` (so whatever `work` drops, e.g. its runtime, is included).
+pub fn with_own_cpu<R>(work: impl FnOnce() -> R) -> (R, f64) {
+    let ticks = clock_ticks();
+    let result = work();
+    (result, cpu_seconds(ticks).0)
 }
 
 /// [`PAYLOAD_POOL`] payloads of `size` random uppercase ASCII letters, the alphabet Java's
@@ -179,16 +243,8 @@ impl WorkerResult {
 
     /// Finds and parses the result line in a worker's stdout.
     pub fn parse(stdout: &str) -> Option<WorkerResult> {
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with(RESULT_PREFIX))?;
-        let field = |name: &str| -> Option<f64> {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?
-                .parse()
-                .ok()
-        };
+        let line = ResultLine::find(stdout, RESULT_PREFIX)?;
+        let field = |name: &str| line.field(name);
         Some(WorkerResult {
             acked: field("acked")? as u64,
             failed: field("failed")? as u64,

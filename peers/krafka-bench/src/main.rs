@@ -9,6 +9,8 @@
 //! `cargo build --release --manifest-path peers/krafka-bench/Cargo.toml` with the flags
 //! `--bootstrap --topic --records --size --compression --linger-ms --batch-size --buffer-memory`.
 
+#[path = "../../common/tokio_worker.rs"]
+mod tokio_worker;
 #[path = "../../common/worker.rs"]
 mod worker;
 
@@ -17,28 +19,16 @@ use std::time::{Duration, Instant};
 use krafka::producer::{Acks, DeliveryHandle};
 use krafka::{Compression, Kafka, Record};
 
-use worker::{Latencies, WorkerArgs, WorkerResult};
+use tokio_worker::spawn_collector;
+use worker::{WorkerArgs, WorkerResult};
 
 /// Handles queued for the collector; only needs to exceed what buffer memory lets be in flight.
 const WINDOW: usize = 1 << 18;
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match WorkerArgs::parse(&argv) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("krafka-bench: {e}");
-            std::process::exit(2);
-        }
-    };
-    let ticks = worker::clock_ticks();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(run(args));
-    drop(runtime);
-    let cpu_s = worker::cpu_seconds(ticks).0;
+    let args = worker::parse_or_exit("krafka-bench", WorkerArgs::parse(&argv));
+    let (result, cpu_s) = tokio_worker::block_on_measured(run(args));
     println!("{}", WorkerResult { cpu_s, ..result }.line());
 }
 
@@ -71,30 +61,9 @@ async fn run(args: WorkerArgs) -> WorkerResult {
         .map(bytes::Bytes::from)
         .collect();
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Instant, DeliveryHandle)>(WINDOW);
+    let (tx, rx) = tokio::sync::mpsc::channel::<(Instant, DeliveryHandle)>(WINDOW);
     let records = args.records as usize;
-    let collector = tokio::spawn(async move {
-        let mut latencies = Latencies::with_capacity(records);
-        let (mut acked, mut failed) = (0u64, 0u64);
-        let mut last_ack = None;
-        while let Some((sent, handle)) = rx.recv().await {
-            match handle.await {
-                Ok(_) => {
-                    let now = Instant::now();
-                    latencies.record(now - sent);
-                    acked += 1;
-                    last_ack = Some(now);
-                }
-                Err(e) => {
-                    if failed == 0 {
-                        eprintln!("krafka-bench: first delivery failure: {e}");
-                    }
-                    failed += 1;
-                }
-            }
-        }
-        (acked, failed, last_ack, latencies)
-    });
+    let collector = spawn_collector(rx, |(t, h)| (Some(t), h), records, "krafka-bench");
 
     let start = Instant::now();
     let mut not_queued = 0u64;
@@ -119,14 +88,14 @@ async fn run(args: WorkerArgs) -> WorkerResult {
     if let Err(e) = producer.flush().await {
         eprintln!("krafka-bench: flush: {e}");
     }
-    let (acked, failed, last_ack, mut latencies) = collector.await.expect("collector");
+    let mut c = collector.await.expect("collector");
     let _ = producer.close().await;
-    let (p50_ms, p99_ms) = latencies.p50_p99_ms();
+    let (p50_ms, p99_ms) = c.latencies.p50_p99_ms();
     WorkerResult {
-        acked,
-        failed: failed + not_queued,
-        bytes: acked * args.size as u64,
-        elapsed_s: last_ack.map_or(0.0, |t| (t - start).as_secs_f64()),
+        acked: c.acked,
+        failed: c.failed + not_queued,
+        bytes: c.acked * args.size as u64,
+        elapsed_s: c.last_ack.map_or(0.0, |t| (t - start).as_secs_f64()),
         p50_ms,
         p99_ms,
         cpu_s: 0.0,

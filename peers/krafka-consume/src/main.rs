@@ -13,6 +13,8 @@
 //! `cargo build --release --manifest-path peers/krafka-consume/Cargo.toml` with the flags
 //! `--bootstrap --topic --partitions --expected --isolation`.
 
+#[path = "../../common/tokio_worker.rs"]
+mod tokio_worker;
 #[path = "../../common/worker.rs"]
 mod worker;
 
@@ -28,18 +30,8 @@ use protocol::{ConsumeArgs, ConsumeResult, Tally};
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = ConsumeArgs::parse(&argv).unwrap_or_else(|e| {
-        eprintln!("krafka-consume: {e}");
-        std::process::exit(2)
-    });
-    let ticks = worker::clock_ticks();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(run(&args));
-    drop(runtime);
-    let cpu_s = worker::cpu_seconds(ticks).0;
+    let args = worker::parse_or_exit("krafka-consume", ConsumeArgs::parse(&argv));
+    let (result, cpu_s) = tokio_worker::block_on_measured(run(&args));
     println!("{}", ConsumeResult { cpu_s, ..result }.line());
 }
 

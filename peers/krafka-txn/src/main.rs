@@ -11,6 +11,8 @@
 //! `cargo build --release --manifest-path peers/krafka-txn/Cargo.toml --target-dir
 //! peers/krafka-txn/target`.
 
+#[path = "../../common/tokio_worker.rs"]
+mod tokio_worker;
 #[path = "../../rdkafka-txn/src/txn_proto.rs"]
 mod txn_proto;
 #[path = "../../common/worker.rs"]
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use krafka::producer::{Acks, DeliveryHandle};
 use krafka::{Compression, Kafka, Record};
 
+use tokio_worker::spawn_collector;
 use txn_proto::{TxnArgs, TxnResult};
 use worker::Latencies;
 
@@ -28,18 +31,8 @@ const WINDOW: usize = 1 << 18;
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = TxnArgs::parse(&argv).unwrap_or_else(|e| {
-        eprintln!("krafka-txn: {e}");
-        std::process::exit(2)
-    });
-    let ticks = worker::clock_ticks();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let result = runtime.block_on(run(args));
-    drop(runtime);
-    let cpu_s = worker::cpu_seconds(ticks).0;
+    let args = worker::parse_or_exit("krafka-txn", TxnArgs::parse(&argv));
+    let (result, cpu_s) = tokio_worker::block_on_measured(run(args));
     println!("{}", TxnResult { cpu_s, ..result }.line());
 }
 
@@ -62,26 +55,8 @@ async fn run(args: TxnArgs) -> TxnResult {
         .map(bytes::Bytes::from)
         .collect();
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<DeliveryHandle>(WINDOW);
-    let collector = tokio::spawn(async move {
-        let (mut acked, mut failed) = (0u64, 0u64);
-        let mut last_ack = None;
-        while let Some(handle) = rx.recv().await {
-            match handle.await {
-                Ok(_) => {
-                    acked += 1;
-                    last_ack = Some(Instant::now());
-                }
-                Err(e) => {
-                    if failed == 0 {
-                        eprintln!("krafka-txn: first delivery failure: {e}");
-                    }
-                    failed += 1;
-                }
-            }
-        }
-        (acked, failed, last_ack)
-    });
+    let (tx, rx) = tokio::sync::mpsc::channel::<DeliveryHandle>(WINDOW);
+    let collector = spawn_collector(rx, |h| (None, h), 0, "krafka-txn");
 
     let record = |i: u64| {
         Record::new(
@@ -139,8 +114,7 @@ async fn run(args: TxnArgs) -> TxnResult {
         }
         elapsed_s = start.elapsed().as_secs_f64();
         drop(tx);
-        let (_, failed, _) = collector.await.expect("collector");
-        not_queued += failed;
+        not_queued += collector.await.expect("collector").failed;
         let _ = producer.close().await;
     } else {
         let producer = builder.build().await.expect("krafka producer");
@@ -164,10 +138,10 @@ async fn run(args: TxnArgs) -> TxnResult {
         if let Err(e) = producer.flush().await {
             eprintln!("krafka-txn: flush: {e}");
         }
-        let (acked, failed, last_ack) = collector.await.expect("collector");
-        committed = acked;
-        not_queued += failed;
-        elapsed_s = last_ack.map_or(0.0, |t| (t - start).as_secs_f64());
+        let c = collector.await.expect("collector");
+        committed = c.acked;
+        not_queued += c.failed;
+        elapsed_s = c.last_ack.map_or(0.0, |t| (t - start).as_secs_f64());
         let _ = producer.close().await;
     }
     if elapsed_s <= 0.0 {

@@ -67,13 +67,7 @@ impl ProducerContext for Ctx {
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = match WorkerArgs::parse(&argv) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("rdkafka-bench: {e}");
-            std::process::exit(2);
-        }
-    };
+    let args = worker::parse_or_exit("rdkafka-bench", WorkerArgs::parse(&argv));
     let ticks = worker::clock_ticks();
     let payloads = worker::payload_pool(args.size);
     let ctx = Ctx {

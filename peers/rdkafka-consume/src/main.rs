@@ -29,13 +29,8 @@ use protocol::{ConsumeArgs, ConsumeResult, Tally};
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = ConsumeArgs::parse(&argv).unwrap_or_else(|e| {
-        eprintln!("rdkafka-consume: {e}");
-        std::process::exit(2)
-    });
-    let ticks = worker::clock_ticks();
-    let result = run(&args);
-    let cpu_s = worker::cpu_seconds(ticks).0;
+    let args = worker::parse_or_exit("rdkafka-consume", ConsumeArgs::parse(&argv));
+    let (result, cpu_s) = worker::with_own_cpu(|| run(&args));
     println!("{}", ConsumeResult { cpu_s, ..result }.line());
 }
 

@@ -14,10 +14,16 @@
 //! an uppercase letter), so read_committed must report 0; `disorder` counts records whose offset
 //! is not above the previous one of its partition (duplicates or reordering), which must be 0.
 
+//!
+//! Flag and result-line helpers come from `peers/common/worker.rs`, which every includer of this
+//! file also includes as `mod worker`.
+
 // Each includer uses a different subset of this file.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
+
+use super::worker::{to_flags, Flags, ResultLine};
 
 /// The prefix of the result line, so the parent finds it among any log output.
 pub const RESULT_PREFIX: &str = "CONSUME_COMPARE_RESULT";
@@ -50,40 +56,27 @@ impl ConsumeArgs {
 
     /// The arguments as a worker command line (without the binary or mode flag).
     pub fn to_args(&self) -> Vec<String> {
-        [
+        to_flags([
             ("--bootstrap", self.bootstrap.clone()),
             ("--topic", self.topic.clone()),
             ("--partitions", self.partitions.to_string()),
             ("--expected", self.expected.to_string()),
             ("--isolation", self.isolation.clone()),
-        ]
-        .into_iter()
-        .flat_map(|(k, v)| [k.to_string(), v])
-        .collect()
+        ])
     }
 
     /// Parses what [`ConsumeArgs::to_args`] wrote; every flag is required.
     pub fn parse(args: &[String]) -> Result<ConsumeArgs, String> {
-        let get = |name: &str| -> Result<String, String> {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .cloned()
-                .ok_or_else(|| format!("missing {name}"))
-        };
-        let isolation = get("--isolation")?;
+        let f = Flags(args);
+        let isolation = f.get("--isolation")?;
         if isolation != "read_committed" && isolation != "read_uncommitted" {
             return Err(format!("--isolation: unknown level {isolation}"));
         }
         Ok(ConsumeArgs {
-            bootstrap: get("--bootstrap")?,
-            topic: get("--topic")?,
-            partitions: get("--partitions")?
-                .parse()
-                .map_err(|e| format!("--partitions: {e}"))?,
-            expected: get("--expected")?
-                .parse()
-                .map_err(|e| format!("--expected: {e}"))?,
+            bootstrap: f.get("--bootstrap")?,
+            topic: f.get("--topic")?,
+            partitions: f.parsed("--partitions")?,
+            expected: f.parsed("--expected")?,
             isolation,
         })
     }
@@ -191,16 +184,8 @@ impl ConsumeResult {
 
     /// Finds and parses the result line in a worker's stdout.
     pub fn parse(stdout: &str) -> Option<ConsumeResult> {
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with(RESULT_PREFIX))?;
-        let field = |name: &str| -> Option<f64> {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?
-                .parse()
-                .ok()
-        };
+        let line = ResultLine::find(stdout, RESULT_PREFIX)?;
+        let field = |name: &str| line.field(name);
         Some(ConsumeResult {
             records: field("records")? as u64,
             bytes: field("bytes")? as u64,

@@ -57,10 +57,7 @@ impl ProducerContext for Ctx {
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    let args = TxnArgs::parse(&argv).unwrap_or_else(|e| {
-        eprintln!("rdkafka-txn: {e}");
-        std::process::exit(2)
-    });
+    let args = worker::parse_or_exit("rdkafka-txn", TxnArgs::parse(&argv));
     let ticks = worker::clock_ticks();
     let payloads = worker::payload_pool(args.size);
     let ctx = Ctx {

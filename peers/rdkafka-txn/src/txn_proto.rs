@@ -15,7 +15,13 @@
 //! from the first send to the last commit's return (idempotent: last ack), commit latency
 //! percentiles (idempotent: NaN) and the worker's own user+sys CPU.
 
+//!
+//! Flag and result-line helpers come from `peers/common/worker.rs`, which every includer of this
+//! file also includes as `mod worker`.
+
 #![allow(dead_code)]
+
+use super::worker::{to_flags, Flags, ResultLine};
 
 pub const TXN_RESULT_PREFIX: &str = "TXN_COMPARE_RESULT";
 
@@ -36,7 +42,7 @@ pub struct TxnArgs {
 
 impl TxnArgs {
     pub fn to_args(&self) -> Vec<String> {
-        [
+        to_flags([
             ("--bootstrap", self.bootstrap.clone()),
             ("--topic", self.topic.clone()),
             (
@@ -50,37 +56,23 @@ impl TxnArgs {
             ("--linger-ms", self.linger_ms.to_string()),
             ("--batch-size", self.batch_size.to_string()),
             ("--buffer-memory", self.buffer_memory.to_string()),
-        ]
-        .into_iter()
-        .flat_map(|(k, v)| [k.to_string(), v])
-        .collect()
+        ])
     }
 
     pub fn parse(args: &[String]) -> Result<TxnArgs, String> {
-        let get = |name: &str| -> Result<String, String> {
-            args.iter()
-                .position(|a| a == name)
-                .and_then(|i| args.get(i + 1))
-                .cloned()
-                .ok_or_else(|| format!("missing {name}"))
-        };
-        let num = |name: &str| -> Result<u64, String> {
-            get(name)?
-                .parse::<u64>()
-                .map_err(|e| format!("{name}: {e}"))
-        };
-        let txn_id = get("--txn-id")?;
+        let f = Flags(args);
+        let txn_id = f.get("--txn-id")?;
         Ok(TxnArgs {
-            bootstrap: get("--bootstrap")?,
-            topic: get("--topic")?,
+            bootstrap: f.get("--bootstrap")?,
+            topic: f.get("--topic")?,
             txn_id: (txn_id != "-").then_some(txn_id),
-            records: num("--records")?,
-            per_txn: num("--per-txn")?,
-            interval_ms: num("--interval-ms")?,
-            size: num("--size")? as usize,
-            linger_ms: num("--linger-ms")?,
-            batch_size: num("--batch-size")? as usize,
-            buffer_memory: num("--buffer-memory")? as usize,
+            records: f.num("--records")?,
+            per_txn: f.num("--per-txn")?,
+            interval_ms: f.num("--interval-ms")?,
+            size: f.num("--size")? as usize,
+            linger_ms: f.num("--linger-ms")?,
+            batch_size: f.num("--batch-size")? as usize,
+            buffer_memory: f.num("--buffer-memory")? as usize,
         })
     }
 
@@ -111,16 +103,8 @@ impl TxnResult {
     }
 
     pub fn parse(stdout: &str) -> Option<TxnResult> {
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with(TXN_RESULT_PREFIX))?;
-        let field = |name: &str| -> Option<f64> {
-            line.split_whitespace()
-                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))?
-                .parse()
-                .ok()
-        };
+        let line = ResultLine::find(stdout, TXN_RESULT_PREFIX)?;
+        let field = |name: &str| line.field(name);
         Some(TxnResult {
             txns: field("txns")? as u64,
             records: field("records")? as u64,

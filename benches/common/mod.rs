@@ -1,0 +1,455 @@
+//! Scaffolding shared by the compare benches (`produce_compare`, `consume_compare`,
+//! `txn_compare`): the broker, the clients and their child processes, CPU measurement, `JOSEFK_BENCH_*`
+//! filters, topics and end offsets, Java's ProducerPerformance and the table ratios. Each bench
+//! has `mod common;` (files in a subdirectory of `benches/` are not bench targets) next to
+//! `#[path = "../peers/common/worker.rs"] mod worker;`, which this module uses.
+
+// Each bench uses a different subset of this module.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use josefk::admin::NewTopic;
+use josefk::admin::{Admin, OffsetSpec};
+use josefk::{ClientConfig, IsolationLevel, TopicPartition};
+use josefk_harness::{ClusterSpec, KafkaCluster, KafkaDist};
+
+use crate::worker;
+
+/// Partitions of every bench topic (replication 1).
+pub const PARTITIONS: i32 = 6;
+
+/// A bench binary's `main`: the josefk worker when re-executed with `--josefk-worker`, else the
+/// orchestrator (`cargo bench` passes `--bench`; anything else is ignored as well).
+pub fn main(bench: &str, josefk_worker: fn(&[String]), orchestrate: fn() -> Result<(), String>) {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--josefk-worker") {
+        josefk_worker(&argv[2..]);
+        return;
+    }
+    if let Err(e) = orchestrate() {
+        eprintln!("{bench}: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The worker payloads ([`worker::payload_pool`]) as `Bytes`.
+pub fn payloads(size: usize) -> Vec<Bytes> {
+    worker::payload_pool(size)
+        .into_iter()
+        .map(Bytes::from)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment.
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+pub fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()?
+        .trim()
+        .replace('_', "")
+        .parse()
+        .ok()
+}
+
+pub fn env_list(name: &str) -> Option<Vec<String>> {
+    let v = std::env::var(name).ok()?;
+    let list: Vec<String> = v
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
+/// Whether a `JOSEFK_BENCH_*` filter (unset: everything) lets `name` through.
+pub fn wants(list: &Option<Vec<String>>, name: &str) -> bool {
+    list.as_ref().is_none_or(|l| l.iter().any(|x| x == name))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The broker and the clients.
+
+/// The broker: `KAFKA_BOOTSTRAP_SERVERS`, or a private single node kept alive while `cluster`
+/// is.
+pub struct Broker {
+    pub bootstrap: String,
+    pub dist: KafkaDist,
+    pub cluster: Option<KafkaCluster>,
+}
+
+impl Broker {
+    pub fn acquire() -> Result<Broker, String> {
+        let broker = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+            Ok(s) if !s.trim().is_empty() => Broker {
+                bootstrap: s.trim().to_string(),
+                dist: KafkaDist::provision().map_err(|e| e.to_string())?,
+                cluster: None,
+            },
+            _ => {
+                println!("starting a private single-node Kafka broker (josefk-harness)...");
+                let cluster =
+                    KafkaCluster::start(ClusterSpec::single()).map_err(|e| e.to_string())?;
+                Broker {
+                    bootstrap: cluster.bootstrap_servers(),
+                    dist: cluster.dist().clone(),
+                    cluster: Some(cluster),
+                }
+            }
+        };
+        println!(
+            "broker {} (Kafka {}), tools {}",
+            broker.bootstrap,
+            broker.dist.version(),
+            broker.dist.tools_version()
+        );
+        Ok(broker)
+    }
+}
+
+/// What every orchestrator starts with, in this order: the broker, the clients, a runtime and
+/// an admin client on it.
+pub struct Setup<J> {
+    pub broker: Broker,
+    pub clients: Vec<Client<J>>,
+    pub runtime: tokio::runtime::Runtime,
+    pub admin: Admin,
+}
+
+/// Acquires the broker, picks the clients (see [`clients`]; `java` gets the broker's
+/// distribution) and connects an admin client on a current-thread or multi-thread runtime.
+pub fn setup<J>(
+    peers: [(&'static str, &'static str); 2],
+    multi_thread: bool,
+    java: impl FnOnce(&KafkaDist) -> Result<Option<J>, String>,
+) -> Result<Setup<J>, String> {
+    let broker = Broker::acquire()?;
+    let clients = clients(peers, || java(&broker.dist))?;
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = builder.enable_all().build().map_err(|e| e.to_string())?;
+    let admin = runtime
+        .block_on(Admin::connect(ClientConfig::new(&broker.bootstrap)))
+        .map_err(|e| format!("admin connect: {e}"))?;
+    Ok(Setup {
+        broker,
+        clients,
+        runtime,
+        admin,
+    })
+}
+
+/// One client of a bench; `J` is how the bench runs Java.
+pub enum Client<J> {
+    Josefk,
+    Java(J),
+    Peer { name: &'static str, binary: PathBuf },
+}
+
+impl<J> Client<J> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Client::Josefk => "josefk",
+            Client::Java(_) => "java",
+            Client::Peer { name, .. } => name,
+        }
+    }
+}
+
+/// The clients `JOSEFK_BENCH_CLIENTS` asks for, in the order josefk, java, the `peers`
+/// (`(name, directory)`, built on demand). `java` says how Java runs, or `None` (having said
+/// why) to skip it; every peer skipped says why.
+pub fn clients<J>(
+    peers: [(&'static str, &'static str); 2],
+    java: impl FnOnce() -> Result<Option<J>, String>,
+) -> Result<Vec<Client<J>>, String> {
+    let wanted = env_list("JOSEFK_BENCH_CLIENTS");
+    let mut clients = Vec::new();
+    if wants(&wanted, "josefk") {
+        clients.push(Client::Josefk);
+    }
+    if wants(&wanted, "java") {
+        if let Some(j) = java()? {
+            clients.push(Client::Java(j));
+        }
+    }
+    for (name, dir) in peers {
+        if !wants(&wanted, name) {
+            continue;
+        }
+        match build_peer(dir) {
+            Ok(binary) => clients.push(Client::Peer { name, binary }),
+            Err(why) => println!("SKIPPING {name}: {why}"),
+        }
+    }
+    Ok(clients)
+}
+
+/// What a Java tool prints for `--help` (stdout then stderr), to tell its flags apart.
+pub fn java_help(dist: &KafkaDist, class: &str) -> Result<String, String> {
+    let help = josefk_harness::run_java_tool(dist, class, &["--help"], secs(120))
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&help.stdout),
+        String::from_utf8_lossy(&help.stderr)
+    ))
+}
+
+/// Builds a peer with cargo (a no-op when up to date) and returns its binary.
+pub fn build_peer(dir: &str) -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(dir);
+    let target = root.join("target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("building peers/{dir} (release)...");
+    let out = Command::new(cargo)
+        .args(["build", "--release", "--manifest-path"])
+        .arg(root.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("`cargo build` failed:\n{}", tail(&out.stderr, 15)));
+    }
+    Ok(target.join("release").join(dir))
+}
+
+/// The last `n` lines of a process's output.
+pub fn tail(output: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(output);
+    let tail: Vec<&str> = text.lines().rev().take(n).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    tail.join("\n")
+}
+
+/// This binary re-executed as the josefk worker: `(executable, argv)`.
+pub fn josefk_command(args: Vec<String>) -> Result<(PathBuf, Vec<String>), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut argv = vec!["--josefk-worker".to_string()];
+    argv.extend(args);
+    Ok((exe, argv))
+}
+
+/// Runs a worker binary to completion and parses its result line; its stderr passes through.
+pub fn run_worker<R>(
+    exe: &Path,
+    argv: &[String],
+    parse: fn(&str) -> Option<R>,
+) -> Result<R, String> {
+    let out = Command::new(exe)
+        .args(argv)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    parse(&stdout).ok_or_else(|| format!("no result line (exit {}); stdout: {stdout}", out.status))
+}
+
+/// Runs `run` (a child process) and returns its result with the user+sys CPU of the children
+/// waited for meanwhile (RUSAGE_CHILDREN deltas from `/proc/self/stat`).
+pub fn children_cpu<R>(ticks: f64, run: impl FnOnce() -> R) -> (R, f64) {
+    let before = worker::cpu_seconds(ticks).1;
+    let result = run();
+    (result, worker::cpu_seconds(ticks).1 - before)
+}
+
+/// Records a client's start-up cost (its 1-record run's CPU) once, printing it as `what`.
+pub fn record_baseline(
+    baseline: &mut HashMap<&'static str, f64>,
+    name: &'static str,
+    what: &str,
+    run: impl FnOnce() -> Result<f64, String>,
+) {
+    if baseline.contains_key(name) {
+        return;
+    }
+    match run() {
+        Ok(cpu_s) => {
+            println!("  {name:8} {what}: {cpu_s:.2} s CPU");
+            baseline.insert(name, cpu_s);
+        }
+        Err(e) => println!("  {name:8} 1-record run failed: {e}"),
+    }
+}
+
+/// A client's CPU seconds net of its 1-record run.
+pub fn net_cpu(baseline: &HashMap<&str, f64>, name: &str, cpu_s: f64) -> f64 {
+    cpu_s - baseline.get(name).copied().unwrap_or(0.0)
+}
+
+/// The two josefk-versus-this-row ratios, `{:.2}`, of a peer's row (`ratios(josefk, row)`);
+/// `-` for josefk's own row, or when josefk has no row.
+pub fn josefk_ratios<T>(
+    rows: &[(&'static str, T)],
+    name: &str,
+    row: &T,
+    ratios: impl Fn(&T, &T) -> (f64, f64),
+) -> (String, String) {
+    match rows.iter().find(|(n, _)| *n == "josefk") {
+        Some((_, j)) if name != "josefk" => {
+            let (a, b) = ratios(j, row);
+            (format!("{a:.2}"), format!("{b:.2}"))
+        }
+        _ => ("-".into(), "-".into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Java's ProducerPerformance.
+
+pub const PRODUCER_PERF_CLASS: &str = "org.apache.kafka.tools.ProducerPerformance";
+
+/// One ProducerPerformance run with the producer settings every client gets.
+pub struct ProducerPerf<'a> {
+    pub bootstrap: &'a str,
+    pub topic: &'a str,
+    pub records: u64,
+    pub size: usize,
+    pub linger_ms: u64,
+    pub batch_size: usize,
+    pub buffer_memory: usize,
+    /// `compression.type`, if set.
+    pub compression: Option<&'a str>,
+    /// More flags, before `--bootstrap-server`.
+    pub extra: Vec<&'a str>,
+    /// Whether the tool knows `--bootstrap-server`.
+    pub bootstrap_flag: bool,
+}
+
+impl ProducerPerf<'_> {
+    /// Runs the tool and hands the numbers of its final summary line (`N records sent, R
+    /// records/sec (M MB/sec), A ms avg latency, X ms max latency, P50 ms 50th, P95 ms 95th, P99
+    /// ms 99th, P999 ms 99.9th.`) to `parse`.
+    pub fn run<R>(
+        &self,
+        dist: &KafkaDist,
+        parse: impl FnOnce(&[f64]) -> Option<R>,
+    ) -> Result<R, String> {
+        let records = self.records.to_string();
+        let size = self.size.to_string();
+        let mut props = vec![
+            "acks=all".to_string(),
+            "enable.idempotence=true".to_string(),
+            format!("linger.ms={}", self.linger_ms),
+            format!("batch.size={}", self.batch_size),
+            format!("buffer.memory={}", self.buffer_memory),
+        ];
+        if let Some(c) = self.compression {
+            props.push(format!("compression.type={c}"));
+        }
+        props.push(format!("bootstrap.servers={}", self.bootstrap));
+        let mut argv: Vec<&str> = vec![
+            "--topic",
+            self.topic,
+            "--num-records",
+            &records,
+            "--record-size",
+            &size,
+            "--throughput",
+            "-1",
+        ];
+        argv.extend(&self.extra);
+        if self.bootstrap_flag {
+            argv.extend(["--bootstrap-server", self.bootstrap]);
+        }
+        argv.push("--producer-props");
+        // With --bootstrap-server the property is redundant but harmless; without it, required.
+        argv.extend(props.iter().map(String::as_str));
+        let out = josefk_harness::run_java_tool(dist, PRODUCER_PERF_CLASS, &argv, secs(900))
+            .map_err(|e| e.to_string())?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        stdout
+            .lines()
+            .rev()
+            .find(|l| l.contains("records sent") && l.contains("99th"))
+            .and_then(|line| {
+                let nums: Vec<f64> = line
+                    .split([',', '(', ')'])
+                    .filter_map(|part| part.split_whitespace().next()?.parse().ok())
+                    .collect();
+                parse(&nums)
+            })
+            .ok_or_else(|| {
+                format!(
+                    "no summary line (exit {}); stdout: {stdout}; stderr: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topics and end offsets.
+
+pub fn partitions(topic: &str) -> Vec<TopicPartition> {
+    (0..PARTITIONS)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect()
+}
+
+/// Creates a [`PARTITIONS`]-partition topic and waits until it answers ListOffsets.
+pub async fn create_topic(admin: &Admin, topic: &str) -> Result<(), String> {
+    admin
+        .create_topics(&[NewTopic::new(topic, PARTITIONS, 1)])
+        .await
+        .map_err(|e| format!("create topic {topic}: {e}"))?;
+    // Leaders may take a moment; ListOffsets answering for all partitions means they are there.
+    let deadline = Instant::now() + secs(30);
+    loop {
+        match end_offsets(admin, topic).await {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Per-partition end offsets: the high watermark (read_uncommitted) or the last stable offset
+/// (read_committed).
+pub async fn offsets(
+    admin: &Admin,
+    topic: &str,
+    isolation: IsolationLevel,
+) -> Result<HashMap<TopicPartition, i64>, String> {
+    let specs: Vec<_> = partitions(topic)
+        .into_iter()
+        .map(|tp| (tp, OffsetSpec::Latest))
+        .collect();
+    let got = admin
+        .list_offsets(&specs, isolation)
+        .await
+        .map_err(|e| format!("list offsets of {topic}: {e}"))?;
+    if got.len() != PARTITIONS as usize {
+        return Err(format!(
+            "list offsets of {topic}: {} partitions answered",
+            got.len()
+        ));
+    }
+    Ok(got.into_iter().map(|(tp, o)| (tp, o.offset)).collect())
+}
+
+/// The sum of the topic's partitions' high watermarks.
+pub async fn end_offsets(admin: &Admin, topic: &str) -> Result<i64, String> {
+    Ok(offsets(admin, topic, IsolationLevel::ReadUncommitted)
+        .await?
+        .values()
+        .sum())
+}

@@ -197,18 +197,18 @@ impl Producer {
             headers: record.headers,
             reply,
         };
-        let topic = record.topic;
+        // The record's own topic string becomes the partition key: no copy per record.
+        let mut tp = TopicPartition::new(record.topic, 0);
         // Registered only once memory ran short: registering costs a lock inside `Notify`, too
         // much to pay per record.
         let mut freed = None;
         loop {
             {
                 let mut state = shared.lock();
-                let p = match partition {
+                tp.partition = match partition {
                     Some(p) => p,
-                    None => state.sticky_partition(&topic, info),
+                    None => state.sticky_partition(&tp.topic, info),
                 };
-                let tp = TopicPartition::new(topic.clone(), p);
                 if let Some(txn) = &mut state.txn {
                     // Java `maybeAddPartition`: outside a transaction, or in an error state, the
                     // record is refused before it is queued.

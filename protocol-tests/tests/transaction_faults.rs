@@ -45,8 +45,9 @@ const TOPIC: &str = "t";
 const PARTITIONS: i32 = 2;
 const TXN_ID: &str = "tid";
 const GROUP: &str = "g";
-/// The error code the hooks answer with.
+/// Error codes the hooks answer with.
 const NOT_COORDINATOR: i16 = 16;
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 /// A guard against hangs only: every call here must end well before it (the producer's own
 /// `max.block.ms` is far shorter).
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -944,4 +945,47 @@ async fn v2_end_txn_cut_at_the_overflow_is_retried_and_the_new_producer_id_is_ad
             end_txn(1, 2000, 0, true, 5),
         ]
     );
+}
+
+// ---- TxnOffsetCommit: only the partitions that failed are sent again ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_offset_commit_retries_only_the_partitions_that_failed() {
+    let cluster = TxnCluster::start(false, (7, 0), |_, req, model| match req {
+        Req::TxnOffsetCommit { partitions, .. } if model.nth(ApiKey::TxnOffsetCommit) == 1 => {
+            // Partition 0 is committed; partition 1's group coordinator is still loading.
+            let codes = partitions.iter().map(|&(p, _)| {
+                (
+                    p,
+                    if p == 1 {
+                        COORDINATOR_LOAD_IN_PROGRESS
+                    } else {
+                        0
+                    },
+                )
+            });
+            Some(txn_offset_commit_answer(codes, model.version))
+        }
+        _ => None,
+    })
+    .await;
+    let producer = cluster.producer().await;
+    producer.begin_transaction().unwrap();
+    let offsets = [
+        (TopicPartition::new(TOPIC, 0), 10, None),
+        (TopicPartition::new(TOPIC, 1), 20, None),
+    ];
+    within(producer.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new(GROUP)))
+        .await
+        .expect("offsets committed");
+    within(producer.commit_transaction()).await.expect("commit");
+    let commits: Vec<Vec<(i32, i64)>> = cluster
+        .requests(|r| matches!(r, Req::TxnOffsetCommit { .. }))
+        .into_iter()
+        .map(|(_, r)| match r {
+            Req::TxnOffsetCommit { partitions, .. } => partitions,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(commits, vec![vec![(0, 10), (1, 20)], vec![(1, 20)]]);
 }

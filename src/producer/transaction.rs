@@ -68,6 +68,20 @@ pub(crate) struct PendingOffsets {
     pub(crate) group: ConsumerGroupMetadata,
 }
 
+impl PendingOffsets {
+    /// Drops the partitions `results` reports committed, so a retry resends only the ones that
+    /// failed with a retriable error (Java `TxnOffsetCommitHandler` removes each committed
+    /// partition from `pendingTxnOffsetCommits`). A partition the response left out stays: its
+    /// outcome is unknown.
+    pub(crate) fn keep_uncommitted(&mut self, results: &[(TopicPartition, Option<ResponseError>)]) {
+        self.offsets.retain(|(tp, _, _)| {
+            !results
+                .iter()
+                .any(|(done, code)| done == tp && code.is_none())
+        });
+    }
+}
+
 /// Highest version under the v1 protocol for the APIs whose next version means KIP-890 part 2.
 const V1_MAX_PRODUCE: i16 = 11;
 const V1_MAX_END_TXN: i16 = 4;
@@ -265,7 +279,9 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
         Err(e) if e.class() == ErrorClass::Fatal => ResponseError::UnsupportedVersion,
         _ => ResponseError::NetworkException,
     };
-    let mut state = shared.lock();
+    let mut guard = shared.lock();
+    // One borrow per field: the manager and the pending offsets are both updated below.
+    let state = &mut *guard;
     let began = state.txn_began;
     let Some(txn) = state.txn.as_mut() else {
         return TxnStep::Failed(Error::Closed);
@@ -301,7 +317,13 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
         (TxnRequest::AddOffsetsToTxn { .. }, Ok(Answer::Code(c))) => txn.on_add_offsets(expired(c)),
         (TxnRequest::AddOffsetsToTxn { .. }, _) => txn.on_add_offsets(Some(network)),
         (TxnRequest::TxnOffsetCommit { .. }, Ok(Answer::Partitions(r))) => {
-            txn.on_txn_offset_commit(&r)
+            let step = txn.on_txn_offset_commit(&r);
+            if matches!(step, Ok(TxnStep::Retry { .. })) {
+                if let Some(pending) = &mut state.pending_offsets {
+                    pending.keep_uncommitted(&r);
+                }
+            }
+            step
         }
         (TxnRequest::TxnOffsetCommit { .. }, _) => {
             txn.on_txn_offset_commit(&[(TopicPartition::new("", 0), Some(network))])

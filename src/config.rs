@@ -253,6 +253,27 @@ pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
     }
 }
 
+/// The delivery guarantee of one data flow, set on both ends with
+/// [`ProducerConfig::guarantee`](crate::producer::ProducerConfig::guarantee) and
+/// [`ConsumerConfig::guarantee`](crate::consumer::ConsumerConfig::guarantee). Each single setting
+/// stays overridable afterwards.
+///
+/// | | producer | consumer |
+/// |---|---|---|
+/// | `AtMostOnce` | acks=0, no retries | commits before processing |
+/// | `AtLeastOnce` | acks=all, retries within `delivery.timeout.ms` | commits after processing |
+/// | `ExactlyOnce` | acks=all, idempotent; transactions with a `transactional.id` | read_committed; offsets committed in the producer's transaction |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Guarantee {
+    /// Nothing is delivered twice; records may be lost (telemetry, metrics).
+    AtMostOnce,
+    /// Nothing is lost; records may be delivered twice after a failure (most workloads).
+    AtLeastOnce,
+    /// Nothing is lost or delivered twice within Kafka: consume, process and produce in one
+    /// transaction.
+    ExactlyOnce,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

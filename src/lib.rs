@@ -16,7 +16,8 @@
 //! - [`cluster`]: metadata and coordinator caches shared by every role.
 //! - [`admin`]: topic management and cluster inspection.
 //! - [`producer`]: at-most-once, at-least-once and idempotent producing.
-//! - [`consumer`]: fetching assigned partitions with read_uncommitted or read_committed.
+//! - [`consumer`]: fetching assigned or group-assigned partitions with read_uncommitted or
+//!   read_committed, and committing offsets.
 //!
 //! # Example
 //!
@@ -45,7 +46,7 @@ pub mod protocol;
 pub mod record;
 pub mod state;
 
-pub use config::ClientConfig;
+pub use config::{ClientConfig, Guarantee};
 pub use error::{BrokerRef, Error, ErrorClass, Result};
 pub use record::{Header, IsolationLevel, ProducerRecord, RecordMetadata, TopicPartition};
 

@@ -1,16 +1,17 @@
 //! Consumer settings: the Java consumer's property names and defaults (Kafka 4.x), for manual
-//! partition assignment.
+//! assignment and for classic consumer groups.
 //!
-//! Consumer groups are not available yet. Rather than accept group settings and silently ignore
-//! them (a user would believe offsets are committed when they are not), every group property
-//! (`group.id`, `enable.auto.commit`, `session.timeout.ms`, ...) is rejected with an error saying
-//! so. Unknown keys are errors too, as for every josefk config.
+//! Unknown keys are errors, as for every josefk config. Properties josefk does not implement
+//! (`group.protocol=consumer`, pattern subscriptions) are refused with an error saying so rather
+//! than silently ignored.
 
 use std::time::Duration;
 
 use crate::config::{parse_bool, parse_ms, parse_num, ClientConfig};
 use crate::error::{Error, Result};
 use crate::record::IsolationLevel;
+use crate::state::assignor::Assignor;
+use crate::Guarantee;
 
 /// `auto.offset.reset`: where a partition without a valid position starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -26,21 +27,25 @@ pub enum AutoOffsetReset {
     None,
 }
 
-/// Group-management properties: rejected until josefk has consumer groups.
-const GROUP_PROPERTIES: &[&str] = &[
-    "group.id",
-    "group.instance.id",
-    "group.protocol",
-    "group.remote.assignor",
-    "enable.auto.commit",
-    "auto.commit.interval.ms",
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "max.poll.interval.ms",
-    "partition.assignment.strategy",
-    "exclude.internal.topics",
-    "allow.auto.create.topics",
-];
+/// When a group member's offsets are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CommitMode {
+    /// Only when the application calls `commit` / `commit_offsets` (`enable.auto.commit=false`).
+    Manual,
+    /// Java's auto-commit (`enable.auto.commit=true`, the default): every
+    /// `auto.commit.interval.ms`, `poll` first commits the positions reached by the records the
+    /// previous polls returned, and they are committed again before partitions are revoked and on
+    /// close. Records are committed after the application had them until the next poll:
+    /// at-least-once when processing finishes before polling again.
+    #[default]
+    AutoAfterPoll,
+    /// At-most-once: `poll` commits the positions past the records it is about to return *before*
+    /// returning them. A crash while processing loses the unprocessed records; none is delivered
+    /// twice. If the commit fails, `poll` returns the error and the records are delivered again by
+    /// the next `poll` (they were never handed out). No Java property; set with
+    /// [`ConsumerConfig::commit_mode`] or [`Guarantee::AtMostOnce`].
+    BeforeProcessing,
+}
 
 /// Consumer settings. Every field documents its default and Java property.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,8 +77,32 @@ pub struct ConsumerConfig {
     /// leader only (no follower fetching yet). Default empty.
     pub client_rack: String,
     /// `default.api.timeout.ms`: bound on the metadata and offset lookups of `assign` and
-    /// `position`. Default 60 s.
+    /// `position`, and on offset commits. Default 60 s.
     pub default_api_timeout: Duration,
+    /// `group.id`: the consumer group, needed for `subscribe` and offset commits. Default none.
+    pub group_id: Option<String>,
+    /// `group.instance.id`: makes this member static (KIP-345): a restart within
+    /// `session.timeout.ms` gets the same partitions back without a rebalance. Default none.
+    pub group_instance_id: Option<String>,
+    /// `enable.auto.commit` (default true) and the josefk-only before-processing mode; see
+    /// [`CommitMode`]. Ignored without `group.id`.
+    pub commit_mode: CommitMode,
+    /// `auto.commit.interval.ms`: the auto-commit period. Default 5 s.
+    pub auto_commit_interval: Duration,
+    /// `session.timeout.ms`: how long the coordinator waits for a heartbeat before removing the
+    /// member. Default 45 s (the broker bounds it with `group.min/max.session.timeout.ms`).
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms`: the heartbeat period. Default 3 s; must be below the session
+    /// timeout.
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms`: the longest time between polls before the member leaves the group;
+    /// also the rebalance timeout sent in JoinGroup. Default 300 s.
+    pub max_poll_interval: Duration,
+    /// `partition.assignment.strategy`: assignors in preference order: `range`, `roundrobin`,
+    /// `cooperative-sticky` (Java class names are accepted too). Default `range,
+    /// cooperative-sticky`, Java's default, which rebalances eagerly until every member offers
+    /// `cooperative-sticky` alone.
+    pub partition_assignment_strategy: Vec<Assignor>,
 }
 
 impl ConsumerConfig {
@@ -96,6 +125,14 @@ impl ConsumerConfig {
             check_crcs: true,
             client_rack: String::new(),
             default_api_timeout: Duration::from_millis(60_000),
+            group_id: None,
+            group_instance_id: None,
+            commit_mode: CommitMode::AutoAfterPoll,
+            auto_commit_interval: Duration::from_millis(5_000),
+            session_timeout: Duration::from_millis(45_000),
+            heartbeat_interval: Duration::from_millis(3_000),
+            max_poll_interval: Duration::from_millis(300_000),
+            partition_assignment_strategy: vec![Assignor::Range, Assignor::CooperativeSticky],
         }
     }
 
@@ -147,11 +184,36 @@ impl ConsumerConfig {
             "check.crcs" => self.check_crcs = parse_bool(key, value)?,
             "client.rack" => self.client_rack = value.trim().to_owned(),
             "default.api.timeout.ms" => self.default_api_timeout = parse_ms(key, value)?,
-            _ if GROUP_PROPERTIES.contains(&key) => {
-                return Err(Error::Config(format!(
-                    "`{key}`: consumer groups are not available yet in josefk; assign partitions \
-                     with `Consumer::assign` and track offsets in the application"
-                )))
+            "group.id" => self.group_id = non_empty(value),
+            "group.instance.id" => self.group_instance_id = non_empty(value),
+            "enable.auto.commit" => {
+                self.commit_mode = if parse_bool(key, value)? {
+                    CommitMode::AutoAfterPoll
+                } else {
+                    CommitMode::Manual
+                }
+            }
+            "auto.commit.interval.ms" => self.auto_commit_interval = parse_ms(key, value)?,
+            "session.timeout.ms" => self.session_timeout = parse_ms(key, value)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval = parse_ms(key, value)?,
+            "max.poll.interval.ms" => self.max_poll_interval = parse_ms(key, value)?,
+            "partition.assignment.strategy" => {
+                self.partition_assignment_strategy = parse_assignors(value)?
+            }
+            "group.protocol" => {
+                if !value.trim().eq_ignore_ascii_case("classic") {
+                    return Err(Error::Config(format!(
+                        "`group.protocol`: josefk speaks the classic group protocol only, got \
+                         `{value}` (the KIP-848 `consumer` protocol is not implemented)"
+                    )));
+                }
+            }
+            "group.remote.assignor" => {
+                return Err(Error::Config(
+                    "`group.remote.assignor` belongs to the KIP-848 `consumer` group protocol, \
+                     which josefk does not implement"
+                        .into(),
+                ))
             }
             _ => {
                 if !self.client.set(key, value)? {
@@ -216,6 +278,81 @@ impl ConsumerConfig {
         self
     }
 
+    /// Sets `group.id`.
+    pub fn group_id(mut self, group: impl Into<String>) -> Self {
+        self.group_id = Some(group.into());
+        self
+    }
+
+    /// Sets `group.instance.id` (static membership).
+    pub fn group_instance_id(mut self, id: impl Into<String>) -> Self {
+        self.group_instance_id = Some(id.into());
+        self
+    }
+
+    /// Sets when offsets are committed.
+    pub fn commit_mode(mut self, mode: CommitMode) -> Self {
+        self.commit_mode = mode;
+        self
+    }
+
+    /// Sets `session.timeout.ms`.
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Sets `heartbeat.interval.ms`.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Sets `max.poll.interval.ms`.
+    pub fn max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
+        self
+    }
+
+    /// Sets `auto.commit.interval.ms`.
+    pub fn auto_commit_interval(mut self, interval: Duration) -> Self {
+        self.auto_commit_interval = interval;
+        self
+    }
+
+    /// Sets `partition.assignment.strategy`.
+    pub fn partition_assignment_strategy(mut self, assignors: Vec<Assignor>) -> Self {
+        self.partition_assignment_strategy = assignors;
+        self
+    }
+
+    /// Configures the consumer side of a delivery guarantee; every setting can still be changed
+    /// afterwards.
+    ///
+    /// - [`Guarantee::AtMostOnce`]: offsets committed before processing
+    ///   ([`CommitMode::BeforeProcessing`]).
+    /// - [`Guarantee::AtLeastOnce`]: offsets committed after processing: Java's auto-commit at the
+    ///   next poll ([`CommitMode::AutoAfterPoll`]); call `commit` after processing for a tighter
+    ///   window.
+    /// - [`Guarantee::ExactlyOnce`]: `isolation.level=read_committed` and no consumer commits
+    ///   ([`CommitMode::Manual`]): offsets go through the producer's transaction with
+    ///   `send_offsets_to_transaction`.
+    pub fn guarantee(mut self, guarantee: Guarantee) -> Self {
+        match guarantee {
+            Guarantee::AtMostOnce => {
+                self.commit_mode = CommitMode::BeforeProcessing;
+            }
+            Guarantee::AtLeastOnce => {
+                self.commit_mode = CommitMode::AutoAfterPoll;
+            }
+            Guarantee::ExactlyOnce => {
+                self.commit_mode = CommitMode::Manual;
+                self.isolation_level = IsolationLevel::ReadCommitted;
+            }
+        }
+        self
+    }
+
     /// Checks every rule, naming the properties involved.
     pub fn validate(&self) -> Result<()> {
         self.client.validate()?;
@@ -257,8 +394,67 @@ impl ConsumerConfig {
                 "`default.api.timeout.ms` must be greater than 0".into(),
             ));
         }
+        self.validate_group()
+    }
+
+    fn validate_group(&self) -> Result<()> {
+        for (key, value) in [
+            ("session.timeout.ms", self.session_timeout),
+            ("heartbeat.interval.ms", self.heartbeat_interval),
+            ("max.poll.interval.ms", self.max_poll_interval),
+            ("auto.commit.interval.ms", self.auto_commit_interval),
+        ] {
+            if value.is_zero() || value.as_millis() > i32::MAX as u128 {
+                return Err(Error::Config(format!(
+                    "`{key}` must be between 1 and {} ms, got {value:?}",
+                    i32::MAX
+                )));
+            }
+        }
+        if self.heartbeat_interval >= self.session_timeout {
+            return Err(Error::Config(format!(
+                "`heartbeat.interval.ms` ({:?}) must be lower than `session.timeout.ms` ({:?})",
+                self.heartbeat_interval, self.session_timeout
+            )));
+        }
+        if self.partition_assignment_strategy.is_empty() {
+            return Err(Error::Config(
+                "`partition.assignment.strategy` must name at least one assignor".into(),
+            ));
+        }
+        if self.group_instance_id.is_some() && self.group_id.is_none() {
+            return Err(Error::Config("`group.instance.id` needs `group.id`".into()));
+        }
         Ok(())
     }
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    let v = value.trim();
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+/// Assignor names or Java class names, comma separated.
+fn parse_assignors(value: &str) -> Result<Vec<Assignor>> {
+    let mut out = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let short = match name.rsplit('.').next().unwrap_or(name) {
+            "RangeAssignor" => "range",
+            "RoundRobinAssignor" => "roundrobin",
+            "CooperativeStickyAssignor" => "cooperative-sticky",
+            other => other,
+        };
+        let assignor = Assignor::from_name(short).ok_or_else(|| {
+            Error::Config(format!(
+                "`partition.assignment.strategy`: unknown assignor `{name}` (josefk has range, \
+                 roundrobin and cooperative-sticky)"
+            ))
+        })?;
+        if !out.contains(&assignor) {
+            out.push(assignor);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -312,15 +508,71 @@ mod tests {
     }
 
     #[test]
-    fn group_settings_are_rejected_as_not_available_yet() {
-        for key in ["group.id", "enable.auto.commit", "session.timeout.ms"] {
-            let e = props(&[(key, "x")]).unwrap_err();
-            let text = e.to_string();
-            assert!(text.contains(key), "{text}");
-            assert!(
-                text.contains("consumer groups are not available yet"),
-                "{text}"
-            );
+    fn group_properties_map_onto_fields() {
+        let c = props(&[]).unwrap();
+        assert_eq!(c.group_id, None);
+        assert_eq!(c.commit_mode, CommitMode::AutoAfterPoll);
+        assert_eq!(c.session_timeout, Duration::from_secs(45));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(3));
+        assert_eq!(c.max_poll_interval, Duration::from_secs(300));
+        assert_eq!(c.auto_commit_interval, Duration::from_secs(5));
+        assert_eq!(
+            c.partition_assignment_strategy,
+            vec![Assignor::Range, Assignor::CooperativeSticky]
+        );
+        let c = props(&[
+            ("group.id", "g"),
+            ("group.instance.id", "i-1"),
+            ("enable.auto.commit", "false"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("group.protocol", "classic"),
+            (
+                "partition.assignment.strategy",
+                "org.apache.kafka.clients.consumer.CooperativeStickyAssignor, roundrobin",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.group_id.as_deref(), Some("g"));
+        assert_eq!(c.group_instance_id.as_deref(), Some("i-1"));
+        assert_eq!(c.commit_mode, CommitMode::Manual);
+        assert_eq!(c.session_timeout, Duration::from_secs(6));
+        assert_eq!(
+            c.partition_assignment_strategy,
+            vec![Assignor::CooperativeSticky, Assignor::RoundRobin]
+        );
+    }
+
+    #[test]
+    fn guarantees_configure_commits_and_isolation() {
+        let c = ConsumerConfig::new("h:1").guarantee(Guarantee::ExactlyOnce);
+        assert_eq!(c.isolation_level, IsolationLevel::ReadCommitted);
+        assert_eq!(c.commit_mode, CommitMode::Manual);
+        let c = ConsumerConfig::new("h:1").guarantee(Guarantee::AtMostOnce);
+        assert_eq!(c.commit_mode, CommitMode::BeforeProcessing);
+        let c = ConsumerConfig::new("h:1").guarantee(Guarantee::AtLeastOnce);
+        assert_eq!(c.commit_mode, CommitMode::AutoAfterPoll);
+    }
+
+    #[test]
+    fn unsupported_group_settings_are_refused_with_the_reason() {
+        for (k, v, needle) in [
+            ("group.protocol", "consumer", "classic group protocol only"),
+            ("group.remote.assignor", "uniform", "KIP-848"),
+            (
+                "partition.assignment.strategy",
+                "sticky",
+                "unknown assignor",
+            ),
+            (
+                "heartbeat.interval.ms",
+                "50000",
+                "lower than `session.timeout.ms`",
+            ),
+            ("group.instance.id", "x", "needs `group.id`"),
+        ] {
+            let e = props(&[(k, v)]).unwrap_err();
+            assert!(e.to_string().contains(needle), "{k}={v}: {e}");
         }
     }
 

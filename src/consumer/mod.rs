@@ -1,12 +1,18 @@
-//! The consumer role, with manual partition assignment: [`Consumer`] fetches assigned partitions
-//! from their leaders, in `read_uncommitted` or `read_committed`, and hands out records in
-//! per-partition offset order.
+//! The consumer role: [`Consumer`] reads partitions assigned by hand ([`Consumer::assign`]) or by
+//! a classic consumer group ([`Consumer::subscribe`]), fetches them from their leaders in
+//! `read_uncommitted` or `read_committed`, hands out records in per-partition offset order, and
+//! commits the group's offsets.
 //!
 //! # Design
 //!
-//! - Positions are kept per assigned partition. A partition without one (just assigned, or after
-//!   OFFSET_OUT_OF_RANGE) gets one from ListOffsets per `auto.offset.reset`, or `poll` fails naming
-//!   it under `none`.
+//! - Positions are kept per assigned partition. A partition without one gets one from the group's
+//!   committed offset if the group assigned it, otherwise (or when nothing is committed, or after
+//!   OFFSET_OUT_OF_RANGE) from ListOffsets per `auto.offset.reset`, or `poll` fails naming it under
+//!   `none`.
+//! - Group membership ([`group`]'s join and heartbeat tasks over the IO-free
+//!   [`Membership`](crate::state::membership)) is driven from `poll`: a rejoin first revokes (eager
+//!   protocol) or keeps (cooperative) the partitions, committing them under auto-commit and calling
+//!   the [`RebalanceListener`], then waits for the join task until `poll`'s deadline.
 //! - [`Consumer::poll`] hands out buffered records first. Otherwise it sends one sessionless Fetch
 //!   (`session_id 0, session_epoch -1`) per leader that has no fetch in flight, for every fetchable
 //!   partition (assigned, not paused, with a position, nothing buffered), on [`Lane::Fetch`]. Fetches
@@ -30,36 +36,47 @@
 //! position past an undelivered record, and fetch responses land in the consumer's buffer whether
 //! or not a `poll` is waiting.
 //!
+//! Commits (`commit`, auto-commit) may be left in flight by a dropped future; committing an offset
+//! twice is harmless. A join left running by a dropped `poll` completes in the background and the
+//! next `poll` applies its assignment.
+//!
 //! # Not yet
 //!
-//! Consumer groups (subscribe, rebalancing, offset commits: group properties are rejected by
-//! [`ConsumerConfig`]), incremental fetch sessions (KIP-227), fetching from followers (KIP-392),
-//! leader-epoch validation of positions after a leader change (KIP-320's OffsetForLeaderEpoch).
+//! The KIP-848 `consumer` group protocol (`group.protocol=consumer` is refused), pattern
+//! subscriptions, rejoining when a subscribed topic gains partitions, incremental fetch sessions
+//! (KIP-227), fetching from followers (KIP-392), leader-epoch validation of positions after a
+//! leader change (KIP-320's OffsetForLeaderEpoch).
 
 pub mod config;
 pub mod fetch;
+mod fetcher;
+mod group;
+mod group_member;
+mod offsets;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use tokio::task::{JoinError, JoinSet};
+use kafka_protocol::messages::ApiKey;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
 
-pub use config::{AutoOffsetReset, ConsumerConfig};
+pub use config::{AutoOffsetReset, CommitMode, ConsumerConfig};
 pub use fetch::ConsumerRecord;
+pub use group_member::RebalanceListener;
 
 use crate::admin::{Admin, OffsetSpec};
-use crate::cluster::{is_stale_metadata_error, Cluster, TopicsQuery};
-use crate::error::{BrokerRef, Error, Result};
-use crate::net::Lane;
+use crate::cluster::{Cluster, TopicsQuery};
+use crate::error::{Error, Result};
 use crate::record::TopicPartition;
-use crate::state::isolation::AbortedTransaction;
+use crate::state::membership::{MemberTimers, Membership};
 use fetch::PartitionFetch;
+use fetcher::FetchOutcome;
+use group::Group;
+use group_member::Listener;
 
 /// One assigned partition.
 #[derive(Debug, Default, Clone)]
@@ -69,34 +86,6 @@ struct PartitionState {
     paused: bool,
     /// A fetch including this partition is in flight.
     in_flight: bool,
-}
-
-/// One partition of a fetch in flight: where it was fetched from.
-#[derive(Debug, Clone)]
-struct Fetching {
-    tp: TopicPartition,
-    offset: i64,
-    leader_epoch: i32,
-}
-
-/// What a fetch task returns.
-#[derive(Debug)]
-struct FetchOutcome {
-    node: i32,
-    partitions: Vec<Fetching>,
-    result: Result<(FetchResponse, BrokerRef)>,
-}
-
-/// Fetch settings the background tasks need.
-#[derive(Debug, Clone)]
-struct FetchParams {
-    max_wait_ms: i32,
-    min_bytes: i32,
-    max_bytes: i32,
-    partition_max_bytes: i32,
-    isolation: i8,
-    rack: String,
-    timeout: Duration,
 }
 
 /// A consumer of manually assigned partitions. See the module docs.
@@ -116,6 +105,18 @@ pub struct Consumer {
     last_metadata_refresh: Option<Instant>,
     /// An error to report from the next `poll`.
     pending_error: Option<Error>,
+    /// The member's identity for commits, when `group.id` is set (shared with `group`).
+    membership: Option<Arc<Mutex<Membership>>>,
+    /// Group membership tasks, while subscribed.
+    group: Option<Group>,
+    /// Subscribed topics, sorted.
+    subscription: Vec<String>,
+    listener: Listener,
+    /// Assigned by the group: their committed offsets must be read before they get a position.
+    awaiting_committed: BTreeSet<TopicPartition>,
+    /// The last offset this consumer committed per partition (auto-commit skips unchanged ones).
+    last_committed: HashMap<TopicPartition, i64>,
+    last_auto_commit: Instant,
 }
 
 impl Consumer {
@@ -125,6 +126,17 @@ impl Consumer {
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
         let cluster = Cluster::connect(config.client.clone()).await?;
+        let membership = config.group_id.as_ref().map(|_| {
+            Arc::new(Mutex::new(Membership::new(
+                config.group_instance_id.clone(),
+                MemberTimers {
+                    session_timeout: config.session_timeout,
+                    heartbeat_interval: config.heartbeat_interval,
+                    max_poll_interval: config.max_poll_interval,
+                },
+                std::time::Instant::now(),
+            )))
+        });
         Ok(Consumer {
             cluster,
             config,
@@ -136,6 +148,13 @@ impl Consumer {
             metadata_stale: false,
             last_metadata_refresh: None,
             pending_error: None,
+            membership,
+            group: None,
+            subscription: Vec::new(),
+            listener: Listener::default(),
+            awaiting_committed: BTreeSet::new(),
+            last_committed: HashMap::new(),
+            last_auto_commit: Instant::now(),
         })
     }
 
@@ -160,6 +179,12 @@ impl Consumer {
     ///
     /// Cancellation: dropping the future leaves the previous assignment in place.
     pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        if self.group.is_some() {
+            return Err(Error::InvalidState(
+                "cannot assign partitions while subscribed to topics: call unsubscribe first"
+                    .into(),
+            ));
+        }
         let topics: BTreeSet<&str> = partitions.iter().map(|tp| tp.topic.as_str()).collect();
         if !topics.is_empty() {
             let names: Vec<&str> = topics.into_iter().collect();
@@ -320,10 +345,23 @@ impl Consumer {
     /// fetches it started keep running and their data waits for the next `poll`.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
+        if let Some(group) = &self.group {
+            group.member().on_poll(std::time::Instant::now());
+            if !self.ensure_group(deadline).await? {
+                return Ok(Vec::new());
+            }
+            self.maybe_auto_commit().await;
+        }
         loop {
+            if self.group.is_some() && !self.ensure_group(deadline).await? {
+                return Ok(Vec::new());
+            }
             let mut out = Vec::new();
             self.drain_buffered(&mut out)?;
             if !out.is_empty() {
+                if self.group.is_some() && self.config.commit_mode == CommitMode::BeforeProcessing {
+                    self.commit_before_processing(&out).await?;
+                }
                 return Ok(out);
             }
             if let Some(e) = self.pending_error.take() {
@@ -398,8 +436,10 @@ impl Consumer {
         Ok(())
     }
 
-    /// Gives every assigned partition without a position one, per `auto.offset.reset`.
+    /// Gives every assigned partition without a position one: the group's committed offset for
+    /// partitions the group assigned, otherwise per `auto.offset.reset`.
     async fn ensure_positions(&mut self) -> Result<()> {
+        self.positions_from_committed().await?;
         let missing: Vec<TopicPartition> = self
             .assignment
             .iter()
@@ -478,222 +518,4 @@ impl Consumer {
         }
         Ok(())
     }
-
-    /// Starts one fetch per leader that has fetchable partitions and no fetch in flight.
-    fn send_fetches(&mut self) {
-        let snapshot = self.cluster.metadata();
-        let now = Instant::now();
-        self.node_backoff.retain(|_, until| *until > now);
-        let buffered: HashSet<&TopicPartition> = self.buffered.iter().map(|f| &f.tp).collect();
-        let mut by_node: BTreeMap<i32, Vec<Fetching>> = BTreeMap::new();
-        for (tp, state) in &self.assignment {
-            let Some(offset) = state.position else {
-                continue;
-            };
-            if state.paused || state.in_flight || buffered.contains(tp) {
-                continue;
-            }
-            let Some(info) = snapshot.partition(tp) else {
-                self.metadata_stale = true;
-                continue;
-            };
-            let Some(leader) = info.leader else {
-                self.metadata_stale = true;
-                continue;
-            };
-            if self.busy_nodes.contains(&leader) || self.node_backoff.contains_key(&leader) {
-                continue;
-            }
-            by_node.entry(leader).or_default().push(Fetching {
-                tp: tp.clone(),
-                offset,
-                leader_epoch: info.leader_epoch,
-            });
-        }
-        let params = FetchParams {
-            max_wait_ms: self.config.fetch_max_wait.as_millis() as i32,
-            min_bytes: self.config.fetch_min_bytes as i32,
-            max_bytes: self.config.fetch_max_bytes as i32,
-            partition_max_bytes: self.config.max_partition_fetch_bytes as i32,
-            isolation: self.config.isolation_level.wire(),
-            rack: self.config.client_rack.clone(),
-            timeout: self.config.client.request_timeout + self.config.fetch_max_wait,
-        };
-        for (node, partitions) in by_node {
-            for f in &partitions {
-                if let Some(state) = self.assignment.get_mut(&f.tp) {
-                    state.in_flight = true;
-                }
-            }
-            self.busy_nodes.insert(node);
-            let cluster = self.cluster.clone();
-            let params = params.clone();
-            self.in_flight.spawn(async move {
-                let result = fetch_from(&cluster, node, &partitions, &params).await;
-                FetchOutcome {
-                    node,
-                    partitions,
-                    result,
-                }
-            });
-        }
-    }
-
-    fn handle_joined(&mut self, joined: std::result::Result<FetchOutcome, JoinError>) {
-        let outcome = match joined {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                // A fetch task panicked: forget all bookkeeping of fetches in flight; their
-                // partitions are fetched again (responses still arriving are checked against
-                // positions, so nothing is applied twice).
-                self.pending_error = Some(Error::InvalidState(format!("fetch task failed: {e}")));
-                self.busy_nodes.clear();
-                for state in self.assignment.values_mut() {
-                    state.in_flight = false;
-                }
-                return;
-            }
-        };
-        self.busy_nodes.remove(&outcome.node);
-        for f in &outcome.partitions {
-            if let Some(state) = self.assignment.get_mut(&f.tp) {
-                state.in_flight = false;
-            }
-        }
-        let (response, broker) = match outcome.result {
-            Ok(ok) => ok,
-            Err(e) => {
-                self.fetch_failed(outcome.node, e);
-                return;
-            }
-        };
-        if let Err(e) = Error::check_code(ApiKey::Fetch, Some(&broker), response.error_code, None) {
-            self.fetch_failed(outcome.node, e);
-            return;
-        }
-        for topic in response.responses {
-            let name = topic.topic.0.to_string();
-            for p in topic.partitions {
-                let Some(asked) = outcome
-                    .partitions
-                    .iter()
-                    .find(|f| f.tp.partition == p.partition_index && f.tp.topic == name)
-                else {
-                    continue;
-                };
-                let tp = asked.tp.clone();
-                let Some(state) = self.assignment.get_mut(&tp) else {
-                    continue; // no longer assigned
-                };
-                if state.position != Some(asked.offset) {
-                    continue; // seeked while the fetch was in flight
-                }
-                match ResponseError::try_from_code(p.error_code) {
-                    None => {
-                        let Some(records) = p.records.filter(|r| !r.is_empty()) else {
-                            continue;
-                        };
-                        let aborted = p
-                            .aborted_transactions
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|t| AbortedTransaction::new(t.producer_id.0, t.first_offset));
-                        self.buffered.push_back(PartitionFetch::new(
-                            tp,
-                            Some(broker.clone()),
-                            asked.offset,
-                            records,
-                            self.config.isolation_level,
-                            p.last_stable_offset,
-                            aborted,
-                            self.config.check_crcs,
-                        ));
-                    }
-                    Some(ResponseError::OffsetOutOfRange) => {
-                        if self.config.auto_offset_reset == AutoOffsetReset::None {
-                            self.pending_error = Some(Error::InvalidState(format!(
-                                "fetch position {} of partition {tp} is out of range (log {}..{}) \
-                                 and `auto.offset.reset` is none: seek to a valid offset",
-                                asked.offset, p.log_start_offset, p.high_watermark
-                            )));
-                        } else {
-                            debug!(%tp, offset = asked.offset, "offset out of range; resetting");
-                            state.position = None;
-                        }
-                    }
-                    Some(code) if is_stale_metadata_error(code) => {
-                        debug!(%tp, ?code, "stale metadata; refreshing before the next fetch");
-                        self.metadata_stale = true;
-                    }
-                    Some(code) if code.is_retriable() => {
-                        debug!(%tp, ?code, "retriable fetch error");
-                    }
-                    Some(code) => {
-                        self.pending_error = Some(Error::from_code(
-                            ApiKey::Fetch,
-                            Some(broker.clone()),
-                            code,
-                            Some(format!("partition {tp}")),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-
-    fn fetch_failed(&mut self, node: i32, e: Error) {
-        if e.is_retriable() {
-            debug!(node, error = %e, "fetch failed; backing off");
-            let until = Instant::now() + self.config.client.retry_backoff;
-            self.node_backoff.insert(node, until);
-            self.metadata_stale = true;
-        } else {
-            self.pending_error = Some(e);
-        }
-    }
-}
-
-/// One Fetch request to `node` (run as a task owned by the consumer).
-async fn fetch_from(
-    cluster: &Cluster,
-    node: i32,
-    partitions: &[Fetching],
-    params: &FetchParams,
-) -> Result<(FetchResponse, BrokerRef)> {
-    let conn = cluster.connection(node, Lane::Fetch).await?;
-    let version = conn.version_for::<FetchRequest>()?;
-    let mut topics: Vec<FetchTopic> = Vec::new();
-    for f in partitions {
-        let partition = FetchPartition::default()
-            .with_partition(f.tp.partition)
-            .with_current_leader_epoch(f.leader_epoch)
-            .with_fetch_offset(f.offset)
-            .with_last_fetched_epoch(-1)
-            .with_log_start_offset(-1)
-            .with_partition_max_bytes(params.partition_max_bytes);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == f.tp.topic) {
-            Some(t) => t.partitions.push(partition),
-            None => topics.push(
-                FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(f.tp.topic.clone())))
-                    .with_partitions(vec![partition]),
-            ),
-        }
-    }
-    let mut request = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(params.max_wait_ms)
-        .with_min_bytes(params.min_bytes)
-        .with_max_bytes(params.max_bytes)
-        .with_isolation_level(params.isolation)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(topics);
-    if version >= 11 && !params.rack.is_empty() {
-        request.rack_id = StrBytes::from_string(params.rack.clone());
-    }
-    let response = conn
-        .send_version(&request, version, Some(params.timeout))
-        .await?;
-    Ok((response, conn.broker().clone()))
 }

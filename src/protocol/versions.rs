@@ -6,6 +6,8 @@
 //! - Produce ≤ 12 and Fetch ≤ 12: later versions identify topics by id only, and `kafka-protocol`
 //!   silently drops the topic name when encoding them (see eos-reference.md §7).
 //! - AddPartitionsToTxn ≤ 3: versions 4 and up are broker-to-broker only (KIP-890 part 1).
+//! - OffsetCommit ≤ 9 and OffsetFetch ≤ 9: version 10 identifies topics by id (KIP-848), and
+//!   `kafka-protocol` 0.18 lists it as valid for the API but cannot encode it for the message.
 //!
 //! The response also carries the cluster's finalized features (`transaction.version`,
 //! `group.version`), which decide the transaction protocol.
@@ -21,6 +23,7 @@ pub fn client_versions(api: ApiKey) -> VersionRange {
     let cap = match api {
         ApiKey::Produce | ApiKey::Fetch => 12,
         ApiKey::AddPartitionsToTxn => 3,
+        ApiKey::OffsetCommit | ApiKey::OffsetFetch => 9,
         _ => full.max,
     };
     VersionRange {

@@ -8,6 +8,10 @@
 //! [`accumulator`] batches records per partition, [`sequence`] stamps idempotent sequence numbers
 //! as batches are drained and decides what each produce outcome means, and [`transaction`] holds
 //! the transaction state machine and classifies coordinator errors.
+//!
+//! The consumer's: [`membership`] follows the member through JoinGroup, SyncGroup and heartbeats,
+//! the [`assignor`]s split partitions when this member leads, and [`isolation`] filters aborted
+//! transactions out of fetched batches under `read_committed`.
 
 pub mod accumulator;
 pub mod assignor;
@@ -16,6 +20,7 @@ pub mod backoff;
 ///
 pub mod consumer_protocol;
 pub mod isolation;
+pub mod membership;
 pub mod partitioner;
 pub mod sequence;
 pub mod transaction;

@@ -1,0 +1,270 @@
+//! The consumer's fetch requests: which partitions go in one Fetch per leader, the background
+//! fetch tasks, and what each response partition means (buffered data, a reset, a metadata
+//! refresh, an error for the next `poll`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use tokio::task::JoinError;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::fetch::PartitionFetch;
+use super::{AutoOffsetReset, Consumer};
+use crate::cluster::{is_stale_metadata_error, Cluster};
+use crate::error::{BrokerRef, Error, Result};
+use crate::net::Lane;
+use crate::record::TopicPartition;
+use crate::state::isolation::AbortedTransaction;
+
+/// One partition of a fetch in flight: where it was fetched from.
+#[derive(Debug, Clone)]
+pub(super) struct Fetching {
+    tp: TopicPartition,
+    offset: i64,
+    leader_epoch: i32,
+}
+
+/// What a fetch task returns.
+#[derive(Debug)]
+pub(super) struct FetchOutcome {
+    node: i32,
+    partitions: Vec<Fetching>,
+    result: Result<(FetchResponse, BrokerRef)>,
+}
+
+/// Fetch settings the background tasks need.
+#[derive(Debug, Clone)]
+struct FetchParams {
+    max_wait_ms: i32,
+    min_bytes: i32,
+    max_bytes: i32,
+    partition_max_bytes: i32,
+    isolation: i8,
+    rack: String,
+    timeout: Duration,
+}
+
+impl Consumer {
+    /// Starts one fetch per leader that has fetchable partitions and no fetch in flight.
+    pub(super) fn send_fetches(&mut self) {
+        let snapshot = self.cluster.metadata();
+        let now = Instant::now();
+        self.node_backoff.retain(|_, until| *until > now);
+        let buffered: HashSet<&TopicPartition> = self.buffered.iter().map(|f| &f.tp).collect();
+        let mut by_node: BTreeMap<i32, Vec<Fetching>> = BTreeMap::new();
+        for (tp, state) in &self.assignment {
+            let Some(offset) = state.position else {
+                continue;
+            };
+            if state.paused || state.in_flight || buffered.contains(tp) {
+                continue;
+            }
+            let Some(info) = snapshot.partition(tp) else {
+                self.metadata_stale = true;
+                continue;
+            };
+            let Some(leader) = info.leader else {
+                self.metadata_stale = true;
+                continue;
+            };
+            if self.busy_nodes.contains(&leader) || self.node_backoff.contains_key(&leader) {
+                continue;
+            }
+            by_node.entry(leader).or_default().push(Fetching {
+                tp: tp.clone(),
+                offset,
+                leader_epoch: info.leader_epoch,
+            });
+        }
+        let params = FetchParams {
+            max_wait_ms: self.config.fetch_max_wait.as_millis() as i32,
+            min_bytes: self.config.fetch_min_bytes as i32,
+            max_bytes: self.config.fetch_max_bytes as i32,
+            partition_max_bytes: self.config.max_partition_fetch_bytes as i32,
+            isolation: self.config.isolation_level.wire(),
+            rack: self.config.client_rack.clone(),
+            timeout: self.config.client.request_timeout + self.config.fetch_max_wait,
+        };
+        for (node, partitions) in by_node {
+            for f in &partitions {
+                if let Some(state) = self.assignment.get_mut(&f.tp) {
+                    state.in_flight = true;
+                }
+            }
+            self.busy_nodes.insert(node);
+            let cluster = self.cluster.clone();
+            let params = params.clone();
+            self.in_flight.spawn(async move {
+                let result = fetch_from(&cluster, node, &partitions, &params).await;
+                FetchOutcome {
+                    node,
+                    partitions,
+                    result,
+                }
+            });
+        }
+    }
+
+    pub(super) fn handle_joined(&mut self, joined: std::result::Result<FetchOutcome, JoinError>) {
+        let outcome = match joined {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // A fetch task panicked: forget all bookkeeping of fetches in flight; their
+                // partitions are fetched again (responses still arriving are checked against
+                // positions, so nothing is applied twice).
+                self.pending_error = Some(Error::InvalidState(format!("fetch task failed: {e}")));
+                self.busy_nodes.clear();
+                for state in self.assignment.values_mut() {
+                    state.in_flight = false;
+                }
+                return;
+            }
+        };
+        self.busy_nodes.remove(&outcome.node);
+        for f in &outcome.partitions {
+            if let Some(state) = self.assignment.get_mut(&f.tp) {
+                state.in_flight = false;
+            }
+        }
+        let (response, broker) = match outcome.result {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.fetch_failed(outcome.node, e);
+                return;
+            }
+        };
+        if let Err(e) = Error::check_code(ApiKey::Fetch, Some(&broker), response.error_code, None) {
+            self.fetch_failed(outcome.node, e);
+            return;
+        }
+        for topic in response.responses {
+            let name = topic.topic.0.to_string();
+            for p in topic.partitions {
+                let Some(asked) = outcome
+                    .partitions
+                    .iter()
+                    .find(|f| f.tp.partition == p.partition_index && f.tp.topic == name)
+                else {
+                    continue;
+                };
+                let tp = asked.tp.clone();
+                let Some(state) = self.assignment.get_mut(&tp) else {
+                    continue; // no longer assigned
+                };
+                if state.position != Some(asked.offset) {
+                    continue; // seeked while the fetch was in flight
+                }
+                match ResponseError::try_from_code(p.error_code) {
+                    None => {
+                        let Some(records) = p.records.filter(|r| !r.is_empty()) else {
+                            continue;
+                        };
+                        let aborted = p
+                            .aborted_transactions
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|t| AbortedTransaction::new(t.producer_id.0, t.first_offset));
+                        self.buffered.push_back(PartitionFetch::new(
+                            tp,
+                            Some(broker.clone()),
+                            asked.offset,
+                            records,
+                            self.config.isolation_level,
+                            p.last_stable_offset,
+                            aborted,
+                            self.config.check_crcs,
+                        ));
+                    }
+                    Some(ResponseError::OffsetOutOfRange) => {
+                        if self.config.auto_offset_reset == AutoOffsetReset::None {
+                            self.pending_error = Some(Error::InvalidState(format!(
+                                "fetch position {} of partition {tp} is out of range (log {}..{}) \
+                                 and `auto.offset.reset` is none: seek to a valid offset",
+                                asked.offset, p.log_start_offset, p.high_watermark
+                            )));
+                        } else {
+                            debug!(%tp, offset = asked.offset, "offset out of range; resetting");
+                            state.position = None;
+                        }
+                    }
+                    Some(code) if is_stale_metadata_error(code) => {
+                        debug!(%tp, ?code, "stale metadata; refreshing before the next fetch");
+                        self.metadata_stale = true;
+                    }
+                    Some(code) if code.is_retriable() => {
+                        debug!(%tp, ?code, "retriable fetch error");
+                    }
+                    Some(code) => {
+                        self.pending_error = Some(Error::from_code(
+                            ApiKey::Fetch,
+                            Some(broker.clone()),
+                            code,
+                            Some(format!("partition {tp}")),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn fetch_failed(&mut self, node: i32, e: Error) {
+        if e.is_retriable() {
+            debug!(node, error = %e, "fetch failed; backing off");
+            let until = Instant::now() + self.config.client.retry_backoff;
+            self.node_backoff.insert(node, until);
+            self.metadata_stale = true;
+        } else {
+            self.pending_error = Some(e);
+        }
+    }
+}
+
+/// One Fetch request to `node` (run as a task owned by the consumer).
+async fn fetch_from(
+    cluster: &Cluster,
+    node: i32,
+    partitions: &[Fetching],
+    params: &FetchParams,
+) -> Result<(FetchResponse, BrokerRef)> {
+    let conn = cluster.connection(node, Lane::Fetch).await?;
+    let version = conn.version_for::<FetchRequest>()?;
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for f in partitions {
+        let partition = FetchPartition::default()
+            .with_partition(f.tp.partition)
+            .with_current_leader_epoch(f.leader_epoch)
+            .with_fetch_offset(f.offset)
+            .with_last_fetched_epoch(-1)
+            .with_log_start_offset(-1)
+            .with_partition_max_bytes(params.partition_max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == f.tp.topic) {
+            Some(t) => t.partitions.push(partition),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(f.tp.topic.clone())))
+                    .with_partitions(vec![partition]),
+            ),
+        }
+    }
+    let mut request = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(params.max_wait_ms)
+        .with_min_bytes(params.min_bytes)
+        .with_max_bytes(params.max_bytes)
+        .with_isolation_level(params.isolation)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    if version >= 11 && !params.rack.is_empty() {
+        request.rack_id = StrBytes::from_string(params.rack.clone());
+    }
+    let response = conn
+        .send_version(&request, version, Some(params.timeout))
+        .await?;
+    Ok((response, conn.broker().clone()))
+}

@@ -1,0 +1,466 @@
+//! The [`Consumer`]'s side of group membership: subscribing, what a rebalance does to the
+//! assignment (revoke, lose, assign, and the [`RebalanceListener`] calls), committing offsets
+//! (by hand, auto-commit, or before processing), and leaving on close.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::group::{Group, GroupSettings, JoinOutcome};
+use super::{offsets, CommitMode, Consumer, ConsumerRecord, PartitionState};
+use crate::error::{Error, Result};
+use crate::producer::ConsumerGroupMetadata;
+use crate::record::TopicPartition;
+use crate::state::assignor::RebalanceProtocol;
+use crate::state::membership::MemberTimers;
+
+/// Called inside [`Consumer::poll`] when a rebalance changes the assignment (Java
+/// `ConsumerRebalanceListener`). Calls are synchronous and should be quick: a slow callback
+/// delays the rebalance for the whole group.
+///
+/// Under auto-commit, josefk commits the positions of revoked partitions before
+/// `on_partitions_revoked`. With manual commits, commit after processing each `poll`'s records
+/// (as the examples do) and nothing is left uncommitted when a revocation comes at the next
+/// `poll`.
+pub trait RebalanceListener: Send {
+    /// Partitions this member gives up in an orderly rebalance; their offsets can still be
+    /// committed.
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+
+    /// Partitions newly assigned; the next records come from their committed offsets.
+    fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
+        let _ = partitions;
+    }
+
+    /// Partitions that already belong to someone else (the member was removed from the group:
+    /// session or poll timeout); committing them would fail. Defaults to
+    /// `on_partitions_revoked`, as in Java.
+    fn on_partitions_lost(&mut self, partitions: &[TopicPartition]) {
+        self.on_partitions_revoked(partitions);
+    }
+}
+
+/// The consumer's optional listener. The mutex (never contended: only `&mut Consumer` calls it)
+/// keeps the consumer `Sync` without asking listeners to be; the newtype keeps it `Debug`.
+#[derive(Default)]
+pub(super) struct Listener(Option<std::sync::Mutex<Box<dyn RebalanceListener>>>);
+
+impl Listener {
+    fn with(&mut self, f: impl FnOnce(&mut dyn RebalanceListener)) {
+        if let Some(l) = &mut self.0 {
+            f(l.get_mut().unwrap_or_else(|e| e.into_inner()).as_mut());
+        }
+    }
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Listener(set)"
+        } else {
+            "Listener(none)"
+        })
+    }
+}
+
+impl Consumer {
+    /// Joins the consumer group (`group.id`) and consumes `topics`, with partitions assigned by
+    /// the group. Replaces any previous subscription; the next `poll` (re)joins. Topics that do
+    /// not exist yet are assigned once they do (after a rebalance).
+    ///
+    /// Fails without `group.id`, or while partitions are assigned by hand.
+    pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<()> {
+        let Some(group_id) = self.config.group_id.clone() else {
+            return Err(Error::InvalidState(
+                "subscribe needs `group.id`; without a group, assign partitions with `assign`"
+                    .into(),
+            ));
+        };
+        if self.group.is_none() && !self.assignment.is_empty() {
+            return Err(Error::InvalidState(
+                "cannot subscribe while partitions are assigned by hand: assign an empty list \
+                 first"
+                    .into(),
+            ));
+        }
+        if topics.is_empty() {
+            return Err(Error::InvalidState(
+                "subscribe needs at least one topic; call unsubscribe to leave the group".into(),
+            ));
+        }
+        let mut sorted: Vec<String> = topics.iter().map(|t| t.as_ref().to_owned()).collect();
+        sorted.sort();
+        sorted.dedup();
+        if self.group.is_some() && sorted == self.subscription {
+            return Ok(());
+        }
+        self.subscription = sorted;
+        let membership = self
+            .membership
+            .clone()
+            .expect("a membership exists when group.id is set");
+        let group = self.group.get_or_insert_with(|| {
+            Group::new(
+                self.cluster.clone(),
+                GroupSettings {
+                    group_id,
+                    instance_id: self.config.group_instance_id.clone(),
+                    timers: MemberTimers {
+                        session_timeout: self.config.session_timeout,
+                        heartbeat_interval: self.config.heartbeat_interval,
+                        max_poll_interval: self.config.max_poll_interval,
+                    },
+                    assignors: self.config.partition_assignment_strategy.clone(),
+                    rack: (!self.config.client_rack.is_empty())
+                        .then(|| self.config.client_rack.clone()),
+                    request_timeout: self.config.client.request_timeout,
+                    retry_backoff: self.config.client.retry_backoff,
+                },
+                membership,
+            )
+        });
+        group.member().request_rejoin("subscription changed");
+        Ok(())
+    }
+
+    /// The subscribed topics (empty when not subscribed).
+    pub fn subscription(&self) -> &[String] {
+        &self.subscription
+    }
+
+    /// Sets the listener told about rebalances.
+    pub fn set_rebalance_listener(&mut self, listener: impl RebalanceListener + 'static) {
+        self.listener.0 = Some(std::sync::Mutex::new(Box::new(listener)));
+    }
+
+    /// Leaves the group: commits under auto-commit, revokes every partition (telling the
+    /// listener), sends LeaveGroup (dynamic members) and forgets the subscription.
+    ///
+    /// Cancellation: dropping the future may leave the member in the group until its session
+    /// times out; the subscription is already gone.
+    pub async fn unsubscribe(&mut self) -> Result<()> {
+        let Some(mut group) = self.group.take() else {
+            return Ok(());
+        };
+        self.subscription.clear();
+        self.release_all(false).await;
+        group.leave("unsubscribed").await
+    }
+
+    /// Commits under auto-commit, leaves the group (a static member stays until its session times
+    /// out, as Java's default close does) and closes the consumer.
+    ///
+    /// Dropping a consumer without `close` leaves like a crashed process: the group moves its
+    /// partitions only after `session.timeout.ms`.
+    pub async fn close(mut self) -> Result<()> {
+        let Some(mut group) = self.group.take() else {
+            return Ok(());
+        };
+        let lost = group.member().partitions_lost();
+        self.release_all(lost).await;
+        group.leave("consumer closed").await
+    }
+
+    /// The group identity to pass to
+    /// [`Producer::send_offsets_to_transaction`](crate::producer::Producer::send_offsets_to_transaction),
+    /// so that the coordinator refuses the offsets if this member has lost its partitions
+    /// (KIP-447). `None` without `group.id`.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        let group_id = self.config.group_id.clone()?;
+        let m = self
+            .membership
+            .as_ref()?
+            .lock()
+            .expect("membership poisoned");
+        Some(ConsumerGroupMetadata {
+            group_id,
+            generation_id: m.generation(),
+            member_id: m.member_id().to_owned(),
+            group_instance_id: m.group_instance_id().map(str::to_owned),
+        })
+    }
+
+    /// Commits the current position of every assigned partition (Java `commitSync()`), retrying
+    /// coordinator errors until `default.api.timeout.ms`.
+    ///
+    /// Errors: when the group rebalanced since this member's generation began (the partitions may
+    /// now be another member's), the commit fails; the next `poll` rejoins.
+    ///
+    /// Cancellation: see the module docs (a commit left in flight is harmless).
+    pub async fn commit(&mut self) -> Result<()> {
+        let offsets = self.positions();
+        self.commit_offsets_map(offsets).await
+    }
+
+    /// Commits `offsets`: for each partition, the offset of the next record to consume (the last
+    /// processed record's offset + 1).
+    ///
+    /// Cancellation: as [`Consumer::commit`].
+    pub async fn commit_offsets(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
+        self.commit_offsets_map(offsets.iter().cloned().collect())
+            .await
+    }
+
+    /// The group's committed offsets for `partitions` (`None` where none is), waiting for
+    /// transactions still open on them to end (KIP-447).
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>> {
+        let group_id = self.group_id()?;
+        let found = offsets::fetch_committed(
+            &self.cluster,
+            group_id,
+            partitions,
+            self.config.default_api_timeout,
+        )
+        .await?;
+        Ok(partitions
+            .iter()
+            .map(|tp| (tp.clone(), found.get(tp).copied().flatten()))
+            .collect())
+    }
+
+    /// Moves every assigned partition back to the group's committed offset (or per
+    /// `auto.offset.reset` where none is), dropping buffered records: what an exactly-once
+    /// application does after aborting a transaction. The lookup happens in the next `poll`.
+    pub fn rewind_to_committed(&mut self) -> Result<()> {
+        self.group_id()?;
+        for (tp, state) in &mut self.assignment {
+            state.position = None;
+            self.awaiting_committed.insert(tp.clone());
+        }
+        self.buffered.clear();
+        Ok(())
+    }
+
+    fn group_id(&self) -> Result<&str> {
+        self.config
+            .group_id
+            .as_deref()
+            .ok_or_else(|| Error::InvalidState("offset commits need `group.id`".into()))
+    }
+
+    /// Current positions of assigned partitions that have one.
+    fn positions(&self) -> BTreeMap<TopicPartition, i64> {
+        self.assignment
+            .iter()
+            .filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p)))
+            .collect()
+    }
+
+    async fn commit_offsets_map(&mut self, offsets: BTreeMap<TopicPartition, i64>) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let group_id = self.group_id()?.to_owned();
+        let membership = self
+            .membership
+            .clone()
+            .expect("group.id implies membership");
+        offsets::commit(
+            &self.cluster,
+            &group_id,
+            &membership,
+            &offsets,
+            self.config.default_api_timeout,
+        )
+        .await?;
+        self.last_committed.extend(offsets);
+        Ok(())
+    }
+
+    /// Auto-commit, from `poll`: the positions reached by earlier polls, once per interval.
+    /// Failures are logged, as Java's asynchronous auto-commit does; the next interval retries.
+    pub(super) async fn maybe_auto_commit(&mut self) {
+        if self.config.commit_mode != CommitMode::AutoAfterPoll
+            || self.last_auto_commit.elapsed() < self.config.auto_commit_interval
+        {
+            return;
+        }
+        self.last_auto_commit = Instant::now();
+        if let Err(e) = self.commit_changed_positions(None).await {
+            warn!(error = %e, "auto-commit failed");
+        }
+    }
+
+    /// Commits positions that moved since the last commit (of `only` partitions, if given).
+    async fn commit_changed_positions(&mut self, only: Option<&[TopicPartition]>) -> Result<()> {
+        let offsets: BTreeMap<TopicPartition, i64> = self
+            .positions()
+            .into_iter()
+            .filter(|(tp, p)| {
+                only.is_none_or(|o| o.contains(tp)) && self.last_committed.get(tp) != Some(p)
+            })
+            .collect();
+        self.commit_offsets_map(offsets).await
+    }
+
+    /// At-most-once: commit the positions past `records` before handing them out. On failure the
+    /// records are un-handed: their partitions seek back so the next `poll` returns them again.
+    pub(super) async fn commit_before_processing(
+        &mut self,
+        records: &[ConsumerRecord],
+    ) -> Result<()> {
+        let mut first: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+        for r in records {
+            first
+                .entry(TopicPartition::new(&*r.topic, r.partition))
+                .or_insert(r.offset);
+        }
+        let partitions: Vec<TopicPartition> = first.keys().cloned().collect();
+        if let Err(e) = self.commit_changed_positions(Some(&partitions)).await {
+            for (tp, offset) in first {
+                if self.assignment.contains_key(&tp) {
+                    self.seek(&tp, offset)?;
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Makes sure the member is in the group with a current assignment, joining if needed.
+    /// `Ok(false)` when `deadline` passed first (the join goes on in the background).
+    pub(super) async fn ensure_group(&mut self, deadline: Instant) -> Result<bool> {
+        let Some(group) = &self.group else {
+            return Ok(true);
+        };
+        if let Some(e) = group.take_fatal() {
+            return Err(e);
+        }
+        if !group.joining() {
+            let (needs, lost) = {
+                let m = group.member();
+                (m.needs_rejoin(), m.partitions_lost())
+            };
+            if !needs {
+                return Ok(true);
+            }
+            let eager = group.settings.rebalance_protocol() == RebalanceProtocol::Eager;
+            if lost || eager {
+                self.release_all(lost).await;
+            }
+            let owned: Vec<TopicPartition> = self.assignment.keys().cloned().collect();
+            let topics = self.subscription.clone();
+            self.group
+                .as_mut()
+                .expect("checked above")
+                .start_join(topics, owned);
+        }
+        let group = self.group.as_mut().expect("checked above");
+        match group.wait_join(deadline).await {
+            None => Ok(false),
+            Some(Err(e)) => Err(e),
+            Some(Ok(outcome)) => {
+                self.apply_assignment(outcome).await;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Gives up every assigned partition: lost (nothing committed) or revoked (committed first
+    /// under auto-commit).
+    async fn release_all(&mut self, lost: bool) {
+        let held: Vec<TopicPartition> = self.assignment.keys().cloned().collect();
+        if held.is_empty() {
+            return;
+        }
+        if lost {
+            debug!(partitions = held.len(), "partitions lost");
+            self.listener.with(|l| l.on_partitions_lost(&held));
+        } else {
+            self.commit_before_revoke(&held).await;
+            self.listener.with(|l| l.on_partitions_revoked(&held));
+        }
+        self.drop_partitions(&held);
+    }
+
+    async fn commit_before_revoke(&mut self, partitions: &[TopicPartition]) {
+        if self.config.commit_mode == CommitMode::AutoAfterPoll {
+            if let Err(e) = self.commit_changed_positions(Some(partitions)).await {
+                warn!(error = %e, "commit before revoking partitions failed");
+            }
+        }
+    }
+
+    fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            self.assignment.remove(tp);
+            self.awaiting_committed.remove(tp);
+            self.last_committed.remove(tp);
+        }
+        let assignment = &self.assignment;
+        self.buffered.retain(|f| assignment.contains_key(&f.tp));
+    }
+
+    /// Installs a join's assignment: revokes what a cooperative rebalance took away (and asks for
+    /// the follow-up rebalance), adds the new partitions (their positions come from the committed
+    /// offsets), and tells the listener.
+    async fn apply_assignment(&mut self, outcome: JoinOutcome) {
+        let new: BTreeSet<TopicPartition> = outcome.assignment.into_iter().collect();
+        let revoked: Vec<TopicPartition> = self
+            .assignment
+            .keys()
+            .filter(|tp| !new.contains(*tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            self.commit_before_revoke(&revoked).await;
+            self.listener.with(|l| l.on_partitions_revoked(&revoked));
+            self.drop_partitions(&revoked);
+            if let Some(group) = &self.group {
+                group
+                    .member()
+                    .request_rejoin("partitions revoked in a cooperative rebalance");
+            }
+        }
+        let added: Vec<TopicPartition> = new
+            .into_iter()
+            .filter(|tp| !self.assignment.contains_key(tp))
+            .collect();
+        for tp in &added {
+            self.assignment
+                .insert(tp.clone(), PartitionState::default());
+            self.awaiting_committed.insert(tp.clone());
+        }
+        debug!(
+            generation = outcome.generation,
+            member = %outcome.member_id,
+            added = added.len(),
+            revoked = revoked.len(),
+            "assignment applied"
+        );
+        self.listener.with(|l| l.on_partitions_assigned(&added));
+    }
+
+    /// Positions for group-assigned partitions from their committed offsets. Partitions with
+    /// nothing committed are left without a position for `auto.offset.reset`.
+    pub(super) async fn positions_from_committed(&mut self) -> Result<()> {
+        if self.awaiting_committed.is_empty() {
+            return Ok(());
+        }
+        let partitions: Vec<TopicPartition> = self.awaiting_committed.iter().cloned().collect();
+        let group_id = self.group_id()?.to_owned();
+        let found = offsets::fetch_committed(
+            &self.cluster,
+            &group_id,
+            &partitions,
+            self.config.default_api_timeout,
+        )
+        .await?;
+        for tp in partitions {
+            self.awaiting_committed.remove(&tp);
+            let committed = found.get(&tp).copied().flatten();
+            if let (Some(offset), Some(state)) = (committed, self.assignment.get_mut(&tp)) {
+                debug!(%tp, offset, "position from committed offset");
+                state.position = Some(offset);
+                self.last_committed.insert(tp, offset);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,339 @@
+//! A group's committed offsets: OffsetCommit (as a member of the current generation) and
+//! OffsetFetch (with `require_stable`, KIP-447), retried on coordinator errors until
+//! `default.api.timeout.ms`.
+//!
+//! OffsetFetch always asks for stable offsets, as the Java consumer does: a partition whose offset
+//! is part of a transaction still open answers UNSTABLE_OFFSET_COMMIT and is asked again, so a
+//! consumer taking over partitions from a transactional producer never starts from an offset that
+//! the producer's transaction may still abort.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use kafka_protocol::messages::{
+    ApiKey, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+use tracing::debug;
+
+use crate::cluster::{Cluster, CoordinatorKind};
+use crate::error::{Error, ErrorClass, Result};
+use crate::record::TopicPartition;
+use crate::state::membership::{Membership, Reaction};
+
+/// Commits `offsets` (the offset of the next record to read, per partition) for the member's
+/// current generation. Partitions failing with a retriable error are sent again, alone, until
+/// `timeout`.
+///
+/// Errors: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION and REBALANCE_IN_PROGRESS fail the commit (the
+/// partitions may already belong to another member; Java's `CommitFailedException`) and make the
+/// next `poll` rejoin.
+///
+/// Cancellation: dropping the future may leave a commit in flight; it is applied or not as a
+/// whole per partition, and committing the same offset again is harmless.
+pub(crate) async fn commit(
+    cluster: &Cluster,
+    group_id: &str,
+    membership: &Arc<Mutex<Membership>>,
+    offsets: &BTreeMap<TopicPartition, i64>,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut backoff = cluster.retry_backoff();
+    let mut pending = offsets.clone();
+    while !pending.is_empty() {
+        let (member_id, generation, instance_id) = {
+            let m = membership.lock().expect("membership lock poisoned");
+            (
+                m.member_id().to_owned(),
+                m.generation(),
+                m.group_instance_id().map(str::to_owned),
+            )
+        };
+        let attempt = async {
+            let (node, conn) = cluster
+                .coordinator(CoordinatorKind::Group, group_id)
+                .await?;
+            let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
+            for (tp, offset) in &pending {
+                let partition = OffsetCommitRequestPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_committed_offset(*offset)
+                    .with_committed_leader_epoch(-1);
+                match topics.iter_mut().find(|t| t.name.0.as_str() == tp.topic) {
+                    Some(t) => t.partitions.push(partition),
+                    None => topics.push(
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(tp.topic.clone())))
+                            .with_partitions(vec![partition]),
+                    ),
+                }
+            }
+            let request = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group_id.to_owned())))
+                .with_generation_id_or_member_epoch(generation)
+                .with_member_id(StrBytes::from_string(member_id.clone()))
+                .with_group_instance_id(instance_id.clone().map(StrBytes::from_string))
+                .with_retention_time_ms(-1)
+                .with_topics(topics);
+            let response = conn.send(&request).await?;
+            Ok::<_, Error>((node, conn.broker().clone(), response))
+        };
+        let (node, broker, response) = match attempt.await {
+            Ok(ok) => ok,
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                debug!(error = %e, group_id, "OffsetCommit will be retried");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut retry_after_backoff = false;
+        for topic in &response.topics {
+            for p in &topic.partitions {
+                let tp = TopicPartition::new(topic.name.0.as_str(), p.partition_index);
+                let Some(code) = ResponseError::try_from_code(p.error_code) else {
+                    pending.remove(&tp);
+                    continue;
+                };
+                let reaction = membership
+                    .lock()
+                    .expect("membership lock poisoned")
+                    .on_commit_error(code);
+                match reaction {
+                    Reaction::RetryAfterBackoff | Reaction::RetryNow => retry_after_backoff = true,
+                    Reaction::FindCoordinator => {
+                        cluster.invalidate_coordinator(CoordinatorKind::Group, group_id, node);
+                        retry_after_backoff = true;
+                    }
+                    Reaction::Rejoin | Reaction::Fatal | Reaction::Done => {
+                        let class = if code.is_retriable() {
+                            ErrorClass::Retriable
+                        } else {
+                            ErrorClass::Fatal
+                        };
+                        return Err(Error::Broker {
+                            api: ApiKey::OffsetCommit,
+                            broker: Some(broker),
+                            code,
+                            message: Some(commit_failure_message(group_id, &tp, code)),
+                            class,
+                        });
+                    }
+                }
+            }
+        }
+        if !pending.is_empty() {
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    api: Some(ApiKey::OffsetCommit),
+                    broker: Some(broker),
+                    after: timeout,
+                });
+            }
+            if retry_after_backoff {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn commit_failure_message(group_id: &str, tp: &TopicPartition, code: ResponseError) -> String {
+    match code {
+        ResponseError::UnknownMemberId
+        | ResponseError::IllegalGeneration
+        | ResponseError::RebalanceInProgress => format!(
+            "group `{group_id}`: commit of {tp} refused because the group rebalanced; the \
+             partition may now belong to another member. Poll again to rejoin; records since the \
+             last successful commit will be delivered again (to this member or another)"
+        ),
+        _ => format!("group `{group_id}`: commit of {tp} failed"),
+    }
+}
+
+/// The group's committed offsets for `partitions` (`None` where nothing is committed), waiting
+/// out transactions still open on them (UNSTABLE_OFFSET_COMMIT) until `timeout`.
+///
+/// Cancellation: safe; nothing is changed.
+pub(crate) async fn fetch_committed(
+    cluster: &Cluster,
+    group_id: &str,
+    partitions: &[TopicPartition],
+    timeout: Duration,
+) -> Result<HashMap<TopicPartition, Option<i64>>> {
+    let deadline = Instant::now() + timeout;
+    let mut backoff = cluster.retry_backoff();
+    let mut out = HashMap::new();
+    let mut pending: Vec<TopicPartition> = partitions.to_vec();
+    while !pending.is_empty() {
+        let attempt = fetch_once(cluster, group_id, &pending).await;
+        let retry = match attempt {
+            Ok((answers, node)) => {
+                let mut retry: Option<Error> = None;
+                let mut still = Vec::new();
+                for tp in pending.drain(..) {
+                    match answers.get(&tp) {
+                        Some(Ok(offset)) => {
+                            out.insert(tp, (*offset >= 0).then_some(*offset));
+                        }
+                        Some(Err(code)) if is_retriable_fetch(*code) => {
+                            if matches!(
+                                code,
+                                ResponseError::NotCoordinator
+                                    | ResponseError::CoordinatorNotAvailable
+                            ) {
+                                cluster.invalidate_coordinator(
+                                    CoordinatorKind::Group,
+                                    group_id,
+                                    node,
+                                );
+                            }
+                            retry = Some(Error::from_code(
+                                ApiKey::OffsetFetch,
+                                None,
+                                *code,
+                                Some(format!("group `{group_id}`, partition {tp}")),
+                            ));
+                            still.push(tp);
+                        }
+                        Some(Err(code)) => {
+                            return Err(Error::from_code(
+                                ApiKey::OffsetFetch,
+                                None,
+                                *code,
+                                Some(format!("group `{group_id}`, partition {tp}")),
+                            ))
+                        }
+                        // Not in the answer: nothing committed.
+                        None => {
+                            out.insert(tp, None);
+                        }
+                    }
+                }
+                pending = still;
+                retry
+            }
+            Err(e) if e.is_retriable() => Some(e),
+            Err(e) => return Err(e),
+        };
+        if let Some(e) = retry {
+            if Instant::now() >= deadline {
+                return Err(e);
+            }
+            debug!(error = %e, group_id, "OffsetFetch will be retried");
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+    Ok(out)
+}
+
+fn is_retriable_fetch(code: ResponseError) -> bool {
+    matches!(
+        code,
+        ResponseError::UnstableOffsetCommit
+            | ResponseError::CoordinatorLoadInProgress
+            | ResponseError::CoordinatorNotAvailable
+            | ResponseError::NotCoordinator
+    ) || code.is_retriable()
+}
+
+type FetchAnswers = HashMap<TopicPartition, std::result::Result<i64, ResponseError>>;
+
+/// One OffsetFetch round trip: per partition its offset or error code (a group-level error is
+/// given to every partition).
+async fn fetch_once(
+    cluster: &Cluster,
+    group_id: &str,
+    partitions: &[TopicPartition],
+) -> Result<(FetchAnswers, i32)> {
+    let (node, conn) = cluster
+        .coordinator(CoordinatorKind::Group, group_id)
+        .await?;
+    let version = conn.version_for::<OffsetFetchRequest>()?;
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in partitions {
+        by_topic.entry(&tp.topic).or_default().push(tp.partition);
+    }
+    let group = GroupId(StrBytes::from_string(group_id.to_owned()));
+    let mut request = OffsetFetchRequest::default().with_require_stable(true);
+    if version >= 8 {
+        let topics = by_topic
+            .iter()
+            .map(|(t, ps)| {
+                OffsetFetchRequestTopics::default()
+                    .with_name(TopicName(StrBytes::from_string((*t).to_owned())))
+                    .with_partition_indexes(ps.clone())
+            })
+            .collect();
+        request.groups = vec![OffsetFetchRequestGroup::default()
+            .with_group_id(group)
+            .with_topics(Some(topics))];
+    } else {
+        request.group_id = group;
+        request.topics = Some(
+            by_topic
+                .iter()
+                .map(|(t, ps)| {
+                    OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_string((*t).to_owned())))
+                        .with_partition_indexes(ps.clone())
+                })
+                .collect(),
+        );
+    }
+    let response = conn.send_version(&request, version, None).await?;
+    let mut answers = FetchAnswers::new();
+    let mut group_error = ResponseError::try_from_code(response.error_code);
+    let mut add = |topic: &str, partition: i32, offset: i64, code: i16| {
+        let tp = TopicPartition::new(topic, partition);
+        let answer = match ResponseError::try_from_code(code) {
+            None => Ok(offset),
+            Some(code) => Err(code),
+        };
+        answers.insert(tp, answer);
+    };
+    if version >= 8 {
+        for g in &response.groups {
+            if let Some(code) = ResponseError::try_from_code(g.error_code) {
+                group_error = Some(code);
+            }
+            for t in &g.topics {
+                for p in &t.partitions {
+                    add(
+                        t.name.0.as_str(),
+                        p.partition_index,
+                        p.committed_offset,
+                        p.error_code,
+                    );
+                }
+            }
+        }
+    } else {
+        for t in &response.topics {
+            for p in &t.partitions {
+                add(
+                    t.name.0.as_str(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.error_code,
+                );
+            }
+        }
+    }
+    if let Some(code) = group_error {
+        for tp in partitions {
+            answers.insert(tp.clone(), Err(code));
+        }
+    }
+    Ok((answers, node))
+}

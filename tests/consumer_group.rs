@@ -1,0 +1,556 @@
+//! Live tests of consumer groups against a real Kafka: members sharing partitions under each
+//! assignor, partitions moving when a member leaves or is killed, cooperative rebalances moving
+//! only what must move, static membership, and the commit semantics of at-least-once and
+//! at-most-once consumers killed mid-stream.
+//!
+//! "Killed" means the consumer is dropped without `close`: its tasks stop, no LeaveGroup is sent,
+//! and the coordinator only notices when its session times out — what a crashed process does.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use josefk::admin::{Admin, NewTopic};
+use josefk::consumer::{
+    AutoOffsetReset, CommitMode, Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener,
+};
+use josefk::producer::{Producer, ProducerConfig};
+use josefk::state::assignor::Assignor;
+use josefk::{ProducerRecord, TopicPartition};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const SESSION: Duration = Duration::from_secs(6);
+
+fn group_config(bootstrap: &str, group: &str, assignors: Vec<Assignor>) -> ConsumerConfig {
+    ConsumerConfig::with_client(common::config(bootstrap))
+        .group_id(group)
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .fetch_max_wait(Duration::from_millis(100))
+        .session_timeout(SESSION)
+        .heartbeat_interval(Duration::from_millis(500))
+        .partition_assignment_strategy(assignors)
+        .commit_mode(CommitMode::Manual)
+}
+
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin = Admin::connect(common::config(bootstrap)).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new(topic, partitions, 1)])
+        .await
+        .expect("create topic");
+}
+
+/// Writes `count` records with values `prefix-i`, spread over the partitions by key.
+async fn produce(bootstrap: &str, topic: &str, prefix: &str, count: usize) {
+    let producer = Producer::connect(ProducerConfig::with_client(common::config(bootstrap)))
+        .await
+        .unwrap();
+    let mut acks = Vec::new();
+    for i in 0..count {
+        let record = ProducerRecord::new(topic, format!("{prefix}-{i}")).key(format!("k{i}"));
+        acks.push(producer.send(record).await.expect("send"));
+    }
+    for ack in acks {
+        ack.await.expect("acked");
+    }
+    producer.close(Duration::from_secs(30)).await.unwrap();
+}
+
+/// What the members report.
+#[derive(Default)]
+struct Board {
+    /// (member, generation, partition, offset) per delivered record.
+    deliveries: Vec<(usize, i32, TopicPartition, i64)>,
+    /// member → (generation, assignment) after its last poll.
+    assignments: BTreeMap<usize, (i32, BTreeSet<TopicPartition>)>,
+    /// member → every revoked set the listener heard.
+    revoked: BTreeMap<usize, Vec<BTreeSet<TopicPartition>>>,
+}
+
+type SharedBoard = Arc<Mutex<Board>>;
+
+struct RevokeLog(usize, SharedBoard);
+
+impl RebalanceListener for RevokeLog {
+    fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
+        let mut b = self.1.lock().unwrap();
+        b.revoked
+            .entry(self.0)
+            .or_default()
+            .push(partitions.iter().cloned().collect());
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ctl {
+    Run,
+    Close,
+    Kill,
+}
+
+struct Member {
+    ctl: watch::Sender<Ctl>,
+    task: JoinHandle<()>,
+}
+
+impl Member {
+    async fn stop(self, how: Ctl) {
+        self.ctl.send(how).unwrap();
+        self.task.await.expect("member task");
+    }
+}
+
+/// A member polling in its own task, committing after each poll, reporting to `board`.
+async fn start_member(
+    id: usize,
+    config: ConsumerConfig,
+    topic: &str,
+    board: SharedBoard,
+) -> Member {
+    let mut consumer = Consumer::connect(config).await.expect("connect");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer.set_rebalance_listener(RevokeLog(id, board.clone()));
+    let (ctl, mut rx) = watch::channel(Ctl::Run);
+    let task = tokio::spawn(async move {
+        loop {
+            let ctl = *rx.borrow_and_update();
+            match ctl {
+                Ctl::Run => {}
+                Ctl::Close => {
+                    consumer.close().await.expect("close");
+                    return;
+                }
+                Ctl::Kill => {
+                    drop(consumer);
+                    return;
+                }
+            }
+            let records = consumer
+                .poll(Duration::from_millis(200))
+                .await
+                .expect("poll");
+            let generation = consumer.group_metadata().unwrap().generation_id;
+            {
+                let mut b = board.lock().unwrap();
+                for r in &records {
+                    b.deliveries.push((
+                        id,
+                        generation,
+                        TopicPartition::new(&*r.topic, r.partition),
+                        r.offset,
+                    ));
+                }
+                b.assignments.insert(
+                    id,
+                    (generation, consumer.assignment().into_iter().collect()),
+                );
+            }
+            if !records.is_empty() {
+                // A rebalance between poll and commit fails the commit: redelivery is allowed.
+                let _ = consumer.commit().await;
+            }
+        }
+    });
+    Member { ctl, task }
+}
+
+/// Waits until the live members' assignments are stable: one generation, disjoint, covering all
+/// `partitions`, each member holding `sizes[member]` partitions. Returns them.
+async fn wait_stable(
+    board: &SharedBoard,
+    members: &[usize],
+    topic: &str,
+    partitions: i32,
+    within: Duration,
+) -> BTreeMap<usize, BTreeSet<TopicPartition>> {
+    let deadline = Instant::now() + within;
+    let all: BTreeSet<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
+    loop {
+        {
+            let b = board.lock().unwrap();
+            let current: Vec<&(i32, BTreeSet<TopicPartition>)> = members
+                .iter()
+                .filter_map(|m| b.assignments.get(m))
+                .collect();
+            if current.len() == members.len() {
+                let generations: BTreeSet<i32> = current.iter().map(|(g, _)| *g).collect();
+                let union: BTreeSet<TopicPartition> = current
+                    .iter()
+                    .flat_map(|(_, s)| s.iter().cloned())
+                    .collect();
+                let total: usize = current.iter().map(|(_, s)| s.len()).sum();
+                let min = current.iter().map(|(_, s)| s.len()).min().unwrap();
+                let max = current.iter().map(|(_, s)| s.len()).max().unwrap();
+                if generations.len() == 1
+                    && *generations.iter().next().unwrap() > 0
+                    && union == all
+                    && total == all.len()
+                    && max - min <= 1
+                {
+                    return members
+                        .iter()
+                        .map(|m| (*m, b.assignments[m].1.clone()))
+                        .collect();
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "assignments not stable within {within:?}: {:?}",
+            board.lock().unwrap().assignments
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every (partition, offset) in `expected` was delivered.
+async fn wait_delivered(board: &SharedBoard, expected: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let distinct: BTreeSet<(TopicPartition, i64)> = board
+            .lock()
+            .unwrap()
+            .deliveries
+            .iter()
+            .map(|(_, _, tp, o)| (tp.clone(), *o))
+            .collect();
+        if distinct.len() >= expected {
+            assert_eq!(distinct.len(), expected, "more records than were produced");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {expected} records delivered within {within:?}",
+            distinct.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// No partition was delivered to two members within one generation.
+fn assert_single_owner_per_generation(board: &SharedBoard) {
+    let b = board.lock().unwrap();
+    let mut owners: BTreeMap<(i32, TopicPartition), BTreeSet<usize>> = BTreeMap::new();
+    for (member, generation, tp, _) in &b.deliveries {
+        owners
+            .entry((*generation, tp.clone()))
+            .or_default()
+            .insert(*member);
+    }
+    for ((generation, tp), members) in owners {
+        assert_eq!(
+            members.len(),
+            1,
+            "{tp} consumed by members {members:?} in generation {generation}"
+        );
+    }
+}
+
+fn partitions_of(set: &BTreeSet<TopicPartition>) -> Vec<i32> {
+    set.iter().map(|tp| tp.partition).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_members_share_partitions_under_each_assignor() {
+    let bootstrap = common::bootstrap();
+    for assignor in [
+        Assignor::Range,
+        Assignor::RoundRobin,
+        Assignor::CooperativeSticky,
+    ] {
+        let topic = common::unique_topic(&format!("share-{}", assignor.name()));
+        let group = format!("{topic}-g");
+        create_topic(&bootstrap, &topic, 6).await;
+        produce(&bootstrap, &topic, "a", 600).await;
+        let board = SharedBoard::default();
+        let mut members = Vec::new();
+        for id in 0..3 {
+            let config =
+                group_config(&bootstrap, &group, vec![assignor]).client_id(&format!("m{id}"));
+            members.push(start_member(id, config, &topic, board.clone()).await);
+        }
+        let stable = wait_stable(&board, &[0, 1, 2], &topic, 6, Duration::from_secs(60)).await;
+        wait_delivered(&board, 600, Duration::from_secs(60)).await;
+        let mut layouts: Vec<Vec<i32>> = stable.values().map(partitions_of).collect();
+        layouts.sort();
+        match assignor {
+            // Members ordered by member id get consecutive ranges.
+            Assignor::Range => assert_eq!(layouts, vec![vec![0, 1], vec![2, 3], vec![4, 5]]),
+            // Partitions dealt round the members in member-id order.
+            Assignor::RoundRobin => assert_eq!(layouts, vec![vec![0, 3], vec![1, 4], vec![2, 5]]),
+            Assignor::CooperativeSticky => {
+                assert!(layouts.iter().all(|l| l.len() == 2), "{layouts:?}")
+            }
+        }
+        assert_single_owner_per_generation(&board);
+        for m in members {
+            m.stop(Ctl::Close).await;
+        }
+        eprintln!("{}: {layouts:?}", assignor.name());
+    }
+}
+
+/// ConsumerConfig has no client-id shortcut; tests name members through the client config.
+trait ClientId {
+    fn client_id(self, id: &str) -> Self;
+}
+
+impl ClientId for ConsumerConfig {
+    fn client_id(mut self, id: &str) -> Self {
+        self.client.client_id = id.to_owned();
+        self
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_of_leaving_and_killed_members_move_to_the_others() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("move");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 6).await;
+    produce(&bootstrap, &topic, "a", 300).await;
+    let board = SharedBoard::default();
+    let mut members = BTreeMap::new();
+    for id in 0..3 {
+        let config = group_config(&bootstrap, &group, vec![Assignor::Range]);
+        members.insert(id, start_member(id, config, &topic, board.clone()).await);
+    }
+    wait_stable(&board, &[0, 1, 2], &topic, 6, Duration::from_secs(60)).await;
+    wait_delivered(&board, 300, Duration::from_secs(60)).await;
+
+    // Member 0 leaves: the others take its partitions.
+    let t = Instant::now();
+    members.remove(&0).unwrap().stop(Ctl::Close).await;
+    board.lock().unwrap().assignments.remove(&0);
+    let after_leave = wait_stable(&board, &[1, 2], &topic, 6, Duration::from_secs(60)).await;
+    eprintln!("after leave ({:?}): {after_leave:?}", t.elapsed());
+    produce(&bootstrap, &topic, "b", 300).await;
+    wait_delivered(&board, 600, Duration::from_secs(60)).await;
+
+    // Member 1 is killed: after its session times out, member 2 has everything.
+    let t = Instant::now();
+    members.remove(&1).unwrap().stop(Ctl::Kill).await;
+    board.lock().unwrap().assignments.remove(&1);
+    let after_kill = wait_stable(&board, &[2], &topic, 6, SESSION * 5).await;
+    eprintln!("after kill ({:?}): {after_kill:?}", t.elapsed());
+    assert_eq!(after_kill[&2].len(), 6);
+    produce(&bootstrap, &topic, "c", 300).await;
+    wait_delivered(&board, 900, Duration::from_secs(60)).await;
+    assert_single_owner_per_generation(&board);
+    members.remove(&2).unwrap().stop(Ctl::Close).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cooperative_sticky_moves_only_what_must_move() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("coop");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 6).await;
+    let board = SharedBoard::default();
+    let config = || group_config(&bootstrap, &group, vec![Assignor::CooperativeSticky]);
+    let m0 = start_member(0, config(), &topic, board.clone()).await;
+    let m1 = start_member(1, config(), &topic, board.clone()).await;
+    let before = wait_stable(&board, &[0, 1], &topic, 6, Duration::from_secs(60)).await;
+    board.lock().unwrap().revoked.clear();
+
+    let m2 = start_member(2, config(), &topic, board.clone()).await;
+    let after = wait_stable(&board, &[0, 1, 2], &topic, 6, Duration::from_secs(60)).await;
+    for old in [0, 1] {
+        assert!(
+            after[&old].is_subset(&before[&old]),
+            "member {old} gained partitions: {:?} → {:?}",
+            before[&old],
+            after[&old]
+        );
+        assert_eq!(
+            after[&old].len(),
+            2,
+            "member {old} gave up exactly one partition"
+        );
+        // Cooperative: only the moving partition was ever revoked, never the whole assignment.
+        let moved: BTreeSet<TopicPartition> =
+            before[&old].difference(&after[&old]).cloned().collect();
+        let revoked: BTreeSet<TopicPartition> = board
+            .lock()
+            .unwrap()
+            .revoked
+            .get(&old)
+            .map(|sets| sets.iter().flatten().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(revoked, moved, "member {old} revoked more than moved");
+    }
+    for m in [m0, m1, m2] {
+        m.stop(Ctl::Close).await;
+    }
+}
+
+/// Polls `consumer` until `n` records came.
+async fn poll_n(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} records",
+            out.len()
+        );
+        out.extend(
+            consumer
+                .poll(Duration::from_millis(300))
+                .await
+                .expect("poll"),
+        );
+    }
+    out
+}
+
+fn single_partition_config(bootstrap: &str, group: &str, mode: CommitMode) -> ConsumerConfig {
+    group_config(bootstrap, group, vec![Assignor::Range])
+        .commit_mode(mode)
+        .max_poll_records(100)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_least_once_redelivers_what_a_killed_consumer_had_not_committed() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("alo");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 1).await;
+    produce(&bootstrap, &topic, "a", 1000).await;
+
+    // Process 300 records, commit, process 200 more, get killed before committing them.
+    let mut c = Consumer::connect(single_partition_config(
+        &bootstrap,
+        &group,
+        CommitMode::Manual,
+    ))
+    .await
+    .unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let first = poll_n(&mut c, 300).await;
+    let committed_at = first[299].offset + 1;
+    c.commit_offsets(&[(TopicPartition::new(&topic, 0), committed_at)])
+        .await
+        .unwrap();
+    let processed_uncommitted: Vec<i64> =
+        poll_n(&mut c, 200).await.iter().map(|r| r.offset).collect();
+    drop(c); // killed: no commit, no LeaveGroup
+
+    let mut c = Consumer::connect(single_partition_config(
+        &bootstrap,
+        &group,
+        CommitMode::Manual,
+    ))
+    .await
+    .unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let rest = poll_n(&mut c, 1000 - committed_at as usize).await;
+    let redelivered: Vec<i64> = rest
+        .iter()
+        .map(|r| r.offset)
+        .filter(|o| processed_uncommitted.contains(o))
+        .collect();
+    assert_eq!(
+        rest[0].offset, committed_at,
+        "restarts at the committed offset"
+    );
+    assert_eq!(
+        redelivered.len(),
+        processed_uncommitted.len(),
+        "every processed-but-uncommitted record comes again"
+    );
+    let all: BTreeSet<i64> = first.iter().chain(&rest).map(|r| r.offset).collect();
+    assert_eq!(all.len(), 1000, "nothing lost");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_most_once_skips_exactly_what_a_killed_consumer_had_not_processed() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("amo");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 1).await;
+    produce(&bootstrap, &topic, "a", 1000).await;
+
+    let mut c = Consumer::connect(single_partition_config(
+        &bootstrap,
+        &group,
+        CommitMode::BeforeProcessing,
+    ))
+    .await
+    .unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    // Process whole polls until at least 400 records, then take one more poll and process only
+    // 10 of its records before being killed.
+    let mut processed: Vec<i64> = Vec::new();
+    while processed.len() < 400 {
+        processed.extend(poll_n(&mut c, 1).await.iter().map(|r| r.offset));
+    }
+    let last_batch = poll_n(&mut c, 1).await;
+    let batch_len = last_batch.len();
+    assert!(batch_len > 10, "a poll returned {batch_len} records");
+    processed.extend(last_batch.iter().take(10).map(|r| r.offset));
+    let unprocessed = batch_len - 10;
+    drop(c);
+
+    let mut c = Consumer::connect(single_partition_config(
+        &bootstrap,
+        &group,
+        CommitMode::BeforeProcessing,
+    ))
+    .await
+    .unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let resume_at = last_batch.last().unwrap().offset + 1;
+    let rest = poll_n(&mut c, 1000 - resume_at as usize).await;
+    assert_eq!(
+        rest[0].offset, resume_at,
+        "resumes after the whole last batch"
+    );
+    processed.extend(rest.iter().map(|r| r.offset));
+    let distinct: BTreeSet<i64> = processed.iter().copied().collect();
+    assert_eq!(distinct.len(), processed.len(), "no record processed twice");
+    assert_eq!(
+        processed.len(),
+        1000 - unprocessed,
+        "exactly the unprocessed rest of the killed consumer's last batch is skipped"
+    );
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_static_member_restarting_within_its_session_keeps_its_partitions() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("static");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 4).await;
+    let board = SharedBoard::default();
+    let config = |instance: &str| {
+        group_config(&bootstrap, &group, vec![Assignor::Range]).group_instance_id(instance)
+    };
+    let a = start_member(0, config("a"), &topic, board.clone()).await;
+    let b = start_member(1, config("b"), &topic, board.clone()).await;
+    let before = wait_stable(&board, &[0, 1], &topic, 4, Duration::from_secs(60)).await;
+    let generation = board.lock().unwrap().assignments[&1].0;
+
+    // Restart "b" (killed, not left) and let it rejoin with the same instance id.
+    b.stop(Ctl::Kill).await;
+    board.lock().unwrap().assignments.remove(&1);
+    let b = start_member(1, config("b"), &topic, board.clone()).await;
+    let after = wait_stable(&board, &[0, 1], &topic, 4, Duration::from_secs(60)).await;
+    assert_eq!(after, before, "same partitions after a static restart");
+    let b_generation = board.lock().unwrap().assignments[&1].0;
+    assert_eq!(
+        b_generation, generation,
+        "no rebalance: the generation did not move"
+    );
+    for m in [a, b] {
+        m.stop(Ctl::Close).await;
+    }
+}

@@ -193,6 +193,39 @@ impl ProducerConfig {
         self
     }
 
+    /// Configures the producer side of a delivery guarantee; every setting can still be changed
+    /// afterwards.
+    ///
+    /// - [`Guarantee::AtMostOnce`](crate::Guarantee::AtMostOnce): `acks=0`, `retries=0`,
+    ///   idempotence off.
+    /// - [`Guarantee::AtLeastOnce`](crate::Guarantee::AtLeastOnce): `acks=all`, retries within
+    ///   `delivery.timeout.ms`, idempotence off (a retried batch may be written twice).
+    /// - [`Guarantee::ExactlyOnce`](crate::Guarantee::ExactlyOnce): `acks=all`, retries,
+    ///   idempotence on; set a `transactional.id` to write atomically across partitions and commit
+    ///   a consumer's offsets in the transaction.
+    pub fn guarantee(mut self, guarantee: crate::Guarantee) -> Self {
+        use crate::Guarantee;
+        match guarantee {
+            Guarantee::AtMostOnce => {
+                self.acks = Acks::None;
+                self.retries = 0;
+                self.enable_idempotence = false;
+            }
+            Guarantee::AtLeastOnce => {
+                self.acks = Acks::All;
+                self.retries = i32::MAX as u32;
+                self.enable_idempotence = false;
+            }
+            Guarantee::ExactlyOnce => {
+                self.acks = Acks::All;
+                self.retries = i32::MAX as u32;
+                self.enable_idempotence = true;
+            }
+        }
+        self.idempotence_explicit = true;
+        self
+    }
+
     /// Sets `transactional.id` (which implies idempotence).
     pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
         self.transactional_id = Some(id.into());
@@ -327,5 +360,22 @@ mod tests {
         }
         let e = props(&[("delivery.timeout.ms", "1000")]).unwrap_err();
         assert!(e.to_string().contains("delivery.timeout.ms"), "{e}");
+    }
+
+    #[test]
+    fn guarantees_set_acks_retries_and_idempotence() {
+        let mut c = ProducerConfig::new("h:1").guarantee(crate::Guarantee::AtMostOnce);
+        c.validate().unwrap();
+        assert_eq!((c.acks, c.retries, c.enable_idempotence), (Acks::None, 0, false));
+        let mut c = ProducerConfig::new("h:1").guarantee(crate::Guarantee::AtLeastOnce);
+        c.validate().unwrap();
+        assert_eq!(c.acks, Acks::All);
+        assert!(!c.enable_idempotence);
+        let mut c = ProducerConfig::new("h:1")
+            .guarantee(crate::Guarantee::ExactlyOnce)
+            .transactional_id("t");
+        c.validate().unwrap();
+        assert!(c.enable_idempotence);
+        assert_eq!(c.acks, Acks::All);
     }
 }

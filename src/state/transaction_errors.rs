@@ -99,17 +99,22 @@ pub struct TxnError {
     pub api: Option<ApiKey>,
     /// The Kafka error, if the broker sent one.
     pub code: Option<ResponseError>,
-    /// What happened.
+    /// What happened: for a broker error only its detail (possibly empty), since the API and
+    /// code are kept apart and [`TxnError::to_error`] renders them again.
     pub message: String,
 }
 
 impl TxnError {
     pub(super) fn of(error: &Error, class: ErrorClass) -> Self {
+        let message = match error {
+            Error::Broker { message, .. } => message.clone().unwrap_or_default(),
+            other => other.to_string(),
+        };
         TxnError {
             class,
             api: error.api(),
             code: error.kafka_code(),
-            message: error.to_string(),
+            message,
         }
     }
 
@@ -122,7 +127,7 @@ impl TxnError {
                 api: self.api.unwrap_or(ApiKey::Produce),
                 broker: None,
                 code: code.unwrap_or(ResponseError::TransactionAbortable),
-                message: Some(self.message.clone()),
+                message: (!self.message.is_empty()).then(|| self.message.clone()),
                 class,
             },
         }

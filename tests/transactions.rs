@@ -376,8 +376,9 @@ async fn fencing(bootstrap: &str, tag: &str) {
 ///    are visible (the coordinator's EndTxn v5 hands out the next epoch).
 ///    v1: Kafka 4.4 fences the timed-out epoch with `lastProducerEpoch = -1`, so the KIP-588 epoch
 ///    bump (InitProducerId with the current id and epoch) is refused with PRODUCER_FENCED and
-///    `abort_transaction` fails fatally, as the Java client does; a new producer instance with
-///    the same transactional.id recovers.
+///    `abort_transaction` fails fatally, naming the timeout. The Java client cannot go on either
+///    (its EndTxn and AddPartitionsToTxn handlers fail fatally on PRODUCER_FENCED); a new
+///    producer instance with the same transactional.id recovers.
 async fn transaction_timeout(bootstrap: &str, tag: &str, v2: bool) {
     let admin = admin(bootstrap).await;
     let names = topics(&admin, &format!("txn-timeout-{tag}-"), 1).await;
@@ -424,6 +425,10 @@ async fn transaction_timeout(bootstrap: &str, tag: &str, v2: bool) {
                 .expect_err("v1: the epoch bump is refused");
             eprintln!("[{tag}] abort after timeout: {e}");
             assert_eq!(e.class(), ErrorClass::Fatal, "{e}");
+            assert!(
+                e.to_string().contains("transaction.timeout.ms"),
+                "the error says why the producer cannot go on: {e}"
+            );
             producer.close(Duration::from_secs(1)).await.ok();
             producer = connect().await;
         }

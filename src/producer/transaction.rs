@@ -289,8 +289,19 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
     // The coordinator aborted the transaction for running past `transaction.timeout.ms` and
     // bumped the epoch. Kafka 4.4 then answers the old epoch with INVALID_TXN_STATE (EndTxn, v2)
     // or PRODUCER_FENCED (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, v1). That ends this
-    // transaction, not the producer: report it as abortable, keeping the broker's code, and let
-    // the abort bump the epoch (KIP-588; v1 via InitProducerId with the current id and epoch).
+    // transaction: report it as abortable, keeping the broker's code, so the caller aborts.
+    //
+    // v2 recovers: the abort is answered and EndTxn v5 hands out the next epoch. v1 cannot, and
+    // neither can the Java client: the coordinator's timeout fence
+    // (`TransactionMetadata.prepareFenceProducerEpoch`) sets `lastProducerEpoch` to -1, so the
+    // KIP-588 bump that follows the abort (InitProducerId with the current id and epoch) is
+    // refused with PRODUCER_FENCED, exactly as when a newer instance took the transactional id
+    // (the coordinator keeps nothing that tells the two apart, and KIP-588's
+    // TRANSACTION_TIMED_OUT error, KAFKA-9910, was never merged). Java fails fatally on the
+    // first PRODUCER_FENCED (EndTxnHandler, AddPartitionsToTxnHandler); josefk fails fatally at
+    // that refused bump, naming the timeout (below). Re-initializing without the old id and
+    // epoch would succeed, but would fence a genuine newer instance too, so only the caller,
+    // by creating a new producer, may decide that.
     let timeout = shared.config.transaction_timeout;
     let mut timed_out_code = None;
     let mut expired = |code: Option<ResponseError>| match code {
@@ -300,8 +311,12 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
         }
         other => other,
     };
+    let mut bump_refused = false;
     let result = match (request, outcome) {
-        (TxnRequest::InitProducerId { .. }, Ok(Answer::Init(r))) => txn.on_init_producer_id(r),
+        (TxnRequest::InitProducerId { current }, Ok(Answer::Init(r))) => {
+            bump_refused = current.is_some() && r == Err(ResponseError::ProducerFenced);
+            txn.on_init_producer_id(r)
+        }
         (TxnRequest::InitProducerId { .. }, _) => txn.on_init_producer_id(Err(network)),
         (TxnRequest::AddPartitionsToTxn { .. }, Ok(Answer::Partitions(r))) => {
             let r: Vec<_> = r.into_iter().map(|(tp, c)| (tp, expired(c))).collect();
@@ -352,6 +367,22 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
             });
         }
     }
+    if bump_refused && timed_out(ResponseError::ProducerFenced, began, timeout) {
+        // See above: the v1 coordinator fenced the timed-out epoch for good. Say so, and what
+        // to do, instead of a bare PRODUCER_FENCED.
+        txn.fatal_error(&Error::Broker {
+            api: ApiKey::InitProducerId,
+            broker: None,
+            code: ResponseError::ProducerFenced,
+            message: Some(format!(
+                "the transaction ran longer than transaction.timeout.ms ({timeout:?}); under \
+                 transaction.version < 2 the coordinator's abort fenced this producer's epoch \
+                 and refuses to bump it (as for the Java client): close this producer and \
+                 create a new one with the same transactional.id"
+            )),
+            class: ErrorClass::Fatal,
+        });
+    }
     match result {
         Ok(step) => step,
         Err(e) => {
@@ -371,7 +402,7 @@ fn request_api(request: &TxnRequest) -> ApiKey {
     }
 }
 
-/// Whether `code`, answering a request of a transaction that began `began` of a transaction that began `began`, means the
+/// Whether `code`, answering a request of a transaction that began `began`, means the
 /// coordinator aborted it for exceeding `timeout` (it began longer ago than that; a genuine fence
 /// shows again on the abort or the epoch bump that follows, and is fatal there).
 fn timed_out(code: ResponseError, began: Option<Instant>, timeout: Duration) -> bool {

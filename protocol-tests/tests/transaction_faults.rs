@@ -947,6 +947,39 @@ async fn v2_end_txn_cut_at_the_overflow_is_retried_and_the_new_producer_id_is_ad
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_end_txn_cut_after_the_commit_is_retried_and_the_bumped_epoch_is_adopted() {
+    // The coordinator committed (and bumped the epoch) but its answer was lost; the retry with
+    // the old epoch gets the bumped one (Kafka's `retryOnEpochBump`), not a second bump.
+    let cluster = TxnCluster::start(true, (1000, 4), |_, req, model| match req {
+        Req::EndTxn { .. } if model.nth(ApiKey::EndTxn) == 1 => {
+            model.producer = (1000, 5);
+            Some(Action::Close)
+        }
+        _ => None,
+    })
+    .await;
+    let producer = cluster.producer().await;
+    for _ in 0..2 {
+        producer.begin_transaction().unwrap();
+        let futures = send_all(&producer, &[0]).await;
+        within(producer.commit_transaction()).await.expect("commit");
+        delivered(futures).await;
+    }
+    assert_eq!(
+        cluster.end_txns(),
+        vec![
+            end_txn(1, 1000, 4, true, 5),
+            end_txn(1, 1000, 4, true, 5),
+            end_txn(1, 1000, 5, true, 5),
+        ]
+    );
+    assert_eq!(
+        cluster.produced(),
+        vec![(0, 1000, 4, 0, 1), (0, 1000, 5, 0, 1)]
+    );
+}
+
 // ---- TxnOffsetCommit: only the partitions that failed are sent again ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

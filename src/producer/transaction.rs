@@ -605,3 +605,29 @@ pub(crate) fn produce_version(shared: &Shared, conn: &Connection) -> Result<i16>
 
 /// A short pause used by the sender when batches wait for AddPartitionsToTxn.
 pub(crate) const GATED_RECHECK: Duration = Duration::from_millis(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_keeps_only_the_offsets_not_reported_committed() {
+        let tp = |p| TopicPartition::new("t", p);
+        let mut pending = PendingOffsets {
+            offsets: (0..4).map(|p| (tp(p), i64::from(p) * 10, None)).collect(),
+            group: ConsumerGroupMetadata::new("g"),
+        };
+        pending.keep_uncommitted(&[
+            (tp(0), None),
+            (tp(1), Some(ResponseError::CoordinatorLoadInProgress)),
+            (tp(2), None),
+            // Partition 3 is missing from the response: its outcome is unknown, so it stays.
+        ]);
+        let left: Vec<i32> = pending
+            .offsets
+            .iter()
+            .map(|(tp, _, _)| tp.partition)
+            .collect();
+        assert_eq!(left, vec![1, 3]);
+    }
+}

@@ -555,14 +555,17 @@ async fn bad_input_is_a_clear_error() {
     let e = c.seek(&TopicPartition::new(&topic, 0), 3).unwrap_err();
     assert!(e.to_string().contains("not assigned"), "{e}");
 
-    let e =
-        ConsumerConfig::from_properties([("bootstrap.servers", &*bootstrap), ("group.id", "g")])
-            .unwrap_err();
-    assert!(
-        e.to_string()
-            .contains("consumer groups are not available yet"),
-        "{e}"
-    );
+    let e = ConsumerConfig::from_properties([
+        ("bootstrap.servers", &*bootstrap),
+        ("group.protocol", "consumer"),
+    ])
+    .unwrap_err();
+    assert!(e.to_string().contains("classic group protocol only"), "{e}");
+    // Group operations without `group.id` name what is missing.
+    let e = c.subscribe(&[&topic]).unwrap_err();
+    assert!(e.to_string().contains("group.id"), "{e}");
+    let e = c.commit().await.unwrap_err();
+    assert!(e.to_string().contains("group.id"), "{e}");
     let e = ConsumerConfig::from_properties([
         ("bootstrap.servers", &*bootstrap),
         ("isolation.level", "read_dirty"),
@@ -575,4 +578,39 @@ async fn bad_input_is_a_clear_error() {
     .await
     .unwrap_err();
     assert!(e.to_string().contains("max.poll.records"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_sessions_write_only_partitions_that_moved() {
+    let bootstrap = common::bootstrap();
+    let admin = admin(&bootstrap).await;
+    let topic = common::unique_topic("cons-session");
+    admin
+        .create_topics(&[NewTopic::new(&topic, 6, 1)])
+        .await
+        .unwrap();
+    produce(&bootstrap, &topic, 0, "first", 50).await;
+    let all = tps(&topic, 6);
+    let mut c = consumer(&bootstrap, AutoOffsetReset::Earliest, &all).await;
+    let first = poll_n(&mut c, 50, Duration::from_secs(20)).await;
+    produce(&bootstrap, &topic, 0, "second", 50).await;
+    let second = poll_n(&mut c, 50, Duration::from_secs(20)).await;
+    let offsets: Vec<i64> = first.iter().chain(&second).map(|r| r.offset).collect();
+    assert_eq!(
+        offsets,
+        (0..100).collect::<Vec<i64>>(),
+        "every record once, in order"
+    );
+    assert!(first.iter().chain(&second).all(|r| r.partition == 0));
+
+    // The broker created a session and later fetches were incremental: the five empty
+    // partitions rode along implicitly instead of being written into every request.
+    let stats = c.fetch_session_stats();
+    assert!(stats.incremental_requests > 0, "{stats:?}");
+    assert!(stats.partitions_implicit >= 5, "{stats:?}");
+    assert!(
+        stats.partitions_sent < 6 * (stats.full_requests + stats.incremental_requests),
+        "{stats:?}"
+    );
+    eprintln!("{stats:?}");
 }

@@ -1,12 +1,14 @@
-//! The consumer's fetch requests: which partitions go in one Fetch per leader, the background
-//! fetch tasks, and what each response partition means (buffered data, a reset, a metadata
-//! refresh, an error for the next `poll`).
+//! The consumer's fetch requests: which partitions go in one Fetch per leader, each leader's
+//! incremental fetch session (KIP-227, over the IO-free
+//! [`FetchSession`](crate::state::fetch_session::FetchSession)), the background fetch tasks, and
+//! what each response partition means (buffered data, a reset, a metadata refresh, an error for
+//! the next `poll`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinError;
@@ -19,6 +21,7 @@ use crate::cluster::{is_stale_metadata_error, Cluster};
 use crate::error::{BrokerRef, Error, Result};
 use crate::net::Lane;
 use crate::record::TopicPartition;
+use crate::state::fetch_session::{SessionPartition, SessionRequest};
 use crate::state::isolation::AbortedTransaction;
 
 /// One partition of a fetch in flight: where it was fetched from.
@@ -33,8 +36,11 @@ pub(super) struct Fetching {
 #[derive(Debug)]
 pub(super) struct FetchOutcome {
     node: i32,
+    /// Every partition fetched, written into the request or implicit in the session.
     partitions: Vec<Fetching>,
     result: Result<(FetchResponse, BrokerRef)>,
+    /// The broker is too old for sessions (Fetch < 7) and the request went out sessionless.
+    sessionless: bool,
 }
 
 /// Fetch settings the background tasks need.
@@ -96,15 +102,34 @@ impl Consumer {
                     state.in_flight = true;
                 }
             }
+            let wanted: BTreeMap<TopicPartition, SessionPartition> = partitions
+                .iter()
+                .map(|f| {
+                    let p = SessionPartition {
+                        fetch_offset: f.offset,
+                        leader_epoch: f.leader_epoch,
+                        max_bytes: params.partition_max_bytes,
+                    };
+                    (f.tp.clone(), p)
+                })
+                .collect();
+            let session = self.sessions.entry(node).or_default().build(&wanted);
             self.busy_nodes.insert(node);
             let cluster = self.cluster.clone();
             let params = params.clone();
             self.in_flight.spawn(async move {
-                let result = fetch_from(&cluster, node, &partitions, &params).await;
+                let (result, sessionless) =
+                    match fetch_from(&cluster, node, &session, &partitions, &params).await {
+                        Ok((response, broker, sessionless)) => {
+                            (Ok((response, broker)), sessionless)
+                        }
+                        Err(e) => (Err(e), false),
+                    };
                 FetchOutcome {
                     node,
                     partitions,
                     result,
+                    sessionless,
                 }
             });
         }
@@ -119,6 +144,7 @@ impl Consumer {
                 // positions, so nothing is applied twice).
                 self.pending_error = Some(Error::InvalidState(format!("fetch task failed: {e}")));
                 self.busy_nodes.clear();
+                self.sessions.clear();
                 for state in self.assignment.values_mut() {
                     state.in_flight = false;
                 }
@@ -131,13 +157,36 @@ impl Consumer {
                 state.in_flight = false;
             }
         }
+        let session = self.sessions.entry(outcome.node).or_default();
         let (response, broker) = match outcome.result {
             Ok(ok) => ok,
             Err(e) => {
+                session.on_failure();
                 self.fetch_failed(outcome.node, e);
                 return;
             }
         };
+        if outcome.sessionless {
+            session.on_failure();
+        } else {
+            session.on_response(
+                ResponseError::try_from_code(response.error_code),
+                response.session_id,
+            );
+        }
+        if let Some(
+            ResponseError::FetchSessionIdNotFound | ResponseError::InvalidFetchSessionEpoch,
+        ) = ResponseError::try_from_code(response.error_code)
+        {
+            // The session is gone (broker restart, eviction): the next fetch starts a new one at
+            // once.
+            debug!(
+                node = outcome.node,
+                code = response.error_code,
+                "fetch session reset"
+            );
+            return;
+        }
         if let Err(e) = Error::check_code(ApiKey::Fetch, Some(&broker), response.error_code, None) {
             self.fetch_failed(outcome.node, e);
             return;
@@ -224,47 +273,86 @@ impl Consumer {
     }
 }
 
-/// One Fetch request to `node` (run as a task owned by the consumer).
+/// One Fetch request to `node` (run as a task owned by the consumer): the session's request, or
+/// every partition sessionless if the broker predates sessions (the flag returned).
 async fn fetch_from(
     cluster: &Cluster,
     node: i32,
-    partitions: &[Fetching],
+    session: &SessionRequest,
+    all: &[Fetching],
     params: &FetchParams,
-) -> Result<(FetchResponse, BrokerRef)> {
+) -> Result<(FetchResponse, BrokerRef, bool)> {
     let conn = cluster.connection(node, Lane::Fetch).await?;
     let version = conn.version_for::<FetchRequest>()?;
+    let sessionless = version < 7;
+    let send: Vec<(TopicPartition, SessionPartition)> = if sessionless {
+        all.iter()
+            .map(|f| {
+                let p = SessionPartition {
+                    fetch_offset: f.offset,
+                    leader_epoch: f.leader_epoch,
+                    max_bytes: params.partition_max_bytes,
+                };
+                (f.tp.clone(), p)
+            })
+            .collect()
+    } else {
+        session.to_send.clone()
+    };
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for f in partitions {
+    for (tp, p) in &send {
         let partition = FetchPartition::default()
-            .with_partition(f.tp.partition)
-            .with_current_leader_epoch(f.leader_epoch)
-            .with_fetch_offset(f.offset)
+            .with_partition(tp.partition)
+            .with_current_leader_epoch(p.leader_epoch)
+            .with_fetch_offset(p.fetch_offset)
             .with_last_fetched_epoch(-1)
             .with_log_start_offset(-1)
-            .with_partition_max_bytes(params.partition_max_bytes);
-        match topics.iter_mut().find(|t| t.topic.0.as_str() == f.tp.topic) {
+            .with_partition_max_bytes(p.max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == tp.topic) {
             Some(t) => t.partitions.push(partition),
             None => topics.push(
                 FetchTopic::default()
-                    .with_topic(TopicName(StrBytes::from_string(f.tp.topic.clone())))
+                    .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
                     .with_partitions(vec![partition]),
             ),
         }
     }
+    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+    if !sessionless {
+        for tp in &session.to_forget {
+            match forgotten
+                .iter_mut()
+                .find(|t| t.topic.0.as_str() == tp.topic)
+            {
+                Some(t) => t.partitions.push(tp.partition),
+                None => forgotten.push(
+                    ForgottenTopic::default()
+                        .with_topic(TopicName(StrBytes::from_string(tp.topic.clone())))
+                        .with_partitions(vec![tp.partition]),
+                ),
+            }
+        }
+    }
+    let (session_id, epoch) = if sessionless {
+        (0, -1)
+    } else {
+        (session.session_id, session.epoch)
+    };
     let mut request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(params.max_wait_ms)
         .with_min_bytes(params.min_bytes)
         .with_max_bytes(params.max_bytes)
         .with_isolation_level(params.isolation)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(topics);
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten);
     if version >= 11 && !params.rack.is_empty() {
         request.rack_id = StrBytes::from_string(params.rack.clone());
     }
     let response = conn
         .send_version(&request, version, Some(params.timeout))
         .await?;
-    Ok((response, conn.broker().clone()))
+    Ok((response, conn.broker().clone(), sessionless))
 }

@@ -191,6 +191,7 @@ impl Consumer {
     ///
     /// Cancellation: see the module docs (a commit left in flight is harmless).
     pub async fn commit(&mut self) -> Result<()> {
+        self.group_id()?;
         let offsets = self.positions();
         self.commit_offsets_map(offsets).await
     }

@@ -13,9 +13,10 @@
 //!   [`Membership`](crate::state::membership)) is driven from `poll`: a rejoin first revokes (eager
 //!   protocol) or keeps (cooperative) the partitions, committing them under auto-commit and calling
 //!   the [`RebalanceListener`], then waits for the join task until `poll`'s deadline.
-//! - [`Consumer::poll`] hands out buffered records first. Otherwise it sends one sessionless Fetch
-//!   (`session_id 0, session_epoch -1`) per leader that has no fetch in flight, for every fetchable
-//!   partition (assigned, not paused, with a position, nothing buffered), on [`Lane::Fetch`]. Fetches
+//! - [`Consumer::poll`] hands out buffered records first. Otherwise it sends one Fetch per leader
+//!   that has no fetch in flight, for every fetchable partition (assigned, not paused, with a
+//!   position, nothing buffered), on [`Lane::Fetch`](crate::net::Lane::Fetch), within that
+//!   leader's incremental fetch session (KIP-227: only changed partitions are written). Fetches
 //!   run as background tasks owned by the consumer, so a response that arrives after `poll`
 //!   returned (or after its future was dropped) is kept for the next `poll`: that is the prefetch.
 //! - A response partition becomes a buffered [`fetch::PartitionFetch`] (Java's `CompletedFetch`):
@@ -43,8 +44,8 @@
 //! # Not yet
 //!
 //! The KIP-848 `consumer` group protocol (`group.protocol=consumer` is refused), pattern
-//! subscriptions, rejoining when a subscribed topic gains partitions, incremental fetch sessions
-//! (KIP-227), fetching from followers (KIP-392), leader-epoch validation of positions after a
+//! subscriptions, rejoining when a subscribed topic gains partitions, closing fetch sessions on
+//! close (the broker evicts them), fetching from followers (KIP-392), leader-epoch validation of positions after a
 //! leader change (KIP-320's OffsetForLeaderEpoch).
 
 pub mod config;
@@ -72,6 +73,7 @@ use crate::admin::{Admin, OffsetSpec};
 use crate::cluster::{Cluster, TopicsQuery};
 use crate::error::{Error, Result};
 use crate::record::TopicPartition;
+use crate::state::fetch_session::{FetchSession, SessionStats};
 use crate::state::membership::{MemberTimers, Membership};
 use fetch::PartitionFetch;
 use fetcher::FetchOutcome;
@@ -105,6 +107,8 @@ pub struct Consumer {
     last_metadata_refresh: Option<Instant>,
     /// An error to report from the next `poll`.
     pending_error: Option<Error>,
+    /// Each leader's incremental fetch session.
+    sessions: HashMap<i32, FetchSession>,
     /// The member's identity for commits, when `group.id` is set (shared with `group`).
     membership: Option<Arc<Mutex<Membership>>>,
     /// Group membership tasks, while subscribed.
@@ -148,6 +152,7 @@ impl Consumer {
             metadata_stale: false,
             last_metadata_refresh: None,
             pending_error: None,
+            sessions: HashMap::new(),
             membership,
             group: None,
             subscription: Vec::new(),
@@ -239,6 +244,20 @@ impl Consumer {
         let assignment = &self.assignment;
         self.buffered.retain(|f| assignment.contains_key(&f.tp));
         Ok(())
+    }
+
+    /// What incremental fetch sessions (KIP-227) did so far, summed over brokers: requests built
+    /// full and incremental, partitions written into requests and partitions fetched implicitly.
+    pub fn fetch_session_stats(&self) -> SessionStats {
+        let mut total = SessionStats::default();
+        for s in self.sessions.values() {
+            let s = s.stats();
+            total.full_requests += s.full_requests;
+            total.incremental_requests += s.incremental_requests;
+            total.partitions_sent += s.partitions_sent;
+            total.partitions_implicit += s.partitions_implicit;
+        }
+        total
     }
 
     /// The assigned partitions, in order.

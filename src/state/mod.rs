@@ -10,8 +10,9 @@
 //! the transaction state machine and classifies coordinator errors.
 //!
 //! The consumer's: [`membership`] follows the member through JoinGroup, SyncGroup and heartbeats,
-//! the [`assignor`]s split partitions when this member leads, and [`isolation`] filters aborted
-//! transactions out of fetched batches under `read_committed`.
+//! the [`assignor`]s split partitions when this member leads, [`fetch_session`] keeps each
+//! broker's incremental fetch session, and [`isolation`] filters aborted transactions out of
+//! fetched batches under `read_committed`.
 
 pub mod accumulator;
 pub mod assignor;
@@ -19,6 +20,7 @@ pub mod backoff;
 /// The `consumer` protocol's Subscription and Assignment types and their byte formats.
 ///
 pub mod consumer_protocol;
+pub mod fetch_session;
 pub mod isolation;
 pub mod membership;
 pub mod partitioner;

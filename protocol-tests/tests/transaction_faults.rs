@@ -48,6 +48,7 @@ const GROUP: &str = "g";
 /// Error codes the hooks answer with.
 const NOT_COORDINATOR: i16 = 16;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+const CONCURRENT_TRANSACTIONS: i16 = 51;
 /// A guard against hangs only: every call here must end well before it (the producer's own
 /// `max.block.ms` is far shorter).
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -588,6 +589,22 @@ fn refuse(req: &Req, code: i16, model: &Model) -> Action {
         Req::TxnOffsetCommit { partitions, .. } => {
             txn_offset_commit_answer(partitions.iter().map(|&(p, _)| (p, code)), version)
         }
+        Req::Produce { batches, .. } => Action::reply(
+            &ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+                .with_name(TopicName(sb(TOPIC)))
+                .with_partition_responses(
+                    batches
+                        .iter()
+                        .map(|&(p, ..)| {
+                            PartitionProduceResponse::default()
+                                .with_index(p)
+                                .with_error_code(code)
+                                .with_base_offset(-1)
+                        })
+                        .collect(),
+                )]),
+            version,
+        ),
         Req::EndTxn { .. } => Action::reply(
             &EndTxnResponse::default()
                 .with_error_code(code)
@@ -978,6 +995,37 @@ async fn v2_end_txn_cut_after_the_commit_is_retried_and_the_bumped_epoch_is_adop
         cluster.produced(),
         vec![(0, 1000, 4, 0, 1), (0, 1000, 5, 0, 1)]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_produce_concurrent_transactions_is_retried_not_made_abortable() {
+    // Kafka 4.x: the leader adds the partition to the transaction itself and, while the previous
+    // transaction's markers are still being written, answers CONCURRENT_TRANSACTIONS once its
+    // own retries (add.partitions.to.txn.retry.backoff.max.ms) run out. Kafka and Java treat it
+    // as retriable.
+    let cluster = TxnCluster::start(true, (1000, 0), |_, req, model| match req {
+        Req::Produce { .. } if model.nth(ApiKey::Produce) == 1 => {
+            Some(refuse(req, CONCURRENT_TRANSACTIONS, model))
+        }
+        _ => None,
+    })
+    .await;
+    let producer = cluster.producer().await;
+    producer.begin_transaction().unwrap();
+    let futures = send_all(&producer, &[0]).await;
+    within(producer.commit_transaction())
+        .await
+        .expect("the produce is retried and the commit succeeds");
+    for f in futures {
+        let md = within(f).await.expect("record delivered");
+        assert_eq!(md.offset, Some(0));
+    }
+    assert_eq!(
+        cluster.produced(),
+        vec![(0, 1000, 0, 0, 1), (0, 1000, 0, 0, 1)],
+        "the same batch again: same producer id, epoch and sequence"
+    );
+    assert_eq!(cluster.end_txns(), vec![end_txn(1, 1000, 0, true, 5)]);
 }
 
 // ---- TxnOffsetCommit: only the partitions that failed are sent again ----

@@ -554,3 +554,49 @@ async fn a_static_member_restarting_within_its_session_keeps_its_partitions() {
         m.stop(Ctl::Close).await;
     }
 }
+
+/// The next item of a stream (no futures-util needed).
+async fn next_item<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_next(cx)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stream_yields_records_one_at_a_time_and_commit_async_lands() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("stream");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 1).await;
+    produce(&bootstrap, &topic, "a", 100).await;
+
+    let mut c = Consumer::connect(single_partition_config(
+        &bootstrap,
+        &group,
+        CommitMode::Manual,
+    ))
+    .await
+    .unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let mut offsets = Vec::new();
+    {
+        let mut stream = c.stream();
+        while offsets.len() < 30 {
+            let record = next_item(&mut stream)
+                .await
+                .expect("endless")
+                .expect("record");
+            offsets.push(record.offset);
+        }
+    } // dropped between items: nothing it took is lost, nothing is skipped
+    let tp = TopicPartition::new(&topic, 0);
+    assert_eq!(c.position(&tp).await.unwrap(), 30);
+    let rest = poll_n(&mut c, 70).await;
+    offsets.extend(rest.iter().map(|r| r.offset));
+    assert_eq!(offsets, (0..100).collect::<Vec<i64>>());
+
+    c.commit_async().unwrap().await.expect("async commit");
+    assert_eq!(
+        c.committed(&[tp.clone()]).await.unwrap(),
+        vec![(tp, Some(100))]
+    );
+    c.close().await.unwrap();
+}

@@ -43,6 +43,24 @@ pub trait RebalanceListener: Send {
     }
 }
 
+/// A commit started by [`Consumer::commit_async`]; resolves to its outcome. Dropping it does not
+/// stop the commit.
+#[derive(Debug)]
+pub struct CommitHandle(tokio::task::JoinHandle<Result<()>>);
+
+impl std::future::Future for CommitHandle {
+    type Output = Result<()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| Err(Error::InvalidState(format!("commit task failed: {e}"))))
+        })
+    }
+}
+
 /// The consumer's optional listener. The mutex (never contended: only `&mut Consumer` calls it)
 /// keeps the consumer `Sync` without asking listeners to be; the newtype keeps it `Debug`.
 #[derive(Default)]
@@ -194,6 +212,27 @@ impl Consumer {
         self.group_id()?;
         let offsets = self.positions();
         self.commit_offsets_map(offsets).await
+    }
+
+    /// Starts committing the current positions without waiting (Java `commitAsync()`): the commit
+    /// runs as its own task; await the handle for its outcome, or drop it. Commits started one
+    /// after another are sent in order, but one retried after a coordinator error may land after
+    /// a later one: commit synchronously before closing or on revocation, as with Java.
+    pub fn commit_async(&mut self) -> Result<CommitHandle> {
+        let group_id = self.group_id()?.to_owned();
+        let offsets = self.positions();
+        let cluster = self.cluster.clone();
+        let membership = self
+            .membership
+            .clone()
+            .expect("group.id implies membership");
+        let timeout = self.config.default_api_timeout;
+        Ok(CommitHandle(tokio::spawn(async move {
+            if offsets.is_empty() {
+                return Ok(());
+            }
+            offsets::commit(&cluster, &group_id, &membership, &offsets, timeout).await
+        })))
     }
 
     /// Commits `offsets`: for each partition, the offset of the next record to consume (the last

@@ -54,6 +54,7 @@ mod fetcher;
 mod group;
 mod group_member;
 mod offsets;
+mod stream;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -67,7 +68,8 @@ use tracing::debug;
 
 pub use config::{AutoOffsetReset, CommitMode, ConsumerConfig};
 pub use fetch::ConsumerRecord;
-pub use group_member::RebalanceListener;
+pub use group_member::{CommitHandle, RebalanceListener};
+pub use stream::RecordStream;
 
 use crate::admin::{Admin, OffsetSpec};
 use crate::cluster::{Cluster, TopicsQuery};
@@ -363,6 +365,16 @@ impl Consumer {
     /// Cancellation: safe at any await. A dropped `poll` returned nothing and moved no position;
     /// fetches it started keep running and their data waits for the next `poll`.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        self.poll_limited(timeout, self.config.max_poll_records)
+            .await
+    }
+
+    /// [`Consumer::poll`] returning at most `limit` records.
+    async fn poll_limited(
+        &mut self,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         if let Some(group) = &self.group {
             group.member().on_poll(std::time::Instant::now());
@@ -376,7 +388,7 @@ impl Consumer {
                 return Ok(Vec::new());
             }
             let mut out = Vec::new();
-            self.drain_buffered(&mut out)?;
+            self.drain_buffered(&mut out, limit)?;
             if !out.is_empty() {
                 if self.group.is_some() && self.config.commit_mode == CommitMode::BeforeProcessing {
                     self.commit_before_processing(&out).await?;
@@ -417,8 +429,7 @@ impl Consumer {
 
     /// Hands out buffered records of unpaused partitions, moving their positions. Returns the
     /// error of a bad batch once the records before it have been returned.
-    fn drain_buffered(&mut self, out: &mut Vec<ConsumerRecord>) -> Result<()> {
-        let limit = self.config.max_poll_records;
+    fn drain_buffered(&mut self, out: &mut Vec<ConsumerRecord>, limit: usize) -> Result<()> {
         let mut i = 0;
         while i < self.buffered.len() && out.len() < limit {
             let fetch = &mut self.buffered[i];

@@ -595,7 +595,7 @@ async fn stream_yields_records_one_at_a_time_and_commit_async_lands() {
 
     c.commit_async().unwrap().await.expect("async commit");
     assert_eq!(
-        c.committed(&[tp.clone()]).await.unwrap(),
+        c.committed(std::slice::from_ref(&tp)).await.unwrap(),
         vec![(tp, Some(100))]
     );
     c.close().await.unwrap();

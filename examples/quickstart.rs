@@ -1,4 +1,4 @@
-//! The project's main demo, for now: connect, create a topic, print what the cluster says about
+//! A first look: connect, create a topic, print what the cluster says about
 //! itself and the topic, produce 10,000 keyed records with the idempotent producer, and check the
 //! log holds exactly what the broker acknowledged.
 //!
@@ -6,8 +6,7 @@
 //! if set; otherwise it provisions Apache Kafka from Maven Central (Java 17 and Maven needed),
 //! starts a single-node KRaft broker on loopback, and stops it at the end.
 //!
-//! This becomes the exactly-once demo (consume → transform → produce → commit) as the producer,
-//! transactions and consumer land.
+//! The main demo is `examples/exactly_once.rs`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

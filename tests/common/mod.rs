@@ -338,6 +338,14 @@ pub struct LoggedBatch {
     pub control: bool,
     /// Whether this read saw the batch from its first record (so each batch is counted once).
     pub whole: bool,
+    /// The batch's first offset.
+    pub base_offset: i64,
+    /// The batch's last offset.
+    pub last_offset: i64,
+    /// For a control batch, the type in its control record's key (`[version: i16, type: i16]`,
+    /// big-endian), decoded here from the raw key bytes: 0 = abort, 1 = commit. `None` for data
+    /// batches.
+    pub control_type: Option<i16>,
     /// Records at or after the fetch position, in offset order.
     pub records: Vec<josefk::protocol::records::Record>,
 }
@@ -394,8 +402,24 @@ pub async fn read_log(
                     transactional: batch.is_transactional,
                     control: batch.is_control,
                     whole: batch.base_offset >= offset,
+                    base_offset: batch.base_offset,
+                    last_offset: batch.last_offset(),
+                    control_type: None,
                     records: Vec::new(),
                 };
+                if batch.is_control {
+                    let marker = batch
+                        .records()
+                        .expect("control records")
+                        .next()
+                        .unwrap_or_else(|| panic!("{tp}: control batch without a record"))
+                        .unwrap_or_else(|e| panic!("{tp}: bad control record: {e}"));
+                    let key = marker
+                        .key
+                        .unwrap_or_else(|| panic!("{tp}: control record without a key"));
+                    assert!(key.len() >= 4, "{tp}: control key {key:?} too short");
+                    logged.control_type = Some(i16::from_be_bytes([key[2], key[3]]));
+                }
                 if !batch.is_control {
                     for r in batch.records().expect("records") {
                         let r = r.unwrap_or_else(|e| panic!("{tp}: bad record: {e}"));

@@ -15,8 +15,8 @@
 
 mod common;
 
+use common::example_binary;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 
 use josefk::admin::{Admin, OffsetSpec};
@@ -28,53 +28,6 @@ use josefk::{IsolationLevel, TopicPartition};
 const MAX_RETRIES: u32 = 3;
 /// The example's partitions per topic.
 const PARTITIONS: i32 = 3;
-
-/// Builds the example (`cargo test --test dead_letter_queue` alone does not build examples, and a
-/// stale binary would be tested otherwise) into this test's target directory and profile, and
-/// returns its path.
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/dead_letter_queue-<hash> → target/<profile>/examples/dead_letter_queue
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory layout");
-    let target_dir = profile_dir.parent().expect("target directory layout");
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile directory name");
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build
-        .args(["build", "--quiet", "--example", "dead_letter_queue"])
-        .args([
-            "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-        ])
-        .arg("--target-dir")
-        .arg(target_dir);
-    match profile {
-        "debug" => {}
-        "release" => {
-            build.arg("--release");
-        }
-        other => {
-            build.args(["--profile", other]);
-        }
-    }
-    let status = build.status().expect("run cargo build");
-    assert!(
-        status.success(),
-        "cargo build --example dead_letter_queue failed"
-    );
-    let path = profile_dir.join("examples").join("dead_letter_queue");
-    assert!(
-        path.exists(),
-        "{} is missing after the build",
-        path.display()
-    );
-    path
-}
 
 fn text(bytes: Option<&[u8]>) -> String {
     String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned()
@@ -146,7 +99,7 @@ fn origin<'a>(
 #[tokio::test]
 async fn poison_records_reach_the_dlq_once_after_the_retries_and_healthy_ones_the_output_once() {
     let bootstrap = common::bootstrap();
-    let out = Command::new(example_binary())
+    let out = Command::new(example_binary("dead_letter_queue"))
         .arg("--keep-topics")
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .output()

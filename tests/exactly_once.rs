@@ -3,13 +3,11 @@
 //! times; the output must equal the input — no duplicate, no loss — as judged by an independent
 //! reader, Java's `ConsoleConsumer` with `--isolation-level read_committed`.
 //!
-//! The example binary is built by `cargo test` (examples are compiled with the tests) and found
-//! next to this test's executable.
+//! The test builds the example binary itself (`common::example_binary`).
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,27 +15,10 @@ use josefk_harness::KafkaDist;
 
 const RECORDS: usize = 100_000;
 
-fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/exactly_once-<hash> → target/<profile>/examples/exactly_once
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|profile| profile.join("examples").join("exactly_once"))
-        .expect("target directory layout");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --example exactly_once` (a plain `cargo test` \
-         builds it)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn copy_with_three_sigkills_has_no_duplicate_and_no_loss_by_javas_read_committed_reader() {
     let bootstrap = common::bootstrap();
-    let out = Command::new(example_binary())
+    let out = Command::new(common::example_binary("exactly_once"))
         .args(["--records", &RECORDS.to_string(), "--kills", "3"])
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .output()

@@ -11,50 +11,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// Builds example `name` into this test's target directory and profile; returns its path.
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/guarantee_examples-<hash> → target/<profile>/examples/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory layout");
-    let target_dir = profile_dir.parent().expect("target directory layout");
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile directory name");
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build
-        .args(["build", "--quiet", "--example", name])
-        .args([
-            "--manifest-path",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
-        ])
-        .arg("--target-dir")
-        .arg(target_dir);
-    match profile {
-        "debug" => {}
-        "release" => {
-            build.arg("--release");
-        }
-        other => {
-            build.args(["--profile", other]);
-        }
-    }
-    let status = build.status().expect("run cargo build");
-    assert!(status.success(), "cargo build --example {name} failed");
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing after the build",
-        path.display()
-    );
-    path
-}
+use common::example_binary;
 
 /// Runs example `name` against the shared broker; returns its stdout once it succeeded.
 fn run_example(name: &str) -> String {

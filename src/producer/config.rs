@@ -366,7 +366,10 @@ mod tests {
     fn guarantees_set_acks_retries_and_idempotence() {
         let mut c = ProducerConfig::new("h:1").guarantee(crate::Guarantee::AtMostOnce);
         c.validate().unwrap();
-        assert_eq!((c.acks, c.retries, c.enable_idempotence), (Acks::None, 0, false));
+        assert_eq!(
+            (c.acks, c.retries, c.enable_idempotence),
+            (Acks::None, 0, false)
+        );
         let mut c = ProducerConfig::new("h:1").guarantee(crate::Guarantee::AtLeastOnce);
         c.validate().unwrap();
         assert_eq!(c.acks, Acks::All);

@@ -57,6 +57,24 @@ pub struct Header {
     pub value: Option<bytes::Bytes>,
 }
 
+impl Header {
+    /// A header with a value.
+    pub fn new(key: impl Into<String>, value: impl Into<bytes::Bytes>) -> Self {
+        Header {
+            key: key.into(),
+            value: Some(value.into()),
+        }
+    }
+
+    /// A header whose value is null (distinct from empty).
+    pub fn null(key: impl Into<String>) -> Self {
+        Header {
+            key: key.into(),
+            value: None,
+        }
+    }
+}
+
 /// A record to produce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerRecord {

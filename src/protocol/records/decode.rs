@@ -466,6 +466,15 @@ impl Headers {
         }
     }
 
+    /// The value of the last header named `key` (Java's `Headers.lastHeader`): `Some(None)` for a
+    /// header with a null value, `None` when there is no such header.
+    pub fn last(&self, key: &str) -> Option<Option<Bytes>> {
+        self.iter()
+            .filter(|h| h.key.as_ref() == key.as_bytes())
+            .last()
+            .map(|h| h.value)
+    }
+
     /// The headers as josefk's [`Header`](crate::record::Header) values (keys decoded as UTF-8,
     /// invalid sequences replaced, as Java's `Utils.utf8` does).
     pub fn to_vec(&self) -> Vec<crate::record::Header> {

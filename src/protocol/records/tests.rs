@@ -47,9 +47,9 @@ fn java_record(i: usize) -> (i64, Option<Vec<u8>>, Vec<u8>, Vec<Header>) {
 }
 
 fn header(key: &str, value: Option<&str>) -> Header {
-    Header {
-        key: key.to_owned(),
-        value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+    match value {
+        Some(v) => Header::new(key, Bytes::copy_from_slice(v.as_bytes())),
+        None => Header::null(key),
     }
 }
 
@@ -126,6 +126,11 @@ fn assert_java_batch(batch: &RecordBatch, compression: Compression) {
             headers,
             "headers keep order and duplicates"
         );
+        if i == 1 {
+            assert_eq!(r.headers.last("dup"), Some(Some(Bytes::from_static(b"b"))));
+            assert_eq!(r.headers.last("nul"), Some(None));
+            assert_eq!(r.headers.last("none"), None);
+        }
     }
 }
 

@@ -439,7 +439,7 @@ impl TransactionManager {
         }
         self.fail_if_error()?;
         self.user_transition(TxnState::CommittingTransaction)?;
-        self.begin_completing(true, false);
+        self.begin_completing(true);
         Ok(())
     }
 
@@ -453,24 +453,16 @@ impl TransactionManager {
         if self.state() != TxnState::AbortableError {
             self.fail_if_error()?;
         }
-        // The coordinator refuses EndTxn after INVALID_PRODUCER_ID_MAPPING; go straight to the
-        // epoch bump (Java `beginCompletingTransaction`).
-        let skip_end = self
-            .last_error
-            .as_ref()
-            .is_some_and(|e| e.code == Some(ResponseError::InvalidProducerIdMapping));
         self.user_transition(TxnState::AbortingTransaction)?;
         self.new_partitions.clear();
         self.pending_partitions.clear();
         self.offsets = None;
-        self.begin_completing(false, skip_end);
+        self.begin_completing(false);
         Ok(())
     }
 
-    fn begin_completing(&mut self, commit: bool, skip_end: bool) {
-        if !skip_end {
-            self.end = Some(commit);
-        }
+    fn begin_completing(&mut self, commit: bool) {
+        self.end = Some(commit);
         // Under v2 the coordinator bumps on EndTxn; the client only bumps under v1 (KAFKA-17898).
         if self.epoch_bump_required && self.protocol == TxnProtocol::V1 {
             self.init = Some(Init::Bump);
@@ -600,9 +592,7 @@ impl TransactionManager {
                 ErrorClass::Abortable
                     if !matches!(
                         code,
-                        ResponseError::TransactionAbortable
-                            | ResponseError::UnknownProducerId
-                            | ResponseError::InvalidProducerIdMapping
+                        ResponseError::TransactionAbortable | ResponseError::UnknownProducerId
                     ) =>
                 {
                     if refused.is_none() || code == ResponseError::TopicAuthorizationFailed {

@@ -27,13 +27,17 @@ pub struct ErrorContext {
 /// - fatal: PRODUCER_FENCED, INVALID_PRODUCER_EPOCH (an old coordinator's fencing),
 ///   TRANSACTIONAL_ID/CLUSTER_AUTHORIZATION_FAILED, UNSUPPORTED_VERSION, INVALID_TXN_STATE,
 ///   UNSUPPORTED_FOR_MESSAGE_FORMAT, TRANSACTION_ABORTABLE answering an abort (Kafka 4.x: the
-///   abort itself failed), and anything unexpected;
+///   abort itself failed), INVALID_PRODUCER_ID_MAPPING, and anything unexpected;
 /// - abortable: TRANSACTION_ABORTABLE, GROUP_AUTHORIZATION_FAILED, TOPIC_AUTHORIZATION_FAILED
 ///   and OPERATION_NOT_ATTEMPTED (and, as in Java, any unexpected per-partition error) from
 ///   AddPartitionsToTxn, UNKNOWN_MEMBER_ID/ILLEGAL_GENERATION/FENCED_INSTANCE_ID from
-///   TxnOffsetCommit, UNKNOWN_PRODUCER_ID/INVALID_PRODUCER_ID_MAPPING from AddPartitionsToTxn,
-///   AddOffsetsToTxn or EndTxn when the epoch can be bumped (`abortableErrorIfPossible`; fatal
-///   otherwise). Under v2, INVALID_PRODUCER_ID_MAPPING from EndTxn is fatal (Kafka 4.x, franz-go).
+///   TxnOffsetCommit, UNKNOWN_PRODUCER_ID from AddPartitionsToTxn, AddOffsetsToTxn or EndTxn
+///   when the epoch can be bumped (`abortableErrorIfPossible`; fatal otherwise).
+///
+/// INVALID_PRODUCER_ID_MAPPING is fatal on both protocols, as in Java since Kafka 4.0
+/// (KAFKA-18019): the coordinator has forgotten the transactional id (it expired), and a
+/// producer that recovered by taking a new id could be one a newer instance fenced long ago,
+/// resuming work that instance already did (a duplicate, breaking exactly-once).
 pub fn classify_coordinator_error(
     api: ApiKey,
     code: ResponseError,
@@ -52,6 +56,7 @@ pub fn classify_coordinator_error(
         | E::ClusterAuthorizationFailed
         | E::UnsupportedVersion
         | E::InvalidTxnState
+        | E::InvalidProducerIdMapping
         | E::UnsupportedForMessageFormat => Fatal,
         E::TransactionAbortable if api == ApiKey::EndTxn && ctx.aborting => Fatal,
         E::TransactionAbortable | E::GroupAuthorizationFailed => Abortable,
@@ -60,16 +65,13 @@ pub fn classify_coordinator_error(
         {
             Abortable
         }
-        E::UnknownProducerId | E::InvalidProducerIdMapping
+        E::UnknownProducerId
             if matches!(
                 api,
                 ApiKey::AddPartitionsToTxn | ApiKey::AddOffsetsToTxn | ApiKey::EndTxn
             ) =>
         {
-            let v2 = ctx.protocol == TxnProtocol::V2;
-            if code == E::InvalidProducerIdMapping && api == ApiKey::EndTxn && v2 {
-                Fatal
-            } else if ctx.can_bump_epoch || v2 {
+            if ctx.can_bump_epoch || ctx.protocol == TxnProtocol::V2 {
                 Abortable
             } else {
                 Fatal

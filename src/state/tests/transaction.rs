@@ -211,11 +211,26 @@ fn coordinator_errors_are_classified_as_in_java() {
         (ApiKey::TxnOffsetCommit, E::FencedInstanceId, v1, Abortable),
         (ApiKey::EndTxn, E::IllegalGeneration, v1, Fatal),
         (ApiKey::EndTxn, E::UnknownProducerId, v1, Abortable),
+        (ApiKey::AddOffsetsToTxn, E::UnknownProducerId, v1, Abortable),
+        // KAFKA-18019: fatal on both protocols, whatever the API.
         (
             ApiKey::AddOffsetsToTxn,
             E::InvalidProducerIdMapping,
             v1,
-            Abortable,
+            Fatal,
+        ),
+        (
+            ApiKey::AddPartitionsToTxn,
+            E::InvalidProducerIdMapping,
+            v1,
+            Fatal,
+        ),
+        (ApiKey::EndTxn, E::InvalidProducerIdMapping, v1, Fatal),
+        (
+            ApiKey::AddPartitionsToTxn,
+            E::InvalidProducerIdMapping,
+            v2,
+            Fatal,
         ),
         (ApiKey::EndTxn, E::UnknownProducerId, old, Fatal),
         (
@@ -537,23 +552,20 @@ fn refused_partitions_make_the_transaction_abort_only() {
 }
 
 #[test]
-fn an_invalid_producer_id_mapping_skips_end_txn_and_bumps() {
+fn an_invalid_producer_id_mapping_is_fatal_even_where_the_epoch_could_be_bumped() {
     let mut m = in_txn(V1);
     m.maybe_add_partition(&tp(0)).unwrap();
     m.next_request(false);
     let step = m
         .on_add_partitions(&[(tp(0), Some(E::InvalidProducerIdMapping))])
         .unwrap();
-    assert_eq!(class_of(&step), Some(ErrorClass::Abortable));
-    m.begin_abort().unwrap();
-    assert_eq!(
-        m.next_request(false),
-        Some(TxnRequest::InitProducerId {
-            current: Some(pid(0))
-        })
+    assert_eq!(class_of(&step), Some(ErrorClass::Fatal));
+    assert_eq!(m.state(), FatalError);
+    assert!(
+        m.begin_abort().is_err(),
+        "no way back: a new producer is needed"
     );
-    m.on_init_producer_id(Ok(pid(1))).unwrap();
-    assert_eq!(m.state(), Ready);
+    assert_eq!(m.next_request(false), None);
 }
 
 #[test]

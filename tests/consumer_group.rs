@@ -747,3 +747,40 @@ async fn josefk_and_java_consumers_share_one_group() {
     assert_eq!(all[&0].len(), 6);
     member.stop(Ctl::Close).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_topic_created_after_subscribing_gets_assigned() {
+    let bootstrap = common::bootstrap();
+    let present = common::unique_topic("sub-present");
+    let later = common::unique_topic("sub-later");
+    let group = format!("{present}-g");
+    create_topic(&bootstrap, &present, 2).await;
+    let mut config = group_config(&bootstrap, &group, vec![Assignor::Range]);
+    config.client.metadata_max_age = Duration::from_millis(500);
+    let mut c = Consumer::connect(config).await.unwrap();
+    c.subscribe(&[&present, &later]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.assignment().len() != 2 {
+        assert!(Instant::now() < deadline, "never assigned {present}");
+        c.poll(Duration::from_millis(200)).await.unwrap();
+    }
+
+    create_topic(&bootstrap, &later, 3).await;
+    produce(&bootstrap, &later, "late", 30).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = BTreeSet::new();
+    while got.len() < 30 {
+        assert!(
+            Instant::now() < deadline,
+            "records of the new topic: {} of 30, assignment {:?}",
+            got.len(),
+            c.assignment()
+        );
+        for r in c.poll(Duration::from_millis(200)).await.unwrap() {
+            assert_eq!(&*r.topic, later.as_str());
+            got.insert((r.partition, r.offset));
+        }
+    }
+    assert_eq!(c.assignment().len(), 5, "2 + 3 partitions");
+    c.close().await.unwrap();
+}

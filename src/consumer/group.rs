@@ -94,6 +94,8 @@ pub(crate) struct Group {
     fatal: Arc<Mutex<Option<Error>>>,
     heartbeat: JoinHandle<()>,
     join: Option<JoinHandle<Result<JoinOutcome>>>,
+    /// The topics the running (or last) join subscribed to.
+    pub joined_topics: Vec<String>,
 }
 
 impl Drop for Group {
@@ -128,6 +130,7 @@ impl Group {
             fatal,
             heartbeat,
             join: None,
+            joined_topics: Vec::new(),
         }
     }
 
@@ -152,6 +155,7 @@ impl Group {
         debug_assert!(self.join.is_none());
         let reason = self.member().rejoin_reason().unwrap_or("rejoin").to_owned();
         debug!(group = %self.settings.group_id, %reason, "joining group");
+        self.joined_topics = topics.clone();
         self.join = Some(tokio::spawn(join_group(
             self.cluster.clone(),
             self.settings.clone(),

@@ -87,7 +87,8 @@ impl std::fmt::Debug for Listener {
 impl Consumer {
     /// Joins the consumer group (`group.id`) and consumes `topics`, with partitions assigned by
     /// the group. Replaces any previous subscription; the next `poll` (re)joins. Topics that do
-    /// not exist yet are assigned once they do (after a rebalance).
+    /// not exist yet, or partitions added later, are assigned after the member notices them
+    /// (within `metadata.max.age.ms`) and the group rebalances.
     ///
     /// Fails without `group.id`, or while partitions are assigned by hand.
     pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<()> {
@@ -396,10 +397,65 @@ impl Consumer {
             None => Ok(false),
             Some(Err(e)) => Err(e),
             Some(Ok(outcome)) => {
+                if group.joined_topics != self.subscription {
+                    // subscribe() was called while the join ran.
+                    group
+                        .member()
+                        .request_rejoin("subscription changed during the join");
+                }
                 self.apply_assignment(outcome).await;
+                self.group_topic_counts = None;
+                self.check_subscribed_topics_now().await;
                 Ok(true)
             }
         }
+    }
+
+    /// Every `metadata.max.age.ms`, looks up the subscribed topics' partition counts; a topic
+    /// created or grown since the last join makes the next poll rejoin, so its partitions get
+    /// assigned (Java's metadata-change check). Lookup failures are retried at the next check.
+    pub(super) async fn check_subscribed_topics(&mut self) {
+        if self.last_group_metadata_check.elapsed() >= self.config.client.metadata_max_age {
+            self.check_subscribed_topics_now().await;
+        }
+    }
+
+    async fn check_subscribed_topics_now(&mut self) {
+        self.last_group_metadata_check = Instant::now();
+        let topics: Vec<&str> = self.subscription.iter().map(String::as_str).collect();
+        let snapshot = match self
+            .cluster
+            .refresh_metadata(crate::cluster::TopicsQuery::Some(&topics))
+            .await
+        {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                debug!(error = %e, "metadata check of subscribed topics failed");
+                return;
+            }
+        };
+        let counts: BTreeMap<String, usize> = self
+            .subscription
+            .iter()
+            .map(|t| {
+                let n = snapshot
+                    .topics
+                    .get(t)
+                    .map_or(0, |info| info.partitions.len());
+                (t.clone(), n)
+            })
+            .collect();
+        match &self.group_topic_counts {
+            Some(before) if *before != counts => {
+                if let Some(group) = &self.group {
+                    group
+                        .member()
+                        .request_rejoin("subscribed topics' partitions changed");
+                }
+            }
+            _ => {}
+        }
+        self.group_topic_counts = Some(counts);
     }
 
     /// Gives up every assigned partition: lost (nothing committed) or revoked (committed first

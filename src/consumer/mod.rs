@@ -44,7 +44,7 @@
 //! # Not yet
 //!
 //! The KIP-848 `consumer` group protocol (`group.protocol=consumer` is refused), pattern
-//! subscriptions, rejoining when a subscribed topic gains partitions, closing fetch sessions on
+//! subscriptions, closing fetch sessions on
 //! close (the broker evicts them), fetching from followers (KIP-392), leader-epoch validation of positions after a
 //! leader change (KIP-320's OffsetForLeaderEpoch).
 
@@ -123,6 +123,10 @@ pub struct Consumer {
     /// The last offset this consumer committed per partition (auto-commit skips unchanged ones).
     last_committed: HashMap<TopicPartition, i64>,
     last_auto_commit: Instant,
+    /// Partition counts of the subscribed topics as of the last join (`None` until looked up):
+    /// a change means the group must rebalance to assign the new partitions.
+    group_topic_counts: Option<BTreeMap<String, usize>>,
+    last_group_metadata_check: Instant,
 }
 
 impl Consumer {
@@ -162,6 +166,8 @@ impl Consumer {
             awaiting_committed: BTreeSet::new(),
             last_committed: HashMap::new(),
             last_auto_commit: Instant::now(),
+            group_topic_counts: None,
+            last_group_metadata_check: Instant::now(),
         })
     }
 
@@ -382,6 +388,7 @@ impl Consumer {
                 return Ok(Vec::new());
             }
             self.maybe_auto_commit().await;
+            self.check_subscribed_topics().await;
         }
         loop {
             if self.group.is_some() && !self.ensure_group(deadline).await? {

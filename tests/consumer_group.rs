@@ -784,3 +784,28 @@ async fn a_topic_created_after_subscribing_gets_assigned() {
     assert_eq!(c.assignment().len(), 5, "2 + 3 partitions");
     c.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_timeout_the_broker_refuses_is_a_clear_fatal_error() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("bad-session");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 1).await;
+    // The broker's group.min.session.timeout.ms is 6 s.
+    let config = group_config(&bootstrap, &group, vec![Assignor::Range])
+        .session_timeout(Duration::from_millis(1000))
+        .heartbeat_interval(Duration::from_millis(200));
+    let mut c = Consumer::connect(config).await.unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let e = c.poll(Duration::from_secs(20)).await.unwrap_err();
+    assert_eq!(
+        e.kafka_code(),
+        Some(josefk::kafka_protocol::error::ResponseError::InvalidSessionTimeout),
+        "{e}"
+    );
+    assert_eq!(e.class(), josefk::ErrorClass::Fatal);
+    assert!(
+        e.to_string().contains(&group),
+        "the error names the group: {e}"
+    );
+}

@@ -854,6 +854,13 @@ async fn end_txn_never_answered_fails_the_commit_within_max_block_and_a_later_ca
     assert!(attempts
         .iter()
         .all(|a| *a == end_txn(1, 7, 0, true, V1_END_TXN)));
+    // The commit is still under way: it cannot become an abort or make room for a new
+    // transaction (Java's "previous call timed out and must be retried").
+    let e = within(producer.abort_transaction())
+        .await
+        .expect_err("a pending commit cannot be aborted");
+    assert!(e.to_string().contains("commit_transaction again"), "{e}");
+    assert!(producer.begin_transaction().is_err());
     // The coordinator recovers; calling commit again waits for the same commit (Java: retry the
     // blocking call after a timeout).
     cluster.script.model.lock().unwrap().faulty = false;

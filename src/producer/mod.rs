@@ -426,6 +426,7 @@ impl Producer {
     ///
     /// Bounded by `max.block.ms` ([`Error::Timeout`], retriable). Cancellation or timeout does
     /// not stop the commit: it goes on in the background, and calling this again waits for it.
+    /// Until it has ended, aborting or beginning a transaction is refused.
     pub async fn commit_transaction(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
@@ -447,8 +448,9 @@ impl Producer {
     /// error; a new transaction can then begin. After a client-side failure under v1 the epoch is
     /// bumped with InitProducerId (KIP-360/588) before the producer is ready again.
     ///
-    /// Bounded by `max.block.ms`. Cancellation or timeout does not stop the abort; calling this
-    /// again waits for it.
+    /// Bounded by `max.block.ms`. Cancellation or timeout does not stop the abort (nor the epoch
+    /// bump that ends it); calling this again waits for it. Until it has ended, committing or
+    /// beginning a transaction is refused.
     pub async fn abort_transaction(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;

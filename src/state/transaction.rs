@@ -233,6 +233,10 @@ pub struct TransactionManager {
     init: Option<Init>,
     offsets: Option<Offsets>,
     end: Option<bool>,
+    /// The commit (true) or abort under way, from `commit_transaction`/`abort_transaction` until
+    /// `Ready`, epoch bump included: a call that timed out is resumed by calling it again, and
+    /// only it (Java `pendingTransition`).
+    completing: Option<bool>,
     /// The outstanding request, to check each response against.
     in_flight: Option<TxnRequest>,
 }
@@ -284,6 +288,10 @@ impl TransactionManager {
 
     /// A response-driven transition: an invalid one poisons the manager (KAFKA-14831).
     fn force(&mut self, target: TxnState, error: Option<TxnError>) {
+        if matches!(target, TxnState::AbortableError | TxnState::FatalError) {
+            // The commit or abort under way has ended, in failure.
+            self.completing = None;
+        }
         let mut state = self.state();
         if let Err(e) = state.transition(target) {
             self.last_error = Some(TxnError::of(&e, ErrorClass::Fatal));
@@ -379,9 +387,31 @@ impl TransactionManager {
         Ok(())
     }
 
+    /// Refuses `operation` while a commit or abort is still completing (Java
+    /// `throwIfPendingState`): its call may have timed out, and only calling it again finishes
+    /// it. `resuming` is the operation that may resume it.
+    fn refuse_while_completing(&self, operation: &str, resuming: Option<bool>) -> Result<()> {
+        let Some(commit) = self.completing else {
+            return Ok(());
+        };
+        if resuming == Some(commit) {
+            return Ok(());
+        }
+        let (what, call) = if commit {
+            ("committed", "commit_transaction")
+        } else {
+            ("aborted", "abort_transaction")
+        };
+        Err(Error::InvalidState(format!(
+            "cannot {operation}: the transaction is still being {what} (the call may have timed \
+             out); call {call} again to wait for it"
+        )))
+    }
+
     /// `beginTransaction`. Latches the protocol for this transaction.
     pub fn begin_transaction(&mut self) -> Result<()> {
         self.fail_if_error()?;
+        self.refuse_while_completing("begin a transaction", None)?;
         self.user_transition(TxnState::InTransaction)?;
         self.protocol = self.caps.protocol();
         Ok(())
@@ -433,7 +463,8 @@ impl TransactionManager {
     /// `commitTransaction`: fails if the transaction is abort-only. Calling it again while the
     /// commit is under way resumes it.
     pub fn begin_commit(&mut self) -> Result<()> {
-        if self.state() == TxnState::CommittingTransaction {
+        self.refuse_while_completing("commit", Some(true))?;
+        if self.completing == Some(true) && self.state() != TxnState::FatalError {
             self.resume_end(true);
             return Ok(());
         }
@@ -446,7 +477,9 @@ impl TransactionManager {
     /// `abortTransaction`: allowed from `InTransaction` and `AbortableError`. Calling it again
     /// while the abort is under way resumes it.
     pub fn begin_abort(&mut self) -> Result<()> {
-        if self.state() == TxnState::AbortingTransaction {
+        self.refuse_while_completing("abort", Some(false))?;
+        if self.completing == Some(false) && self.state() != TxnState::FatalError {
+            // Still aborting, or bumping the epoch that ends the abort.
             self.resume_end(false);
             return Ok(());
         }
@@ -463,6 +496,7 @@ impl TransactionManager {
 
     fn begin_completing(&mut self, commit: bool) {
         self.end = Some(commit);
+        self.completing = Some(commit);
         // Under v2 the coordinator bumps on EndTxn; the client only bumps under v1 (KAFKA-17898).
         if self.epoch_bump_required && self.protocol == TxnProtocol::V1 {
             self.init = Some(Init::Bump);
@@ -470,7 +504,11 @@ impl TransactionManager {
     }
 
     fn resume_end(&mut self, commit: bool) {
-        if self.in_flight.is_none() && self.end.is_none() && self.init.is_none() {
+        let ending = matches!(
+            self.state(),
+            TxnState::CommittingTransaction | TxnState::AbortingTransaction
+        );
+        if ending && self.in_flight.is_none() && self.end.is_none() && self.init.is_none() {
             self.end = Some(commit);
         }
     }
@@ -558,6 +596,7 @@ impl TransactionManager {
                 self.producer = producer;
                 self.init = None;
                 self.epoch_bump_required = false;
+                self.completing = None;
                 self.force(TxnState::Ready, None);
                 TxnStep::Done {
                     new_producer: Some(producer),
@@ -694,6 +733,7 @@ impl TransactionManager {
         let next = if self.init == Some(Init::Bump) {
             TxnState::Initializing
         } else {
+            self.completing = None;
             TxnState::Ready
         };
         self.force(next, None);

@@ -693,3 +693,72 @@ fn the_transactional_gate_holds_partitions_not_yet_added() {
     let drained = acc.drain(1, &[tp(0)], 1 << 20, now, &mut gate);
     assert_eq!(drained[0].sequence().unwrap().base_sequence, 0);
 }
+
+#[test]
+fn an_abort_timed_out_in_its_epoch_bump_is_resumed_by_calling_abort_again() {
+    let mut m = in_txn(V1);
+    m.maybe_add_partition(&tp(0)).unwrap();
+    m.next_request(false);
+    m.on_add_partitions(&[(tp(0), None)]).unwrap();
+    m.on_send_failed(&abortable(E::NotEnoughReplicas));
+    m.begin_abort().unwrap();
+    m.next_request(false);
+    m.on_end_txn(Ok(None)).unwrap();
+    // The caller's abort_transaction timed out here, during the KIP-360 epoch bump.
+    assert_eq!(m.state(), Initializing);
+    m.begin_abort()
+        .expect("calling abort again waits for the same abort");
+    let e = m.begin_commit().unwrap_err();
+    assert!(e.to_string().contains("still being aborted"), "{e}");
+    let e = m.begin_transaction().unwrap_err();
+    assert!(e.to_string().contains("abort_transaction again"), "{e}");
+    assert_eq!(
+        m.next_request(false),
+        Some(TxnRequest::InitProducerId {
+            current: Some(pid(0))
+        }),
+        "resuming sends nothing twice"
+    );
+    m.on_init_producer_id(Ok(pid(1))).unwrap();
+    assert_eq!(m.state(), Ready);
+    m.begin_transaction().expect("the abort is over");
+}
+
+#[test]
+fn a_pending_commit_cannot_be_turned_into_an_abort_or_a_new_transaction() {
+    let mut m = in_txn(V2);
+    m.maybe_add_partition(&tp(0)).unwrap();
+    m.begin_commit().unwrap();
+    assert_eq!(
+        m.next_request(false),
+        Some(TxnRequest::EndTxn { commit: true })
+    );
+    let e = m.begin_abort().unwrap_err();
+    assert!(
+        e.to_string().contains("still being committed")
+            && e.to_string().contains("commit_transaction again"),
+        "{e}"
+    );
+    assert!(m.begin_transaction().is_err());
+    assert_eq!(m.state(), CommittingTransaction, "refusals change nothing");
+    m.begin_commit().expect("calling commit again resumes it");
+    m.on_end_txn(Ok(Some(pid(1)))).unwrap();
+    assert_eq!(m.state(), Ready);
+    m.begin_transaction().unwrap();
+}
+
+#[test]
+fn a_commit_that_fails_abortably_can_then_be_aborted() {
+    let mut m = in_txn(V2);
+    m.maybe_add_partition(&tp(0)).unwrap();
+    m.begin_commit().unwrap();
+    m.next_request(false);
+    m.on_end_txn(Err(E::TransactionAbortable)).unwrap();
+    assert_eq!(m.state(), AbortableError);
+    m.begin_abort()
+        .expect("the failed commit no longer blocks an abort");
+    assert_eq!(
+        m.next_request(false),
+        Some(TxnRequest::EndTxn { commit: false })
+    );
+}

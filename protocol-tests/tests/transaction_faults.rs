@@ -49,6 +49,7 @@ const GROUP: &str = "g";
 const NOT_COORDINATOR: i16 = 16;
 const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 const CONCURRENT_TRANSACTIONS: i16 = 51;
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 /// A guard against hangs only: every call here must end well before it (the producer's own
 /// `max.block.ms` is far shorter).
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -1033,6 +1034,88 @@ async fn v2_produce_concurrent_transactions_is_retried_not_made_abortable() {
         "the same batch again: same producer id, epoch and sequence"
     );
     assert_eq!(cluster.end_txns(), vec![end_txn(1, 1000, 0, true, 5)]);
+}
+
+// ---- v1: the client bumps the epoch after an abortable send failure (KIP-360) ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_abort_after_a_failed_send_bumps_the_epoch_and_a_timed_out_abort_is_resumed() {
+    let cluster = TxnCluster::start(false, (7, 0), |_, req, model| match req {
+        Req::Produce { .. } if model.nth(ApiKey::Produce) == 1 => {
+            Some(refuse(req, OUT_OF_ORDER_SEQUENCE_NUMBER, model))
+        }
+        // The bump that ends the abort gets no answer until the test heals the coordinator.
+        Req::InitProducerId { producer_id: 7, .. } if model.faulty => Some(Action::Close),
+        Req::InitProducerId {
+            producer_id: 7,
+            epoch: 0,
+        } => {
+            model.producer = (7, 1);
+            None
+        }
+        _ => None,
+    })
+    .await;
+    let mut config = cluster.config();
+    config.max_block = Duration::from_secs(2);
+    let producer = Producer::connect(config).await.expect("connect");
+    within(producer.init_transactions()).await.expect("init");
+    producer.begin_transaction().unwrap();
+    let futures = send_all(&producer, &[0]).await;
+    for f in futures {
+        let e = within(f).await.expect_err("the broker refused the batch");
+        assert_eq!(e.class(), ErrorClass::Abortable, "{e}");
+    }
+    let e = within(producer.commit_transaction())
+        .await
+        .expect_err("a transaction with a failed send cannot commit");
+    assert_eq!(e.class(), ErrorClass::Abortable, "{e}");
+    let e = within(producer.abort_transaction())
+        .await
+        .expect_err("the epoch bump gets no answer within max.block.ms");
+    assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
+    assert!(
+        producer.begin_transaction().is_err(),
+        "the abort is not over"
+    );
+    cluster.script.model.lock().unwrap().faulty = false;
+    within(producer.abort_transaction())
+        .await
+        .expect("calling abort again finishes the same abort");
+    producer.begin_transaction().unwrap();
+    let futures = send_all(&producer, &[0]).await;
+    within(producer.commit_transaction()).await.expect("commit");
+    delivered(futures).await;
+    assert_eq!(
+        cluster.end_txns(),
+        vec![
+            end_txn(1, 7, 0, false, V1_END_TXN),
+            end_txn(1, 7, 1, true, V1_END_TXN)
+        ],
+        "one EndTxn(abort) at the old epoch, then the commit at the bumped one"
+    );
+    let inits = cluster.requests(|r| matches!(r, Req::InitProducerId { .. }));
+    assert!(inits.len() >= 3, "{inits:?}");
+    assert_eq!(
+        inits[0].1,
+        Req::InitProducerId {
+            producer_id: -1,
+            epoch: -1
+        }
+    );
+    assert!(
+        inits[1..].iter().all(|(_, r)| *r
+            == Req::InitProducerId {
+                producer_id: 7,
+                epoch: 0
+            }),
+        "the bump names the current id and epoch (KIP-360): {inits:?}"
+    );
+    assert_eq!(
+        cluster.produced(),
+        vec![(0, 7, 0, 0, 1), (0, 7, 1, 0, 1)],
+        "the next transaction starts at sequence 0 under the bumped epoch"
+    );
 }
 
 // ---- TxnOffsetCommit: only the partitions that failed are sent again ----

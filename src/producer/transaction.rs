@@ -377,8 +377,9 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
             message: Some(format!(
                 "the transaction ran longer than transaction.timeout.ms ({timeout:?}); under \
                  transaction.version < 2 the coordinator's abort fenced this producer's epoch \
-                 and refuses to bump it (as for the Java client): close this producer and \
-                 create a new one with the same transactional.id"
+                 and refuses to bump it (as for the Java client). Close this producer; a new \
+                 one with the same transactional.id can go on, and fences any other instance \
+                 using that id"
             )),
             class: ErrorClass::Fatal,
         });

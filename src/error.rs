@@ -264,7 +264,7 @@ impl Error {
         code: ResponseError,
         message: Option<String>,
     ) -> Error {
-        let class = if code.is_retriable() {
+        let class = if is_retriable_code(code) {
             ErrorClass::Retriable
         } else {
             ErrorClass::Fatal
@@ -296,6 +296,14 @@ impl Error {
             )),
         }
     }
+}
+
+/// Whether Kafka classes `code` as retriable. `kafka-protocol`'s table, except where it disagrees
+/// with the broker and the Java client: CONCURRENT_TRANSACTIONS (51) is a `RetriableException`
+/// in Java, and a transactions-v2 leader answers it to a Produce while the previous
+/// transaction's markers are still being written.
+pub fn is_retriable_code(code: ResponseError) -> bool {
+    code.is_retriable() || code == ResponseError::ConcurrentTransactions
 }
 
 /// `Result` with josefk's [`Error`].

@@ -7,7 +7,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{self, ApiKey, RequestHeader, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, StrBytes};
+use kafka_protocol::protocol::{
+    Decodable, Encodable, HeaderVersion, Message, StrBytes, VersionRange,
+};
 
 use crate::error::{BrokerRef, Error, Result};
 use crate::protocol::frame::LENGTH_PREFIX;
@@ -24,12 +26,31 @@ pub trait ApiRequest: Encodable + Message + HeaderVersion {
 }
 
 macro_rules! api_requests {
-    ($($key:ident => $req:ident, $resp:ident;)*) => {$(
-        impl ApiRequest for messages::$req {
-            const KEY: ApiKey = ApiKey::$key;
-            type Response = messages::$resp;
+    ($($key:ident => $req:ident, $resp:ident;)*) => {
+        $(
+            impl ApiRequest for messages::$req {
+                const KEY: ApiKey = ApiKey::$key;
+                type Response = messages::$resp;
+            }
+        )*
+
+        /// The versions `kafka-protocol` can both encode the request and decode the response of,
+        /// for the APIs josefk speaks. Its `ApiKey::valid_versions` can list more (InitProducerId
+        /// v6, OffsetFetch v10 in 0.18) than its message types handle.
+        pub fn message_versions(api: ApiKey) -> Option<VersionRange> {
+            match api {
+                $(ApiKey::$key => {
+                    let req = <messages::$req as Message>::VERSIONS;
+                    let resp = <messages::$resp as Message>::VERSIONS;
+                    Some(VersionRange {
+                        min: req.min.max(resp.min),
+                        max: req.max.min(resp.max),
+                    })
+                })*
+                _ => None,
+            }
         }
-    )*};
+    };
 }
 
 api_requests! {

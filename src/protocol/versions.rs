@@ -6,8 +6,9 @@
 //! - Produce ≤ 12 and Fetch ≤ 12: later versions identify topics by id only, and `kafka-protocol`
 //!   silently drops the topic name when encoding them (see eos-reference.md §7).
 //! - AddPartitionsToTxn ≤ 3: versions 4 and up are broker-to-broker only (KIP-890 part 1).
-//! - OffsetCommit ≤ 9 and OffsetFetch ≤ 9: version 10 identifies topics by id (KIP-848), and
-//!   `kafka-protocol` 0.18 lists it as valid for the API but cannot encode it for the message.
+//! - OffsetCommit ≤ 9 and OffsetFetch ≤ 9: version 10 identifies topics by id (KIP-848).
+//! - Never above what `kafka-protocol`'s message types can encode and decode: its API table lists
+//!   versions (InitProducerId v6, OffsetFetch v10) that its messages do not implement.
 //!
 //! The response also carries the cluster's finalized features (`transaction.version`,
 //! `group.version`), which decide the transaction protocol.
@@ -19,7 +20,11 @@ use crate::error::{BrokerRef, Error, Result};
 
 /// The versions josefk speaks for `api`.
 pub fn client_versions(api: ApiKey) -> VersionRange {
-    let full = api.valid_versions();
+    let mut full = api.valid_versions();
+    if let Some(codable) = super::codec::message_versions(api) {
+        full.min = full.min.max(codable.min);
+        full.max = full.max.min(codable.max);
+    }
     let cap = match api {
         ApiKey::Produce | ApiKey::Fetch => 12,
         ApiKey::AddPartitionsToTxn => 3,
@@ -155,6 +160,13 @@ mod tests {
         assert_eq!(v.choose(ApiKey::AddPartitionsToTxn, &broker()).unwrap(), 3);
         assert_eq!(v.choose(ApiKey::Fetch, &broker()).unwrap(), 8);
         assert_eq!(v.finalized_feature("transaction.version"), Some(2));
+        // Listed by kafka-protocol's API table, not implemented by its message types.
+        let v = ApiVersions::from_response(&response(&[
+            (ApiKey::InitProducerId, 0, 6),
+            (ApiKey::OffsetFetch, 1, 10),
+        ]));
+        assert_eq!(v.choose(ApiKey::InitProducerId, &broker()).unwrap(), 5);
+        assert_eq!(v.choose(ApiKey::OffsetFetch, &broker()).unwrap(), 9);
         assert_eq!(v.finalized_feature("group.version"), None);
     }
 

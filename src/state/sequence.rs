@@ -667,7 +667,7 @@ impl IdempotenceState {
                 }
                 Verdict::Retry
             }
-            _ if code.is_retriable() => Verdict::Retry,
+            _ if crate::error::is_retriable_code(code) => Verdict::Retry,
             _ => Verdict::No,
         }
     }
@@ -701,7 +701,7 @@ impl IdempotenceState {
             ErrorClass::Fatal
         } else if self.transactional {
             ErrorClass::Abortable
-        } else if code.is_retriable() {
+        } else if crate::error::is_retriable_code(code) {
             ErrorClass::Retriable
         } else {
             ErrorClass::Fatal

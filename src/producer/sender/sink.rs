@@ -325,7 +325,7 @@ fn decide(
         None => Decision::Complete {
             base_offset: Some(response.base_offset),
         },
-        Some(code) if code.is_retriable() && retry_allowed => Decision::Retry {
+        Some(code) if crate::error::is_retriable_code(code) && retry_allowed => Decision::Retry {
             outcome_unknown: matches!(
                 code,
                 ResponseError::RequestTimedOut | ResponseError::NotEnoughReplicasAfterAppend

@@ -9,7 +9,7 @@
 //!   committed offset if the group assigned it, otherwise (or when nothing is committed, or after
 //!   OFFSET_OUT_OF_RANGE) from ListOffsets per `auto.offset.reset`, or `poll` fails naming it under
 //!   `none`.
-//! - Group membership ([`group`]'s join and heartbeat tasks over the IO-free
+//! - Group membership (the `group` module's join and heartbeat tasks over the IO-free
 //!   [`Membership`](crate::state::membership)) is driven from `poll`: a rejoin first revokes (eager
 //!   protocol) or keeps (cooperative) the partitions, committing them under auto-commit and calling
 //!   the [`RebalanceListener`], then waits for the join task until `poll`'s deadline.
@@ -19,7 +19,7 @@
 //!   leader's incremental fetch session (KIP-227: only changed partitions are written). Fetches
 //!   run as background tasks owned by the consumer, so a response that arrives after `poll`
 //!   returned (or after its future was dropped) is kept for the next `poll`: that is the prefetch.
-//! - A response partition becomes a buffered [`fetch::PartitionFetch`] (Java's `CompletedFetch`):
+//! - A response partition becomes a buffered `fetch::PartitionFetch` (Java's `CompletedFetch`):
 //!   batches are decoded lazily, CRCs checked (`check.crcs`), a truncated final batch ignored, and
 //!   in `read_committed` each batch goes through [`TransactionFilter`](crate::state::isolation)
 //!   built from the partition's aborted-transaction list and last stable offset. Control batches

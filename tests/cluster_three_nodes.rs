@@ -11,6 +11,9 @@
 //!    of the ISR, produce and ListOffsets through josefk succeed against the new leader, and no
 //!    acknowledged record was lost (new records continue at offset 10; a fetch returns all).
 //! 4. The old leader restarts and rejoins: three brokers again, and it is back in the ISR.
+//! 5. A consumer group loses its coordinator: a member has read and committed 300 records, the
+//!    group coordinator's broker is SIGKILLed, 300 more records are written; the member finds
+//!    the new coordinator, reads all 300 (nothing lost) and commits them there.
 
 mod common;
 
@@ -19,11 +22,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
-use josefk::cluster::TopicsQuery;
+use josefk::cluster::{CoordinatorKind, TopicsQuery};
+use josefk::consumer::{AutoOffsetReset, CommitMode, Consumer, ConsumerConfig};
 use josefk::kafka_protocol::messages::DescribeClusterRequest;
 use josefk::kafka_protocol::records::RecordBatchDecoder;
 use josefk::net::Lane;
-use josefk::{IsolationLevel, TopicPartition};
+use josefk::producer::{Producer, ProducerConfig};
+use josefk::{IsolationLevel, ProducerRecord, TopicPartition};
 use josefk_harness::ClusterSpec;
 use tokio::time::Instant;
 
@@ -255,8 +260,124 @@ async fn three_nodes_replicate_and_fail_over_to_a_new_leader() {
         },
     )
     .await;
+    group_survives_losing_its_coordinator(&kafka, &admin).await;
     eprintln!("whole three-node scenario took {:?}", started.elapsed());
     // Close josefk's connections first, so the brokers' shutdown is not logged as lost connections.
     drop(admin);
     kafka.shutdown().await;
+}
+
+async fn produce_values(bootstrap: &str, topic: &str, prefix: &str, count: usize) {
+    let producer = Producer::connect(ProducerConfig::with_client(config(bootstrap)))
+        .await
+        .expect("producer");
+    let mut acks = Vec::new();
+    for i in 0..count {
+        let record = ProducerRecord::new(topic, format!("{prefix}-{i}")).key(format!("k{i}"));
+        acks.push(producer.send(record).await.expect("send"));
+    }
+    for ack in acks {
+        ack.await.expect("acknowledged");
+    }
+    producer.close(Duration::from_secs(30)).await.unwrap();
+}
+
+/// Polls until `n` more records came; returns their values.
+async fn poll_values(consumer: &mut Consumer, n: usize, within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} records",
+            out.len()
+        );
+        match consumer.poll(Duration::from_millis(500)).await {
+            Ok(records) => out.extend(records.iter().map(|r| {
+                String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned()
+            })),
+            Err(e) if e.is_retriable() => eprintln!("poll: {e} (retriable)"),
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+    out
+}
+
+/// Stage 5 (see the module docs).
+async fn group_survives_losing_its_coordinator(kafka: &PrivateCluster, admin: &Admin) {
+    let bootstrap = kafka.bootstrap_servers();
+    let topic = unique_topic("group-failover");
+    let group = format!("{topic}-g");
+    admin
+        .create_topics(&[NewTopic::new(&topic, 3, 3)])
+        .await
+        .expect("create topic");
+    produce_values(&bootstrap, &topic, "before", 300).await;
+    let consumer_config = ConsumerConfig::with_client(
+        config(&bootstrap).reconnect_backoff(Duration::from_millis(50), Duration::from_millis(500)),
+    )
+    .group_id(&group)
+    .auto_offset_reset(AutoOffsetReset::Earliest)
+    .commit_mode(CommitMode::Manual)
+    .session_timeout(Duration::from_secs(10))
+    .heartbeat_interval(Duration::from_millis(500));
+    let mut consumer = Consumer::connect(consumer_config).await.expect("consumer");
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut seen = poll_values(&mut consumer, 300, Duration::from_secs(60)).await;
+    consumer.commit().await.expect("commit before the failure");
+
+    let (coordinator, _) = admin
+        .cluster()
+        .coordinator(CoordinatorKind::Group, &group)
+        .await
+        .expect("group coordinator");
+    eprintln!("killing group coordinator {coordinator}");
+    kafka.kill_node(coordinator).await;
+    produce_values(&bootstrap, &topic, "after", 300).await;
+    seen.extend(poll_values(&mut consumer, 300, Duration::from_secs(90)).await);
+    // At-least-once: a member removed during the failover would read its uncommitted records
+    // again, so duplicates are reported, not refused.
+    let distinct: BTreeSet<&String> = seen.iter().collect();
+    eprintln!("read {} records, {} distinct", seen.len(), distinct.len());
+    let expected: BTreeSet<String> = (0..300)
+        .flat_map(|i| [format!("before-{i}"), format!("after-{i}")])
+        .collect();
+    assert_eq!(distinct, expected.iter().collect(), "nothing lost");
+
+    // The commit goes to the new coordinator, and a fresh lookup sees it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match consumer.commit().await {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "commit after failover: {e}");
+                eprintln!("commit after failover: {e}; polling to rejoin");
+                let _ = consumer.poll(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let (new_coordinator, _) = admin
+        .cluster()
+        .coordinator(CoordinatorKind::Group, &group)
+        .await
+        .expect("new group coordinator");
+    assert_ne!(new_coordinator, coordinator);
+    let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new(&topic, p)).collect();
+    let specs: Vec<_> = partitions
+        .iter()
+        .map(|tp| (tp.clone(), OffsetSpec::Latest))
+        .collect();
+    let ends = admin
+        .list_offsets(&specs, IsolationLevel::ReadUncommitted)
+        .await
+        .unwrap();
+    for (tp, committed) in consumer.committed(&partitions).await.unwrap() {
+        assert_eq!(
+            committed,
+            Some(ends[&tp].offset),
+            "{tp} committed at its end"
+        );
+    }
+    consumer.close().await.unwrap();
+    kafka.start_node(coordinator).await;
 }

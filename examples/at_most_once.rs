@@ -32,7 +32,6 @@ use josefk::admin::{Admin, NewTopic, OffsetSpec};
 use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig};
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::{ClientConfig, Guarantee, IsolationLevel, ProducerRecord, TopicPartition};
-use josefk_harness::{ClusterSpec, KafkaCluster};
 
 const METRICS: usize = 5_000;
 const PARTITIONS: i32 = 3;
@@ -41,14 +40,7 @@ const CRASH_BATCH: usize = 200;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Keep the broker (if we start one) alive until the end of main; dropping it stops it.
-    let (bootstrap, _local_broker) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(servers) if !servers.trim().is_empty() => (servers, None),
-        _ => {
-            eprintln!("KAFKA_BOOTSTRAP_SERVERS not set: starting a local Kafka broker (first run downloads it from Maven Central)...");
-            let cluster = KafkaCluster::start(ClusterSpec::single())?;
-            (cluster.bootstrap_servers(), Some(cluster))
-        }
-    };
+    let (bootstrap, _local_broker) = josefk_harness::bootstrap_or_local_broker()?;
     let runtime = tokio::runtime::Runtime::new()?;
     if !runtime.block_on(run(&bootstrap))? {
         std::process::exit(1);

@@ -38,7 +38,6 @@ use josefk::admin::{Admin, NewTopic, OffsetSpec};
 use josefk::consumer::{AutoOffsetReset, CommitMode, Consumer, ConsumerConfig, ConsumerRecord};
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::{ClientConfig, Header, IsolationLevel, ProducerRecord, TopicPartition};
-use josefk_harness::{ClusterSpec, KafkaCluster};
 
 const ORDERS: usize = 1_000;
 const PARTITIONS: i32 = 3;
@@ -49,14 +48,7 @@ const RETRY_COUNT: &str = "josefk.retry.count";
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keep_topics = std::env::args().any(|a| a == "--keep-topics");
     // Keep the broker (if we start one) alive until the end of main; dropping it stops it.
-    let (bootstrap, _local_broker) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(servers) if !servers.trim().is_empty() => (servers, None),
-        _ => {
-            eprintln!("KAFKA_BOOTSTRAP_SERVERS not set: starting a local Kafka broker (first run downloads it from Maven Central)...");
-            let cluster = KafkaCluster::start(ClusterSpec::single())?;
-            (cluster.bootstrap_servers(), Some(cluster))
-        }
-    };
+    let (bootstrap, _local_broker) = josefk_harness::bootstrap_or_local_broker()?;
     let runtime = tokio::runtime::Runtime::new()?;
     if !runtime.block_on(run(&bootstrap, keep_topics))? {
         std::process::exit(1);

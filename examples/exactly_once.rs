@@ -35,7 +35,6 @@ use josefk::admin::{Admin, NewTopic, OffsetSpec};
 use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig};
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::{ClientConfig, ErrorClass, Guarantee, IsolationLevel, ProducerRecord, TopicPartition};
-use josefk_harness::{ClusterSpec, KafkaCluster};
 
 const PARTITIONS: i32 = 6;
 
@@ -57,14 +56,7 @@ fn main() -> AnyResult<()> {
     let records: usize = arg(&args, "--records").map_or(Ok(100_000), |v| v.parse())?;
     let kills: usize = arg(&args, "--kills").map_or(Ok(3), |v| v.parse())?;
     // Keep the broker (if we start one) alive until the end of main; dropping it stops it.
-    let (bootstrap, _local_broker) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(servers) if !servers.trim().is_empty() => (servers, None),
-        _ => {
-            eprintln!("KAFKA_BOOTSTRAP_SERVERS not set: starting a local Kafka broker (first run downloads it from Maven Central)...");
-            let cluster = KafkaCluster::start(ClusterSpec::single())?;
-            (cluster.bootstrap_servers(), Some(cluster))
-        }
-    };
+    let (bootstrap, _local_broker) = josefk_harness::bootstrap_or_local_broker()?;
     let ok = runtime.block_on(demo(&bootstrap, records, kills))?;
     if !ok {
         std::process::exit(1);

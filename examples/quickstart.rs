@@ -13,18 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::{ClientConfig, IsolationLevel, ProducerRecord, TopicPartition};
-use josefk_harness::{ClusterSpec, KafkaCluster};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Keep the broker (if we start one) alive until the end of main; dropping it stops it.
-    let (bootstrap, _local_broker) = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
-        Ok(servers) if !servers.trim().is_empty() => (servers, None),
-        _ => {
-            eprintln!("KAFKA_BOOTSTRAP_SERVERS not set: starting a local Kafka broker (first run downloads it from Maven Central)...");
-            let cluster = KafkaCluster::start(ClusterSpec::single())?;
-            (cluster.bootstrap_servers(), Some(cluster))
-        }
-    };
+    let (bootstrap, _local_broker) = josefk_harness::bootstrap_or_local_broker()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(run(&bootstrap))?;
     Ok(())

@@ -15,9 +15,7 @@
 
 mod common;
 
-use common::example_binary;
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use josefk::admin::{Admin, OffsetSpec};
 use josefk::consumer::{Consumer, ConsumerConfig};
@@ -99,19 +97,7 @@ fn origin<'a>(
 #[tokio::test]
 async fn poison_records_reach_the_dlq_once_after_the_retries_and_healthy_ones_the_output_once() {
     let bootstrap = common::bootstrap();
-    let out = Command::new(example_binary("dead_letter_queue"))
-        .arg("--keep-topics")
-        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-        .output()
-        .expect("run the dead_letter_queue example");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the example failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::run_example("dead_letter_queue", &["--keep-topics"]);
     assert!(
         stdout.contains(&format!("(max {MAX_RETRIES} retries)")),
         "the example's retry bound is not the one this test checks"

@@ -3,12 +3,11 @@
 //! times; the output must equal the input — no duplicate, no loss — as judged by an independent
 //! reader, Java's `ConsoleConsumer` with `--isolation-level read_committed`.
 //!
-//! The test builds the example binary itself (`common::example_binary`).
+//! The test builds the example binary itself (`common::run_example`).
 
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::time::Duration;
 
 use josefk_harness::KafkaDist;
@@ -18,19 +17,8 @@ const RECORDS: usize = 100_000;
 #[test]
 fn copy_with_three_sigkills_has_no_duplicate_and_no_loss_by_javas_read_committed_reader() {
     let bootstrap = common::bootstrap();
-    let out = Command::new(common::example_binary("exactly_once"))
-        .args(["--records", &RECORDS.to_string(), "--kills", "3"])
-        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-        .output()
-        .expect("run the exactly_once example");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the example failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let records = RECORDS.to_string();
+    let stdout = common::run_example("exactly_once", &["--records", &records, "--kills", "3"]);
     let kills = stdout
         .lines()
         .filter(|l| l.starts_with("killed worker"))

@@ -11,25 +11,9 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::example_binary;
-
 /// Runs example `name` against the shared broker; returns its stdout once it succeeded.
 fn run_example(name: &str) -> String {
-    let bootstrap = common::bootstrap();
-    let out = Command::new(example_binary(name))
-        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-        .output()
-        .unwrap_or_else(|e| panic!("run the {name} example: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    eprintln!("{stdout}");
-    assert!(
-        out.status.success(),
-        "the {name} example failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = common::run_example(name, &[]);
     assert!(stdout.contains("check: OK"), "{name} reports its check");
     stdout
 }

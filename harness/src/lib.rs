@@ -62,6 +62,21 @@ pub use tools::{
 /// The Kafka release used unless `JOSEFK_KAFKA_VERSION` says otherwise.
 pub const DEFAULT_KAFKA_VERSION: &str = "4.4.0";
 
+/// The broker an example or demo should use: `$KAFKA_BOOTSTRAP_SERVERS` if set, otherwise a
+/// single-node broker started here (provisioned from Maven Central on first use). Keep the
+/// returned cluster alive as long as the broker is needed; dropping it stops the broker.
+pub fn bootstrap_or_local_broker() -> Result<(String, Option<KafkaCluster>)> {
+    if let Ok(servers) = bootstrap_servers_from_env() {
+        return Ok((servers, None));
+    }
+    eprintln!(
+        "KAFKA_BOOTSTRAP_SERVERS not set: starting a local Kafka broker (the first run downloads \
+         it from Maven Central)..."
+    );
+    let cluster = KafkaCluster::start(ClusterSpec::single())?;
+    Ok((cluster.bootstrap_servers(), Some(cluster)))
+}
+
 /// The broker a live test should use: `$KAFKA_BOOTSTRAP_SERVERS` if set. Otherwise
 /// an error saying how to get one, meant to fail the test rather than skip it
 /// silently.

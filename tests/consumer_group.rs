@@ -416,6 +416,15 @@ fn single_partition_config(bootstrap: &str, group: &str, mode: CommitMode) -> Co
         .max_poll_records(100)
 }
 
+/// A group member subscribed to `topic`, polling at most 100 records at a time.
+async fn subscribed(bootstrap: &str, group: &str, mode: CommitMode, topic: &str) -> Consumer {
+    let mut c = Consumer::connect(single_partition_config(bootstrap, group, mode))
+        .await
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn at_least_once_redelivers_what_a_killed_consumer_had_not_committed() {
     let bootstrap = common::bootstrap();
@@ -425,14 +434,7 @@ async fn at_least_once_redelivers_what_a_killed_consumer_had_not_committed() {
     produce(&bootstrap, &topic, "a", 1000).await;
 
     // Process 300 records, commit, process 200 more, get killed before committing them.
-    let mut c = Consumer::connect(single_partition_config(
-        &bootstrap,
-        &group,
-        CommitMode::Manual,
-    ))
-    .await
-    .unwrap();
-    c.subscribe(&[&topic]).unwrap();
+    let mut c = subscribed(&bootstrap, &group, CommitMode::Manual, &topic).await;
     let first = poll_n(&mut c, 300).await;
     let committed_at = first[299].offset + 1;
     c.commit_offsets(&[(TopicPartition::new(&topic, 0), committed_at)])
@@ -442,14 +444,7 @@ async fn at_least_once_redelivers_what_a_killed_consumer_had_not_committed() {
         poll_n(&mut c, 200).await.iter().map(|r| r.offset).collect();
     drop(c); // killed: no commit, no LeaveGroup
 
-    let mut c = Consumer::connect(single_partition_config(
-        &bootstrap,
-        &group,
-        CommitMode::Manual,
-    ))
-    .await
-    .unwrap();
-    c.subscribe(&[&topic]).unwrap();
+    let mut c = subscribed(&bootstrap, &group, CommitMode::Manual, &topic).await;
     let rest = poll_n(&mut c, 1000 - committed_at as usize).await;
     let redelivered: Vec<i64> = rest
         .iter()
@@ -478,14 +473,7 @@ async fn at_most_once_skips_exactly_what_a_killed_consumer_had_not_processed() {
     create_topic(&bootstrap, &topic, 1).await;
     produce(&bootstrap, &topic, "a", 1000).await;
 
-    let mut c = Consumer::connect(single_partition_config(
-        &bootstrap,
-        &group,
-        CommitMode::BeforeProcessing,
-    ))
-    .await
-    .unwrap();
-    c.subscribe(&[&topic]).unwrap();
+    let mut c = subscribed(&bootstrap, &group, CommitMode::BeforeProcessing, &topic).await;
     // Process whole polls until at least 400 records, then take one more poll and process only
     // 10 of its records before being killed.
     let mut processed: Vec<i64> = Vec::new();
@@ -499,14 +487,7 @@ async fn at_most_once_skips_exactly_what_a_killed_consumer_had_not_processed() {
     let unprocessed = batch_len - 10;
     drop(c);
 
-    let mut c = Consumer::connect(single_partition_config(
-        &bootstrap,
-        &group,
-        CommitMode::BeforeProcessing,
-    ))
-    .await
-    .unwrap();
-    c.subscribe(&[&topic]).unwrap();
+    let mut c = subscribed(&bootstrap, &group, CommitMode::BeforeProcessing, &topic).await;
     let resume_at = last_batch.last().unwrap().offset + 1;
     let rest = poll_n(&mut c, 1000 - resume_at as usize).await;
     assert_eq!(
@@ -568,14 +549,7 @@ async fn stream_yields_records_one_at_a_time_and_commit_async_lands() {
     create_topic(&bootstrap, &topic, 1).await;
     produce(&bootstrap, &topic, "a", 100).await;
 
-    let mut c = Consumer::connect(single_partition_config(
-        &bootstrap,
-        &group,
-        CommitMode::Manual,
-    ))
-    .await
-    .unwrap();
-    c.subscribe(&[&topic]).unwrap();
+    let mut c = subscribed(&bootstrap, &group, CommitMode::Manual, &topic).await;
     let mut offsets = Vec::new();
     {
         let mut stream = c.stream();

@@ -157,10 +157,13 @@ impl Producer {
     /// has resolved, the record is queued and dropping the [`DeliveryFuture`] does not cancel it.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         let shared = self.shared();
-        shared.check_usable()?;
-        let deadline = Instant::now() + shared.config.max_block;
+        // `max.block.ms` counts from here, but the clock is read only once something must wait:
+        // the common path never blocks, and a clock read per record is measurable.
+        let started = Instant::now;
+        let mut deadline = None;
         let size = estimated_record_size(&record);
         if size > shared.config.max_request_size {
+            shared.check_usable()?;
             return Err(Error::Broker {
                 api: ApiKey::Produce,
                 broker: None,
@@ -172,15 +175,27 @@ impl Producer {
                 class: ErrorClass::Fatal,
             });
         }
-        let metadata = self.topic_metadata(&record.topic, deadline).await?;
-        let info = &metadata.topics[&record.topic];
+        // One hash lookup of the topic on the common path (the snapshot already knows it).
+        let known = shared.cluster.metadata();
+        let waited;
+        let info = match known.topics.get(&record.topic) {
+            Some(info) => info,
+            None => {
+                // Fail fast rather than wait for metadata on a closed or failed producer.
+                shared.check_usable()?;
+                let at = *deadline.get_or_insert_with(|| started() + shared.config.max_block);
+                waited = self.topic_metadata(&record.topic, at).await?;
+                &waited.topics[&record.topic]
+            }
+        };
         let num_partitions = info.partitions.len() as i32;
         let partition = match record.partition {
             Some(p) if p < 0 || p >= num_partitions => {
+                shared.check_usable()?;
                 return Err(Error::InvalidState(format!(
                     "partition {p} of topic `{}` does not exist (it has {num_partitions})",
                     record.topic
-                )))
+                )));
             }
             Some(p) => Some(p),
             None => record
@@ -205,18 +220,14 @@ impl Producer {
         loop {
             {
                 let mut state = shared.lock();
-                tp.partition = match partition {
-                    Some(p) => p,
-                    None => state.sticky_partition(&tp.topic, info),
-                };
-                if let Some(txn) = &mut state.txn {
-                    // Java `maybeAddPartition`: outside a transaction, or in an error state, the
-                    // record is refused before it is queued.
-                    txn.maybe_add_partition(&tp)?;
+                // Checked under the lock the append takes anyway: one lock per record, not two.
+                state.check_usable()?;
+                let result = state.append(&mut tp, partition, info, pending, size)?;
+                if state.txn.is_some() {
                     shared.wake_txn();
                 }
-                let sticky = partition.is_none().then_some(info);
-                match state.append(&tp, pending, size, sticky) {
+                drop(state);
+                match result {
                     AppendResult::Appended(appended) => {
                         if appended.batch_full || appended.new_batch {
                             shared.wake.notify_one();
@@ -243,14 +254,14 @@ impl Producer {
                 }
                 Some(notified) => {
                     shared.wake.notify_one();
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    let at = *deadline.get_or_insert_with(|| started() + shared.config.max_block);
+                    if tokio::time::timeout_at(at, notified).await.is_err() {
                         return Err(Error::Timeout {
                             api: None,
                             broker: None,
                             after: shared.config.max_block,
                         });
                     }
-                    shared.check_usable()?;
                 }
             }
         }

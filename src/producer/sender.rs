@@ -117,39 +117,73 @@ impl ProducerState {
         self.reinitializing = false;
     }
 
-    /// The partition for a keyless record of `topic` (KIP-480 sticky partitioning).
-    pub(crate) fn sticky_partition(&mut self, topic: &str, info: &TopicInfo) -> i32 {
-        let n = info.partitions.len() as i32;
-        // Probe before `entry`, which would allocate the key on every record.
-        if let Some(p) = self.sticky.get_mut(topic) {
-            return p.partition(&info.available, n);
-        }
-        let batch_size = self.accumulator.config().batch_size;
-        self.sticky
-            .entry(topic.to_owned())
-            .or_insert_with(|| StickyPartitioner::new(batch_size, seed()))
-            .partition(&info.available, n)
-    }
-
-    /// Appends a record; `sticky` is the topic's metadata when the sticky partitioner chose the
-    /// partition (it is told how much went there, to know when to switch).
+    /// Places a record: sets `tp.partition` to `partition`, or for a keyless record to the topic's
+    /// sticky partition (KIP-480), which is then told how much went there to know when to
+    /// switch; a transactional producer refuses it outside a transaction (Java
+    /// `maybeAddPartition`), before it is queued. Then appends it.
+    ///
+    /// The topic's sticky partitioner is looked up once per record, and the clock is read only
+    /// when the record opens a new batch.
     pub(crate) fn append(
         &mut self,
-        tp: &TopicPartition,
+        tp: &mut TopicPartition,
+        partition: Option<i32>,
+        info: &TopicInfo,
         record: PendingRecord,
         size: usize,
-        sticky: Option<&TopicInfo>,
-    ) -> AppendResult<PendingRecord> {
+    ) -> Result<AppendResult<PendingRecord>> {
+        let n = info.partitions.len() as i32;
+        let mut sticky = match partition {
+            Some(p) => {
+                tp.partition = p;
+                None
+            }
+            None => {
+                // Probe before `entry`, which would allocate the key on every record.
+                let sticky = match self.sticky.get_mut(tp.topic.as_str()) {
+                    Some(s) => s,
+                    None => {
+                        let batch_size = self.accumulator.config().batch_size;
+                        self.sticky
+                            .entry(tp.topic.clone())
+                            .or_insert_with(|| StickyPartitioner::new(batch_size, seed()))
+                    }
+                };
+                tp.partition = sticky.partition(&info.available, n);
+                Some(sticky)
+            }
+        };
+        if let Some(txn) = &mut self.txn {
+            txn.maybe_add_partition(tp)?;
+        }
         let result = self
             .accumulator
-            .append(tp, record, size, Instant::now().into_std());
-        if let (Some(info), AppendResult::Appended(a)) = (sticky, &result) {
-            if let Some(p) = self.sticky.get_mut(&tp.topic) {
-                let n = info.partitions.len() as i32;
-                p.on_append(a.appended_bytes, a.tail_full, &info.available, n);
-            }
+            .append_with_clock(tp, record, size, || Instant::now().into_std());
+        if let (Some(sticky), AppendResult::Appended(a)) = (&mut sticky, &result) {
+            sticky.on_append(a.appended_bytes, a.tail_full, &info.available, n);
         }
-        result
+        Ok(result)
+    }
+
+    /// Fails once the producer is closed or broken.
+    pub(crate) fn check_usable(&self) -> Result<()> {
+        if let Some(e) = self
+            .txn
+            .as_ref()
+            .filter(|t| t.state() == TxnState::FatalError)
+        {
+            return Err(e
+                .last_error()
+                .map(|e| e.to_error())
+                .unwrap_or_else(|| Error::InvalidState("producer failed".into())));
+        }
+        if let Some(why) = &self.fatal {
+            return Err(Error::InvalidState(format!("producer failed: {why}")));
+        }
+        if self.closing {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     pub(crate) fn begin_flush(&mut self) {
@@ -172,24 +206,7 @@ impl Shared {
 
     /// Fails fast once the producer is closed or broken.
     pub(crate) fn check_usable(&self) -> Result<()> {
-        let state = self.lock();
-        if let Some(e) = state
-            .txn
-            .as_ref()
-            .filter(|t| t.state() == TxnState::FatalError)
-        {
-            return Err(e
-                .last_error()
-                .map(|e| e.to_error())
-                .unwrap_or_else(|| Error::InvalidState("producer failed".into())));
-        }
-        if let Some(why) = &state.fatal {
-            return Err(Error::InvalidState(format!("producer failed: {why}")));
-        }
-        if state.closing {
-            return Err(Error::Closed);
-        }
-        Ok(())
+        self.lock().check_usable()
     }
 
     /// Stops new sends; the sender delivers what is queued and exits.

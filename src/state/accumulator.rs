@@ -291,6 +291,18 @@ impl<T> Accumulator<T> {
         size: usize,
         now: Instant,
     ) -> AppendResult<T> {
+        self.append_with_clock(tp, record, size, || now)
+    }
+
+    /// [`Accumulator::append`] reading the clock only when a new batch is created (most appends
+    /// join an open batch and need no time).
+    pub fn append_with_clock(
+        &mut self,
+        tp: &TopicPartition,
+        record: T,
+        size: usize,
+        now: impl FnOnce() -> Instant,
+    ) -> AppendResult<T> {
         if self.closed {
             return AppendResult::Closed(record);
         }
@@ -324,7 +336,13 @@ impl<T> Accumulator<T> {
         self.used_memory += reserve;
         self.memory_waiters = false;
         self.next_id += 1;
-        let mut batch = ProducerBatch::new(BatchId(self.next_id), tp.clone(), now);
+        let mut batch = ProducerBatch::new(BatchId(self.next_id), tp.clone(), now());
+        // Room for as many records like this one as the batch takes: growing the vectors by
+        // doubling costs a dozen reallocations and copies per batch of small records.
+        let expected =
+            (batch_size.saturating_sub(RECORD_BATCH_OVERHEAD) / size.max(1)).clamp(1, 4096);
+        batch.records.reserve_exact(expected);
+        batch.record_sizes.reserve_exact(expected);
         batch.reserved = reserve;
         batch.push(record, size);
         let tail_full = batch.is_full(batch_size);

@@ -588,14 +588,40 @@ fn json_partitions(line: &str) -> BTreeSet<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn josefk_and_java_consumers_share_one_group() {
+    for (assignor, java_class) in [
+        (
+            Assignor::Range,
+            "org.apache.kafka.clients.consumer.RangeAssignor",
+        ),
+        (
+            Assignor::CooperativeSticky,
+            "org.apache.kafka.clients.consumer.CooperativeStickyAssignor",
+        ),
+    ] {
+        // The first member to join leads the group and runs the assignor for both.
+        for java_leads in [true, false] {
+            share_one_group_with_java(assignor, java_class, java_leads).await;
+        }
+    }
+}
+
+/// Java's own consumer and josefk in one group, both offering only `assignor`; the first to join
+/// (Java if `java_leads`) is the leader.
+async fn share_one_group_with_java(assignor: Assignor, java_class: &str, java_leads: bool) {
     use std::io::BufRead;
 
     let bootstrap = common::bootstrap();
-    let topic = common::unique_topic("java-group");
+    let topic = common::unique_topic(&format!("java-group-{}", assignor.name()));
     let group = format!("{topic}-g");
     create_topic(&bootstrap, &topic, 6).await;
+    let board = SharedBoard::default();
+    let config = group_config(&bootstrap, &group, vec![assignor]);
+    let mut member = None;
+    if !java_leads {
+        member = Some(start_member(0, config.clone(), &topic, board.clone()).await);
+        wait_stable(&board, &[0], &topic, 6, Duration::from_secs(60)).await;
+    }
 
-    // Java's own consumer joins first (and leads), then josefk joins; both use the range assignor.
     let args = [
         "--bootstrap-server",
         &bootstrap,
@@ -606,7 +632,7 @@ async fn josefk_and_java_consumers_share_one_group() {
         "--session-timeout",
         "6000",
         "--assignment-strategy",
-        "org.apache.kafka.clients.consumer.RangeAssignor",
+        java_class,
     ]
     .map(str::to_owned);
     let mut java = tokio::task::spawn_blocking(move || {
@@ -632,34 +658,39 @@ async fn josefk_and_java_consumers_share_one_group() {
     std::thread::spawn(move || {
         std::io::copy(&mut std::io::BufReader::new(stderr), &mut std::io::sink())
     });
-    // Java's latest full assignment (range is eager: each "partitions_assigned" is the whole set).
+    // Java's current assignment, replayed from its events (eager: revoke all, assign all;
+    // cooperative: assigned and revoked are the increments).
     let java_assigned = |events: &Arc<Mutex<Vec<String>>>| {
-        events
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|l| l.contains("\"name\":\"partitions_assigned\""))
-            .map(|l| json_partitions(l))
+        let mut held: Option<BTreeSet<i32>> = None;
+        for line in events.lock().unwrap().iter() {
+            if line.contains("\"name\":\"partitions_assigned\"") {
+                held.get_or_insert_with(BTreeSet::new)
+                    .extend(json_partitions(line));
+            } else if line.contains("\"name\":\"partitions_revoked\"")
+                || line.contains("\"name\":\"partitions_lost\"")
+            {
+                if let Some(h) = held.as_mut() {
+                    for p in json_partitions(line) {
+                        h.remove(&p);
+                    }
+                }
+            }
+        }
+        held
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while java_assigned(&events).is_none_or(|p| p.len() != 6) {
-        assert!(
-            Instant::now() < deadline,
-            "Java never got the 6 partitions: {:?}",
-            events.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if java_leads {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while java_assigned(&events).is_none_or(|p| p.len() != 6) {
+            assert!(
+                Instant::now() < deadline,
+                "Java never got the 6 partitions: {:?}",
+                events.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        member = Some(start_member(0, config, &topic, board.clone()).await);
     }
-
-    let board = SharedBoard::default();
-    let member = start_member(
-        0,
-        group_config(&bootstrap, &group, vec![Assignor::Range]),
-        &topic,
-        board.clone(),
-    )
-    .await;
+    let member = member.expect("started");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mine = board

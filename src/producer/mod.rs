@@ -16,62 +16,51 @@
 //! module owns the tasks, the clock and the network.
 
 pub mod config;
+mod delivery;
 mod request;
 mod sender;
 mod transaction;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use config::{Acks, ProducerConfig};
+pub use delivery::DeliveryFuture;
 pub use transaction::ConsumerGroupMetadata;
 
 use crate::cluster::Cluster;
 use crate::error::{Error, ErrorClass, Result};
 use crate::protocol::compression::Compression;
-use crate::record::{Header, ProducerRecord, RecordMetadata, TopicPartition};
+use crate::record::{Header, ProducerRecord, TopicPartition};
 use crate::state::accumulator::{AccumulatorConfig, AppendResult};
 use crate::state::partitioner::{partition_for_key, Partitioner};
 use crate::state::transaction::TxnState;
+use delivery::Settler;
 use sender::{ProducerState, Shared};
 use transaction::txn_error;
 
-/// A record waiting in the accumulator, with the channel its outcome goes to.
+/// What `send` keeps of a record until it is encoded.
 #[derive(Debug)]
-pub(crate) struct PendingRecord {
+pub(crate) struct RecordData {
     timestamp: i64,
     key: Option<Bytes>,
     value: Option<Bytes>,
     headers: Vec<Header>,
-    reply: oneshot::Sender<Result<RecordMetadata>>,
 }
 
-/// Resolves to where a record landed, or why it could not be delivered.
-///
-/// Dropping it does not cancel the delivery: the record is already queued.
+/// A record waiting in the accumulator: its data, its batch's settler and its index in that
+/// batch (where its outcome goes).
 #[derive(Debug)]
-#[must_use = "a delivery future reports whether the record was written"]
-pub struct DeliveryFuture {
-    receiver: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.receiver)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::Closed)))
-    }
+pub(crate) struct PendingRecord {
+    data: RecordData,
+    settler: Arc<Settler>,
+    index: u32,
 }
 
 /// A Kafka producer. Cheap to clone; every clone shares one accumulator, sender task and
@@ -204,13 +193,11 @@ impl Producer {
                 .map(|k| partition_for_key(k, num_partitions)),
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let (reply, receiver) = oneshot::channel();
-        let mut pending = PendingRecord {
+        let mut pending = RecordData {
             timestamp,
             key: record.key,
             value: record.value,
             headers: record.headers,
-            reply,
         };
         // The record's own topic string becomes the partition key: no copy per record.
         let mut tp = TopicPartition::new(record.topic, 0);
@@ -222,7 +209,8 @@ impl Producer {
                 let mut state = shared.lock();
                 // Checked under the lock the append takes anyway: one lock per record, not two.
                 state.check_usable()?;
-                let result = state.append(&mut tp, partition, info, pending, size)?;
+                let mut placed = None;
+                let result = state.append(&mut tp, partition, info, pending, size, &mut placed)?;
                 if state.txn.is_some() {
                     shared.wake_txn();
                 }
@@ -232,7 +220,8 @@ impl Producer {
                         if appended.batch_full || appended.new_batch {
                             shared.wake.notify_one();
                         }
-                        return Ok(DeliveryFuture { receiver });
+                        let (completion, index) = placed.expect("an appended record was placed");
+                        return Ok(DeliveryFuture::new(completion, index, timestamp));
                     }
                     AppendResult::NoMemory(back) => pending = back,
                     AppendResult::TooLarge(_) => {

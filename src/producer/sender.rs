@@ -22,16 +22,17 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::delivery::{Completion, Settler};
 use super::request::{build_produce_request, parse_produce_response, PartitionOutcome};
 use super::transaction::{produce_version, txn_error, PendingOffsets, GATED_RECHECK};
-use super::{Acks, PendingRecord, ProducerConfig};
+use super::{Acks, PendingRecord, ProducerConfig, RecordData};
 use crate::cluster::{is_stale_metadata_error, Cluster, MetadataSnapshot, TopicInfo, TopicsQuery};
 use crate::error::{Error, ErrorClass, Result};
 use crate::net::{Lane, PendingResponse};
 use crate::protocol::codec::{decode_response, encode_request};
 use crate::protocol::compression::Compression;
 use crate::protocol::records::{encode_batch, BatchOptions, RecordInput};
-use crate::record::{RecordMetadata, TopicPartition};
+use crate::record::TopicPartition;
 use crate::state::accumulator::{
     Accumulator, AccumulatorConfig, AppendResult, NoGate, ProducerBatch,
 };
@@ -129,9 +130,10 @@ impl ProducerState {
         tp: &mut TopicPartition,
         partition: Option<i32>,
         info: &TopicInfo,
-        record: PendingRecord,
+        record: RecordData,
         size: usize,
-    ) -> Result<AppendResult<PendingRecord>> {
+        placed: &mut Option<(Arc<Completion>, u32)>,
+    ) -> Result<AppendResult<RecordData>> {
         let n = info.partitions.len() as i32;
         let mut sticky = match partition {
             Some(p) => {
@@ -156,9 +158,25 @@ impl ProducerState {
         if let Some(txn) = &mut self.txn {
             txn.maybe_add_partition(tp)?;
         }
-        let result = self
-            .accumulator
-            .append_with_clock(tp, record, size, || Instant::now().into_std());
+        let result = self.accumulator.append_with(
+            tp,
+            record,
+            size,
+            || Instant::now().into_std(),
+            // The record joins its batch's shared completion, or opens a new one.
+            |data, previous| {
+                let (settler, index) = match previous {
+                    Some(p) => (p.settler.clone(), p.index + 1),
+                    None => (Settler::new(), 0),
+                };
+                *placed = Some((settler.completion().clone(), index));
+                PendingRecord {
+                    data,
+                    settler,
+                    index,
+                }
+            },
+        );
         if let (Some(sticky), AppendResult::Appended(a)) = (&mut sticky, &result) {
             sticky.on_append(a.appended_bytes, a.tail_full, &info.available, n);
         }
@@ -261,8 +279,10 @@ impl Shared {
 
     pub(crate) fn fail_batch(&self, batch: Batch, error: &dyn Fn() -> Error) {
         let records = self.lock().accumulator.release(batch);
-        for r in records {
-            let _ = r.reply.send(Err(error()));
+        // A batch's records are a contiguous range of its settler's indexes (a split keeps them
+        // in order), so one outcome covers them all.
+        if let Some(first) = records.first() {
+            first.settler.fail(first.index, records.len(), error);
         }
     }
 

@@ -291,18 +291,22 @@ impl<T> Accumulator<T> {
         size: usize,
         now: Instant,
     ) -> AppendResult<T> {
-        self.append_with_clock(tp, record, size, || now)
+        self.append_with(tp, record, size, || now, |record, _| record)
     }
 
-    /// [`Accumulator::append`] reading the clock only when a new batch is created (most appends
-    /// join an open batch and need no time).
-    pub fn append_with_clock(
+    /// [`Accumulator::append`] for callers whose queued record depends on its batch: `join`
+    /// turns the incoming record into the queued one, given the last record of the batch it
+    /// joins (`None` when it opens a new batch). The clock is read only when a new batch is
+    /// created (most appends join an open batch and need no time). Refusals hand back the
+    /// incoming record; `join` is then not called.
+    pub fn append_with<R>(
         &mut self,
         tp: &TopicPartition,
-        record: T,
+        record: R,
         size: usize,
         now: impl FnOnce() -> Instant,
-    ) -> AppendResult<T> {
+        join: impl FnOnce(R, Option<&T>) -> T,
+    ) -> AppendResult<R> {
         if self.closed {
             return AppendResult::Closed(record);
         }
@@ -311,6 +315,7 @@ impl<T> Accumulator<T> {
             let queued = queue.len();
             if let Some(last) = queue.back_mut().filter(|b| !b.closed) {
                 if last.size + size <= batch_size {
+                    let record = join(record, last.records.last());
                     last.push(record, size);
                     let tail_full = last.is_full(batch_size);
                     return AppendResult::Appended(Appended {
@@ -344,7 +349,7 @@ impl<T> Accumulator<T> {
         batch.records.reserve_exact(expected);
         batch.record_sizes.reserve_exact(expected);
         batch.reserved = reserve;
-        batch.push(record, size);
+        batch.push(join(record, None), size);
         let tail_full = batch.is_full(batch_size);
         let appended_bytes = batch.size;
         let id = batch.id;

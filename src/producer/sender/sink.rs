@@ -22,10 +22,10 @@ fn encode(shared: &Shared, batch: &Batch) -> Result<Bytes> {
         &mut out,
         &options,
         batch.records().iter().map(|r| RecordInput {
-            timestamp: r.timestamp,
-            key: r.key.as_deref(),
-            value: r.value.as_deref(),
-            headers: &r.headers[..],
+            timestamp: r.data.timestamp,
+            key: r.data.key.as_deref(),
+            value: r.data.value.as_deref(),
+            headers: &r.data.headers[..],
         }),
     )
     .map_err(|e| Error::Protocol {
@@ -266,12 +266,11 @@ fn settle(
     for (batch, base_offset, log_append) in completed {
         let tp = batch.tp().clone();
         let records = shared.lock().accumulator.release(batch);
-        for (i, r) in records.into_iter().enumerate() {
-            let _ = r.reply.send(Ok(RecordMetadata {
-                partition: tp.clone(),
-                offset: base_offset.map(|b| b + i as i64),
-                timestamp: log_append.unwrap_or(r.timestamp),
-            }));
+        // One outcome for the batch's range of indexes; each future derives its own offset.
+        if let Some(first) = records.first() {
+            first
+                .settler
+                .deliver(first.index, records.len(), &tp, base_offset, log_append);
         }
     }
     for (batch, error) in failed {

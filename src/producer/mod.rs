@@ -217,7 +217,14 @@ impl Producer {
                 drop(state);
                 match result {
                     AppendResult::Appended(appended) => {
-                        if appended.batch_full || appended.new_batch {
+                        // Wake the sender only when this append changed what is sendable: a new
+                        // batch (its linger starts, and the one before it is closed) or a batch
+                        // that just filled. Appending behind batches already queued (Java's
+                        // `batchIsFull` for `deque.size() > 1`) changes nothing the sender has
+                        // not seen: it was woken when that queue grew, and is woken when a
+                        // request ends. Waking it per record then costs a context switch and a
+                        // sender pass per record under load.
+                        if appended.new_batch || appended.tail_full {
                             shared.wake.notify_one();
                         }
                         let (completion, index) = placed.expect("an appended record was placed");

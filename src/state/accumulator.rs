@@ -245,8 +245,11 @@ pub struct ReadyCheck {
 #[derive(Debug)]
 pub struct Accumulator<T> {
     config: AccumulatorConfig,
-    /// Ordered so `ready` and `expire` visit partitions deterministically.
-    queues: BTreeMap<TopicPartition, VecDeque<ProducerBatch<T>>>,
+    /// Queues by topic, then indexed by partition number. Ordered so `ready` and `expire` visit
+    /// partitions deterministically (topic, then partition: `TopicPartition`'s order). Looking up
+    /// a partition costs one topic comparison per tree level and an index, where a map keyed by
+    /// `TopicPartition` compared the topic string with several keys per append.
+    queues: BTreeMap<String, Vec<VecDeque<ProducerBatch<T>>>>,
     /// Bytes reserved by batches not yet released.
     used_memory: usize,
     /// An append was refused for memory and has not succeeded since (Java `free.queued() > 0`).
@@ -311,7 +314,7 @@ impl<T> Accumulator<T> {
             return AppendResult::Closed(record);
         }
         let batch_size = self.config.batch_size;
-        if let Some(queue) = self.queues.get_mut(tp) {
+        if let Some(queue) = self.queue_mut(tp) {
             let queued = queue.len();
             if let Some(last) = queue.back_mut().filter(|b| !b.closed) {
                 if last.size + size <= batch_size {
@@ -353,7 +356,7 @@ impl<T> Accumulator<T> {
         let tail_full = batch.is_full(batch_size);
         let appended_bytes = batch.size;
         let id = batch.id;
-        let queue = self.queues.entry(tp.clone()).or_default();
+        let queue = self.queue_entry(tp);
         queue.push_back(batch);
         AppendResult::Appended(Appended {
             batch: id,
@@ -375,8 +378,9 @@ impl<T> Accumulator<T> {
         now: Instant,
     ) -> ReadyCheck {
         let mut out = ReadyCheck::default();
-        for (tp, queue) in &self.queues {
+        for queue in self.queues.values().flatten() {
             let Some(first) = queue.front() else { continue };
+            let tp = &first.tp;
             let Some(leader) = leader_of(tp) else {
                 out.unknown_leader_topics.insert(tp.topic.clone());
                 continue;
@@ -432,7 +436,8 @@ impl<T> Accumulator<T> {
             if self.muted.contains(tp) {
                 continue;
             }
-            let Some(queue) = self.queues.get_mut(tp) else {
+            // Borrows only `queues`: the backoff check below reads `config`.
+            let Some(queue) = queue_in(&mut self.queues, tp) else {
                 continue;
             };
             let Some(first) = queue.front() else { continue };
@@ -557,7 +562,7 @@ impl<T> Accumulator<T> {
     /// Inserts `batch` at the front of its queue, before every queued batch with a later sequence
     /// (Java `insertInSequenceOrder`); a batch without a sequence goes first.
     fn insert_in_sequence_order(&mut self, batch: ProducerBatch<T>) {
-        let queue = self.queues.entry(batch.tp.clone()).or_default();
+        let queue = self.queue_entry(&batch.tp);
         let at = match batch.sequence {
             None => 0,
             Some(seq) => queue
@@ -581,7 +586,7 @@ impl<T> Accumulator<T> {
     pub fn expire(&mut self, now: Instant) -> Vec<ProducerBatch<T>> {
         let timeout = self.config.delivery_timeout;
         let mut out = Vec::new();
-        for queue in self.queues.values_mut() {
+        for queue in self.queues.values_mut().flatten() {
             while let Some(first) = queue.front() {
                 let expired = now.saturating_duration_since(first.created) >= timeout;
                 if !expired || first.outcome_unknown {
@@ -597,6 +602,7 @@ impl<T> Accumulator<T> {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.queues
             .values()
+            .flatten()
             .filter_map(|q| q.front())
             .filter(|b| !b.outcome_unknown)
             .map(|b| b.created + self.config.delivery_timeout)
@@ -614,7 +620,7 @@ impl<T> Accumulator<T> {
     /// `abortUndrainedBatches`). Batches already sent stay: their outcome must be learned.
     pub fn abort_undrained(&mut self) -> Vec<ProducerBatch<T>> {
         let mut out = Vec::new();
-        for queue in self.queues.values_mut() {
+        for queue in self.queues.values_mut().flatten() {
             let (keep, drop): (VecDeque<_>, VecDeque<_>) =
                 queue.drain(..).partition(|b| b.sequence.is_some());
             *queue = keep;
@@ -626,7 +632,7 @@ impl<T> Accumulator<T> {
     /// Removes every queued batch (a forced close, Java `abortBatches`).
     pub fn abort_all(&mut self) -> Vec<ProducerBatch<T>> {
         let mut out = Vec::new();
-        for queue in self.queues.values_mut() {
+        for queue in self.queues.values_mut().flatten() {
             out.extend(queue.drain(..));
         }
         out
@@ -660,18 +666,53 @@ impl<T> Accumulator<T> {
 
     /// Whether any batch is queued (Java `hasUndrained`).
     pub fn has_undrained(&self) -> bool {
-        self.queues.values().any(|q| !q.is_empty())
+        self.queues.values().flatten().any(|q| !q.is_empty())
     }
 
     /// How many batches are queued for `tp` (the queue length KIP-794 weighs partitions by).
     pub fn queued_batches(&self, tp: &TopicPartition) -> usize {
-        self.queues.get(tp).map_or(0, VecDeque::len)
+        let partition = usize::try_from(tp.partition).ok();
+        self.queues
+            .get(tp.topic.as_str())
+            .and_then(|parts| parts.get(partition?))
+            .map_or(0, VecDeque::len)
+    }
+
+    /// `tp`'s queue, if it ever had one.
+    fn queue_mut(&mut self, tp: &TopicPartition) -> Option<&mut VecDeque<ProducerBatch<T>>> {
+        queue_in(&mut self.queues, tp)
+    }
+
+    /// `tp`'s queue, created if needed (the topic name is copied once per topic).
+    ///
+    /// # Panics
+    ///
+    /// If `tp.partition` is negative: partitions are numbered from 0.
+    fn queue_entry(&mut self, tp: &TopicPartition) -> &mut VecDeque<ProducerBatch<T>> {
+        let partition = usize::try_from(tp.partition).expect("a partition number is not negative");
+        if !self.queues.contains_key(tp.topic.as_str()) {
+            self.queues.insert(tp.topic.clone(), Vec::new());
+        }
+        let parts = self.queues.get_mut(tp.topic.as_str()).expect("inserted");
+        if parts.len() <= partition {
+            parts.resize_with(partition + 1, VecDeque::new);
+        }
+        &mut parts[partition]
     }
 
     /// Bytes of `buffer.memory` held by unreleased batches.
     pub fn used_memory(&self) -> usize {
         self.used_memory
     }
+}
+
+/// `tp`'s queue in `queues`, if it ever had one.
+fn queue_in<'a, T>(
+    queues: &'a mut BTreeMap<String, Vec<VecDeque<ProducerBatch<T>>>>,
+    tp: &TopicPartition,
+) -> Option<&'a mut VecDeque<ProducerBatch<T>>> {
+    let partition = usize::try_from(tp.partition).ok()?;
+    queues.get_mut(tp.topic.as_str())?.get_mut(partition)
 }
 
 /// Java's retry wait before attempt `attempts + 1`: `retry.backoff.ms * 2^(attempts-1)` capped at

@@ -206,7 +206,7 @@ fn retried_batches_return_in_sequence_order_and_back_off() {
     acc.reenqueue(b2, s1);
     acc.reenqueue(b0, s1);
     acc.reenqueue(b1, s1);
-    let order: Vec<Option<i32>> = acc.queues[&tp(0)]
+    let order: Vec<Option<i32>> = acc.queues["t"][0]
         .iter()
         .map(|b| b.sequence().map(|s| s.base_sequence))
         .collect();

@@ -288,6 +288,13 @@ mod tests {
     }
 
     #[test]
+    fn delivery_future_stays_send_sync_unpin() {
+        // It replaced a oneshot receiver, which is all three; callers may rely on that.
+        fn check<F: Send + Sync + Unpin>() {}
+        check::<DeliveryFuture>();
+    }
+
+    #[test]
     fn records_dropped_unsettled_resolve_closed() {
         let settler = Settler::new();
         let count = Arc::new(Count(0.into()));

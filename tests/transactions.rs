@@ -309,6 +309,30 @@ async fn offsets_follow_the_transaction(bootstrap: &str, tag: &str) {
         .expect("send offsets");
     producer.commit_transaction().await.expect("commit");
     assert_eq!(committed_offset(&admin, &group, &tp0).await, Some(50));
+
+    // Two calls at once from clones: one is refused rather than silently replacing the other's
+    // offsets; the transaction commits exactly the accepted call's offsets.
+    producer.begin_transaction().expect("begin");
+    let clone = producer.clone();
+    let (at0, at1) = ([(tp0.clone(), 60, None)], [(tp1.clone(), 61, None)]);
+    let (first, second) = tokio::join!(
+        producer.send_offsets_to_transaction(&at0, &meta),
+        clone.send_offsets_to_transaction(&at1, &meta),
+    );
+    assert!(
+        first.is_ok() != second.is_ok(),
+        "exactly one call accepted: {first:?} {second:?}"
+    );
+    let refused = first.as_ref().err().or(second.as_ref().err()).unwrap();
+    assert!(
+        refused.to_string().contains("still being committed"),
+        "{refused}"
+    );
+    producer.commit_transaction().await.expect("commit");
+    let (want0, want1) = if first.is_ok() { (60, 7) } else { (50, 61) };
+    assert_eq!(committed_offset(&admin, &group, &tp0).await, Some(want0));
+    assert_eq!(committed_offset(&admin, &group, &tp1).await, Some(want1));
+
     let values = all(&read(&admin, t, IsolationLevel::ReadCommitted).await);
     assert_eq!(values, vec!["out-1".to_owned()]);
     producer

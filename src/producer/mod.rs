@@ -387,7 +387,8 @@ impl Producer {
     /// transaction abortable.
     ///
     /// Bounded by `max.block.ms`. Cancellation or timeout does not withdraw the offsets: they are
-    /// still sent and are part of the transaction if that succeeds.
+    /// still sent and are part of the transaction if that succeeds. A call made while an earlier
+    /// call's offsets are still being committed (from a clone of this producer) is refused.
     pub async fn send_offsets_to_transaction(
         &self,
         offsets: &[(TopicPartition, i64, Option<String>)],
@@ -398,6 +399,15 @@ impl Producer {
         let target = self.with_txn(|state| {
             if offsets.is_empty() {
                 return Ok(None);
+            }
+            if state.pending_offsets.is_some() {
+                // Replacing them would drop the earlier call's offsets from the transaction
+                // (Java refuses a call while another is pending too: `throwIfPendingState`).
+                return Err(Error::InvalidState(
+                    "send_offsets_to_transaction: offsets from an earlier call are still being \
+                     committed; await that call before sending more"
+                        .into(),
+                ));
             }
             state
                 .txn

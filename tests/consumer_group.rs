@@ -814,3 +814,126 @@ async fn a_session_timeout_the_broker_refuses_is_a_clear_fatal_error() {
         "the error names the group: {e}"
     );
 }
+
+/// Records the partitions the listener was told were lost.
+struct LostLog(Arc<Mutex<Vec<TopicPartition>>>);
+
+impl RebalanceListener for LostLog {
+    fn on_partitions_lost(&mut self, partitions: &[TopicPartition]) {
+        self.0.lock().unwrap().extend_from_slice(partitions);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_commit_commits_what_earlier_polls_returned_and_on_close() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("autocommit");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 1).await;
+    produce(&bootstrap, &topic, "a", 300).await;
+    let tp = TopicPartition::new(&topic, 0);
+
+    let config = single_partition_config(&bootstrap, &group, CommitMode::AutoAfterPoll)
+        .auto_commit_interval(Duration::from_millis(100));
+    let mut c = Consumer::connect(config).await.unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let first = poll_n(&mut c, 100).await;
+    let reached = first.last().unwrap().offset + 1;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    // This poll commits what the earlier ones returned (processed by now), not what it returns.
+    let more = c.poll(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).await.unwrap(),
+        vec![(tp.clone(), Some(reached))]
+    );
+    let end = more.last().map_or(reached, |r| r.offset + 1);
+    c.close().await.unwrap();
+    let c = Consumer::connect(single_partition_config(
+        &bootstrap,
+        &group,
+        CommitMode::Manual,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).await.unwrap(),
+        vec![(tp, Some(end))],
+        "close commits the positions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_stops_polling_leaves_and_its_partitions_are_lost_not_revoked() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("pollgap");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 2).await;
+    let board = SharedBoard::default();
+    let other = start_member(
+        1,
+        group_config(&bootstrap, &group, vec![Assignor::Range]),
+        &topic,
+        board.clone(),
+    )
+    .await;
+
+    let lost: Arc<Mutex<Vec<TopicPartition>>> = Arc::default();
+    let mut slow = Consumer::connect(
+        group_config(&bootstrap, &group, vec![Assignor::Range])
+            .max_poll_interval(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
+    slow.subscribe(&[&topic]).unwrap();
+    slow.set_rebalance_listener(LostLog(lost.clone()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while slow.assignment().len() != 1 {
+        assert!(Instant::now() < deadline, "no 1/1 split");
+        slow.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    let held = slow.assignment();
+    let generation = slow.group_metadata().unwrap().generation_id;
+
+    // No poll for longer than max.poll.interval.ms: the heartbeat task leaves the group and the
+    // other member takes both partitions in a later generation.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let other_now = board.lock().unwrap().assignments.get(&1).cloned();
+        if other_now.is_some_and(|(g, set)| g > generation && set.len() == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the idle member never left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The next poll finds the partitions gone: lost (they may be someone else's), then rejoins.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lost.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "partitions never reported lost");
+        slow.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    assert_eq!(*lost.lock().unwrap(), held);
+    wait_until_split(&mut slow, &board).await;
+    slow.close().await.unwrap();
+    other.stop(Ctl::Close).await;
+}
+
+/// Polls `slow` until it and member 1 hold one partition each.
+async fn wait_until_split(slow: &mut Consumer, board: &SharedBoard) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        slow.poll(Duration::from_millis(200)).await.unwrap();
+        let theirs = board
+            .lock()
+            .unwrap()
+            .assignments
+            .get(&1)
+            .map_or(0, |(_, s)| s.len());
+        if slow.assignment().len() == 1 && theirs == 1 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rejoined member never got a partition back"
+        );
+    }
+}

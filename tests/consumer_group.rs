@@ -937,3 +937,24 @@ async fn wait_until_split(slow: &mut Consumer, board: &SharedBoard) {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manually_assigned_partitions_are_auto_committed_with_a_group_id() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("assign-commit");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 1).await;
+    produce(&bootstrap, &topic, "a", 150).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let config = single_partition_config(&bootstrap, &group, CommitMode::AutoAfterPoll);
+    let mut c = Consumer::connect(config.clone()).await.unwrap();
+    c.assign(std::slice::from_ref(&tp)).await.unwrap();
+    let got = poll_n(&mut c, 150).await;
+    assert_eq!(got.len(), 150);
+    c.close().await.unwrap();
+    let c = Consumer::connect(config).await.unwrap();
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).await.unwrap(),
+        vec![(tp, Some(150))]
+    );
+}

@@ -169,13 +169,18 @@ impl Consumer {
         group.leave("unsubscribed").await
     }
 
-    /// Commits under auto-commit, leaves the group (a static member stays until its session times
-    /// out, as Java's default close does) and closes the consumer.
+    /// Commits under auto-commit (subscribed or, with `group.id`, manually assigned partitions),
+    /// leaves the group (a static member stays until its session times out, as Java's default
+    /// close does) and closes the consumer.
     ///
     /// Dropping a consumer without `close` leaves like a crashed process: the group moves its
     /// partitions only after `session.timeout.ms`.
     pub async fn close(mut self) -> Result<()> {
         let Some(mut group) = self.group.take() else {
+            // Manual assignment with `group.id`: auto-commit's last commit.
+            if self.membership.is_some() && self.config.commit_mode == CommitMode::AutoAfterPoll {
+                self.commit_changed_positions(None).await?;
+            }
             return Ok(());
         };
         let lost = group.member().partitions_lost();

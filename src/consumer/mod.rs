@@ -387,8 +387,12 @@ impl Consumer {
             if !self.ensure_group(deadline).await? {
                 return Ok(Vec::new());
             }
-            self.maybe_auto_commit().await;
             self.check_subscribed_topics().await;
+        }
+        // With `group.id`, manually assigned partitions are committed too (generation -1), as in
+        // Java.
+        if self.membership.is_some() {
+            self.maybe_auto_commit().await;
         }
         loop {
             if self.group.is_some() && !self.ensure_group(deadline).await? {
@@ -397,7 +401,9 @@ impl Consumer {
             let mut out = Vec::new();
             self.drain_buffered(&mut out, limit)?;
             if !out.is_empty() {
-                if self.group.is_some() && self.config.commit_mode == CommitMode::BeforeProcessing {
+                if self.membership.is_some()
+                    && self.config.commit_mode == CommitMode::BeforeProcessing
+                {
                     self.commit_before_processing(&out).await?;
                 }
                 return Ok(out);

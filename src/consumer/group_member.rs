@@ -370,7 +370,9 @@ impl Consumer {
     }
 
     /// Makes sure the member is in the group with a current assignment, joining if needed.
-    /// `Ok(false)` when `deadline` passed first (the join goes on in the background).
+    /// `Ok(false)` when `deadline` passed first (the join goes on in the background); under the
+    /// cooperative protocol a member that keeps partitions gets `Ok(true)` at once and consumes
+    /// them while the join runs.
     pub(super) async fn ensure_group(&mut self, deadline: Instant) -> Result<bool> {
         let Some(group) = &self.group else {
             return Ok(true);
@@ -398,8 +400,17 @@ impl Consumer {
                 .start_join(topics, owned);
         }
         let group = self.group.as_mut().expect("checked above");
-        match group.wait_join(deadline).await {
-            None => Ok(false),
+        // Cooperative rebalancing (KIP-429): a member keeping partitions goes on consuming them
+        // while the join runs, so only look whether it finished.
+        let keeps_consuming = group.settings.rebalance_protocol() == RebalanceProtocol::Cooperative
+            && !self.assignment.is_empty();
+        let wait_until = if keeps_consuming {
+            Instant::now()
+        } else {
+            deadline
+        };
+        match group.wait_join(wait_until).await {
+            None => Ok(keeps_consuming),
             Some(Err(e)) => Err(e),
             Some(Ok(outcome)) => {
                 if group.joined_topics != self.subscription {

@@ -567,6 +567,14 @@ async fn stream_yields_records_one_at_a_time_and_commit_async_lands() {
     offsets.extend(rest.iter().map(|r| r.offset));
     assert_eq!(offsets, (0..100).collect::<Vec<i64>>());
 
+    c.commit_offsets_async(&[(tp.clone(), 90)])
+        .unwrap()
+        .await
+        .expect("async commit of given offsets");
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).await.unwrap(),
+        vec![(tp.clone(), Some(90))]
+    );
     c.commit_async().unwrap().await.expect("async commit");
     assert_eq!(
         c.committed(std::slice::from_ref(&tp)).await.unwrap(),

@@ -225,8 +225,22 @@ impl Consumer {
     /// after another are sent in order, but one retried after a coordinator error may land after
     /// a later one: commit synchronously before closing or on revocation, as with Java.
     pub fn commit_async(&mut self) -> Result<CommitHandle> {
-        let group_id = self.group_id()?.to_owned();
+        self.group_id()?;
         let offsets = self.positions();
+        self.spawn_commit(offsets)
+    }
+
+    /// [`Consumer::commit_offsets`] without waiting, as [`Consumer::commit_async`] does for the
+    /// current positions.
+    pub fn commit_offsets_async(
+        &mut self,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<CommitHandle> {
+        self.spawn_commit(offsets.iter().cloned().collect())
+    }
+
+    fn spawn_commit(&mut self, offsets: BTreeMap<TopicPartition, i64>) -> Result<CommitHandle> {
+        let group_id = self.group_id()?.to_owned();
         let cluster = self.cluster.clone();
         let membership = self
             .membership

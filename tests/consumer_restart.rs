@@ -88,7 +88,11 @@ async fn a_group_member_survives_a_broker_crash_and_restart() {
     let mut seen = BTreeSet::new();
     read_and_commit(&mut consumer, &mut seen, 300).await;
     // One more (empty) poll: the fetch after the first is incremental within the session.
-    assert!(consumer.poll(Duration::from_millis(300)).await.unwrap().is_empty());
+    assert!(consumer
+        .poll(Duration::from_millis(300))
+        .await
+        .unwrap()
+        .is_empty());
     let sessions_before = consumer.fetch_session_stats();
     assert!(
         sessions_before.incremental_requests > 0,

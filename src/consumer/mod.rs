@@ -92,7 +92,7 @@ struct PartitionState {
     in_flight: bool,
 }
 
-/// A consumer of manually assigned partitions. See the module docs.
+/// A consumer of manually assigned or group-assigned partitions. See the module docs.
 #[derive(Debug)]
 pub struct Consumer {
     cluster: Cluster,

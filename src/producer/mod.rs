@@ -360,10 +360,12 @@ impl Producer {
         })?;
         shared.wake_txn();
         shared
-            .wait_txn(deadline, |state| match state.txn.as_ref()?.state() {
-                TxnState::Ready => Some(Ok(())),
-                TxnState::AbortableError | TxnState::FatalError => txn_error(state).map(Err),
-                _ => None,
+            .wait_txn(deadline, ApiKey::InitProducerId, |state| {
+                match state.txn.as_ref()?.state() {
+                    TxnState::Ready => Some(Ok(())),
+                    TxnState::AbortableError | TxnState::FatalError => txn_error(state).map(Err),
+                    _ => None,
+                }
             })
             .await
     }
@@ -425,7 +427,7 @@ impl Producer {
         };
         shared.wake_txn();
         shared
-            .wait_txn(deadline, |state| {
+            .wait_txn(deadline, ApiKey::TxnOffsetCommit, |state| {
                 if state.offsets_committed >= target {
                     return Some(Ok(()));
                 }
@@ -492,10 +494,12 @@ impl Producer {
     /// Waits until the transaction being committed or aborted has ended.
     async fn wait_for_end(&self, deadline: Instant) -> Result<()> {
         self.shared()
-            .wait_txn(deadline, |state| match state.txn.as_ref()?.state() {
-                TxnState::Ready => Some(Ok(())),
-                TxnState::AbortableError | TxnState::FatalError => txn_error(state).map(Err),
-                _ => None,
+            .wait_txn(deadline, ApiKey::EndTxn, |state| {
+                match state.txn.as_ref()?.state() {
+                    TxnState::Ready => Some(Ok(())),
+                    TxnState::AbortableError | TxnState::FatalError => txn_error(state).map(Err),
+                    _ => None,
+                }
             })
             .await
     }

@@ -147,6 +147,7 @@ impl Shared {
     pub(crate) async fn wait_txn(
         &self,
         deadline: Instant,
+        api: ApiKey,
         mut done: impl FnMut(&mut super::sender::ProducerState) -> Option<Result<()>>,
     ) -> Result<()> {
         loop {
@@ -161,7 +162,7 @@ impl Shared {
             }
             if tokio::time::timeout_at(deadline, progressed).await.is_err() {
                 return Err(Error::Timeout {
-                    api: None,
+                    api: Some(api),
                     broker: None,
                     after: self.config.max_block,
                 });

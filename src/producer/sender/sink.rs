@@ -199,21 +199,10 @@ fn settle(
                         }
                     }
                     log_append = outcome.and_then(|o| o.log_append_time);
-                    if response.error == Some(ResponseError::ConcurrentTransactions)
-                        && retry_allowed
-                    {
-                        // Under transactions v2 the leader adds the partition to the transaction
-                        // itself; while the previous transaction's markers are still being
-                        // written it retries for `add.partitions.to.txn.retry.backoff.max.ms`
-                        // (100 ms), then answers CONCURRENT_TRANSACTIONS. Kafka (and Java's
-                        // Sender) treat it as retriable; kafka-protocol 0.18 does not, which
-                        // made the transaction abortable. Nothing was written: resend as is.
-                        Decision::Retry {
-                            outcome_unknown: false,
-                        }
-                    } else {
-                        decide(state, &batch, &response, retry_allowed, broker.as_ref())
-                    }
+                    // CONCURRENT_TRANSACTIONS (a v2 leader still adding the partition while the
+                    // previous markers are written) is retried like any retriable code:
+                    // `error::is_retriable_code` corrects kafka-protocol's table for it.
+                    decide(state, &batch, &response, retry_allowed, broker.as_ref())
                 }
                 (Ok(Some(_)), None) => unreachable!("outcomes are Some whenever the result is"),
                 (Err(e), _) => {

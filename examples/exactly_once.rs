@@ -8,7 +8,9 @@
 //! ```
 //!
 //! It uses the broker named by `KAFKA_BOOTSTRAP_SERVERS`, or provisions Apache Kafka from Maven
-//! Central and starts a local single-node broker. Then:
+//! Central and starts a local single-node broker. `JOSEFK_CLIENT_PROPERTIES=client.properties`
+//! applies a Java-style properties file (`key=value` lines, `#` comments) to every client, e.g.
+//! `security.protocol=SSL` and `ssl.*` for a TLS listener. Then:
 //!
 //! 1. writes `--records` input records with the idempotent producer (6 partitions);
 //! 2. starts this program again as a **worker** child process. The worker is a group member
@@ -70,6 +72,29 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// The client settings: `bootstrap`, `client_id`, then every `key=value` line of the file named by
+/// `JOSEFK_CLIENT_PROPERTIES` (inherited by the worker processes).
+fn client_config(bootstrap: &str, client_id: &str) -> AnyResult<ClientConfig> {
+    let mut config = ClientConfig::new(bootstrap).client_id(client_id);
+    if let Some(path) = std::env::var_os("JOSEFK_CLIENT_PROPERTIES") {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("JOSEFK_CLIENT_PROPERTIES={}: {e}", path.to_string_lossy()))?;
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .ok_or(format!("not key=value: {line}"))?;
+            if !config.set(key.trim(), value.trim())? {
+                return Err(format!("unknown client property `{}`", key.trim()).into());
+            }
+        }
+        config.validate()?;
+    }
+    Ok(config)
+}
+
 struct WorkerNames {
     bootstrap: String,
     input: String,
@@ -86,7 +111,7 @@ async fn demo(bootstrap: &str, records: usize, kills: usize) -> AnyResult<bool> 
         output: format!("josefk-eos-out-{stamp}"),
         group: format!("josefk-eos-copier-{stamp}"),
     };
-    let client = ClientConfig::new(bootstrap).client_id("josefk-eos-demo");
+    let client = client_config(bootstrap, "josefk-eos-demo")?;
     let admin = Admin::connect(client.clone()).await?;
     admin
         .create_topics(&[
@@ -246,7 +271,7 @@ async fn read_all(
 
 /// The copier: one transaction per poll. Exits when the whole input is copied.
 async fn worker(names: WorkerNames) -> AnyResult<()> {
-    let client = ClientConfig::new(&names.bootstrap).client_id("josefk-eos-worker");
+    let client = client_config(&names.bootstrap, "josefk-eos-worker")?;
     let mut consumer = Consumer::connect(
         ConsumerConfig::with_client(client.clone())
             .guarantee(Guarantee::ExactlyOnce)

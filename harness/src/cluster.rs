@@ -57,13 +57,15 @@ impl KafkaCluster {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("josefk-kafka-{}-{n}", std::process::id()));
-        let ports = pick_free_ports(2 * spec.node_count())
+        let per_node = 2 + spec.listeners().len();
+        let ports = pick_free_ports(per_node * spec.node_count())
             .map_err(|e| HarnessError::io("picking free ports on 127.0.0.1", e))?;
         let layouts: Vec<NodeLayout> = (0..spec.node_count())
             .map(|i| NodeLayout {
                 id: i as i32 + 1,
-                port: ports[2 * i],
-                controller_port: ports[2 * i + 1],
+                port: ports[per_node * i],
+                controller_port: ports[per_node * i + 1],
+                listener_ports: ports[per_node * i + 2..per_node * (i + 1)].to_vec(),
                 dir: dir.join(format!("node-{}", i + 1)),
             })
             .collect();
@@ -131,6 +133,9 @@ impl KafkaCluster {
             for (name, level) in self.spec.features() {
                 args.push("--feature".into());
                 args.push(format!("{name}={level}").into());
+            }
+            for arg in self.spec.scram_format_args() {
+                args.push(arg.into());
             }
             let process = JavaProcess::spawn(Launch {
                 program: self.dist.java().to_path_buf(),
@@ -219,6 +224,32 @@ impl KafkaCluster {
         addrs.join(",")
     }
 
+    /// `127.0.0.1:port,...` of the [`crate::Listener`] called `name` on every node. Panics if
+    /// the spec has no such listener (a bug in the calling test).
+    pub fn listener_bootstrap(&self, name: &str) -> String {
+        let addrs: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| self.listener_address(name, n.layout.id))
+            .collect();
+        addrs.join(",")
+    }
+
+    /// `127.0.0.1:port` of the listener called `name` on one node. Panics on an unknown listener
+    /// or node.
+    pub fn listener_address(&self, name: &str, node_id: i32) -> String {
+        let index = self
+            .spec
+            .listeners()
+            .iter()
+            .position(|l| l.name().eq_ignore_ascii_case(name))
+            .unwrap_or_else(|| panic!("the cluster has no listener called {name}"));
+        match self.nodes.iter().find(|n| n.layout.id == node_id) {
+            Some(n) => format!("127.0.0.1:{}", n.layout.listener_ports[index]),
+            None => panic!("{}", self.unknown(node_id)),
+        }
+    }
+
     /// The node ids, `1..=n`.
     pub fn node_ids(&self) -> Vec<i32> {
         self.nodes.iter().map(|n| n.layout.id).collect()
@@ -273,6 +304,23 @@ impl KafkaCluster {
             process.wait()?;
         }
         Ok(())
+    }
+
+    /// Freezes a node (SIGSTOP to its processes): its sockets stay open and nothing is answered
+    /// until [`KafkaCluster::resume_node`]. Pausing a stopped node is a no-op.
+    pub fn pause_node(&mut self, node_id: i32) -> Result<()> {
+        match &mut self.node_mut(node_id)?.process {
+            Some(process) => process.pause(),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets a paused node run again (SIGCONT).
+    pub fn resume_node(&mut self, node_id: i32) -> Result<()> {
+        match &mut self.node_mut(node_id)?.process {
+            Some(process) => process.resume(),
+            None => Ok(()),
+        }
     }
 
     /// Restarts a stopped or killed node on the same ports and data dir, and waits

@@ -3,7 +3,7 @@
 //! Everything here is pure except port picking, so it is unit-tested directly.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default readiness timeout per cluster start; generous because CI machines have
@@ -25,6 +25,113 @@ pub struct ClusterSpec {
     broker_properties: Vec<(String, String)>,
     start_timeout: Duration,
     kafka_version: Option<String>,
+    listeners: Vec<Listener>,
+    scram_users: Vec<(String, String, String)>,
+}
+
+/// Escapes a value for a double-quoted JAAS option.
+fn jaas_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// An extra listener on every node, on its own port on 127.0.0.1, beside the PLAINTEXT one
+/// (which stays first, is used between brokers, and is what
+/// [`crate::KafkaCluster::bootstrap_servers`] returns) and the controller's.
+///
+/// Its properties are written as `listener.name.<name lower-cased>.<key>=<value>`, so a SASL
+/// listener is the same shape: `Listener::new("SASLPLAIN", "SASL_PLAINTEXT")
+/// .property("sasl.enabled.mechanisms", "PLAIN")`.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    name: String,
+    security_protocol: String,
+    properties: Vec<(String, String)>,
+}
+
+impl Listener {
+    /// A listener called `name` (letters, digits, `_`; upper-cased) speaking `security_protocol`
+    /// (`SSL`, `SASL_PLAINTEXT`, `SASL_SSL`, `PLAINTEXT`).
+    pub fn new(name: &str, security_protocol: &str) -> Self {
+        Listener {
+            name: name.to_ascii_uppercase(),
+            security_protocol: security_protocol.to_string(),
+            properties: Vec::new(),
+        }
+    }
+
+    /// An SSL listener serving the PEM key store `keystore_pem` (key, certificate, chain in one
+    /// file) and trusting the CAs in `truststore_pem` (used when clients present certificates).
+    pub fn ssl(name: &str, keystore_pem: &Path, truststore_pem: &Path) -> Self {
+        Listener::new(name, "SSL")
+            .property("ssl.keystore.type", "PEM")
+            .property("ssl.keystore.location", &keystore_pem.display().to_string())
+            .property("ssl.truststore.type", "PEM")
+            .property(
+                "ssl.truststore.location",
+                &truststore_pem.display().to_string(),
+            )
+    }
+
+    /// [`Listener::ssl`] that requires a client certificate signed by a trusted CA
+    /// (`ssl.client.auth=required`).
+    pub fn mtls(name: &str, keystore_pem: &Path, truststore_pem: &Path) -> Self {
+        Listener::ssl(name, keystore_pem, truststore_pem).property("ssl.client.auth", "required")
+    }
+
+    /// A SASL_PLAINTEXT listener with PLAIN, knowing `users` (name, password) through its JAAS
+    /// line (`user_<name>="<password>"`).
+    pub fn sasl_plain(name: &str, users: &[(&str, &str)]) -> Self {
+        let mut jaas =
+            String::from("org.apache.kafka.common.security.plain.PlainLoginModule required");
+        for (user, password) in users {
+            jaas.push_str(&format!(" user_{user}=\"{}\"", jaas_escape(password)));
+        }
+        jaas.push(';');
+        Listener::new(name, "SASL_PLAINTEXT")
+            .property("sasl.enabled.mechanisms", "PLAIN")
+            .property("plain.sasl.jaas.config", &jaas)
+    }
+
+    /// A SASL_PLAINTEXT listener with SCRAM-SHA-256 and SCRAM-SHA-512; users come from
+    /// [`ClusterSpec::scram_user`] (stored in the cluster metadata at format time).
+    pub fn sasl_scram(name: &str) -> Self {
+        let jaas = "org.apache.kafka.common.security.scram.ScramLoginModule required;";
+        Listener::new(name, "SASL_PLAINTEXT")
+            .property("sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512")
+            .property("scram-sha-256.sasl.jaas.config", jaas)
+            .property("scram-sha-512.sasl.jaas.config", jaas)
+    }
+
+    /// A SASL_PLAINTEXT listener with OAUTHBEARER and Kafka's default, unsecured token validator
+    /// (accepts any unsigned JWS with `sub` and a future `exp`; tests and development only).
+    pub fn sasl_oauthbearer_unsecured(name: &str) -> Self {
+        Listener::new(name, "SASL_PLAINTEXT")
+            .property("sasl.enabled.mechanisms", "OAUTHBEARER")
+            .property(
+                "oauthbearer.sasl.jaas.config",
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+                 unsecuredLoginStringClaim_sub=\"broker\";",
+            )
+    }
+
+    /// Replaces the listener's security protocol (e.g. `SASL_SSL` for a SASL listener that
+    /// also gets the `ssl.*` properties of [`Listener::ssl`]).
+    pub fn security_protocol(mut self, security_protocol: &str) -> Self {
+        self.security_protocol = security_protocol.to_string();
+        self
+    }
+
+    /// Sets `listener.name.<name>.<key>` (replacing an earlier value).
+    pub fn property(mut self, key: &str, value: &str) -> Self {
+        self.properties.retain(|(k, _)| k != key);
+        self.properties.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The listener's name (upper case).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl ClusterSpec {
@@ -53,7 +160,60 @@ impl ClusterSpec {
             broker_properties: Vec::new(),
             start_timeout,
             kafka_version: None,
+            listeners: Vec::new(),
+            scram_users: Vec::new(),
         }
+    }
+
+    /// Adds a listener on every node (see [`Listener`]); one with the same name is replaced.
+    pub fn listener(mut self, listener: Listener) -> Self {
+        self.listeners.retain(|l| l.name != listener.name);
+        self.listeners.push(listener);
+        self
+    }
+
+    pub(crate) fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// Turns on Kafka's StandardAuthorizer with no access where no ACL allows it
+    /// (`allow.everyone.if.no.acl.found=false`). `User:ANONYMOUS` is always a super user: the
+    /// PLAINTEXT and controller listeners authenticate nobody, and brokers talk over them. Add
+    /// ACLs with `org.apache.kafka.tools.AclCommand` (see [`crate::run_java_tool`]) against
+    /// [`crate::KafkaCluster::bootstrap_servers`].
+    pub fn authorizer(self, super_users: &[&str]) -> Self {
+        let mut supers = vec!["User:ANONYMOUS".to_string()];
+        supers.extend(super_users.iter().map(|u| format!("User:{u}")));
+        self.broker_property(
+            "authorizer.class.name",
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        )
+        .broker_property("allow.everyone.if.no.acl.found", "false")
+        .broker_property("super.users", &supers.join(";"))
+    }
+
+    /// Creates a SCRAM user at format time (`kafka-storage format --add-scram`), for
+    /// `mechanism` `SCRAM-SHA-256` or `SCRAM-SHA-512` (call once per mechanism).
+    pub fn scram_user(mut self, mechanism: &str, name: &str, password: &str) -> Self {
+        self.scram_users.push((
+            mechanism.to_string(),
+            name.to_string(),
+            password.to_string(),
+        ));
+        self
+    }
+
+    /// The `--add-scram` arguments for storage format.
+    pub(crate) fn scram_format_args(&self) -> Vec<String> {
+        self.scram_users
+            .iter()
+            .flat_map(|(mechanism, name, password)| {
+                [
+                    "--add-scram".to_string(),
+                    format!("{mechanism}=[name={name},password={password}]"),
+                ]
+            })
+            .collect()
     }
 
     /// Formats storage with `--feature transaction.version=v`: 0 is the pre-KIP-890
@@ -115,6 +275,8 @@ pub(crate) struct NodeLayout {
     pub id: i32,
     pub port: u16,
     pub controller_port: u16,
+    /// One port per [`ClusterSpec::listener`], in the spec's order.
+    pub listener_ports: Vec<u16>,
     pub dir: PathBuf,
 }
 
@@ -132,27 +294,29 @@ pub(crate) fn server_properties(spec: &ClusterSpec, all: &[NodeLayout], me: &Nod
         .iter()
         .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
         .collect();
+    let mut listeners = vec![
+        format!("PLAINTEXT://127.0.0.1:{}", me.port),
+        format!("CONTROLLER://127.0.0.1:{}", me.controller_port),
+    ];
+    let mut advertised = vec![format!("PLAINTEXT://127.0.0.1:{}", me.port)];
+    let mut protocols = vec![
+        "CONTROLLER:PLAINTEXT".to_string(),
+        "PLAINTEXT:PLAINTEXT".to_string(),
+    ];
+    for (listener, port) in spec.listeners.iter().zip(&me.listener_ports) {
+        listeners.push(format!("{}://127.0.0.1:{port}", listener.name));
+        advertised.push(format!("{}://127.0.0.1:{port}", listener.name));
+        protocols.push(format!("{}:{}", listener.name, listener.security_protocol));
+    }
     let mut props: Vec<(String, String)> = [
         ("process.roles", "broker,controller".to_string()),
         ("node.id", me.id.to_string()),
         ("controller.quorum.voters", voters.join(",")),
-        (
-            "listeners",
-            format!(
-                "PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{}",
-                me.port, me.controller_port
-            ),
-        ),
-        (
-            "advertised.listeners",
-            format!("PLAINTEXT://127.0.0.1:{}", me.port),
-        ),
+        ("listeners", listeners.join(",")),
+        ("advertised.listeners", advertised.join(",")),
         ("controller.listener.names", "CONTROLLER".into()),
         ("inter.broker.listener.name", "PLAINTEXT".into()),
-        (
-            "listener.security.protocol.map",
-            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT".into(),
-        ),
+        ("listener.security.protocol.map", protocols.join(",")),
         ("log.dirs", me.data_dir().display().to_string()),
         ("num.partitions", "1".into()),
         ("auto.create.topics.enable", "false".into()),
@@ -175,6 +339,12 @@ pub(crate) fn server_properties(spec: &ClusterSpec, all: &[NodeLayout], me: &Nod
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    for listener in &spec.listeners {
+        let prefix = format!("listener.name.{}.", listener.name.to_ascii_lowercase());
+        for (key, value) in &listener.properties {
+            props.push((format!("{prefix}{key}"), value.clone()));
+        }
+    }
     for (key, value) in &spec.broker_properties {
         match props.iter_mut().find(|(k, _)| k == key) {
             Some(existing) => existing.1 = value.clone(),
@@ -290,6 +460,7 @@ mod tests {
                 id,
                 port: 9000 + 2 * id as u16,
                 controller_port: 9001 + 2 * id as u16,
+                listener_ports: vec![9100 + id as u16],
                 dir: PathBuf::from(format!("/tmp/c/node-{id}")),
             })
             .collect()
@@ -362,6 +533,63 @@ mod tests {
             1
         );
         assert_eq!(value(&p, "log.retention.ms"), Some("1000"));
+    }
+
+    #[test]
+    fn extra_listeners_get_a_port_a_protocol_and_prefixed_properties() {
+        let nodes = layout(1);
+        let spec = ClusterSpec::single()
+            .listener(Listener::new("sslpem", "SSL").property("ssl.keystore.type", "PEM"));
+        let p = server_properties(&spec, &nodes, &nodes[0]);
+        assert_eq!(
+            value(&p, "listeners"),
+            Some("PLAINTEXT://127.0.0.1:9002,CONTROLLER://127.0.0.1:9003,SSLPEM://127.0.0.1:9101")
+        );
+        assert_eq!(
+            value(&p, "advertised.listeners"),
+            Some("PLAINTEXT://127.0.0.1:9002,SSLPEM://127.0.0.1:9101")
+        );
+        assert_eq!(
+            value(&p, "listener.security.protocol.map"),
+            Some("CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSLPEM:SSL")
+        );
+        assert_eq!(
+            value(&p, "listener.name.sslpem.ssl.keystore.type"),
+            Some("PEM")
+        );
+    }
+
+    #[test]
+    fn sasl_listeners_and_scram_users() {
+        let nodes = layout(1);
+        let spec = ClusterSpec::single()
+            .listener(Listener::sasl_plain("saslplain", &[("alice", "a\"b")]))
+            .scram_user("SCRAM-SHA-512", "alice", "alice-secret");
+        let p = server_properties(&spec, &nodes, &nodes[0]);
+        assert_eq!(
+            value(&p, "listener.name.saslplain.sasl.enabled.mechanisms"),
+            Some("PLAIN")
+        );
+        assert_eq!(
+            value(&p, "listener.name.saslplain.plain.sasl.jaas.config"),
+            Some(
+                "org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"a\\\\\"b\";"
+            )
+        );
+        let p = server_properties(
+            &ClusterSpec::single().authorizer(&["admin"]),
+            &nodes,
+            &nodes[0],
+        );
+        assert_eq!(value(&p, "super.users"), Some("User:ANONYMOUS;User:admin"));
+        assert_eq!(value(&p, "allow.everyone.if.no.acl.found"), Some("false"));
+        assert_eq!(
+            spec.scram_format_args(),
+            vec![
+                "--add-scram".to_string(),
+                "SCRAM-SHA-512=[name=alice,password=alice-secret]".to_string()
+            ]
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //!
 //! * [`KafkaDist`] (`provision.rs`): resolves and caches the broker and tools classpaths.
 //! * [`ClusterSpec`] (`config.rs`): what to start; renders `server.properties`.
+//! * [`Listener`] (`config.rs`): extra SSL / SASL listeners; [`TestCertificates`] (`certs.rs`):
+//!   a CA and certificates made with the `openssl` CLI for them.
 //! * [`KafkaCluster`] (`cluster.rs`): formats, starts, bounces and stops nodes.
 //! * [`run_java_tool`] and friends (`tools.rs`): Kafka's Java CLI tools.
 //! * [`JavaProcess`] (`process.rs`): every JVM runs under a watcher that stops it
@@ -41,6 +43,7 @@
 
 #![deny(missing_docs)]
 
+mod certs;
 mod cluster;
 mod config;
 mod error;
@@ -50,8 +53,9 @@ mod provision;
 mod toolchain;
 mod tools;
 
+pub use certs::{TestCertificates, STORE_PASSWORD};
 pub use cluster::KafkaCluster;
-pub use config::ClusterSpec;
+pub use config::{ClusterSpec, Listener};
 pub use error::{HarnessError, Result};
 pub use process::{send_signal, signals, JavaProcess};
 pub use provision::{cache_dir_for, kafka_version, KafkaDist, TOOLS_FALLBACK_VERSION};

@@ -165,7 +165,7 @@ fn base64url(bytes: &[u8]) -> String {
     out
 }
 
-/// Deletes `josefk-kafka-<pid>-*` temp dirs left by processes that died without
+/// Deletes `josefk-kafka-<pid>-*` and `josefk-certs-<pid>-*` temp dirs left by processes that died without
 /// dropping their cluster (their nodes were stopped by the watcher, but nobody
 /// deleted the data). Dirs touched in the last minute are left alone.
 pub(crate) fn sweep_stale_dirs() {
@@ -174,7 +174,12 @@ pub(crate) fn sweep_stale_dirs() {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("josefk-kafka-")) else {
+        // Cluster dirs, and certificate dirs (`TestCertificates`) held in a static by a test
+        // binary, which is never dropped.
+        let Some(rest) = name.to_str().and_then(|n| {
+            n.strip_prefix("josefk-kafka-")
+                .or_else(|| n.strip_prefix("josefk-certs-"))
+        }) else {
             continue;
         };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {

@@ -192,8 +192,33 @@ impl JavaProcess {
         }
     }
 
+    /// Freezes the wrapper, its watcher and the JVM (SIGSTOP to the process group): the broker
+    /// keeps its sockets open but answers nothing, as a long GC pause or a hung host would.
+    pub fn pause(&mut self) -> Result<()> {
+        self.signal_group(sys::SIGSTOP)
+    }
+
+    /// Undoes [`JavaProcess::pause`] (SIGCONT to the process group).
+    pub fn resume(&mut self) -> Result<()> {
+        self.signal_group(sys::SIGCONT)
+    }
+
+    fn signal_group(&mut self, sig: i32) -> Result<()> {
+        if self.try_wait()?.is_some() {
+            return Ok(());
+        }
+        // The group id is the wrapper's pid (new_process_group).
+        match sys::send(-(self.child.id() as i32), sig) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(sys::ESRCH) => Ok(()),
+            Err(e) => Err(HarnessError::io(format!("signalling {}", self.label), e)),
+        }
+    }
+
     /// SIGTERM, wait up to `grace`, then SIGKILL the whole process group and wait.
     pub fn stop(&mut self, grace: Duration) -> Result<ExitStatus> {
+        // A paused process cannot act on SIGTERM.
+        let _ = self.resume();
         self.terminate()?;
         if let Some(status) = self.wait_timeout(grace)? {
             return Ok(status);
@@ -303,6 +328,14 @@ mod sys {
     pub const SIGTERM: i32 = 15;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub const SIGUSR1: i32 = 10;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub const SIGSTOP: i32 = 19;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub const SIGSTOP: i32 = 17;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub const SIGCONT: i32 = 18;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub const SIGCONT: i32 = 19;
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     pub const SIGUSR1: i32 = 30;
     pub const ESRCH: i32 = 3;
@@ -335,6 +368,8 @@ mod sys {
     /// Polite termination.
     pub const SIGTERM: i32 = 15;
     pub const SIGUSR1: i32 = 10;
+    pub const SIGSTOP: i32 = 19;
+    pub const SIGCONT: i32 = 18;
     pub const ESRCH: i32 = 3;
 
     pub fn send(_pid: i32, _sig: i32) -> io::Result<()> {

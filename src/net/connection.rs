@@ -1,4 +1,8 @@
-//! One TCP connection to one broker: a task that owns the socket, and a cloneable handle.
+//! One connection to one broker (plain TCP or TLS): its set-up, a task that owns the stream, and a
+//! cloneable handle.
+//!
+//! Set-up, bounded as a whole by `socket.connection.setup.timeout.ms`:
+//! TCP connect → TLS handshake (`SSL`, `SASL_SSL`) → ApiVersions → SASL (`SASL_*`) → ready.
 //!
 //! The task is the only code that reads or writes the socket. Callers encode their request in their
 //! own task, hand the frame to the connection task over a bounded channel with a oneshot for the
@@ -28,10 +32,10 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 use tracing::{debug, trace, warn};
 
@@ -41,6 +45,13 @@ use crate::protocol::codec::{
 };
 use crate::protocol::frame::split_frame;
 use crate::protocol::versions::ApiVersions;
+use crate::security::SecurityProtocol;
+
+use super::sasl::reauth::Reauthenticator;
+use super::sasl::{exchange, Authenticator};
+#[cfg(feature = "tls")]
+use super::tls::TlsConnector;
+use super::transport::Transport;
 
 /// Settings of one connection, taken from [`ClientConfig`](crate::ClientConfig).
 #[derive(Debug, Clone)]
@@ -49,24 +60,61 @@ pub struct ConnectionOptions {
     pub client_id: Arc<str>,
     /// Default time allowed for a response once a request is accepted by the connection task.
     pub request_timeout: Duration,
-    /// Time allowed for TCP connect plus the ApiVersions handshake.
+    /// Time allowed for the whole set-up: TCP connect, TLS handshake, ApiVersions, SASL.
     pub setup_timeout: Duration,
     /// Largest response frame accepted.
     pub max_response_size: usize,
     /// Requests on the wire at once; further requests wait in the channel.
     pub max_in_flight: usize,
+    /// How the connection is protected and authenticated (plaintext by default).
+    pub security: ConnectionSecurity,
+}
+
+/// The security settings a connection applies during set-up, built once per client from its
+/// config and shared by every connection.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ConnectionSecurity {
+    /// `security.protocol`.
+    pub protocol: SecurityProtocol,
+    /// The TLS connector: set exactly when `protocol` uses TLS.
+    #[cfg(feature = "tls")]
+    pub tls: Option<TlsConnector>,
+    /// SASL: set exactly when `protocol` uses SASL. Authenticates each connection after
+    /// ApiVersions and re-authenticates it before the broker's session ends (KIP-368).
+    pub sasl: Option<Arc<Authenticator>>,
 }
 
 impl ConnectionOptions {
-    /// Options from a client config.
-    pub fn from_config(config: &crate::ClientConfig) -> Self {
-        ConnectionOptions {
+    /// Options from a client config. Reads the TLS trust and key material the config names, so
+    /// build these once per client.
+    pub fn from_config(config: &crate::ClientConfig) -> Result<Self> {
+        #[cfg(feature = "tls")]
+        let tls = if config.security_protocol.uses_tls() {
+            Some(TlsConnector::new(&config.tls)?)
+        } else {
+            None
+        };
+        #[cfg(not(feature = "tls"))]
+        if config.security_protocol.uses_tls() {
+            return Err(tls_not_built());
+        }
+        Ok(ConnectionOptions {
             client_id: Arc::from(config.client_id.as_str()),
             request_timeout: config.request_timeout,
             setup_timeout: config.connection_setup_timeout,
             max_response_size: config.max_response_size,
             max_in_flight: config.max_in_flight_per_connection,
-        }
+            security: ConnectionSecurity {
+                protocol: config.security_protocol,
+                #[cfg(feature = "tls")]
+                tls,
+                sasl: match config.security_protocol.uses_sasl() {
+                    true => Some(Arc::new(Authenticator::from_config(config)?)),
+                    false => None,
+                },
+            },
+        })
     }
 }
 
@@ -92,6 +140,8 @@ struct Shared {
     broker: BrokerRef,
     versions: ApiVersions,
     options: ConnectionOptions,
+    /// Set by [`Connection::close`]: the task stops at once, whatever it still holds.
+    stop: Arc<Notify>,
 }
 
 impl Connection {
@@ -109,46 +159,79 @@ impl Connection {
             addr: addr.to_owned(),
         };
         let setup = async {
-            let mut stream = TcpStream::connect(addr)
-                .await
-                .map_err(|source| Error::Connect {
-                    broker: broker.clone(),
-                    source,
-                })?;
-            // Requests are written whole; Nagle would only delay small ones.
-            let _ = stream.set_nodelay(true);
-            let versions = handshake(&mut stream, &broker, &options).await?;
-            Ok::<_, Error>((stream, versions))
-        };
-        let (stream, versions) = match tokio::time::timeout(options.setup_timeout, setup).await {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(Error::Connect {
-                    broker,
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "connection setup took longer than {:?} (socket.connection.setup.timeout.ms)",
-                            options.setup_timeout
-                        ),
-                    ),
-                })
+            let tcp = dial(addr, &broker).await?;
+            // Each transport gets its own monomorphized set-up and connection task, so plaintext
+            // pays nothing for TLS existing.
+            #[cfg(feature = "tls")]
+            if let Some(tls) = &options.security.tls {
+                let stream = tls.handshake(tcp, &broker).await?;
+                return Connection::set_up(stream, broker.clone(), options.clone()).await;
             }
+            Connection::set_up(tcp, broker.clone(), options.clone()).await
         };
-        debug!(%broker, "connected");
+        match tokio::time::timeout(options.setup_timeout, setup).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Connect {
+                broker,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "connection setup took longer than {:?} (socket.connection.setup.timeout.ms)",
+                        options.setup_timeout
+                    ),
+                ),
+            }),
+        }
+    }
+
+    /// The set-up steps after TCP connect, in order, then the connection task. Each step owns the
+    /// stream until the next takes it over; the connection task starts only once all passed.
+    async fn set_up<S: Transport>(
+        mut stream: S,
+        broker: BrokerRef,
+        options: ConnectionOptions,
+    ) -> Result<Connection> {
+        let versions = handshake(&mut stream, &broker, &options).await?;
+        // SASL (SASL_PLAINTEXT, SASL_SSL) authenticates here: after ApiVersions, which tells which
+        // SaslHandshake/SaslAuthenticate versions the broker speaks, and before any other request.
+        let reauth = match &options.security.sasl {
+            Some(authenticator) => {
+                let session_lifetime = exchange::authenticate(
+                    &mut stream,
+                    authenticator,
+                    &versions,
+                    &broker,
+                    options.client_id.clone(),
+                    options.max_response_size,
+                )
+                .await?;
+                Some(Reauthenticator::new(
+                    authenticator.clone(),
+                    versions.clone(),
+                    broker.clone(),
+                    options.client_id.clone(),
+                    session_lifetime,
+                ))
+            }
+            None => None,
+        };
+        debug!(%broker, protocol = %options.security.protocol, "connected");
         let (tx, rx) = mpsc::channel(options.max_in_flight.max(16));
         let task = ConnectionTask {
             broker: broker.clone(),
             max_response_size: options.max_response_size,
             max_in_flight: options.max_in_flight,
+            request_timeout: options.request_timeout,
         };
-        tokio::spawn(task.run(stream, rx));
+        let stop = Arc::new(Notify::new());
+        tokio::spawn(task.run(stream, rx, reauth, stop.clone()));
         Ok(Connection {
             shared: Arc::new(Shared {
                 tx,
                 broker,
                 versions,
                 options,
+                stop,
             }),
         })
     }
@@ -167,6 +250,17 @@ impl Connection {
     /// fails every request, and the pool replaces it.
     pub fn is_closed(&self) -> bool {
         self.shared.tx.is_closed()
+    }
+
+    /// Stops the connection now, for an owner that promises nothing more is sent once it closed
+    /// (the producer's `close`). When this returns the task writes nothing more, not even the
+    /// rest of a request it took earlier: requests written (or partly written) fail as outcome
+    /// unknown, queued ones as not sent, and every handle sees [`Connection::is_closed`].
+    pub async fn close(&self) {
+        // A stored permit: the task sees it even if it is not waiting at this moment.
+        self.shared.stop.notify_one();
+        // The task closes its channel the moment it stops, before answering anyone.
+        self.shared.tx.closed().await;
     }
 
     /// The highest version of `R` both sides speak.
@@ -282,8 +376,8 @@ impl std::future::Future for PendingResponse {
 /// Sends the highest ApiVersions version josefk knows; a broker that does not know it answers with
 /// error UNSUPPORTED_VERSION in the v0 format, listing the ApiVersions versions it does speak, and the
 /// request is sent once more at that version (KIP-511).
-async fn handshake(
-    stream: &mut TcpStream,
+async fn handshake<S: Transport>(
+    stream: &mut S,
     broker: &BrokerRef,
     options: &ConnectionOptions,
 ) -> Result<ApiVersions> {
@@ -295,27 +389,49 @@ async fn handshake(
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let mut encoded = encode_request(&request, version, &options.client_id)?;
         encoded.set_correlation_id(correlation_id);
-        let io_lost = |e: std::io::Error| Error::ConnectionLost {
-            api: Some(ApiKey::ApiVersions),
-            broker: broker.clone(),
-            outcome_unknown: true,
-            reason: e.to_string(),
+        let io_lost = |e: std::io::Error| {
+            // TLS 1.3 lets the broker refuse a client certificate only after the client's
+            // handshake finished: the refusal arrives here, as an alert.
+            #[cfg(feature = "tls")]
+            if S::NEEDS_FLUSH && super::tls::tls_cause(&e).is_some() {
+                return super::tls::explain(&e, broker, false);
+            }
+            Error::ConnectionLost {
+                api: Some(ApiKey::ApiVersions),
+                broker: broker.clone(),
+                outcome_unknown: true,
+                reason: e.to_string(),
+            }
         };
         stream.write_all(&encoded.frame).await.map_err(io_lost)?;
+        stream.flush().await.map_err(io_lost)?;
         let frame = loop {
             match split_frame(&mut buf, options.max_response_size) {
                 Ok(Some(frame)) => break frame.freeze(),
                 Ok(None) => {}
                 Err(e) => {
-                    return Err(Error::Protocol {
-                        api: Some(ApiKey::ApiVersions),
-                        broker: Some(broker.clone()),
-                        message: e.to_string(),
-                    })
+                    return Err(
+                        not_tls_expected::<S>(&buf, broker).unwrap_or(Error::Protocol {
+                            api: Some(ApiKey::ApiVersions),
+                            broker: Some(broker.clone()),
+                            message: e.to_string(),
+                        }),
+                    )
                 }
             }
             if stream.read_buf(&mut buf).await.map_err(io_lost)? == 0 {
-                return Err(io_lost(std::io::ErrorKind::UnexpectedEof.into()));
+                if let Some(e) = not_tls_expected::<S>(&buf, broker) {
+                    return Err(e);
+                }
+                let mut e = io_lost(std::io::ErrorKind::UnexpectedEof.into());
+                if let Error::ConnectionLost { reason, .. } = &mut e {
+                    reason.push_str(
+                        ": the broker closed the connection before answering ApiVersions (a TLS \
+                         or SASL listener does this to a client that skips its handshake: check \
+                         the port and `security.protocol`)",
+                    );
+                }
+                return Err(e);
             }
         };
         if response_correlation_id(&frame) != Some(correlation_id) {
@@ -329,8 +445,9 @@ async fn handshake(
             match decode_response::<ApiVersionsRequest>(frame.clone(), version, Some(broker)) {
                 Ok(r) if r.error_code == 0 => return Ok(ApiVersions::from_response(&r)),
                 Ok(r) => r,
-                // An error answer is in the v0 format whatever version was asked for.
-                Err(_) => decode_v0_api_versions(frame, broker)?,
+                // An error answer is in the v0 format whatever version was asked for. If it is
+                // not that either, the first error (at the version asked) says more.
+                Err(first) => decode_v0_api_versions(frame, broker).map_err(|_| first)?,
             };
         const UNSUPPORTED_VERSION: i16 = 35;
         if response.error_code != UNSUPPORTED_VERSION {
@@ -347,21 +464,45 @@ async fn handshake(
     })
 }
 
-/// Decodes an ApiVersions response frame in the v0 format (header: correlation id only).
-fn decode_v0_api_versions(mut frame: Bytes, broker: &BrokerRef) -> Result<ApiVersionsResponse> {
-    if frame.len() < 4 {
-        return Err(Error::Protocol {
-            api: Some(ApiKey::ApiVersions),
-            broker: Some(broker.clone()),
-            message: "ApiVersions response shorter than its header".into(),
-        });
-    }
-    frame.advance(4);
-    ApiVersionsResponse::decode(&mut frame, 0).map_err(|e| Error::Protocol {
-        api: Some(ApiKey::ApiVersions),
-        broker: Some(broker.clone()),
-        message: format!("cannot decode ApiVersions v0 response: {e:#}"),
+/// The error for `security.protocol=SSL` in a build without TLS.
+#[cfg(not(feature = "tls"))]
+pub(crate) fn tls_not_built() -> Error {
+    Error::Config(
+        "`security.protocol=SSL` needs josefk's `tls` cargo feature (on by default; its crypto \
+         provider builds on x86_64 and aarch64)"
+            .into(),
+    )
+}
+
+/// On a plaintext set-up, an answer that starts like a TLS record (handshake or alert, version
+/// 3.x) means the port is a TLS listener: say so instead of reporting a 350 MB frame.
+fn not_tls_expected<S: Transport>(received: &[u8], broker: &BrokerRef) -> Option<Error> {
+    let looks_like_tls = matches!(received, [0x15 | 0x16, 0x03, ..]);
+    (!S::NEEDS_FLUSH && looks_like_tls).then(|| Error::Tls {
+        broker: broker.clone(),
+        message: "the broker answered with TLS: this port is a TLS listener; set \
+                  `security.protocol=SSL` (or SASL_SSL) and the `ssl.*` settings"
+            .into(),
     })
+}
+
+/// Dials `addr` over TCP.
+async fn dial(addr: &str, broker: &BrokerRef) -> Result<TcpStream> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| Error::Connect {
+            broker: broker.clone(),
+            source,
+        })?;
+    // Requests are written whole; Nagle would only delay small ones.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Decodes an ApiVersions response frame in the v0 format (header: correlation id only), through
+/// the same bounds pre-check as every other response.
+fn decode_v0_api_versions(frame: Bytes, broker: &BrokerRef) -> Result<ApiVersionsResponse> {
+    decode_response::<ApiVersionsRequest>(frame, 0, Some(broker))
 }
 
 /// A request on the wire (or being written), waiting for its response.
@@ -370,7 +511,8 @@ struct InFlight {
     api: ApiKey,
     deadline: Instant,
     timeout: Duration,
-    reply: oneshot::Sender<Result<Bytes>>,
+    /// `None` for the connection's own re-authentication requests, answered inside the task.
+    reply: Option<oneshot::Sender<Result<Bytes>>>,
 }
 
 /// A frame waiting to be written. `reply` is set only for requests that expect no response: they
@@ -384,6 +526,8 @@ struct PendingWrite {
 enum Closed {
     /// All handles were dropped and nothing was left in flight.
     Finished,
+    /// [`Connection::close`]: stop writing at once.
+    Stopped,
     /// I/O error or EOF: everything in flight has an unknown outcome.
     Broken(Error),
     /// The response to the oldest request in flight broke the protocol (over the size cap, wrong
@@ -402,21 +546,33 @@ struct ConnectionTask {
     broker: BrokerRef,
     max_response_size: usize,
     max_in_flight: usize,
+    /// Deadline of the connection's own re-authentication requests.
+    request_timeout: Duration,
 }
 
 /// Reads are done into at least this much spare room, so small responses need one syscall.
 const READ_CHUNK: usize = 64 * 1024;
 
 impl ConnectionTask {
-    async fn run(self, stream: TcpStream, mut rx: mpsc::Receiver<Envelope>) {
-        let (mut reader, mut writer) = stream.into_split();
+    /// `reauth` is set for SASL connections (kept out of `self`: the session it holds is `Send`
+    /// but not `Sync`).
+    async fn run<S: Transport>(
+        self,
+        stream: S,
+        mut rx: mpsc::Receiver<Envelope>,
+        mut reauth: Option<Reauthenticator>,
+        stop: Arc<Notify>,
+    ) {
+        let (mut reader, mut writer) = stream.split();
+        // Bytes a TLS writer accepted but may not have sent yet (see `Transport::NEEDS_FLUSH`).
+        let mut unflushed = false;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut writes: VecDeque<PendingWrite> = VecDeque::new();
         let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
         let mut next_correlation_id: i32 = 0;
         let mut accepting = true;
 
-        let closed = loop {
+        let closed = 'task: loop {
             if !accepting && in_flight.is_empty() && writes.is_empty() {
                 break Closed::Finished;
             }
@@ -429,23 +585,51 @@ impl ConnectionTask {
             // A request that expects an answer is counted once, in `in_flight`, while it is also
             // being written; `writes` bounds the rest (acks=0 frames).
             let room = in_flight.len() < self.max_in_flight && writes.len() < self.max_in_flight;
+            // While re-authenticating (KIP-368) the connection takes no new requests; the ones
+            // already queued go out first and are answered before the re-authentication.
+            let reauth_idle = reauth.as_ref().is_none_or(Reauthenticator::is_idle);
             tokio::select! {
                 biased;
+                _ = stop.notified() => break Closed::Stopped,
                 read = reader.read_buf(&mut read_buf) => match read {
                     Ok(0) => break Closed::Broken(self.lost("broker closed the connection")),
-                    Ok(_) => {
-                        if let Err(e) = self.dispatch_responses(&mut read_buf, &mut in_flight) {
-                            break Closed::Violation(e);
+                    Ok(_) => loop {
+                        match self.dispatch_responses(&mut read_buf, &mut in_flight) {
+                            Ok(None) => break,
+                            Ok(Some(reauth_answer)) => {
+                                let next = match reauth.as_mut() {
+                                    Some(reauth) => reauth.on_response(reauth_answer),
+                                    None => Ok(None),
+                                };
+                                match next {
+                                    Ok(Some(request)) => {
+                                        next_correlation_id = next_correlation_id.wrapping_add(1);
+                                        push_own_request(
+                                            request,
+                                            next_correlation_id,
+                                            self.request_timeout,
+                                            &mut in_flight,
+                                            &mut writes,
+                                        );
+                                    }
+                                    Ok(None) => {}
+                                    Err(e) => break 'task Closed::Broken(e),
+                                }
+                            }
+                            Err(e) => break 'task Closed::Violation(e),
                         }
-                    }
+                    },
                     Err(e) => break Closed::Broken(self.lost(&e.to_string())),
                 },
-                written = writer.write(writes.front().map(|w| &w.frame[..]).unwrap_or_default()),
-                    if !writes.is_empty() =>
+                step = write_or_flush(&mut writer, writes.front().map(|w| &w.frame[..])),
+                    if !writes.is_empty() || unflushed =>
                 {
-                    match written {
-                        Ok(0) => break Closed::Broken(self.lost("socket closed while writing")),
-                        Ok(n) => {
+                    match step {
+                        Ok(WriteStep::Wrote(0)) => {
+                            break Closed::Broken(self.lost("socket closed while writing"))
+                        }
+                        Ok(WriteStep::Wrote(n)) => {
+                            unflushed = S::NEEDS_FLUSH;
                             let front = writes.front_mut().expect("checked non-empty");
                             front.frame.advance(n);
                             if front.frame.is_empty() {
@@ -455,10 +639,24 @@ impl ConnectionTask {
                                 }
                             }
                         }
+                        Ok(WriteStep::Flushed) => unflushed = false,
                         Err(e) => break Closed::Broken(self.lost(&e.to_string())),
                     }
                 }
-                envelope = rx.recv(), if accepting && room => match envelope {
+                request = next_reauth_request(reauth.as_mut()), if accepting => match request {
+                    Ok(request) => {
+                        next_correlation_id = next_correlation_id.wrapping_add(1);
+                        push_own_request(
+                            request,
+                            next_correlation_id,
+                            self.request_timeout,
+                            &mut in_flight,
+                            &mut writes,
+                        );
+                    }
+                    Err(e) => break Closed::Broken(e),
+                },
+                envelope = rx.recv(), if accepting && room && reauth_idle => match envelope {
                     None => accepting = false,
                     Some(envelope) => {
                         // The caller gave up before its request reached the wire: do not send it.
@@ -476,7 +674,7 @@ impl ConnectionTask {
                                 api: request.api_key,
                                 deadline: Instant::now() + timeout,
                                 timeout,
-                                reply,
+                                reply: Some(reply),
                             });
                             writes.push_back(PendingWrite { frame, reply: None });
                         } else {
@@ -500,16 +698,17 @@ impl ConnectionTask {
         self.fail_all(closed, in_flight, writes, rx).await;
     }
 
-    /// Answers every complete response frame in `buf`, in order.
+    /// Answers every complete response frame in `buf`, in order, stopping early at an answer to
+    /// the connection's own re-authentication, which it returns.
     fn dispatch_responses(
         &self,
         buf: &mut BytesMut,
         in_flight: &mut VecDeque<InFlight>,
-    ) -> Result<()> {
+    ) -> Result<Option<Bytes>> {
         loop {
             let frame = match split_frame(buf, self.max_response_size) {
                 Ok(Some(frame)) => frame.freeze(),
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(None),
                 Err(e) => {
                     return Err(self.violation(in_flight.front().map(|f| f.api), e.to_string()))
                 }
@@ -536,7 +735,12 @@ impl ConnectionTask {
                 return Err(self.violation(api, message));
             }
             trace!(api = ?expected.api, correlation_id = id, len = frame.len(), "receive");
-            let _ = expected.reply.send(Ok(frame));
+            match expected.reply {
+                Some(reply) => {
+                    let _ = reply.send(Ok(frame));
+                }
+                None => return Ok(Some(frame)),
+            }
         }
     }
 
@@ -557,9 +761,19 @@ impl ConnectionTask {
                 debug!(broker = %self.broker, "connection closed by its handles");
                 return;
             }
+            Closed::Stopped => {
+                debug!(broker = %self.broker, "connection stopped by its owner");
+                ("connection closed by its owner".to_owned(), None)
+            }
             Closed::Broken(e) => {
                 warn!(broker = %self.broker, error = %e, "connection failed");
-                (e.to_string(), None)
+                // Each request's own error names the connection and the request; the reason
+                // adds only why, so the message says each thing once.
+                let reason = match e {
+                    Error::ConnectionLost { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                (reason, None)
             }
             Closed::Violation(e) => {
                 warn!(broker = %self.broker, error = %e, "connection failed");
@@ -594,7 +808,9 @@ impl ConnectionTask {
                         outcome_unknown: true,
                         reason: reason.clone(),
                     });
-            let _ = f.reply.send(Err(error));
+            if let Some(reply) = f.reply {
+                let _ = reply.send(Err(error));
+            }
         }
         for w in writes {
             if let Some(reply) = w.reply {
@@ -628,6 +844,58 @@ impl ConnectionTask {
             broker: Some(self.broker.clone()),
             message,
         }
+    }
+}
+
+/// Queues one of the connection's own requests (re-authentication) behind everything queued.
+fn push_own_request(
+    mut request: EncodedRequest,
+    correlation_id: i32,
+    timeout: Duration,
+    in_flight: &mut VecDeque<InFlight>,
+    writes: &mut VecDeque<PendingWrite>,
+) {
+    request.set_correlation_id(correlation_id);
+    trace!(api = ?request.api_key, correlation_id, "send (re-authentication)");
+    in_flight.push_back(InFlight {
+        correlation_id,
+        api: request.api_key,
+        deadline: Instant::now() + timeout,
+        timeout,
+        reply: None,
+    });
+    writes.push_back(PendingWrite {
+        frame: request.frame.freeze(),
+        reply: None,
+    });
+}
+
+/// The next re-authentication request, or never for a connection without SASL.
+async fn next_reauth_request(reauth: Option<&mut Reauthenticator>) -> Result<EncodedRequest> {
+    match reauth {
+        Some(reauth) => reauth.next_request().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What one turn of the write side did.
+enum WriteStep {
+    /// Bytes of the front frame handed to the stream.
+    Wrote(usize),
+    /// Everything handed over before is on the socket.
+    Flushed,
+}
+
+/// Writes part of `front`, or, with nothing left to write, flushes what the stream buffered (only
+/// TLS buffers: while frames remain, each `write` also pushes out what it buffered). Both are
+/// cancellation-safe: a write not completed wrote nothing.
+async fn write_or_flush<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    front: Option<&[u8]>,
+) -> std::io::Result<WriteStep> {
+    match front {
+        Some(bytes) => writer.write(bytes).await.map(WriteStep::Wrote),
+        None => writer.flush().await.map(|()| WriteStep::Flushed),
     }
 }
 

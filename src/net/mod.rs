@@ -6,6 +6,12 @@
 
 pub mod connection;
 pub mod pool;
+pub mod sasl;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod transport;
 
-pub use connection::{Connection, ConnectionOptions, PendingResponse};
+pub use connection::{Connection, ConnectionOptions, ConnectionSecurity, PendingResponse};
 pub use pool::{BrokerPool, Endpoint, Lane};
+#[cfg(feature = "tls")]
+pub use tls::TlsConnector;

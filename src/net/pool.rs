@@ -10,6 +10,7 @@
 //! one per request.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
@@ -64,17 +65,20 @@ pub struct BrokerPool {
     slots: Mutex<SlotMap>,
     /// Node id → `host:port`, kept current by the cluster layer from metadata.
     addresses: Mutex<HashMap<i32, String>>,
+    /// Set by [`BrokerPool::close`]: no connection is handed out or dialled afterwards.
+    closed: AtomicBool,
 }
 
 impl BrokerPool {
-    /// An empty pool.
-    pub fn new(config: &ClientConfig) -> Self {
-        BrokerPool {
-            options: ConnectionOptions::from_config(config),
+    /// An empty pool. Fails if the TLS material the config names cannot be read.
+    pub fn new(config: &ClientConfig) -> Result<Self> {
+        Ok(BrokerPool {
+            options: ConnectionOptions::from_config(config)?,
             reconnect_backoff: (config.reconnect_backoff, config.reconnect_backoff_max),
             slots: Mutex::new(HashMap::new()),
             addresses: Mutex::new(HashMap::new()),
-        }
+            closed: AtomicBool::new(false),
+        })
     }
 
     /// Records the brokers' addresses from metadata.
@@ -114,6 +118,11 @@ impl BrokerPool {
                 .clone()
         };
         let mut slot = slot.lock().await;
+        // Checked under the slot lock that `close` takes too: a dial that began before `close`
+        // stores its connection before `close` looks, and is closed with the rest.
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(crate::Error::Closed);
+        }
         if let Some(conn) = &slot.connection {
             if !conn.is_closed() {
                 return Ok(conn.clone());
@@ -136,6 +145,11 @@ impl BrokerPool {
             Endpoint::Bootstrap(addr) => (addr.clone(), None),
         };
         match Connection::connect(&addr, node_id, self.options.clone()).await {
+            // `close` gave up waiting for this dial: the connection must not be used.
+            Ok(conn) if self.closed.load(Ordering::SeqCst) => {
+                conn.close().await;
+                Err(crate::Error::Closed)
+            }
             Ok(conn) => {
                 slot.backoff.reset();
                 slot.next_dial = None;
@@ -147,6 +161,36 @@ impl BrokerPool {
                 Err(e)
             }
         }
+    }
+
+    /// Closes every connection of the pool and refuses new ones ([`Error::Closed`](crate::Error)),
+    /// for a client whose `close` promises that nothing more is sent. When this returns no
+    /// connection of the pool writes anything more. Only for a pool its caller owns alone: other
+    /// users of the pool would lose their connections too.
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .expect("pool lock poisoned")
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            let connection = slot.lock().await.connection.take();
+            if let Some(connection) = connection {
+                connection.close().await;
+            }
+        }
+    }
+
+    /// How many times this client's connections re-authenticated (SASL, KIP-368); 0 without SASL.
+    pub fn sasl_reauthentications(&self) -> u64 {
+        self.options
+            .security
+            .sasl
+            .as_ref()
+            .map_or(0, |authenticator| authenticator.reauthentications())
     }
 
     /// Live connections currently pooled, for choosing a broker that is known to answer.

@@ -164,6 +164,20 @@ impl PrivateCluster {
             .unwrap_or_else(|e| panic!("cannot stop node {id}: {e}"));
     }
 
+    /// Freezes a node (SIGSTOP): it keeps its sockets but answers nothing until resumed.
+    pub async fn pause_node(&self, id: i32) {
+        self.with(move |c| c.pause_node(id))
+            .await
+            .unwrap_or_else(|e| panic!("cannot pause node {id}: {e}"));
+    }
+
+    /// Lets a paused node run again (SIGCONT).
+    pub async fn resume_node(&self, id: i32) {
+        self.with(move |c| c.resume_node(id))
+            .await
+            .unwrap_or_else(|e| panic!("cannot resume node {id}: {e}"));
+    }
+
     /// Restarts a stopped or killed node on its old port and data, and waits until it is ready.
     pub async fn start_node(&self, id: i32) {
         self.with(move |c| c.start_node(id))
@@ -501,4 +515,46 @@ pub fn run_example(name: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Runs the exactly-once demo (`examples/exactly_once.rs`) with `records` input records and
+/// `kills` worker kills against `bootstrap`, with the client properties file `properties` (the
+/// security settings), and fails the test unless it exited successfully and its own judgement says
+/// output = input with no duplicate, loss, reordering or stray record. Returns how long it ran.
+pub fn run_exactly_once_demo(
+    label: &str,
+    bootstrap: &str,
+    properties: &std::path::Path,
+    records: usize,
+    kills: usize,
+) -> std::time::Duration {
+    let binary = example_binary("exactly_once");
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(binary)
+        .args([
+            "--records",
+            &records.to_string(),
+            "--kills",
+            &kills.to_string(),
+        ])
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("JOSEFK_CLIENT_PROPERTIES", properties)
+        .output()
+        .expect("run the exactly_once example");
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!(
+        "{label}: exactly_once --records {records} --kills {kills} took {elapsed:.1?}\n{stdout}"
+    );
+    assert!(
+        output.status.success(),
+        "{label}: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verdict = format!(
+        "records in {records}, records out {records}, duplicates 0, lost 0, out of order 0, \
+         unexpected 0"
+    );
+    assert!(stdout.contains(&verdict), "{label}: {stdout}");
+    elapsed
 }

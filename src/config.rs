@@ -6,9 +6,14 @@
 //! user can paste an existing `.properties` file. Unknown keys and bad values are a [`Error::Config`]
 //! naming the key; nothing is silently ignored. Validation happens once, in [`ClientConfig::validate`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::security::sasl::TokenProviderHandle;
+use crate::security::{
+    OAuthBearerTokenProvider, Password, SaslConfig, SaslMechanism, SecurityProtocol, TlsConfig,
+};
 
 /// Connection and request settings for any josefk client.
 ///
@@ -24,8 +29,8 @@ pub struct ClientConfig {
     /// `request.timeout.ms`: how long to wait for a response before the connection is closed and
     /// every request in flight on it fails with an unknown outcome. Default 30 s (Java's).
     pub request_timeout: Duration,
-    /// `socket.connection.setup.timeout.ms`: TCP connect plus the ApiVersions handshake.
-    /// Default 10 s (Java's).
+    /// `socket.connection.setup.timeout.ms`: the whole connection set-up: TCP connect, TLS
+    /// handshake, ApiVersions, SASL. Default 10 s (Java's).
     pub connection_setup_timeout: Duration,
     /// `reconnect.backoff.ms`: first wait before redialling a broker that failed. Default 50 ms.
     pub reconnect_backoff: Duration,
@@ -47,6 +52,13 @@ pub struct ClientConfig {
     /// be pipelined on one connection before further ones wait. Default 100. (The producer has its
     /// own, Java-compatible limit of 5.)
     pub max_in_flight_per_connection: usize,
+    /// `security.protocol`: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. Default PLAINTEXT.
+    pub security_protocol: SecurityProtocol,
+    /// `ssl.*`: trust store, client certificate, host-name checks. Used when
+    /// `security_protocol` is SSL or SASL_SSL.
+    pub tls: TlsConfig,
+    /// `sasl.*`: mechanism and credentials, used with SASL_PLAINTEXT and SASL_SSL.
+    pub sasl: SaslConfig,
 }
 
 impl Default for ClientConfig {
@@ -63,6 +75,9 @@ impl Default for ClientConfig {
             metadata_max_age: Duration::from_millis(300_000),
             max_response_size: 100 * 1024 * 1024,
             max_in_flight_per_connection: 100,
+            security_protocol: SecurityProtocol::Plaintext,
+            tls: TlsConfig::default(),
+            sasl: SaslConfig::default(),
         }
     }
 }
@@ -111,6 +126,9 @@ impl ClientConfig {
             "max.in.flight.requests.per.connection" => {
                 self.max_in_flight_per_connection = parse_num(key, value)?
             }
+            "security.protocol" => self.security_protocol = value.parse()?,
+            _ if key.starts_with("ssl.") => return self.tls.set(key, value),
+            _ if key.starts_with("sasl.") => return self.sasl.set(key, value),
             _ => return Ok(false),
         }
         Ok(true)
@@ -166,6 +184,80 @@ impl ClientConfig {
         self
     }
 
+    /// Sets `security.protocol`.
+    pub fn security_protocol(mut self, protocol: SecurityProtocol) -> Self {
+        self.security_protocol = protocol;
+        self
+    }
+
+    /// Sets the TLS settings (`ssl.*`); `security.protocol` must be SSL or SASL_SSL for them to
+    /// apply.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Authenticates with SASL/PLAIN as `username` (also set `security.protocol`).
+    pub fn sasl_plain(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<Password>,
+    ) -> Self {
+        self.sasl.mechanism = Some(SaslMechanism::Plain);
+        self.sasl.username = Some(username.into());
+        self.sasl.password = Some(password.into());
+        self
+    }
+
+    /// Authenticates with SCRAM-SHA-256 or SCRAM-SHA-512 (`mechanism`) as `username`.
+    pub fn sasl_scram(
+        mut self,
+        mechanism: SaslMechanism,
+        username: impl Into<String>,
+        password: impl Into<Password>,
+    ) -> Self {
+        self.sasl.mechanism = Some(mechanism);
+        self.sasl.username = Some(username.into());
+        self.sasl.password = Some(password.into());
+        self
+    }
+
+    /// Authenticates with OAUTHBEARER, taking tokens from `provider`.
+    pub fn sasl_oauthbearer_provider(
+        mut self,
+        provider: Arc<dyn OAuthBearerTokenProvider>,
+    ) -> Self {
+        self.sasl.mechanism = Some(SaslMechanism::OAuthBearer);
+        self.sasl.oauthbearer.provider = Some(TokenProviderHandle(provider));
+        self
+    }
+
+    /// Authenticates with OAUTHBEARER using unsecured JWS tokens for `subject` (development and
+    /// tests only: the broker must use the unsecured validator).
+    pub fn sasl_oauthbearer_unsecured(mut self, subject: impl Into<String>) -> Self {
+        self.sasl.mechanism = Some(SaslMechanism::OAuthBearer);
+        self.sasl.oauthbearer.unsecured_subject = Some(subject.into());
+        self
+    }
+
+    /// Authenticates with OAUTHBEARER using tokens from an OIDC token endpoint
+    /// (client-credentials grant, KIP-768).
+    pub fn sasl_oauthbearer_client_credentials(
+        mut self,
+        token_endpoint_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<Password>,
+        scope: Option<&str>,
+    ) -> Self {
+        self.sasl.mechanism = Some(SaslMechanism::OAuthBearer);
+        let o = &mut self.sasl.oauthbearer;
+        o.token_endpoint_url = Some(token_endpoint_url.into());
+        o.client_id = Some(client_id.into());
+        o.client_secret = Some(client_secret.into());
+        o.scope = scope.map(str::to_owned);
+        self
+    }
+
     /// Checks every rule at once; called by every client constructor.
     pub fn validate(&self) -> Result<()> {
         if self.bootstrap_servers.is_empty() {
@@ -208,6 +300,15 @@ impl ClientConfig {
             return Err(Error::Config(
                 "`receive.message.max.bytes` must be at least 1024".into(),
             ));
+        }
+        if self.security_protocol.uses_sasl() {
+            self.sasl.login()?;
+        }
+        if self.security_protocol.uses_tls() {
+            #[cfg(not(feature = "tls"))]
+            return Err(crate::net::connection::tls_not_built());
+            #[cfg(feature = "tls")]
+            self.tls.validate()?;
         }
         if self.max_in_flight_per_connection == 0 {
             return Err(Error::Config(
@@ -308,6 +409,62 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("request.timeout.ms"), "{e}");
         assert!(e.to_string().contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn sasl_keys_are_taken_and_debug_never_shows_secrets() {
+        let c = ClientConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "SCRAM-SHA-256"),
+            (
+                "sasl.jaas.config",
+                r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="pa55-w0rd";"#,
+            ),
+            ("sasl.oauthbearer.client.credentials.client.secret", "cl1ent-s3cret"),
+        ])
+        .unwrap();
+        assert_eq!(c.sasl.username.as_deref(), Some("alice"));
+        let typed = ClientConfig::new("a:1")
+            .security_protocol(SecurityProtocol::SaslPlaintext)
+            .sasl_plain("bob", "b0b-secret");
+        typed.validate().unwrap();
+        let shown = format!("{c:?} {typed:?}");
+        for secret in ["pa55-w0rd", "cl1ent-s3cret", "b0b-secret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // SASL_PLAINTEXT without a mechanism is refused when the client is built.
+        let e = ClientConfig::new("a:1")
+            .security_protocol(SecurityProtocol::SaslPlaintext)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("sasl.mechanism"), "{e}");
+    }
+
+    #[test]
+    fn ssl_properties_are_accepted_and_sasl_ssl_needs_a_mechanism() {
+        let c = ClientConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("security.protocol", "SSL"),
+            ("ssl.truststore.type", "PKCS12"),
+            ("ssl.truststore.location", "/etc/ca.p12"),
+            ("ssl.truststore.password", "pw"),
+        ])
+        .unwrap();
+        assert_eq!(c.security_protocol, SecurityProtocol::Ssl);
+        assert_eq!(
+            c.tls.truststore_location.as_deref(),
+            Some(std::path::Path::new("/etc/ca.p12"))
+        );
+        let e = ClientConfig::from_properties([("bootstrap.servers", "a:1"), ("ssl.bogus", "x")])
+            .unwrap_err();
+        assert!(e.to_string().contains("`ssl.bogus`"), "{e}");
+        let e = ClientConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("security.protocol", "SASL_SSL"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("SASL_SSL"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!   abort it and begin a new one.
 //! - [`ErrorClass::Fatal`]: the client (or this call) cannot go on: the producer was fenced, the
 //!   broker is too old, the configuration is wrong. Close the client.
+//! - [`ErrorClass::Rejected`]: this one call was refused as made (an invalid topic name, a
+//!   partition that does not exist, a record too large); nothing was sent and the client is
+//!   unaffected. Fix the input; repeating the same call fails the same way.
 //!
 //! The same Kafka error code can mean different things in different places (an `INVALID_PRODUCER_EPOCH`
 //! from the transaction coordinator is fatal, from a partition leader it is abortable), so the class of
@@ -32,6 +35,8 @@ pub enum ErrorClass {
     Abortable,
     /// The client, or this call as made, cannot succeed; retrying will not help.
     Fatal,
+    /// This call was refused as made (bad argument); the client stays usable.
+    Rejected,
 }
 
 /// The broker an error came from: its node id when known (bootstrap connections have none yet) and
@@ -74,6 +79,18 @@ impl fmt::Display for BrokerName<'_> {
             Some(b) => write!(f, " to {b}"),
             None => Ok(()),
         }
+    }
+}
+
+/// Formats a duration in whole milliseconds (`3s`, `1.5s`, `250ms`): timeouts are configured in
+/// milliseconds, and a deadline measured with the clock is off by nanoseconds.
+pub(crate) struct Millis(pub Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = (self.0.as_nanos() + 500_000) / 1_000_000;
+        let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+        write!(f, "{:?}", Duration::from_millis(ms))
     }
 }
 
@@ -153,7 +170,7 @@ pub enum Error {
     },
 
     /// No answer within the allowed time. For a request that was sent, its outcome is unknown.
-    #[error("{}{} timed out after {after:?}", ApiName(*api), BrokerName(broker))]
+    #[error("{}{} timed out after {}", ApiName(*api), BrokerName(broker), Millis(*after))]
     Timeout {
         /// The API, if one request timed out.
         api: Option<ApiKey>,
@@ -186,23 +203,113 @@ pub enum Error {
     #[error("invalid state: {0}")]
     InvalidState(String),
 
+    /// The broker refused this client's credentials (SASL: bad password, unknown user, expired or
+    /// rejected token, mechanism not enabled) or the principal's session could not be renewed.
+    /// Retrying with the same credentials will not help.
+    #[error("authentication with {broker} failed: {message}")]
+    Authentication {
+        /// The broker.
+        broker: BrokerRef,
+        /// What the broker or josefk said, naming the mechanism and what to check.
+        message: String,
+    },
+
+    /// The TLS handshake with a broker failed (unknown certificate authority, host name mismatch,
+    /// expired certificate, client certificate refused, a plaintext peer on a TLS port).
+    #[error("TLS with {broker} failed: {message}")]
+    Tls {
+        /// The broker.
+        broker: BrokerRef,
+        /// What failed and what to check.
+        message: String,
+    },
+
     /// The client was closed.
     #[error("client closed")]
     Closed,
+
+    /// An argument of this call is invalid (a topic name Kafka does not allow, a partition the
+    /// topic does not have). Nothing was sent; the client is unaffected
+    /// ([`ErrorClass::Rejected`]).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// A record the producer gave up on: `delivery.timeout.ms` passed (or its retries ran out,
+    /// or the producer was closed) before the broker gave a definite answer.
+    ///
+    /// When `outcome_unknown` is true a send of it may have been written; otherwise it was never
+    /// written. Either way the producer stays usable, and an idempotent producer keeps the
+    /// records sent after it de-duplicated and in order (it moves to a new epoch first).
+    #[error(
+        "record for {topic}-{partition} not delivered {}: {reason}",
+        if *outcome_unknown { "(outcome unknown: it may have been written)" } else { "(not written)" }
+    )]
+    Undelivered {
+        /// The record's topic.
+        topic: String,
+        /// The record's partition.
+        partition: i32,
+        /// Whether a send of it may have been written.
+        outcome_unknown: bool,
+        /// Why it was given up on, and what was last tried.
+        reason: String,
+    },
+
+    /// `send` waited `max.block.ms` for room in `buffer.memory` and found none: records not yet
+    /// delivered hold it all. Nothing was queued (the outcome is known: not written); sending
+    /// again may succeed once deliveries complete ([`ErrorClass::Retriable`]).
+    #[error(
+        "buffer.memory full: no room for a record of about {record_size} bytes within \
+         max.block.ms ({}); {in_use} of {buffer_memory} bytes are held by records not yet \
+         delivered; the record was not queued",
+        Millis(*waited)
+    )]
+    BufferExhausted {
+        /// The record's estimated size in the batch.
+        record_size: usize,
+        /// Bytes of `buffer.memory` in use when the wait ended.
+        in_use: usize,
+        /// The configured `buffer.memory`.
+        buffer_memory: usize,
+        /// How long `send` waited (`max.block.ms`).
+        waited: Duration,
+    },
+
+    /// `close` ran out of time before every record had an outcome. The producer is closed
+    /// either way; each record's own future says what became of it.
+    #[error(
+        "close timed out after {}: {unsent} record(s) not sent, {unknown} record(s) in flight \
+         with outcome unknown",
+        Millis(*after)
+    )]
+    CloseTimedOut {
+        /// The time `close` was given.
+        after: Duration,
+        /// Records failed without being written.
+        unsent: usize,
+        /// Records whose send may have been written.
+        unknown: usize,
+    },
 }
 
 impl Error {
     /// What a caller should do about this error. See the module docs.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Connect { .. } | Error::ConnectionLost { .. } | Error::Timeout { .. } => {
-                ErrorClass::Retriable
-            }
+            Error::Connect { .. }
+            | Error::ConnectionLost { .. }
+            | Error::Timeout { .. }
+            | Error::BufferExhausted { .. }
+            | Error::Undelivered { .. } => ErrorClass::Retriable,
+            Error::InvalidArgument(_) => ErrorClass::Rejected,
             Error::Broker { class, .. } => *class,
             Error::Config(_)
             | Error::Protocol { .. }
             | Error::UnsupportedVersion { .. }
             | Error::InvalidState(_)
+            | Error::Authentication { .. }
+            | Error::Tls { .. }
+            | Error::CloseTimedOut { .. }
             | Error::Closed => ErrorClass::Fatal,
         }
     }
@@ -236,6 +343,8 @@ impl Error {
         match self {
             Error::Connect { broker, .. }
             | Error::ConnectionLost { broker, .. }
+            | Error::Authentication { broker, .. }
+            | Error::Tls { broker, .. }
             | Error::UnsupportedVersion { broker, .. } => Some(broker),
             Error::Protocol { broker, .. }
             | Error::Broker { broker, .. }
@@ -245,15 +354,125 @@ impl Error {
     }
 
     /// True when a request may have been applied by the broker even though it failed here
-    /// (connection lost after sending, or a timeout).
+    /// (connection lost after sending, a timeout, a record given up on after it was sent).
     pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Error::ConnectionLost {
-                outcome_unknown: true,
-                ..
-            } | Error::Timeout { .. }
-        )
+                outcome_unknown, ..
+            }
+            | Error::Undelivered {
+                outcome_unknown, ..
+            } => *outcome_unknown,
+            Error::CloseTimedOut { unknown, .. } => *unknown > 0,
+            Error::Timeout { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// An equivalent copy, for failures shared by many records (`Error` is not `Clone`: it may
+    /// hold an `io::Error`, whose copy keeps its kind and text but loses any inner source).
+    /// Keeps the variant, and so the class, of the original.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::Connect { broker, source } => Error::Connect {
+                broker: broker.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::ConnectionLost {
+                api,
+                broker,
+                outcome_unknown,
+                reason,
+            } => Error::ConnectionLost {
+                api: *api,
+                broker: broker.clone(),
+                outcome_unknown: *outcome_unknown,
+                reason: reason.clone(),
+            },
+            Error::Protocol {
+                api,
+                broker,
+                message,
+            } => Error::Protocol {
+                api: *api,
+                broker: broker.clone(),
+                message: message.clone(),
+            },
+            Error::Broker {
+                api,
+                broker,
+                code,
+                message,
+                class,
+            } => Error::Broker {
+                api: *api,
+                broker: broker.clone(),
+                code: *code,
+                message: message.clone(),
+                class: *class,
+            },
+            Error::Timeout { api, broker, after } => Error::Timeout {
+                api: *api,
+                broker: broker.clone(),
+                after: *after,
+            },
+            Error::UnsupportedVersion {
+                api,
+                broker,
+                broker_range,
+                client_min,
+                client_max,
+            } => Error::UnsupportedVersion {
+                api: *api,
+                broker: broker.clone(),
+                broker_range: *broker_range,
+                client_min: *client_min,
+                client_max: *client_max,
+            },
+            Error::InvalidState(m) => Error::InvalidState(m.clone()),
+            Error::Authentication { broker, message } => Error::Authentication {
+                broker: broker.clone(),
+                message: message.clone(),
+            },
+            Error::Tls { broker, message } => Error::Tls {
+                broker: broker.clone(),
+                message: message.clone(),
+            },
+            Error::Closed => Error::Closed,
+            Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+            Error::Undelivered {
+                topic,
+                partition,
+                outcome_unknown,
+                reason,
+            } => Error::Undelivered {
+                topic: topic.clone(),
+                partition: *partition,
+                outcome_unknown: *outcome_unknown,
+                reason: reason.clone(),
+            },
+            Error::BufferExhausted {
+                record_size,
+                in_use,
+                buffer_memory,
+                waited,
+            } => Error::BufferExhausted {
+                record_size: *record_size,
+                in_use: *in_use,
+                buffer_memory: *buffer_memory,
+                waited: *waited,
+            },
+            Error::CloseTimedOut {
+                after,
+                unsent,
+                unknown,
+            } => Error::CloseTimedOut {
+                after: *after,
+                unsent: *unsent,
+                unknown: *unknown,
+            },
+        }
     }
 
     /// A broker error whose class follows Kafka's retriable flag: retriable if Kafka says so,
@@ -321,6 +540,35 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_keeps_variant_class_and_text() {
+        let originals = [
+            Error::Protocol {
+                api: Some(ApiKey::Produce),
+                broker: Some(broker()),
+                message: "cannot decode".into(),
+            },
+            Error::Connect {
+                broker: broker(),
+                source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"),
+            },
+            Error::Tls {
+                broker: broker(),
+                message: "bad certificate".into(),
+            },
+            Error::Authentication {
+                broker: broker(),
+                message: "revoked".into(),
+            },
+        ];
+        for e in &originals {
+            let copy = e.duplicate();
+            assert_eq!(copy.to_string(), e.to_string());
+            assert_eq!(copy.class(), e.class());
+            assert_eq!(std::mem::discriminant(&copy), std::mem::discriminant(e));
+        }
+    }
+
+    #[test]
     fn broker_error_class_follows_kafka_retriable_flag() {
         let e = Error::from_code(
             ApiKey::Produce,
@@ -367,6 +615,57 @@ mod tests {
         };
         assert!(!e.outcome_unknown());
         assert!(e.to_string().contains("not sent"));
+    }
+
+    #[test]
+    fn timeouts_print_whole_milliseconds() {
+        let e = Error::Timeout {
+            api: Some(ApiKey::Metadata),
+            broker: None,
+            after: Duration::from_nanos(2_999_999_382),
+        };
+        assert_eq!(e.to_string(), "Metadata timed out after 3s");
+        assert_eq!(Millis(Duration::from_micros(1_500_400)).to_string(), "1.5s");
+        assert_eq!(Millis(Duration::from_millis(250)).to_string(), "250ms");
+    }
+
+    #[test]
+    fn undelivered_says_whether_it_may_have_been_written() {
+        let e = |unknown| Error::Undelivered {
+            topic: "t".into(),
+            partition: 3,
+            outcome_unknown: unknown,
+            reason: "why".into(),
+        };
+        assert!(e(true).outcome_unknown());
+        assert!(e(true).to_string().contains("t-3"));
+        assert!(e(true).to_string().contains("may have been written"));
+        assert!(!e(false).outcome_unknown());
+        assert!(e(false).to_string().contains("(not written)"));
+        assert_eq!(e(false).class(), ErrorClass::Retriable);
+        assert_eq!(
+            Error::InvalidArgument("x".into()).class(),
+            ErrorClass::Rejected
+        );
+    }
+
+    #[test]
+    fn buffer_exhaustion_says_what_is_full_and_that_nothing_was_queued() {
+        let e = Error::BufferExhausted {
+            record_size: 120,
+            in_use: 1000,
+            buffer_memory: 1024,
+            waited: Duration::from_millis(250),
+        };
+        assert_eq!(
+            e.to_string(),
+            "buffer.memory full: no room for a record of about 120 bytes within max.block.ms \
+             (250ms); 1000 of 1024 bytes are held by records not yet delivered; the record was \
+             not queued"
+        );
+        assert!(!e.outcome_unknown());
+        assert_eq!(e.class(), ErrorClass::Retriable);
+        assert_eq!(e.api(), None);
     }
 
     #[test]

@@ -202,6 +202,7 @@ pub fn test_options() -> ConnectionOptions {
         setup_timeout: Duration::from_secs(5),
         max_response_size: 1 << 20,
         max_in_flight: 16,
+        security: Default::default(),
     }
 }
 

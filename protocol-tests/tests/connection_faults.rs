@@ -262,6 +262,52 @@ async fn requests_queued_behind_a_full_window_fail_as_not_sent() {
 }
 
 #[tokio::test]
+async fn close_stops_the_connection_at_once_and_sends_nothing_more() {
+    let gate = Arc::new(Notify::new());
+    let broker_gate = gate.clone();
+    let broker =
+        ScriptedBroker::start(
+            move |header, body| match metadata_topic(header, body.clone()) {
+                Some(t) if t == "a" => {
+                    Action::WaitFor(broker_gate.clone(), Box::new(echo_metadata(header, body)))
+                }
+                Some(_) => echo_metadata(header, body),
+                None => Action::Default,
+            },
+        )
+        .await;
+    let conn = broker
+        .connect(ConnectionOptions {
+            max_in_flight: 1,
+            ..test_options()
+        })
+        .await
+        .unwrap();
+    // "a" is written and held by the broker; "b" waits for the only in-flight slot.
+    let (a, b, ()) = tokio::join!(
+        biased;
+        metadata(&conn, "a"),
+        metadata(&conn, "b"),
+        async {
+            while metadata_ids(&broker).is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tokio::time::timeout(PROMPT, conn.close())
+                .await
+                .expect("close returns at once");
+            assert!(conn.is_closed());
+            // The broker answers "a" now; "b" must not follow it.
+            gate.notify_one();
+        },
+    );
+    assert_lost(a, true, "a (written)");
+    assert_lost(b, false, "b (queued)");
+    assert_lost(metadata(&conn, "c").await, false, "c (after close)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metadata_ids(&broker), vec![1], "only a reached the broker");
+}
+
+#[tokio::test]
 async fn timed_out_request_fails_with_timeout_and_closes_the_connection() {
     let broker = ScriptedBroker::start(|header, _| {
         if header.request_api_key == ApiKey::Metadata as i16 {

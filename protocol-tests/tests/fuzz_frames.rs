@@ -3,10 +3,9 @@
 //!
 //! The bytes are drawn from a fixed-seed PRNG, so every run replays the same cases. They exercise
 //! framing and correlation: random length prefixes (negative, over the cap, longer or shorter than
-//! what follows), random correlation ids, frames cut short by a hang-up. They deliberately do not
-//! hand the body decoder a frame with the right correlation id and a random body: `kafka-protocol`
-//! 0.18 preallocates arrays from the element count on the wire, so such a body can abort the
-//! process (see the report on kafka-protocol-rs PRs #152/#161/#200).
+//! what follows), random correlation ids, frames cut short by a hang-up. Bodies with the right
+//! correlation id are covered by `hostile_responses.rs` (huge counts in every response type) and
+//! by the fuzz corpora replayed in `fuzz_corpus.rs`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1160,3 +1160,64 @@ async fn txn_offset_commit_retries_only_the_partitions_that_failed() {
         .collect();
     assert_eq!(commits, vec![vec![(0, 10), (1, 20)], vec![(1, 20)]]);
 }
+
+// ---- a Produce that is never answered: the delivery times out inside a transaction ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_produce_never_answered_times_out_as_unknown_and_the_abort_bumps_the_epoch() {
+    let cluster = TxnCluster::start(false, (7, 0), |_, req, model| match req {
+        Req::Produce { .. } if model.faulty => Some(Action::NoReply),
+        Req::InitProducerId {
+            producer_id: 7,
+            epoch: 0,
+        } => {
+            model.producer = (7, 1);
+            None
+        }
+        _ => None,
+    })
+    .await;
+    let mut config = cluster.config();
+    config.delivery_timeout = Duration::from_secs(4);
+    let producer = Producer::connect(config).await.expect("connect");
+    within(producer.init_transactions()).await.expect("init");
+    producer.begin_transaction().unwrap();
+    let started = std::time::Instant::now();
+    for f in send_all(&producer, &[0]).await {
+        let e = within(f).await.expect_err("the broker never answers");
+        assert!(e.outcome_unknown(), "{e}");
+        assert!(matches!(e, Error::Undelivered { .. }), "{e:?}");
+    }
+    // delivery.timeout.ms (4 s) plus one request timeout (2 s), with slack for a loaded machine.
+    let took = started.elapsed();
+    assert!(took <= Duration::from_secs(9), "settled after {took:?}");
+    let e = within(producer.commit_transaction())
+        .await
+        .expect_err("a transaction with an undelivered record cannot commit");
+    assert_eq!(e.class(), ErrorClass::Abortable, "{e}");
+    cluster.script.model.lock().unwrap().faulty = false;
+    within(producer.abort_transaction()).await.expect("abort");
+    producer.begin_transaction().unwrap();
+    let futures = send_all(&producer, &[0]).await;
+    within(producer.commit_transaction()).await.expect("commit");
+    delivered(futures).await;
+    let produced = cluster.produced();
+    assert!(
+        produced[..produced.len() - 1]
+            .iter()
+            .all(|b| *b == (0, 7, 0, 0, 1)),
+        "every attempt of the stuck batch: {produced:?}"
+    );
+    assert_eq!(
+        produced.last(),
+        Some(&(0, 7, 1, 0, 1)),
+        "the next transaction starts at sequence 0 under the bumped epoch"
+    );
+    assert_eq!(
+        cluster.end_txns(),
+        vec![
+            end_txn(1, 7, 0, false, V1_END_TXN),
+            end_txn(1, 7, 1, true, V1_END_TXN)
+        ]
+    );
+}

@@ -10,6 +10,7 @@
 
 pub mod coordinator;
 pub mod metadata;
+mod topic_name;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -23,6 +24,7 @@ use tracing::debug;
 
 pub use coordinator::{CoordinatorCache, CoordinatorKind};
 pub use metadata::{BrokerInfo, MetadataSnapshot, PartitionInfo, TopicInfo};
+pub use topic_name::{validate_topic_name, MAX_TOPIC_NAME_LENGTH};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorClass, Result};
@@ -77,7 +79,7 @@ impl Cluster {
         config.validate()?;
         let cluster = Cluster {
             inner: Arc::new(Inner {
-                pool: BrokerPool::new(&config),
+                pool: BrokerPool::new(&config)?,
                 metadata: RwLock::new(Arc::new(MetadataSnapshot::empty(std::time::Instant::now()))),
                 coordinators: CoordinatorCache::default(),
                 config,
@@ -131,6 +133,9 @@ impl Cluster {
         for endpoint in candidates {
             match self.inner.pool.get(endpoint.clone(), lane).await {
                 Ok(conn) => return Ok(conn),
+                // Refused credentials will be refused by every broker: say so at once instead of
+                // dialling the rest and hiding the cause in a generic connect error.
+                Err(e @ (Error::Authentication { .. } | Error::Config(_))) => return Err(e),
                 Err(e) => failures.push(e),
             }
         }
@@ -214,6 +219,19 @@ impl Cluster {
             if missing.is_empty() {
                 return Ok(snapshot);
             }
+            // A refusal no refresh can change (an invalid name, no permission) ends the wait.
+            if let Some((topic, code)) = missing.iter().find_map(|t| {
+                let code = snapshot.topic_errors.get(**t).copied()?;
+                (!crate::error::is_retriable_code(code)).then_some((t, code))
+            }) {
+                return Err(Error::Broker {
+                    api: ApiKey::Metadata,
+                    broker: None,
+                    code,
+                    message: Some(format!("topic `{topic}`")),
+                    class: ErrorClass::Rejected,
+                });
+            }
             let delay = backoff.next_delay();
             if Instant::now() + delay > deadline {
                 let code = missing
@@ -225,7 +243,8 @@ impl Cluster {
                     broker: None,
                     code,
                     message: Some(format!(
-                        "topics {missing:?} not available with leaders after {timeout:?}"
+                        "topics {missing:?} not available with leaders after {}",
+                        crate::error::Millis(timeout)
                     )),
                     class: ErrorClass::Retriable,
                 });
@@ -325,8 +344,13 @@ impl Cluster {
     }
 }
 
-/// The error when no broker at all could be reached: names every address tried.
-fn no_broker_answered(config: &ClientConfig, failures: Vec<Error>) -> Error {
+/// The error when no broker at all could be reached: names every address tried. A fatal failure
+/// (a TLS certificate refused, credentials rejected, a broker too old) is returned as it is, so
+/// the caller stops at once instead of retrying until its timeout what cannot succeed.
+fn no_broker_answered(config: &ClientConfig, mut failures: Vec<Error>) -> Error {
+    if let Some(i) = failures.iter().position(|e| !e.is_retriable()) {
+        return failures.swap_remove(i);
+    }
     let detail: Vec<String> = failures.iter().map(ToString::to_string).collect();
     Error::Connect {
         broker: crate::BrokerRef {

@@ -71,6 +71,14 @@ pub struct ConsumerConfig {
     pub fetch_max_bytes: usize,
     /// `max.poll.records`: most records one `poll` returns. Default 500.
     pub max_poll_records: usize,
+    /// `max.poll.decompressed.bytes` (josefk's own; Java has no equivalent): the most bytes the
+    /// compressed batches behind one `poll`'s records may decompress to. Records keep their
+    /// batch's decompressed buffer alive, so this bounds the memory one poll's records pin beyond
+    /// the fetched bytes themselves (which `fetch.max.bytes` bounds). A poll stops before a batch
+    /// that does not fit beside what it already returns; a single batch larger than this fails
+    /// `poll` naming its partition and offset. `fetch.max.bytes` is not reused because it counts
+    /// wire bytes and a larger first batch is still returned (KIP-74). Default 128 MiB.
+    pub max_poll_decompressed_bytes: usize,
     /// `check.crcs`: verify each fetched batch's CRC-32C. Default true.
     pub check_crcs: bool,
     /// `client.rack`: sent with fetches (v11+) for rack-aware brokers; josefk still fetches from the
@@ -122,6 +130,7 @@ impl ConsumerConfig {
             max_partition_fetch_bytes: 1024 * 1024,
             fetch_max_bytes: 50 * 1024 * 1024,
             max_poll_records: 500,
+            max_poll_decompressed_bytes: 128 * 1024 * 1024,
             check_crcs: true,
             client_rack: String::new(),
             default_api_timeout: Duration::from_millis(60_000),
@@ -181,6 +190,9 @@ impl ConsumerConfig {
             "max.partition.fetch.bytes" => self.max_partition_fetch_bytes = parse_num(key, value)?,
             "fetch.max.bytes" => self.fetch_max_bytes = parse_num(key, value)?,
             "max.poll.records" => self.max_poll_records = parse_num(key, value)?,
+            "max.poll.decompressed.bytes" => {
+                self.max_poll_decompressed_bytes = parse_num(key, value)?
+            }
             "check.crcs" => self.check_crcs = parse_bool(key, value)?,
             "client.rack" => self.client_rack = value.trim().to_owned(),
             "default.api.timeout.ms" => self.default_api_timeout = parse_ms(key, value)?,
@@ -263,6 +275,12 @@ impl ConsumerConfig {
     /// Sets `max.poll.records`.
     pub fn max_poll_records(mut self, records: usize) -> Self {
         self.max_poll_records = records;
+        self
+    }
+
+    /// Sets `max.poll.decompressed.bytes`.
+    pub fn max_poll_decompressed_bytes(mut self, bytes: usize) -> Self {
+        self.max_poll_decompressed_bytes = bytes;
         self
     }
 
@@ -371,6 +389,11 @@ impl ConsumerConfig {
                 )));
             }
         }
+        if self.max_poll_decompressed_bytes == 0 {
+            return Err(Error::Config(
+                "`max.poll.decompressed.bytes` must be greater than 0".into(),
+            ));
+        }
         if self.fetch_min_bytes > wire_max {
             return Err(Error::Config(format!(
                 "`fetch.min.bytes` must be at most {wire_max}"
@@ -477,6 +500,7 @@ mod tests {
         assert_eq!(c.max_partition_fetch_bytes, 1 << 20);
         assert_eq!(c.fetch_max_bytes, 50 << 20);
         assert_eq!(c.max_poll_records, 500);
+        assert_eq!(c.max_poll_decompressed_bytes, 128 << 20);
         assert!(c.check_crcs);
     }
 
@@ -487,6 +511,7 @@ mod tests {
             ("auto.offset.reset", "earliest"),
             ("fetch.max.wait.ms", "100"),
             ("max.poll.records", "7"),
+            ("max.poll.decompressed.bytes", "1048576"),
             ("check.crcs", "false"),
             ("client.rack", "r1"),
             ("client.id", "c"),
@@ -496,6 +521,7 @@ mod tests {
         assert_eq!(c.auto_offset_reset, AutoOffsetReset::Earliest);
         assert_eq!(c.fetch_max_wait, Duration::from_millis(100));
         assert_eq!(c.max_poll_records, 7);
+        assert_eq!(c.max_poll_decompressed_bytes, 1 << 20);
         assert!(!c.check_crcs);
         assert_eq!(c.client_rack, "r1");
         assert_eq!(c.client.client_id, "c");
@@ -585,6 +611,11 @@ mod tests {
             ("fetch.max.bytes", "-5", "`fetch.max.bytes`"),
             ("fetch.max.bytes", "200000000", "receive.message.max.bytes"),
             ("check.crcs", "maybe", "check.crcs"),
+            (
+                "max.poll.decompressed.bytes",
+                "0",
+                "max.poll.decompressed.bytes",
+            ),
             ("nonsense", "1", "`nonsense`"),
         ] {
             let e = props(&[(k, v)]).unwrap_err();

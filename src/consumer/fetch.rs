@@ -10,13 +10,14 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 
 use crate::error::{BrokerRef, Error};
+use crate::protocol::compression::{Compression, CompressionError};
 use crate::protocol::records::{
     ControlRecordType, DecodeOptions, Headers, RecordBatch, RecordBatches, Records, RecordsError,
     TimestampType,
 };
 use crate::record::{IsolationLevel, TopicPartition};
 use crate::state::isolation::{
-    AbortedTransaction, BatchAction, ControlMarker, FetchedBatch, TransactionFilter,
+    AbortedTransaction, BatchAction, ControlMarker, FetchedBatch, SkipReason, TransactionFilter,
 };
 
 /// A record handed to the application by [`Consumer::poll`](super::Consumer::poll).
@@ -62,6 +63,60 @@ struct CurrentBatch {
     end: i64,
     timestamp_type: TimestampType,
     leader_epoch: Option<i32>,
+    /// Bytes decompression allocated for this batch (0 when uncompressed): what each of its
+    /// records keeps alive.
+    decompressed: usize,
+}
+
+/// A batch the filter delivers whose records were not opened yet: it did not fit into what was
+/// left of the last poll's decompression budget.
+#[derive(Debug)]
+struct UnopenedBatch {
+    batch: RecordBatch,
+    start: i64,
+    end: i64,
+}
+
+/// One `poll`'s allowance of decompressed bytes (`max.poll.decompressed.bytes`): the records a
+/// poll returns keep their batches' decompressed buffers alive, so the sum of those buffers is
+/// what one poll can pin in memory. Uncompressed records are slices of the fetch response, whose
+/// size `fetch.max.bytes` bounds already, so they are not counted.
+#[derive(Debug)]
+pub(crate) struct DecompressBudget {
+    limit: usize,
+    held: usize,
+    full: bool,
+}
+
+impl DecompressBudget {
+    /// A budget of `limit` bytes, nothing spent.
+    pub(crate) fn new(limit: usize) -> Self {
+        DecompressBudget {
+            limit,
+            held: 0,
+            full: false,
+        }
+    }
+
+    /// Whether a batch was held back because it did not fit: the poll should return what it has.
+    pub(crate) fn is_full(&self) -> bool {
+        self.full
+    }
+
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.held)
+    }
+
+    /// Charges a batch of `bytes` already decompressed (carried over from an earlier poll). Fails,
+    /// marking the budget full, when it does not fit beside what this poll already holds.
+    fn charge(&mut self, bytes: usize) -> bool {
+        if self.held > 0 && bytes > self.room() {
+            self.full = true;
+            return false;
+        }
+        self.held = self.held.saturating_add(bytes);
+        true
+    }
 }
 
 /// One partition's data from one Fetch response.
@@ -72,9 +127,19 @@ pub(crate) struct PartitionFetch {
     broker: Option<BrokerRef>,
     /// The position after everything handed out or skipped so far.
     next_offset: i64,
+    /// Where this data was fetched from: the position did not move if `next_offset` still is.
+    fetch_offset: i64,
     batches: RecordBatches,
     filter: TransactionFilter,
     current: Option<CurrentBatch>,
+    unopened: Option<UnopenedBatch>,
+    /// Batches skipped because every record in them is below the fetch offset (re-sent), and the
+    /// last offset of the last of them.
+    resent_batches: usize,
+    resent_up_to: i64,
+    /// The filter stopped at the last stable offset.
+    stopped_at_lso: bool,
+    last_stable_offset: i64,
     /// No more batches will be read (end of data, LSO reached, or an error).
     exhausted: bool,
     /// A decoding error met after the records before it were handed out; reported next.
@@ -82,7 +147,8 @@ pub(crate) struct PartitionFetch {
 }
 
 impl PartitionFetch {
-    /// Data of `tp` fetched from `fetch_offset`.
+    /// Data of `tp` fetched from `fetch_offset`. No batch may decompress to more than
+    /// `max_decompressed` bytes.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         tp: TopicPartition,
@@ -93,22 +159,66 @@ impl PartitionFetch {
         last_stable_offset: i64,
         aborted: impl IntoIterator<Item = AbortedTransaction>,
         check_crcs: bool,
+        max_decompressed: usize,
     ) -> Self {
         let options = DecodeOptions {
             check_crc: check_crcs,
-            ..DecodeOptions::default()
+            max_decompressed_bytes: max_decompressed,
         };
         PartitionFetch {
             topic: Arc::from(tp.topic.as_str()),
             tp,
             broker,
             next_offset: fetch_offset,
+            fetch_offset,
             batches: RecordBatches::with_options(data, options),
             filter: TransactionFilter::new(isolation, fetch_offset, last_stable_offset, aborted),
             current: None,
+            unopened: None,
+            resent_batches: 0,
+            resent_up_to: -1,
+            stopped_at_lso: false,
+            last_stable_offset,
             exhausted: false,
             error: None,
         }
+    }
+
+    /// Once drained without error: why the position did not move, or `None` if it did. A broker
+    /// that keeps answering like this would have the consumer fetch the same data forever.
+    pub(crate) fn stall(&self) -> Option<String> {
+        if self.next_offset != self.fetch_offset || !self.is_drained() || self.error.is_some() {
+            return None;
+        }
+        let mut why = Vec::new();
+        if self.resent_batches > 0 {
+            why.push(format!(
+                "only records before the position ({} batch(es) up to offset {}, already consumed)",
+                self.resent_batches, self.resent_up_to
+            ));
+        }
+        if self.stopped_at_lso {
+            why.push(format!(
+                "only data at or past the last stable offset {}",
+                self.last_stable_offset
+            ));
+        }
+        if let Some((base_offset, declared)) = self.batches.truncated_batch() {
+            why.push(format!(
+                "a truncated batch: the batch at offset {base_offset} declares {declared} bytes \
+                 but only {} arrived",
+                self.batches.remaining()
+            ));
+        }
+        if why.is_empty() {
+            why.push("no complete batch".to_owned());
+        }
+        Some(why.join(", then "))
+    }
+
+    /// The broker the data came from.
+    pub(crate) fn broker(&self) -> Option<&BrokerRef> {
+        self.broker.as_ref()
     }
 
     /// The partition's position after what was handed out (and skipped) so far.
@@ -135,8 +245,22 @@ impl PartitionFetch {
     /// batches (aborted, control, already consumed) advance the position without output. A
     /// corrupt batch stops the walk; the error waits in [`Self::take_error`] and the position
     /// stays at the bad batch.
-    pub(crate) fn drain(&mut self, limit: usize, out: &mut Vec<ConsumerRecord>) {
-        while out.len() < limit {
+    ///
+    /// Each batch decompressed for this call, or carried over from an earlier one, is charged to
+    /// `budget`; a batch that does not fit beside what the budget already holds waits for the next
+    /// call (and marks the budget full), and one larger than the whole budget is an error.
+    pub(crate) fn drain(
+        &mut self,
+        limit: usize,
+        budget: &mut DecompressBudget,
+        out: &mut Vec<ConsumerRecord>,
+    ) {
+        if let Some(current) = &self.current {
+            if !budget.charge(current.decompressed) {
+                return;
+            }
+        }
+        while out.len() < limit && !budget.is_full() {
             if let Some(current) = &mut self.current {
                 match current.records.next() {
                     Some(Ok(r)) => {
@@ -172,6 +296,10 @@ impl PartitionFetch {
                 }
                 continue;
             }
+            if let Some(waiting) = self.unopened.take() {
+                self.open(waiting, budget);
+                continue;
+            }
             if self.exhausted {
                 break;
             }
@@ -181,18 +309,94 @@ impl PartitionFetch {
                     let at = self.next_offset;
                     self.fail(e, at);
                 }
-                Some(Ok(batch)) => {
-                    if let Err(e) = self.start_batch(&batch) {
-                        self.fail(e, batch.base_offset);
-                    }
-                }
+                Some(Ok(batch)) => match self.start_batch(batch) {
+                    Ok(Some(deliver)) => self.open(deliver, budget),
+                    Ok(None) => {}
+                    Err((e, at)) => self.fail(e, at),
+                },
             }
         }
     }
 
-    /// Runs one batch header through the transaction filter and, if it is delivered, opens its
-    /// records.
-    fn start_batch(&mut self, batch: &RecordBatch) -> Result<(), RecordsError> {
+    /// Decompresses (if need be) a delivered batch within what is left of `budget` and makes it
+    /// the current batch; or leaves it for the next poll when it does not fit beside what this
+    /// poll already holds; or fails when it could not fit even alone.
+    fn open(&mut self, deliver: UnopenedBatch, budget: &mut DecompressBudget) {
+        let batch = &deliver.batch;
+        let records = if batch.needs_decompression() {
+            batch.records_within(budget.room())
+        } else {
+            batch.records()
+        };
+        let records = match records {
+            Ok(records) => records,
+            Err(RecordsError::Decompress {
+                source: CompressionError::TooLarge { .. },
+                ..
+            }) if budget.held > 0 => {
+                budget.full = true;
+                self.unopened = Some(deliver);
+                return;
+            }
+            Err(RecordsError::Decompress {
+                source: CompressionError::TooLarge { codec, .. },
+                ..
+            }) => {
+                self.fail_too_large(codec, batch, budget.limit);
+                return;
+            }
+            Err(e) => {
+                self.fail(e, batch.base_offset);
+                return;
+            }
+        };
+        let decompressed = if batch.needs_decompression() {
+            records.byte_len()
+        } else {
+            0
+        };
+        budget.held = budget.held.saturating_add(decompressed);
+        self.current = Some(CurrentBatch {
+            records,
+            start: deliver.start,
+            end: deliver.end,
+            timestamp_type: batch.timestamp_type,
+            leader_epoch: (batch.partition_leader_epoch >= 0)
+                .then_some(batch.partition_leader_epoch),
+            decompressed,
+        });
+    }
+
+    /// Runs one batch header through the transaction filter: the batch to open if it is
+    /// delivered, `None` if it is skipped (or the filter stopped at the LSO).
+    #[allow(clippy::result_large_err)]
+    fn start_batch(
+        &mut self,
+        batch: RecordBatch,
+    ) -> Result<Option<UnopenedBatch>, (RecordsError, i64)> {
+        let at = batch.base_offset;
+        self.read_header(&batch)
+            .map_err(|e| (e, at))
+            .map(|action| match action {
+                BatchAction::Deliver { start, end } => Some(UnopenedBatch { batch, start, end }),
+                BatchAction::Skip(reason) => {
+                    if reason == SkipReason::BeforeFetchOffset {
+                        self.resent_batches += 1;
+                        self.resent_up_to = batch.last_offset();
+                    }
+                    self.next_offset = self.next_offset.max(batch.next_offset());
+                    None
+                }
+                BatchAction::Stop => {
+                    self.stopped_at_lso = true;
+                    self.exhausted = true;
+                    None
+                }
+            })
+    }
+
+    /// What the transaction filter says about one batch header.
+    fn read_header(&mut self, batch: &RecordBatch) -> Result<BatchAction, RecordsError> {
         let control = if batch.is_control {
             // Compaction can empty a control batch; like Java, that is not an abort marker.
             let marker = if batch.record_count == 0 {
@@ -215,23 +419,25 @@ impl PartitionFetch {
             is_transactional: batch.is_transactional,
             control,
         };
-        match self.filter.next_batch(&header) {
-            BatchAction::Deliver { start, end } => {
-                self.current = Some(CurrentBatch {
-                    records: batch.records()?,
-                    start,
-                    end,
-                    timestamp_type: batch.timestamp_type,
-                    leader_epoch: (batch.partition_leader_epoch >= 0)
-                        .then_some(batch.partition_leader_epoch),
-                });
-            }
-            BatchAction::Skip(_) => {
-                self.next_offset = self.next_offset.max(batch.next_offset());
-            }
-            BatchAction::Stop => self.exhausted = true,
-        }
-        Ok(())
+        Ok(self.filter.next_batch(&header))
+    }
+
+    fn fail_too_large(&mut self, codec: Compression, batch: &RecordBatch, limit: usize) {
+        self.current = None;
+        self.exhausted = true;
+        self.error = Some(Error::Protocol {
+            api: Some(ApiKey::Fetch),
+            broker: self.broker.clone(),
+            message: format!(
+                "batch at offset {} of partition {} ({codec}, {} bytes fetched) decompresses to \
+                 more than `max.poll.decompressed.bytes` ({limit} bytes): raise it to read the \
+                 batch, or seek to offset {} to skip it",
+                batch.base_offset,
+                self.tp,
+                batch.size_in_bytes(),
+                batch.next_offset()
+            ),
+        });
     }
 
     fn fail(&mut self, e: RecordsError, at: i64) {
@@ -314,7 +520,12 @@ mod tests {
             -1,
             aborted.iter().copied(),
             true,
+            usize::MAX,
         )
+    }
+
+    fn unlimited() -> DecompressBudget {
+        DecompressBudget::new(usize::MAX)
     }
 
     #[test]
@@ -333,7 +544,7 @@ mod tests {
             &[AbortedTransaction::new(7, 0)],
         );
         let mut out = Vec::new();
-        f.drain(100, &mut out);
+        f.drain(100, &mut unlimited(), &mut out);
         let offsets: Vec<i64> = out.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![4, 5]);
         assert_eq!(f.next_offset(), 7);
@@ -341,7 +552,7 @@ mod tests {
 
         let mut f = fetch(data, 0, IsolationLevel::ReadUncommitted, &[]);
         let mut out = Vec::new();
-        f.drain(100, &mut out);
+        f.drain(100, &mut unlimited(), &mut out);
         let offsets: Vec<i64> = out.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![0, 1, 2, 4, 5]);
         assert_eq!(f.next_offset(), 7);
@@ -360,7 +571,7 @@ mod tests {
             &[AbortedTransaction::new(3, 10)],
         );
         let mut out = Vec::new();
-        f.drain(100, &mut out);
+        f.drain(100, &mut unlimited(), &mut out);
         assert!(out.is_empty());
         assert_eq!(f.next_offset(), 15);
     }
@@ -370,13 +581,13 @@ mod tests {
         let data = concat(&[batch(0, 5, -1, false, None), batch(5, 5, -1, false, None)]);
         let mut f = fetch(data, 2, IsolationLevel::ReadUncommitted, &[]);
         let mut out = Vec::new();
-        f.drain(4, &mut out);
+        f.drain(4, &mut unlimited(), &mut out);
         let offsets: Vec<i64> = out.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![2, 3, 4, 5]);
         assert_eq!(f.next_offset(), 6);
         assert!(!f.is_drained());
         out.clear();
-        f.drain(100, &mut out);
+        f.drain(100, &mut unlimited(), &mut out);
         assert_eq!(out.len(), 4);
         assert_eq!(f.next_offset(), 10);
         assert!(f.is_drained());
@@ -389,7 +600,7 @@ mod tests {
         let data = concat(&[good.clone(), next.slice(..next.len() - 3)]);
         let mut f = fetch(data, 0, IsolationLevel::ReadUncommitted, &[]);
         let mut out = Vec::new();
-        f.drain(100, &mut out);
+        f.drain(100, &mut unlimited(), &mut out);
         assert_eq!(out.len(), 2);
         assert!(f.take_error().is_none());
         assert_eq!(f.next_offset(), 2);
@@ -400,12 +611,169 @@ mod tests {
         let data = concat(&[good, Bytes::from(corrupt)]);
         let mut f = fetch(data, 0, IsolationLevel::ReadUncommitted, &[]);
         let mut out = Vec::new();
-        f.drain(100, &mut out);
+        f.drain(100, &mut unlimited(), &mut out);
         assert_eq!(out.len(), 2, "records before the bad batch are delivered");
         assert_eq!(f.next_offset(), 2, "position stays at the bad batch");
         let text = f.take_error().expect("crc error").to_string();
         assert!(text.contains("t-0"), "{text}");
         assert!(text.contains("offset 2"), "{text}");
         assert!(text.contains("CRC"), "{text}");
+    }
+
+    /// A gzip batch at `base_offset` of `n` records whose values are `value_len` zero bytes.
+    fn gzip_batch(base_offset: i64, n: usize, value_len: usize) -> Bytes {
+        let value = vec![0u8; value_len];
+        let records: Vec<RecordInput<'_, crate::record::Header>> = (0..n)
+            .map(|_| RecordInput {
+                timestamp: 1,
+                key: None,
+                value: Some(&value),
+                headers: &[],
+            })
+            .collect();
+        let options = crate::protocol::records::BatchOptions {
+            base_offset,
+            compression: Compression::Gzip,
+            ..Default::default()
+        };
+        let mut out = bytes::BytesMut::new();
+        encode_batch(&mut out, &options, records).expect("encodes");
+        out.freeze()
+    }
+
+    fn offsets(out: &[ConsumerRecord]) -> Vec<i64> {
+        out.iter().map(|r| r.offset).collect()
+    }
+
+    #[test]
+    fn a_poll_stops_before_a_batch_that_does_not_fit_its_decompression_budget() {
+        // Three gzip batches of 2 records × 40 KiB (80 KiB and a little each); 200 KiB per poll.
+        let data = concat(&[
+            gzip_batch(0, 2, 40 << 10),
+            gzip_batch(2, 2, 40 << 10),
+            gzip_batch(4, 2, 40 << 10),
+        ]);
+        let mut f = PartitionFetch::new(
+            TopicPartition::new("t", 0),
+            None,
+            0,
+            data,
+            IsolationLevel::ReadUncommitted,
+            -1,
+            [],
+            true,
+            200 << 10,
+        );
+        let mut out = Vec::new();
+        let mut budget = DecompressBudget::new(200 << 10);
+        f.drain(100, &mut budget, &mut out);
+        assert_eq!(
+            offsets(&out),
+            vec![0, 1, 2, 3],
+            "two batches fit, the third waits"
+        );
+        assert!(budget.is_full());
+        assert!(budget.held <= 200 << 10, "{}", budget.held);
+        assert_eq!(f.next_offset(), 4);
+        assert!(!f.is_drained() && !f.has_error());
+
+        // The next poll opens the waiting batch.
+        out.clear();
+        let mut budget = DecompressBudget::new(200 << 10);
+        f.drain(100, &mut budget, &mut out);
+        assert_eq!(offsets(&out), vec![4, 5]);
+        assert!(f.is_drained());
+        assert!(f.stall().is_none());
+    }
+
+    #[test]
+    fn a_batch_carried_over_to_the_next_poll_is_charged_again() {
+        let data = concat(&[gzip_batch(0, 4, 40 << 10), gzip_batch(4, 4, 40 << 10)]);
+        let mut f = fetch(data, 0, IsolationLevel::ReadUncommitted, &[]);
+        let mut out = Vec::new();
+        let mut budget = DecompressBudget::new(200 << 10);
+        f.drain(2, &mut budget, &mut out);
+        assert_eq!(offsets(&out), vec![0, 1]);
+        // Records 2 and 3 share the first batch's buffer: the next poll pays for it again, so
+        // the second batch (another 160 KiB) does not fit beside it.
+        out.clear();
+        let mut budget = DecompressBudget::new(200 << 10);
+        f.drain(100, &mut budget, &mut out);
+        assert_eq!(offsets(&out), vec![2, 3]);
+        assert!(budget.is_full());
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_whole_budget_is_an_error_naming_partition_and_offset() {
+        let data = concat(&[batch(0, 2, -1, false, None), gzip_batch(2, 2, 1 << 20)]);
+        let mut f = PartitionFetch::new(
+            TopicPartition::new("t", 3),
+            None,
+            0,
+            data,
+            IsolationLevel::ReadUncommitted,
+            -1,
+            [],
+            true,
+            1 << 20,
+        );
+        let mut out = Vec::new();
+        f.drain(100, &mut DecompressBudget::new(1 << 20), &mut out);
+        assert_eq!(
+            offsets(&out),
+            vec![0, 1],
+            "uncompressed records are not charged"
+        );
+        let text = f.take_error().expect("too large").to_string();
+        assert!(text.contains("t-3"), "{text}");
+        assert!(text.contains("offset 2"), "{text}");
+        assert!(text.contains("max.poll.decompressed.bytes"), "{text}");
+        assert!(text.contains("seek to offset 4"), "{text}");
+        assert_eq!(f.next_offset(), 2);
+    }
+
+    #[test]
+    fn data_the_position_cannot_move_past_says_why() {
+        // Only a truncated batch.
+        let whole = batch(5, 3, -1, false, None);
+        let mut f = fetch(
+            whole.slice(..whole.len() - 10),
+            5,
+            IsolationLevel::ReadUncommitted,
+            &[],
+        );
+        let mut out = Vec::new();
+        f.drain(100, &mut unlimited(), &mut out);
+        assert!(out.is_empty() && f.is_drained() && !f.has_error());
+        let why = f.stall().expect("no progress");
+        assert!(why.contains("truncated batch"), "{why}");
+        assert!(why.contains("offset 5"), "{why}");
+        assert!(
+            why.contains(&format!("declares {} bytes", whole.len())),
+            "{why}"
+        );
+
+        // Only records before the position: skipped without being handed out again.
+        let data = concat(&[batch(0, 3, -1, false, None), batch(3, 2, -1, false, None)]);
+        let mut f = fetch(data, 5, IsolationLevel::ReadUncommitted, &[]);
+        let mut out = Vec::new();
+        f.drain(100, &mut unlimited(), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(f.next_offset(), 5);
+        let why = f.stall().expect("no progress");
+        assert!(
+            why.contains("before the position (2 batch(es) up to offset 4"),
+            "{why}"
+        );
+
+        // Progress (even through skipped batches) is no stall.
+        let mut f = fetch(
+            batch(0, 3, -1, false, None),
+            0,
+            IsolationLevel::ReadUncommitted,
+            &[],
+        );
+        f.drain(100, &mut unlimited(), &mut Vec::new());
+        assert!(f.stall().is_none());
     }
 }

@@ -41,6 +41,8 @@ pub(super) struct FetchOutcome {
     result: Result<(FetchResponse, BrokerRef)>,
     /// The broker is too old for sessions (Fetch < 7) and the request went out sessionless.
     sessionless: bool,
+    /// How long the request took, dial included.
+    took: Duration,
 }
 
 /// Fetch settings the background tasks need.
@@ -60,14 +62,13 @@ impl Consumer {
     pub(super) fn send_fetches(&mut self) {
         let snapshot = self.cluster.metadata();
         let now = Instant::now();
-        self.node_backoff.retain(|_, until| *until > now);
         let buffered: HashSet<&TopicPartition> = self.buffered.iter().map(|f| &f.tp).collect();
         let mut by_node: BTreeMap<i32, Vec<Fetching>> = BTreeMap::new();
         for (tp, state) in &self.assignment {
             let Some(offset) = state.position else {
                 continue;
             };
-            if state.paused || state.in_flight || buffered.contains(tp) {
+            if state.paused || state.in_flight || buffered.contains(tp) || !state.retry.ready(now) {
                 continue;
             }
             let Some(info) = snapshot.partition(tp) else {
@@ -78,7 +79,8 @@ impl Consumer {
                 self.metadata_stale = true;
                 continue;
             };
-            if self.busy_nodes.contains(&leader) || self.node_backoff.contains_key(&leader) {
+            let backing_off = self.node_retry.get(&leader).is_some_and(|r| !r.ready(now));
+            if self.busy_nodes.contains(&leader) || backing_off {
                 continue;
             }
             by_node.entry(leader).or_default().push(Fetching {
@@ -118,6 +120,7 @@ impl Consumer {
             let cluster = self.cluster.clone();
             let params = params.clone();
             self.in_flight.spawn(async move {
+                let started = Instant::now();
                 let (result, sessionless) =
                     match fetch_from(&cluster, node, &session, &partitions, &params).await {
                         Ok((response, broker, sessionless)) => {
@@ -130,6 +133,7 @@ impl Consumer {
                     partitions,
                     result,
                     sessionless,
+                    took: started.elapsed(),
                 }
             });
         }
@@ -178,22 +182,30 @@ impl Consumer {
             ResponseError::FetchSessionIdNotFound | ResponseError::InvalidFetchSessionEpoch,
         ) = ResponseError::try_from_code(response.error_code)
         {
-            // The session is gone (broker restart, eviction): the next fetch starts a new one at
-            // once.
+            // The session is gone (broker restart, eviction): the next fetch starts a new one,
+            // after a backoff in case the broker keeps answering this.
             debug!(
                 node = outcome.node,
                 code = response.error_code,
                 "fetch session reset"
             );
+            self.node_failed(outcome.node);
             return;
         }
         if let Err(e) = Error::check_code(ApiKey::Fetch, Some(&broker), response.error_code, None) {
             self.fetch_failed(outcome.node, e);
             return;
         }
+        // A broker holds a fetch with nothing to return for `fetch.max.wait.ms`; answering empty
+        // much sooner means it is not waiting, and fetching again at once would spin. (Half the
+        // wait, so that a broker timer firing a little early does not delay the next long poll.)
+        let mut answered_something = false;
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
+                if p.error_code != 0 || p.records.as_ref().is_some_and(|r| !r.is_empty()) {
+                    answered_something = true;
+                }
                 let Some(asked) = outcome
                     .partitions
                     .iter()
@@ -208,6 +220,11 @@ impl Consumer {
                 if state.position != Some(asked.offset) {
                     continue; // seeked while the fetch was in flight
                 }
+                let now = Instant::now();
+                let (initial, max) = (
+                    self.config.client.retry_backoff,
+                    self.config.client.retry_backoff_max,
+                );
                 match ResponseError::try_from_code(p.error_code) {
                     None => {
                         let Some(records) = p.records.filter(|r| !r.is_empty()) else {
@@ -227,6 +244,7 @@ impl Consumer {
                             p.last_stable_offset,
                             aborted,
                             self.config.check_crcs,
+                            self.config.max_poll_decompressed_bytes,
                         ));
                     }
                     Some(ResponseError::OffsetOutOfRange) => {
@@ -244,11 +262,14 @@ impl Consumer {
                     Some(code) if is_stale_metadata_error(code) => {
                         debug!(%tp, ?code, "stale metadata; refreshing before the next fetch");
                         self.metadata_stale = true;
+                        state.retry.failed(now, initial, max);
                     }
                     Some(code) if code.is_retriable() => {
                         debug!(%tp, ?code, "retriable fetch error");
+                        state.retry.failed(now, initial, max);
                     }
                     Some(code) => {
+                        state.retry.failed(now, initial, max);
                         self.pending_error = Some(Error::from_code(
                             ApiKey::Fetch,
                             Some(broker.clone()),
@@ -259,17 +280,34 @@ impl Consumer {
                 }
             }
         }
+        if answered_something || outcome.took >= self.config.fetch_max_wait / 2 {
+            self.node_retry.entry(outcome.node).or_default().succeeded();
+        } else {
+            debug!(node = outcome.node, took = ?outcome.took, "empty fetch answered early");
+            self.node_failed(outcome.node);
+        }
     }
 
     fn fetch_failed(&mut self, node: i32, e: Error) {
+        self.node_failed(node);
         if e.is_retriable() {
             debug!(node, error = %e, "fetch failed; backing off");
-            let until = Instant::now() + self.config.client.retry_backoff;
-            self.node_backoff.insert(node, until);
             self.metadata_stale = true;
         } else {
             self.pending_error = Some(e);
         }
+    }
+
+    /// Backs `node` off after a fetch that failed or came back empty early.
+    fn node_failed(&mut self, node: i32) {
+        let (initial, max) = (
+            self.config.client.retry_backoff,
+            self.config.client.retry_backoff_max,
+        );
+        self.node_retry
+            .entry(node)
+            .or_default()
+            .failed(Instant::now(), initial, max);
     }
 }
 

@@ -110,6 +110,9 @@ impl Consumer {
                 "subscribe needs at least one topic; call unsubscribe to leave the group".into(),
             ));
         }
+        for t in topics {
+            crate::cluster::validate_topic_name(t.as_ref())?;
+        }
         let mut sorted: Vec<String> = topics.iter().map(|t| t.as_ref().to_owned()).collect();
         sorted.sort();
         sorted.dedup();

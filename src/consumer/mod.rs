@@ -29,6 +29,14 @@
 //!   `auto.offset.reset` (or fails under `none`); a corrupt batch or CRC mismatch fails `poll` with
 //!   the partition and offset once the records before it were handed out, and the position stays
 //!   at the bad batch (seek past it to skip it).
+//! - Memory: batches are decompressed one at a time as their records are handed out, and the
+//!   records of one `poll` pin at most `max.poll.decompressed.bytes` of decompressed data; a batch
+//!   that does not fit waits for the next poll, one that never fits is an error naming it.
+//! - No busy loops (`retry`): fetches that make no progress (failed, partition errors, data the
+//!   position cannot pass, empty answers from a broker that does not wait) back the partition or
+//!   leader off exponentially (`retry.backoff.ms` to `retry.backoff.max.ms`); data the position
+//!   cannot pass (a truncated or over-long batch, only re-sent records) fails `poll` after a few
+//!   such fetches, naming partition, offset and reason.
 //!
 //! # Cancellation
 //!
@@ -54,6 +62,7 @@ mod fetcher;
 mod group;
 mod group_member;
 mod offsets;
+mod retry;
 mod stream;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -77,10 +86,11 @@ use crate::error::{Error, Result};
 use crate::record::TopicPartition;
 use crate::state::fetch_session::{FetchSession, SessionStats};
 use crate::state::membership::{MemberTimers, Membership};
-use fetch::PartitionFetch;
+use fetch::{DecompressBudget, PartitionFetch};
 use fetcher::FetchOutcome;
 use group::Group;
 use group_member::Listener;
+use retry::{FetchRetry, STALLS_BEFORE_ERROR};
 
 /// One assigned partition.
 #[derive(Debug, Default, Clone)]
@@ -90,6 +100,8 @@ struct PartitionState {
     paused: bool,
     /// A fetch including this partition is in flight.
     in_flight: bool,
+    /// Fetches of this partition in a row that made no progress, and the backoff they set.
+    retry: FetchRetry,
 }
 
 /// A consumer of manually assigned or group-assigned partitions. See the module docs.
@@ -103,8 +115,8 @@ pub struct Consumer {
     in_flight: JoinSet<FetchOutcome>,
     /// Nodes with a fetch in flight (one at a time per node, as in Java).
     busy_nodes: HashSet<i32>,
-    /// Nodes whose last fetch failed, and until when not to fetch from them.
-    node_backoff: HashMap<i32, Instant>,
+    /// Per leader: fetches in a row that failed or came back empty early, and the backoff.
+    node_retry: HashMap<i32, FetchRetry>,
     metadata_stale: bool,
     last_metadata_refresh: Option<Instant>,
     /// An error to report from the next `poll`.
@@ -154,7 +166,7 @@ impl Consumer {
             buffered: VecDeque::new(),
             in_flight: JoinSet::new(),
             busy_nodes: HashSet::new(),
-            node_backoff: HashMap::new(),
+            node_retry: HashMap::new(),
             metadata_stale: false,
             last_metadata_refresh: None,
             pending_error: None,
@@ -199,6 +211,9 @@ impl Consumer {
             ));
         }
         let topics: BTreeSet<&str> = partitions.iter().map(|tp| tp.topic.as_str()).collect();
+        for topic in &topics {
+            crate::cluster::validate_topic_name(topic)?;
+        }
         if !topics.is_empty() {
             let names: Vec<&str> = topics.into_iter().collect();
             let snapshot = self
@@ -282,7 +297,10 @@ impl Consumer {
                 "cannot seek {tp} to negative offset {offset}"
             )));
         }
-        self.state_mut(tp)?.position = Some(offset);
+        let state = self.state_mut(tp)?;
+        state.position = Some(offset);
+        // A seek is how a user gets past a batch that cannot be read: fetch at once.
+        state.retry.succeeded();
         self.buffered.retain(|f| &f.tp != tp);
         Ok(())
     }
@@ -365,8 +383,11 @@ impl Consumer {
     ///
     /// Errors: a partition without position under `auto.offset.reset=none`, an out-of-range
     /// position under `none`, invalid fetched data (CRC, corrupt batch; the position stays at the
-    /// bad batch), and non-retriable broker errors, each naming the partition. Retriable failures
-    /// (leader moves, lost connections) are retried inside `poll` with backoff.
+    /// bad batch), a batch that decompresses to more than `max.poll.decompressed.bytes`, fetched
+    /// data the position cannot move past (a truncated or over-long batch, only records before
+    /// the position) in several fetches while the position does not move, and non-retriable broker errors, each naming the
+    /// partition. Retriable failures (leader moves, lost connections) are retried inside `poll`
+    /// with backoff.
     ///
     /// Cancellation: safe at any await. A dropped `poll` returned nothing and moved no position;
     /// fetches it started keep running and their data waits for the next `poll`.
@@ -418,20 +439,32 @@ impl Consumer {
             if now >= deadline {
                 return Ok(out);
             }
+            // Partitions or leaders backing off become fetchable again by themselves.
+            let retry_at = self.next_retry(now).unwrap_or(deadline).min(deadline);
             if self.in_flight.is_empty() {
-                // Nothing fetchable now (all paused, or leaders backing off): wait a little.
-                let wake = deadline.min(now + self.config.client.retry_backoff);
+                // Nothing fetchable now (all paused, or backing off): wait a little.
+                let wake = retry_at.min(now + self.config.client.retry_backoff);
                 tokio::time::sleep_until(wake).await;
                 continue;
             }
             let joined = tokio::select! {
                 joined = self.in_flight.join_next() => joined,
-                () = tokio::time::sleep_until(deadline) => None,
+                () = tokio::time::sleep_until(retry_at) => None,
             };
             if let Some(joined) = joined {
                 self.handle_joined(joined);
             }
         }
+    }
+
+    /// The earliest time after `now` a partition or leader that is backing off may be fetched.
+    fn next_retry(&self, now: Instant) -> Option<Instant> {
+        let partitions = self.assignment.values().map(|s| &s.retry);
+        partitions
+            .chain(self.node_retry.values())
+            .filter_map(FetchRetry::not_before)
+            .filter(|at| *at > now)
+            .min()
     }
 
     fn state_mut(&mut self, tp: &TopicPartition) -> Result<&mut PartitionState> {
@@ -440,11 +473,19 @@ impl Consumer {
             .ok_or_else(|| Error::InvalidState(format!("partition {tp} is not assigned")))
     }
 
-    /// Hands out buffered records of unpaused partitions, moving their positions. Returns the
-    /// error of a bad batch once the records before it have been returned.
+    /// Hands out buffered records of unpaused partitions, moving their positions, within one
+    /// poll's `max.poll.decompressed.bytes`. Returns the error of a bad batch once the records
+    /// before it have been returned. Data the position cannot move past backs its partition off,
+    /// and is an error once that happened [`STALLS_BEFORE_ERROR`] times since the position last
+    /// moved.
     fn drain_buffered(&mut self, out: &mut Vec<ConsumerRecord>, limit: usize) -> Result<()> {
+        let mut budget = DecompressBudget::new(self.config.max_poll_decompressed_bytes);
+        let (initial, max) = (
+            self.config.client.retry_backoff,
+            self.config.client.retry_backoff_max,
+        );
         let mut i = 0;
-        while i < self.buffered.len() && out.len() < limit {
+        while i < self.buffered.len() && out.len() < limit && !budget.is_full() {
             let fetch = &mut self.buffered[i];
             let Some(state) = self.assignment.get_mut(&fetch.tp) else {
                 self.buffered.remove(i);
@@ -459,22 +500,49 @@ impl Consumer {
                 i += 1;
                 continue;
             }
-            fetch.drain(limit, out);
+            fetch.drain(limit, &mut budget, out);
+            if state.position != Some(fetch.next_offset()) {
+                state.retry.succeeded();
+            }
             state.position = Some(fetch.next_offset());
             if fetch.has_error() {
                 if out.is_empty() {
                     let error = fetch.take_error().expect("has an error");
+                    // Fetching the same bad batch again at once would only fail again.
+                    state.retry.failed(Instant::now(), initial, max);
                     self.buffered.remove(i);
                     return Err(error);
                 }
                 // Report it on the next poll, after these records.
                 break;
             }
-            if fetch.is_drained() {
-                self.buffered.remove(i);
-            } else {
+            if !fetch.is_drained() {
                 i += 1;
+                continue;
             }
+            if let Some(why) = fetch.stall() {
+                let stalls = state.retry.stalled(Instant::now(), initial, max);
+                debug!(tp = %fetch.tp, stalls, why, "fetch made no progress; backing off");
+                if stalls >= STALLS_BEFORE_ERROR {
+                    let error = Error::Protocol {
+                        api: Some(ApiKey::Fetch),
+                        broker: fetch.broker().cloned(),
+                        message: format!(
+                            "partition {} makes no progress at offset {}: {stalls} fetches since \
+                             it last moved returned {why}",
+                            fetch.tp,
+                            fetch.next_offset()
+                        ),
+                    };
+                    self.buffered.remove(i);
+                    if out.is_empty() {
+                        return Err(error);
+                    }
+                    self.pending_error = Some(error);
+                    break;
+                }
+            }
+            self.buffered.remove(i);
         }
         Ok(())
     }

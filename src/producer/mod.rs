@@ -12,6 +12,12 @@
 //!   per-partition sequence, so each record is written once and in send order per partition
 //!   ([`crate::state::sequence`] holds the rules).
 //!
+//! Every [`DeliveryFuture`] settles by `delivery.timeout.ms` plus at most one
+//! `request.timeout.ms` (the request in flight then). A record given up on fails with
+//! [`Error::Undelivered`], whose `outcome_unknown` says whether a send of it may have been written;
+//! the idempotent producer then moves to a new epoch before sending more on that partition, so the
+//! records after it are still written once and in order.
+//!
 //! The IO-free parts live in `state`: the accumulator, the partitioner, the sequence tracker. This
 //! module owns the tasks, the clock and the network.
 
@@ -34,7 +40,7 @@ pub use config::{Acks, ProducerConfig};
 pub use delivery::DeliveryFuture;
 pub use transaction::ConsumerGroupMetadata;
 
-use crate::cluster::Cluster;
+use crate::cluster::{validate_topic_name, Cluster};
 use crate::error::{Error, ErrorClass, Result};
 use crate::protocol::compression::Compression;
 use crate::record::{Header, ProducerRecord, TopicPartition};
@@ -86,13 +92,25 @@ impl Drop for Handle {
 impl Producer {
     /// Validates `config`, connects to the cluster, obtains a producer id when idempotent, and
     /// starts the sender task.
+    ///
+    /// Bounded by `max.block.ms` ([`Error::Timeout`] naming the request waited for: Metadata
+    /// while bootstrapping, InitProducerId while getting a producer id).
     pub async fn connect(mut config: ProducerConfig) -> Result<Producer> {
         config.validate()?;
+        let deadline = Instant::now() + config.max_block;
         let compression: Compression = config
             .compression
             .parse()
             .map_err(|e| Error::Config(format!("`compression.type`: {e}")))?;
-        let cluster = Cluster::connect(config.client.clone()).await?;
+        let max_block = config.max_block;
+        let timed_out = |api| Error::Timeout {
+            api: Some(api),
+            broker: None,
+            after: max_block,
+        };
+        let cluster = tokio::time::timeout_at(deadline, Cluster::connect(config.client.clone()))
+            .await
+            .map_err(|_| timed_out(ApiKey::Metadata))??;
         let accumulator = AccumulatorConfig {
             batch_size: config.batch_size,
             linger: config.linger,
@@ -113,14 +131,19 @@ impl Producer {
             cluster,
             compression,
             config,
+            stop: tokio::sync::watch::channel(false).0,
+            live_tasks: 0.into(),
+            tasks_ended: Notify::new(),
         });
         if shared.config.transactional_id.is_some() {
-            tokio::spawn(transaction::driver(shared.clone()));
+            shared.spawn_until_stopped(transaction::driver(shared.clone()));
         } else if shared.config.enable_idempotence {
-            let producer = sender::init_producer_id(&shared).await?;
+            let producer = tokio::time::timeout_at(deadline, sender::init_producer_id(&shared))
+                .await
+                .map_err(|_| timed_out(ApiKey::InitProducerId))??;
             shared.lock().set_producer_id(producer);
         }
-        tokio::spawn(sender::run(shared.clone()));
+        shared.spawn(sender::run(shared.clone()));
         Ok(Producer {
             handle: Arc::new(Handle { shared }),
         })
@@ -140,16 +163,25 @@ impl Producer {
     ///
     /// Waits (up to `max.block.ms`) for the topic's metadata and for buffer memory, as the Java
     /// client's `send` does. Errors here mean the record was not queued: too large for
-    /// `max.request.size`, unknown topic, partition out of range, producer closed or failed.
+    /// `max.request.size`, unknown topic, partition out of range, producer closed or failed,
+    /// or [`Error::BufferExhausted`] when `buffer.memory` stayed full for `max.block.ms`.
     ///
     /// Cancellation: dropping this future before it resolves leaves the record unqueued; once it
     /// has resolved, the record is queued and dropping the [`DeliveryFuture`] does not cancel it.
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        self.send_by(record, None).await
+    }
+
+    /// [`Producer::send`] waiting until `deadline`, or `max.block.ms` from the first wait.
+    async fn send_by(
+        &self,
+        record: ProducerRecord,
+        mut deadline: Option<Instant>,
+    ) -> Result<DeliveryFuture> {
         let shared = self.shared();
         // `max.block.ms` counts from here, but the clock is read only once something must wait:
         // the common path never blocks, and a clock read per record is measurable.
         let started = Instant::now;
-        let mut deadline = None;
         let size = estimated_record_size(&record);
         if size > shared.config.max_request_size {
             shared.check_usable()?;
@@ -161,7 +193,7 @@ impl Producer {
                     "record of about {size} bytes exceeds max.request.size ({})",
                     shared.config.max_request_size
                 )),
-                class: ErrorClass::Fatal,
+                class: ErrorClass::Rejected,
             });
         }
         // One hash lookup of the topic on the common path (the snapshot already knows it).
@@ -170,8 +202,10 @@ impl Producer {
         let info = match known.topics.get(&record.topic) {
             Some(info) => info,
             None => {
-                // Fail fast rather than wait for metadata on a closed or failed producer.
+                // Fail fast rather than wait for metadata on a closed or failed producer, or
+                // ask the cluster about a name it must refuse.
                 shared.check_usable()?;
+                validate_topic_name(&record.topic)?;
                 let at = *deadline.get_or_insert_with(|| started() + shared.config.max_block);
                 waited = self.topic_metadata(&record.topic, at).await?;
                 &waited.topics[&record.topic]
@@ -181,7 +215,7 @@ impl Producer {
         let partition = match record.partition {
             Some(p) if p < 0 || p >= num_partitions => {
                 shared.check_usable()?;
-                return Err(Error::InvalidState(format!(
+                return Err(Error::InvalidArgument(format!(
                     "partition {p} of topic `{}` does not exist (it has {num_partitions})",
                     record.topic
                 )));
@@ -252,10 +286,11 @@ impl Producer {
                     shared.wake.notify_one();
                     let at = *deadline.get_or_insert_with(|| started() + shared.config.max_block);
                     if tokio::time::timeout_at(at, notified).await.is_err() {
-                        return Err(Error::Timeout {
-                            api: None,
-                            broker: None,
-                            after: shared.config.max_block,
+                        return Err(Error::BufferExhausted {
+                            record_size: size,
+                            in_use: shared.lock().accumulator.used_memory(),
+                            buffer_memory: shared.config.buffer_memory,
+                            waited: shared.config.max_block,
                         });
                     }
                 }
@@ -275,18 +310,33 @@ impl Producer {
             return Ok(snapshot);
         }
         let wait = deadline.saturating_duration_since(Instant::now());
-        shared.cluster.wait_for_topics(&[topic], wait).await
+        // One metadata request may take up to `request.timeout.ms`: the deadline bounds the whole
+        // wait, not just the pauses between requests.
+        match tokio::time::timeout_at(deadline, shared.cluster.wait_for_topics(&[topic], wait))
+            .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                api: Some(ApiKey::Metadata),
+                broker: None,
+                after: shared.config.max_block,
+            }),
+        }
     }
 
     /// Queues a record for a partition chosen by `partitioner` (a custom partitioner); the
-    /// partitioner's `None` falls back to the default choice.
+    /// partitioner's `None` falls back to the default choice. One `max.block.ms` bounds the
+    /// whole call.
     pub async fn send_with(
         &self,
         mut record: ProducerRecord,
         partitioner: &dyn Partitioner,
     ) -> Result<DeliveryFuture> {
+        let mut limit = None;
         if record.partition.is_none() {
+            validate_topic_name(&record.topic)?;
             let deadline = Instant::now() + self.shared().config.max_block;
+            limit = Some(deadline);
             let n = self.topic_metadata(&record.topic, deadline).await?.topics[&record.topic]
                 .partitions
                 .len() as i32;
@@ -297,7 +347,7 @@ impl Producer {
                 n,
             );
         }
-        self.send(record).await
+        self.send_by(record, limit).await
     }
 
     /// Sends everything queued now and waits until every record queued before this call has an
@@ -504,16 +554,33 @@ impl Producer {
             .await
     }
 
-    /// Delivers what is queued, waiting at most `timeout`, then stops the sender. Records still
-    /// undelivered then fail with [`Error::Closed`]. Further sends fail.
+    /// Delivers what is queued, waiting at most `timeout`, then stops the producer for good.
+    /// Further sends fail with [`Error::Closed`].
+    ///
+    /// When it returns nothing more is sent: the sender, the per-broker sinks, metadata refreshes
+    /// and the transaction driver have all stopped, the producer's connections are closed (a
+    /// request not yet fully written is cut off), and every [`DeliveryFuture`] has its outcome.
+    /// Records still undelivered fail with [`Error::Undelivered`]: not written if they were never
+    /// sent, outcome unknown if a request carrying them was in flight. The returned
+    /// [`Error::CloseTimedOut`] counts both.
+    ///
+    /// Cancellation: dropping the future before `timeout` leaves the producer closing gracefully
+    /// (delivering what is queued) without stopping it.
     pub async fn close(&self, timeout: Duration) -> Result<()> {
-        let shared = self.shared();
+        let shared = &self.handle.shared;
+        let deadline = Instant::now() + timeout;
         shared.begin_close();
-        let result = shared.wait_until_idle(Some(Instant::now() + timeout)).await;
-        if result.is_err() {
-            shared.abort_all(|| Error::Closed);
+        let flushed = shared.wait_until_idle(Some(deadline)).await;
+        let (unsent, unknown) = shared.shut_down().await;
+        match flushed {
+            Ok(()) if unsent + unknown == 0 => Ok(()),
+            Ok(()) | Err(Error::Timeout { .. }) => Err(Error::CloseTimedOut {
+                after: timeout,
+                unsent,
+                unknown,
+            }),
+            Err(e) => Err(e),
         }
-        result
     }
 }
 

@@ -12,13 +12,14 @@
 //! contention is one lock per `send` and per response.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, ProducerId};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -27,7 +28,7 @@ use super::request::{build_produce_request, parse_produce_response, PartitionOut
 use super::transaction::{produce_version, txn_error, PendingOffsets, GATED_RECHECK};
 use super::{Acks, PendingRecord, ProducerConfig, RecordData};
 use crate::cluster::{is_stale_metadata_error, Cluster, MetadataSnapshot, TopicInfo, TopicsQuery};
-use crate::error::{Error, ErrorClass, Result};
+use crate::error::{Error, ErrorClass, Millis, Result};
 use crate::net::{Lane, PendingResponse};
 use crate::protocol::codec::{decode_response, encode_request};
 use crate::protocol::compression::Compression;
@@ -43,6 +44,7 @@ use crate::state::sequence::{
 use crate::state::transaction::{TransactionManager, TransactionalGate, TxnState};
 
 mod sink;
+mod tasks;
 
 type Batch = ProducerBatch<PendingRecord>;
 
@@ -60,6 +62,25 @@ pub(crate) struct Shared {
     pub(crate) cluster: Cluster,
     pub(crate) compression: Compression,
     pub(crate) config: ProducerConfig,
+    /// Set once by `close`: every task settles what it holds and ends, sending nothing more.
+    pub(crate) stop: watch::Sender<bool>,
+    /// Tasks spawned through [`Shared::spawn`] and not yet ended (`close` waits for none).
+    pub(crate) live_tasks: AtomicUsize,
+    /// Notified when `live_tasks` drops to zero.
+    pub(crate) tasks_ended: Notify,
+}
+
+/// Why the producer stopped trying to deliver a batch (the start of its records' error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GiveUp {
+    /// `delivery.timeout.ms` passed.
+    Expired,
+    /// Its `retries` were used up.
+    RetriesUsed,
+    /// The producer was closed.
+    Closed,
+    /// The broker refused a retry for a reason of its own after an earlier send went unanswered.
+    Refused,
 }
 
 /// The producer's bookkeeping, behind [`Shared::state`].
@@ -90,6 +111,11 @@ pub(crate) struct ProducerState {
     pub(crate) sender_done: bool,
     /// When the open transaction began (tells a coordinator's timeout abort apart).
     pub(crate) txn_began: Option<Instant>,
+    /// `close` stopped the producer: nothing is sent or retried any more.
+    pub(crate) stopped: bool,
+    /// Records failed by `close`: never written, and in flight (outcome unknown).
+    closed_unsent: usize,
+    closed_unknown: usize,
 }
 
 impl ProducerState {
@@ -109,6 +135,9 @@ impl ProducerState {
             closing: false,
             fatal: None,
             reinitializing: false,
+            stopped: false,
+            closed_unsent: 0,
+            closed_unknown: 0,
         }
     }
 
@@ -242,6 +271,7 @@ impl Shared {
 
     /// Waits until nothing is queued or in flight (or `deadline` passes).
     pub(crate) async fn wait_until_idle(&self, deadline: Option<Instant>) -> Result<()> {
+        let started = Instant::now();
         loop {
             let progressed = self.progress.notified();
             tokio::pin!(progressed);
@@ -261,7 +291,7 @@ impl Shared {
                         return Err(Error::Timeout {
                             api: None,
                             broker: None,
-                            after: d.saturating_duration_since(Instant::now()),
+                            after: d.saturating_duration_since(started),
                         });
                     }
                 }
@@ -270,7 +300,53 @@ impl Shared {
         }
     }
 
-    /// Fails every queued record (close timeout, fatal error).
+    /// The error for the records of `batch`, given up on for `why`. `last` says what was last
+    /// tried when the batch itself does not know. Counts the records `close` failed.
+    pub(crate) fn undelivered(
+        &self,
+        batch: &Batch,
+        why: GiveUp,
+        outcome_unknown: bool,
+        last: Option<&str>,
+    ) -> Error {
+        let mut reason = match why {
+            GiveUp::Expired => format!(
+                "delivery.timeout.ms ({}) passed",
+                Millis(self.config.delivery_timeout)
+            ),
+            GiveUp::RetriesUsed => format!("its retries ({}) were used up", self.config.retries),
+            GiveUp::Closed if outcome_unknown => {
+                "the producer was closed before a definite answer came".to_owned()
+            }
+            GiveUp::Closed => "the producer was closed".to_owned(),
+            GiveUp::Refused => "an earlier send went unanswered, then a retry was refused".into(),
+        };
+        match batch.last_error().or(last) {
+            Some(last) => {
+                reason.push_str("; last attempt: ");
+                reason.push_str(last);
+            }
+            None if !outcome_unknown => reason.push_str(" before it was sent"),
+            None => {}
+        }
+        if why == GiveUp::Closed {
+            let mut state = self.lock();
+            let count = batch.records().len();
+            if outcome_unknown {
+                state.closed_unknown += count;
+            } else {
+                state.closed_unsent += count;
+            }
+        }
+        Error::Undelivered {
+            topic: batch.tp().topic.clone(),
+            partition: batch.tp().partition,
+            outcome_unknown,
+            reason,
+        }
+    }
+
+    /// Fails every queued record (a fatal error).
     pub(crate) fn abort_all(&self, error: impl Fn() -> Error) {
         let batches = self.lock().accumulator.abort_all();
         for batch in batches {
@@ -366,11 +442,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         for (node, batches) in requests {
             let sink = sinks.entry(node).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(sink::sink(shared.clone(), node, rx));
+                shared.spawn(sink::sink(shared.clone(), node, rx));
                 tx
             });
-            // A sink only stops when its channel closes, which this loop alone can do.
-            let _ = sink.send(batches);
+            // A sink stops early only when the producer is stopped: these were never sent.
+            if let Err(mpsc::error::SendError(batches)) = sink.send(batches) {
+                sink::settle(&shared, node, batches, Err(Error::Closed));
+                sink::finish_request(&shared, node);
+            }
         }
         if done {
             debug!("producer sender stopped");
@@ -380,11 +459,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             return;
         }
         let wake = shared.wake.notified();
-        match sleep_for {
-            Some(d) => {
-                let _ = tokio::time::timeout(d, wake).await;
+        let wait = async {
+            match sleep_for {
+                Some(d) => {
+                    let _ = tokio::time::timeout(d, wake).await;
+                }
+                None => wake.await,
             }
-            None => wake.await,
+        };
+        tokio::select! {
+            biased;
+            _ = shared.stopped() => {}
+            _ = wait => {}
         }
     }
 }
@@ -432,6 +518,13 @@ struct Plan {
 
 /// One pass of the sender loop under the lock: what to send, how long to sleep, whether to stop.
 fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
+    if shared.lock().stopped {
+        return Plan {
+            requests: Vec::new(),
+            sleep_for: None,
+            done: true,
+        };
+    }
     let now = Instant::now().into_std();
     let mut expired = Vec::new();
     let mut requests = Vec::new();
@@ -443,6 +536,7 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
     let (sleep_for, done) = {
         let mut guard = shared.lock();
         let state = &mut *guard;
+        let snapshot = shared.cluster.metadata();
         for batch in state.accumulator.expire(now) {
             if let (Some(idem), Some(_)) = (&mut state.idempotence, batch.sequence()) {
                 idem.on_expired(batch.tp(), batch.id());
@@ -454,7 +548,12 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                     after: shared.config.delivery_timeout,
                 });
             }
-            expired.push(batch);
+            // What kept a batch that was never tried from going out.
+            let waiting = match snapshot.leader(batch.tp()) {
+                None => format!("no leader of {} was known", batch.tp()),
+                Some(node) => format!("waiting for a request to broker {node}"),
+            };
+            expired.push((batch, waiting));
         }
         // A transaction that must abort sends nothing more (Java `abortUndrainedBatches`).
         if let Some(txn) = &state.txn {
@@ -493,7 +592,6 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                 need_producer_id = false;
             }
         }
-        let snapshot = shared.cluster.metadata();
         let check = state.accumulator.ready(|tp| snapshot.leader(tp), now);
         refresh.extend(check.unknown_leader_topics.iter().cloned());
         tracing::trace!(ready = ?check.ready_nodes, next = ?check.next_check_delay, unknown = ?check.unknown_leader_topics, "sender plan");
@@ -564,7 +662,7 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
             // Do not spin on ready batches the gate holds; AddPartitionsToTxn wakes us too.
             sleep_for = Some(sleep_for.map_or(GATED_RECHECK, |d| d.max(GATED_RECHECK)));
         }
-        let done = state.closing && state.idle() || state.fatal.is_some();
+        let done = state.closing && state.idle() || state.fatal.is_some() || state.stopped;
         (sleep_for, done)
     };
     if !aborted.is_empty() {
@@ -583,17 +681,14 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
         shared.txn_wake.notify_one();
     }
 
-    for batch in expired {
-        let after = shared.config.delivery_timeout;
-        shared.fail_batch(batch, &|| Error::Timeout {
-            api: Some(ApiKey::Produce),
-            broker: None,
-            after,
-        });
+    for (batch, waiting) in expired {
+        let unknown = batch.outcome_unknown();
+        let error = shared.undelivered(&batch, GiveUp::Expired, unknown, Some(&waiting));
+        shared.fail_batch(batch, &|| error.duplicate());
     }
     if !refresh.is_empty() {
         let cluster = shared.cluster.clone();
-        tokio::spawn(async move {
+        shared.spawn_until_stopped(async move {
             let topics: Vec<&str> = refresh.iter().map(String::as_str).collect();
             if let Err(e) = cluster.refresh_metadata(TopicsQuery::Some(&topics)).await {
                 debug!(error = %e, "metadata refresh for leaderless partitions failed");
@@ -601,8 +696,9 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
         });
     }
     if need_producer_id {
-        let shared = shared.clone();
-        tokio::spawn(async move {
+        let task_shared = shared.clone();
+        shared.spawn_until_stopped(async move {
+            let shared = task_shared;
             match init_producer_id(&shared).await {
                 Ok(p) => shared.lock().set_producer_id(p),
                 Err(e) => shared.fail_fatally(&e),

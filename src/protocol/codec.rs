@@ -13,6 +13,7 @@ use kafka_protocol::protocol::{
 
 use crate::error::{BrokerRef, Error, Result};
 use crate::protocol::frame::LENGTH_PREFIX;
+use crate::protocol::precheck;
 
 /// A request message josefk can send: its API key and the response it expects.
 ///
@@ -50,6 +51,22 @@ macro_rules! api_requests {
                 _ => None,
             }
         }
+
+        /// Decodes a response frame of `api` through [`decode_response`] and drops the result,
+        /// for the fuzz targets and the corpus replay; `None` if josefk does not speak `api`.
+        #[cfg(feature = "fuzzing")]
+        pub(crate) fn decode_response_of(
+            api: ApiKey,
+            version: i16,
+            frame: Bytes,
+        ) -> Option<Result<()>> {
+            match api {
+                $(ApiKey::$key => {
+                    Some(decode_response::<messages::$req>(frame, version, None).map(drop))
+                })*
+                _ => None,
+            }
+        }
     };
 }
 
@@ -67,6 +84,12 @@ api_requests! {
     LeaveGroup => LeaveGroupRequest, LeaveGroupResponse;
     SyncGroup => SyncGroupRequest, SyncGroupResponse;
     DescribeGroups => DescribeGroupsRequest, DescribeGroupsResponse;
+    ListGroups => ListGroupsRequest, ListGroupsResponse;
+    DeleteGroups => DeleteGroupsRequest, DeleteGroupsResponse;
+    OffsetDelete => OffsetDeleteRequest, OffsetDeleteResponse;
+    CreatePartitions => CreatePartitionsRequest, CreatePartitionsResponse;
+    DeleteRecords => DeleteRecordsRequest, DeleteRecordsResponse;
+    IncrementalAlterConfigs => IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse;
     CreateTopics => CreateTopicsRequest, CreateTopicsResponse;
     DeleteTopics => DeleteTopicsRequest, DeleteTopicsResponse;
     InitProducerId => InitProducerIdRequest, InitProducerIdResponse;
@@ -77,6 +100,8 @@ api_requests! {
     DescribeCluster => DescribeClusterRequest, DescribeClusterResponse;
     DescribeConfigs => DescribeConfigsRequest, DescribeConfigsResponse;
     DescribeProducers => DescribeProducersRequest, DescribeProducersResponse;
+    SaslHandshake => SaslHandshakeRequest, SaslHandshakeResponse;
+    SaslAuthenticate => SaslAuthenticateRequest, SaslAuthenticateResponse;
 }
 
 /// Byte offset of the correlation id in an encoded request frame: after the length prefix, the
@@ -105,11 +130,17 @@ impl EncodedRequest {
     }
 }
 
+/// `kafka-protocol`'s error as one line: anyhow's alternate form joins the chain, and the trim
+/// drops the newline some of its messages end with ("Not enough bytes remaining in buffer!\n").
+fn anyhow_message(e: anyhow::Error) -> String {
+    format!("{e:#}").trim_end().to_owned()
+}
+
 fn encode_error(api: ApiKey, version: i16, e: anyhow::Error) -> Error {
     Error::Protocol {
         api: Some(api),
         broker: None,
-        message: format!("cannot encode version {version}: {e:#}"),
+        message: format!("cannot encode version {version}: {}", anyhow_message(e)),
     }
 }
 
@@ -161,20 +192,26 @@ pub fn response_correlation_id(frame: &[u8]) -> Option<i32> {
 /// Decodes a response frame (length prefix removed) as version `version` of `R`'s response,
 /// skipping its header. Keys, values and other byte fields of the result are slices of `frame`,
 /// not copies.
+///
+/// The frame is first walked by the bounds pre-check ([`super::precheck`]): `kafka-protocol`
+/// reserves memory from array counts it reads, so it only sees frames whose every count and
+/// length fits in the bytes that arrived.
 pub fn decode_response<R: ApiRequest>(
     mut frame: Bytes,
     version: i16,
     broker: Option<&BrokerRef>,
 ) -> Result<R::Response> {
-    let protocol_error = |what: &str, e: anyhow::Error| Error::Protocol {
+    let protocol_error = |message: String| Error::Protocol {
         api: Some(R::KEY),
         broker: broker.cloned(),
-        message: format!("cannot decode {what} (version {version}): {e:#}"),
+        message: format!("cannot decode response version {version}: {message}"),
     };
     let header_version = R::Response::header_version(version);
+    precheck::check_response(R::KEY, version, header_version, &frame)
+        .map_err(|v| protocol_error(v.to_string()))?;
     ResponseHeader::decode(&mut frame, header_version)
-        .map_err(|e| protocol_error("response header", e))?;
-    R::Response::decode(&mut frame, version).map_err(|e| protocol_error("response body", e))
+        .map_err(|e| protocol_error(format!("header: {}", anyhow_message(e))))?;
+    R::Response::decode(&mut frame, version).map_err(|e| protocol_error(anyhow_message(e)))
 }
 
 #[cfg(test)]
@@ -211,6 +248,25 @@ mod tests {
             "{e}"
         );
         let _: Option<MetadataResponse> = None;
+    }
+
+    #[test]
+    fn decode_errors_are_one_line_naming_the_version() {
+        // Refused by the pre-check.
+        let e = decode_response::<MetadataRequest>(Bytes::from_static(&[0, 0, 0, 1]), 0, None)
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("version 0") && text.contains("brokers"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "{text:?}");
+        // kafka-protocol's buffer error ends in a newline; josefk's message must not.
+        // (One broker whose host claims 10 bytes that are not there.)
+        let mut short = Bytes::from_static(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 10]);
+        let raw = MetadataResponse::decode(&mut short, 0).unwrap_err();
+        assert!(format!("{raw:#}").ends_with('\n'), "{raw:#?}");
+        assert_eq!(anyhow_message(raw), "Not enough bytes remaining in buffer!");
     }
 
     #[test]

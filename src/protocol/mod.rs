@@ -11,7 +11,9 @@
 pub mod codec;
 pub mod compression;
 pub mod frame;
+pub(crate) mod precheck;
 pub mod records;
+mod response_schemas;
 pub mod versions;
 
 pub use codec::{decode_response, encode_request, EncodedRequest};

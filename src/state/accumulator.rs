@@ -16,9 +16,9 @@
 //! - a multi-record batch the broker refuses as too large is split in two by bytes and the parts go
 //!   back at the front in record order, keeping the original's sequence range, creation time and
 //!   memory ([`Accumulator::split_and_reenqueue`], Java `splitAndReenqueue`);
-//! - batches older than `delivery.timeout.ms` are expired ([`Accumulator::expire`]), except a batch
-//!   whose last send may have been written (franz-go's "when can a batch fail?" rule): failing it
-//!   could tell the user "not written" about a record that was.
+//! - batches older than `delivery.timeout.ms` are expired ([`Accumulator::expire`]), a batch whose
+//!   send may have been written included: its records fail as "outcome unknown", never as "not
+//!   written", and the idempotence state keeps its sequence unresolved until that is settled.
 //!
 //! Records are opaque: each is a `T` plus the caller's estimate of its encoded size, so the
 //! producer layer chooses the record type. Nothing here reads a clock; `now` is always passed in.
@@ -91,6 +91,8 @@ pub struct ProducerBatch<T> {
     /// A send of this batch may have been written (timeout, lost connection, ambiguous error).
     /// Sticky: once unsure, only a definite answer from the broker settles it.
     outcome_unknown: bool,
+    /// Why its last attempt failed, for the error its records get if it is given up on.
+    last_error: Option<String>,
 }
 
 impl<T> ProducerBatch<T> {
@@ -108,6 +110,7 @@ impl<T> ProducerBatch<T> {
             closed: false,
             sequence: None,
             outcome_unknown: false,
+            last_error: None,
         }
     }
 
@@ -162,9 +165,19 @@ impl<T> ProducerBatch<T> {
         self.sequence = sequence;
     }
 
-    /// Whether a send of this batch may have been written; such a batch is never expired.
+    /// Whether a send of this batch may have been written.
     pub fn outcome_unknown(&self) -> bool {
         self.outcome_unknown
+    }
+
+    /// Why its last attempt failed (a lost connection, a broker error), if one did.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Records why an attempt failed.
+    pub fn set_last_error(&mut self, why: String) {
+        self.last_error = Some(why);
     }
 
     /// Records that a send may have been written. Cannot be undone.
@@ -507,6 +520,7 @@ impl<T> Accumulator<T> {
             closed: _,
             sequence,
             outcome_unknown,
+            last_error,
         } = batch;
         // The first part takes records while it stays within half the record bytes; each part
         // holds at least one record.
@@ -533,6 +547,7 @@ impl<T> Accumulator<T> {
             part.last_attempt = last_attempt;
             part.closed = true;
             part.outcome_unknown = outcome_unknown;
+            part.last_error.clone_from(&last_error);
             part.size = RECORD_BATCH_OVERHEAD + sizes.iter().sum::<usize>();
             part.records = recs;
             part.record_sizes = sizes;
@@ -579,17 +594,16 @@ impl<T> Accumulator<T> {
     /// Removes and returns the batches past `delivery.timeout.ms` for the caller to fail, oldest
     /// first per partition (Java `expiredBatches`).
     ///
-    /// A batch whose outcome is unknown stops expiry of its partition: it may have been written,
-    /// so it is retried until the broker gives a definite answer (franz-go DESIGN "When can a
-    /// batch fail?"). A returned batch that carries a sequence was sent before with a known
-    /// failure; report it to the idempotence state, which marks the sequence unresolved.
+    /// A batch whose outcome is unknown expires too: its records must be failed as "may have been
+    /// written" ([`ProducerBatch::outcome_unknown`]), never as "not written". A returned batch
+    /// that carries a sequence was sent before; report it to the idempotence state, which marks
+    /// the sequence unresolved.
     pub fn expire(&mut self, now: Instant) -> Vec<ProducerBatch<T>> {
         let timeout = self.config.delivery_timeout;
         let mut out = Vec::new();
         for queue in self.queues.values_mut().flatten() {
             while let Some(first) = queue.front() {
-                let expired = now.saturating_duration_since(first.created) >= timeout;
-                if !expired || first.outcome_unknown {
+                if now.saturating_duration_since(first.created) < timeout {
                     break;
                 }
                 out.extend(queue.pop_front());
@@ -604,7 +618,6 @@ impl<T> Accumulator<T> {
             .values()
             .flatten()
             .filter_map(|q| q.front())
-            .filter(|b| !b.outcome_unknown)
             .map(|b| b.created + self.config.delivery_timeout)
             .min()
     }

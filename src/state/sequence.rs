@@ -16,8 +16,11 @@
 //!   `shouldStopDrainBatchesForPartition`: "This effectively reduces our in flight request count
 //!   to 1");
 //! - a batch whose outcome is unknown is never reported as failed-and-not-written
-//!   (franz-go DESIGN "When can a batch fail?"): it is retried, or, if the broker then refuses it
-//!   for another reason, failed with `outcome_unknown` and its sequence marked unresolved.
+//!   (franz-go DESIGN "When can a batch fail?"): it is retried while `delivery.timeout.ms` and its
+//!   retries last; after that it is given up on as outcome unknown ([`Decision::GiveUp`]) and its
+//!   sequence marked unresolved, so no later batch of the partition takes a new sequence until
+//!   the batches in flight settle it: acknowledged past it, or an epoch bump (idempotent; Java
+//!   `bumpIdempotentEpochAndResetIdIfNeeded`) or an abortable transaction (transactional).
 
 use std::collections::{HashMap, HashSet};
 
@@ -270,7 +273,8 @@ pub enum Decision {
     /// Re-enqueue it ([`Accumulator::reenqueue`](super::accumulator::Accumulator::reenqueue)
     /// keeps sequence order) and send it again. Until it completes, only this batch may be in
     /// flight for its partition; the drain gate enforces that. If `outcome_unknown`, call
-    /// [`ProducerBatch::mark_outcome_unknown`] so it is never expired.
+    /// [`ProducerBatch::mark_outcome_unknown`] so that, if it expires, its records fail as
+    /// outcome unknown.
     Retry {
         /// A send may have been written.
         outcome_unknown: bool,
@@ -291,6 +295,14 @@ pub enum Decision {
     /// Fail the batch and every later operation: the producer cannot go on (fenced, not
     /// authorized, unsupported).
     Fatal(Error),
+    /// Stop trying: `delivery.timeout.ms` or the batch's retries ran out (or the producer is
+    /// closing) before a definite answer. Fail its records saying whether a send of it may have
+    /// been written (`outcome_unknown`). Its sequence, if it had one, is already marked
+    /// unresolved.
+    GiveUp {
+        /// A send may have been written.
+        outcome_unknown: bool,
+    },
 }
 
 /// What [`IdempotenceState::bump_epoch_if_needed`] did.
@@ -324,6 +336,16 @@ fn is_producer_fatal(code: ResponseError) -> bool {
             | ResponseError::TransactionalIdAuthorizationFailed
             | ResponseError::ProducerFenced
             | ResponseError::UnsupportedVersion
+    )
+}
+
+/// An error that stopped a connection being set up — the broker's certificate or our credentials
+/// were refused, or it speaks no Produce version we do — so nothing was sent, and a redial fails
+/// the same way until someone changes something.
+fn is_refused_setup(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Tls { .. } | Error::Authentication { .. } | Error::UnsupportedVersion { .. }
     )
 }
 
@@ -437,7 +459,7 @@ impl IdempotenceState {
             b.outcome_unknown |= is_ambiguous(code);
             unknown = b.outcome_unknown;
         }
-        if retry_allowed || is_ambiguous(code) {
+        if retry_allowed {
             match self.can_retry(tp, id, code, response.log_start_offset) {
                 Verdict::Retry => {
                     return Decision::Retry {
@@ -454,17 +476,53 @@ impl IdempotenceState {
         self.fail(tp, id, code, response.message.clone(), unknown)
     }
 
+    /// Records that a send of batch `id` may have been written although its error does not say
+    /// so (an answer arrived but could not be decoded), so later decisions treat it as unknown.
+    pub fn mark_outcome_unknown(&mut self, tp: &TopicPartition, id: BatchId) {
+        if let Some(b) = self
+            .partitions
+            .get_mut(tp)
+            .and_then(|e| e.in_flight.iter_mut().find(|b| b.id == id))
+        {
+            b.outcome_unknown = true;
+        }
+    }
+
     /// Decides what happens to batch `id` when its request got no response: the connection was
-    /// lost or the request timed out. Always a retry; the outcome is unknown if `error` says the
-    /// request may have reached the broker.
-    pub fn on_no_response(&mut self, tp: &TopicPartition, id: BatchId, error: &Error) -> Decision {
+    /// lost, the request timed out, or it was never sent (no connection). The outcome is unknown
+    /// if `error` says the request may have reached the broker, or an earlier send was unsure.
+    /// A retry while `retry_allowed`; otherwise the batch is given up on and its sequence marked
+    /// unresolved, as when it expires queued ([`IdempotenceState::on_expired`]).
+    pub fn on_no_response(
+        &mut self,
+        tp: &TopicPartition,
+        id: BatchId,
+        error: &Error,
+        retry_allowed: bool,
+    ) -> Decision {
         let entry = self.partitions.entry(tp.clone()).or_default();
         let mut unknown = error.outcome_unknown();
         if let Some(b) = entry.in_flight.iter_mut().find(|b| b.id == id) {
             b.outcome_unknown |= unknown;
             unknown = b.outcome_unknown;
         }
-        Decision::Retry {
+        if is_refused_setup(error) {
+            // Retrying cannot help before someone fixes the certificate, credentials or broker:
+            // the batch fails now with the real error, like a partition's non-retriable refusal.
+            let removed = self.partitions.get_mut(tp).and_then(|e| e.remove(id));
+            self.forget_failed(tp, removed, None, unknown);
+            return Decision::Fail {
+                error: error.duplicate(),
+                outcome_unknown: unknown,
+            };
+        }
+        if retry_allowed {
+            return Decision::Retry {
+                outcome_unknown: unknown,
+            };
+        }
+        self.on_expired(tp, id);
+        Decision::GiveUp {
             outcome_unknown: unknown,
         }
     }
@@ -704,7 +762,9 @@ impl IdempotenceState {
         } else if crate::error::is_retriable_code(code) {
             ErrorClass::Retriable
         } else {
-            ErrorClass::Fatal
+            // Refused for this batch only (too large, invalid record, topic): the producer is
+            // fine.
+            ErrorClass::Rejected
         };
         let error = Error::Broker {
             api: ApiKey::Produce,
@@ -717,13 +777,31 @@ impl IdempotenceState {
         if fatal {
             return Decision::Fatal(error);
         }
+        self.forget_failed(tp, removed, Some(code), outcome_unknown);
+        Decision::Fail {
+            error,
+            outcome_unknown,
+        }
+    }
+
+    /// Keeps the sequences of `tp` consistent after its batch `removed` failed for good (`code`
+    /// when a partition answered with one): a sequence that may be in the log is marked
+    /// unresolved; otherwise an idempotent producer bumps its epoch and a transactional one
+    /// shifts the later batches' sequences down over the gap.
+    fn forget_failed(
+        &mut self,
+        tp: &TopicPartition,
+        removed: Option<InFlight>,
+        code: Option<ResponseError>,
+        outcome_unknown: bool,
+    ) {
         let tx = self.transactional;
         match removed {
             // It may be in the log: its sequence can neither be reused nor skipped silently.
             Some(b) if outcome_unknown => self.mark_unresolved(tp, b.last_sequence()),
             _ if !tx => self.request_epoch_bump(tp),
             // The broker holds no state for us and will take sequence 0 next.
-            _ if code == ResponseError::UnknownProducerId => {
+            _ if code == Some(ResponseError::UnknownProducerId) => {
                 self.partitions.remove(tp);
                 self.unresolved.remove(tp);
             }
@@ -733,10 +811,6 @@ impl IdempotenceState {
                 }
             }
             None => {}
-        }
-        Decision::Fail {
-            error,
-            outcome_unknown,
         }
     }
 }

@@ -344,9 +344,11 @@ impl TransactionManager {
 
     /// A record send failed (a produce error, an expired batch, a failure before enqueueing): a
     /// fatal-class error ends the producer, anything else makes the transaction abort-only
-    /// (Java `maybeTransitionToErrorState`).
+    /// (Java `maybeTransitionToErrorState`). A leader's connection refused at set-up (TLS, SASL)
+    /// is abort-only too, as in Java: it concerns that broker, not the producer's identity.
     pub fn on_send_failed(&mut self, error: &Error) {
-        if error.class() == ErrorClass::Fatal {
+        let setup_refused = matches!(error, Error::Tls { .. } | Error::Authentication { .. });
+        if error.class() == ErrorClass::Fatal && !setup_refused {
             self.fatal_error(error);
         } else {
             self.abortable_error(error);

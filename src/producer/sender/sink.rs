@@ -40,25 +40,72 @@ fn encode(shared: &Shared, batch: &Batch) -> Result<Bytes> {
 /// `node` in drain order and submits each to the broker's produce connection before taking the
 /// next, so requests reach the broker in sequence order; responses are awaited concurrently (up to
 /// `max.in.flight.requests.per.connection`, enforced by the sender).
+///
+/// Once the producer is stopped (`close`), nothing more is submitted: requests not yet submitted
+/// fail as never sent, and requests in flight stop waiting and fail as outcome unknown.
 pub(super) async fn sink(
     shared: Arc<Shared>,
     node: i32,
     mut requests: mpsc::UnboundedReceiver<Vec<Batch>>,
 ) {
-    while let Some(batches) = requests.recv().await {
+    loop {
+        let batches = tokio::select! {
+            biased;
+            _ = shared.stopped() => break,
+            next = requests.recv() => match next {
+                Some(batches) => batches,
+                None => return,
+            },
+        };
         let (batches, request) = prepare(&shared, batches);
-        match submit(&shared, node, &request).await {
+        // No connection wait outlasts the earliest delivery deadline of the request.
+        let connect_by = batches
+            .iter()
+            .map(|b| Instant::from_std(b.created() + shared.config.delivery_timeout))
+            .min()
+            .unwrap_or_else(Instant::now);
+        let submitted = tokio::select! {
+            biased;
+            _ = shared.stopped() => Err(Error::Closed),
+            submitted = submit(&shared, node, &request, connect_by) => submitted,
+        };
+        match submitted {
             Ok((broker, version, pending)) => {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let result = match pending.await {
-                        Ok(_) if shared.config.acks == Acks::None => Ok(None),
-                        Ok(frame) => {
+                let task_shared = shared.clone();
+                shared.spawn(async move {
+                    let shared = task_shared;
+                    let answer = tokio::select! {
+                        biased;
+                        answer = pending => Some(answer),
+                        _ = shared.stopped() => None,
+                    };
+                    let result = match answer {
+                        Some(Ok(_)) if shared.config.acks == Acks::None => Ok(None),
+                        Some(Ok(frame)) => {
                             decode_response::<ProduceRequest>(frame, version, Some(&broker))
                                 .map(|response| Some((broker, parse_produce_response(&response))))
                         }
-                        Err(e) => Err(e),
+                        Some(Err(e)) => Err(e),
+                        // Dropping `pending` withdraws the request if the connection has not
+                        // taken it yet; if it has, it may be written.
+                        None => Err(Error::ConnectionLost {
+                            api: Some(ApiKey::Produce),
+                            broker,
+                            outcome_unknown: true,
+                            reason: "the producer was closed while the request was in flight"
+                                .into(),
+                        }),
                     };
+                    if let Err(Error::Protocol { .. }) = &result {
+                        // An answer came back (undecodable, or breaking the connection's framing),
+                        // so the request was written: the broker may have appended the batches,
+                        // and their sequences must be treated as possibly used.
+                        if let Some(idem) = &mut shared.lock().idempotence {
+                            for batch in &batches {
+                                idem.mark_outcome_unknown(batch.tp(), batch.id());
+                            }
+                        }
+                    }
                     settle(&shared, node, batches, result);
                     finish_request(&shared, node);
                 });
@@ -68,6 +115,12 @@ pub(super) async fn sink(
                 finish_request(&shared, node);
             }
         }
+    }
+    // Stopped: what is still queued here was never sent.
+    requests.close();
+    while let Ok(batches) = requests.try_recv() {
+        settle(&shared, node, batches, Err(Error::Closed));
+        finish_request(&shared, node);
     }
 }
 
@@ -81,10 +134,7 @@ fn prepare(shared: &Shared, batches: Vec<Batch>) -> (Vec<Batch>, ProduceRequest)
                 encoded.push((batch.tp().clone(), bytes));
                 sendable.push(batch);
             }
-            Err(e) => {
-                let message = e.to_string();
-                shared.fail_batch(batch, &|| Error::InvalidState(message.clone()));
-            }
+            Err(e) => shared.fail_batch(batch, &|| e.duplicate()),
         }
     }
     let timeout_ms = shared
@@ -104,12 +154,29 @@ fn prepare(shared: &Shared, batches: Vec<Batch>) -> (Vec<Batch>, ProduceRequest)
 }
 
 /// Queues the request on `node`'s produce connection; returns what is needed to read the answer.
+/// Gives up getting a connection at `connect_by` (nothing was sent then).
 async fn submit(
     shared: &Shared,
     node: i32,
     request: &ProduceRequest,
+    connect_by: Instant,
 ) -> Result<(crate::BrokerRef, i16, PendingResponse)> {
-    let conn = shared.cluster.connection(node, Lane::Produce).await?;
+    let connection = shared.cluster.connection(node, Lane::Produce);
+    let conn = match tokio::time::timeout_at(connect_by, connection).await {
+        Ok(conn) => conn?,
+        Err(_) => {
+            return Err(Error::Connect {
+                broker: crate::BrokerRef {
+                    node_id: Some(node),
+                    addr: shared.cluster.pool().address(node).unwrap_or_default(),
+                },
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no connection before the delivery deadline",
+                ),
+            })
+        }
+    };
     let version = produce_version(shared, &conn)?;
     let mut frame = encode_request(request, version, &shared.config.client.client_id)?;
     // The broker never answers acks=0: such a request is done once written.
@@ -119,7 +186,7 @@ async fn submit(
 }
 
 /// Frees the request's in-flight slot and wakes whoever waits on progress.
-fn finish_request(shared: &Shared, node: i32) {
+pub(super) fn finish_request(shared: &Shared, node: i32) {
     {
         let mut state = shared.lock();
         if let Some(n) = state.in_flight.get_mut(&node) {
@@ -131,8 +198,9 @@ fn finish_request(shared: &Shared, node: i32) {
     shared.progress.notify_waiters();
 }
 
-/// Applies a request's result to each of its batches.
-fn settle(
+/// Applies a request's result to each of its batches: complete, retry, or give up (past
+/// `delivery.timeout.ms`, out of retries, or stopped by `close`).
+pub(super) fn settle(
     shared: &Arc<Shared>,
     node: i32,
     batches: Vec<Batch>,
@@ -142,6 +210,7 @@ fn settle(
     let mut completed: Vec<(Batch, Option<i64>, Option<i64>)> = Vec::new();
     let mut failed: Vec<(Batch, Error)> = Vec::new();
     let mut fatal: Option<Error> = None;
+    let mut gave_up: Vec<(Batch, GiveUp, bool, Option<String>)> = Vec::new();
     let mut stale = false;
     {
         let mut guard = shared.lock();
@@ -150,9 +219,18 @@ fn settle(
             Ok(Some((broker, outcomes))) => (Some(broker.clone()), Some(outcomes)),
             _ => (None, None),
         };
+        let stopped = state.stopped;
         for mut batch in batches {
-            let retry_allowed = batch.attempts() < shared.config.retries
-                && batch.created() + shared.config.delivery_timeout > now;
+            let expired = batch.created() + shared.config.delivery_timeout <= now;
+            let out_of_retries = batch.attempts() >= shared.config.retries;
+            let retry_allowed = !stopped && !expired && !out_of_retries;
+            let why = if stopped {
+                GiveUp::Closed
+            } else if expired {
+                GiveUp::Expired
+            } else {
+                GiveUp::RetriesUsed
+            };
             let mut log_append = None;
             let decision = match (&result, outcomes) {
                 (Ok(None), _) => Decision::Complete { base_offset: None },
@@ -171,6 +249,8 @@ fn settle(
                     if let Some(code) = response.error {
                         debug!(tp = %batch.tp(), ?code, message = ?response.message, attempts = batch.attempts(), "produce error");
                         stale |= is_stale_metadata_error(code);
+                        let answer = Error::from_code(ApiKey::Produce, broker.clone(), code, None);
+                        batch.set_last_error(answer.to_string());
                     }
                     if let Some(
                         code @ (ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge),
@@ -207,23 +287,22 @@ fn settle(
                 (Ok(Some(_)), None) => unreachable!("outcomes are Some whenever the result is"),
                 (Err(e), _) => {
                     debug!(tp = %batch.tp(), error = %e, "produce request failed");
-                    stale |= !matches!(e, Error::Protocol { .. });
+                    stale |= !matches!(e, Error::Protocol { .. } | Error::Closed);
+                    // Stopped by `close`: the error says only that, not what was tried.
+                    if !stopped {
+                        batch.set_last_error(e.to_string());
+                    }
                     match &mut state.idempotence {
-                        Some(idem) => match idem.on_no_response(batch.tp(), batch.id(), e) {
-                            Decision::Retry { .. } if !retry_allowed && !e.outcome_unknown() => {
-                                Decision::Fail {
-                                    error: clone_error(e),
-                                    outcome_unknown: false,
-                                }
-                            }
-                            d => d,
+                        Some(idem) => idem.on_no_response(batch.tp(), batch.id(), e, retry_allowed),
+                        None if !retry_allowed => Decision::GiveUp {
+                            outcome_unknown: batch.outcome_unknown() || e.outcome_unknown(),
                         },
-                        None if e.is_retriable() && retry_allowed => Decision::Retry {
+                        None if e.is_retriable() => Decision::Retry {
                             outcome_unknown: e.outcome_unknown(),
                         },
                         None => Decision::Fail {
-                            error: clone_error(e),
-                            outcome_unknown: e.outcome_unknown(),
+                            error: e.duplicate(),
+                            outcome_unknown: e.outcome_unknown() || batch.outcome_unknown(),
                         },
                     }
                 }
@@ -239,14 +318,34 @@ fn settle(
                     state.accumulator.reenqueue(batch, now);
                 }
                 Decision::BumpEpochAndRetry => state.accumulator.reenqueue(batch, now),
-                Decision::Fail { error, .. } => {
+                Decision::Fail {
+                    error,
+                    outcome_unknown,
+                } => {
                     if let Some(txn) = &mut state.txn {
                         txn.on_send_failed(&error);
                     }
-                    failed.push((batch, error))
+                    if outcome_unknown {
+                        // The broker's refusal of this send says nothing of an earlier one that
+                        // went unanswered: the records may be in the log.
+                        let why = if retry_allowed { GiveUp::Refused } else { why };
+                        gave_up.push((batch, why, true, Some(error.to_string())));
+                    } else {
+                        failed.push((batch, error))
+                    }
+                }
+                Decision::GiveUp { outcome_unknown } => {
+                    if let Some(txn) = &mut state.txn {
+                        txn.on_send_failed(&Error::Timeout {
+                            api: Some(ApiKey::Produce),
+                            broker: None,
+                            after: shared.config.delivery_timeout,
+                        });
+                    }
+                    gave_up.push((batch, why, outcome_unknown, None));
                 }
                 Decision::Fatal(error) => {
-                    failed.push((batch, clone_error(&error)));
+                    failed.push((batch, error.duplicate()));
                     fatal = Some(error);
                 }
             }
@@ -264,11 +363,15 @@ fn settle(
     }
     for (batch, error) in failed {
         // Every record of the batch gets an equivalent of the one error (`Error` is not `Clone`).
-        shared.fail_batch(batch, &|| clone_error(&error));
+        shared.fail_batch(batch, &|| error.duplicate());
+    }
+    for (batch, why, outcome_unknown, last) in gave_up {
+        let error = shared.undelivered(&batch, why, outcome_unknown, last.as_deref());
+        shared.fail_batch(batch, &|| error.duplicate());
     }
     if stale {
         let cluster = shared.cluster.clone();
-        tokio::spawn(async move {
+        shared.spawn_until_stopped(async move {
             if let Err(e) = cluster.refresh_metadata(TopicsQuery::All).await {
                 debug!(error = %e, node, "metadata refresh after produce error failed");
             }
@@ -320,8 +423,7 @@ fn decide(
             ),
         },
         Some(code) => Decision::Fail {
-            error: Error::from_code(
-                ApiKey::Produce,
+            error: refused(
                 broker.cloned(),
                 code,
                 Some(format!(
@@ -339,50 +441,23 @@ fn decide(
     }
 }
 
-/// `Error` is not `Clone` (it may hold an `io::Error`); batches that share one failure each get an
-/// equivalent error.
-fn clone_error(e: &Error) -> Error {
-    match e {
-        Error::ConnectionLost {
-            api,
-            broker,
-            outcome_unknown,
-            reason,
-        } => Error::ConnectionLost {
-            api: *api,
-            broker: broker.clone(),
-            outcome_unknown: *outcome_unknown,
-            reason: reason.clone(),
-        },
-        Error::Timeout { api, broker, after } => Error::Timeout {
-            api: *api,
-            broker: broker.clone(),
-            after: *after,
-        },
-        Error::Broker {
-            api,
-            broker,
-            code,
-            message,
-            class,
-        } => Error::Broker {
-            api: *api,
-            broker: broker.clone(),
-            code: *code,
-            message: message.clone(),
-            class: *class,
-        },
-        other => match other.class() {
-            ErrorClass::Retriable => Error::ConnectionLost {
-                api: Some(ApiKey::Produce),
-                broker: other.broker().cloned().unwrap_or(crate::BrokerRef {
-                    node_id: None,
-                    addr: String::new(),
-                }),
-                outcome_unknown: true,
-                reason: other.to_string(),
-            },
-            _ => Error::InvalidState(other.to_string()),
-        },
+/// A partition's refusal of its batch: retriable codes whose retries ran out keep their class; the
+/// others concern this batch only ([`ErrorClass::Rejected`]), the producer is fine.
+fn refused(
+    broker: Option<crate::BrokerRef>,
+    code: ResponseError,
+    message: Option<String>,
+) -> Error {
+    let class = if crate::error::is_retriable_code(code) {
+        ErrorClass::Retriable
+    } else {
+        ErrorClass::Rejected
+    };
+    Error::Broker {
+        api: ApiKey::Produce,
+        broker,
+        code,
+        message,
+        class,
     }
 }

@@ -76,6 +76,16 @@ impl RecordBatches {
         self.buf.len() - self.pos
     }
 
+    /// Once iteration ended at a truncated batch: its base offset and the size its header
+    /// declares (length field plus [`LOG_OVERHEAD`]), when enough of the header arrived to say.
+    pub fn truncated_batch(&self) -> Option<(i64, usize)> {
+        let rest = &self.buf[self.pos..];
+        let base_offset = be_i64(rest, 0)?;
+        let length = be_i32(rest, layout::LENGTH)?;
+        let declared = usize::try_from(length).ok()?.checked_add(LOG_OVERHEAD)?;
+        (declared > rest.len()).then_some((base_offset, declared))
+    }
+
     fn next_batch(&mut self) -> Result<Option<RecordBatch>, RecordsError> {
         let rest = &self.buf[self.pos..];
         let (Some(base_offset), Some(length)) = (be_i64(rest, 0), be_i32(rest, layout::LENGTH))
@@ -249,19 +259,37 @@ impl RecordBatch {
 
     /// The records, decompressing the payload first if the batch is compressed.
     pub fn records(&self) -> Result<Records, RecordsError> {
+        self.records_within(self.max_decompressed_bytes)
+    }
+
+    /// Whether reading the records decompresses a payload (the batch is compressed and not empty),
+    /// so that [`Records::byte_len`] is memory of its own rather than a slice of the input.
+    pub fn needs_decompression(&self) -> bool {
+        self.compression != Compression::None && self.record_count > 0
+    }
+
+    /// [`RecordBatch::records`] with a tighter bound: decompressing to more than `max_len` bytes
+    /// (or more than the options' limit) fails with [`CompressionError::TooLarge`] inside
+    /// [`RecordsError::Decompress`]. A consumer uses it to fit a batch into what is left of one
+    /// poll's memory budget.
+    ///
+    /// [`CompressionError::TooLarge`]: crate::protocol::compression::CompressionError::TooLarge
+    pub fn records_within(&self, max_len: usize) -> Result<Records, RecordsError> {
+        let max_len = max_len.min(self.max_decompressed_bytes);
         let payload = self.raw.slice(layout::RECORDS..);
-        let data = match self.compression {
-            // Compaction keeps emptied batches of idempotent producers (to remember their last
-            // sequence); like Java, do not try to decompress those.
-            _ if self.record_count == 0 => Bytes::new(),
-            Compression::None => payload,
-            codec => codec
-                .decompress(&payload, self.max_decompressed_bytes)
-                .map_err(|source| RecordsError::Decompress {
-                    base_offset: self.base_offset,
-                    source,
+        let data =
+            match self.compression {
+                // Compaction keeps emptied batches of idempotent producers (to remember their last
+                // sequence); like Java, do not try to decompress those.
+                _ if self.record_count == 0 => Bytes::new(),
+                Compression::None => payload,
+                codec => codec.decompress(&payload, max_len).map_err(|source| {
+                    RecordsError::Decompress {
+                        base_offset: self.base_offset,
+                        source,
+                    }
                 })?,
-        };
+            };
         Ok(Records {
             data,
             pos: 0,
@@ -310,6 +338,12 @@ pub struct Records {
 }
 
 impl Records {
+    /// Bytes of record data the batch holds: the decompressed payload of a compressed batch (what
+    /// every record handed out keeps alive), or the slice of the input of an uncompressed one.
+    pub fn byte_len(&self) -> usize {
+        self.data.len()
+    }
+
     fn corrupt(&self, reason: &'static str) -> RecordsError {
         RecordsError::Corrupt {
             base_offset: self.base_offset,

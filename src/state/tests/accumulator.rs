@@ -229,22 +229,30 @@ fn retried_batches_return_in_sequence_order_and_back_off() {
 }
 
 #[test]
-fn expiry_never_fails_a_batch_that_may_have_been_written() {
+fn expiry_fails_every_batch_past_the_delivery_timeout_unsure_ones_included() {
     let t0 = Instant::now();
     let mut acc = Accumulator::new(config());
     let mut gate = Stamp(0);
     appended(acc.append(&tp(0), "sent", 150, t0));
     let mut b = acc.drain(1, &[tp(0)], 10_000, t0, &mut gate).pop().unwrap();
     b.mark_outcome_unknown();
+    b.set_last_error("lost".into());
     acc.reenqueue(b, t0 + ms(1));
     appended(acc.append(&tp(0), "behind", 150, t0 + ms(2)));
     appended(acc.append(&tp(1), "other", 10, t0 + ms(3)));
-    assert_eq!(acc.next_expiry(), Some(t0 + ms(1003)));
-    let expired = acc.expire(t0 + ms(2000));
+    // The unsure batch's deadline counts from its creation, not from its retry.
+    assert_eq!(acc.next_expiry(), Some(t0 + ms(1000)));
+    assert!(acc.expire(t0 + ms(999)).is_empty());
+    let expired = acc.expire(t0 + ms(1000));
     assert_eq!(expired.len(), 1);
-    assert_eq!(expired[0].records(), ["other"]);
-    // The unsure batch and everything queued behind it wait for a definite answer.
-    assert_eq!(acc.queued_batches(&tp(0)), 2);
+    assert_eq!(expired[0].records(), ["sent"]);
+    // It says it may have been written, and why its last attempt failed.
+    assert!(expired[0].outcome_unknown());
+    assert_eq!(expired[0].last_error(), Some("lost"));
+    let expired = acc.expire(t0 + ms(2000));
+    let records: Vec<_> = expired.iter().map(|b| b.records()[0]).collect();
+    assert_eq!(records, ["behind", "other"]);
+    assert!(!expired[0].outcome_unknown());
     assert_eq!(acc.next_expiry(), None);
 }
 

@@ -210,14 +210,11 @@ fn a_duplicate_is_a_success_without_an_offset() {
 }
 
 #[test]
-fn an_unknown_outcome_is_retried_past_the_deadline_and_never_failed_as_unwritten() {
+fn an_unknown_outcome_is_retried_until_the_deadline_then_given_up_as_unknown() {
     let mut rig = Rig::new(false);
     let b = rig.send(&tp(0), 1);
     let timed_out = PartitionResponse::error(E::RequestTimedOut);
-    assert!(is_retry(
-        &rig.idem.on_response(b.tp(), b.id(), &timed_out, false),
-        true
-    ));
+    assert!(is_retry(&rig.respond(&b, timed_out.clone()), true));
     // Sticky: a later definite-looking retriable error does not make it known.
     assert!(is_retry(
         &rig.respond(&b, PartitionResponse::error(E::NotLeaderOrFollower)),
@@ -233,16 +230,155 @@ fn an_unknown_outcome_is_retried_past_the_deadline_and_never_failed_as_unwritten
         reason: "reset".into(),
     };
     assert!(is_retry(
-        &rig.idem.on_no_response(b.tp(), b.id(), &lost),
+        &rig.idem.on_no_response(b.tp(), b.id(), &lost, true),
         true
     ));
     // A refusal now says nothing about the earlier send: failed, but flagged unknown, and
     // the sequence is held unresolved instead of being reused.
     let d = rig.respond(&b, PartitionResponse::error(E::TopicAuthorizationFailed));
-    assert_eq!(failed_class(&d), Some((ErrorClass::Fatal, true)));
+    assert_eq!(failed_class(&d), Some((ErrorClass::Rejected, true)));
     assert!(rig.idem.has_unresolved_sequence(&tp(0)));
     rig.batch(&tp(0), 1);
     assert!(rig.drain(&tp(0)).is_none());
+}
+
+#[test]
+fn past_the_deadline_an_ambiguous_answer_fails_the_batch_as_unknown() {
+    let mut rig = Rig::new(false);
+    let b = rig.send(&tp(0), 1);
+    let timed_out = PartitionResponse::error(E::RequestTimedOut);
+    let d = rig.idem.on_response(b.tp(), b.id(), &timed_out, false);
+    assert!(matches!(
+        d,
+        Decision::Fail {
+            outcome_unknown: true,
+            ..
+        }
+    ));
+    assert!(rig.idem.has_unresolved_sequence(&tp(0)));
+}
+
+#[test]
+fn no_answer_past_the_deadline_gives_up_then_the_next_batch_starts_a_new_epoch_at_zero() {
+    let mut rig = Rig::new(false);
+    let b = rig.send(&tp(0), 3);
+    let lost = Error::ConnectionLost {
+        api: Some(ApiKey::Produce),
+        broker: BrokerRef {
+            node_id: Some(1),
+            addr: "b:9092".into(),
+        },
+        outcome_unknown: true,
+        reason: "request timed out".into(),
+    };
+    let d = rig.idem.on_no_response(b.tp(), b.id(), &lost, false);
+    assert!(matches!(
+        d,
+        Decision::GiveUp {
+            outcome_unknown: true
+        }
+    ));
+    // Sequences 0..3 may or may not be in the log: nothing new goes out under epoch 0.
+    assert!(rig.idem.has_unresolved_sequence(&tp(0)));
+    rig.batch(&tp(0), 1);
+    assert!(rig.drain(&tp(0)).is_none());
+    // With nothing in flight the gap is settled by a new epoch; the next batch starts at 0.
+    let resolutions = rig.idem.maybe_resolve_sequences();
+    assert!(matches!(resolutions[..], [Resolution::BumpEpoch(_)]));
+    assert_eq!(
+        rig.idem.bump_epoch_if_needed(),
+        Some(EpochBump::Bumped(ProducerIdAndEpoch::new(7, 1)))
+    );
+    let next = rig.drain(&tp(0)).expect("drains under the new epoch");
+    assert_eq!(
+        next.sequence(),
+        Some(BatchSequence {
+            producer: ProducerIdAndEpoch::new(7, 1),
+            base_sequence: 0
+        })
+    );
+}
+
+#[test]
+fn a_batch_never_sent_past_the_deadline_gives_up_as_not_written() {
+    let mut rig = Rig::new(false);
+    let b = rig.send(&tp(0), 1);
+    let refused = Error::Connect {
+        broker: BrokerRef {
+            node_id: Some(1),
+            addr: "b:9092".into(),
+        },
+        source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+    };
+    assert!(is_retry(
+        &rig.idem.on_no_response(b.tp(), b.id(), &refused, true),
+        false
+    ));
+    let d = rig.idem.on_no_response(b.tp(), b.id(), &refused, false);
+    assert!(matches!(
+        d,
+        Decision::GiveUp {
+            outcome_unknown: false
+        }
+    ));
+}
+
+#[test]
+fn a_connection_refused_at_setup_fails_the_batch_at_once_and_keeps_sequences_whole() {
+    let broker = BrokerRef {
+        node_id: Some(1),
+        addr: "b:9092".into(),
+    };
+    let revoked = Error::Authentication {
+        broker: broker.clone(),
+        message: "revoked".into(),
+    };
+    // Idempotent: the gap the failed batch leaves is closed by a new epoch.
+    let mut rig = Rig::new(false);
+    let b = rig.send(&tp(0), 2);
+    let d = rig.idem.on_no_response(b.tp(), b.id(), &revoked, true);
+    assert!(
+        matches!(
+            &d,
+            Decision::Fail {
+                error: Error::Authentication { .. },
+                outcome_unknown: false
+            }
+        ),
+        "{d:?}"
+    );
+    assert!(rig.idem.epoch_bump_required());
+    assert_eq!(rig.entry(&tp(0)).in_flight_count(), 0);
+
+    // Transactional: later batches move down over the gap; no bump.
+    let mut rig = Rig::new(true);
+    let b0 = rig.send(&tp(0), 2);
+    let b1 = rig.send(&tp(0), 3);
+    let bad_certificate = Error::Tls {
+        broker,
+        message: "bad certificate".into(),
+    };
+    let d = rig
+        .idem
+        .on_no_response(b0.tp(), b0.id(), &bad_certificate, true);
+    assert!(
+        matches!(
+            d,
+            Decision::Fail {
+                error: Error::Tls { .. },
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(
+        rig.entry(&tp(0))
+            .sequence_of(b1.id())
+            .unwrap()
+            .base_sequence,
+        0
+    );
+    assert!(!rig.idem.epoch_bump_required());
 }
 
 #[test]
@@ -405,7 +541,7 @@ fn definite_failures_of_an_idempotent_producer_request_a_bump() {
     let mut rig = Rig::new(false);
     let b = rig.send(&tp(0), 1);
     let d = rig.respond(&b, PartitionResponse::error(E::MessageTooLarge));
-    assert_eq!(failed_class(&d), Some((ErrorClass::Fatal, false)));
+    assert_eq!(failed_class(&d), Some((ErrorClass::Rejected, false)));
     let b = rig.send(&tp(1), 1);
     let d = rig.idem.on_response(
         b.tp(),

@@ -409,6 +409,33 @@ fn a_failed_send_forbids_commit_and_the_abort_bumps_the_epoch_under_v1() {
 }
 
 #[test]
+fn a_leader_refusing_tls_or_credentials_makes_the_transaction_abortable_not_fatal() {
+    let broker = crate::error::BrokerRef {
+        node_id: Some(1),
+        addr: "b:9092".into(),
+    };
+    let refusals = [
+        Error::Tls {
+            broker: broker.clone(),
+            message: "bad certificate".into(),
+        },
+        Error::Authentication {
+            broker,
+            message: "revoked".into(),
+        },
+    ];
+    for refusal in &refusals {
+        let mut m = in_txn(V2);
+        m.on_send_failed(refusal);
+        assert_eq!(m.state(), AbortableError, "{refusal}");
+        let err = m.begin_commit().unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Abortable);
+        assert!(err.to_string().contains(&refusal.to_string()), "{err}");
+        m.begin_abort().unwrap();
+    }
+}
+
+#[test]
 fn under_v2_the_coordinator_bumps_so_the_abort_sends_only_end_txn() {
     let mut m = in_txn(V2);
     m.on_send_failed(&Error::Timeout {

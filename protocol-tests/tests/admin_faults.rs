@@ -1,0 +1,179 @@
+//! Admin answers a real broker would not give, from a scripted one-node cluster: a ListOffsets
+//! or DeleteRecords answer that leaves out a partition asked for is a clear protocol error (not
+//! a missing entry a caller would index into), and a DescribeGroups member whose assignment bytes
+//! do not decode is described with no assignment rather than failing the whole call.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DeleteRecordsResponse, DescribeGroupsResponse, FindCoordinatorResponse,
+    GroupId, ListOffsetsResponse, MetadataResponse, RequestHeader, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use josefk::admin::{Admin, OffsetSpec};
+use josefk::{ClientConfig, Error, IsolationLevel, TopicPartition};
+use protocol_tests::{Action, ScriptedBroker};
+
+const TOPIC: &str = "t";
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+/// Answers Metadata (topic `t`, partitions 0 and 1 led by node 1 at `port`), FindCoordinator (node
+/// 1), and per API the test's answers; ListOffsets and DeleteRecords answer partition 0 only.
+fn answer(port: i32, header: &RequestHeader) -> Action {
+    let v = header.request_api_version;
+    match ApiKey::try_from(header.request_api_key) {
+        Ok(ApiKey::Metadata) => Action::reply(
+            &MetadataResponse::default()
+                .with_brokers(vec![MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(sb("127.0.0.1"))
+                    .with_port(port)])
+                .with_controller_id(BrokerId(1))
+                .with_topics(vec![MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(sb(TOPIC))))
+                    .with_partitions(
+                        (0..2)
+                            .map(|p| {
+                                MetadataResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_leader_id(BrokerId(1))
+                                    .with_replica_nodes(vec![BrokerId(1)])
+                                    .with_isr_nodes(vec![BrokerId(1)])
+                            })
+                            .collect(),
+                    )]),
+            v,
+        ),
+        Ok(ApiKey::FindCoordinator) => {
+            // Version 4 moved the answer into a list (KIP-699).
+            let response = if v >= 4 {
+                FindCoordinatorResponse::default().with_coordinators(vec![Coordinator::default()
+                    .with_key(sb("g"))
+                    .with_node_id(BrokerId(1))
+                    .with_host(sb("127.0.0.1"))
+                    .with_port(port)])
+            } else {
+                FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(sb("127.0.0.1"))
+                    .with_port(port)
+            };
+            Action::reply(&response, v)
+        }
+        Ok(ApiKey::ListOffsets) => Action::reply(
+            &ListOffsetsResponse::default().with_topics(vec![ListOffsetsTopicResponse::default()
+                .with_name(TopicName(sb(TOPIC)))
+                .with_partitions(vec![ListOffsetsPartitionResponse::default()
+                    .with_partition_index(0)
+                    .with_offset(7)])]),
+            v,
+        ),
+        Ok(ApiKey::DeleteRecords) => Action::reply(
+            &DeleteRecordsResponse::default().with_topics(vec![DeleteRecordsTopicResult::default(
+            )
+            .with_name(TopicName(sb(TOPIC)))
+            .with_partitions(vec![DeleteRecordsPartitionResult::default()
+                .with_partition_index(0)
+                .with_low_watermark(3)])]),
+            v,
+        ),
+        Ok(ApiKey::DescribeGroups) => Action::reply(
+            &DescribeGroupsResponse::default().with_groups(vec![DescribedGroup::default()
+                .with_group_id(GroupId(sb("g")))
+                .with_group_state(sb("Stable"))
+                .with_protocol_type(sb("consumer"))
+                .with_protocol_data(sb("range"))
+                .with_members(vec![DescribedGroupMember::default()
+                    .with_member_id(sb("m-1"))
+                    .with_client_id(sb("c"))
+                    .with_client_host(sb("/127.0.0.1"))
+                    // Version 0, then an array count far larger than the bytes left.
+                    .with_member_assignment(Bytes::from_static(&[
+                        0, 0, 0x7f, 0xff, 0xff, 0xff,
+                    ]))])]),
+            v,
+        ),
+        _ => Action::Default,
+    }
+}
+
+async fn admin_on_script() -> (ScriptedBroker, Admin) {
+    let port = Arc::new(Mutex::new(0));
+    let shared = port.clone();
+    let broker =
+        ScriptedBroker::start(move |header, _body: Bytes| answer(*shared.lock().unwrap(), header))
+            .await;
+    *port.lock().unwrap() = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let config = ClientConfig::new(&broker.addr())
+        .request_timeout(Duration::from_secs(2))
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(50));
+    let admin = Admin::connect(config).await.expect("connect");
+    (broker, admin)
+}
+
+fn is_protocol_error_naming(e: &Error, what: &str) -> bool {
+    matches!(e, Error::Protocol { .. }) && e.to_string().contains(what)
+}
+
+#[tokio::test]
+async fn an_answer_leaving_out_a_partition_is_a_protocol_error() {
+    let (_broker, admin) = admin_on_script().await;
+    let asked = [
+        (TopicPartition::new(TOPIC, 0), OffsetSpec::Latest),
+        (TopicPartition::new(TOPIC, 1), OffsetSpec::Latest),
+    ];
+    let e = tokio::time::timeout(
+        Duration::from_secs(30),
+        admin.list_offsets(&asked, IsolationLevel::ReadUncommitted),
+    )
+    .await
+    .expect("no hang")
+    .unwrap_err();
+    assert!(is_protocol_error_naming(&e, "t-1"), "{e}");
+    // What was answered alone is fine.
+    let one = admin
+        .list_offsets(&asked[..1], IsolationLevel::ReadUncommitted)
+        .await
+        .unwrap();
+    assert_eq!(one[&asked[0].0].offset, 7);
+
+    let e = tokio::time::timeout(
+        Duration::from_secs(30),
+        admin.delete_records(&[
+            (TopicPartition::new(TOPIC, 0), 3),
+            (TopicPartition::new(TOPIC, 1), 3),
+        ]),
+    )
+    .await
+    .expect("no hang")
+    .unwrap_err();
+    assert!(is_protocol_error_naming(&e, "t-1"), "{e}");
+}
+
+#[tokio::test]
+async fn an_undecodable_member_assignment_is_described_as_unknown() {
+    let (_broker, admin) = admin_on_script().await;
+    let described = admin.describe_groups(&["g"]).await.unwrap();
+    assert_eq!(described.len(), 1);
+    let member = &described[0].members[0];
+    assert_eq!(member.member_id, "m-1");
+    assert_eq!(member.assignment, None);
+    assert_eq!(described[0].protocol, "range");
+}

@@ -1,0 +1,954 @@
+//! The idempotent producer against faults a real broker cannot be made to produce on demand: a
+//! Produce never answered, answered after the request timeout, or answered with a frame cut in
+//! half; a broker that never answers Metadata; a leader nobody can reach; topic names the broker
+//! would refuse; `close` while a delivery is stuck (also behind a full socket); and `send` with
+//! `buffer.memory` full.
+//!
+//! One [`ScriptedBroker`] (node 1) plays the cluster through [`Cluster`]: a minimal model answers
+//! ApiVersions, Metadata, InitProducerId and Produce, and each test injects its fault through a
+//! hook that may replace the model's answer. Every request is logged with when it arrived and
+//! what it carried (producer id, epoch, base sequence), so tests assert what was sent and what
+//! the caller got. Durations are asserted as generous upper bounds only.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, InitProducerIdResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader,
+    SaslAuthenticateResponse, SaslHandshakeResponse, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use josefk::producer::{Producer, ProducerConfig};
+use josefk::{ClientConfig, Error, ErrorClass, ProducerRecord};
+use protocol_tests::{default_versions, Action, ScriptedBroker};
+
+/// The topic every test produces to: one partition, led by [`Model::leader`].
+const TOPIC: &str = "t";
+/// A name valid locally that the model's broker refuses with INVALID_TOPIC_EXCEPTION.
+const REFUSED_TOPIC: &str = "refused";
+/// The producer id InitProducerId hands out.
+const PRODUCER_ID: i64 = 4000;
+/// Kafka error INVALID_TOPIC_EXCEPTION.
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+/// Kafka error SASL_AUTHENTICATION_FAILED.
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+/// The producer's `request.timeout.ms` and `delivery.timeout.ms` in the delivery tests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Slack on every upper bound: two cores shared with other builds and brokers.
+const SLACK: Duration = Duration::from_secs(3);
+/// A guard against hangs only.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// One request as the broker saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Req {
+    /// One batch per partition: (producer id, epoch, base sequence, record count).
+    Produce(Vec<(i64, i16, i32, i32)>),
+    Metadata,
+    InitProducerId,
+    ApiVersions,
+    SaslHandshake,
+    SaslAuthenticate,
+}
+
+/// The model's state, which hooks may read and change.
+#[derive(Debug)]
+struct Model {
+    /// The partition's leader: 1 is the scripted broker; 2 is an address that refuses.
+    leader: i32,
+    /// Next offset of the partition.
+    offset: i64,
+    /// A switch for hooks whose fault a test turns off midway.
+    faulty: bool,
+    /// SaslAuthenticate refuses every client while set.
+    credentials_revoked: bool,
+}
+
+type Fault = dyn Fn(&Req, &mut Model) -> Option<Action> + Send + Sync;
+
+struct Script {
+    port: Mutex<i32>,
+    model: Mutex<Model>,
+    log: Mutex<Vec<(Instant, Req)>>,
+    fault: Box<Fault>,
+}
+
+/// The scripted broker and its model.
+struct Cluster {
+    broker: ScriptedBroker,
+    script: Arc<Script>,
+}
+
+impl Cluster {
+    async fn start(
+        fault: impl Fn(&Req, &mut Model) -> Option<Action> + Send + Sync + 'static,
+    ) -> Cluster {
+        let script = Arc::new(Script {
+            port: Mutex::new(0),
+            model: Mutex::new(Model {
+                leader: 1,
+                offset: 0,
+                faulty: true,
+                credentials_revoked: false,
+            }),
+            log: Mutex::new(Vec::new()),
+            fault: Box::new(fault),
+        });
+        let answering = script.clone();
+        let broker =
+            ScriptedBroker::start(move |header, body| answering.answer(header, body)).await;
+        *script.port.lock().unwrap() = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
+        Cluster { broker, script }
+    }
+
+    /// An idempotent producer's settings: short timeouts, no linger, quick retries.
+    fn config(&self) -> ProducerConfig {
+        let client = ClientConfig::new(&self.broker.addr())
+            .client_id("producer-faults")
+            .request_timeout(REQUEST_TIMEOUT)
+            .retry_backoff(Duration::from_millis(50), Duration::from_millis(200))
+            .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(200));
+        let mut config = ProducerConfig::with_client(client);
+        config.linger = Duration::ZERO;
+        config.delivery_timeout = DELIVERY_TIMEOUT;
+        config.max_block = Duration::from_secs(10);
+        config
+    }
+
+    async fn producer(&self) -> Producer {
+        within(Producer::connect(self.config()))
+            .await
+            .expect("connect")
+    }
+
+    fn log(&self) -> Vec<(Instant, Req)> {
+        self.script.log.lock().unwrap().clone()
+    }
+
+    /// Every produced batch: (producer id, epoch, base sequence, records), in arrival order.
+    fn produced(&self) -> Vec<(i64, i16, i32, i32)> {
+        self.log()
+            .into_iter()
+            .filter_map(|(_, r)| match r {
+                Req::Produce(batches) => Some(batches),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    fn set_faulty(&self, faulty: bool) {
+        self.script.model.lock().unwrap().faulty = faulty;
+    }
+
+    fn revoke_credentials(&self, revoked: bool) {
+        self.script.model.lock().unwrap().credentials_revoked = revoked;
+    }
+}
+
+/// Waits for `f`, failing the test if it hangs.
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, f)
+        .await
+        .unwrap_or_else(|_| panic!("call still pending after {HANG_GUARD:?}"))
+}
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+/// (producer id, epoch, base sequence, record count) of each v2 record batch in `records`.
+fn batches(mut records: &[u8]) -> Vec<(i64, i16, i32, i32)> {
+    let mut out = Vec::new();
+    while records.len() >= 61 {
+        let len = i32::from_be_bytes(records[8..12].try_into().unwrap()) as usize + 12;
+        let at = |o: usize, n: usize| &records[o..o + n];
+        out.push((
+            i64::from_be_bytes(at(43, 8).try_into().unwrap()),
+            i16::from_be_bytes(at(51, 2).try_into().unwrap()),
+            i32::from_be_bytes(at(53, 4).try_into().unwrap()),
+            i32::from_be_bytes(at(57, 4).try_into().unwrap()),
+        ));
+        records = &records[len.min(records.len())..];
+    }
+    out
+}
+
+impl Script {
+    fn answer(&self, header: &RequestHeader, mut body: Bytes) -> Action {
+        let version = header.request_api_version;
+        let Ok(api) = ApiKey::try_from(header.request_api_key) else {
+            return Action::Close;
+        };
+        let mut asked = None;
+        let req = match api {
+            ApiKey::ApiVersions => Req::ApiVersions,
+            ApiKey::Metadata => {
+                let r = MetadataRequest::decode(&mut body, version).unwrap();
+                asked = r.topics.map(|ts| {
+                    ts.into_iter()
+                        .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                        .collect::<Vec<_>>()
+                });
+                Req::Metadata
+            }
+            ApiKey::InitProducerId => Req::InitProducerId,
+            ApiKey::SaslHandshake => Req::SaslHandshake,
+            ApiKey::SaslAuthenticate => Req::SaslAuthenticate,
+            ApiKey::Produce => {
+                let r = ProduceRequest::decode(&mut body, version).unwrap();
+                Req::Produce(
+                    r.topic_data
+                        .iter()
+                        .flat_map(|t| &t.partition_data)
+                        .flat_map(|p| batches(p.records.as_deref().unwrap_or(&[])))
+                        .collect(),
+                )
+            }
+            _ => return Action::Close,
+        };
+        self.log.lock().unwrap().push((Instant::now(), req.clone()));
+        let mut model = self.model.lock().unwrap();
+        if let Some(action) = (self.fault)(&req, &mut model) {
+            return action;
+        }
+        match req {
+            Req::ApiVersions => {
+                // InitProducerId v6 (KIP-939) is unstable: Kafka does not advertise it, and
+                // kafka-protocol 0.18 lists it but cannot encode it.
+                let keys = default_versions()
+                    .into_iter()
+                    .map(|(k, min, max)| {
+                        let max = if k == ApiKey::InitProducerId {
+                            max.min(5)
+                        } else {
+                            max
+                        };
+                        ApiVersion::default()
+                            .with_api_key(k as i16)
+                            .with_min_version(min)
+                            .with_max_version(max)
+                    })
+                    .collect();
+                Action::reply(&ApiVersionsResponse::default().with_api_keys(keys), version)
+            }
+            Req::Metadata => self.metadata(version, asked, model.leader),
+            Req::InitProducerId => Action::reply(
+                &InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(PRODUCER_ID))
+                    .with_producer_epoch(0),
+                version,
+            ),
+            Req::SaslHandshake => Action::reply(
+                &SaslHandshakeResponse::default().with_mechanisms(vec![sb("PLAIN")]),
+                version,
+            ),
+            Req::SaslAuthenticate if model.credentials_revoked => Action::reply(
+                &SaslAuthenticateResponse::default()
+                    .with_error_code(SASL_AUTHENTICATION_FAILED)
+                    .with_error_message(Some(sb("credentials revoked"))),
+                version,
+            ),
+            Req::SaslAuthenticate => Action::reply(&SaslAuthenticateResponse::default(), version),
+            Req::Produce(batches) => {
+                let base = model.offset;
+                model.offset += batches.iter().map(|b| i64::from(b.3)).sum::<i64>();
+                produce_answer(base, version)
+            }
+        }
+    }
+
+    /// Node 1 (this broker) and node 2 (an address that refuses connections), [`TOPIC`] led by
+    /// `leader`, and [`REFUSED_TOPIC`] refused as invalid.
+    fn metadata(&self, version: i16, asked: Option<Vec<String>>, leader: i32) -> Action {
+        let port = *self.port.lock().unwrap();
+        // Port 1 (tcpmux) is privileged and unused on test machines: dialling it is refused.
+        let brokers = [(1, port), (2, 1)]
+            .into_iter()
+            .map(|(node, port)| {
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(node))
+                    .with_host(sb("127.0.0.1"))
+                    .with_port(port)
+            })
+            .collect();
+        let asked = asked.unwrap_or_else(|| vec![TOPIC.to_owned()]);
+        let topics = asked
+            .iter()
+            .map(|name| {
+                let topic = MetadataResponseTopic::default().with_name(Some(TopicName(sb(name))));
+                match name.as_str() {
+                    TOPIC => topic.with_partitions(vec![MetadataResponsePartition::default()
+                        .with_partition_index(0)
+                        .with_leader_id(BrokerId(leader))
+                        .with_replica_nodes(vec![BrokerId(leader)])
+                        .with_isr_nodes(vec![BrokerId(leader)])]),
+                    REFUSED_TOPIC => topic.with_error_code(INVALID_TOPIC_EXCEPTION),
+                    // UNKNOWN_TOPIC_OR_PARTITION
+                    _ => topic.with_error_code(3),
+                }
+            })
+            .collect();
+        Action::reply(
+            &MetadataResponse::default()
+                .with_brokers(brokers)
+                .with_topics(topics),
+            version,
+        )
+    }
+}
+
+/// A successful answer for partition 0 of [`TOPIC`] at `base`.
+fn produce_answer(base: i64, version: i16) -> Action {
+    Action::reply(
+        &ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_name(TopicName(sb(TOPIC)))
+            .with_partition_responses(vec![PartitionProduceResponse::default()
+                .with_index(0)
+                .with_base_offset(base)])]),
+        version,
+    )
+}
+
+/// While the model is faulty, every Produce gets `fault` instead of its answer.
+fn while_faulty(fault: fn() -> Action) -> impl Fn(&Req, &mut Model) -> Option<Action> {
+    move |req, model| (model.faulty && matches!(req, Req::Produce(_))).then(fault)
+}
+
+/// The delivery of a record whose every Produce meets `fault` settles by `delivery.timeout.ms`
+/// plus one request timeout, as outcome unknown; the producer then moves to a new epoch and the
+/// next record goes out at sequence 0 under it, and is delivered.
+async fn gives_up_as_unknown_then_starts_a_new_epoch(fault: fn() -> Action) {
+    let cluster = Cluster::start(while_faulty(fault)).await;
+    let producer = cluster.producer().await;
+    let sent = Instant::now();
+    let stuck = producer
+        .send(ProducerRecord::new(TOPIC, "stuck"))
+        .await
+        .expect("queued");
+    let error = within(stuck).await.expect_err("no answer ever came");
+    let took = sent.elapsed();
+    eprintln!("settled after {took:?}: {error}");
+    assert!(
+        took <= DELIVERY_TIMEOUT + REQUEST_TIMEOUT + SLACK,
+        "settled after {took:?}"
+    );
+    assert!(
+        took >= DELIVERY_TIMEOUT - Duration::from_millis(100),
+        "settled early: {took:?}"
+    );
+    assert!(error.outcome_unknown(), "{error}");
+    assert!(
+        matches!(&error, Error::Undelivered { topic, partition: 0, .. } if topic == TOPIC),
+        "{error:?}"
+    );
+    assert_eq!(error.class(), ErrorClass::Retriable);
+    assert!(
+        error.to_string().contains("delivery.timeout.ms (3s)"),
+        "{error}"
+    );
+    // The last attempt's error names the broker once (the connection-lost reason used to
+    // repeat the whole connection error inside itself).
+    assert_eq!(error.to_string().matches("broker 1").count(), 1, "{error}");
+    // Every attempt carried the first epoch and sequence 0.
+    let attempts = cluster.produced();
+    assert!(!attempts.is_empty());
+    assert!(
+        attempts.iter().all(|&b| b == (PRODUCER_ID, 0, 0, 1)),
+        "{attempts:?}"
+    );
+
+    cluster.set_faulty(false);
+    let next = producer
+        .send(ProducerRecord::new(TOPIC, "next"))
+        .await
+        .expect("queued");
+    let delivered = within(next)
+        .await
+        .expect("delivered once the broker answers");
+    assert_eq!(delivered.offset, Some(0));
+    let after: Vec<_> = cluster.produced().split_off(attempts.len());
+    assert_eq!(
+        after,
+        vec![(PRODUCER_ID, 1, 0, 1)],
+        "a new epoch, from sequence 0"
+    );
+    within(producer.close(Duration::from_secs(5)))
+        .await
+        .expect("close");
+}
+
+#[tokio::test]
+async fn produce_never_answered_settles_at_the_delivery_timeout_then_a_new_epoch_starts() {
+    gives_up_as_unknown_then_starts_a_new_epoch(|| Action::NoReply).await;
+}
+
+#[tokio::test]
+async fn produce_answered_after_the_request_timeout_settles_then_a_new_epoch_starts() {
+    gives_up_as_unknown_then_starts_a_new_epoch(|| {
+        Action::Delay(
+            REQUEST_TIMEOUT + Duration::from_millis(500),
+            Box::new(produce_answer(0, 9)),
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn produce_reply_cut_mid_frame_settles_then_a_new_epoch_starts() {
+    gives_up_as_unknown_then_starts_a_new_epoch(|| Action::CloseMidFrame(6)).await;
+}
+
+#[tokio::test]
+async fn close_during_a_stuck_delivery_returns_in_time_settles_everything_and_sends_nothing_more() {
+    let cluster = Cluster::start(while_faulty(|| Action::NoReply)).await;
+    let mut config = cluster.config();
+    // One request at a time: the second record waits behind the stuck one, never sent.
+    config.max_in_flight = 1;
+    config.delivery_timeout = Duration::from_secs(60);
+    // The stuck request would time out only long after close returned.
+    config.client = config.client.request_timeout(Duration::from_secs(10));
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let in_flight = producer
+        .send(ProducerRecord::new(TOPIC, "in flight"))
+        .await
+        .unwrap();
+    // Wait until the broker holds the first request.
+    within(async {
+        while cluster.produced().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let queued = producer
+        .send(ProducerRecord::new(TOPIC, "queued"))
+        .await
+        .unwrap();
+    let timeout = Duration::from_secs(1);
+    let started = Instant::now();
+    let closed = within(producer.close(timeout)).await;
+    let took = started.elapsed();
+    eprintln!("close({timeout:?}) returned after {took:?}: {closed:?}");
+    let requests_at_close = cluster.broker.requests().len();
+    assert!(took <= timeout + SLACK, "close took {took:?}");
+    match &closed {
+        Err(Error::CloseTimedOut {
+            unsent: 1,
+            unknown: 1,
+            ..
+        }) => {}
+        other => panic!("expected CloseTimedOut with 1 unsent and 1 unknown, got {other:?}"),
+    }
+    let text = closed.unwrap_err().to_string();
+    assert!(text.contains("after 1s"), "{text}");
+    // Both futures have their outcome already.
+    let settled = Duration::from_millis(200);
+    let in_flight = tokio::time::timeout(settled, in_flight)
+        .await
+        .expect("the in-flight record is settled when close returns")
+        .unwrap_err();
+    assert!(in_flight.outcome_unknown(), "{in_flight}");
+    let queued = tokio::time::timeout(settled, queued)
+        .await
+        .expect("the queued record is settled when close returns")
+        .unwrap_err();
+    assert!(!queued.outcome_unknown(), "{queued}");
+    assert!(queued.to_string().contains("closed"), "{queued}");
+    // Nothing reaches the broker afterwards: no retry, no metadata refresh, no redial.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let late: Vec<_> = cluster.broker.requests()[requests_at_close..]
+        .iter()
+        .map(|h| h.request_api_key)
+        .collect();
+    assert!(late.is_empty(), "requests after close returned: {late:?}");
+    assert!(matches!(
+        producer.send(ProducerRecord::new(TOPIC, "late")).await,
+        Err(Error::Closed)
+    ));
+}
+
+/// A request the connection task took before `close` but could not yet write (the socket is
+/// full: the broker stopped reading while it holds the request before) must not reach the
+/// broker once `close` returned, even when the broker reads again.
+#[tokio::test]
+async fn close_sends_nothing_more_even_of_a_request_stuck_behind_a_full_socket() {
+    // The broker sits on the first Produce (reading nothing more) until the gate opens.
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let held = gate.clone();
+    let cluster = Cluster::start(move |req, _| {
+        matches!(req, Req::Produce(_))
+            .then(|| Action::WaitFor(held.clone(), Box::new(Action::NoReply)))
+    })
+    .await;
+    let mut config = cluster.config();
+    // The second request is far larger than what loopback buffers hold while the broker does
+    // not read (a send buffer of at most 4 MiB plus a receive window that grows only as the
+    // broker reads), so most of it is still in the connection task when `close` is called.
+    const LARGE: usize = 24 << 20;
+    config.max_request_size = 32 << 20;
+    config.buffer_memory = 32 << 20;
+    config.delivery_timeout = Duration::from_secs(30);
+    config.client = config.client.request_timeout(Duration::from_secs(30));
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let first = producer
+        .send(ProducerRecord::new(TOPIC, "held"))
+        .await
+        .unwrap();
+    within(async {
+        while cluster.produced().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let large = producer
+        .send(ProducerRecord::new(TOPIC, vec![b'x'; LARGE]))
+        .await
+        .unwrap();
+    // Time to encode the large batch and start writing it (a slow start lets this test pass
+    // without exercising the window, never fail wrongly).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let timeout = Duration::from_millis(500);
+    let started = Instant::now();
+    let closed = within(producer.close(timeout)).await;
+    let took = started.elapsed();
+    let requests_at_close = cluster.broker.requests().len();
+    eprintln!("close({timeout:?}) returned after {took:?}: {closed:?}");
+    assert!(took <= timeout + SLACK, "close took {took:?}");
+    match &closed {
+        Err(Error::CloseTimedOut {
+            unsent: 0,
+            unknown: 2,
+            ..
+        }) => {}
+        other => panic!("expected CloseTimedOut with 2 in flight, got {other:?}"),
+    }
+    for delivery in [first, large] {
+        let error = tokio::time::timeout(Duration::from_millis(200), delivery)
+            .await
+            .expect("settled when close returns")
+            .unwrap_err();
+        assert!(error.outcome_unknown(), "{error}");
+    }
+    // The broker reads again: whatever the client wrote before `close` returned arrives, but
+    // no whole request more.
+    gate.notify_one();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let late: Vec<_> = cluster.broker.requests()[requests_at_close..]
+        .iter()
+        .map(|h| h.request_api_key)
+        .collect();
+    assert!(late.is_empty(), "requests after close returned: {late:?}");
+    assert_eq!(cluster.produced().len(), 1, "only the held request arrived");
+}
+
+/// `close` closes only the closing producer's connections: another producer of the same
+/// process, talking to the same broker, keeps delivering.
+#[tokio::test]
+async fn closing_one_producer_leaves_another_producers_connections_alone() {
+    let cluster = Cluster::start(|_, _| None).await;
+    let closing = cluster.producer().await;
+    let staying = cluster.producer().await;
+    for producer in [&closing, &staying] {
+        let delivery = producer.send(ProducerRecord::new(TOPIC, "before")).await;
+        within(delivery.unwrap()).await.expect("delivered");
+    }
+    let connections = cluster.broker.connections();
+    within(closing.close(Duration::from_secs(5)))
+        .await
+        .expect("close");
+    for i in 0..3 {
+        let delivery = staying
+            .send(ProducerRecord::new(TOPIC, format!("after {i}")))
+            .await;
+        within(delivery.unwrap())
+            .await
+            .expect("delivered after the other closed");
+    }
+    assert_eq!(
+        cluster.broker.connections(),
+        connections,
+        "the staying producer needed no new connection"
+    );
+    assert_eq!(cluster.produced().len(), 5);
+    within(staying.close(Duration::from_secs(5)))
+        .await
+        .expect("close");
+}
+
+#[tokio::test]
+async fn send_with_buffer_memory_full_for_max_block_says_so_and_queues_nothing() {
+    let cluster = Cluster::start(while_faulty(|| Action::NoReply)).await;
+    let mut config = cluster.config();
+    // Room for exactly four one-record batches; none is ever answered, so none is freed.
+    config.batch_size = 1024;
+    config.max_request_size = 4096;
+    config.buffer_memory = 4096;
+    config.max_block = Duration::from_secs(1);
+    config.delivery_timeout = Duration::from_secs(30);
+    config.client = config.client.request_timeout(Duration::from_secs(30));
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let value = vec![b'v'; 900];
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        let record = ProducerRecord::new(TOPIC, value.clone());
+        queued.push(within(producer.send(record)).await.expect("room left"));
+    }
+    let started = Instant::now();
+    let error = within(producer.send(ProducerRecord::new(TOPIC, value.clone())))
+        .await
+        .expect_err("buffer.memory is full");
+    let took = started.elapsed();
+    eprintln!("send failed after {took:?}: {error}");
+    assert!(
+        took >= Duration::from_millis(900) && took <= Duration::from_secs(1) + SLACK,
+        "send waited {took:?} for max.block.ms (1s)"
+    );
+    assert!(
+        matches!(
+            error,
+            Error::BufferExhausted {
+                in_use: 4096,
+                buffer_memory: 4096,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("buffer.memory full"), "{text}");
+    assert!(text.contains("max.block.ms (1s)"), "{text}");
+    assert!(text.contains("4096 of 4096 bytes"), "{text}");
+    assert!(!text.contains("timed out"), "{text}");
+    assert!(!error.outcome_unknown(), "{error}");
+    assert_eq!(error.class(), ErrorClass::Retriable);
+    // The refused record was not queued: close fails only the four that were.
+    let closed = within(producer.close(Duration::ZERO)).await;
+    match closed {
+        Err(Error::CloseTimedOut {
+            unsent, unknown, ..
+        }) => assert_eq!(unsent + unknown, 4, "{closed:?}"),
+        other => panic!("expected CloseTimedOut, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn close_with_time_enough_delivers_everything_first() {
+    let cluster = Cluster::start(|_, _| None).await;
+    let producer = cluster.producer().await;
+    let mut futures = Vec::new();
+    for i in 0..20 {
+        let record = ProducerRecord::new(TOPIC, format!("r{i}"));
+        futures.push(producer.send(record).await.unwrap());
+    }
+    within(producer.close(Duration::from_secs(10)))
+        .await
+        .expect("everything delivered");
+    let mut offsets = Vec::new();
+    for f in futures {
+        offsets.push(f.await.expect("delivered").offset.unwrap());
+    }
+    assert_eq!(offsets, (0..20).collect::<Vec<i64>>());
+}
+
+/// `Producer::connect` against a broker that never answers `api` fails within `max.block.ms`
+/// (2 s), although one unanswered request alone would take longer (8 s).
+async fn connect_fails_within_max_block_when_unanswered(api: ApiKey, silent: fn(&Req) -> bool) {
+    let cluster = Cluster::start(move |req, _| silent(req).then_some(Action::NoReply)).await;
+    let mut config = cluster.config();
+    config.max_block = Duration::from_secs(2);
+    config.client = config.client.request_timeout(Duration::from_secs(8));
+    config.delivery_timeout = Duration::from_secs(10);
+    let started = Instant::now();
+    let error = within(Producer::connect(config)).await.unwrap_err();
+    let took = started.elapsed();
+    eprintln!("connect failed after {took:?}: {error}");
+    assert!(
+        took <= Duration::from_secs(2) + SLACK,
+        "connect took {took:?}"
+    );
+    assert!(
+        matches!(error, Error::Timeout { api: Some(a), .. } if a == api),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("after 2s"), "{error}");
+}
+
+#[tokio::test]
+async fn connect_to_a_broker_that_never_answers_metadata_fails_within_max_block() {
+    connect_fails_within_max_block_when_unanswered(ApiKey::Metadata, |r| *r == Req::Metadata).await;
+}
+
+#[tokio::test]
+async fn connect_to_a_broker_that_never_grants_a_producer_id_fails_within_max_block() {
+    connect_fails_within_max_block_when_unanswered(ApiKey::InitProducerId, |r| {
+        *r == Req::InitProducerId
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_leader_fails_the_record_as_not_written_saying_what_was_tried() {
+    let cluster = Cluster::start(|_, _| None).await;
+    cluster.script.model.lock().unwrap().leader = 2;
+    let producer = cluster.producer().await;
+    let sent = Instant::now();
+    let record = producer
+        .send(ProducerRecord::new(TOPIC, "x"))
+        .await
+        .expect("queued");
+    let error = within(record).await.unwrap_err();
+    let took = sent.elapsed();
+    assert!(
+        took <= DELIVERY_TIMEOUT + REQUEST_TIMEOUT + SLACK,
+        "took {took:?}"
+    );
+    assert!(!error.outcome_unknown(), "nothing was sent: {error}");
+    let text = error.to_string();
+    assert!(text.contains("(not written)"), "{text}");
+    assert!(
+        text.contains("last attempt: cannot connect to broker 2 (127.0.0.1:1)"),
+        "says what was tried: {text}"
+    );
+    assert!(cluster.produced().is_empty());
+    within(producer.close(Duration::from_secs(1))).await.ok();
+}
+
+#[tokio::test]
+async fn invalid_topic_names_fail_the_call_at_once_and_the_producer_stays_usable() {
+    let cluster = Cluster::start(|_, _| None).await;
+    let producer = cluster.producer().await;
+    let metadata_before = cluster
+        .log()
+        .iter()
+        .filter(|(_, r)| *r == Req::Metadata)
+        .count();
+    let long = "x".repeat(250);
+    for name in ["", ".", "..", "a b", "a/b", long.as_str()] {
+        let started = Instant::now();
+        let error = producer
+            .send(ProducerRecord::new(name, "x"))
+            .await
+            .expect_err("refused");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{name}: not at once"
+        );
+        assert!(
+            matches!(error, Error::InvalidArgument(_)),
+            "{name}: {error:?}"
+        );
+        assert_eq!(error.class(), ErrorClass::Rejected, "{name}");
+    }
+    let metadata_after = cluster
+        .log()
+        .iter()
+        .filter(|(_, r)| *r == Req::Metadata)
+        .count();
+    assert_eq!(
+        metadata_before, metadata_after,
+        "nothing asked of the broker"
+    );
+    // A name valid here that the broker refuses fails at once too, not after max.block.ms (10 s).
+    let started = Instant::now();
+    let error = within(producer.send(ProducerRecord::new(REFUSED_TOPIC, "x")))
+        .await
+        .expect_err("refused by the broker");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "retried: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        error.kafka_code(),
+        Some(kafka_protocol::error::ResponseError::InvalidTopicException),
+        "{error}"
+    );
+    assert_eq!(error.class(), ErrorClass::Rejected);
+    // The producer is fine.
+    let ok = producer
+        .send(ProducerRecord::new(TOPIC, "ok"))
+        .await
+        .unwrap();
+    assert_eq!(within(ok).await.unwrap().offset, Some(0));
+    within(producer.close(Duration::from_secs(5)))
+        .await
+        .expect("close");
+}
+
+#[tokio::test]
+async fn admin_and_consumer_refuse_invalid_topic_names_before_asking_the_broker() {
+    use josefk::admin::{Admin, NewTopic, OffsetSpec};
+    use josefk::consumer::{Consumer, ConsumerConfig};
+    use josefk::{IsolationLevel, TopicPartition};
+    let cluster = Cluster::start(|_, _| None).await;
+    let client = cluster.config().client;
+    let admin = within(Admin::connect(client.clone())).await.expect("admin");
+    let mut consumer = within(Consumer::connect(
+        ConsumerConfig::with_client(client).group_id("g"),
+    ))
+    .await
+    .expect("consumer");
+    let asked_before = cluster.broker.requests().len();
+    let rejected = |what: &str, result: josefk::Result<()>| {
+        let e = result.expect_err(what);
+        assert!(matches!(e, Error::InvalidArgument(_)), "{what}: {e:?}");
+        assert_eq!(e.class(), ErrorClass::Rejected, "{what}");
+    };
+    rejected(
+        "create",
+        within(admin.create_topics(&[NewTopic::new("a b", 1, 1)])).await,
+    );
+    rejected("delete", within(admin.delete_topics(&[".."])).await);
+    rejected(
+        "describe",
+        within(admin.describe_topics(&[""])).await.map(|_| ()),
+    );
+    let bad = TopicPartition::new("a/b", 0);
+    rejected(
+        "list offsets",
+        within(admin.list_offsets(
+            &[(bad.clone(), OffsetSpec::Latest)],
+            IsolationLevel::ReadUncommitted,
+        ))
+        .await
+        .map(|_| ()),
+    );
+    rejected("subscribe", consumer.subscribe(&["ok", "no way"]));
+    rejected("assign", within(consumer.assign(&[bad])).await);
+    assert_eq!(
+        cluster.broker.requests().len(),
+        asked_before,
+        "nothing was asked of the broker"
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_after_an_unanswered_send_still_reports_outcome_unknown() {
+    // The first send gets no answer (it may be in the log); its retry is refused for a reason
+    // of the broker's own. The refusal says nothing about the first send.
+    let cluster = Cluster::start(|req, model| match req {
+        Req::Produce(_) if model.faulty && model.offset == 0 => {
+            model.offset = -1;
+            Some(Action::NoReply)
+        }
+        Req::Produce(_) if model.faulty => Some(produce_refusal(TOPIC_AUTHORIZATION_FAILED)),
+        _ => None,
+    })
+    .await;
+    let producer = cluster.producer().await;
+    let record = producer
+        .send(ProducerRecord::new(TOPIC, "x"))
+        .await
+        .unwrap();
+    let error = within(record).await.unwrap_err();
+    assert!(error.outcome_unknown(), "{error}");
+    let text = error.to_string();
+    assert!(text.contains("then a retry was refused"), "{text}");
+    assert!(text.contains("TopicAuthorizationFailed"), "{text}");
+    // The sequence it used is not reused: the next record starts a new epoch at 0.
+    {
+        let mut model = cluster.script.model.lock().unwrap();
+        model.faulty = false;
+        model.offset = 0;
+    }
+    let next = producer
+        .send(ProducerRecord::new(TOPIC, "next"))
+        .await
+        .unwrap();
+    within(next).await.expect("delivered");
+    let produced = cluster.produced();
+    assert_eq!(produced.first(), Some(&(PRODUCER_ID, 0, 0, 1)));
+    assert_eq!(
+        produced.last(),
+        Some(&(PRODUCER_ID, 1, 0, 1)),
+        "{produced:?}"
+    );
+    within(producer.close(Duration::from_secs(5)))
+        .await
+        .expect("close");
+}
+
+/// Kafka error TOPIC_AUTHORIZATION_FAILED.
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+
+/// Partition 0 of [`TOPIC`] refuses its batch with `code`.
+fn produce_refusal(code: i16) -> Action {
+    Action::reply(
+        &ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_name(TopicName(sb(TOPIC)))
+            .with_partition_responses(vec![PartitionProduceResponse::default()
+                .with_index(0)
+                .with_error_code(code)
+                .with_base_offset(-1)])]),
+        9,
+    )
+}
+
+#[tokio::test]
+async fn credentials_refused_on_a_redial_fail_the_record_at_once_and_the_producer_stays_usable() {
+    // Credentials revoked after the producer connected: its produce connection's SASL exchange is
+    // refused. Redialling cannot help, so the record fails at once with the broker's refusal
+    // (not after delivery.timeout.ms of redials), and the producer is not broken by it.
+    let cluster = Cluster::start(|_, _| None).await;
+    let mut config = cluster.config();
+    config.delivery_timeout = Duration::from_secs(30);
+    config.client = config
+        .client
+        .security_protocol(josefk::security::SecurityProtocol::SaslPlaintext)
+        .sasl_plain("alice", "alice-secret");
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let authentications = |c: &Cluster| {
+        c.log()
+            .iter()
+            .filter(|(_, r)| *r == Req::SaslAuthenticate)
+            .count()
+    };
+    let before = authentications(&cluster);
+    cluster.revoke_credentials(true);
+
+    for attempt in 0..2 {
+        let sent = Instant::now();
+        let record = producer
+            .send(ProducerRecord::new(TOPIC, "x"))
+            .await
+            .expect("queued");
+        let error = within(record).await.unwrap_err();
+        let took = sent.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "attempt {attempt} took {took:?}"
+        );
+        assert!(
+            matches!(error, Error::Authentication { .. }),
+            "attempt {attempt}: {error:?}"
+        );
+        assert_eq!(error.class(), ErrorClass::Fatal);
+        assert!(error.to_string().contains("credentials revoked"), "{error}");
+    }
+    let refused = authentications(&cluster) - before;
+    assert!(
+        (2..=4).contains(&refused),
+        "{refused} refused authentications for two records"
+    );
+    assert!(cluster.produced().is_empty(), "nothing was written");
+
+    // Credentials back: the next record is written (a new dial, a working producer).
+    cluster.revoke_credentials(false);
+    let record = producer
+        .send(ProducerRecord::new(TOPIC, "y"))
+        .await
+        .expect("queued");
+    let written = within(record).await.expect("written once credentials work");
+    assert_eq!(written.offset, Some(0));
+    assert_eq!(cluster.produced().len(), 1);
+    within(producer.close(Duration::from_secs(1))).await.ok();
+}

@@ -1,5 +1,6 @@
 //! Cluster administration: create and delete topics, describe the cluster and its topics, and look
-//! up partition offsets.
+//! up partition offsets. Consumer groups are in `groups.rs`, configs in `configs.rs`, adding
+//! partitions and deleting records in `partitions.rs`.
 //!
 //! Semantics follow the Java `Admin` client, with one convenience: [`Admin::create_topics`] returns
 //! only once every new partition's leader answers for it, so the topic can be produced to at once
@@ -18,11 +19,20 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
-use crate::cluster::{is_stale_metadata_error, BrokerInfo, Cluster, PartitionInfo, TopicsQuery};
+use crate::cluster::{
+    is_stale_metadata_error, validate_topic_name, BrokerInfo, Cluster, PartitionInfo, TopicsQuery,
+};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorClass, Result};
 use crate::net::Lane;
 use crate::record::{IsolationLevel, TopicPartition};
+
+mod configs;
+mod groups;
+mod partitions;
+
+pub use configs::{ConfigChange, ConfigEntry, ConfigResource, ConfigSource};
+pub use groups::{CommittedOffset, GroupDescription, GroupListing, MemberDescription};
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +154,9 @@ impl Admin {
     ///
     /// Cancellation: if dropped after the request was sent, the topics may have been created.
     pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<()> {
+        for t in topics {
+            validate_topic_name(&t.name)?;
+        }
         if topics.is_empty() {
             return Ok(());
         }
@@ -230,6 +243,9 @@ impl Admin {
     ///
     /// Cancellation: if dropped after the request was sent, the topics may have been deleted.
     pub async fn delete_topics(&self, names: &[&str]) -> Result<()> {
+        for name in names {
+            validate_topic_name(name)?;
+        }
         if names.is_empty() {
             return Ok(());
         }
@@ -291,6 +307,9 @@ impl Admin {
     /// Partitions, leaders and replicas of the named topics, from fresh metadata. A topic that does
     /// not exist fails with UNKNOWN_TOPIC_OR_PARTITION.
     pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<TopicDescription>> {
+        for name in names {
+            validate_topic_name(name)?;
+        }
         let snapshot = self
             .cluster
             .refresh_metadata(TopicsQuery::Some(names))
@@ -319,12 +338,16 @@ impl Admin {
     }
 
     /// Looks up offsets of partitions from their leaders, retrying stale-metadata errors until
-    /// `request.timeout.ms`.
+    /// `request.timeout.ms`. Every partition asked for is in the answer (a leader that leaves one
+    /// out is a protocol error).
     pub async fn list_offsets(
         &self,
         specs: &[(TopicPartition, OffsetSpec)],
         isolation: IsolationLevel,
     ) -> Result<HashMap<TopicPartition, ListedOffset>> {
+        for (tp, _) in specs {
+            validate_topic_name(&tp.topic)?;
+        }
         let deadline = Instant::now() + self.timeout();
         let mut backoff = self.cluster.retry_backoff();
         let mut pending: Vec<(TopicPartition, OffsetSpec)> = specs.to_vec();
@@ -379,6 +402,9 @@ impl Admin {
                     Err(e) => return Err(e),
                 }
             }
+            missing_answer(ApiKey::ListOffsets, &pending, |tp| {
+                found.contains_key(tp) || retry.iter().any(|(t, _)| t == tp)
+            })?;
             if retry.is_empty() {
                 return Ok(found);
             }
@@ -481,6 +507,23 @@ impl Admin {
                 other => return other,
             }
         }
+    }
+}
+
+/// A protocol error naming the first partition of `asked` that a response left out (neither
+/// answered nor failed), so callers can rely on every partition being in the result.
+fn missing_answer<T>(
+    api: ApiKey,
+    asked: &[(TopicPartition, T)],
+    answered: impl Fn(&TopicPartition) -> bool,
+) -> Result<()> {
+    match asked.iter().find(|(tp, _)| !answered(tp)) {
+        Some((tp, _)) => Err(Error::Protocol {
+            api: Some(api),
+            broker: None,
+            message: format!("the leader's answer left out partition {tp}"),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -1,0 +1,506 @@
+//! Consumer group administration: list the groups every broker coordinates, describe groups
+//! (members, their subscriptions and assignments), read, set and delete a group's committed
+//! offsets, and delete groups.
+//!
+//! Each group call goes to the group's coordinator (FindCoordinator through [`Cluster`]) and
+//! retries what Java's admin client retries there (coordinator loading, moved or unavailable) until
+//! `request.timeout.ms`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::{
+    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest,
+    OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+
+use super::Admin;
+use crate::cluster::{CoordinatorKind, TopicsQuery};
+use crate::error::{Error, Result};
+use crate::net::{Connection, Lane};
+use crate::record::TopicPartition;
+use crate::state::consumer_protocol::{decode_assignment, decode_subscription};
+
+/// One group as [`Admin::list_groups`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group id.
+    pub group_id: String,
+    /// `consumer` for consumer groups; connect workers and others use their own; empty for groups
+    /// that only commit offsets.
+    pub protocol_type: String,
+    /// `Stable`, `Empty`, `PreparingRebalance`, ... when the broker says (ListGroups v4+).
+    pub state: Option<String>,
+    /// `classic` or `consumer` (KIP-848) when the broker says (ListGroups v5+).
+    pub group_type: Option<String>,
+    /// The node id of the broker coordinating the group.
+    pub coordinator: i32,
+}
+
+/// What [`Admin::describe_groups`] returns for one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// `Stable`, `Empty`, `PreparingRebalance`, `CompletingRebalance`, or `Dead` for a group that
+    /// does not exist.
+    pub state: String,
+    /// `consumer` for consumer groups.
+    pub protocol_type: String,
+    /// The protocol chosen for the current generation: for consumer groups, the assignor
+    /// (`range`, `cooperative-sticky`, ...).
+    pub protocol: String,
+    /// The members, in the coordinator's order.
+    pub members: Vec<MemberDescription>,
+    /// The node id of the broker coordinating the group.
+    pub coordinator: i32,
+}
+
+/// One member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    /// The member id the coordinator gave it.
+    pub member_id: String,
+    /// Its `group.instance.id` (static membership), if any.
+    pub group_instance_id: Option<String>,
+    /// Its `client.id`.
+    pub client_id: String,
+    /// The address it connected from, as the broker saw it.
+    pub client_host: String,
+    /// The topics it subscribed to, decoded from its ConsumerProtocol subscription. `None` when the
+    /// group is not a consumer group or the bytes do not decode.
+    pub subscription: Option<Vec<String>>,
+    /// The partitions assigned to it, decoded from its ConsumerProtocol assignment (empty while
+    /// a rebalance is in progress). `None` when the group is not a consumer group or the bytes do
+    /// not decode.
+    pub assignment: Option<Vec<TopicPartition>>,
+}
+
+/// One committed offset of a group, from [`Admin::list_group_offsets`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The offset of the next record the group will read.
+    pub offset: i64,
+    /// The leader epoch committed with it, if any.
+    pub leader_epoch: Option<i32>,
+    /// The metadata string committed with it (often empty).
+    pub metadata: Option<String>,
+}
+
+impl Admin {
+    /// Every group the cluster knows: one ListGroups per broker (each lists the groups it
+    /// coordinates), sorted by group id. Fails if any broker cannot be asked, as Java's
+    /// `listConsumerGroups` reports per-broker failures.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
+        let brokers: Vec<i32> = snapshot.brokers.keys().copied().collect();
+        let mut out = Vec::new();
+        for node in brokers {
+            let response = self
+                .retrying_on(node, |conn| async move {
+                    let response = conn.send(&ListGroupsRequest::default()).await?;
+                    Error::check_code(
+                        ApiKey::ListGroups,
+                        Some(conn.broker()),
+                        response.error_code,
+                        None,
+                    )?;
+                    Ok(response)
+                })
+                .await?;
+            for g in response.groups {
+                out.push(GroupListing {
+                    group_id: g.group_id.0.to_string(),
+                    protocol_type: g.protocol_type.to_string(),
+                    state: Some(g.group_state.to_string()).filter(|s| !s.is_empty()),
+                    group_type: Some(g.group_type.to_string()).filter(|s| !s.is_empty()),
+                    coordinator: node,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        Ok(out)
+    }
+
+    /// Describes groups: state, chosen assignor, members with their subscriptions and assigned
+    /// partitions. A group that does not exist is described with state `Dead` and no members (as
+    /// the coordinator answers).
+    pub async fn describe_groups(&self, groups: &[&str]) -> Result<Vec<GroupDescription>> {
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            let (node, described) = self
+                .with_group_coordinator(group, |conn| async move {
+                    let request =
+                        DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
+                    let response = conn.send(&request).await?;
+                    let described =
+                        response
+                            .groups
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| Error::Protocol {
+                                api: Some(ApiKey::DescribeGroups),
+                                broker: Some(conn.broker().clone()),
+                                message: format!("no answer for group `{group}`"),
+                            })?;
+                    Ok(described)
+                })
+                .await?;
+            let consumer = described.protocol_type.as_str() == "consumer";
+            let members = described
+                .members
+                .into_iter()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.to_string(),
+                    group_instance_id: m.group_instance_id.map(|s| s.to_string()),
+                    client_id: m.client_id.to_string(),
+                    client_host: m.client_host.to_string(),
+                    subscription: consumer
+                        .then(|| decode_subscription(&m.member_metadata).ok())
+                        .flatten()
+                        .map(|s| s.topics),
+                    assignment: consumer
+                        .then(|| {
+                            // A member between JoinGroup and SyncGroup has no assignment bytes yet.
+                            if m.member_assignment.is_empty() {
+                                Some(Vec::new())
+                            } else {
+                                decode_assignment(&m.member_assignment)
+                                    .ok()
+                                    .map(|a| a.partitions)
+                            }
+                        })
+                        .flatten(),
+                })
+                .collect();
+            out.push(GroupDescription {
+                group_id: described.group_id.0.to_string(),
+                state: described.group_state.to_string(),
+                protocol_type: described.protocol_type.to_string(),
+                protocol: described.protocol_data.to_string(),
+                members,
+                coordinator: node,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every offset `group` has committed, by partition (Java `listConsumerGroupOffsets`). Empty
+    /// for a group that has committed nothing or does not exist.
+    pub async fn list_group_offsets(
+        &self,
+        group: &str,
+    ) -> Result<BTreeMap<TopicPartition, CommittedOffset>> {
+        let (_, response) = self
+            .with_group_coordinator(group, |conn| async move {
+                let version = conn.version_for::<OffsetFetchRequest>()?;
+                let mut request = OffsetFetchRequest::default();
+                // `topics: None` asks for every partition the group has committed.
+                if version >= 8 {
+                    request.groups = vec![OffsetFetchRequestGroup::default()
+                        .with_group_id(group_id(group))
+                        .with_topics(None)];
+                } else {
+                    request.group_id = group_id(group);
+                    request.topics = None;
+                }
+                let response = conn.send_version(&request, version, None).await?;
+                let mut group_error = response.error_code;
+                let mut offsets = BTreeMap::new();
+                let mut add = |topic: &str, partition: i32, offset, epoch: i32, meta, code| {
+                    let tp = TopicPartition::new(topic, partition);
+                    Error::check_code(
+                        ApiKey::OffsetFetch,
+                        Some(conn.broker()),
+                        code,
+                        Some(&format!("group `{group}`, partition {tp}")),
+                    )?;
+                    if offset >= 0 {
+                        offsets.insert(
+                            tp,
+                            CommittedOffset {
+                                offset,
+                                leader_epoch: (epoch >= 0).then_some(epoch),
+                                metadata: meta,
+                            },
+                        );
+                    }
+                    Ok::<(), Error>(())
+                };
+                if version >= 8 {
+                    for g in &response.groups {
+                        if g.error_code != 0 {
+                            group_error = g.error_code;
+                        }
+                        for t in &g.topics {
+                            for p in &t.partitions {
+                                add(
+                                    t.name.0.as_str(),
+                                    p.partition_index,
+                                    p.committed_offset,
+                                    p.committed_leader_epoch,
+                                    p.metadata.as_ref().map(|m| m.to_string()),
+                                    p.error_code,
+                                )?;
+                            }
+                        }
+                    }
+                } else {
+                    for t in &response.topics {
+                        for p in &t.partitions {
+                            add(
+                                t.name.0.as_str(),
+                                p.partition_index,
+                                p.committed_offset,
+                                p.committed_leader_epoch,
+                                p.metadata.as_ref().map(|m| m.to_string()),
+                                p.error_code,
+                            )?;
+                        }
+                    }
+                }
+                Error::check_code(
+                    ApiKey::OffsetFetch,
+                    Some(conn.broker()),
+                    group_error,
+                    Some(&format!("group `{group}`")),
+                )?;
+                Ok(offsets)
+            })
+            .await?;
+        Ok(response)
+    }
+
+    /// Deletes groups with no active members, with their committed offsets. A group that still
+    /// has members fails with NON_EMPTY_GROUP, one that does not exist with GROUP_ID_NOT_FOUND.
+    pub async fn delete_groups(&self, groups: &[&str]) -> Result<()> {
+        let unique: BTreeSet<&str> = groups.iter().copied().collect();
+        for group in unique {
+            self.with_group_coordinator(group, |conn| async move {
+                let request =
+                    DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
+                let response = conn.send(&request).await?;
+                for r in &response.results {
+                    Error::check_code(
+                        ApiKey::DeleteGroups,
+                        Some(conn.broker()),
+                        r.error_code,
+                        Some(&format!("group `{}`", r.group_id.0)),
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Sets `group`'s committed offsets (Java `alterConsumerGroupOffsets`, the tools'
+    /// `--reset-offsets`). The group must have no active members, or the coordinator refuses
+    /// with UNKNOWN_MEMBER_ID; offsets of partitions not named are left as they are.
+    pub async fn alter_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, i64)],
+    ) -> Result<()> {
+        let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for (tp, offset) in offsets {
+            by_topic.entry(&tp.topic).or_default().push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_committed_offset(*offset)
+                    .with_committed_leader_epoch(-1),
+            );
+        }
+        // Generation -1 and no member id: an admin commit, accepted only by an empty group.
+        let request = OffsetCommitRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(t.to_owned())))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        self.with_group_coordinator(group, |conn| {
+            let request = request.clone();
+            async move {
+                let response = conn.send(&request).await?;
+                check_partition_codes(
+                    ApiKey::OffsetCommit,
+                    &conn,
+                    group,
+                    response.topics.iter().flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(move |p| (t.name.0.as_str(), p.partition_index, p.error_code))
+                    }),
+                )
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes `group`'s committed offsets of `partitions` (Java `deleteConsumerGroupOffsets`).
+    /// Refused with GROUP_SUBSCRIBED_TO_TOPIC while a member of the group consumes the topic.
+    pub async fn delete_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<()> {
+        let mut by_topic: BTreeMap<&str, Vec<OffsetDeleteRequestPartition>> = BTreeMap::new();
+        for tp in partitions {
+            by_topic
+                .entry(&tp.topic)
+                .or_default()
+                .push(OffsetDeleteRequestPartition::default().with_partition_index(tp.partition));
+        }
+        let request = OffsetDeleteRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetDeleteRequestTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(t.to_owned())))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        self.with_group_coordinator(group, |conn| {
+            let request = request.clone();
+            async move {
+                let response = conn.send(&request).await?;
+                Error::check_code(
+                    ApiKey::OffsetDelete,
+                    Some(conn.broker()),
+                    response.error_code,
+                    Some(&format!("group `{group}`")),
+                )?;
+                check_partition_codes(
+                    ApiKey::OffsetDelete,
+                    &conn,
+                    group,
+                    response.topics.iter().flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(move |p| (t.name.0.as_str(), p.partition_index, p.error_code))
+                    }),
+                )
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Runs `op` against `group`'s coordinator, finding it again and retrying while the answer is
+    /// a coordinator error (loading, moved, unavailable) or the connection failed, until
+    /// `request.timeout.ms`. Returns the coordinator's node id with the result.
+    async fn with_group_coordinator<T, F, Fut>(&self, group: &str, op: F) -> Result<(i32, T)>
+    where
+        F: Fn(Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = Instant::now() + self.timeout();
+        let mut backoff = self.cluster.retry_backoff();
+        loop {
+            let (node, conn) = self
+                .cluster
+                .coordinator(CoordinatorKind::Group, group)
+                .await?;
+            let error = match op(conn).await {
+                Ok(value) => return Ok((node, value)),
+                Err(e) => e,
+            };
+            let moved = matches!(
+                error,
+                Error::Broker {
+                    code: ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable,
+                    ..
+                }
+            );
+            let loading = matches!(
+                error,
+                Error::Broker {
+                    code: ResponseError::CoordinatorLoadInProgress,
+                    ..
+                }
+            );
+            let connection = matches!(error, Error::Connect { .. } | Error::ConnectionLost { .. });
+            if !(moved || loading || connection) {
+                return Err(error);
+            }
+            if moved || connection {
+                self.cluster
+                    .invalidate_coordinator(CoordinatorKind::Group, group, node);
+            }
+            let delay = backoff.next_delay();
+            if Instant::now() + delay > deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Runs `op` against broker `node`, retrying connection failures and retriable broker errors
+    /// until `request.timeout.ms`.
+    pub(super) async fn retrying_on<T, F, Fut>(&self, node: i32, op: F) -> Result<T>
+    where
+        F: Fn(Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = Instant::now() + self.timeout();
+        let mut backoff = self.cluster.retry_backoff();
+        loop {
+            let attempt = match self.cluster.connection(node, Lane::Control).await {
+                Ok(conn) => op(conn).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
+                    let delay = backoff.next_delay();
+                    if Instant::now() + delay > deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+fn group_id(group: &str) -> GroupId {
+    GroupId(StrBytes::from_string(group.to_owned()))
+}
+
+/// Fails with the first partition error code in an offset answer, naming group and partition.
+fn check_partition_codes<'a>(
+    api: ApiKey,
+    conn: &Connection,
+    group: &str,
+    codes: impl Iterator<Item = (&'a str, i32, i16)>,
+) -> Result<()> {
+    for (topic, partition, code) in codes {
+        Error::check_code(
+            api,
+            Some(conn.broker()),
+            code,
+            Some(&format!("group `{group}`, partition {topic}-{partition}")),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Changing a topic's partitions: add partitions (CreatePartitions, to the controller through any
+//! broker) and delete records before an offset (DeleteRecords, to each partition's leader).
+
+use std::collections::{BTreeMap, HashMap};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, DeleteRecordsRequest};
+use tokio::time::Instant;
+
+use super::{topic_name, Admin};
+use crate::cluster::{is_stale_metadata_error, TopicsQuery};
+use crate::error::{Error, Result};
+use crate::net::Lane;
+use crate::record::TopicPartition;
+
+impl Admin {
+    /// Raises `topic`'s partition count to `total` (partitions can only be added), then waits
+    /// until the new partitions have leaders. Fails with INVALID_PARTITIONS if `total` is not
+    /// above the current count.
+    pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
+        let timeout = self.timeout();
+        let request = CreatePartitionsRequest::default()
+            .with_timeout_ms(timeout.as_millis().try_into().unwrap_or(i32::MAX))
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(total)
+                .with_assignments(None)]);
+        self.retrying(|conn| {
+            let request = request.clone();
+            async move {
+                let response = conn.send(&request).await?;
+                for r in &response.results {
+                    let message = match &r.error_message {
+                        Some(m) => format!("topic `{topic}`: {m}"),
+                        None => format!("topic `{topic}`"),
+                    };
+                    Error::check_code(
+                        ApiKey::CreatePartitions,
+                        Some(conn.broker()),
+                        r.error_code,
+                        Some(&message),
+                    )?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        let deadline = Instant::now() + timeout;
+        let mut backoff = self.cluster.retry_backoff();
+        loop {
+            let snapshot = self.cluster.wait_for_topics(&[topic], timeout).await?;
+            let count = snapshot.topics.get(topic).map_or(0, |t| t.partitions.len());
+            if count >= total as usize {
+                return Ok(());
+            }
+            let delay = backoff.next_delay();
+            if Instant::now() + delay > deadline {
+                return Err(Error::Timeout {
+                    api: Some(ApiKey::Metadata),
+                    broker: None,
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            self.cluster
+                .refresh_metadata(TopicsQuery::Some(&[topic]))
+                .await?;
+        }
+    }
+
+    /// Deletes the records of each partition before the given offset (`-1`: up to the high
+    /// watermark, i.e. everything), by moving its log start offset. Returns each partition's new
+    /// log start offset (low watermark); every partition asked for is in the answer.
+    pub async fn delete_records(
+        &self,
+        before: &[(TopicPartition, i64)],
+    ) -> Result<HashMap<TopicPartition, i64>> {
+        let timeout = self.timeout();
+        let deadline = Instant::now() + timeout;
+        let mut backoff = self.cluster.retry_backoff();
+        let mut pending: Vec<(TopicPartition, i64)> = before.to_vec();
+        let mut done = HashMap::new();
+        loop {
+            let topics: Vec<&str> = pending.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+            let snapshot = self.cluster.wait_for_topics(&topics, timeout).await?;
+            let mut by_leader: BTreeMap<i32, Vec<&(TopicPartition, i64)>> = BTreeMap::new();
+            for item in &pending {
+                let leader = snapshot.leader(&item.0).ok_or_else(|| {
+                    Error::from_code(
+                        ApiKey::DeleteRecords,
+                        None,
+                        ResponseError::UnknownTopicOrPartition,
+                        Some(format!("partition {}", item.0)),
+                    )
+                })?;
+                by_leader.entry(leader).or_default().push(item);
+            }
+            let mut retry = Vec::new();
+            let mut last_error = None;
+            for (leader, items) in by_leader {
+                let conn = match self.cluster.connection(leader, Lane::Control).await {
+                    Ok(c) => c,
+                    Err(e) if e.is_retriable() => {
+                        last_error = Some(e);
+                        retry.extend(items.into_iter().cloned());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut topics: BTreeMap<&str, Vec<DeleteRecordsPartition>> = BTreeMap::new();
+                for (tp, offset) in items.iter().map(|i| (&i.0, i.1)) {
+                    topics.entry(tp.topic.as_str()).or_default().push(
+                        DeleteRecordsPartition::default()
+                            .with_partition_index(tp.partition)
+                            .with_offset(offset),
+                    );
+                }
+                let request = DeleteRecordsRequest::default()
+                    .with_timeout_ms(timeout.as_millis().try_into().unwrap_or(i32::MAX))
+                    .with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(name, partitions)| {
+                                DeleteRecordsTopic::default()
+                                    .with_name(topic_name(name))
+                                    .with_partitions(partitions)
+                            })
+                            .collect(),
+                    );
+                let response = match conn.send(&request).await {
+                    Ok(r) => r,
+                    Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
+                        last_error = Some(e);
+                        retry.extend(items.into_iter().cloned());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                for t in &response.topics {
+                    for p in &t.partitions {
+                        let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                        match ResponseError::try_from_code(p.error_code) {
+                            None => {
+                                done.insert(tp, p.low_watermark);
+                            }
+                            Some(code) if is_stale_metadata_error(code) => {
+                                last_error = Some(Error::from_code(
+                                    ApiKey::DeleteRecords,
+                                    Some(conn.broker().clone()),
+                                    code,
+                                    Some(format!("partition {tp}")),
+                                ));
+                                retry.extend(
+                                    items.iter().filter(|i| i.0 == tp).map(|i| (*i).clone()),
+                                );
+                            }
+                            Some(code) => {
+                                return Err(Error::from_code(
+                                    ApiKey::DeleteRecords,
+                                    Some(conn.broker().clone()),
+                                    code,
+                                    Some(format!("partition {tp}")),
+                                ))
+                            }
+                        }
+                    }
+                }
+            }
+            super::missing_answer(ApiKey::DeleteRecords, &pending, |tp| {
+                done.contains_key(tp) || retry.iter().any(|(t, _)| t == tp)
+            })?;
+            if retry.is_empty() {
+                return Ok(done);
+            }
+            let delay = backoff.next_delay();
+            if Instant::now() + delay > deadline {
+                return Err(last_error.expect("a retry has an error"));
+            }
+            tokio::time::sleep(delay).await;
+            self.cluster
+                .refresh_metadata(TopicsQuery::Some(&topics))
+                .await?;
+            pending = retry;
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Progress lines on stderr for long work (one every few seconds, never per record) and the final
+//! summary line.
+
+use std::time::{Duration, Instant};
+
+/// How often a progress line is printed.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// Counts records and bytes over time for one command.
+#[derive(Debug)]
+pub struct Progress {
+    what: &'static str,
+    quiet: bool,
+    started: Instant,
+    last_print: Instant,
+}
+
+impl Progress {
+    /// Starts the clock.
+    pub fn new(what: &'static str, quiet: bool) -> Progress {
+        let now = Instant::now();
+        Progress {
+            what,
+            quiet,
+            started: now,
+            last_print: now,
+        }
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Prints a progress line if one is due.
+    pub fn tick(&mut self, records: u64, bytes: u64) {
+        if self.quiet || self.last_print.elapsed() < EVERY {
+            return;
+        }
+        self.last_print = Instant::now();
+        let secs = self.elapsed().as_secs_f64().max(1e-9);
+        let mut line = format!(
+            "{}: {records} records in {:.1} s ({:.0} records/s",
+            self.what,
+            secs,
+            records as f64 / secs
+        );
+        if bytes > 0 {
+            line.push_str(&format!(", {:.2} MB/s", bytes as f64 / secs / 1e6));
+        }
+        line.push(')');
+        eprintln!("{line}");
+    }
+
+    /// Prints the summary line.
+    pub fn finish(&self, summary: &str) {
+        if !self.quiet {
+            eprintln!(
+                "{}: {summary} in {:.2} s",
+                self.what,
+                self.elapsed().as_secs_f64()
+            );
+        }
+    }
+}

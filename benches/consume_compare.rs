@@ -1,11 +1,13 @@
 //! Consumer throughput and CPU: josefk against Java's ConsumerPerformance, rust-rdkafka
-//! (librdkafka) and krafka, reading the same topics on the same broker in the same run.
+//! (librdkafka), krafka and franz-go (Go), reading the same topics on the same broker in the same
+//! run.
 //!
 //! Run: `cargo bench --bench consume_compare`. Uses `KAFKA_BOOTSTRAP_SERVERS` if set, else starts
 //! a private single-node KRaft broker with josefk-harness. Environment:
 //! - `JOSEFK_BENCH_RECORDS`: records of the 100 B topics (default 3,000,000); the 1 KiB topics
 //!   hold a third of it.
-//! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka` (default all).
+//! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka,franz-go` (default
+//!   all).
 //! - `JOSEFK_BENCH_SCENARIOS`: comma list among `100-ru,100-rc,1024-ru,1024-rc`.
 //!
 //! Topics (6 partitions, replication 1, keyless records of random uppercase letters), filled
@@ -16,21 +18,25 @@
 //!   committed records start with b'c', of aborted ones with b'a', so a worker can tell whether
 //!   the filter let an aborted record through.
 //!
-//! Every client reads from the beginning to the end: josefk, rdkafka and krafka assign all
-//! partitions by hand (no group; rdkafka `BaseConsumer::assign` at `Offset::Beginning`); Java's
+//! Every client reads from the beginning to the end: josefk, rdkafka, krafka and franz-go assign
+//! all partitions by hand (no group; rdkafka `BaseConsumer::assign` at `Offset::Beginning`,
+//! franz-go `ConsumePartitions` at the start); Java's
 //! ConsumerPerformance always joins a group, and its `fetch.*` columns (used here) exclude the join
 //! time. Fetch settings for all: fetch.max.bytes 50 MiB, max.partition.fetch.bytes 1 MiB,
-//! fetch.min.bytes 1, fetch.max.wait.ms 500, max.poll.records 500 (Java, josefk, krafka).
+//! fetch.min.bytes 1, fetch.max.wait.ms 500, max.poll.records 500 (Java, josefk, krafka,
+//! franz-go's `PollRecords`).
 //!
 //! Every client runs as a child process, one at a time, so its CPU (user+sys from this process's
 //! waited-for-children times in `/proc/self/stat`, i.e. `RUSAGE_CHILDREN`) is its own, not the
 //! broker's. josefk runs as this binary re-executed with `--josefk-worker`; rdkafka and krafka are
-//! `peers/rdkafka-consume` and `peers/krafka-consume`, built on demand outside the workspace.
+//! `peers/rdkafka-consume` and `peers/krafka-consume`, built on demand outside the workspace;
+//! franz-go is `peers/franz-go/cmd/franz-go-consume`, built with `go build` into the target dir
+//! (a "not run" row when there is no Go toolchain).
 //! Throughput is records (and key+value MiB, as Java's tool counts) from the first poll to the
 //! poll that returned the last expected record. CPU includes process start (a JVM's start and
 //! JIT); the `net` column subtracts each client's 1-record run. Each run is checked: exactly the
-//! expected count, no record of an aborted transaction (Rust workers), offsets strictly rising
-//! per partition (Rust workers).
+//! expected count, no record of an aborted transaction (Rust and Go workers), offsets strictly
+//! rising per partition (Rust and Go workers).
 
 mod common;
 #[path = "../peers/common/tokio_worker.rs"]
@@ -59,8 +65,12 @@ const TXN_RECORDS: u64 = 1_000;
 /// Every this-many-th transaction is aborted (10 %).
 const ABORT_EVERY: u64 = 10;
 const PERF_CLASS: &str = "org.apache.kafka.tools.ConsumerPerformance";
-/// Peers built from `peers/<name>/`, binary `peers/<name>/target/release/<name>`.
-const PEERS: [(&str, &str); 2] = [("rdkafka", "rdkafka-consume"), ("krafka", "krafka-consume")];
+/// Peers built on demand (see [`common::Peer`]).
+const PEERS: [common::Peer; 3] = [
+    common::Peer::cargo("rdkafka", "rdkafka-consume"),
+    common::Peer::cargo("krafka", "krafka-consume"),
+    common::Peer::go("franz-go", "franz-go-consume"),
+];
 
 fn main() {
     common::main("consume_compare", josefk_worker, orchestrate);
@@ -153,7 +163,7 @@ fn orchestrate() -> Result<(), String> {
     let records_100 = env_u64("JOSEFK_BENCH_RECORDS").unwrap_or(3_000_000);
     let wanted_scenarios = env_list("JOSEFK_BENCH_SCENARIOS");
 
-    let setup = common::setup(PEERS, true, |dist| {
+    let setup = common::setup(&PEERS, true, |dist| {
         let text = common::java_help(dist, PERF_CLASS)?;
         Ok(Some(if text.contains("--num-records") {
             "--num-records"
@@ -164,6 +174,7 @@ fn orchestrate() -> Result<(), String> {
     let common::Setup {
         broker,
         clients,
+        not_run,
         runtime,
         admin,
     } = setup;
@@ -259,7 +270,7 @@ fn orchestrate() -> Result<(), String> {
                 Err(e) => println!("  {:8} FAILED: {e}", client.name()),
             }
         }
-        let table = table(&rows, filled.expected, &baseline_cpu);
+        let table = table(&rows, filled.expected, &baseline_cpu) + &common::not_run_rows(&not_run);
         println!("{table}");
         summary.push((label, filled.size, isolation, filled.expected, table));
         let _ = runtime.block_on(admin.delete_topics(&[topic.as_str()]));

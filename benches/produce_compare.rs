@@ -1,11 +1,13 @@
 //! Producer throughput, ack latency and CPU: josefk against Java's ProducerPerformance,
-//! rust-rdkafka (librdkafka) and krafka, on the same broker, same topic settings, same run.
+//! rust-rdkafka (librdkafka), krafka and franz-go (Go), on the same broker, same topic settings,
+//! same run.
 //!
 //! Run: `cargo bench --bench produce_compare`. Uses `KAFKA_BOOTSTRAP_SERVERS` if set, else starts
 //! a private single-node KRaft broker with josefk-harness. Environment:
 //! - `JOSEFK_BENCH_RECORDS`: records per 100 B run (default 3,000,000, about 5-15 s per client
 //!   on a 2-core machine); 1 KiB runs send a third of it.
-//! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka` (default all).
+//! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka,franz-go` (default
+//!   all).
 //! - `JOSEFK_BENCH_SCENARIOS`: comma list among `100-none,100-lz4,1024-none,1024-lz4`.
 //!
 //! Scenarios: 100 B and 1 KiB keyless records of random uppercase letters (as Java's tool sends),
@@ -16,7 +18,8 @@
 //! waited-for-children times in `/proc/self/stat`, i.e. `RUSAGE_CHILDREN`) is its own, not the
 //! broker's. josefk runs as this binary re-executed with `--josefk-worker`; rdkafka and krafka are
 //! binaries in `peers/` built on demand (outside the workspace, so the normal build never
-//! compiles C). Throughput counts only records the broker acknowledged, and each run is checked
+//! compiles C); franz-go is `peers/franz-go/cmd/franz-go-bench`, built with `go build` into the
+//! target dir (a "not run" row when there is no Go toolchain). Throughput counts only records the broker acknowledged, and each run is checked
 //! against the topic's end offsets (ListOffsets) before and after. CPU includes process start
 //! (a JVM's start and JIT); the `net` column subtracts each client's 1-record run.
 //!
@@ -44,8 +47,12 @@ use worker::{WorkerArgs, WorkerResult};
 const LINGER_MS: u64 = 5;
 const BATCH_SIZE: usize = 16_384;
 const BUFFER_MEMORY: usize = 32 * 1024 * 1024;
-/// Peers built from `peers/<name>/`, binary `peers/<name>/target/release/<name>`.
-const PEERS: [(&str, &str); 2] = [("rdkafka", "rdkafka-bench"), ("krafka", "krafka-bench")];
+/// Peers built on demand (see [`common::Peer`]).
+const PEERS: [common::Peer; 3] = [
+    common::Peer::cargo("rdkafka", "rdkafka-bench"),
+    common::Peer::cargo("krafka", "krafka-bench"),
+    common::Peer::go("franz-go", "franz-go-bench"),
+];
 
 fn main() {
     common::main("produce_compare", josefk_worker, orchestrate);
@@ -144,7 +151,7 @@ fn orchestrate() -> Result<(), String> {
     let wanted_scenarios = env_list("JOSEFK_BENCH_SCENARIOS");
 
     // The broker: an existing one, or a private single node kept alive until the end.
-    let setup = common::setup(PEERS, false, |dist| {
+    let setup = common::setup(&PEERS, false, |dist| {
         let text = common::java_help(dist, common::PRODUCER_PERF_CLASS)?;
         Ok(Some(JavaPerf {
             bootstrap_flag: text.contains("--bootstrap-server"),
@@ -153,6 +160,7 @@ fn orchestrate() -> Result<(), String> {
     let common::Setup {
         broker,
         clients,
+        not_run,
         runtime,
         admin,
     } = setup;
@@ -226,13 +234,15 @@ fn orchestrate() -> Result<(), String> {
             });
             match measure(client, &base, dist, &admin, &runtime, ticks) {
                 Ok(m) => {
+                    // Every record acknowledged, and the log grew by exactly that many.
+                    let all_acked = m.result.acked == records && m.log_delta == records as i64;
                     println!(
-                        "  {:8} acked {} failed {} log delta {}{}  ({:.1} s, CPU {:.2} s, self-reported {:.2} s)",
+                        "  {:8} acked {} of {records}, failed {}, log delta {}{}  ({:.1} s, CPU {:.2} s, self-reported {:.2} s)",
                         client.name(),
                         m.result.acked,
                         m.result.failed,
                         m.log_delta,
-                        if m.log_delta == m.result.acked as i64 { " (match)" } else { " (MISMATCH)" },
+                        if all_acked { " (match)" } else { " (MISMATCH)" },
                         m.result.elapsed_s,
                         m.cpu_s,
                         m.result.cpu_s
@@ -243,6 +253,7 @@ fn orchestrate() -> Result<(), String> {
             }
         }
         print_table(&rows, records, &baseline_cpu);
+        common::print_not_run(&not_run);
         let _ = runtime.block_on(admin.delete_topics(&[topic.as_str()]));
     }
     Ok(())

@@ -28,6 +28,12 @@
 //!   (8-byte key, 100-byte value) with kafka-protocol's encoder and encoding the Produce request
 //!   around it. Throughput in records.
 //! - `codec/record_batch_decode/100x100B`: decoding that batch back into records.
+//! - `codec/decode_response/{metadata_100x6,fetch_100x64KiB,produce_100x10}` against
+//!   `codec/decode_without_precheck/...`: josefk's decode (the bounds pre-check, then
+//!   `kafka-protocol`) against `kafka-protocol` alone, on the Metadata response above, a Fetch
+//!   response of 100 partitions with 64 KiB of records each (record bytes are skipped by the
+//!   pre-check, not walked), and a Produce response acknowledging 100 topics x 10 partitions.
+//!   The difference is the pre-check's cost.
 //! - `loopback/metadata_one_topic/sequential`: latency of one `Connection::send(&MetadataRequest)`
 //!   for one topic, each awaited before the next (encode, channel to the connection task, write,
 //!   broker, read, decode).
@@ -46,16 +52,20 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use josefk::admin::{Admin, NewTopic};
 use josefk::cluster::MetadataSnapshot;
 use josefk::kafka_protocol::messages::api_versions_response::ApiVersion;
+use josefk::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use josefk::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use josefk::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use josefk::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use josefk::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, MetadataRequest, MetadataResponse,
-    ProduceRequest, TopicName,
+use josefk::kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
 };
-use josefk::kafka_protocol::protocol::StrBytes;
+use josefk::kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
+};
+use josefk::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use josefk::kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -222,6 +232,8 @@ fn codec_benches(c: &mut Criterion) {
         b.iter(|| ApiVersions::from_response(black_box(&api_versions)))
     });
 
+    precheck_benches(&mut g, &response, metadata_version);
+
     let batch_records = records(100);
     let produce_version = client_versions(ApiKey::Produce).max;
     g.throughput(Throughput::Elements(100));
@@ -250,6 +262,129 @@ fn codec_benches(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// A response frame: header v1 (correlation id, no tagged fields) and `body` encoded at `version`.
+fn flexible_frame<M: Encodable>(body: &M, version: i16) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&42i32.to_be_bytes());
+    buf.extend_from_slice(&[0]);
+    body.encode(&mut buf, version).expect("response encodes");
+    buf.freeze()
+}
+
+/// `kafka-protocol`'s decode alone, as josefk did before the pre-check: header, then body.
+fn decode_without_precheck<M: Decodable>(mut frame: Bytes, version: i16) -> M {
+    ResponseHeader::decode(&mut frame, 1).unwrap();
+    M::decode(&mut frame, version).unwrap()
+}
+
+/// The decode pre-check's cost: josefk's `decode_response` (pre-check, then `kafka-protocol`)
+/// against `kafka-protocol` alone, on a large Metadata, Fetch and Produce response.
+fn precheck_benches(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    metadata: &MetadataResponse,
+    metadata_version: i16,
+) {
+    let frame = flexible_frame(metadata, metadata_version);
+    g.throughput(Throughput::Bytes(frame.len() as u64));
+    g.bench_function(BenchmarkId::new("decode_response", "metadata_100x6"), |b| {
+        b.iter(|| {
+            decode_response::<MetadataRequest>(black_box(frame.clone()), metadata_version, None)
+                .unwrap()
+        })
+    });
+    g.bench_function(
+        BenchmarkId::new("decode_without_precheck", "metadata_100x6"),
+        |b| {
+            b.iter(|| {
+                decode_without_precheck::<MetadataResponse>(
+                    black_box(frame.clone()),
+                    metadata_version,
+                )
+            })
+        },
+    );
+
+    // 10 topics x 10 partitions, 64 KiB of record bytes each: a full 6.4 MB fetch.
+    let fetch_version = client_versions(ApiKey::Fetch).max;
+    let records = Bytes::from(vec![0x5a; 64 << 10]);
+    let fetch = FetchResponse::default().with_responses(
+        (0..10)
+            .map(|t| {
+                FetchableTopicResponse::default()
+                    .with_topic(name(&format!("bench-topic-{t:04}")))
+                    .with_partitions(
+                        (0..10)
+                            .map(|p| {
+                                PartitionData::default()
+                                    .with_partition_index(p)
+                                    .with_high_watermark(1_000_000)
+                                    .with_records(Some(records.clone()))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    );
+    let frame = flexible_frame(&fetch, fetch_version);
+    g.throughput(Throughput::Bytes(frame.len() as u64));
+    g.bench_function(
+        BenchmarkId::new("decode_response", "fetch_100x64KiB"),
+        |b| {
+            b.iter(|| {
+                decode_response::<FetchRequest>(black_box(frame.clone()), fetch_version, None)
+                    .unwrap()
+            })
+        },
+    );
+    g.bench_function(
+        BenchmarkId::new("decode_without_precheck", "fetch_100x64KiB"),
+        |b| {
+            b.iter(|| {
+                decode_without_precheck::<FetchResponse>(black_box(frame.clone()), fetch_version)
+            })
+        },
+    );
+
+    // 100 topics x 10 partitions acknowledged in one Produce answer.
+    let produce_version = client_versions(ApiKey::Produce).max;
+    let produce = ProduceResponse::default().with_responses(
+        (0..100)
+            .map(|t| {
+                TopicProduceResponse::default()
+                    .with_name(name(&format!("bench-topic-{t:04}")))
+                    .with_partition_responses(
+                        (0..10)
+                            .map(|p| {
+                                PartitionProduceResponse::default()
+                                    .with_index(p)
+                                    .with_base_offset(123_456)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    );
+    let frame = flexible_frame(&produce, produce_version);
+    g.throughput(Throughput::Bytes(frame.len() as u64));
+    g.bench_function(BenchmarkId::new("decode_response", "produce_100x10"), |b| {
+        b.iter(|| {
+            decode_response::<ProduceRequest>(black_box(frame.clone()), produce_version, None)
+                .unwrap()
+        })
+    });
+    g.bench_function(
+        BenchmarkId::new("decode_without_precheck", "produce_100x10"),
+        |b| {
+            b.iter(|| {
+                decode_without_precheck::<ProduceResponse>(
+                    black_box(frame.clone()),
+                    produce_version,
+                )
+            })
+        },
+    );
 }
 
 /// The broker for the loopback benches, and the private cluster keeping it alive if one was
@@ -367,9 +502,13 @@ fn main() {
             .await
             .expect("create bench topic");
         let addr = config.bootstrap_servers[0].clone();
-        let conn = Connection::connect(&addr, None, ConnectionOptions::from_config(&config))
-            .await
-            .expect("dial the broker");
+        let conn = Connection::connect(
+            &addr,
+            None,
+            ConnectionOptions::from_config(&config).unwrap(),
+        )
+        .await
+        .expect("dial the broker");
         (admin, conn)
     });
     loopback_benches(&mut c, &rt, &conn, &topic);

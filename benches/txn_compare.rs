@@ -1,10 +1,11 @@
-//! Transactional producer cost: josefk against Java's KafkaProducer, rust-rdkafka (librdkafka)
-//! and krafka, on the same broker, same settings, same run.
+//! Transactional producer cost: josefk against Java's KafkaProducer, rust-rdkafka (librdkafka),
+//! krafka and franz-go (Go), on the same broker, same settings, same run.
 //!
 //! Run: `cargo bench --bench txn_compare`. Uses `KAFKA_BOOTSTRAP_SERVERS` if set, else starts a
 //! private single-node KRaft broker with josefk-harness. Environment:
 //! - `JOSEFK_BENCH_SCALE`: multiplies every count below (default 1; 0.1 for a quick look).
-//! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka` (default all).
+//! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka,franz-go` (default
+//!   all).
 //! - `JOSEFK_BENCH_PARTS`: comma list among `1,2` (default both).
 //!
 //! Every client runs acks=all, enable.idempotence=true, linger.ms=5, batch.size=16384, 32 MiB of
@@ -24,7 +25,10 @@
 //!
 //! Clients. josefk is this binary re-executed with `--josefk-worker`; rdkafka and krafka are
 //! `peers/rdkafka-txn` and `peers/krafka-txn`, built on demand (outside the workspace, so the
-//! normal build compiles no C). Both speak the protocol in `peers/rdkafka-txn/src/txn_proto.rs`.
+//! normal build compiles no C); franz-go is `peers/franz-go/cmd/franz-go-txn`, built with `go
+//! build` into the target dir (a "not run" row when there is no Go toolchain; its commit is
+//! `Flush` then `EndTransaction`, timed together). All speak the protocol in
+//! `peers/rdkafka-txn/src/txn_proto.rs`.
 //! Java: ProducerPerformance cannot size a transaction by record count nor time a commit, so
 //! part 1 uses a small KafkaProducer program embedded below (compiled with `javac` against the
 //! tools classpath before any measurement, same loop as the Rust workers); part 2 uses
@@ -76,8 +80,12 @@ const LINGER_MS: u64 = 5;
 const BATCH_SIZE: usize = 16_384;
 const BUFFER_MEMORY: usize = 32 * 1024 * 1024;
 const INTERVAL_MS: u64 = 100;
-/// Peers built from `peers/<dir>/`, binary `peers/<dir>/target/release/<dir>`.
-const PEERS: [(&str, &str); 2] = [("rdkafka", "rdkafka-txn"), ("krafka", "krafka-txn")];
+/// Peers built on demand (see [`common::Peer`]).
+const PEERS: [common::Peer; 3] = [
+    common::Peer::cargo("rdkafka", "rdkafka-txn"),
+    common::Peer::cargo("krafka", "krafka-txn"),
+    common::Peer::go("franz-go", "franz-go-txn"),
+];
 /// Delivery futures waiting for the collector task.
 const WINDOW: usize = 1 << 18;
 
@@ -374,9 +382,10 @@ fn orchestrate() -> Result<(), String> {
                 cluster: _cluster,
             },
         clients,
+        not_run,
         runtime,
         admin,
-    } = common::setup(PEERS, false, |dist| match compile_java(dist) {
+    } = common::setup(&PEERS, false, |dist| match compile_java(dist) {
         Ok(classes) => {
             let text = common::java_help(dist, common::PRODUCER_PERF_CLASS)?;
             Ok(Some(JavaTxn {
@@ -432,6 +441,7 @@ fn orchestrate() -> Result<(), String> {
                 }
             }
             print_part1(&rows, &baseline);
+            common::print_not_run(&not_run);
         }
     }
 
@@ -455,6 +465,7 @@ fn orchestrate() -> Result<(), String> {
             }
         }
         print_part2(&rows, &baseline);
+        common::print_not_run(&not_run);
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Scaffolding shared by the compare benches (`produce_compare`, `consume_compare`,
-//! `txn_compare`): the broker, the clients and their child processes, CPU measurement, `JOSEFK_BENCH_*`
-//! filters, topics and end offsets, Java's ProducerPerformance and the table ratios. Each bench
+//! `txn_compare`): the broker, the clients and their child processes (peers built on demand with
+//! cargo or, for franz-go, `go build`), CPU measurement, `JOSEFK_BENCH_*` filters, topics and end
+//! offsets, Java's ProducerPerformance, the table ratios and the rows of clients that did not run. Each bench
 //! has `mod common;` (files in a subdirectory of `benches/` are not bench targets) next to
 //! `#[path = "../peers/common/worker.rs"] mod worker;`, which this module uses.
 
@@ -121,6 +122,8 @@ impl Broker {
 pub struct Setup<J> {
     pub broker: Broker,
     pub clients: Vec<Client<J>>,
+    /// Peers asked for that could not be built, shown as "not run" rows in every table.
+    pub not_run: Vec<NotRun>,
     pub runtime: tokio::runtime::Runtime,
     pub admin: Admin,
 }
@@ -128,12 +131,12 @@ pub struct Setup<J> {
 /// Acquires the broker, picks the clients (see [`clients`]; `java` gets the broker's
 /// distribution) and connects an admin client on a current-thread or multi-thread runtime.
 pub fn setup<J>(
-    peers: [(&'static str, &'static str); 2],
+    peers: &[Peer],
     multi_thread: bool,
     java: impl FnOnce(&KafkaDist) -> Result<Option<J>, String>,
 ) -> Result<Setup<J>, String> {
     let broker = Broker::acquire()?;
-    let clients = clients(peers, || java(&broker.dist))?;
+    let (clients, not_run) = clients(peers, || java(&broker.dist))?;
     let mut builder = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()
     } else {
@@ -146,6 +149,7 @@ pub fn setup<J>(
     Ok(Setup {
         broker,
         clients,
+        not_run,
         runtime,
         admin,
     })
@@ -168,15 +172,94 @@ impl<J> Client<J> {
     }
 }
 
-/// The clients `JOSEFK_BENCH_CLIENTS` asks for, in the order josefk, java, the `peers`
-/// (`(name, directory)`, built on demand). `java` says how Java runs, or `None` (having said
-/// why) to skip it; every peer skipped says why.
+/// A peer client: a program outside the workspace, built on demand.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    /// Its name in tables and in `JOSEFK_BENCH_CLIENTS`.
+    pub name: &'static str,
+    /// The crate `peers/<program>/` (cargo) or the command `peers/franz-go/cmd/<program>` (Go).
+    pub program: &'static str,
+    pub toolchain: Toolchain,
+}
+
+/// What builds a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toolchain {
+    Cargo,
+    Go,
+}
+
+impl Peer {
+    /// A Rust peer, the crate `peers/<dir>/`.
+    pub const fn cargo(name: &'static str, dir: &'static str) -> Peer {
+        Peer {
+            name,
+            program: dir,
+            toolchain: Toolchain::Cargo,
+        }
+    }
+
+    /// A command of the Go module `peers/franz-go/`.
+    pub const fn go(name: &'static str, command: &'static str) -> Peer {
+        Peer {
+            name,
+            program: command,
+            toolchain: Toolchain::Go,
+        }
+    }
+
+    /// Builds the peer (a no-op or near one when up to date) and returns its binary.
+    pub fn build(&self) -> Result<PathBuf, String> {
+        match self.toolchain {
+            Toolchain::Cargo => build_peer(self.program),
+            Toolchain::Go => build_go_peer(self.program),
+        }
+    }
+}
+
+/// A client that was asked for but could not run, and why.
+#[derive(Debug, Clone)]
+pub struct NotRun {
+    pub name: &'static str,
+    pub why: String,
+}
+
+/// Prints the "not run" rows of a table (nothing when every client ran).
+pub fn print_not_run(not_run: &[NotRun]) {
+    let rows = not_run_rows(not_run);
+    if !rows.is_empty() {
+        println!("{}", &rows[1..]);
+    }
+}
+
+/// The "not run" rows of a table, each starting with a newline (empty when every client ran).
+pub fn not_run_rows(not_run: &[NotRun]) -> String {
+    not_run
+        .iter()
+        .map(|n| {
+            // The first two lines: a build failure's headline and the tool's first complaint.
+            let why: Vec<&str> = n
+                .why
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .take(2)
+                .collect();
+            let why: String = why.join(" ").chars().take(160).collect();
+            format!("\n  {:8} not run ({why})", n.name)
+        })
+        .collect()
+}
+
+/// The clients `JOSEFK_BENCH_CLIENTS` asks for, in the order josefk, java, the `peers` (built on
+/// demand), and the peers that could not be built. `java` says how Java runs, or `None` (having
+/// said why) to skip it; every peer skipped says why.
 pub fn clients<J>(
-    peers: [(&'static str, &'static str); 2],
+    peers: &[Peer],
     java: impl FnOnce() -> Result<Option<J>, String>,
-) -> Result<Vec<Client<J>>, String> {
+) -> Result<(Vec<Client<J>>, Vec<NotRun>), String> {
     let wanted = env_list("JOSEFK_BENCH_CLIENTS");
     let mut clients = Vec::new();
+    let mut not_run = Vec::new();
     if wants(&wanted, "josefk") {
         clients.push(Client::Josefk);
     }
@@ -185,16 +268,20 @@ pub fn clients<J>(
             clients.push(Client::Java(j));
         }
     }
-    for (name, dir) in peers {
+    for peer in peers {
+        let name = peer.name;
         if !wants(&wanted, name) {
             continue;
         }
-        match build_peer(dir) {
+        match peer.build() {
             Ok(binary) => clients.push(Client::Peer { name, binary }),
-            Err(why) => println!("SKIPPING {name}: {why}"),
+            Err(why) => {
+                println!("SKIPPING {name}: {why}");
+                not_run.push(NotRun { name, why });
+            }
         }
     }
-    Ok(clients)
+    Ok((clients, not_run))
 }
 
 /// What a Java tool prints for `--help` (stdout then stderr), to tell its flags apart.
@@ -228,6 +315,52 @@ pub fn build_peer(dir: &str) -> Result<PathBuf, String> {
         return Err(format!("`cargo build` failed:\n{}", tail(&out.stderr, 15)));
     }
     Ok(target.join("release").join(dir))
+}
+
+/// Builds a command of the Go module `peers/franz-go` with `go build` into this bench's target
+/// directory (`<target>/tmp/franz-go/<command>`; Go's build cache makes a rebuild cheap) and
+/// returns the binary. Go is `$GO`, else `go` on the PATH, else `/usr/local/go/bin/go`; without
+/// one the peer is skipped. The module's dependencies come from Go's module cache or proxy.
+pub fn build_go_peer(command: &str) -> Result<PathBuf, String> {
+    let module = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join("franz-go");
+    let binary = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("franz-go")
+        .join(command);
+    let go = go_toolchain().ok_or_else(|| {
+        "no Go toolchain (set GO, or put go on the PATH; Go 1.26 or later)".to_string()
+    })?;
+    println!("building peers/franz-go/cmd/{command} (go build)...");
+    let out = Command::new(&go)
+        .current_dir(&module)
+        .args(["build", "-buildvcs=false", "-o"])
+        .arg(&binary)
+        .arg(format!("./cmd/{command}"))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", go.display()))?;
+    if !out.status.success() {
+        return Err(format!("`go build` failed:\n{}", tail(&out.stderr, 15)));
+    }
+    Ok(binary)
+}
+
+/// The first Go toolchain that answers `go version`.
+fn go_toolchain() -> Option<PathBuf> {
+    let from_env = std::env::var_os("GO").map(PathBuf::from);
+    from_env
+        .into_iter()
+        .chain(["go", "/usr/local/go/bin/go"].map(PathBuf::from))
+        .find(|go| {
+            Command::new(go)
+                .arg("version")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
 }
 
 /// The last `n` lines of a process's output.

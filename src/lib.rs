@@ -44,11 +44,23 @@ pub mod net;
 pub mod producer;
 pub mod protocol;
 pub mod record;
+pub mod security;
 pub mod state;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz;
 
 pub use config::{ClientConfig, Guarantee};
 pub use error::{BrokerRef, Error, ErrorClass, Result};
 pub use record::{Header, IsolationLevel, ProducerRecord, RecordMetadata, TopicPartition};
+pub use security::{Password, SecurityProtocol};
 
 /// The `kafka-protocol` crate josefk is built on, for callers that build raw requests.
 pub use kafka_protocol;
+
+/// The README's code blocks, compiled and run by `cargo test --doc` so the front page never shows
+/// code that does not build.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -22,6 +22,7 @@ pub mod backoff;
 pub mod consumer_protocol;
 pub mod fetch_session;
 pub mod isolation;
+pub mod marker_pacing;
 pub mod membership;
 pub mod partitioner;
 pub mod sequence;

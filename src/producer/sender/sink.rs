@@ -86,7 +86,15 @@ pub(super) async fn sink(
                         let mut state = shared.lock();
                         if state.txn.is_some() {
                             let now = Instant::now().into_std();
+                            let before = state.pacing.pause();
                             state.pacing.on_produce_answered(token, sent_at, now);
+                            if state.pacing.pause() != before {
+                                tracing::debug!(
+                                    pause = ?state.pacing.pause(),
+                                    answered_in = ?now.saturating_duration_since(sent_at),
+                                    "pause before a transaction's first produce changed"
+                                );
+                            }
                         }
                     }
                     let result = match answer {

@@ -37,7 +37,7 @@
 //!
 //! let cluster = MockCluster::start(3).await?;
 //! cluster.create_topic("events", 2)?;
-//! let client = ClientConfig::new(cluster.bootstrap_servers());
+//! let client = ClientConfig::new(&cluster.bootstrap_servers());
 //!
 //! let producer = Producer::connect(ProducerConfig::with_client(client.clone())).await?;
 //! let ack = producer.send(ProducerRecord::new("events", "hello").partition(1)).await?;

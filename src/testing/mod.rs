@@ -254,6 +254,11 @@ impl MockCluster {
         self.shared.lock().faults.push(fault);
     }
 
+    /// How many injected faults have catches left (0 once every fault has fired).
+    pub fn pending_faults(&self) -> usize {
+        self.shared.lock().faults.len()
+    }
+
     /// Removes every fault not yet used.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();

@@ -1,0 +1,275 @@
+//! `josefk::testing::MockCluster` behaving as a broker where it matters for exactly-once: retried
+//! produces written once, sequence gaps and stale epochs refused, a fenced transactional producer
+//! unable to commit, nothing lost across leader moves and cut connections, injected faults fired.
+//! No broker needed: the mock is in-process.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig};
+use josefk::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use josefk::kafka_protocol::messages::{
+    InitProducerIdRequest, ProduceRequest, ProducerId, TopicName,
+};
+use josefk::kafka_protocol::protocol::StrBytes;
+use josefk::net::{Connection, ConnectionOptions};
+use josefk::producer::{Producer, ProducerConfig};
+use josefk::protocol::records::{encode_batch, BatchOptions, RecordInput};
+use josefk::testing::{Api, Fault, MockCluster};
+use josefk::{
+    ClientConfig, ErrorClass, Guarantee, Header, IsolationLevel, ProducerRecord, TopicPartition,
+};
+
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+
+fn client(cluster: &MockCluster) -> ClientConfig {
+    ClientConfig::new(&cluster.bootstrap_servers()).request_timeout(Duration::from_secs(20))
+}
+
+/// Every value of `topic` (partitions `0..n`) from the beginning, read until `expected` arrived.
+async fn read(
+    cluster: &MockCluster,
+    topic: &str,
+    n: i32,
+    isolation: IsolationLevel,
+    expected: usize,
+) -> Vec<(i32, String)> {
+    let config = ConsumerConfig::with_client(client(cluster))
+        .isolation_level(isolation)
+        .auto_offset_reset(AutoOffsetReset::Earliest);
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    let all: Vec<_> = (0..n).map(|p| TopicPartition::new(topic, p)).collect();
+    consumer.assign(&all).await.unwrap();
+    let mut out = Vec::new();
+    for _ in 0..50 {
+        for r in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+            let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+            out.push((r.partition, v));
+        }
+        if out.len() >= expected {
+            // One more poll: anything beyond `expected` is a duplicate or a leak.
+            for r in consumer.poll(Duration::from_millis(300)).await.unwrap() {
+                out.push((r.partition, format!("extra at offset {}", r.offset)));
+            }
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_retried_after_a_lost_response_is_written_once() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1).unwrap();
+    // The second produce is written, then its connection is cut before the answer.
+    cluster.inject(Fault::delay(Api::Produce, Duration::ZERO));
+    cluster.inject(Fault::drop_response(Api::Produce));
+    let producer = Producer::connect(
+        ProducerConfig::with_client(client(&cluster)).guarantee(Guarantee::ExactlyOnce),
+    )
+    .await
+    .unwrap();
+    for i in 0..5 {
+        let ack = producer
+            .send(ProducerRecord::new("t", format!("v{i}")))
+            .await
+            .unwrap();
+        assert_eq!(ack.await.unwrap().offset, Some(i));
+    }
+    assert_eq!(cluster.pending_faults(), 0, "the faults fired");
+    assert_eq!(
+        cluster.end_offset("t", 0),
+        Some(5),
+        "the retried batch was written once"
+    );
+    let values = read(&cluster, "t", 1, IsolationLevel::ReadUncommitted, 5).await;
+    let expected: Vec<_> = (0..5).map(|i| (0, format!("v{i}"))).collect();
+    assert_eq!(values, expected);
+}
+
+fn batch(pid: i64, epoch: i16, seq: i32) -> bytes::Bytes {
+    let opts = BatchOptions {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: seq,
+        ..BatchOptions::default()
+    };
+    let mut out = BytesMut::new();
+    let record = RecordInput::<Header> {
+        timestamp: 1,
+        key: None,
+        value: Some(b"x"),
+        headers: &[],
+    };
+    encode_batch(&mut out, &opts, [record]).unwrap();
+    out.freeze()
+}
+
+async fn produce(conn: &Connection, pid: i64, epoch: i16, seq: i32) -> (i16, i64) {
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(pid, epoch, seq)))])]);
+    let response = conn.send(&request).await.unwrap();
+    let p = &response.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequence_gaps_and_stale_epochs_are_refused() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1).unwrap();
+    let options = ConnectionOptions::from_config(&client(&cluster)).unwrap();
+    let conn = Connection::connect(&cluster.bootstrap_servers(), Some(1), options)
+        .await
+        .unwrap();
+    let init = conn
+        .send(
+            &InitProducerIdRequest::default()
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_timeout_ms(60000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    assert_eq!(
+        produce(&conn, pid, 0, 1).await.0,
+        OUT_OF_ORDER_SEQUENCE_NUMBER,
+        "a new producer starts at 0"
+    );
+    assert_eq!(produce(&conn, pid, 0, 0).await, (0, 0));
+    assert_eq!(
+        produce(&conn, pid, 0, 2).await.0,
+        OUT_OF_ORDER_SEQUENCE_NUMBER,
+        "gap"
+    );
+    assert_eq!(produce(&conn, pid, 0, 1).await, (0, 1));
+    assert_eq!(
+        produce(&conn, pid, 0, 1).await,
+        (0, 1),
+        "a duplicate answers with its offset"
+    );
+    // KIP-360 bump: epoch 1, sequences from 0 again; epoch 0 is stale from now on.
+    let bump = conn
+        .send(
+            &InitProducerIdRequest::default()
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(0)
+                .with_transaction_timeout_ms(60000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (bump.error_code, bump.producer_id.0, bump.producer_epoch),
+        (0, pid, 1)
+    );
+    assert_eq!(
+        produce(&conn, pid, 1, 2).await.0,
+        OUT_OF_ORDER_SEQUENCE_NUMBER,
+        "a new epoch starts at 0"
+    );
+    assert_eq!(produce(&conn, pid, 1, 0).await, (0, 2));
+    assert_eq!(produce(&conn, pid, 0, 2).await.0, INVALID_PRODUCER_EPOCH);
+    assert_eq!(cluster.end_offset("t", 0), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_transactional_producer_cannot_commit() {
+    let cluster = MockCluster::start(3).await.unwrap();
+    cluster.create_topic("t", 2).unwrap();
+    let txn_producer = || {
+        Producer::connect(
+            ProducerConfig::with_client(client(&cluster))
+                .guarantee(Guarantee::ExactlyOnce)
+                .transactional_id("same-id"),
+        )
+    };
+    let zombie = txn_producer().await.unwrap();
+    zombie.init_transactions().await.unwrap();
+    zombie.begin_transaction().unwrap();
+    for p in 0..2 {
+        drop(
+            zombie
+                .send(ProducerRecord::new("t", "zombie").partition(p))
+                .await
+                .unwrap(),
+        );
+    }
+    zombie.flush().await.unwrap();
+
+    let successor = txn_producer().await.unwrap();
+    successor.init_transactions().await.unwrap();
+    let err = zombie.commit_transaction().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Fatal, "{err}");
+    successor.begin_transaction().unwrap();
+    drop(
+        successor
+            .send(ProducerRecord::new("t", "successor").partition(1))
+            .await
+            .unwrap(),
+    );
+    successor.commit_transaction().await.unwrap();
+
+    let committed = read(&cluster, "t", 2, IsolationLevel::ReadCommitted, 1).await;
+    assert_eq!(committed, [(1, "successor".to_string())]);
+    // The zombie's records are in the log, aborted: 2 records + 2 abort markers + 1 record +
+    // 1 commit marker.
+    let ends: Vec<_> = (0..2)
+        .map(|p| cluster.end_offset("t", p).unwrap())
+        .collect();
+    assert_eq!(ends, [2, 4]);
+    let everything = read(&cluster, "t", 2, IsolationLevel::ReadUncommitted, 3).await;
+    assert_eq!(everything.len(), 3, "{everything:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_across_leader_moves_and_cut_connections() {
+    let cluster = MockCluster::start(3).await.unwrap();
+    cluster.create_topic("t", 3).unwrap();
+    let producer = Producer::connect(
+        ProducerConfig::with_client(client(&cluster)).guarantee(Guarantee::ExactlyOnce),
+    )
+    .await
+    .unwrap();
+    let send = |i: i32| producer.send(ProducerRecord::new("t", format!("v{i}")).partition(i % 3));
+    for i in 0..30 {
+        send(i).await.unwrap().await.unwrap();
+    }
+    for p in 0..3 {
+        let old = cluster.leader("t", p).unwrap();
+        let new = cluster
+            .broker_ids()
+            .into_iter()
+            .find(|&b| b != old)
+            .unwrap();
+        cluster.move_leader("t", p, new).unwrap();
+        assert_eq!(cluster.leader("t", p), Some(new));
+    }
+    cluster.drop_connections();
+    cluster.inject(Fault::drop_connection(Api::Fetch));
+    cluster.inject(Fault::delay(Api::Fetch, Duration::from_millis(300)));
+    for i in 30..60 {
+        send(i).await.unwrap().await.unwrap();
+    }
+    let values = read(&cluster, "t", 3, IsolationLevel::ReadUncommitted, 60).await;
+    assert_eq!(cluster.pending_faults(), 0, "the faults fired");
+    for p in 0..3 {
+        let got: Vec<&str> = values
+            .iter()
+            .filter(|(q, _)| *q == p)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let expected: Vec<String> = (0..60)
+            .filter(|i| i % 3 == p)
+            .map(|i| format!("v{i}"))
+            .collect();
+        assert_eq!(got, expected, "partition {p}");
+    }
+}

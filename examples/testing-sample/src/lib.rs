@@ -112,7 +112,7 @@ impl Copier {
     }
 
     /// Simulates a crash inside a transaction (for tests): polls until records arrive (at most
-    /// `wait`), writes their copies in a transaction and flushes them, then drops the clients
+    /// `wait`), writes their copies and the next offsets in a transaction and flushes them, then drops the clients
     /// without committing or leaving. Returns how many records the open transaction holds; the
     /// next copier's `init_transactions` aborts it.
     pub async fn crash_mid_transaction(mut self, wait: Duration) -> josefk::Result<usize> {
@@ -125,11 +125,22 @@ impl Copier {
             return Ok(0);
         }
         self.producer.begin_transaction()?;
+        let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
         for r in &records {
             let out = ProducerRecord::new(&self.output, "written by a copier that crashed")
                 .partition(r.partition);
             drop(self.producer.send(out).await?);
+            next.insert(r.topic_partition(), r.offset + 1);
         }
+        // Crash at the worst moment: records and offsets sent, the commit not.
+        let offsets: Vec<_> = next.into_iter().map(|(tp, o)| (tp, o, None)).collect();
+        let group = self
+            .consumer
+            .group_metadata()
+            .expect("the copier's consumer has a group.id");
+        self.producer
+            .send_offsets_to_transaction(&offsets, &group)
+            .await?;
         self.producer.flush().await?;
         Ok(records.len())
     }

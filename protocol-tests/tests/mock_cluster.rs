@@ -273,3 +273,44 @@ async fn nothing_is_lost_across_leader_moves_and_cut_connections() {
         assert_eq!(got, expected, "partition {p}");
     }
 }
+
+/// A commit whose EndTxn answer is lost: the retry (on `transaction.version` 2 with the epoch
+/// from before the coordinator's bump) succeeds, and the next transaction goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_end_txn_answer_is_retried_safely() {
+    for version in [0, 2] {
+        let cluster = MockCluster::builder()
+            .transaction_version(version)
+            .start()
+            .await
+            .unwrap();
+        cluster.create_topic("t", 1).unwrap();
+        let producer = Producer::connect(
+            ProducerConfig::with_client(client(&cluster))
+                .guarantee(Guarantee::ExactlyOnce)
+                .transactional_id("lost-end"),
+        )
+        .await
+        .unwrap();
+        producer.init_transactions().await.unwrap();
+        cluster.inject(Fault::drop_response(Api::EndTxn));
+        for n in 0..2 {
+            producer.begin_transaction().unwrap();
+            drop(
+                producer
+                    .send(ProducerRecord::new("t", format!("txn{n}")))
+                    .await
+                    .unwrap(),
+            );
+            producer
+                .commit_transaction()
+                .await
+                .unwrap_or_else(|e| panic!("transaction.version {version}, txn {n}: {e}"));
+        }
+        assert_eq!(cluster.pending_faults(), 0);
+        assert_eq!(cluster.requests(Api::EndTxn), 3, "one EndTxn retried");
+        let committed = read(&cluster, "t", 1, IsolationLevel::ReadCommitted, 2).await;
+        let expected = [(0, "txn0".to_string()), (0, "txn1".to_string())];
+        assert_eq!(committed, expected, "transaction.version {version}");
+    }
+}

@@ -114,8 +114,9 @@ impl MockClusterBuilder {
         self
     }
 
-    /// The finalized `transaction.version` feature: 0 (default; AddPartitionsToTxn) or 2
-    /// (KIP-890: partitions added by the first write, an epoch bump with every EndTxn).
+    /// The finalized `transaction.version` feature: 2 (default, as Kafka 4; KIP-890: partitions
+    /// and groups added implicitly, an epoch bump with every EndTxn) or 0 (AddPartitionsToTxn and
+    /// AddOffsetsToTxn, as before Kafka 4).
     pub fn transaction_version(mut self, version: i16) -> Self {
         self.transaction_version = if version >= 2 { 2 } else { 0 };
         self
@@ -210,13 +211,13 @@ impl Drop for MockCluster {
 
 impl MockCluster {
     /// Settings for a cluster: 1 broker, topic auto-creation on, 1 partition by default,
-    /// `transaction.version` 0.
+    /// `transaction.version` 2 (as Kafka 4 clusters).
     pub fn builder() -> MockClusterBuilder {
         MockClusterBuilder {
             brokers: 1,
             auto_create_topics: true,
             default_partitions: 1,
-            transaction_version: 0,
+            transaction_version: 2,
         }
     }
 
@@ -252,6 +253,17 @@ impl MockCluster {
     /// Adds a fault for the next matching request(s); see [`Fault`].
     pub fn inject(&self, fault: Fault) {
         self.shared.lock().faults.push(fault);
+    }
+
+    /// How many requests of `api` the brokers received so far (faulted ones included).
+    pub fn requests(&self, api: Api) -> u64 {
+        let key = api.key() as i16;
+        self.shared
+            .lock()
+            .request_counts
+            .get(&key)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// How many injected faults have catches left (0 once every fault has fired).

@@ -93,7 +93,11 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>, node_id: i32) {
             break;
         };
         let version = header.request_api_version;
-        let fault = faults::take(&mut shared.lock().faults, api, node_id);
+        let fault = {
+            let mut state = shared.lock();
+            *state.request_counts.entry(api as i16).or_default() += 1;
+            faults::take(&mut state.faults, api, node_id)
+        };
         let mut close_after = false;
         let reply = match fault {
             Some(FaultAction::Error(code)) => {

@@ -73,6 +73,8 @@ pub(crate) struct State {
     /// Faults waiting for their request, in the order they were added.
     pub(crate) faults: Vec<Fault>,
     pub(crate) next_member: u64,
+    /// Requests received, by API key (faulted ones included).
+    pub(crate) request_counts: HashMap<i16, u64>,
 }
 
 impl State {
@@ -92,6 +94,7 @@ impl State {
             coordinator_overrides: HashMap::new(),
             faults: Vec::new(),
             next_member: 1,
+            request_counts: HashMap::new(),
         }
     }
 

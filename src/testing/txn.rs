@@ -283,7 +283,12 @@ pub(crate) fn txn_offset_commit(
     } else {
         match state.txns.get(&id) {
             Some(t) if t.producer_id == pid && t.epoch != r.producer_epoch => code::PRODUCER_FENCED,
-            Some(t) if t.producer_id == pid && t.groups.contains(&group_id) => {
+            // transaction.version 2 (TxnOffsetCommit v5) adds the group implicitly (KIP-890).
+            Some(t)
+                if t.producer_id == pid
+                    && (t.groups.contains(&group_id)
+                        || (state.transaction_version >= 2 && v >= 5)) =>
+            {
                 match state.groups.get(&group_id) {
                     Some(g) => g.check_txn_member(r.member_id.as_str(), r.generation_id),
                     None => code::NONE,
@@ -292,6 +297,12 @@ pub(crate) fn txn_offset_commit(
             _ => code::INVALID_TXN_STATE,
         }
     };
+    if error == code::NONE {
+        if let Some(t) = state.txns.get_mut(&id) {
+            t.begin();
+            t.groups.insert(group_id.clone());
+        }
+    }
     let group = state.groups.entry(group_id).or_default();
     let topics = r
         .topics
@@ -335,6 +346,18 @@ pub(crate) fn end_txn(state: &mut State, node: i32, v: i16, r: EndTxnRequest) ->
         )
     };
     let error = check(state, node, &id, r.producer_id.0, r.producer_epoch);
+    if error == code::PRODUCER_FENCED && tv2 {
+        // A retry of an EndTxn whose epoch bump already happened carries the previous epoch.
+        let t = &state.txns[&id];
+        let done = if r.committed {
+            TxnState::Committed
+        } else {
+            TxnState::Aborted
+        };
+        if t.state == done && r.producer_epoch.checked_add(1) == Some(t.epoch) {
+            return answer(code::NONE, t.producer_id, t.epoch);
+        }
+    }
     if error != code::NONE {
         return answer(error, -1, -1);
     }

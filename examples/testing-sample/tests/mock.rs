@@ -63,3 +63,41 @@ async fn exactly_once_copy_survives_coordinator_move() {
     .await
     .unwrap();
 }
+
+/// The transaction scenarios on both transaction protocols: `transaction.version` 2 (KIP-890,
+/// Kafka 4's default: partitions and groups added implicitly, an epoch bump per transaction) and
+/// 0 (AddPartitionsToTxn, AddOffsetsToTxn).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_on_both_transaction_versions() {
+    for version in [0, 2] {
+        let cluster = MockCluster::builder()
+            .brokers(3)
+            .transaction_version(version)
+            .start()
+            .await
+            .unwrap();
+        let bootstrap = cluster.bootstrap_servers();
+        scenarios::read_committed_skips_aborted(&bootstrap)
+            .await
+            .unwrap_or_else(|e| panic!("transaction.version {version}: {e}"));
+        scenarios::exactly_once_copy(&bootstrap, |_| {
+            cluster.drop_connections();
+            async {}
+        })
+        .await
+        .unwrap_or_else(|e| panic!("transaction.version {version}: {e}"));
+        let explicit_adds = cluster.requests(Api::AddPartitionsToTxn);
+        if version == 2 {
+            assert_eq!(
+                explicit_adds, 0,
+                "KIP-890 clients add partitions by producing"
+            );
+        } else {
+            assert!(
+                explicit_adds > 0,
+                "transaction.version 0 needs AddPartitionsToTxn"
+            );
+        }
+        assert!(cluster.requests(Api::EndTxn) >= 3);
+    }
+}

@@ -314,3 +314,37 @@ async fn a_lost_end_txn_answer_is_retried_safely() {
         assert_eq!(committed, expected, "transaction.version {version}");
     }
 }
+
+/// A fault for one broker catches only that broker's requests, as many times as asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_fire_on_the_chosen_broker_as_many_times_as_asked() {
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    let cluster = MockCluster::start(2).await.unwrap();
+    cluster.create_topic("t", 1).unwrap();
+    let leader = cluster.leader("t", 0).unwrap();
+    let other = cluster
+        .broker_ids()
+        .into_iter()
+        .find(|&b| b != leader)
+        .unwrap();
+    cluster.inject(Fault::error(Api::Produce, NOT_LEADER_OR_FOLLOWER).on_broker(other));
+    cluster.inject(
+        Fault::error(Api::Produce, NOT_LEADER_OR_FOLLOWER)
+            .on_broker(leader)
+            .times(3),
+    );
+    let producer = Producer::connect(
+        ProducerConfig::with_client(client(&cluster)).guarantee(Guarantee::ExactlyOnce),
+    )
+    .await
+    .unwrap();
+    let ack = producer.send(ProducerRecord::new("t", "v")).await.unwrap();
+    assert_eq!(ack.await.unwrap().offset, Some(0));
+    assert_eq!(cluster.requests(Api::Produce), 4, "3 refused, then written");
+    assert_eq!(
+        cluster.pending_faults(),
+        1,
+        "the other broker's fault never fired"
+    );
+    assert_eq!(cluster.end_offset("t", 0), Some(1));
+}

@@ -348,3 +348,40 @@ async fn faults_fire_on_the_chosen_broker_as_many_times_as_asked() {
     );
     assert_eq!(cluster.end_offset("t", 0), Some(1));
 }
+
+/// A member that vanishes without LeaveGroup is expired after its session timeout, even while
+/// the group waits for it to rejoin, and its partitions go to the member that is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_member_is_expired_and_its_partitions_move() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 2).unwrap();
+    let member = || {
+        Consumer::connect(
+            ConsumerConfig::with_client(client(&cluster))
+                .group_id("g")
+                .session_timeout(Duration::from_secs(2))
+                .heartbeat_interval(Duration::from_millis(500))
+                .auto_offset_reset(AutoOffsetReset::Earliest),
+        )
+    };
+    let mut a = member().await.unwrap();
+    a.subscribe(&["t"]).unwrap();
+    for _ in 0..100 {
+        if a.assignment().len() == 2 {
+            break;
+        }
+        a.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(a.assignment().len(), 2);
+    drop(a); // no LeaveGroup, no more heartbeats
+    let mut b = member().await.unwrap();
+    b.subscribe(&["t"]).unwrap();
+    // a's rebalance timeout (max.poll.interval.ms, 5 minutes) would be far beyond this loop.
+    for _ in 0..300 {
+        if b.assignment().len() == 2 {
+            break;
+        }
+        b.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(b.assignment().len(), 2, "b took over both partitions");
+}

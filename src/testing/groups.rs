@@ -194,12 +194,7 @@ impl Group {
 
     /// Expires members whose session ended and rebalances that ran out of time.
     fn tick(&mut self, at: Instant) {
-        if let Phase::Joining { deadline } = self.phase {
-            if at >= deadline {
-                self.try_complete_join(true);
-            }
-            return;
-        }
+        // As Java's heartbeat expiry: in every phase, except for members waiting in a join.
         let expired: Vec<String> = self
             .members
             .iter()
@@ -208,6 +203,11 @@ impl Group {
             .collect();
         for id in expired {
             self.remove_member(&id);
+        }
+        if let Phase::Joining { deadline } = self.phase {
+            if at >= deadline {
+                self.try_complete_join(true);
+            }
         }
     }
 

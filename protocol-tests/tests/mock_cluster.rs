@@ -385,3 +385,78 @@ async fn a_vanished_member_is_expired_and_its_partitions_move() {
     }
     assert_eq!(b.assignment().len(), 2, "b took over both partitions");
 }
+
+/// ListOffsets by timestamp finds the first record at or after it, inside a batch too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_for_times_find_the_record_inside_a_batch() {
+    use josefk::admin::{Admin, OffsetSpec};
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1).unwrap();
+    let options = ConnectionOptions::from_config(&client(&cluster)).unwrap();
+    let conn = Connection::connect(&cluster.bootstrap_servers(), Some(1), options)
+        .await
+        .unwrap();
+    // One batch of records stamped 100, 200, 300.
+    let mut out = BytesMut::new();
+    let records = [100i64, 200, 300].map(|ts| RecordInput::<Header> {
+        timestamp: ts,
+        key: None,
+        value: Some(b"x"),
+        headers: &[],
+    });
+    encode_batch(&mut out, &BatchOptions::default(), records).unwrap();
+    let request = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(out.freeze()))])]);
+    let response = conn.send(&request).await.unwrap();
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    let admin = Admin::connect(client(&cluster)).await.unwrap();
+    let tp = TopicPartition::new("t", 0);
+    for (ts, offset) in [(50, 0), (150, 1), (300, 2), (301, -1)] {
+        let found = admin
+            .list_offsets(
+                &[(tp.clone(), OffsetSpec::Timestamp(ts))],
+                IsolationLevel::ReadUncommitted,
+            )
+            .await
+            .unwrap();
+        assert_eq!(found[&tp].offset, offset, "timestamp {ts}");
+    }
+}
+
+/// Garbage and absurd frame lengths close the offending connection; the mock keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_a_client_closes_only_its_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = MockCluster::start(1).await.unwrap();
+    let addr = cluster.bootstrap_servers();
+    let frames: [&[u8]; 3] = [
+        &[0x7f, 0xff, 0xff, 0xff],       // 2 GiB announced
+        &[0, 0, 0, 6, 0, 0, 0, 0, 0, 0], // a header cut short
+        &[0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0x7f], // Produce v0, garbage body
+    ];
+    for frame in frames {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(frame).await.unwrap();
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "connection closed without an answer: {read:?} {buf:?}"
+        );
+    }
+    cluster.create_topic("t", 1).unwrap();
+    let producer = Producer::connect(ProducerConfig::with_client(client(&cluster)))
+        .await
+        .unwrap();
+    let ack = producer
+        .send(ProducerRecord::new("t", "still here"))
+        .await
+        .unwrap();
+    assert_eq!(ack.await.unwrap().offset, Some(0));
+}

@@ -4,7 +4,9 @@
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::records::{encode_batch, set_base_offset, BatchOptions, RecordInput};
+use crate::protocol::records::{
+    encode_batch, set_base_offset, BatchOptions, RecordBatches, RecordInput,
+};
 use crate::record::Header;
 
 /// One stored batch.
@@ -136,12 +138,21 @@ impl PartitionLog {
         self.batches.partition_point(|b| b.last_offset < offset)
     }
 
-    /// The offset of the first batch whose largest timestamp is at least `ts`, or the log end.
-    /// Batch-level: a batch with earlier and later records answers with its first offset.
+    /// The offset and timestamp of the first record whose timestamp is at least `ts`, as Kafka's
+    /// ListOffsets answers (the first batch whose largest timestamp qualifies is decoded).
     pub(crate) fn offset_for_timestamp(&self, ts: i64) -> Option<(i64, i64)> {
-        self.batches
+        let batch = self
+            .batches
             .iter()
-            .find(|b| b.max_timestamp >= ts && b.base_offset >= self.log_start)
-            .map(|b| (b.base_offset, b.max_timestamp))
+            .find(|b| b.max_timestamp >= ts && b.base_offset >= self.log_start)?;
+        let exact = RecordBatches::new(batch.bytes.clone())
+            .next()
+            .and_then(|b| b.ok())
+            .and_then(|b| b.records().ok())
+            .and_then(|mut records| records.find_map(|r| r.ok().filter(|r| r.timestamp >= ts)))
+            .map(|r| (r.offset, r.timestamp));
+        // A batch that cannot be decoded (only the client's word for its contents) answers with
+        // its first offset.
+        Some(exact.unwrap_or((batch.base_offset, batch.max_timestamp)))
     }
 }

@@ -20,8 +20,7 @@
 //! **It is a test double, not a broker.** Nothing is persisted or replicated; each partition has
 //! one replica; fetch sessions, quotas, ACLs, SASL/TLS, compaction, retention, KIP-848 groups,
 //! most configuration and the admin calls beyond topics, offsets and the cluster description
-//! (groups, configs, partitions, record deletion: josefk reports them as unsupported) are absent; timestamps for ListOffsets are matched per batch, not per
-//! record. Record batches are stored exactly as the client sent them (after checking their CRC),
+//! (groups, configs, partitions, record deletion: josefk reports them as unsupported) are absent. Record batches are stored exactly as the client sent them (after checking their CRC),
 //! with the offsets the mock assigned. Use it for fast tests of your own code; keep a few tests
 //! against a real Kafka for what only a broker does.
 //!

@@ -226,8 +226,16 @@ async fn read_request(stream: &mut TcpStream) -> Option<(RequestHeader, Bytes)> 
     let len = usize::try_from(len)
         .ok()
         .filter(|&l| (4..=MAX_REQUEST_SIZE).contains(&l))?;
-    let mut frame = vec![0; len];
-    stream.read_exact(&mut frame).await.ok()?;
+    // Grown as bytes arrive, so a client announcing a huge frame does not get it allocated.
+    let mut frame = Vec::new();
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut frame)
+        .await
+        .ok()?;
+    if frame.len() != len {
+        return None;
+    }
     let mut frame = Bytes::from(frame);
     let header = decode_request_header_from_buffer(&mut frame).ok()?;
     Some((header, frame))

@@ -460,3 +460,136 @@ async fn garbage_from_a_client_closes_only_its_connection() {
         .unwrap();
     assert_eq!(ack.await.unwrap().offset, Some(0));
 }
+
+/// A transaction open past `transaction.timeout.ms` is aborted by the mock's coordinator, with
+/// what Kafka 4.4 answers afterwards (see tests/transactions.rs, `transaction_timeout`): the commit
+/// fails abortably; on transaction.version 2 the same producer aborts and goes on, on 0 the epoch
+/// is fenced and a new producer instance goes on. The expired records stay invisible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_past_its_timeout_is_aborted() {
+    for version in [2, 0] {
+        let cluster = MockCluster::builder()
+            .transaction_version(version)
+            .start()
+            .await
+            .unwrap();
+        cluster.create_topic("t", 1).unwrap();
+        let connect = || async {
+            let mut config = ProducerConfig::with_client(client(&cluster))
+                .guarantee(Guarantee::ExactlyOnce)
+                .transactional_id("slow");
+            config.transaction_timeout = Duration::from_millis(1000);
+            let producer = Producer::connect(config).await.unwrap();
+            producer.init_transactions().await.unwrap();
+            producer
+        };
+        let mut producer = connect().await;
+        producer.begin_transaction().unwrap();
+        let f = producer
+            .send(ProducerRecord::new("t", "expired"))
+            .await
+            .unwrap();
+        f.await.unwrap();
+        // Timeout (1 s) plus slack: the mock checks every 50 ms.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let e = producer.commit_transaction().await.unwrap_err();
+        assert_eq!(
+            e.class(),
+            ErrorClass::Abortable,
+            "transaction.version {version}: {e}"
+        );
+        if version == 2 {
+            producer.abort_transaction().await.unwrap();
+        } else {
+            let e = producer.abort_transaction().await.unwrap_err();
+            assert_eq!(e.class(), ErrorClass::Fatal, "{e}");
+            producer.close(Duration::from_secs(1)).await.ok();
+            producer = connect().await;
+        }
+        producer.begin_transaction().unwrap();
+        drop(
+            producer
+                .send(ProducerRecord::new("t", "fresh"))
+                .await
+                .unwrap(),
+        );
+        producer.commit_transaction().await.unwrap();
+        let committed = read(&cluster, "t", 1, IsolationLevel::ReadCommitted, 1).await;
+        assert_eq!(
+            committed,
+            [(0, "fresh".to_string())],
+            "transaction.version {version}"
+        );
+    }
+}
+
+/// On transaction.version 2, after the coordinator aborted a transaction on its timeout (bumping
+/// the epoch), a commit with the old epoch answers INVALID_TXN_STATE and an abort with it answers
+/// success with the new epoch, as Kafka 4.4 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_txn_after_a_timeout_abort_answers_as_kafka_4() {
+    use josefk::kafka_protocol::messages::{EndTxnRequest, TransactionalId};
+    const INVALID_TXN_STATE: i16 = 48;
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 1).unwrap();
+    let options = ConnectionOptions::from_config(&client(&cluster)).unwrap();
+    let conn = Connection::connect(&cluster.bootstrap_servers(), Some(1), options)
+        .await
+        .unwrap();
+    let id = TransactionalId(StrBytes::from_static_str("raw"));
+    let init = conn
+        .send(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(id.clone()))
+                .with_transaction_timeout_ms(300)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let opts = BatchOptions {
+        producer_id: pid,
+        producer_epoch: epoch,
+        base_sequence: 0,
+        transactional: true,
+        ..BatchOptions::default()
+    };
+    let mut out = BytesMut::new();
+    let record = RecordInput::<Header> {
+        timestamp: 1,
+        key: None,
+        value: Some(b"x"),
+        headers: &[],
+    };
+    encode_batch(&mut out, &opts, [record]).unwrap();
+    let produce = ProduceRequest::default()
+        .with_transactional_id(Some(id.clone()))
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(out.freeze()))])]);
+    let written = conn.send(&produce).await.unwrap();
+    assert_eq!(written.responses[0].partition_responses[0].error_code, 0);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let end = |committed: bool| {
+        EndTxnRequest::default()
+            .with_transactional_id(id.clone())
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_committed(committed)
+    };
+    let commit = conn.send(&end(true)).await.unwrap();
+    assert_eq!(commit.error_code, INVALID_TXN_STATE);
+    let abort = conn.send(&end(false)).await.unwrap();
+    assert_eq!(
+        (abort.error_code, abort.producer_id.0, abort.producer_epoch),
+        (0, pid, epoch + 1)
+    );
+    // The timed-out record is behind an abort marker: nothing is stable but the marker's end.
+    assert_eq!(cluster.end_offset("t", 0), Some(2));
+}

@@ -354,8 +354,13 @@ pub(crate) fn end_txn(state: &mut State, node: i32, v: i16, r: EndTxnRequest) ->
         } else {
             TxnState::Aborted
         };
-        if t.state == done && r.producer_epoch.checked_add(1) == Some(t.epoch) {
-            return answer(code::NONE, t.producer_id, t.epoch);
+        if r.producer_epoch.checked_add(1) == Some(t.epoch) {
+            if t.state == done {
+                return answer(code::NONE, t.producer_id, t.epoch);
+            }
+            // E.g. a commit of a transaction the coordinator aborted on its timeout (Kafka 4:
+            // abortable for the client, which aborts and goes on with the new epoch).
+            return answer(code::INVALID_TXN_STATE, -1, -1);
         }
     }
     if error != code::NONE {

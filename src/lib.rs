@@ -47,6 +47,10 @@ pub mod record;
 pub mod security;
 pub mod state;
 
+/// An in-process mock Kafka cluster for tests (feature `testing`); a test double, not a broker.
+#[cfg(feature = "testing")]
+pub mod testing;
+
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod __fuzz;

@@ -39,6 +39,9 @@ enum Event {
     /// The member was dropped without close: it holds nothing any more (a dead process fetches
     /// nothing), though the broker only notices at its session timeout.
     Killed(usize),
+    /// The test stops polling the member: it fetches nothing until its next poll, which first
+    /// reports its partitions lost (they may be someone else's by then).
+    StoppedPolling(usize),
 }
 
 #[derive(Default)]
@@ -163,7 +166,16 @@ fn assert_single_owner(log: &SharedLog) {
                     }
                 }
             }
-            Event::Revoked(m, tps) | Event::Lost(m, tps) => {
+            Event::Lost(m, tps) => {
+                // Lost partitions may already be another member's: only drop this member's
+                // hold, if it still has one.
+                for tp in tps {
+                    if owner.get(tp) == Some(m) {
+                        owner.remove(tp);
+                    }
+                }
+            }
+            Event::Revoked(m, tps) => {
                 for tp in tps {
                     assert_eq!(
                         owner.remove(tp),
@@ -181,7 +193,7 @@ fn assert_single_owner(log: &SharedLog) {
                     );
                 }
             }
-            Event::Killed(m) => owner.retain(|_, holder| holder != m),
+            Event::Killed(m) | Event::StoppedPolling(m) => owner.retain(|_, holder| holder != m),
         }
     }
 }
@@ -418,4 +430,205 @@ async fn commits_carry_the_member_epoch_and_group_metadata_names_it() {
     let total: i64 = committed.iter().map(|(_, o)| o.unwrap_or(0)).sum();
     assert_eq!(total, 20);
     c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_that_stops_polling_leaves_loses_its_partitions_and_rejoins() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("kip848-pollgap");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 2).await;
+    let log = SharedLog::default();
+    let other = start(1, config(&bootstrap, &group, 1), &[&topic], log.clone()).await;
+
+    let mut slow =
+        Consumer::connect(config(&bootstrap, &group, 0).max_poll_interval(Duration::from_secs(3)))
+            .await
+            .unwrap();
+    slow.subscribe(&[&topic]).unwrap();
+    slow.set_rebalance_listener(Listener(0, log.clone()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while slow.assignment().len() != 1 {
+        assert!(Instant::now() < deadline, "no 1/1 split");
+        slow.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    let held = slow.assignment();
+    log.lock().unwrap().events.push(Event::StoppedPolling(0));
+
+    // No poll for longer than max.poll.interval.ms: the heartbeat task leaves the group and the
+    // other member takes both partitions.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log
+        .lock()
+        .unwrap()
+        .assignments
+        .get(&1)
+        .map_or(0, |s| s.len())
+        != 2
+    {
+        assert!(Instant::now() < deadline, "the idle member never left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The next poll reports the partitions lost (not revoked), then the member rejoins and gets
+    // one back once the other has revoked it.
+    let lost_events = |log: &SharedLog| {
+        log.lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Lost(0, tps) => Some(tps.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        slow.poll(Duration::from_millis(200)).await.unwrap();
+        let theirs = log
+            .lock()
+            .unwrap()
+            .assignments
+            .get(&1)
+            .map_or(0, |s| s.len());
+        if slow.assignment().len() == 1 && theirs == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the member never got a partition back"
+        );
+    }
+    assert_eq!(lost_events(&log), vec![held]);
+    // Since it stopped polling, nothing of member 0 was revoked (the first split may have
+    // revoked one partition, if it joined first).
+    let events = log.lock().unwrap().events.clone();
+    let stopped = events
+        .iter()
+        .position(|e| *e == Event::StoppedPolling(0))
+        .unwrap();
+    assert!(
+        !events[stopped..]
+            .iter()
+            .any(|e| matches!(e, Event::Revoked(0, tps) if !tps.is_empty())),
+        "{events:?}"
+    );
+    slow.close().await.unwrap();
+    other.stop(Ctl::Close).await;
+    assert_single_owner(&log);
+}
+
+/// Partition numbers in one VerifiableConsumer JSON event line.
+fn json_partitions(line: &str) -> BTreeSet<i32> {
+    line.split("\"partition\":")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn josefk_and_java_consumers_share_one_consumer_group() {
+    use std::io::BufRead;
+
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("kip848-java");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 6).await;
+    let log = SharedLog::default();
+    let member = start(0, config(&bootstrap, &group, 0), &[&topic], log.clone()).await;
+    wait_balanced(&log, &[0], &topic, 6, Duration::from_secs(60)).await;
+
+    let args = [
+        "--bootstrap-server",
+        &bootstrap,
+        "--topic",
+        &topic,
+        "--group-id",
+        &group,
+        "--group-protocol",
+        "consumer",
+    ]
+    .map(str::to_owned);
+    let mut java = tokio::task::spawn_blocking(move || {
+        let dist = josefk_harness::KafkaDist::provision().expect("provision Kafka's tools");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        josefk_harness::spawn_java_tool(&dist, "org.apache.kafka.tools.VerifiableConsumer", &args)
+            .expect("spawn VerifiableConsumer")
+    })
+    .await
+    .unwrap();
+    let events: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stdout = java.take_stdout().expect("stdout");
+    let sink = events.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let stderr = java.take_stderr().expect("stderr");
+    std::thread::spawn(move || {
+        std::io::copy(&mut std::io::BufReader::new(stderr), &mut std::io::sink())
+    });
+    // Java's current assignment, replayed from its incremental events.
+    let java_assigned = |events: &Arc<Mutex<Vec<String>>>| {
+        let mut held = BTreeSet::new();
+        for line in events.lock().unwrap().iter() {
+            if line.contains("\"name\":\"partitions_assigned\"") {
+                held.extend(json_partitions(line));
+            } else if line.contains("\"name\":\"partitions_revoked\"")
+                || line.contains("\"name\":\"partitions_lost\"")
+            {
+                for p in json_partitions(line) {
+                    held.remove(&p);
+                }
+            }
+        }
+        held
+    };
+    // Java joins: josefk gives up three partitions (revoked, not lost), Java gets them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mine: BTreeSet<i32> = log
+            .lock()
+            .unwrap()
+            .assignments
+            .get(&0)
+            .map(|s| s.iter().map(|tp| tp.partition).collect())
+            .unwrap_or_default();
+        let theirs = java_assigned(&events);
+        if mine.len() == 3 && theirs.len() == 3 {
+            assert!(
+                mine.is_disjoint(&theirs),
+                "josefk {mine:?}, Java {theirs:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 3/3 split: josefk {mine:?}, Java {theirs:?}: {:?}",
+            events.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Java leaves: josefk takes over everything and reads records of every partition.
+    tokio::task::spawn_blocking(move || java.stop(Duration::from_secs(20)).expect("stop Java"))
+        .await
+        .unwrap();
+    wait_balanced(&log, &[0], &topic, 6, Duration::from_secs(60)).await;
+    produce(&bootstrap, &topic, "a", 60).await;
+    wait_delivered(&log, 60, Duration::from_secs(60)).await;
+    member.stop(Ctl::Close).await;
+    assert_single_owner(&log);
+    assert!(!log
+        .lock()
+        .unwrap()
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Lost(..))));
 }

@@ -632,3 +632,74 @@ async fn josefk_and_java_consumers_share_one_consumer_group() {
         .iter()
         .any(|e| matches!(e, Event::Lost(..))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn remote_assignor_is_used_and_an_unknown_one_is_a_fatal_error() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("kip848-assignor");
+    create_topic(&bootstrap, &topic, 4).await;
+
+    // `range` on the broker: two members get two consecutive partitions each.
+    let group = format!("{topic}-range");
+    let log = SharedLog::default();
+    let cfg = |id| config(&bootstrap, &group, id).group_remote_assignor("range");
+    let a = start(0, cfg(0), &[&topic], log.clone()).await;
+    let b = start(1, cfg(1), &[&topic], log.clone()).await;
+    let split = wait_balanced(&log, &[0, 1], &topic, 4, Duration::from_secs(60)).await;
+    let mut layouts: Vec<Vec<i32>> = split
+        .values()
+        .map(|s| s.iter().map(|tp| tp.partition).collect())
+        .collect();
+    layouts.sort();
+    assert_eq!(layouts, vec![vec![0, 1], vec![2, 3]]);
+    a.stop(Ctl::Close).await;
+    b.stop(Ctl::Close).await;
+    assert_single_owner(&log);
+
+    // An assignor the broker does not have: poll reports the broker's fatal refusal.
+    let group = format!("{topic}-unknown");
+    let mut c = Consumer::connect(config(&bootstrap, &group, 2).group_remote_assignor("nonesuch"))
+        .await
+        .unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let e = loop {
+        match c.poll(Duration::from_millis(200)).await {
+            Err(e) => break e,
+            Ok(_) => assert!(
+                Instant::now() < deadline,
+                "no error for an unknown assignor"
+            ),
+        }
+    };
+    assert!(e.to_string().contains("UnsupportedAssignor"), "{e}");
+    assert_eq!(e.class(), josefk::ErrorClass::Fatal, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manually_assigned_partitions_are_committed_without_membership() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("kip848-manual");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 1).await;
+    produce(&bootstrap, &topic, "a", 5).await;
+    let mut c = Consumer::connect(config(&bootstrap, &group, 0))
+        .await
+        .unwrap();
+    let tp = TopicPartition::new(&topic, 0);
+    c.assign(std::slice::from_ref(&tp)).await.unwrap();
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got < 5 {
+        assert!(Instant::now() < deadline, "only {got} of 5");
+        got += c.poll(Duration::from_millis(200)).await.unwrap().len();
+    }
+    let meta = c.group_metadata().unwrap();
+    assert_eq!((meta.generation_id, meta.member_id.as_str()), (-1, ""));
+    c.commit().await.expect("a commit outside the group");
+    assert_eq!(
+        c.committed(std::slice::from_ref(&tp)).await.unwrap(),
+        vec![(tp, Some(5))]
+    );
+    c.close().await.unwrap();
+}

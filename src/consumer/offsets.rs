@@ -53,11 +53,9 @@ impl MemberHandle {
             }
             MemberHandle::Consumer(m) => {
                 let m = m.lock().expect("membership lock poisoned");
-                (
-                    m.member_id().to_owned(),
-                    m.epoch(),
-                    m.instance_id().map(str::to_owned),
-                )
+                let (member_id, epoch) = m.commit_identity();
+                let instance_id = (epoch > 0).then(|| m.instance_id().map(str::to_owned));
+                (member_id, epoch, instance_id.flatten())
             }
         }
     }

@@ -42,6 +42,9 @@ pub type TopicId = [u8; 16];
 /// Partitions per topic id, as the heartbeat carries them.
 pub type IdAssignment = BTreeMap<TopicId, BTreeSet<i32>>;
 
+/// The shortest heartbeat interval followed, whatever the broker asks for.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The epoch that joins a group.
 pub const JOIN_EPOCH: i32 = 0;
 /// The epoch that leaves a group.
@@ -190,9 +193,26 @@ impl ConsumerMember {
         &self.member_id
     }
 
-    /// The member epoch: what commits carry as their generation.
+    /// The member epoch.
     pub fn epoch(&self) -> i32 {
         self.epoch
+    }
+
+    /// What commits and transactional offset commits carry: member id and epoch while the
+    /// member is in the group; otherwise an empty member id and -1, as Java's commits of
+    /// manually assigned partitions do (the broker accepts those only while the group has no
+    /// members).
+    pub fn commit_identity(&self) -> (String, i32) {
+        let in_group = self.epoch > 0
+            && matches!(
+                self.state,
+                MemberState::Reconciling | MemberState::Acknowledging | MemberState::Stable
+            );
+        if in_group {
+            (self.member_id.clone(), self.epoch)
+        } else {
+            (String::new(), -1)
+        }
     }
 
     /// `group.instance.id` of a static member.
@@ -296,7 +316,8 @@ impl ConsumerMember {
             return HeartbeatStep::LeaveForPollTimeout(fields);
         }
         let due = match self.last_sent {
-            Some(at) if !self.send_now => at + self.heartbeat_interval,
+            // The floor keeps a broker answering interval 0 from making this a busy loop.
+            Some(at) if !self.send_now => at + self.heartbeat_interval.max(MIN_INTERVAL),
             _ => now,
         };
         if due > now {

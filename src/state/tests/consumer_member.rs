@@ -350,3 +350,28 @@ fn commit_errors() {
         Reaction::Fatal
     );
 }
+
+#[test]
+fn commits_use_member_id_and_epoch_only_while_in_the_group() {
+    let now = Instant::now();
+    let mut m = member(None, now);
+    assert_eq!(m.commit_identity(), (String::new(), -1));
+    let m2 = stable(now);
+    assert_eq!(m2.commit_identity(), ("m-1".to_owned(), 3));
+    m.begin_leave();
+    assert_eq!(m.commit_identity(), (String::new(), -1));
+}
+
+#[test]
+fn a_zero_interval_from_the_broker_does_not_make_a_busy_loop() {
+    let now = Instant::now();
+    let mut m = member(None, now);
+    send(&mut m, now);
+    let mut answer = ok(1, Some(IdAssignment::new()));
+    answer.heartbeat_interval_ms = 0;
+    m.on_heartbeat_response(answer);
+    assert_eq!(
+        m.heartbeat_step(now),
+        HeartbeatStep::WaitUntil(now + MIN_INTERVAL)
+    );
+}

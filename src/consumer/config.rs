@@ -360,7 +360,23 @@ impl ConsumerConfig {
         self
     }
 
-    /// Sets `group.protocol`.
+    /// Sets `group.protocol`. With [`GroupProtocol::Consumer`] the broker assigns partitions
+    /// (KIP-848); the consumer is used the same way.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> josefk::Result<()> {
+    /// use std::time::Duration;
+    /// use josefk::consumer::{Consumer, ConsumerConfig, GroupProtocol};
+    ///
+    /// let config = ConsumerConfig::new("127.0.0.1:9092")
+    ///     .group_id("billing")
+    ///     .group_protocol(GroupProtocol::Consumer)
+    ///     .group_remote_assignor("uniform");
+    /// let mut consumer = Consumer::connect(config).await?;
+    /// consumer.subscribe(&["events"])?;
+    /// let records = consumer.poll(Duration::from_millis(500)).await?;
+    /// # let _ = records; Ok(()) }
+    /// ```
     pub fn group_protocol(mut self, protocol: GroupProtocol) -> Self {
         self.group_protocol = protocol;
         self

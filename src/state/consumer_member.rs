@@ -386,12 +386,17 @@ impl ConsumerMember {
                 self.heartbeat_interval =
                     Duration::from_millis(answer.heartbeat_interval_ms as u64);
             }
+            let received = answer.assignment.is_some();
             if let Some(target) = answer.assignment {
                 self.target = target;
             }
             self.state = match self.state {
                 MemberState::Reconciling => MemberState::Reconciling,
                 _ if self.target != self.owned => MemberState::Reconciling,
+                // The first assignment after a join is reconciled even when it changes nothing,
+                // so the listener hears `on_partitions_assigned` (maybe empty) for every join, as
+                // with Java and classic groups.
+                MemberState::Joining if received => MemberState::Reconciling,
                 // A join answered without an assignment keeps joining until one comes.
                 MemberState::Joining if self.epoch == JOIN_EPOCH => MemberState::Joining,
                 _ => MemberState::Stable,

@@ -299,6 +299,10 @@ fn heartbeat_wait_never_passes_the_poll_deadline() {
     m.subscribe(vec!["a".into()]);
     send(&mut m, now);
     m.on_heartbeat_response(ok(1, Some(IdAssignment::new())));
+    // An empty first assignment is still reconciled once (the listener hears it).
+    assert_eq!(m.reconcile_target(), Some((1, &IdAssignment::new())));
+    m.on_reconciled(1, IdAssignment::new());
+    m.on_heartbeat_response(ok(1, None));
     assert_eq!(m.state(), MemberState::Stable);
     assert_eq!(
         m.heartbeat_step(now),

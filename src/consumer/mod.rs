@@ -1,7 +1,7 @@
 //! The consumer role: [`Consumer`] reads partitions assigned by hand ([`Consumer::assign`]) or by
 //! a consumer group ([`Consumer::subscribe`]; classic or KIP-848 `consumer` protocol), fetches
-//! them from their leaders in `read_uncommitted` or `read_committed`, hands out records in per-partition offset order, and
-//! commits the group's offsets.
+//! them from their leaders in `read_uncommitted` or `read_committed`, hands out records in
+//! per-partition offset order, and commits the group's offsets.
 //!
 //! # Design
 //!

@@ -31,7 +31,7 @@ use josefk::consumer::{
     AutoOffsetReset, CommitMode, Consumer, ConsumerConfig, GroupProtocol, RebalanceListener,
 };
 use josefk::{ClientConfig, TopicPartition};
-use protocol_tests::{Action, ScriptedBroker};
+use protocol_tests::{default_versions, Action, ScriptedBroker};
 
 const TOPIC: &str = "t";
 const TOPIC_ID: [u8; 16] = [7; 16];
@@ -290,4 +290,43 @@ async fn coordinator_moves_and_fencing_are_survived() {
         heard.lock().unwrap().last(),
         Some(&Heard::Revoked(vec![tp]))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_without_the_consumer_protocol_is_a_clear_error_not_a_retry_loop() {
+    let script = Arc::new(Script::default());
+    let versions = default_versions()
+        .into_iter()
+        .filter(|(api, _, _)| *api != ApiKey::ConsumerGroupHeartbeat)
+        .collect();
+    let broker = {
+        let script = script.clone();
+        ScriptedBroker::start_with_versions(versions, move |h, b| script.handle(h, b)).await
+    };
+    *script.port.lock().unwrap() = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let client = ClientConfig::new(&broker.addr()).request_timeout(Duration::from_secs(5));
+    let mut consumer = Consumer::connect(
+        ConsumerConfig::with_client(client)
+            .group_id("g")
+            .group_protocol(GroupProtocol::Consumer),
+    )
+    .await
+    .unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let guard = Instant::now() + Duration::from_secs(30);
+    let e = loop {
+        match consumer.poll(Duration::from_millis(100)).await {
+            Err(e) => break e,
+            Ok(_) => assert!(
+                Instant::now() < guard,
+                "no error from a broker without KIP-848"
+            ),
+        }
+    };
+    assert!(e.to_string().contains("ConsumerGroupHeartbeat"), "{e}");
+    // No retry loop: the coordinator was looked up a few times at most.
+    let finds = *script.find_coordinators.lock().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*script.find_coordinators.lock().unwrap(), finds);
+    assert!(finds <= 2, "{finds} FindCoordinator requests");
 }

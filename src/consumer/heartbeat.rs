@@ -171,6 +171,16 @@ async fn heartbeat_loop(
             HeartbeatStep::Send(fields) => fields,
         };
         let answer = send_heartbeat(&cluster, group, &fields, None).await;
+        if let Err((_, e)) = &answer {
+            if !e.is_retriable() {
+                // A broker without ConsumerGroupHeartbeat (classic-only, or group.version 0),
+                // refused authentication, ...: retrying cannot help.
+                warn!(error = %e, group, "heartbeat cannot be sent; the consumer group is unusable");
+                let Err((_, e)) = answer else { unreachable!() };
+                *fatal.lock().expect("fatal slot poisoned") = Some(e);
+                return;
+            }
+        }
         let reaction = {
             let mut m = member.lock().expect("member lock poisoned");
             match &answer {

@@ -1,10 +1,15 @@
-//! Rebalance time of josefk's group protocols (issue #12's benchmark, josefk rows only): 3 → 4 → 3
+//! Rebalance time of josefk's and Java's group protocols (issue #12's benchmark): 3 → 4 → 3
 //! members over 12 partitions while records keep arriving on every partition, for classic eager
 //! (`range`), classic cooperative (`cooperative-sticky`) and KIP-848 `consumer` (the broker's
-//! `uniform`) groups, same broker, same run.
+//! `uniform`) groups, same broker, same run. Java's rows are its `VerifiableConsumer` processes
+//! (classic with Java's default assignors, which rebalance eagerly, and `consumer`); their
+//! deliveries and assignments are read from its JSON events as they arrive, and a joining Java
+//! member's step starts at its `startup_complete` event (JVM start excluded).
 //!
 //! Run: `cargo bench --bench rebalance_compare`. Uses `KAFKA_BOOTSTRAP_SERVERS` if set, else
-//! starts a private single-node broker with josefk-harness.
+//! starts a private single-node broker with josefk-harness. `JOSEFK_BENCH_ROUNDS` (default 3):
+//! rounds over all clients; the table shows each column's median. Single rounds vary a lot: where
+//! a step falls in the members' heartbeat cycles decides much of the settle time.
 //!
 //! Members are consumers polling in tasks of this process (poll timeout 100 ms,
 //! `fetch.max.wait.ms` 100, Java's default session and heartbeat settings; the `consumer`
@@ -15,8 +20,6 @@
 //! - **pause of staying members**: the longest time, from the step until settled, that a member
 //!   present before and after the step went without records of partitions it kept throughout
 //!   (0 would be "no pause for members whose partitions did not move").
-//!
-//! Java's consumer rows (classic and `consumer`) are not run by this bench yet.
 
 mod common;
 #[path = "../peers/common/worker.rs"]
@@ -39,6 +42,8 @@ enum Mode {
     Eager,
     Cooperative,
     Kip848,
+    JavaClassic,
+    JavaConsumer,
 }
 
 impl Mode {
@@ -47,6 +52,8 @@ impl Mode {
             Mode::Eager => "josefk classic (range, eager)",
             Mode::Cooperative => "josefk classic (cooperative-sticky)",
             Mode::Kip848 => "josefk consumer (KIP-848)",
+            Mode::JavaClassic => "Java classic (default assignors, eager)",
+            Mode::JavaConsumer => "Java consumer (KIP-848)",
         }
     }
 
@@ -59,7 +66,9 @@ impl Mode {
         match self {
             Mode::Eager => c.partition_assignment_strategy(vec![Assignor::Range]),
             Mode::Cooperative => c.partition_assignment_strategy(vec![Assignor::CooperativeSticky]),
-            Mode::Kip848 => c.group_protocol(GroupProtocol::Consumer),
+            Mode::Kip848 | Mode::JavaClassic | Mode::JavaConsumer => {
+                c.group_protocol(GroupProtocol::Consumer)
+            }
         }
     }
 }
@@ -73,9 +82,100 @@ struct Board {
 
 type Shared = Arc<Mutex<Board>>;
 
-struct Member {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+enum Member {
+    Josefk {
+        stop: tokio::sync::watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    Java(josefk_harness::JavaProcess),
+}
+
+/// Partition numbers in one VerifiableConsumer JSON event line.
+fn json_partitions(line: &str) -> BTreeSet<i32> {
+    line.split("\"partition\":")
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+            digits.parse().ok()
+        })
+        .collect()
+}
+
+/// A VerifiableConsumer member; returns once it reported `startup_complete`, with that moment.
+async fn start_java(
+    id: usize,
+    dist: &josefk_harness::KafkaDist,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    protocol: &str,
+    board: Shared,
+) -> (Member, Instant) {
+    use std::io::BufRead;
+    let args: Vec<String> = [
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--group-id",
+        group,
+        "--group-protocol",
+        protocol,
+        "--reset-policy",
+        "latest",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let dist = dist.clone();
+    let mut java = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        josefk_harness::spawn_java_tool(&dist, "org.apache.kafka.tools.VerifiableConsumer", &args)
+            .expect("spawn VerifiableConsumer")
+    })
+    .await
+    .unwrap();
+    let stdout = java.take_stdout().expect("stdout");
+    let stderr = java.take_stderr().expect("stderr");
+    std::thread::spawn(move || {
+        std::io::copy(&mut std::io::BufReader::new(stderr), &mut std::io::sink())
+    });
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut started_tx = Some(started_tx);
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let now = Instant::now();
+            let mut b = board.lock().unwrap();
+            if line.contains("\"name\":\"startup_complete\"") {
+                if let Some(tx) = started_tx.take() {
+                    let _ = tx.send(now);
+                }
+            } else if line.contains("\"name\":\"records_consumed\"") {
+                for p in json_partitions(&line) {
+                    b.deliveries.push((id, p, now));
+                }
+            } else if line.contains("\"name\":\"partitions_assigned\"") {
+                b.assignments
+                    .entry(id)
+                    .or_default()
+                    .extend(json_partitions(&line));
+            } else if line.contains("\"name\":\"partitions_revoked\"")
+                || line.contains("\"name\":\"partitions_lost\"")
+            {
+                let held = b.assignments.entry(id).or_default();
+                for p in json_partitions(&line) {
+                    held.remove(&p);
+                }
+            } else if line.contains("\"name\":\"shutdown_complete\"") {
+                b.assignments.remove(&id);
+            }
+        }
+        board.lock().unwrap().assignments.remove(&id);
+    });
+    let started = started_rx.await.expect("VerifiableConsumer started");
+    (Member::Java(java), started)
 }
 
 async fn start(id: usize, config: ConsumerConfig, topic: &str, board: Shared) -> Member {
@@ -103,13 +203,23 @@ async fn start(id: usize, config: ConsumerConfig, topic: &str, board: Shared) ->
         consumer.close().await.expect("close");
         board.lock().unwrap().assignments.remove(&id);
     });
-    Member { stop, task }
+    Member::Josefk { stop, task }
 }
 
 impl Member {
     async fn close(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap();
+        match self {
+            Member::Josefk { stop, task } => {
+                stop.send(true).unwrap();
+                task.await.unwrap();
+            }
+            Member::Java(mut java) => {
+                tokio::task::spawn_blocking(move || java.stop(Duration::from_secs(30)))
+                    .await
+                    .unwrap()
+                    .expect("stop VerifiableConsumer");
+            }
+        }
     }
 }
 
@@ -198,6 +308,7 @@ fn pause(
 async fn run(
     mode: Mode,
     bootstrap: &str,
+    dist: &josefk_harness::KafkaDist,
     admin: &Admin,
 ) -> (Duration, Duration, Duration, Duration) {
     let stamp = std::time::SystemTime::now()
@@ -227,19 +338,40 @@ async fn run(
         })
     };
     let board = Shared::default();
+    let java = match mode {
+        Mode::JavaClassic => Some("classic"),
+        Mode::JavaConsumer => Some("consumer"),
+        _ => None,
+    };
     let mut members = BTreeMap::new();
     for id in 0..3 {
-        members.insert(
-            id,
-            start(id, mode.config(bootstrap, &group), &topic, board.clone()).await,
-        );
+        let member = match java {
+            Some(protocol) => {
+                start_java(id, dist, bootstrap, &topic, &group, protocol, board.clone())
+                    .await
+                    .0
+            }
+            None => start(id, mode.config(bootstrap, &group), &topic, board.clone()).await,
+        };
+        members.insert(id, member);
     }
     settled(&board, &[0, 1, 2]).await;
 
     let before = board.lock().unwrap().assignments.clone();
-    let joiner = mode.config(bootstrap, &group);
-    let t0 = Instant::now();
-    members.insert(3, start(3, joiner, &topic, board.clone()).await);
+    let t0 = match java {
+        Some(protocol) => {
+            let (member, started) =
+                start_java(3, dist, bootstrap, &topic, &group, protocol, board.clone()).await;
+            members.insert(3, member);
+            started
+        }
+        None => {
+            let joiner = mode.config(bootstrap, &group);
+            let t0 = Instant::now();
+            members.insert(3, start(3, joiner, &topic, board.clone()).await);
+            t0
+        }
+    };
     let done = settled(&board, &[0, 1, 2, 3]).await;
     let join = (done - t0, pause(&board, &[0, 1, 2], &before, t0, done));
 
@@ -262,6 +394,7 @@ async fn run(
 }
 
 fn main() {
+    let rounds = common::env_u64("JOSEFK_BENCH_ROUNDS").unwrap_or(3).max(1) as usize;
     let broker = common::Broker::acquire().unwrap_or_else(|e| panic!("{e}"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -272,14 +405,37 @@ fn main() {
         let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
             .await
             .expect("admin");
-        let mut rows = Vec::new();
-        for mode in [Mode::Eager, Mode::Cooperative, Mode::Kip848] {
-            let r = run(mode, &broker.bootstrap, &admin).await;
-            println!("{}: {r:?}", mode.name());
-            rows.push((mode, r));
+        let modes = [
+            Mode::Eager,
+            Mode::Cooperative,
+            Mode::Kip848,
+            Mode::JavaClassic,
+            Mode::JavaConsumer,
+        ];
+        let mut runs: Vec<Vec<[Duration; 4]>> = vec![Vec::new(); modes.len()];
+        // Rounds interleave the clients so that a slow phase of the machine hits all of them.
+        for round in 0..rounds {
+            for (i, mode) in modes.iter().enumerate() {
+                let (a, b, c, d) = run(*mode, &broker.bootstrap, &broker.dist, &admin).await;
+                println!("round {round}, {}: {:?}", mode.name(), [a, b, c, d]);
+                runs[i].push([a, b, c, d]);
+            }
         }
-        rows
+        modes
+            .iter()
+            .zip(runs)
+            .map(|(mode, r)| {
+                let median = |k: usize| {
+                    let mut v: Vec<Duration> = r.iter().map(|x| x[k]).collect();
+                    v.sort();
+                    v[v.len() / 2]
+                };
+                (*mode, (median(0), median(1), median(2), median(3)))
+            })
+            .collect::<Vec<_>>()
     });
+    println!();
+    println!("medians of {rounds} rounds:");
     println!();
     println!("| client, protocol | 3→4 settled | 3→4 pause of staying members | 4→3 settled | 4→3 pause of staying members |");
     println!("|---|---:|---:|---:|---:|");

@@ -312,7 +312,7 @@ async fn too_large_record_fails_alone(producer: &Producer, topic: &str, first: u
     let e = too_big.await.unwrap_err();
     assert_eq!(
         e.kafka_code(),
-        Some(josefk::error::ResponseError::MessageTooLarge),
+        Some(josefk::ErrorCode::MessageTooLarge),
         "{e}"
     );
     assert!(e.to_string().contains("bytes"), "{e}");

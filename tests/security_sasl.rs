@@ -716,7 +716,7 @@ async fn refused_credentials_fail_fast_with_the_brokers_reason_and_one_dial() {
 struct ExpiredTokens;
 
 impl OAuthBearerTokenProvider for ExpiredTokens {
-    fn token(&self) -> josefk::security::token::TokenFuture<'_> {
+    fn token(&self) -> josefk::security::TokenFuture<'_> {
         let stale = UnsecuredJwsProvider::new("alice")
             .token_at(std::time::SystemTime::now() - Duration::from_secs(7200));
         Box::pin(async move { Ok(OAuthBearerToken::new(stale.value, Duration::from_secs(60))) })

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -148,7 +147,7 @@ impl Admin {
                             .into_iter()
                             .next()
                             .ok_or_else(|| Error::Protocol {
-                                api: Some(ApiKey::DescribeGroups),
+                                api: Some(crate::error::ApiKey::DescribeGroups),
                                 broker: Some(conn.broker().clone()),
                                 message: format!("no answer for group `{group}`"),
                             })?;
@@ -428,14 +427,15 @@ impl Admin {
             let moved = matches!(
                 error,
                 Error::Broker {
-                    code: ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable,
+                    code: crate::error::ErrorCode::NotCoordinator
+                        | crate::error::ErrorCode::CoordinatorNotAvailable,
                     ..
                 }
             );
             let loading = matches!(
                 error,
                 Error::Broker {
-                    code: ResponseError::CoordinatorLoadInProgress,
+                    code: crate::error::ErrorCode::CoordinatorLoadInProgress,
                     ..
                 }
             );

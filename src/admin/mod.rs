@@ -135,14 +135,18 @@ impl Admin {
         })
     }
 
-    /// An admin client sharing an existing cluster view and its connections.
-    pub fn from_cluster(cluster: Cluster) -> Admin {
-        Admin { cluster }
+    internal_fn! {
+        /// An admin client sharing an existing cluster view and its connections.
+        fn from_cluster(cluster: Cluster) -> Admin {
+            Admin { cluster }
+        }
     }
 
-    /// The cluster view.
-    pub fn cluster(&self) -> &Cluster {
-        &self.cluster
+    internal_fn! {
+        /// The cluster view.
+        fn cluster(&self) -> &Cluster {
+            &self.cluster
+        }
     }
 
     fn timeout(&self) -> Duration {
@@ -519,7 +523,7 @@ fn missing_answer<T>(
 ) -> Result<()> {
     match asked.iter().find(|(tp, _)| !answered(tp)) {
         Some((tp, _)) => Err(Error::Protocol {
-            api: Some(api),
+            api: Some(crate::error::ApiKey::from_protocol(api)),
             broker: None,
             message: format!("the leader's answer left out partition {tp}"),
         }),

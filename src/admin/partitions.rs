@@ -60,7 +60,7 @@ impl Admin {
             let delay = backoff.next_delay();
             if Instant::now() + delay > deadline {
                 return Err(Error::Timeout {
-                    api: Some(ApiKey::Metadata),
+                    api: Some(crate::error::ApiKey::Metadata),
                     broker: None,
                     after: timeout,
                 });

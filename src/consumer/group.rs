@@ -499,9 +499,9 @@ async fn heartbeat_loop(
                             Reaction::Fatal => {
                                 let code = code.expect("fatal has a code");
                                 *fatal.lock().expect("fatal slot poisoned") = Some(Error::Broker {
-                                    api: ApiKey::Heartbeat,
+                                    api: crate::error::ApiKey::Heartbeat,
                                     broker: None,
-                                    code,
+                                    code: crate::error::ErrorCode::from_protocol(code),
                                     message: Some(format!("group `{group}`: {code:?}")),
                                     class: ErrorClass::Fatal,
                                 });
@@ -620,9 +620,9 @@ fn group_error(
     group: &str,
 ) -> Error {
     Error::Broker {
-        api,
+        api: crate::error::ApiKey::from_protocol(api),
         broker: Some(conn.broker().clone()),
-        code,
+        code: crate::error::ErrorCode::from_protocol(code),
         message: Some(format!("group `{group}`")),
         class: ErrorClass::Fatal,
     }

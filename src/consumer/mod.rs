@@ -10,18 +10,18 @@
 //!   OFFSET_OUT_OF_RANGE) from ListOffsets per `auto.offset.reset`, or `poll` fails naming it under
 //!   `none`.
 //! - Group membership (the `group` module's join and heartbeat tasks over the IO-free
-//!   [`Membership`](crate::state::membership)) is driven from `poll`: a rejoin first revokes (eager
+//!   `state::membership::Membership`) is driven from `poll`: a rejoin first revokes (eager
 //!   protocol) or keeps (cooperative) the partitions, committing them under auto-commit and calling
 //!   the [`RebalanceListener`], then waits for the join task until `poll`'s deadline.
 //! - [`Consumer::poll`] hands out buffered records first. Otherwise it sends one Fetch per leader
 //!   that has no fetch in flight, for every fetchable partition (assigned, not paused, with a
-//!   position, nothing buffered), on [`Lane::Fetch`](crate::net::Lane::Fetch), within that
+//!   position, nothing buffered), on `net::Lane::Fetch`, within that
 //!   leader's incremental fetch session (KIP-227: only changed partitions are written). Fetches
 //!   run as background tasks owned by the consumer, so a response that arrives after `poll`
 //!   returned (or after its future was dropped) is kept for the next `poll`: that is the prefetch.
 //! - A response partition becomes a buffered `fetch::PartitionFetch` (Java's `CompletedFetch`):
 //!   batches are decoded lazily, CRCs checked (`check.crcs`), a truncated final batch ignored, and
-//!   in `read_committed` each batch goes through [`TransactionFilter`](crate::state::isolation)
+//!   in `read_committed` each batch goes through `state::isolation::TransactionFilter`
 //!   built from the partition's aborted-transaction list and last stable offset. Control batches
 //!   are never delivered; skipped batches still advance the position.
 //! - Errors per partition: NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, FENCED_LEADER_EPOCH
@@ -56,8 +56,8 @@
 //! close (the broker evicts them), fetching from followers (KIP-392), leader-epoch validation of positions after a
 //! leader change (KIP-320's OffsetForLeaderEpoch).
 
-pub mod config;
-pub mod fetch;
+mod config;
+mod fetch;
 mod fetcher;
 mod group;
 mod group_member;
@@ -75,6 +75,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
 
+pub use crate::protocol::records::{Headers, HeadersIter, TimestampType};
+pub use crate::state::assignor::Assignor;
+pub use crate::state::fetch_session::SessionStats as FetchSessionStats;
 pub use config::{AutoOffsetReset, CommitMode, ConsumerConfig};
 pub use fetch::ConsumerRecord;
 pub use group_member::{CommitHandle, RebalanceListener};
@@ -188,9 +191,11 @@ impl Consumer {
         &self.config
     }
 
-    /// The cluster view (shared with nothing else unless cloned).
-    pub fn cluster(&self) -> &Cluster {
-        &self.cluster
+    internal_fn! {
+        /// The cluster view (shared with nothing else unless cloned).
+        fn cluster(&self) -> &Cluster {
+            &self.cluster
+        }
     }
 
     /// Replaces the assignment with `partitions`. Partitions that stay assigned keep their
@@ -525,7 +530,7 @@ impl Consumer {
                 debug!(tp = %fetch.tp, stalls, why, "fetch made no progress; backing off");
                 if stalls >= STALLS_BEFORE_ERROR {
                     let error = Error::Protocol {
-                        api: Some(ApiKey::Fetch),
+                        api: Some(crate::error::ApiKey::Fetch),
                         broker: fetch.broker().cloned(),
                         message: format!(
                             "partition {} makes no progress at offset {}: {stalls} fetches since \
@@ -597,7 +602,7 @@ impl Consumer {
         )
         .await
         .map_err(|_| Error::Timeout {
-            api: Some(ApiKey::ListOffsets),
+            api: Some(crate::error::ApiKey::ListOffsets),
             broker: None,
             after: self.config.default_api_timeout,
         })??;

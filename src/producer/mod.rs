@@ -10,7 +10,7 @@
 //!   `delivery.timeout.ms`; a retry after a lost connection may write a record twice.
 //! - idempotence on (the default): the broker de-duplicates retries by producer id, epoch and
 //!   per-partition sequence, so each record is written once and in send order per partition
-//!   ([`crate::state::sequence`] holds the rules).
+//!   (`state::sequence` holds the rules).
 //!
 //! Every [`DeliveryFuture`] settles by `delivery.timeout.ms` plus at most one
 //! `request.timeout.ms` (the request in flight then). A record given up on fails with
@@ -21,7 +21,7 @@
 //! The IO-free parts live in `state`: the accumulator, the partitioner, the sequence tracker. This
 //! module owns the tasks, the clock and the network.
 
-pub mod config;
+mod config;
 mod delivery;
 mod request;
 mod sender;
@@ -31,11 +31,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+pub use crate::state::partitioner::{partition_for_key, DefaultPartitioner, Partitioner};
 pub use config::{Acks, ProducerConfig};
 pub use delivery::DeliveryFuture;
 pub use transaction::ConsumerGroupMetadata;
@@ -45,7 +45,6 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::protocol::compression::Compression;
 use crate::record::{Header, ProducerRecord, TopicPartition};
 use crate::state::accumulator::{AccumulatorConfig, AppendResult};
-use crate::state::partitioner::{partition_for_key, Partitioner};
 use crate::state::transaction::TxnState;
 use delivery::Settler;
 use sender::{ProducerState, Shared};
@@ -110,7 +109,7 @@ impl Producer {
         };
         let cluster = tokio::time::timeout_at(deadline, Cluster::connect(config.client.clone()))
             .await
-            .map_err(|_| timed_out(ApiKey::Metadata))??;
+            .map_err(|_| timed_out(crate::error::ApiKey::Metadata))??;
         let accumulator = AccumulatorConfig {
             batch_size: config.batch_size,
             linger: config.linger,
@@ -140,7 +139,7 @@ impl Producer {
         } else if shared.config.enable_idempotence {
             let producer = tokio::time::timeout_at(deadline, sender::init_producer_id(&shared))
                 .await
-                .map_err(|_| timed_out(ApiKey::InitProducerId))??;
+                .map_err(|_| timed_out(crate::error::ApiKey::InitProducerId))??;
             shared.lock().set_producer_id(producer);
         }
         shared.spawn(sender::run(shared.clone()));
@@ -153,10 +152,12 @@ impl Producer {
         &self.handle.shared
     }
 
-    /// The cluster view this producer uses (shared with an [`Admin`](crate::admin::Admin) via
-    /// [`Admin::from_cluster`](crate::admin::Admin::from_cluster)).
-    pub fn cluster(&self) -> &Cluster {
-        &self.shared().cluster
+    internal_fn! {
+        /// The cluster view this producer uses (shared with an admin client via
+        /// `Admin::from_cluster`).
+        fn cluster(&self) -> &Cluster {
+            &self.shared().cluster
+        }
     }
 
     /// Queues `record` and returns a future for its delivery.
@@ -186,9 +187,9 @@ impl Producer {
         if size > shared.config.max_request_size {
             shared.check_usable()?;
             return Err(Error::Broker {
-                api: ApiKey::Produce,
+                api: crate::error::ApiKey::Produce,
                 broker: None,
-                code: ResponseError::MessageTooLarge,
+                code: crate::error::ErrorCode::MessageTooLarge,
                 message: Some(format!(
                     "record of about {size} bytes exceeds max.request.size ({})",
                     shared.config.max_request_size
@@ -317,7 +318,7 @@ impl Producer {
         {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
-                api: Some(ApiKey::Metadata),
+                api: Some(crate::error::ApiKey::Metadata),
                 broker: None,
                 after: shared.config.max_block,
             }),
@@ -393,7 +394,7 @@ impl Producer {
         match tokio::time::timeout_at(deadline, shared.txn_coordinator()).await {
             Err(_) => {
                 return Err(Error::Timeout {
-                    api: Some(ApiKey::FindCoordinator),
+                    api: Some(crate::error::ApiKey::FindCoordinator),
                     broker: None,
                     after: shared.config.max_block,
                 })
@@ -529,9 +530,9 @@ impl Producer {
         })?;
         for batch in dropped {
             shared.fail_batch(batch, &|| Error::Broker {
-                api: ApiKey::Produce,
+                api: crate::error::ApiKey::Produce,
                 broker: None,
-                code: ResponseError::TransactionAbortable,
+                code: crate::error::ErrorCode::TransactionAbortable,
                 message: Some("the transaction was aborted before this record was sent".into()),
                 class: ErrorClass::Abortable,
             });

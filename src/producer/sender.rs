@@ -543,7 +543,7 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
             }
             if let Some(txn) = &mut state.txn {
                 txn.on_send_failed(&Error::Timeout {
-                    api: Some(ApiKey::Produce),
+                    api: Some(crate::error::ApiKey::Produce),
                     broker: None,
                     after: shared.config.delivery_timeout,
                 });
@@ -670,9 +670,9 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
         let why = why.unwrap_or_else(|| "the transaction was aborted".into());
         for batch in aborted {
             shared.fail_batch(batch, &|| Error::Broker {
-                api: ApiKey::Produce,
+                api: crate::error::ApiKey::Produce,
                 broker: None,
-                code: ResponseError::TransactionAbortable,
+                code: crate::error::ErrorCode::TransactionAbortable,
                 message: Some(format!("batch not sent: {why}")),
                 class: ErrorClass::Abortable,
             });

@@ -46,8 +46,10 @@ pub struct SessionRequest {
     pub to_forget: Vec<TopicPartition>,
 }
 
-/// Counters of what sessions saved.
+/// Counters of what incremental fetch sessions (KIP-227) saved, from
+/// `Consumer::fetch_session_stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionStats {
     /// Full requests built.
     pub full_requests: u64,
@@ -74,11 +76,13 @@ pub struct FetchSession {
 
 impl FetchSession {
     /// A session not yet created.
+    #[cfg(test)]
     pub fn new() -> Self {
         FetchSession::default()
     }
 
     /// The broker's session id (0 when none).
+    #[cfg(test)]
     pub fn session_id(&self) -> i32 {
         self.session_id
     }

@@ -22,8 +22,11 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use kafka_protocol::error::ResponseError;
-pub use kafka_protocol::messages::ApiKey;
+mod api;
+mod codes;
+
+pub use api::ApiKey;
+pub use codes::ErrorCode;
 
 /// What a caller should do about an [`Error`]. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,7 +154,7 @@ pub enum Error {
 
     /// The broker answered with a Kafka error code.
     #[error(
-        "{api:?}{} failed: {code} (Kafka error {}){}",
+        "{api:?}{} failed: {code:?} (Kafka error {}){}",
         BrokerName(broker),
         code.code(),
         message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
@@ -162,7 +165,7 @@ pub enum Error {
         /// The broker that answered, if known.
         broker: Option<BrokerRef>,
         /// The Kafka error.
-        code: ResponseError,
+        code: ErrorCode,
         /// The broker's error message, where the response has one.
         message: Option<String>,
         /// What to do about it, decided where the error was detected.
@@ -320,7 +323,7 @@ impl Error {
     }
 
     /// The Kafka error, for [`Error::Broker`].
-    pub fn kafka_code(&self) -> Option<ResponseError> {
+    pub fn kafka_code(&self) -> Option<ErrorCode> {
         match self {
             Error::Broker { code, .. } => Some(*code),
             _ => None,
@@ -477,19 +480,20 @@ impl Error {
 
     /// A broker error whose class follows Kafka's retriable flag: retriable if Kafka says so,
     /// otherwise fatal. Roles that know better (transactions) build [`Error::Broker`] themselves.
-    pub fn from_code(
-        api: ApiKey,
+    pub(crate) fn from_code(
+        api: kafka_protocol::messages::ApiKey,
         broker: Option<BrokerRef>,
-        code: ResponseError,
+        code: kafka_protocol::error::ResponseError,
         message: Option<String>,
     ) -> Error {
-        let class = if is_retriable_code(code) {
+        let code = ErrorCode::from_protocol(code);
+        let class = if code.is_retriable() {
             ErrorClass::Retriable
         } else {
             ErrorClass::Fatal
         };
         Error::Broker {
-            api,
+            api: ApiKey::from_protocol(api),
             broker,
             code,
             message,
@@ -499,13 +503,13 @@ impl Error {
 
     /// Turns a response's `error_code` field into `Ok(())` or an [`Error::Broker`] classified by
     /// [`Error::from_code`].
-    pub fn check_code(
-        api: ApiKey,
+    pub(crate) fn check_code(
+        api: kafka_protocol::messages::ApiKey,
         broker: Option<&BrokerRef>,
         error_code: i16,
         message: Option<&str>,
     ) -> Result<()> {
-        match ResponseError::try_from_code(error_code) {
+        match kafka_protocol::error::ResponseError::try_from_code(error_code) {
             None => Ok(()),
             Some(code) => Err(Error::from_code(
                 api,
@@ -517,12 +521,10 @@ impl Error {
     }
 }
 
-/// Whether Kafka classes `code` as retriable. `kafka-protocol`'s table, except where it disagrees
-/// with the broker and the Java client: CONCURRENT_TRANSACTIONS (51) is a `RetriableException`
-/// in Java, and a transactions-v2 leader answers it to a Produce while the previous
-/// transaction's markers are still being written.
-pub fn is_retriable_code(code: ResponseError) -> bool {
-    code.is_retriable() || code == ResponseError::ConcurrentTransactions
+/// Whether Kafka classes `code` as retriable (see [`ErrorCode::is_retriable`]; josefk's table
+/// differs from the protocol crate's for CONCURRENT_TRANSACTIONS).
+pub(crate) fn is_retriable_code(code: kafka_protocol::error::ResponseError) -> bool {
+    ErrorCode::from_protocol(code).is_retriable()
 }
 
 /// `Result` with josefk's [`Error`].
@@ -531,6 +533,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::ApiKey as ProtocolApi;
 
     fn broker() -> BrokerRef {
         BrokerRef {
@@ -571,28 +575,47 @@ mod tests {
     #[test]
     fn broker_error_class_follows_kafka_retriable_flag() {
         let e = Error::from_code(
-            ApiKey::Produce,
+            ProtocolApi::Produce,
             Some(broker()),
             ResponseError::NotLeaderOrFollower,
             None,
         );
         assert_eq!(e.class(), ErrorClass::Retriable);
-        let e = Error::from_code(ApiKey::Produce, None, ResponseError::MessageTooLarge, None);
+        let e = Error::from_code(
+            ProtocolApi::Produce,
+            None,
+            ResponseError::MessageTooLarge,
+            None,
+        );
         assert_eq!(e.class(), ErrorClass::Fatal);
-        assert_eq!(e.kafka_code(), Some(ResponseError::MessageTooLarge));
+        assert_eq!(e.kafka_code(), Some(ErrorCode::MessageTooLarge));
         assert_eq!(e.api(), Some(ApiKey::Produce));
+        let e = Error::from_code(
+            ProtocolApi::Produce,
+            None,
+            ResponseError::ConcurrentTransactions,
+            None,
+        );
+        assert_eq!(e.class(), ErrorClass::Retriable);
     }
 
     #[test]
     fn check_code_zero_is_ok_and_nonzero_names_api_broker_and_code() {
-        assert!(Error::check_code(ApiKey::Metadata, None, 0, None).is_ok());
-        let e = Error::check_code(ApiKey::CreateTopics, Some(&broker()), 36, Some("exists"))
-            .unwrap_err();
+        assert!(Error::check_code(ProtocolApi::Metadata, None, 0, None).is_ok());
+        let e = Error::check_code(
+            ProtocolApi::CreateTopics,
+            Some(&broker()),
+            36,
+            Some("exists"),
+        )
+        .unwrap_err();
         let text = e.to_string();
         assert!(text.contains("CreateTopics"), "{text}");
         assert!(text.contains("broker 1 (127.0.0.1:9092)"), "{text}");
         assert!(text.contains("Kafka error 36"), "{text}");
         assert!(text.contains("exists"), "{text}");
+        assert!(text.contains("TopicAlreadyExists"), "{text}");
+        assert_eq!(e.kafka_code().map(ErrorCode::code), Some(36));
         assert_eq!(e.broker(), Some(&broker()));
     }
 
@@ -682,5 +705,62 @@ mod tests {
         assert_eq!(e.class(), ErrorClass::Fatal);
         assert!(e.to_string().contains("Produce"));
         assert!(e.to_string().contains("0..=2"));
+    }
+}
+
+#[cfg(test)]
+mod code_tests {
+    use super::{ApiKey, ErrorCode};
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::ApiKey as ProtocolApi;
+
+    #[test]
+    fn every_protocol_error_code_maps_to_the_same_number_and_retriable_flag() {
+        let mut known = 0;
+        for n in -1..=200i16 {
+            let (Some(ours), Some(theirs)) =
+                (ErrorCode::from_code(n), ResponseError::try_from_code(n))
+            else {
+                assert_eq!(n, 0);
+                continue;
+            };
+            assert_eq!(ours.code(), n);
+            assert_eq!(ErrorCode::from_protocol(theirs), ours);
+            if let ErrorCode::Other(_) = ours {
+                assert_eq!(theirs, ResponseError::Unknown(n));
+                continue;
+            }
+            known += 1;
+            let expect_retriable =
+                theirs.is_retriable() || theirs == ResponseError::ConcurrentTransactions;
+            assert_eq!(ours.is_retriable(), expect_retriable, "{ours:?}");
+            assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+        }
+        assert!(known > 120, "{known}");
+        assert_eq!(
+            ErrorCode::NotLeaderOrFollower.name(),
+            "NOT_LEADER_OR_FOLLOWER"
+        );
+        assert_eq!(ErrorCode::MessageTooLarge.to_string(), "MESSAGE_TOO_LARGE");
+        assert_eq!(ErrorCode::from_code(0), None);
+        assert_eq!(ErrorCode::from_code(9999), Some(ErrorCode::Other(9999)));
+    }
+
+    #[test]
+    fn every_protocol_api_key_maps_to_the_same_number_and_name() {
+        let mut known = 0;
+        for n in 0..=200i16 {
+            let theirs = ProtocolApi::try_from(n).ok();
+            let ours = ApiKey::from_code(n);
+            assert_eq!(ours.is_some(), theirs.is_some(), "key {n}");
+            if let (Some(ours), Some(theirs)) = (ours, theirs) {
+                known += 1;
+                assert_eq!(ApiKey::from_protocol(theirs), ours);
+                assert_eq!(ours.code(), n);
+                assert_eq!(ours.name(), format!("{theirs:?}"));
+            }
+        }
+        assert!(known > 70, "{known}");
+        assert_eq!(ApiKey::FindCoordinator.to_string(), "FindCoordinator");
     }
 }

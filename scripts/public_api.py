@@ -27,8 +27,10 @@ for href, name in re.findall(r'href="([^"]+\.html)">([^<]+)</a>', index):
     decl = re.search(r'<pre class="rust item-decl">(.*?)</pre>', page, re.S)
     if decl and kind in ("fn", "type", "constant"):
         lines.add(f"{kind} {path}: {text(decl.group(1))}")
-    for field in re.findall(r'<span id="(?:structfield|variant)\.[^"]+" class="[^"]*">(.*?)</span>', page, re.S):
-        lines.add(f"{kind} {path}: field/variant {text(field)}")
+    for anchor, field in re.findall(
+        r'<span id="((?:structfield|variant)\.[^"]+)" class="[^"]*">(.*?)</span>', page, re.S
+    ):
+        lines.add(f"{kind} {path}: {anchor}: {text(field).lstrip('§')}")
     for head in re.findall(r'<h[34] class="code-header">(.*?)</h[34]>', page, re.S):
         lines.add(f"{kind} {path}: {text(head)}")
 

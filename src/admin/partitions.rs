@@ -63,6 +63,7 @@ impl Admin {
                     api: Some(crate::error::ApiKey::Metadata),
                     broker: None,
                     after: timeout,
+                    outcome_unknown: false,
                 });
             }
             tokio::time::sleep(delay).await;

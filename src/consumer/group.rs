@@ -177,11 +177,7 @@ impl Group {
             () = tokio::time::sleep_until(deadline) => return None,
         };
         self.join = None;
-        Some(
-            joined.unwrap_or_else(|e| {
-                Err(Error::InvalidState(format!("group join task failed: {e}")))
-            }),
-        )
+        Some(joined.unwrap_or_else(|e| Err(Error::Failed(format!("group join task failed: {e}")))))
     }
 
     /// Sends LeaveGroup for a dynamic member (a static member stays, keeping its instance id's
@@ -402,7 +398,7 @@ async fn leader_assignments(
     response: &JoinGroupResponse,
 ) -> Result<Vec<SyncGroupRequestAssignment>> {
     let assignor = Assignor::from_name(protocol).ok_or_else(|| {
-        Error::InvalidState(format!(
+        Error::Failed(format!(
             "the coordinator chose assignor `{protocol}`, which this member did not offer"
         ))
     })?;

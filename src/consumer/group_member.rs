@@ -56,7 +56,7 @@ impl std::future::Future for CommitHandle {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<()>> {
         std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
-            joined.unwrap_or_else(|e| Err(Error::InvalidState(format!("commit task failed: {e}"))))
+            joined.unwrap_or_else(|e| Err(Error::Failed(format!("commit task failed: {e}"))))
         })
     }
 }

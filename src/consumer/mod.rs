@@ -605,6 +605,7 @@ impl Consumer {
             api: Some(crate::error::ApiKey::ListOffsets),
             broker: None,
             after: self.config.default_api_timeout,
+            outcome_unknown: false,
         })??;
         Ok(answers.into_iter().map(|(tp, o)| (tp, o.offset)).collect())
     }

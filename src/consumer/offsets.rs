@@ -138,6 +138,7 @@ pub(crate) async fn commit(
                     api: Some(crate::error::ApiKey::OffsetCommit),
                     broker: Some(broker),
                     after: timeout,
+                    outcome_unknown: true,
                 });
             }
             if retry_after_backoff {

@@ -48,6 +48,31 @@ macro_rules! api_keys {
     };
 }
 
+impl ApiKey {
+    /// Whether a request of this API only reads (so a timed-out one changed nothing).
+    pub(crate) fn only_reads(self) -> bool {
+        matches!(
+            self,
+            ApiKey::Metadata
+                | ApiKey::ApiVersions
+                | ApiKey::FindCoordinator
+                | ApiKey::ListOffsets
+                | ApiKey::Fetch
+                | ApiKey::OffsetFetch
+                | ApiKey::DescribeGroups
+                | ApiKey::ListGroups
+                | ApiKey::DescribeConfigs
+                | ApiKey::DescribeCluster
+                | ApiKey::DescribeAcls
+                | ApiKey::DescribeProducers
+                | ApiKey::DescribeTransactions
+                | ApiKey::ListTransactions
+                | ApiKey::DescribeLogDirs
+                | ApiKey::OffsetForLeaderEpoch
+        )
+    }
+}
+
 impl fmt::Display for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

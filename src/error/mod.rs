@@ -8,11 +8,17 @@
 //!   safe to repeat; a caller sees one only when the retry budget (a timeout) ran out.
 //! - [`ErrorClass::Abortable`]: the current transaction cannot commit, but the producer is healthy:
 //!   abort it and begin a new one.
-//! - [`ErrorClass::Fatal`]: the client (or this call) cannot go on: the producer was fenced, the
-//!   broker is too old, the configuration is wrong. Close the client.
+//! - [`ErrorClass::Fatal`]: the client cannot go on: the producer was fenced, the broker is too
+//!   old, the configuration is wrong, the credentials were refused. Close the client.
 //! - [`ErrorClass::Rejected`]: this one call was refused as made (an invalid topic name, a
-//!   partition that does not exist, a record too large); nothing was sent and the client is
+//!   partition that does not exist, a record too large, a call the client's state does not allow
+//!   such as committing with no transaction begun); nothing was sent and the client is
 //!   unaffected. Fix the input; repeating the same call fails the same way.
+//!
+//! [`Error::outcome_unknown`] is separate from the class: it is true only when a request that may
+//! have changed something was sent and no answer says whether it did (a lost connection or a
+//! timeout after sending a produce, commit or transaction call). A `send` that timed out waiting
+//! for metadata or buffer memory queued nothing, so its outcome is known.
 //!
 //! The same Kafka error code can mean different things in different places (an `INVALID_PRODUCER_EPOCH`
 //! from the transaction coordinator is fatal, from a partition leader it is abortable), so the class of
@@ -36,7 +42,7 @@ pub enum ErrorClass {
     Retriable,
     /// The current transaction must be aborted; the client stays usable.
     Abortable,
-    /// The client, or this call as made, cannot succeed; retrying will not help.
+    /// The client cannot go on; close it.
     Fatal,
     /// This call was refused as made (bad argument); the client stays usable.
     Rejected,
@@ -172,8 +178,19 @@ pub enum Error {
         class: ErrorClass,
     },
 
-    /// No answer within the allowed time. For a request that was sent, its outcome is unknown.
-    #[error("{}{} timed out after {}", ApiName(*api), BrokerName(broker), Millis(*after))]
+    /// No answer within the allowed time.
+    ///
+    /// `outcome_unknown` is true when a request that changes something (a produce, a commit, a
+    /// transaction call) was sent and may have been applied; false when the time ran out before
+    /// anything was queued or sent (`send` waiting for metadata or buffer memory, connecting) or
+    /// the request only reads.
+    #[error(
+        "{}{} timed out after {}{}",
+        ApiName(*api),
+        BrokerName(broker),
+        Millis(*after),
+        if *outcome_unknown { " (outcome unknown)" } else { "" }
+    )]
     Timeout {
         /// The API, if one request timed out.
         api: Option<ApiKey>,
@@ -181,6 +198,8 @@ pub enum Error {
         broker: Option<BrokerRef>,
         /// The time allowed.
         after: Duration,
+        /// Whether a request that may have been applied was sent.
+        outcome_unknown: bool,
     },
 
     /// The broker does not support any version of an API that josefk can speak.
@@ -202,9 +221,16 @@ pub enum Error {
     },
 
     /// A call was made in a state that does not allow it (for example committing with no
-    /// transaction begun).
+    /// transaction begun, subscribing without `group.id`, seeking an unassigned partition).
+    /// Nothing was done; the client is unaffected ([`ErrorClass::Rejected`]).
     #[error("invalid state: {0}")]
     InvalidState(String),
+
+    /// The client failed earlier (a fatal error such as a fenced producer, or one of its tasks
+    /// ended unexpectedly) and refuses further calls: close it ([`ErrorClass::Fatal`]). The text
+    /// names the original failure.
+    #[error("client failed: {0}")]
+    Failed(String),
 
     /// The broker refused this client's credentials (SASL: bad password, unknown user, expired or
     /// rejected token, mechanism not enabled) or the principal's session could not be renewed.
@@ -304,12 +330,12 @@ impl Error {
             | Error::Timeout { .. }
             | Error::BufferExhausted { .. }
             | Error::Undelivered { .. } => ErrorClass::Retriable,
-            Error::InvalidArgument(_) => ErrorClass::Rejected,
+            Error::InvalidArgument(_) | Error::InvalidState(_) => ErrorClass::Rejected,
             Error::Broker { class, .. } => *class,
             Error::Config(_)
             | Error::Protocol { .. }
             | Error::UnsupportedVersion { .. }
-            | Error::InvalidState(_)
+            | Error::Failed(_)
             | Error::Authentication { .. }
             | Error::Tls { .. }
             | Error::CloseTimedOut { .. }
@@ -367,7 +393,9 @@ impl Error {
                 outcome_unknown, ..
             } => *outcome_unknown,
             Error::CloseTimedOut { unknown, .. } => *unknown > 0,
-            Error::Timeout { .. } => true,
+            Error::Timeout {
+                outcome_unknown, ..
+            } => *outcome_unknown,
             _ => false,
         }
     }
@@ -415,10 +443,16 @@ impl Error {
                 message: message.clone(),
                 class: *class,
             },
-            Error::Timeout { api, broker, after } => Error::Timeout {
+            Error::Timeout {
+                api,
+                broker,
+                after,
+                outcome_unknown,
+            } => Error::Timeout {
                 api: *api,
                 broker: broker.clone(),
                 after: *after,
+                outcome_unknown: *outcome_unknown,
             },
             Error::UnsupportedVersion {
                 api,
@@ -434,6 +468,7 @@ impl Error {
                 client_max: *client_max,
             },
             Error::InvalidState(m) => Error::InvalidState(m.clone()),
+            Error::Failed(m) => Error::Failed(m.clone()),
             Error::Authentication { broker, message } => Error::Authentication {
                 broker: broker.clone(),
                 message: message.clone(),
@@ -646,8 +681,10 @@ mod tests {
             api: Some(ApiKey::Metadata),
             broker: None,
             after: Duration::from_nanos(2_999_999_382),
+            outcome_unknown: false,
         };
         assert_eq!(e.to_string(), "Metadata timed out after 3s");
+        assert!(!e.outcome_unknown());
         assert_eq!(Millis(Duration::from_micros(1_500_400)).to_string(), "1.5s");
         assert_eq!(Millis(Duration::from_millis(250)).to_string(), "250ms");
     }
@@ -689,6 +726,30 @@ mod tests {
         assert!(!e.outcome_unknown());
         assert_eq!(e.class(), ErrorClass::Retriable);
         assert_eq!(e.api(), None);
+    }
+
+    #[test]
+    fn a_timeout_is_outcome_unknown_only_when_it_says_so() {
+        let e = |unknown| Error::Timeout {
+            api: Some(ApiKey::OffsetCommit),
+            broker: None,
+            after: Duration::from_secs(1),
+            outcome_unknown: unknown,
+        };
+        assert!(e(true).outcome_unknown());
+        assert!(e(true).to_string().ends_with("(outcome unknown)"));
+        assert!(!e(false).outcome_unknown());
+        assert!(e(true).duplicate().outcome_unknown());
+        assert_eq!(e(false).class(), ErrorClass::Retriable);
+    }
+
+    #[test]
+    fn misuse_is_rejected_and_an_earlier_failure_is_fatal() {
+        assert_eq!(
+            Error::InvalidState("no transaction".into()).class(),
+            ErrorClass::Rejected
+        );
+        assert_eq!(Error::Failed("fenced".into()).class(), ErrorClass::Fatal);
     }
 
     #[test]

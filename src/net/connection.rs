@@ -786,10 +786,12 @@ impl ConnectionTask {
             } => {
                 culprit = Some(correlation_id);
                 warn!(broker = %self.broker, ?api, "request timed out; closing connection");
+                let api_key = crate::error::ApiKey::from_protocol(api);
                 let error = Error::Timeout {
-                    api: Some(crate::error::ApiKey::from_protocol(api)),
+                    api: Some(api_key),
                     broker: Some(self.broker.clone()),
                     after,
+                    outcome_unknown: !api_key.only_reads(),
                 };
                 (format!("{api:?} request timed out"), Some(error))
             }

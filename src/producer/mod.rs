@@ -106,6 +106,7 @@ impl Producer {
             api: Some(api),
             broker: None,
             after: max_block,
+            outcome_unknown: false,
         };
         let cluster = tokio::time::timeout_at(deadline, Cluster::connect(config.client.clone()))
             .await
@@ -186,16 +187,10 @@ impl Producer {
         let size = estimated_record_size(&record);
         if size > shared.config.max_request_size {
             shared.check_usable()?;
-            return Err(Error::Broker {
-                api: crate::error::ApiKey::Produce,
-                broker: None,
-                code: crate::error::ErrorCode::MessageTooLarge,
-                message: Some(format!(
-                    "record of about {size} bytes exceeds max.request.size ({})",
-                    shared.config.max_request_size
-                )),
-                class: ErrorClass::Rejected,
-            });
+            return Err(Error::InvalidArgument(format!(
+                "record of about {size} bytes exceeds max.request.size ({}); it was not sent",
+                shared.config.max_request_size
+            )));
         }
         // One hash lookup of the topic on the common path (the snapshot already knows it).
         let known = shared.cluster.metadata();
@@ -321,6 +316,7 @@ impl Producer {
                 api: Some(crate::error::ApiKey::Metadata),
                 broker: None,
                 after: shared.config.max_block,
+                outcome_unknown: false,
             }),
         }
     }
@@ -397,6 +393,7 @@ impl Producer {
                     api: Some(crate::error::ApiKey::FindCoordinator),
                     broker: None,
                     after: shared.config.max_block,
+                    outcome_unknown: false,
                 })
             }
             Ok(Err(e)) if !e.is_retriable() => return Err(e),

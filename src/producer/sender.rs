@@ -224,10 +224,10 @@ impl ProducerState {
             return Err(e
                 .last_error()
                 .map(|e| e.to_error())
-                .unwrap_or_else(|| Error::InvalidState("producer failed".into())));
+                .unwrap_or_else(|| Error::Failed("producer failed".into())));
         }
         if let Some(why) = &self.fatal {
-            return Err(Error::InvalidState(format!("producer failed: {why}")));
+            return Err(Error::Failed(format!("producer failed: {why}")));
         }
         if self.closing {
             return Err(Error::Closed);
@@ -282,7 +282,7 @@ impl Shared {
                     return Ok(());
                 }
                 if let Some(why) = &state.fatal {
-                    return Err(Error::InvalidState(format!("producer failed: {why}")));
+                    return Err(Error::Failed(format!("producer failed: {why}")));
                 }
             }
             match deadline {
@@ -292,6 +292,7 @@ impl Shared {
                             api: None,
                             broker: None,
                             after: d.saturating_duration_since(started),
+                            outcome_unknown: true,
                         });
                     }
                 }
@@ -378,7 +379,7 @@ impl Shared {
         }
         self.txn_wake.notify_one();
         let message = error.to_string();
-        self.abort_all(|| Error::InvalidState(format!("producer failed: {message}")));
+        self.abort_all(|| Error::Failed(format!("producer failed: {message}")));
         self.wake.notify_one();
     }
 }
@@ -546,6 +547,7 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                     api: Some(crate::error::ApiKey::Produce),
                     broker: None,
                     after: shared.config.delivery_timeout,
+                    outcome_unknown: false,
                 });
             }
             // What kept a batch that was never tried from going out.

@@ -165,6 +165,7 @@ impl Shared {
                     api: Some(crate::error::ApiKey::from_protocol(api)),
                     broker: None,
                     after: self.config.max_block,
+                    outcome_unknown: true,
                 });
             }
         }
@@ -183,7 +184,7 @@ pub(crate) fn txn_error(state: &super::sender::ProducerState) -> Option<Error> {
         TxnState::AbortableError | TxnState::FatalError => Some(
             txn.last_error()
                 .map(|e| e.to_error())
-                .unwrap_or_else(|| Error::InvalidState("transaction failed".into())),
+                .unwrap_or_else(|| Error::Failed("transaction failed".into())),
         ),
         _ => None,
     }

@@ -318,7 +318,7 @@ impl TransactionManager {
     fn fail_if_error(&self) -> Result<()> {
         match (self.state(), &self.last_error) {
             (TxnState::AbortableError | TxnState::FatalError, Some(e)) => Err(e.to_error()),
-            (TxnState::FatalError, None) => Err(Error::InvalidState("fatal error".into())),
+            (TxnState::FatalError, None) => Err(Error::Failed("fatal error".into())),
             _ => Ok(()),
         }
     }

@@ -125,7 +125,7 @@ impl TxnError {
     /// as TRANSACTION_ABORTABLE, since that is what it means: abort and go on.
     pub fn to_error(&self) -> Error {
         match (self.code, self.class) {
-            (None, ErrorClass::Fatal) => Error::InvalidState(self.message.clone()),
+            (None, ErrorClass::Fatal) => Error::Failed(self.message.clone()),
             (code, class) => Error::Broker {
                 api: self.api.unwrap_or(ApiKey::Produce),
                 broker: None,

@@ -340,6 +340,7 @@ pub(super) fn settle(
                             api: Some(crate::error::ApiKey::Produce),
                             broker: None,
                             after: shared.config.delivery_timeout,
+                            outcome_unknown,
                         });
                     }
                     gave_up.push((batch, why, outcome_unknown, None));

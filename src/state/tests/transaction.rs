@@ -442,6 +442,7 @@ fn under_v2_the_coordinator_bumps_so_the_abort_sends_only_end_txn() {
         api: Some(ApiKey::Produce),
         broker: None,
         after: Duration::from_secs(1),
+        outcome_unknown: true,
     });
     assert_eq!(m.state(), AbortableError);
     m.begin_abort().unwrap();

@@ -362,7 +362,7 @@ pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
 /// | | producer | consumer |
 /// |---|---|---|
 /// | `AtMostOnce` | acks=0, no retries | commits before processing |
-/// | `AtLeastOnce` | acks=all, retries within `delivery.timeout.ms` | commits after processing |
+/// | `AtLeastOnce` | acks=all, retries within `delivery.timeout.ms`, idempotent (the default) | commits after processing |
 /// | `ExactlyOnce` | acks=all, idempotent; transactions with a `transactional.id` | read_committed; offsets committed in the producer's transaction |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Guarantee {

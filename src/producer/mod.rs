@@ -36,13 +36,12 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub use crate::state::partitioner::{partition_for_key, DefaultPartitioner, Partitioner};
-pub use config::{Acks, ProducerConfig};
+pub use config::{Acks, Compression, ProducerConfig};
 pub use delivery::DeliveryFuture;
 pub use transaction::ConsumerGroupMetadata;
 
 use crate::cluster::{validate_topic_name, Cluster};
 use crate::error::{Error, ErrorClass, Result};
-use crate::protocol::compression::Compression;
 use crate::record::{Header, ProducerRecord, TopicPartition};
 use crate::state::accumulator::{AccumulatorConfig, AppendResult};
 use crate::state::transaction::TxnState;
@@ -94,13 +93,10 @@ impl Producer {
     ///
     /// Bounded by `max.block.ms` ([`Error::Timeout`] naming the request waited for: Metadata
     /// while bootstrapping, InitProducerId while getting a producer id).
-    pub async fn connect(mut config: ProducerConfig) -> Result<Producer> {
-        config.validate()?;
+    pub async fn connect(config: ProducerConfig) -> Result<Producer> {
+        let config = config.resolved()?;
         let deadline = Instant::now() + config.max_block;
-        let compression: Compression = config
-            .compression
-            .parse()
-            .map_err(|e| Error::Config(format!("`compression.type`: {e}")))?;
+        let compression = config.compression.codec();
         let max_block = config.max_block;
         let timed_out = |api| Error::Timeout {
             api: Some(api),

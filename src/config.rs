@@ -107,6 +107,45 @@ impl ClientConfig {
         Ok(config)
     }
 
+    /// Builds a config from the text of a Java client `.properties` file holding client-level
+    /// keys (`bootstrap.servers`, `security.protocol`, `ssl.*`, `sasl.*`, ...); for a producer's or
+    /// consumer's file use `ProducerConfig::from_properties_str` or
+    /// `ConsumerConfig::from_properties_str`.
+    ///
+    /// The text is read as `java.util.Properties` reads it (`key=value`, `key: value`, `#`/`!`
+    /// comments, backslash continuations and escapes). Keys only the Java client has (serializer,
+    /// interceptor and other class names, JMX metrics settings: see the crate's README) are
+    /// skipped with one `tracing` warning naming them; any other key josefk does not know, and
+    /// any bad value, is an [`Error::Config`] naming it.
+    ///
+    /// ```
+    /// let config = josefk::ClientConfig::from_properties_str(
+    ///     r#"
+    /// bootstrap.servers=k1:9093,k2:9093
+    /// security.protocol=SASL_SSL
+    /// sasl.mechanism=SCRAM-SHA-512
+    /// sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+    ///     username="app" password="secret";
+    /// ! Java-only: skipped with one warning.
+    /// metric.reporters=com.example.Reporter
+    /// "#,
+    /// )?;
+    /// assert_eq!(config.bootstrap_servers, ["k1:9093", "k2:9093"]);
+    /// assert_eq!(config.security_protocol, josefk::SecurityProtocol::SaslSsl);
+    /// # Ok::<(), josefk::Error>(())
+    /// ```
+    pub fn from_properties_str(text: &str) -> Result<Self> {
+        let mut config = ClientConfig::default();
+        crate::properties::apply(text, "client", |k, v| config.set(k, v))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`ClientConfig::from_properties_str`] on the contents of the file at `path`.
+    pub fn from_properties_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::from_properties_str(&crate::properties::read_file(path.as_ref())?)
+    }
+
     /// Sets one Java-style property. Returns `Ok(false)` if `key` is not a client-level property (so
     /// role configs can try their own keys), and an error if the value is invalid.
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {

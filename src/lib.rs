@@ -68,6 +68,7 @@ pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod producer;
+mod properties;
 pub mod record;
 pub mod security;
 internal_modules!(cluster, net, protocol, state);

@@ -182,6 +182,26 @@ impl ProducerConfig {
         Ok(config)
     }
 
+    /// Builds a config from the text of a Java producer's `.properties` file (client-level keys
+    /// included).
+    ///
+    /// The text is read as `java.util.Properties` reads it (`key=value`, `key: value`, `#`/`!`
+    /// comments, backslash continuations and escapes). Keys only the Java client has (serializer,
+    /// interceptor and other class names, JMX metrics settings: see the crate's README) are
+    /// skipped with one `tracing` warning naming them; any other key josefk does not know, and
+    /// any bad value, is an [`Error::Config`] naming it.
+    pub fn from_properties_str(text: &str) -> Result<Self> {
+        let mut config = ProducerConfig::with_client(ClientConfig::default());
+        crate::properties::apply(text, "producer", |k, v| config.set(k, v).map(|()| true))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`ProducerConfig::from_properties_str`] on the contents of the file at `path`.
+    pub fn from_properties_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::from_properties_str(&crate::properties::read_file(path.as_ref())?)
+    }
+
     /// Sets one Java producer property (client-level ones included).
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         match key {

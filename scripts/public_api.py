@@ -31,7 +31,12 @@ for href, name in re.findall(r'href="([^"]+\.html)">([^<]+)</a>', index):
         r'<span id="((?:structfield|variant)\.[^"]+)" class="[^"]*">(.*?)</span>', page, re.S
     ):
         lines.add(f"{kind} {path}: {anchor}: {text(field).lstrip('§')}")
-    for head in re.findall(r'<h[34] class="code-header">(.*?)</h[34]>', page, re.S):
+    # Inherent methods and every impl header; the methods inside trait impls are the trait's
+    # (and its provided methods change with the toolchain), so they are left out.
+    inherent = page.split('id="trait-implementations"')[0]
+    for head in re.findall(r'<h4 class="code-header">(.*?)</h4>', inherent, re.S):
+        lines.add(f"{kind} {path}: {text(head)}")
+    for head in re.findall(r'<h3 class="code-header">(.*?)</h3>', page, re.S):
         lines.add(f"{kind} {path}: {text(head)}")
 
 print("\n".join(sorted(lines)))

@@ -99,6 +99,17 @@ impl Admin {
     /// Every group the cluster knows: one ListGroups per broker (each lists the groups it
     /// coordinates), sorted by group id. Fails if any broker cannot be asked, as Java's
     /// `listConsumerGroups` reports per-broker failures.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// for group in admin.list_groups().await? {
+    ///     println!("{}", group.group_id);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
         let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
         let brokers: Vec<i32> = snapshot.brokers.keys().copied().collect();
@@ -133,6 +144,17 @@ impl Admin {
     /// Describes groups: state, chosen assignor, members with their subscriptions and assigned
     /// partitions. A group that does not exist is described with state `Dead` and no members (as
     /// the coordinator answers).
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// for group in admin.describe_groups(&["billing"]).await? {
+    ///     println!("{}: {} members", group.group_id, group.members.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn describe_groups(&self, groups: &[&str]) -> Result<Vec<GroupDescription>> {
         let mut out = Vec::with_capacity(groups.len());
         for group in groups {
@@ -281,6 +303,15 @@ impl Admin {
 
     /// Deletes groups with no active members, with their committed offsets. A group that still
     /// has members fails with NON_EMPTY_GROUP, one that does not exist with GROUP_ID_NOT_FOUND.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// admin.delete_groups(&["old-group"]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_groups(&self, groups: &[&str]) -> Result<()> {
         let unique: BTreeSet<&str> = groups.iter().copied().collect();
         for group in unique {

@@ -91,6 +91,16 @@ impl Consumer {
     /// (within `metadata.max.age.ms`) and the group rebalances.
     ///
     /// Fails without `group.id`, or while partitions are assigned by hand.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("g").commit_mode(CommitMode::Manual)).await?;
+    /// consumer.subscribe(&["orders", "refunds"])?; // joins the group at the next poll
+    /// let records = consumer.poll(Duration::from_secs(1)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<()> {
         let Some(group_id) = self.config.group_id.clone() else {
             return Err(Error::InvalidState(
@@ -178,6 +188,17 @@ impl Consumer {
     ///
     /// Dropping a consumer without `close` leaves like a crashed process: the group moves its
     /// partitions only after `session.timeout.ms`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("g").commit_mode(CommitMode::Manual)).await?;
+    /// # consumer.subscribe(&["orders"])?;
+    /// let _records = consumer.poll(Duration::from_secs(1)).await?;
+    /// consumer.close().await?; // commits (auto-commit modes) and leaves the group at once
+    /// # Ok(()) }
+    /// ```
     pub async fn close(mut self) -> Result<()> {
         let Some(mut group) = self.group.take() else {
             // Manual assignment with `group.id`: auto-commit's last commit.
@@ -217,6 +238,20 @@ impl Consumer {
     /// now be another member's), the commit fails; the next `poll` rejoins.
     ///
     /// Cancellation: see the module docs (a commit left in flight is harmless).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("g").commit_mode(CommitMode::Manual)).await?;
+    /// # consumer.subscribe(&["orders"])?;
+    /// let records = consumer.poll(Duration::from_secs(1)).await?;
+    /// for record in &records {
+    ///     // process(record)
+    /// }
+    /// consumer.commit().await?; // the offsets after every record poll handed out
+    /// # Ok(()) }
+    /// ```
     pub async fn commit(&mut self) -> Result<()> {
         self.group_id()?;
         let offsets = self.positions();

@@ -75,9 +75,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
 
-pub use crate::protocol::records::{Headers, HeadersIter, TimestampType};
+pub use crate::protocol::records::{DecodedHeader, Headers, HeadersIter, TimestampType};
 pub use crate::state::assignor::Assignor;
-pub use crate::state::fetch_session::SessionStats as FetchSessionStats;
+pub use crate::state::fetch_session::FetchSessionStats;
 pub use config::{AutoOffsetReset, CommitMode, ConsumerConfig};
 pub use fetch::ConsumerRecord;
 pub use group_member::{CommitHandle, RebalanceListener};
@@ -87,7 +87,7 @@ use crate::admin::{Admin, OffsetSpec};
 use crate::cluster::{Cluster, TopicsQuery};
 use crate::error::{Error, Result};
 use crate::record::TopicPartition;
-use crate::state::fetch_session::{FetchSession, SessionStats};
+use crate::state::fetch_session::FetchSession;
 use crate::state::membership::{MemberTimers, Membership};
 use fetch::{DecompressBudget, PartitionFetch};
 use fetcher::FetchOutcome;
@@ -148,6 +148,18 @@ impl Consumer {
     /// Validates `config` and connects to the cluster. No partition is assigned yet.
     ///
     /// Cancellation: dropping the future abandons the bootstrap; nothing is left running.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// let config = ConsumerConfig::new("127.0.0.1:9092")
+    ///     .group_id("billing")
+    ///     .commit_mode(CommitMode::Manual);
+    /// let mut consumer = Consumer::connect(config).await?;
+    /// consumer.subscribe(&["orders"])?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
         let cluster = Cluster::connect(config.client.clone()).await?;
@@ -208,6 +220,20 @@ impl Consumer {
     /// the topic's partitions.
     ///
     /// Cancellation: dropping the future leaves the previous assignment in place.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// use josefk::TopicPartition;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092")).await?;
+    /// // No group: read partition 0 of `orders` from its beginning.
+    /// let tp = TopicPartition::new("orders", 0);
+    /// consumer.assign(std::slice::from_ref(&tp)).await?;
+    /// consumer.seek_to_beginning(&[tp]).await?;
+    /// let records = consumer.poll(Duration::from_secs(1)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         if self.group.is_some() {
             return Err(Error::InvalidState(
@@ -276,8 +302,8 @@ impl Consumer {
 
     /// What incremental fetch sessions (KIP-227) did so far, summed over brokers: requests built
     /// full and incremental, partitions written into requests and partitions fetched implicitly.
-    pub fn fetch_session_stats(&self) -> SessionStats {
-        let mut total = SessionStats::default();
+    pub fn fetch_session_stats(&self) -> FetchSessionStats {
+        let mut total = FetchSessionStats::default();
         for s in self.sessions.values() {
             let s = s.stats();
             total.full_requests += s.full_requests;
@@ -396,6 +422,22 @@ impl Consumer {
     ///
     /// Cancellation: safe at any await. A dropped `poll` returned nothing and moved no position;
     /// fetches it started keep running and their data waits for the next `poll`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("g").commit_mode(CommitMode::Manual)).await?;
+    /// # consumer.subscribe(&["orders"])?;
+    /// loop {
+    ///     for record in consumer.poll(Duration::from_millis(500)).await? {
+    ///         println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+    ///     }
+    ///     consumer.commit().await?; // after processing: at least once
+    /// #   break;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         self.poll_limited(timeout, self.config.max_poll_records)
             .await

@@ -93,6 +93,16 @@ impl Producer {
     ///
     /// Bounded by `max.block.ms` ([`Error::Timeout`] naming the request waited for: Metadata
     /// while bootstrapping, InitProducerId while getting a producer id).
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// let config = ProducerConfig::new("127.0.0.1:9092").linger(std::time::Duration::from_millis(10));
+    /// let producer = Producer::connect(config).await?;
+    /// # drop(producer);
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(config: ProducerConfig) -> Result<Producer> {
         let config = config.resolved()?;
         let deadline = Instant::now() + config.max_block;
@@ -166,6 +176,24 @@ impl Producer {
     ///
     /// Cancellation: dropping this future before it resolves leaves the record unqueued; once it
     /// has resolved, the record is queued and dropping the [`DeliveryFuture`] does not cancel it.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("127.0.0.1:9092")).await?;
+    /// // Queue many, then await their deliveries: each future says where its record landed.
+    /// let mut deliveries = Vec::new();
+    /// for i in 0..100 {
+    ///     let record = ProducerRecord::new("events", format!("event {i}")).key("user-1");
+    ///     deliveries.push(producer.send(record).await?);
+    /// }
+    /// for delivery in deliveries {
+    ///     let written = delivery.await?;
+    ///     println!("{}-{} at {:?}", written.topic, written.partition, written.offset);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         self.send_by(record, None).await
     }
@@ -347,6 +375,17 @@ impl Producer {
     /// outcome (Java `flush`).
     ///
     /// Cancellation: dropping the future stops waiting; the records are still delivered.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("127.0.0.1:9092")).await?;
+    /// let delivery = producer.send(ProducerRecord::new("events", "last")).await?;
+    /// producer.flush().await?; // every record queued so far has an outcome now
+    /// delivery.await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn flush(&self) -> Result<()> {
         let shared = self.shared();
         shared.lock().begin_flush();
@@ -378,6 +417,16 @@ impl Producer {
     /// Bounded by `max.block.ms` ([`Error::Timeout`]). Cancellation or timeout does not stop the
     /// request: the producer keeps initializing in the background, and calling this again waits
     /// for that same initialization.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// let config = ProducerConfig::new("127.0.0.1:9092").transactional_id("orders-copier-1");
+    /// let producer = Producer::connect(config).await?;
+    /// producer.init_transactions().await?; // fences an older instance with the same id
+    /// # Ok(()) }
+    /// ```
     pub async fn init_transactions(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
@@ -417,6 +466,19 @@ impl Producer {
     /// Java `beginTransaction`: opens a transaction. Local only (nothing is sent until a record or
     /// offsets are). The protocol (KIP-890 v1 or v2) is chosen now from the coordinator's
     /// ApiVersions and kept until the transaction ends.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("k:9092").transactional_id("copier-1")).await?;
+    /// # producer.init_transactions().await?;
+    /// producer.begin_transaction()?;
+    /// drop(producer.send(ProducerRecord::new("out", "a")).await?);
+    /// drop(producer.send(ProducerRecord::new("out", "b")).await?);
+    /// producer.commit_transaction().await?; // both become visible to read_committed readers, or neither
+    /// # Ok(()) }
+    /// ```
     pub fn begin_transaction(&self) -> Result<()> {
         self.with_txn(|state| {
             state.txn.as_mut().expect("checked").begin_transaction()?;
@@ -435,6 +497,30 @@ impl Producer {
     /// Bounded by `max.block.ms`. Cancellation or timeout does not withdraw the offsets: they are
     /// still sent and are part of the transaction if that succeeds. A call made while an earlier
     /// call's offsets are still being committed (from a clone of this producer) is refused.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// use std::time::Duration;
+    /// use josefk::consumer::{Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("k:9092").transactional_id("copier-1")).await?;
+    /// # producer.init_transactions().await?;
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("copier")).await?;
+    /// // Consume-transform-produce: the input offsets commit with the output, exactly once.
+    /// producer.begin_transaction()?;
+    /// let records = consumer.poll(Duration::from_secs(1)).await?;
+    /// let mut next = std::collections::BTreeMap::new();
+    /// for r in &records {
+    ///     drop(producer.send(ProducerRecord::new("out", r.value.clone().unwrap_or_default())).await?);
+    ///     next.insert(r.topic_partition(), r.offset + 1); // the next offset to read
+    /// }
+    /// let offsets: Vec<_> = next.into_iter().map(|(tp, o)| (tp, o, None)).collect();
+    /// let group = consumer.group_metadata().expect("a group is configured");
+    /// producer.send_offsets_to_transaction(&offsets, &group).await?;
+    /// producer.commit_transaction().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn send_offsets_to_transaction(
         &self,
         offsets: &[(TopicPartition, i64, Option<String>)],
@@ -490,6 +576,25 @@ impl Producer {
     /// Bounded by `max.block.ms` ([`Error::Timeout`], retriable). Cancellation or timeout does
     /// not stop the commit: it goes on in the background, and calling this again waits for it.
     /// Until it has ended, aborting or beginning a transaction is refused.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// use josefk::ErrorClass;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("k:9092").transactional_id("copier-1")).await?;
+    /// # producer.init_transactions().await?;
+    /// producer.begin_transaction()?;
+    /// drop(producer.send(ProducerRecord::new("out", "x")).await?);
+    /// match producer.commit_transaction().await {
+    ///     Ok(()) => {}
+    ///     // Abortable: abort, rewind the input, and try again in a new transaction.
+    ///     Err(e) if e.class() == ErrorClass::Abortable => producer.abort_transaction().await?,
+    ///     // Fatal (fenced by a newer instance, not authorized): this producer is done.
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn commit_transaction(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
@@ -514,6 +619,19 @@ impl Producer {
     /// Bounded by `max.block.ms`. Cancellation or timeout does not stop the abort (nor the epoch
     /// bump that ends it); calling this again waits for it. Until it has ended, committing or
     /// beginning a transaction is refused.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("k:9092").transactional_id("copier-1")).await?;
+    /// # producer.init_transactions().await?;
+    /// producer.begin_transaction()?;
+    /// drop(producer.send(ProducerRecord::new("out", "draft")).await?);
+    /// producer.abort_transaction().await?; // read_committed readers never see "draft"
+    /// producer.begin_transaction()?;
+    /// # Ok(()) }
+    /// ```
     pub async fn abort_transaction(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
@@ -560,6 +678,17 @@ impl Producer {
     ///
     /// Cancellation: dropping the future before `timeout` leaves the producer closing gracefully
     /// (delivering what is queued) without stopping it.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("127.0.0.1:9092")).await?;
+    /// drop(producer.send(ProducerRecord::new("events", "bye")).await?);
+    /// // Delivers what is queued, waiting at most 10 s; then every delivery future has its outcome.
+    /// producer.close(std::time::Duration::from_secs(10)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn close(&self, timeout: Duration) -> Result<()> {
         let shared = &self.handle.shared;
         let deadline = Instant::now() + timeout;

@@ -50,7 +50,7 @@ pub struct SessionRequest {
 /// `Consumer::fetch_session_stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct SessionStats {
+pub struct FetchSessionStats {
     /// Full requests built.
     pub full_requests: u64,
     /// Incremental requests built.
@@ -71,7 +71,7 @@ pub struct FetchSession {
     partitions: BTreeMap<TopicPartition, SessionPartition>,
     /// The request in flight: whether it was full, and the partitions it makes the session hold.
     pending: Option<(bool, BTreeMap<TopicPartition, SessionPartition>)>,
-    stats: SessionStats,
+    stats: FetchSessionStats,
 }
 
 impl FetchSession {
@@ -88,7 +88,7 @@ impl FetchSession {
     }
 
     /// The counters.
-    pub fn stats(&self) -> SessionStats {
+    pub fn stats(&self) -> FetchSessionStats {
         self.stats
     }
 

@@ -99,9 +99,7 @@ impl ClientConfig {
     {
         let mut config = ClientConfig::default();
         for (key, value) in props {
-            if !config.set(key, value)? {
-                return Err(Error::Config(format!("unknown property `{key}`")));
-            }
+            config.set(key, value)?;
         }
         config.validate()?;
         Ok(config)
@@ -136,7 +134,7 @@ impl ClientConfig {
     /// ```
     pub fn from_properties_str(text: &str) -> Result<Self> {
         let mut config = ClientConfig::default();
-        crate::properties::apply(text, "client", |k, v| config.set(k, v))?;
+        crate::properties::apply(text, "client", |k, v| config.set_if_known(k, v))?;
         config.validate()?;
         Ok(config)
     }
@@ -146,9 +144,20 @@ impl ClientConfig {
         Self::from_properties_str(&crate::properties::read_file(path.as_ref())?)
     }
 
-    /// Sets one Java-style property. Returns `Ok(false)` if `key` is not a client-level property (so
-    /// role configs can try their own keys), and an error if the value is invalid.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+    /// Sets one Java client property (`bootstrap.servers`, `ssl.*`, `sasl.*`, ...), as the role
+    /// configs' `set` does for theirs. An unknown key or a bad value is an [`Error::Config`]
+    /// naming it.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if self.set_if_known(key, value)? {
+            Ok(())
+        } else {
+            Err(Error::Config(format!("unknown client property `{key}`")))
+        }
+    }
+
+    /// [`ClientConfig::set`], but `Ok(false)` for a key that is not a client-level property (so
+    /// role configs can try their own keys).
+    pub(crate) fn set_if_known(&mut self, key: &str, value: &str) -> Result<bool> {
         match key {
             "bootstrap.servers" => self.bootstrap_servers = split_list(value),
             "client.id" => self.client_id = value.to_owned(),
@@ -448,6 +457,16 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("request.timeout.ms"), "{e}");
         assert!(e.to_string().contains("soon"), "{e}");
+        // `set` has the role configs' signature: an unknown key is an error, not `Ok(false)`.
+        let mut c = ClientConfig::default();
+        let e = c.set("bogus", "1").unwrap_err();
+        assert!(
+            e.to_string().contains("unknown client property `bogus`"),
+            "{e}"
+        );
+        c.set("ssl.endpoint.identification.algorithm", "").unwrap();
+        c.set("client.id", "me").unwrap();
+        assert_eq!(c.client_id, "me");
     }
 
     #[test]

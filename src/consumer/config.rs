@@ -248,7 +248,7 @@ impl ConsumerConfig {
                 ))
             }
             _ => {
-                if !self.client.set(key, value)? {
+                if !self.client.set_if_known(key, value)? {
                     return Err(Error::Config(format!("unknown consumer property `{key}`")));
                 }
             }

@@ -236,7 +236,7 @@ impl ProducerConfig {
             }
             "transaction.timeout.ms" => self.transaction_timeout = parse_ms(key, value)?,
             _ => {
-                if !self.client.set(key, value)? {
+                if !self.client.set_if_known(key, value)? {
                     return Err(Error::Config(format!("unknown producer property `{key}`")));
                 }
             }

@@ -3,6 +3,8 @@
 # every item path, and each item's fields, variants, methods and trait impls as one line each).
 # No nightly, no network. Default features, i.e. what a user gets: the doc(hidden)
 # `unstable-internals` modules and methods do not appear.
+# The auto-trait lines (Send, Sync, Unpin, ...) come from the toolchain's rustdoc: after a Rust
+# update, regenerate and review the listing once.
 #   scripts/public-api.sh          print the listing
 #   scripts/public-api.sh --check  fail (showing the diff) when public-api.txt is out of date
 set -euo pipefail

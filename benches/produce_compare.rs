@@ -77,7 +77,7 @@ async fn josefk_run(args: WorkerArgs) -> WorkerResult {
         .idempotence(true)
         .linger(Duration::from_millis(args.linger_ms))
         .batch_size(args.batch_size)
-        .compression(&args.compression);
+        .compression(args.compression.parse().expect("compression"));
     config.buffer_memory = args.buffer_memory;
     let producer = Producer::connect(config).await.expect("josefk connect");
     let payloads = common::payloads(args.size);

@@ -24,9 +24,9 @@
 //! acknowledges; the consumer commits an offset only after the records before it were processed,
 //! so a crash can only leave processed-but-uncommitted records behind, never
 //! committed-but-unprocessed ones. What it does not cover: duplicates. A's crash between
-//! processing and committing makes B process A's orders again from the last committed offset, and
-//! a producer retry after a lost connection can write an order twice (idempotence is off here; the
-//! idempotent producer removes that second cause, not the first).
+//! processing and committing makes B process A's orders again from the last committed offset. (The
+//! producer stays idempotent, as by default, so its retries after a lost connection write no
+//! second copy; only the consumer side can duplicate.)
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -94,9 +94,7 @@ fn client_config(bootstrap: &str, client_id: &str) -> AnyResult<ClientConfig> {
             let (key, value) = line
                 .split_once('=')
                 .ok_or(format!("not key=value: {line}"))?;
-            if !config.set(key.trim(), value.trim())? {
-                return Err(format!("unknown client property `{}`", key.trim()).into());
-            }
+            config.set(key.trim(), value.trim())?;
         }
         config.validate()?;
     }

@@ -11,7 +11,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
-use josefk::producer::{Producer, ProducerConfig};
+use josefk::producer::{Compression, Producer, ProducerConfig};
 use josefk::{ClientConfig, IsolationLevel, ProducerRecord, TopicPartition};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -55,7 +55,8 @@ async fn run(bootstrap: &str) -> josefk::Result<()> {
     }
 
     const RECORDS: usize = 10_000;
-    let producer = Producer::connect(ProducerConfig::new(bootstrap).compression("lz4")).await?;
+    let producer =
+        Producer::connect(ProducerConfig::new(bootstrap).compression(Compression::Lz4)).await?;
     let started = std::time::Instant::now();
     let mut deliveries = Vec::with_capacity(RECORDS);
     for i in 0..RECORDS {

@@ -99,17 +99,65 @@ impl ClientConfig {
     {
         let mut config = ClientConfig::default();
         for (key, value) in props {
-            if !config.set(key, value)? {
-                return Err(Error::Config(format!("unknown property `{key}`")));
-            }
+            config.set(key, value)?;
         }
         config.validate()?;
         Ok(config)
     }
 
-    /// Sets one Java-style property. Returns `Ok(false)` if `key` is not a client-level property (so
-    /// role configs can try their own keys), and an error if the value is invalid.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+    /// Builds a config from the text of a Java client `.properties` file holding client-level
+    /// keys (`bootstrap.servers`, `security.protocol`, `ssl.*`, `sasl.*`, ...); for a producer's or
+    /// consumer's file use `ProducerConfig::from_properties_str` or
+    /// `ConsumerConfig::from_properties_str`.
+    ///
+    /// The text is read as `java.util.Properties` reads it (`key=value`, `key: value`, `#`/`!`
+    /// comments, backslash continuations and escapes). Keys only the Java client has (serializer,
+    /// interceptor and other class names, JMX metrics settings: see the crate's README) are
+    /// skipped with one `tracing` warning naming them; any other key josefk does not know, and
+    /// any bad value, is an [`Error::Config`] naming it.
+    ///
+    /// ```
+    /// let config = josefk::ClientConfig::from_properties_str(
+    ///     r#"
+    /// bootstrap.servers=k1:9093,k2:9093
+    /// security.protocol=SASL_SSL
+    /// sasl.mechanism=SCRAM-SHA-512
+    /// sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required \
+    ///     username="app" password="secret";
+    /// ! Java-only: skipped with one warning.
+    /// metric.reporters=com.example.Reporter
+    /// "#,
+    /// )?;
+    /// assert_eq!(config.bootstrap_servers, ["k1:9093", "k2:9093"]);
+    /// assert_eq!(config.security_protocol, josefk::SecurityProtocol::SaslSsl);
+    /// # Ok::<(), josefk::Error>(())
+    /// ```
+    pub fn from_properties_str(text: &str) -> Result<Self> {
+        let mut config = ClientConfig::default();
+        crate::properties::apply(text, "client", |k, v| config.set_if_known(k, v))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`ClientConfig::from_properties_str`] on the contents of the file at `path`.
+    pub fn from_properties_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::from_properties_str(&crate::properties::read_file(path.as_ref())?)
+    }
+
+    /// Sets one Java client property (`bootstrap.servers`, `ssl.*`, `sasl.*`, ...), as the role
+    /// configs' `set` does for theirs. An unknown key or a bad value is an [`Error::Config`]
+    /// naming it.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        if self.set_if_known(key, value)? {
+            Ok(())
+        } else {
+            Err(Error::Config(format!("unknown client property `{key}`")))
+        }
+    }
+
+    /// [`ClientConfig::set`], but `Ok(false)` for a key that is not a client-level property (so
+    /// role configs can try their own keys).
+    pub(crate) fn set_if_known(&mut self, key: &str, value: &str) -> Result<bool> {
         match key {
             "bootstrap.servers" => self.bootstrap_servers = split_list(value),
             "client.id" => self.client_id = value.to_owned(),
@@ -362,7 +410,7 @@ pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
 /// | | producer | consumer |
 /// |---|---|---|
 /// | `AtMostOnce` | acks=0, no retries | commits before processing |
-/// | `AtLeastOnce` | acks=all, retries within `delivery.timeout.ms` | commits after processing |
+/// | `AtLeastOnce` | acks=all, retries within `delivery.timeout.ms`, idempotent (the default) | commits after processing |
 /// | `ExactlyOnce` | acks=all, idempotent; transactions with a `transactional.id` | read_committed; offsets committed in the producer's transaction |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Guarantee {
@@ -409,6 +457,16 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("request.timeout.ms"), "{e}");
         assert!(e.to_string().contains("soon"), "{e}");
+        // `set` has the role configs' signature: an unknown key is an error, not `Ok(false)`.
+        let mut c = ClientConfig::default();
+        let e = c.set("bogus", "1").unwrap_err();
+        assert!(
+            e.to_string().contains("unknown client property `bogus`"),
+            "{e}"
+        );
+        c.set("ssl.endpoint.identification.algorithm", "").unwrap();
+        c.set("client.id", "me").unwrap();
+        assert_eq!(c.client_id, "me");
     }
 
     #[test]

@@ -10,10 +10,11 @@
 //! ```
 //!
 //! - [`record`], [`error`]: plain data and the one public [`Error`] type.
-//! - [`state`]: IO-free state machines (no tokio, time passed in).
-//! - [`protocol`]: framing, headers, version choice over the `kafka-protocol` crate.
-//! - [`net`]: one task per broker connection owns the socket; handles talk to it over channels.
-//! - [`cluster`]: metadata and coordinator caches shared by every role.
+//! - `state` (internal): IO-free state machines (no tokio, time passed in).
+//! - `protocol` (internal): framing, headers, version choice over the `kafka-protocol` crate.
+//! - `net` (internal): one task per broker connection owns the socket; handles talk to it over
+//!   channels.
+//! - `cluster` (internal): metadata and coordinator caches shared by every role.
 //! - [`admin`]: topic management and cluster inspection.
 //! - [`producer`]: at-most-once, at-least-once and idempotent producing.
 //! - [`consumer`]: fetching assigned or group-assigned partitions with read_uncommitted or
@@ -35,17 +36,42 @@
 #![deny(missing_docs, unsafe_code, rust_2018_idioms)]
 #![warn(missing_debug_implementations)]
 
+/// Declares the internal layers: private, or public but hidden under the `unstable-internals`
+/// feature (for protocol-tests, josefk's own tests and benches; not covered by semver).
+macro_rules! internal_modules {
+    ($($name:ident),*) => {$(
+        #[cfg(feature = "unstable-internals")]
+        #[doc(hidden)]
+        pub mod $name;
+        #[cfg(not(feature = "unstable-internals"))]
+        mod $name;
+    )*};
+}
+
+/// A method that hands out an internal layer's type: public but hidden under the
+/// `unstable-internals` feature (the tests reach connections through it), crate-private otherwise.
+macro_rules! internal_fn {
+    ($(#[$meta:meta])* fn $($rest:tt)*) => {
+        $(#[$meta])*
+        #[cfg(feature = "unstable-internals")]
+        #[doc(hidden)]
+        pub fn $($rest)*
+        $(#[$meta])*
+        #[cfg(not(feature = "unstable-internals"))]
+        #[allow(dead_code)] // only the tests call some of them
+        pub(crate) fn $($rest)*
+    };
+}
+
 pub mod admin;
-pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod error;
-pub mod net;
 pub mod producer;
-pub mod protocol;
+mod properties;
 pub mod record;
 pub mod security;
-pub mod state;
+internal_modules!(cluster, net, protocol, state);
 
 /// An in-process mock Kafka cluster for tests (feature `testing`); a test double, not a broker.
 #[cfg(feature = "testing")]
@@ -56,11 +82,14 @@ pub mod testing;
 pub mod __fuzz;
 
 pub use config::{ClientConfig, Guarantee};
-pub use error::{BrokerRef, Error, ErrorClass, Result};
+pub use consumer::{Headers, TimestampType};
+pub use error::{ApiKey, BrokerRef, Error, ErrorClass, ErrorCode, Result};
 pub use record::{Header, IsolationLevel, ProducerRecord, RecordMetadata, TopicPartition};
 pub use security::{Password, SecurityProtocol};
 
-/// The `kafka-protocol` crate josefk is built on, for callers that build raw requests.
+/// The `kafka-protocol` crate josefk is built on, for tests that build raw requests.
+#[cfg(feature = "unstable-internals")]
+#[doc(hidden)]
 pub use kafka_protocol;
 
 /// The README's code blocks, compiled and run by `cargo test --doc` so the front page never shows

@@ -136,12 +136,22 @@ impl ProducerRecord {
 
 /// Where a produced record landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecordMetadata {
-    /// The topic-partition.
-    pub partition: TopicPartition,
+    /// The topic.
+    pub topic: String,
+    /// The partition (as in [`ConsumerRecord`](crate::consumer::ConsumerRecord)).
+    pub partition: i32,
     /// The record's offset, or `None` when the broker does not say: `acks=0`, or a retried batch the
     /// broker recognised as a duplicate of one it already had (DUPLICATE_SEQUENCE_NUMBER).
     pub offset: Option<i64>,
     /// The timestamp the broker logged (`LogAppendTime` topics) or the record's own.
     pub timestamp: i64,
+}
+
+impl RecordMetadata {
+    /// The record's topic-partition.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.clone(), self.partition)
+    }
 }

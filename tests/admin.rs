@@ -19,11 +19,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
-use josefk::error::ResponseError;
 use josefk::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use josefk::kafka_protocol::messages::DescribeConfigsRequest;
 use josefk::kafka_protocol::protocol::StrBytes;
 use josefk::net::Lane;
+use josefk::ErrorCode;
 use josefk::{Error, IsolationLevel, TopicPartition};
 use josefk_harness::KafkaDist;
 use tokio::time::Instant;
@@ -136,7 +136,7 @@ async fn java_console_produce(bootstrap: String, topic: String, lines: Vec<Strin
     .unwrap()
 }
 
-fn broker_code(e: &Error) -> Option<ResponseError> {
+fn broker_code(e: &Error) -> Option<ErrorCode> {
     match e {
         Error::Broker { code, .. } => Some(*code),
         _ => None,
@@ -234,7 +234,7 @@ async fn topic_lifecycle_with_partitions_leaders_and_configs() {
         .unwrap();
     assert_eq!(
         response.responses[0].partition_responses[0].error_code,
-        ResponseError::MessageTooLarge.code(),
+        ErrorCode::MessageTooLarge.code(),
         "a 300 kB record must exceed max.message.bytes={MAX_MESSAGE_BYTES}"
     );
 
@@ -243,11 +243,7 @@ async fn topic_lifecycle_with_partitions_leaders_and_configs() {
         .create_topics(&[NewTopic::new(&topic, PARTITIONS, 1)])
         .await
         .expect_err("topic exists");
-    assert_eq!(
-        broker_code(&e),
-        Some(ResponseError::TopicAlreadyExists),
-        "{e}"
-    );
+    assert_eq!(broker_code(&e), Some(ErrorCode::TopicAlreadyExists), "{e}");
     assert!(e.to_string().contains(&topic), "{e} should name {topic}");
     assert!(!e.is_retriable());
 
@@ -265,7 +261,7 @@ async fn topic_lifecycle_with_partitions_leaders_and_configs() {
     };
     assert_eq!(
         broker_code(&e),
-        Some(ResponseError::UnknownTopicOrPartition),
+        Some(ErrorCode::UnknownTopicOrPartition),
         "{e}"
     );
     assert!(e.to_string().contains(&topic), "{e}");
@@ -276,7 +272,7 @@ async fn topic_lifecycle_with_partitions_leaders_and_configs() {
         .expect_err("already deleted");
     assert_eq!(
         broker_code(&e),
-        Some(ResponseError::UnknownTopicOrPartition),
+        Some(ErrorCode::UnknownTopicOrPartition),
         "{e}"
     );
     assert!(e.to_string().contains(&topic), "{e}");
@@ -295,7 +291,7 @@ async fn invalid_topic_requests_are_refused_with_the_topic_named() {
         .expect_err("more replicas than brokers");
     assert_eq!(
         broker_code(&e),
-        Some(ResponseError::InvalidReplicationFactor),
+        Some(ErrorCode::InvalidReplicationFactor),
         "{e}"
     );
     assert!(e.to_string().contains(&topic), "{e}");
@@ -305,11 +301,7 @@ async fn invalid_topic_requests_are_refused_with_the_topic_named() {
         .create_topics(&[NewTopic::new(&topic2, 0, 1)])
         .await
         .expect_err("zero partitions");
-    assert_eq!(
-        broker_code(&e),
-        Some(ResponseError::InvalidPartitions),
-        "{e}"
-    );
+    assert_eq!(broker_code(&e), Some(ErrorCode::InvalidPartitions), "{e}");
     assert!(e.to_string().contains(&topic2), "{e}");
 
     let names = admin.list_topics().await.unwrap();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use josefk::admin::{Admin, ConfigChange, ConfigResource, ConfigSource, NewTopic, OffsetSpec};
 use josefk::consumer::{Consumer, ConsumerConfig};
-use josefk::error::ResponseError;
 use josefk::producer::{Producer, ProducerConfig};
+use josefk::ErrorCode;
 use josefk::{Error, IsolationLevel, ProducerRecord, TopicPartition};
 
 use common::*;
@@ -25,7 +25,7 @@ fn value_of(entries: &[josefk::admin::ConfigEntry], key: &str) -> (Option<String
     (e.value.clone(), e.source)
 }
 
-fn broker_code(e: &Error) -> Option<ResponseError> {
+fn broker_code(e: &Error) -> Option<ErrorCode> {
     match e {
         Error::Broker { code, .. } => Some(*code),
         _ => None,
@@ -89,7 +89,7 @@ async fn topic_configs_are_described_and_changed_incrementally() {
         )
         .await
         .unwrap_err();
-    assert_eq!(broker_code(&e), Some(ResponseError::InvalidConfig), "{e}");
+    assert_eq!(broker_code(&e), Some(ErrorCode::InvalidConfig), "{e}");
     assert!(e.to_string().contains(&topic), "{e}");
     let unchanged = admin.describe_configs(&resource).await.unwrap();
     assert_eq!(
@@ -120,11 +120,7 @@ async fn partitions_are_added_and_records_deleted_before_an_offset() {
     let described = admin.describe_topics(&[&topic]).await.unwrap();
     assert_eq!(described[0].partitions.len(), 4);
     let e = admin.create_partitions(&topic, 3).await.unwrap_err();
-    assert_eq!(
-        broker_code(&e),
-        Some(ResponseError::InvalidPartitions),
-        "{e}"
-    );
+    assert_eq!(broker_code(&e), Some(ErrorCode::InvalidPartitions), "{e}");
 
     // Ten records into the new partition 3.
     let producer = Producer::connect(ProducerConfig::with_client(config(&bootstrap)))

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use josefk::admin::Admin;
 use josefk::consumer::Consumer;
-use josefk::error::ResponseError;
 use josefk::state::assignor::Assignor;
+use josefk::ErrorCode;
 use josefk::{Error, TopicPartition};
 use tokio::time::Instant;
 
@@ -119,7 +119,7 @@ async fn groups_are_listed_described_offsets_read_and_deleted() {
         matches!(
             e,
             Error::Broker {
-                code: ResponseError::NonEmptyGroup,
+                code: ErrorCode::NonEmptyGroup,
                 ..
             }
         ),
@@ -132,7 +132,7 @@ async fn groups_are_listed_described_offsets_read_and_deleted() {
         match admin.delete_groups(&[&group]).await {
             Ok(()) => break,
             Err(Error::Broker {
-                code: ResponseError::NonEmptyGroup,
+                code: ErrorCode::NonEmptyGroup,
                 ..
             }) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(e) => panic!("delete_groups after the members left: {e}"),
@@ -153,7 +153,7 @@ async fn groups_are_listed_described_offsets_read_and_deleted() {
         matches!(
             e,
             Error::Broker {
-                code: ResponseError::GroupIdNotFound,
+                code: ErrorCode::GroupIdNotFound,
                 ..
             }
         ),
@@ -222,7 +222,7 @@ async fn group_offsets_are_set_and_deleted_only_while_no_member_consumes() {
         matches!(
             e,
             Error::Broker {
-                code: ResponseError::GroupSubscribedToTopic,
+                code: ErrorCode::GroupSubscribedToTopic,
                 ..
             }
         ),

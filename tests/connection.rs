@@ -366,7 +366,7 @@ async fn broker_stopped_mid_flight_fails_in_flight_then_reconnects() {
                 e,
                 Error::ConnectionLost {
                     outcome_unknown: true,
-                    api: Some(ApiKey::Fetch),
+                    api: Some(josefk::ApiKey::Fetch),
                     ..
                 }
             ),

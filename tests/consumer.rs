@@ -137,7 +137,7 @@ async fn reads_back_exactly_what_the_idempotent_producer_wrote_in_partition_orde
         let md = d.await.expect("delivered");
         let offset = md.offset.expect("idempotent acks=all reports offsets");
         expected
-            .entry(md.partition.partition)
+            .entry(md.partition)
             .or_default()
             .insert(offset, content);
     }

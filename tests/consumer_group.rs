@@ -50,6 +50,7 @@ async fn three_members_share_partitions_under_each_assignor() {
             Assignor::CooperativeSticky => {
                 assert!(layouts.iter().all(|l| l.len() == 2), "{layouts:?}")
             }
+            other => panic!("no expected layout for {other:?}"),
         }
         assert_single_owner_per_generation(&board);
         for m in members {
@@ -224,7 +225,7 @@ async fn a_session_timeout_the_broker_refuses_is_a_clear_fatal_error() {
     let e = c.poll(Duration::from_secs(20)).await.unwrap_err();
     assert_eq!(
         e.kafka_code(),
-        Some(josefk::kafka_protocol::error::ResponseError::InvalidSessionTimeout),
+        Some(josefk::ErrorCode::InvalidSessionTimeout),
         "{e}"
     );
     assert_eq!(e.class(), josefk::ErrorClass::Fatal);

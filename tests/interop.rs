@@ -332,7 +332,7 @@ async fn josefk_produce(
     for (d, rec) in deliveries.into_iter().zip(records) {
         let meta = d.await.unwrap_or_else(|e| panic!("{topic}: delivery: {e}"));
         let offset = meta.offset.expect("acks=all reports the offset");
-        sent.entry(meta.partition.partition)
+        sent.entry(meta.partition)
             .or_default()
             .push((offset, rec.clone()));
     }
@@ -407,7 +407,7 @@ async fn josefk_records_read_identically_by_java_console_consumer_for_every_code
             })
             .collect();
         let config = ProducerConfig::with_client(common::config(&bootstrap))
-            .compression(codec)
+            .compression(codec.parse().expect("codec"))
             .linger(Duration::from_millis(5));
         let sent = josefk_produce(config, topic, &records).await;
         assert_eq!(
@@ -575,7 +575,7 @@ async fn java_read_committed_consumer_sees_all_of_josefks_idempotent_records() {
     let records: Vec<Rec> = (0..300).map(|i| sample("lz4", i)).collect();
     let config = ProducerConfig::with_client(common::config(&bootstrap))
         .idempotence(true)
-        .compression("lz4");
+        .compression(josefk::producer::Compression::Lz4);
     let sent = josefk_produce(config, &topic, &records).await;
 
     // What the log holds: idempotent (a producer id) but not transactional batches.

@@ -137,7 +137,7 @@ async fn idempotent_producer_writes_each_record_once_in_send_order_with_keys_and
     }
     // The delivery reports agree with the log.
     for (i, meta) in acked.iter().enumerate() {
-        let logged = &log[&meta.partition.partition];
+        let logged = &log[&meta.partition];
         let at = logged
             .iter()
             .find(|r| Some(r.offset) == meta.offset)
@@ -158,7 +158,7 @@ async fn every_codec_round_trips_through_the_broker() {
             .unwrap();
         let producer = Producer::connect(
             producer_config(&bootstrap)
-                .compression(codec)
+                .compression(codec.parse().expect("codec"))
                 .delivery_timeout(Duration::from_secs(20)),
         )
         .await
@@ -281,12 +281,15 @@ async fn bad_input_fails_at_the_call_and_loses_nothing_else() {
     );
 
     // Invalid configurations are refused before connecting.
-    let mut conflicting = producer_config(&bootstrap)
+    let conflicting = producer_config(&bootstrap)
         .idempotence(true)
         .acks(Acks::Leader);
     assert!(conflicting.validate().is_err());
-    let e = Producer::connect(producer_config(&bootstrap).compression("brotli"))
-        .await
+    let e = Producer::connect(conflicting).await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Fatal);
+    assert!(e.to_string().contains("acks"), "{e}");
+    let e = producer_config(&bootstrap)
+        .set("compression.type", "brotli")
         .unwrap_err();
     assert_eq!(e.class(), ErrorClass::Fatal);
     assert!(e.to_string().contains("compression.type"), "{e}");
@@ -312,7 +315,7 @@ async fn too_large_record_fails_alone(producer: &Producer, topic: &str, first: u
     let e = too_big.await.unwrap_err();
     assert_eq!(
         e.kafka_code(),
-        Some(josefk::error::ResponseError::MessageTooLarge),
+        Some(josefk::ErrorCode::MessageTooLarge),
         "{e}"
     );
     assert!(e.to_string().contains("bytes"), "{e}");

@@ -131,7 +131,7 @@ async fn round_trip(config: ClientConfig, label: &str, count: usize) {
     let mut written: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
     for (i, ack) in acks.into_iter().enumerate() {
         let meta = ack.await.expect("acked");
-        written.entry(meta.partition.partition).or_default().push((
+        written.entry(meta.partition).or_default().push((
             meta.offset.expect("acks=all has offsets"),
             format!("{label}-{i}"),
         ));
@@ -716,7 +716,7 @@ async fn refused_credentials_fail_fast_with_the_brokers_reason_and_one_dial() {
 struct ExpiredTokens;
 
 impl OAuthBearerTokenProvider for ExpiredTokens {
-    fn token(&self) -> josefk::security::token::TokenFuture<'_> {
+    fn token(&self) -> josefk::security::TokenFuture<'_> {
         let stale = UnsecuredJwsProvider::new("alice")
             .token_at(std::time::SystemTime::now() - Duration::from_secs(7200));
         Box::pin(async move { Ok(OAuthBearerToken::new(stale.value, Duration::from_secs(60))) })
@@ -807,7 +807,7 @@ async fn long_run(config: ClientConfig, label: &str) {
                     .expect("send");
                 let meta = ack.await.expect("acked");
                 written
-                    .entry(meta.partition.partition)
+                    .entry(meta.partition)
                     .or_default()
                     .push((meta.offset.unwrap(), value));
                 i += 1;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use josefk::admin::{Admin, NewTopic};
 use josefk::consumer::{AutoOffsetReset, CommitMode, Consumer, ConsumerConfig};
-use josefk::error::ResponseError;
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::security::SecurityProtocol;
+use josefk::ErrorCode;
 use josefk::{ClientConfig, Error, ProducerRecord, TopicPartition};
 use josefk_harness::{run_java_tool, ClusterSpec, Listener};
 
@@ -22,7 +22,7 @@ fn bob(bootstrap: &str) -> ClientConfig {
         .sasl_plain("bob", "bob-secret")
 }
 
-fn code_of(e: &Error) -> Option<ResponseError> {
+fn code_of(e: &Error) -> Option<ErrorCode> {
     e.kafka_code()
 }
 
@@ -113,7 +113,7 @@ async fn unauthorized_topic_group_and_transactional_id_fail_their_own_calls() {
     .expect_err("bob may not write to nowrite");
     assert_eq!(
         code_of(&refused),
-        Some(ResponseError::TopicAuthorizationFailed),
+        Some(ErrorCode::TopicAuthorizationFailed),
         "{refused}"
     );
     let after = producer
@@ -148,7 +148,7 @@ async fn unauthorized_topic_group_and_transactional_id_fail_their_own_calls() {
     };
     assert_eq!(
         code_of(&e),
-        Some(ResponseError::TopicAuthorizationFailed),
+        Some(ErrorCode::TopicAuthorizationFailed),
         "{e}"
     );
     consumer
@@ -191,7 +191,7 @@ async fn unauthorized_topic_group_and_transactional_id_fail_their_own_calls() {
     };
     assert_eq!(
         code_of(&e),
-        Some(ResponseError::GroupAuthorizationFailed),
+        Some(ErrorCode::GroupAuthorizationFailed),
         "{e}"
     );
 
@@ -206,7 +206,7 @@ async fn unauthorized_topic_group_and_transactional_id_fail_their_own_calls() {
         .expect_err("tx-denied has no ACL");
     assert_eq!(
         code_of(&e),
-        Some(ResponseError::TransactionalIdAuthorizationFailed),
+        Some(ErrorCode::TransactionalIdAuthorizationFailed),
         "{e}"
     );
     kafka.shutdown().await;

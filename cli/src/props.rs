@@ -153,11 +153,14 @@ struct Roles {
 /// Probes each config type with the key (and its real value: a bad value still means the key is
 /// known, and the error surfaces when the role applies it).
 fn roles(key: &str, value: &str) -> Roles {
-    let client = !matches!(ClientConfig::default().set(key, value), Ok(false));
     let known = |r: josefk::Result<()>, unknown: &str| match r {
         Ok(()) => true,
         Err(e) => !e.to_string().contains(unknown),
     };
+    let client = known(
+        ClientConfig::default().set(key, value),
+        "unknown client property",
+    );
     Roles {
         client,
         producer: client

@@ -44,7 +44,7 @@ fn metadata_ids(broker: &ScriptedBroker) -> Vec<i32> {
 fn assert_lost(result: josefk::Result<MetadataResponse>, outcome_unknown: bool, what: &str) {
     match result {
         Err(Error::ConnectionLost {
-            api: Some(ApiKey::Metadata),
+            api: Some(josefk::ApiKey::Metadata),
             outcome_unknown: unknown,
             ..
         }) if unknown == outcome_unknown => {}
@@ -118,7 +118,7 @@ async fn oversized_response_is_refused_before_allocating() {
     );
     match &error {
         Error::Protocol {
-            api: Some(ApiKey::Metadata),
+            api: Some(josefk::ApiKey::Metadata),
             message,
             ..
         } => {
@@ -157,7 +157,7 @@ async fn correlation_id_mismatch_fails_the_request_and_closes_the_connection() {
     );
     match first {
         Err(Error::Protocol {
-            api: Some(ApiKey::Metadata),
+            api: Some(josefk::ApiKey::Metadata),
             message,
             ..
         }) => assert!(
@@ -334,7 +334,7 @@ async fn timed_out_request_fails_with_timeout_and_closes_the_connection() {
     let elapsed = started.elapsed();
     match first {
         Err(Error::Timeout {
-            api: Some(ApiKey::Metadata),
+            api: Some(josefk::ApiKey::Metadata),
             after,
             ..
         }) => assert_eq!(after, timeout),

@@ -107,11 +107,11 @@ async fn random_bytes_instead_of_the_handshake_reply_fail_the_connect() {
         let sent = last.lock().unwrap().clone();
         match result {
             Err(Error::Protocol {
-                api: Some(ApiKey::ApiVersions),
+                api: Some(josefk::ApiKey::ApiVersions),
                 ..
             }) => protocol_errors += 1,
             Err(Error::ConnectionLost {
-                api: Some(ApiKey::ApiVersions),
+                api: Some(josefk::ApiKey::ApiVersions),
                 ..
             }) => {}
             Ok(_) => panic!("case {case}: bytes {sent:02x?} were taken for a handshake"),

@@ -105,7 +105,7 @@ async fn api_the_broker_lacks_is_unsupported_and_never_sent() {
     let error = conn.version_for::<EndTxnRequest>().unwrap_err();
     match &error {
         Error::UnsupportedVersion {
-            api: ApiKey::EndTxn,
+            api: josefk::ApiKey::EndTxn,
             broker_range: None,
             ..
         } => {}
@@ -117,7 +117,7 @@ async fn api_the_broker_lacks_is_unsupported_and_never_sent() {
         matches!(
             error,
             Error::UnsupportedVersion {
-                api: ApiKey::EndTxn,
+                api: josefk::ApiKey::EndTxn,
                 ..
             }
         ),
@@ -148,7 +148,7 @@ async fn broker_whose_minimum_is_above_josefk_maximum_is_unsupported() {
     let conn = broker.connect(test_options()).await.unwrap();
     match conn.version_for::<ProduceRequest>().unwrap_err() {
         Error::UnsupportedVersion {
-            api: ApiKey::Produce,
+            api: josefk::ApiKey::Produce,
             broker_range,
             client_min,
             client_max,
@@ -171,7 +171,7 @@ async fn broker_listing_no_api_versions_row_fails_the_handshake() {
         .await;
     match broker.connect(test_options()).await.unwrap_err() {
         Error::UnsupportedVersion {
-            api: ApiKey::ApiVersions,
+            api: josefk::ApiKey::ApiVersions,
             broker_range: None,
             ..
         } => {}
@@ -193,7 +193,7 @@ async fn broker_refusing_every_version_offered_fails_the_handshake() {
     let broker = ScriptedBroker::start(move |_, _| Action::reply(&refusal, 0)).await;
     match broker.connect(test_options()).await.unwrap_err() {
         Error::Protocol {
-            api: Some(ApiKey::ApiVersions),
+            api: Some(josefk::ApiKey::ApiVersions),
             message,
             ..
         } => assert!(message.contains("refused every"), "{message}"),
@@ -212,7 +212,7 @@ async fn handshake_error_code_is_a_broker_error() {
     .await;
     match broker.connect(test_options()).await.unwrap_err() {
         Error::Broker {
-            api: ApiKey::ApiVersions,
+            api: josefk::ApiKey::ApiVersions,
             code,
             ..
         } => assert_eq!(code.code(), CLUSTER_AUTHORIZATION_FAILED),
@@ -225,7 +225,7 @@ async fn handshake_reply_with_wrong_correlation_id_is_a_protocol_error() {
     let broker = ScriptedBroker::start(|_, _| Action::WrongCorrelationId).await;
     match broker.connect(test_options()).await.unwrap_err() {
         Error::Protocol {
-            api: Some(ApiKey::ApiVersions),
+            api: Some(josefk::ApiKey::ApiVersions),
             message,
             ..
         } => assert!(message.contains("correlation id"), "{message}"),
@@ -239,7 +239,7 @@ async fn oversized_handshake_reply_is_refused_at_once() {
     let started = Instant::now();
     match broker.connect(test_options()).await.unwrap_err() {
         Error::Protocol {
-            api: Some(ApiKey::ApiVersions),
+            api: Some(josefk::ApiKey::ApiVersions),
             message,
             ..
         } => assert!(message.contains("2147483647"), "{message}"),
@@ -253,7 +253,7 @@ async fn broker_hanging_up_during_handshake_loses_the_connection() {
     let broker = ScriptedBroker::start(|_, _| Action::CloseMidFrame(6)).await;
     match broker.connect(test_options()).await.unwrap_err() {
         Error::ConnectionLost {
-            api: Some(ApiKey::ApiVersions),
+            api: Some(josefk::ApiKey::ApiVersions),
             ..
         } => {}
         other => panic!("expected ConnectionLost, got {other:?}"),

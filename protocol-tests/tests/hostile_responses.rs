@@ -110,7 +110,7 @@ async fn refused<R: ApiRequest + Default>(version: i16, body: Bytes) -> Error {
     };
     let text = error.to_string();
     assert!(
-        matches!(&error, Error::Protocol { api: Some(api), broker: Some(_), .. } if *api == key),
+        matches!(&error, Error::Protocol { api: Some(api), broker: Some(_), .. } if api.code() == key as i16),
         "{key:?} v{version}: {error:?}"
     );
     assert!(text.contains(&format!("{key:?}")), "{text}");

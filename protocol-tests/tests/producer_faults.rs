@@ -676,10 +676,14 @@ async fn connect_fails_within_max_block_when_unanswered(api: ApiKey, silent: fn(
         "connect took {took:?}"
     );
     assert!(
-        matches!(error, Error::Timeout { api: Some(a), .. } if a == api),
+        matches!(error, Error::Timeout { api: Some(a), .. } if a.code() == api as i16),
         "{error:?}"
     );
     assert!(error.to_string().contains("after 2s"), "{error}");
+    assert!(
+        !error.outcome_unknown(),
+        "connecting changes nothing: {error}"
+    );
 }
 
 #[tokio::test]
@@ -769,7 +773,7 @@ async fn invalid_topic_names_fail_the_call_at_once_and_the_producer_stays_usable
     );
     assert_eq!(
         error.kafka_code(),
-        Some(kafka_protocol::error::ResponseError::InvalidTopicException),
+        Some(josefk::ErrorCode::InvalidTopicException),
         "{error}"
     );
     assert_eq!(error.class(), ErrorClass::Rejected);
@@ -951,4 +955,59 @@ async fn credentials_refused_on_a_redial_fail_the_record_at_once_and_the_produce
     assert_eq!(written.offset, Some(0));
     assert_eq!(cluster.produced().len(), 1);
     within(producer.close(Duration::from_secs(1))).await.ok();
+}
+
+/// `send` to a topic whose metadata never comes times out at `max.block.ms`: nothing was queued,
+/// so the timeout says the outcome is known (not written), and the producer goes on.
+#[tokio::test]
+async fn a_send_that_times_out_waiting_for_metadata_is_not_outcome_unknown() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let silent = Arc::new(AtomicBool::new(false));
+    let mute = silent.clone();
+    let cluster = Cluster::start(move |req, _| {
+        (*req == Req::Metadata && mute.load(Ordering::SeqCst)).then_some(Action::NoReply)
+    })
+    .await;
+    let mut config = cluster.config();
+    config.max_block = Duration::from_secs(1);
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    silent.store(true, Ordering::SeqCst);
+    let error = within(producer.send(ProducerRecord::new("not-there", "x")))
+        .await
+        .expect_err("no metadata for the topic");
+    assert!(
+        matches!(
+            error,
+            Error::Timeout {
+                api: Some(josefk::ApiKey::Metadata),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(!error.outcome_unknown(), "nothing was queued: {error}");
+    assert_eq!(error.class(), ErrorClass::Retriable);
+    silent.store(false, Ordering::SeqCst);
+    let record = producer.send(ProducerRecord::new(TOPIC, "after")).await;
+    within(record.expect("queued")).await.expect("delivered");
+}
+
+/// A record over `max.request.size` fails that call as a bad argument (never a made-up broker
+/// error, never fatal), and the producer goes on.
+#[tokio::test]
+async fn a_record_over_max_request_size_is_rejected_and_the_producer_goes_on() {
+    let cluster = Cluster::start(|_, _| None).await;
+    let mut config = cluster.config();
+    config.max_request_size = 4096;
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let error = producer
+        .send(ProducerRecord::new(TOPIC, vec![0u8; 8192]))
+        .await
+        .expect_err("too large");
+    assert!(matches!(error, Error::InvalidArgument(_)), "{error:?}");
+    assert_eq!(error.class(), ErrorClass::Rejected);
+    assert!(error.to_string().contains("max.request.size"), "{error}");
+    assert!(!error.outcome_unknown());
+    let record = producer.send(ProducerRecord::new(TOPIC, "small")).await;
+    within(record.expect("queued")).await.expect("delivered");
 }

@@ -91,6 +91,19 @@ pub enum ConfigChange {
 
 impl Admin {
     /// Every config of `resource`, sorted by key.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// use josefk::admin::ConfigResource;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// let topic = ConfigResource::Topic("orders".into());
+    /// for entry in admin.describe_configs(&topic).await? {
+    ///     println!("{} = {:?}", entry.name, entry.value);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn describe_configs(&self, resource: &ConfigResource) -> Result<Vec<ConfigEntry>> {
         let (kind, name) = resource.wire();
         let request = DescribeConfigsRequest::default().with_resources(vec![
@@ -139,6 +152,19 @@ impl Admin {
 
     /// Sets and deletes configs of `resource`; keys not named are left as they are. An unknown
     /// key or a bad value fails the whole call (INVALID_CONFIG naming it) and changes nothing.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// use josefk::admin::{ConfigChange, ConfigResource};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// let topic = ConfigResource::Topic("orders".into());
+    /// admin
+    ///     .alter_configs(&topic, &[ConfigChange::Set("retention.ms".into(), "86400000".into())])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn alter_configs(
         &self,
         resource: &ConfigResource,

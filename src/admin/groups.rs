@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
@@ -100,6 +99,17 @@ impl Admin {
     /// Every group the cluster knows: one ListGroups per broker (each lists the groups it
     /// coordinates), sorted by group id. Fails if any broker cannot be asked, as Java's
     /// `listConsumerGroups` reports per-broker failures.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// for group in admin.list_groups().await? {
+    ///     println!("{}", group.group_id);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
         let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
         let brokers: Vec<i32> = snapshot.brokers.keys().copied().collect();
@@ -134,6 +144,17 @@ impl Admin {
     /// Describes groups: state, chosen assignor, members with their subscriptions and assigned
     /// partitions. A group that does not exist is described with state `Dead` and no members (as
     /// the coordinator answers).
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// for group in admin.describe_groups(&["billing"]).await? {
+    ///     println!("{}: {} members", group.group_id, group.members.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn describe_groups(&self, groups: &[&str]) -> Result<Vec<GroupDescription>> {
         let mut out = Vec::with_capacity(groups.len());
         for group in groups {
@@ -148,7 +169,7 @@ impl Admin {
                             .into_iter()
                             .next()
                             .ok_or_else(|| Error::Protocol {
-                                api: Some(ApiKey::DescribeGroups),
+                                api: Some(crate::error::ApiKey::DescribeGroups),
                                 broker: Some(conn.broker().clone()),
                                 message: format!("no answer for group `{group}`"),
                             })?;
@@ -282,6 +303,15 @@ impl Admin {
 
     /// Deletes groups with no active members, with their committed offsets. A group that still
     /// has members fails with NON_EMPTY_GROUP, one that does not exist with GROUP_ID_NOT_FOUND.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// admin.delete_groups(&["old-group"]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_groups(&self, groups: &[&str]) -> Result<()> {
         let unique: BTreeSet<&str> = groups.iter().copied().collect();
         for group in unique {
@@ -428,14 +458,15 @@ impl Admin {
             let moved = matches!(
                 error,
                 Error::Broker {
-                    code: ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable,
+                    code: crate::error::ErrorCode::NotCoordinator
+                        | crate::error::ErrorCode::CoordinatorNotAvailable,
                     ..
                 }
             );
             let loading = matches!(
                 error,
                 Error::Broker {
-                    code: ResponseError::CoordinatorLoadInProgress,
+                    code: crate::error::ErrorCode::CoordinatorLoadInProgress,
                     ..
                 }
             );

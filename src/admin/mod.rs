@@ -19,9 +19,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
-use crate::cluster::{
-    is_stale_metadata_error, validate_topic_name, BrokerInfo, Cluster, PartitionInfo, TopicsQuery,
-};
+use crate::cluster::{is_stale_metadata_error, validate_topic_name, Cluster, TopicsQuery};
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorClass, Result};
 use crate::net::Lane;
@@ -31,6 +29,7 @@ mod configs;
 mod groups;
 mod partitions;
 
+pub use crate::cluster::{BrokerInfo, PartitionInfo};
 pub use configs::{ConfigChange, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, MemberDescription};
 
@@ -135,14 +134,18 @@ impl Admin {
         })
     }
 
-    /// An admin client sharing an existing cluster view and its connections.
-    pub fn from_cluster(cluster: Cluster) -> Admin {
-        Admin { cluster }
+    internal_fn! {
+        /// An admin client sharing an existing cluster view and its connections.
+        fn from_cluster(cluster: Cluster) -> Admin {
+            Admin { cluster }
+        }
     }
 
-    /// The cluster view.
-    pub fn cluster(&self) -> &Cluster {
-        &self.cluster
+    internal_fn! {
+        /// The cluster view.
+        fn cluster(&self) -> &Cluster {
+            &self.cluster
+        }
     }
 
     fn timeout(&self) -> Duration {
@@ -153,6 +156,18 @@ impl Admin {
     /// A topic that exists already fails with TOPIC_ALREADY_EXISTS.
     ///
     /// Cancellation: if dropped after the request was sent, the topics may have been created.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// use josefk::admin::NewTopic;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// admin
+    ///     .create_topics(&[NewTopic::new("orders", 6, 3).config("retention.ms", "604800000")])
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<()> {
         for t in topics {
             validate_topic_name(&t.name)?;
@@ -242,6 +257,15 @@ impl Admin {
     /// Deletes topics. A topic that does not exist fails with UNKNOWN_TOPIC_OR_PARTITION.
     ///
     /// Cancellation: if dropped after the request was sent, the topics may have been deleted.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// admin.delete_topics(&["scratch"]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_topics(&self, names: &[&str]) -> Result<()> {
         for name in names {
             validate_topic_name(name)?;
@@ -287,6 +311,16 @@ impl Admin {
     }
 
     /// The cluster id, controller and brokers, from fresh metadata.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// let cluster = admin.describe_cluster().await?;
+    /// println!("{} brokers", cluster.brokers.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
         Ok(ClusterDescription {
@@ -297,6 +331,17 @@ impl Admin {
     }
 
     /// Every topic's name, from fresh metadata, internal topics included, sorted.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// for name in admin.list_topics().await? {
+    ///     println!("{name}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_topics(&self) -> Result<Vec<String>> {
         let snapshot = self.cluster.refresh_metadata(TopicsQuery::All).await?;
         let mut names: Vec<String> = snapshot.topics.keys().cloned().collect();
@@ -306,6 +351,17 @@ impl Admin {
 
     /// Partitions, leaders and replicas of the named topics, from fresh metadata. A topic that does
     /// not exist fails with UNKNOWN_TOPIC_OR_PARTITION.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// for topic in admin.describe_topics(&["orders"]).await? {
+    ///     println!("{}: {} partitions", topic.name, topic.partitions.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<TopicDescription>> {
         for name in names {
             validate_topic_name(name)?;
@@ -340,6 +396,21 @@ impl Admin {
     /// Looks up offsets of partitions from their leaders, retrying stale-metadata errors until
     /// `request.timeout.ms`. Every partition asked for is in the answer (a leader that leaves one
     /// out is a protocol error).
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// use josefk::admin::OffsetSpec;
+    /// use josefk::{IsolationLevel, TopicPartition};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// let tp = TopicPartition::new("orders", 0);
+    /// let ends = admin
+    ///     .list_offsets(&[(tp.clone(), OffsetSpec::Latest)], IsolationLevel::ReadCommitted)
+    ///     .await?;
+    /// println!("end of {tp}: {}", ends[&tp].offset);
+    /// # Ok(()) }
+    /// ```
     pub async fn list_offsets(
         &self,
         specs: &[(TopicPartition, OffsetSpec)],
@@ -519,7 +590,7 @@ fn missing_answer<T>(
 ) -> Result<()> {
     match asked.iter().find(|(tp, _)| !answered(tp)) {
         Some((tp, _)) => Err(Error::Protocol {
-            api: Some(api),
+            api: Some(crate::error::ApiKey::from_protocol(api)),
             broker: None,
             message: format!("the leader's answer left out partition {tp}"),
         }),

@@ -21,6 +21,15 @@ impl Admin {
     /// Raises `topic`'s partition count to `total` (partitions can only be added), then waits
     /// until the new partitions have leaders. Fails with INVALID_PARTITIONS if `total` is not
     /// above the current count.
+    ///
+    /// ```no_run
+    /// use josefk::admin::Admin;
+    /// use josefk::ClientConfig;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// admin.create_partitions("orders", 12).await?; // grow to 12 partitions in total
+    /// # Ok(()) }
+    /// ```
     pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
         let timeout = self.timeout();
         let request = CreatePartitionsRequest::default()
@@ -60,9 +69,10 @@ impl Admin {
             let delay = backoff.next_delay();
             if Instant::now() + delay > deadline {
                 return Err(Error::Timeout {
-                    api: Some(ApiKey::Metadata),
+                    api: Some(crate::error::ApiKey::Metadata),
                     broker: None,
                     after: timeout,
+                    outcome_unknown: false,
                 });
             }
             tokio::time::sleep(delay).await;

@@ -14,6 +14,7 @@ use crate::record::TopicPartition;
 
 /// A broker as metadata describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BrokerInfo {
     /// Node id.
     pub node_id: i32,
@@ -34,6 +35,7 @@ impl BrokerInfo {
 
 /// One partition's placement.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PartitionInfo {
     /// Partition index.
     pub partition: i32,
@@ -46,7 +48,7 @@ pub struct PartitionInfo {
     /// In-sync replica node ids.
     pub isr: Vec<i32>,
     /// The partition-level error metadata reported (LEADER_NOT_AVAILABLE during an election).
-    pub error: Option<ResponseError>,
+    pub error: Option<crate::ErrorCode>,
 }
 
 /// One topic.
@@ -135,7 +137,7 @@ impl MetadataSnapshot {
                     leader_epoch: p.leader_epoch,
                     replicas: p.replica_nodes.iter().map(|n| n.0).collect(),
                     isr: p.isr_nodes.iter().map(|n| n.0).collect(),
-                    error: ResponseError::try_from_code(p.error_code),
+                    error: crate::ErrorCode::from_code(p.error_code),
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);

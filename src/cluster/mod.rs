@@ -22,8 +22,11 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::debug;
 
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use coordinator::{CoordinatorCache, CoordinatorKind};
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use metadata::{BrokerInfo, MetadataSnapshot, PartitionInfo, TopicInfo};
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use topic_name::{validate_topic_name, MAX_TOPIC_NAME_LENGTH};
 
 use crate::config::ClientConfig;
@@ -225,9 +228,9 @@ impl Cluster {
                 (!crate::error::is_retriable_code(code)).then_some((t, code))
             }) {
                 return Err(Error::Broker {
-                    api: ApiKey::Metadata,
+                    api: crate::error::ApiKey::Metadata,
                     broker: None,
-                    code,
+                    code: crate::error::ErrorCode::from_protocol(code),
                     message: Some(format!("topic `{topic}`")),
                     class: ErrorClass::Rejected,
                 });
@@ -239,9 +242,9 @@ impl Cluster {
                     .find_map(|t| snapshot.topic_errors.get(**t).copied())
                     .unwrap_or(ResponseError::LeaderNotAvailable);
                 return Err(Error::Broker {
-                    api: ApiKey::Metadata,
+                    api: crate::error::ApiKey::Metadata,
                     broker: None,
-                    code,
+                    code: crate::error::ErrorCode::from_protocol(code),
                     message: Some(format!(
                         "topics {missing:?} not available with leaders after {}",
                         crate::error::Millis(timeout)

@@ -183,6 +183,26 @@ impl ConsumerConfig {
         Ok(config)
     }
 
+    /// Builds a config from the text of a Java consumer's `.properties` file (client-level keys
+    /// included).
+    ///
+    /// The text is read as `java.util.Properties` reads it (`key=value`, `key: value`, `#`/`!`
+    /// comments, backslash continuations and escapes). Keys only the Java client has (serializer,
+    /// interceptor and other class names, JMX metrics settings: see the crate's README) are
+    /// skipped with one `tracing` warning naming them; any other key josefk does not know, and
+    /// any bad value, is an [`Error::Config`] naming it.
+    pub fn from_properties_str(text: &str) -> Result<Self> {
+        let mut config = ConsumerConfig::with_client(ClientConfig::default());
+        crate::properties::apply(text, "consumer", |k, v| config.set(k, v).map(|()| true))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`ConsumerConfig::from_properties_str`] on the contents of the file at `path`.
+    pub fn from_properties_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::from_properties_str(&crate::properties::read_file(path.as_ref())?)
+    }
+
     /// Sets one Java consumer property (client-level ones included).
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         match key {
@@ -250,7 +270,7 @@ impl ConsumerConfig {
             }
             "group.remote.assignor" => self.group_remote_assignor = non_empty(value),
             _ => {
-                if !self.client.set(key, value)? {
+                if !self.client.set_if_known(key, value)? {
                     return Err(Error::Config(format!("unknown consumer property `{key}`")));
                 }
             }

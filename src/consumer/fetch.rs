@@ -1,13 +1,12 @@
 //! One partition's fetched data on its way to the user (Java's `CompletedFetch`): the records bytes
 //! of one Fetch response partition, decoded batch by batch as records are asked for, filtered for
-//! `read_committed` by [`TransactionFilter`], and the position that results.
+//! `read_committed` by `TransactionFilter`, and the position that results.
 //!
 //! IO-free: it holds the response's `Bytes` and hands out zero-copy slices of them.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
 
 use crate::error::{BrokerRef, Error};
 use crate::protocol::compression::{Compression, CompressionError};
@@ -426,7 +425,7 @@ impl PartitionFetch {
         self.current = None;
         self.exhausted = true;
         self.error = Some(Error::Protocol {
-            api: Some(ApiKey::Fetch),
+            api: Some(crate::error::ApiKey::Fetch),
             broker: self.broker.clone(),
             message: format!(
                 "batch at offset {} of partition {} ({codec}, {} bytes fetched) decompresses to \
@@ -444,7 +443,7 @@ impl PartitionFetch {
         self.current = None;
         self.exhausted = true;
         self.error = Some(Error::Protocol {
-            api: Some(ApiKey::Fetch),
+            api: Some(crate::error::ApiKey::Fetch),
             broker: self.broker.clone(),
             message: format!(
                 "fetched data of partition {} is invalid at offset {at}: {e}",

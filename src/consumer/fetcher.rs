@@ -146,7 +146,7 @@ impl Consumer {
                 // A fetch task panicked: forget all bookkeeping of fetches in flight; their
                 // partitions are fetched again (responses still arriving are checked against
                 // positions, so nothing is applied twice).
-                self.pending_error = Some(Error::InvalidState(format!("fetch task failed: {e}")));
+                self.pending_error = Some(Error::Failed(format!("fetch task failed: {e}")));
                 self.busy_nodes.clear();
                 self.sessions.clear();
                 for state in self.assignment.values_mut() {

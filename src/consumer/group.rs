@@ -177,11 +177,7 @@ impl Group {
             () = tokio::time::sleep_until(deadline) => return None,
         };
         self.join = None;
-        Some(
-            joined.unwrap_or_else(|e| {
-                Err(Error::InvalidState(format!("group join task failed: {e}")))
-            }),
-        )
+        Some(joined.unwrap_or_else(|e| Err(Error::Failed(format!("group join task failed: {e}")))))
     }
 
     /// Sends LeaveGroup for a dynamic member (a static member stays, keeping its instance id's
@@ -402,7 +398,7 @@ async fn leader_assignments(
     response: &JoinGroupResponse,
 ) -> Result<Vec<SyncGroupRequestAssignment>> {
     let assignor = Assignor::from_name(protocol).ok_or_else(|| {
-        Error::InvalidState(format!(
+        Error::Failed(format!(
             "the coordinator chose assignor `{protocol}`, which this member did not offer"
         ))
     })?;
@@ -499,9 +495,9 @@ async fn heartbeat_loop(
                             Reaction::Fatal => {
                                 let code = code.expect("fatal has a code");
                                 *fatal.lock().expect("fatal slot poisoned") = Some(Error::Broker {
-                                    api: ApiKey::Heartbeat,
+                                    api: crate::error::ApiKey::Heartbeat,
                                     broker: None,
-                                    code,
+                                    code: crate::error::ErrorCode::from_protocol(code),
                                     message: Some(format!("group `{group}`: {code:?}")),
                                     class: ErrorClass::Fatal,
                                 });
@@ -620,9 +616,9 @@ fn group_error(
     group: &str,
 ) -> Error {
     Error::Broker {
-        api,
+        api: crate::error::ApiKey::from_protocol(api),
         broker: Some(conn.broker().clone()),
-        code,
+        code: crate::error::ErrorCode::from_protocol(code),
         message: Some(format!("group `{group}`")),
         class: ErrorClass::Fatal,
     }

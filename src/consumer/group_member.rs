@@ -57,7 +57,7 @@ impl std::future::Future for CommitHandle {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<()>> {
         std::pin::Pin::new(&mut self.0).poll(cx).map(|joined| {
-            joined.unwrap_or_else(|e| Err(Error::InvalidState(format!("commit task failed: {e}"))))
+            joined.unwrap_or_else(|e| Err(Error::Failed(format!("commit task failed: {e}"))))
         })
     }
 }
@@ -92,6 +92,16 @@ impl Consumer {
     /// (within `metadata.max.age.ms`) and the group rebalances.
     ///
     /// Fails without `group.id`, or while partitions are assigned by hand.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("g").commit_mode(CommitMode::Manual)).await?;
+    /// consumer.subscribe(&["orders", "refunds"])?; // joins the group at the next poll
+    /// let records = consumer.poll(Duration::from_secs(1)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<()> {
         let Some(group_id) = self.config.group_id.clone() else {
             return Err(Error::InvalidState(
@@ -189,6 +199,17 @@ impl Consumer {
     ///
     /// Dropping a consumer without `close` leaves like a crashed process: the group moves its
     /// partitions only after `session.timeout.ms`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("g").commit_mode(CommitMode::Manual)).await?;
+    /// # consumer.subscribe(&["orders"])?;
+    /// let _records = consumer.poll(Duration::from_secs(1)).await?;
+    /// consumer.close().await?; // commits (auto-commit modes) and leaves the group at once
+    /// # Ok(()) }
+    /// ```
     pub async fn close(mut self) -> Result<()> {
         if let Some(mut group) = self.consumer_group.take() {
             let lost = group.member().lost_pending();
@@ -229,6 +250,20 @@ impl Consumer {
     /// now be another member's), the commit fails; the next `poll` rejoins.
     ///
     /// Cancellation: see the module docs (a commit left in flight is harmless).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("g").commit_mode(CommitMode::Manual)).await?;
+    /// # consumer.subscribe(&["orders"])?;
+    /// let records = consumer.poll(Duration::from_secs(1)).await?;
+    /// for record in &records {
+    ///     // process(record)
+    /// }
+    /// consumer.commit().await?; // the offsets after every record poll handed out
+    /// # Ok(()) }
+    /// ```
     pub async fn commit(&mut self) -> Result<()> {
         self.group_id()?;
         let offsets = self.positions();

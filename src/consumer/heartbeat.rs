@@ -218,9 +218,9 @@ async fn heartbeat_loop(
                     Ok((_, a)) => {
                         let code = a.error.expect("fatal has a code");
                         Error::Broker {
-                            api: ApiKey::ConsumerGroupHeartbeat,
+                            api: crate::error::ApiKey::ConsumerGroupHeartbeat,
                             broker: None,
-                            code,
+                            code: crate::error::ErrorCode::from_protocol(code),
                             message: Some(format!("group `{group}`: {code:?}")),
                             class: ErrorClass::Fatal,
                         }

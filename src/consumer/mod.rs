@@ -10,23 +10,23 @@
 //!   OFFSET_OUT_OF_RANGE) from ListOffsets per `auto.offset.reset`, or `poll` fails naming it under
 //!   `none`.
 //! - Group membership (the `group` module's join and heartbeat tasks over the IO-free
-//!   [`Membership`](crate::state::membership)) is driven from `poll`: a rejoin first revokes (eager
+//!   `state::membership::Membership`) is driven from `poll`: a rejoin first revokes (eager
 //!   protocol) or keeps (cooperative) the partitions, committing them under auto-commit and calling
 //!   the [`RebalanceListener`], then waits for the join task until `poll`'s deadline.
 //! - On a KIP-848 `consumer` group (`group.protocol=consumer`) the `heartbeat` task talks to the
 //!   coordinator (ConsumerGroupHeartbeat over the IO-free
-//!   [`ConsumerMember`](crate::state::consumer_member)) and `poll` reconciles the assignment it
+//!   `state::consumer_member::ConsumerMember`) and `poll` reconciles the assignment it
 //!   receives (`reconcile`: revoke, then assign, then acknowledge); members whose partitions do
 //!   not move never stop fetching.
 //! - [`Consumer::poll`] hands out buffered records first. Otherwise it sends one Fetch per leader
 //!   that has no fetch in flight, for every fetchable partition (assigned, not paused, with a
-//!   position, nothing buffered), on [`Lane::Fetch`](crate::net::Lane::Fetch), within that
+//!   position, nothing buffered), on `net::Lane::Fetch`, within that
 //!   leader's incremental fetch session (KIP-227: only changed partitions are written). Fetches
 //!   run as background tasks owned by the consumer, so a response that arrives after `poll`
 //!   returned (or after its future was dropped) is kept for the next `poll`: that is the prefetch.
 //! - A response partition becomes a buffered `fetch::PartitionFetch` (Java's `CompletedFetch`):
 //!   batches are decoded lazily, CRCs checked (`check.crcs`), a truncated final batch ignored, and
-//!   in `read_committed` each batch goes through [`TransactionFilter`](crate::state::isolation)
+//!   in `read_committed` each batch goes through `state::isolation::TransactionFilter`
 //!   built from the partition's aborted-transaction list and last stable offset. Control batches
 //!   are never delivered; skipped batches still advance the position.
 //! - Errors per partition: NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION, FENCED_LEADER_EPOCH
@@ -61,8 +61,8 @@
 //! close (the broker evicts them), fetching from followers (KIP-392), leader-epoch validation of positions after a
 //! leader change (KIP-320's OffsetForLeaderEpoch).
 
-pub mod config;
-pub mod fetch;
+mod config;
+mod fetch;
 mod fetcher;
 mod group;
 mod group_member;
@@ -82,6 +82,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
 
+pub use crate::protocol::records::{DecodedHeader, Headers, HeadersIter, TimestampType};
+pub use crate::state::assignor::Assignor;
+pub use crate::state::fetch_session::FetchSessionStats;
 pub use config::{AutoOffsetReset, CommitMode, ConsumerConfig, GroupProtocol};
 pub use fetch::ConsumerRecord;
 pub use group_member::{CommitHandle, RebalanceListener};
@@ -91,7 +94,7 @@ use crate::admin::{Admin, OffsetSpec};
 use crate::cluster::{Cluster, TopicsQuery};
 use crate::error::{Error, Result};
 use crate::record::TopicPartition;
-use crate::state::fetch_session::{FetchSession, SessionStats};
+use crate::state::fetch_session::FetchSession;
 use crate::state::membership::{MemberTimers, Membership};
 use fetch::{DecompressBudget, PartitionFetch};
 use fetcher::FetchOutcome;
@@ -159,6 +162,18 @@ impl Consumer {
     /// Validates `config` and connects to the cluster. No partition is assigned yet.
     ///
     /// Cancellation: dropping the future abandons the bootstrap; nothing is left running.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// let config = ConsumerConfig::new("127.0.0.1:9092")
+    ///     .group_id("billing")
+    ///     .commit_mode(CommitMode::Manual);
+    /// let mut consumer = Consumer::connect(config).await?;
+    /// consumer.subscribe(&["orders"])?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
         let cluster = Cluster::connect(config.client.clone()).await?;
@@ -207,9 +222,11 @@ impl Consumer {
         &self.config
     }
 
-    /// The cluster view (shared with nothing else unless cloned).
-    pub fn cluster(&self) -> &Cluster {
-        &self.cluster
+    internal_fn! {
+        /// The cluster view (shared with nothing else unless cloned).
+        fn cluster(&self) -> &Cluster {
+            &self.cluster
+        }
     }
 
     /// Replaces the assignment with `partitions`. Partitions that stay assigned keep their
@@ -222,6 +239,20 @@ impl Consumer {
     /// the topic's partitions.
     ///
     /// Cancellation: dropping the future leaves the previous assignment in place.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// use josefk::TopicPartition;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092")).await?;
+    /// // No group: read partition 0 of `orders` from its beginning.
+    /// let tp = TopicPartition::new("orders", 0);
+    /// consumer.assign(std::slice::from_ref(&tp)).await?;
+    /// consumer.seek_to_beginning(&[tp]).await?;
+    /// let records = consumer.poll(Duration::from_secs(1)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         if self.subscribed() {
             return Err(Error::InvalidState(
@@ -290,8 +321,8 @@ impl Consumer {
 
     /// What incremental fetch sessions (KIP-227) did so far, summed over brokers: requests built
     /// full and incremental, partitions written into requests and partitions fetched implicitly.
-    pub fn fetch_session_stats(&self) -> SessionStats {
-        let mut total = SessionStats::default();
+    pub fn fetch_session_stats(&self) -> FetchSessionStats {
+        let mut total = FetchSessionStats::default();
         for s in self.sessions.values() {
             let s = s.stats();
             total.full_requests += s.full_requests;
@@ -410,6 +441,22 @@ impl Consumer {
     ///
     /// Cancellation: safe at any await. A dropped `poll` returned nothing and moved no position;
     /// fetches it started keep running and their data waits for the next `poll`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("g").commit_mode(CommitMode::Manual)).await?;
+    /// # consumer.subscribe(&["orders"])?;
+    /// loop {
+    ///     for record in consumer.poll(Duration::from_millis(500)).await? {
+    ///         println!("{}-{}@{}: {:?}", record.topic, record.partition, record.offset, record.value);
+    ///     }
+    ///     consumer.commit().await?; // after processing: at least once
+    /// #   break;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         self.poll_limited(timeout, self.config.max_poll_records)
             .await
@@ -546,7 +593,7 @@ impl Consumer {
                 debug!(tp = %fetch.tp, stalls, why, "fetch made no progress; backing off");
                 if stalls >= STALLS_BEFORE_ERROR {
                     let error = Error::Protocol {
-                        api: Some(ApiKey::Fetch),
+                        api: Some(crate::error::ApiKey::Fetch),
                         broker: fetch.broker().cloned(),
                         message: format!(
                             "partition {} makes no progress at offset {}: {stalls} fetches since \
@@ -618,9 +665,10 @@ impl Consumer {
         )
         .await
         .map_err(|_| Error::Timeout {
-            api: Some(ApiKey::ListOffsets),
+            api: Some(crate::error::ApiKey::ListOffsets),
             broker: None,
             after: self.config.default_api_timeout,
+            outcome_unknown: false,
         })??;
         Ok(answers.into_iter().map(|(tp, o)| (tp, o.offset)).collect())
     }

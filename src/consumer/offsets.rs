@@ -156,9 +156,9 @@ pub(crate) async fn commit(
                             ErrorClass::Fatal
                         };
                         return Err(Error::Broker {
-                            api: ApiKey::OffsetCommit,
+                            api: crate::error::ApiKey::OffsetCommit,
                             broker: Some(broker),
-                            code,
+                            code: crate::error::ErrorCode::from_protocol(code),
                             message: Some(commit_failure_message(group_id, &tp, code)),
                             class,
                         });
@@ -169,9 +169,10 @@ pub(crate) async fn commit(
         if !pending.is_empty() {
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
-                    api: Some(ApiKey::OffsetCommit),
+                    api: Some(crate::error::ApiKey::OffsetCommit),
                     broker: Some(broker),
                     after: timeout,
+                    outcome_unknown: true,
                 });
             }
             if retry_after_backoff {

@@ -41,6 +41,22 @@ impl Consumer {
     /// (group membership, commits, isolation) applying as for [`Consumer::poll`]. Under
     /// [`CommitMode::BeforeProcessing`](super::CommitMode::BeforeProcessing) that is one commit
     /// per record: use `poll` for batches.
+    ///
+    /// ```no_run
+    /// use josefk::consumer::{Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("g")).await?;
+    /// # consumer.subscribe(&["orders"])?;
+    /// // Any `futures::Stream` adapter works (`StreamExt::next` from `futures`); by hand:
+    /// use futures_core::Stream;
+    /// let mut stream = consumer.stream();
+    /// let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await;
+    /// if let Some(record) = next {
+    ///     let record = record?;
+    ///     println!("{}@{}", record.partition, record.offset);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn stream(&mut self) -> RecordStream<'_> {
         RecordStream {
             idle: Some(self),

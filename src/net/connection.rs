@@ -325,7 +325,7 @@ impl Connection {
         };
         if self.shared.tx.send(envelope).await.is_err() {
             return Err(Error::ConnectionLost {
-                api: Some(api),
+                api: Some(crate::error::ApiKey::from_protocol(api)),
                 broker: self.shared.broker.clone(),
                 outcome_unknown: false,
                 reason: "connection already closed".into(),
@@ -361,7 +361,7 @@ impl std::future::Future for PendingResponse {
             // The task always answers an envelope it took; a dropped sender means it died mid-way.
             r.unwrap_or_else(|_| {
                 Err(Error::ConnectionLost {
-                    api: Some(api),
+                    api: Some(crate::error::ApiKey::from_protocol(api)),
                     broker: self.broker.clone(),
                     outcome_unknown: true,
                     reason: "connection task ended".into(),
@@ -397,7 +397,7 @@ async fn handshake<S: Transport>(
                 return super::tls::explain(&e, broker, false);
             }
             Error::ConnectionLost {
-                api: Some(ApiKey::ApiVersions),
+                api: Some(crate::error::ApiKey::ApiVersions),
                 broker: broker.clone(),
                 outcome_unknown: true,
                 reason: e.to_string(),
@@ -412,7 +412,7 @@ async fn handshake<S: Transport>(
                 Err(e) => {
                     return Err(
                         not_tls_expected::<S>(&buf, broker).unwrap_or(Error::Protocol {
-                            api: Some(ApiKey::ApiVersions),
+                            api: Some(crate::error::ApiKey::ApiVersions),
                             broker: Some(broker.clone()),
                             message: e.to_string(),
                         }),
@@ -436,7 +436,7 @@ async fn handshake<S: Transport>(
         };
         if response_correlation_id(&frame) != Some(correlation_id) {
             return Err(Error::Protocol {
-                api: Some(ApiKey::ApiVersions),
+                api: Some(crate::error::ApiKey::ApiVersions),
                 broker: Some(broker.clone()),
                 message: "ApiVersions response carries the wrong correlation id".into(),
             });
@@ -458,7 +458,7 @@ async fn handshake<S: Transport>(
         version = theirs.choose(ApiKey::ApiVersions, broker)?;
     }
     Err(Error::Protocol {
-        api: Some(ApiKey::ApiVersions),
+        api: Some(crate::error::ApiKey::ApiVersions),
         broker: Some(broker.clone()),
         message: "broker refused every ApiVersions version offered".into(),
     })
@@ -786,10 +786,12 @@ impl ConnectionTask {
             } => {
                 culprit = Some(correlation_id);
                 warn!(broker = %self.broker, ?api, "request timed out; closing connection");
+                let api_key = crate::error::ApiKey::from_protocol(api);
                 let error = Error::Timeout {
-                    api: Some(api),
+                    api: Some(api_key),
                     broker: Some(self.broker.clone()),
                     after,
+                    outcome_unknown: !api_key.only_reads(),
                 };
                 (format!("{api:?} request timed out"), Some(error))
             }
@@ -803,7 +805,7 @@ impl ConnectionTask {
                 own_error
                     .take_if(|_| is_culprit)
                     .unwrap_or_else(|| Error::ConnectionLost {
-                        api: Some(f.api),
+                        api: Some(crate::error::ApiKey::from_protocol(f.api)),
                         broker: self.broker.clone(),
                         outcome_unknown: true,
                         reason: reason.clone(),
@@ -819,7 +821,7 @@ impl ConnectionTask {
         }
         while let Some(envelope) = rx.recv().await {
             let _ = envelope.reply.send(Err(Error::ConnectionLost {
-                api: Some(envelope.request.api_key),
+                api: Some(crate::error::ApiKey::from_protocol(envelope.request.api_key)),
                 broker: self.broker.clone(),
                 outcome_unknown: false,
                 reason: reason.clone(),
@@ -840,7 +842,7 @@ impl ConnectionTask {
     /// The error for a broker that broke the protocol.
     fn violation(&self, api: Option<ApiKey>, message: String) -> Error {
         Error::Protocol {
-            api,
+            api: api.map(crate::error::ApiKey::from_protocol),
             broker: Some(self.broker.clone()),
             message,
         }

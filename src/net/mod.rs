@@ -11,7 +11,10 @@ pub mod sasl;
 pub mod tls;
 mod transport;
 
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use connection::{Connection, ConnectionOptions, ConnectionSecurity, PendingResponse};
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use pool::{BrokerPool, Endpoint, Lane};
 #[cfg(feature = "tls")]
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use tls::TlsConnector;

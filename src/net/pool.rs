@@ -185,6 +185,7 @@ impl BrokerPool {
     }
 
     /// How many times this client's connections re-authenticated (SASL, KIP-368); 0 without SASL.
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // tests/security_sasl.rs
     pub fn sasl_reauthentications(&self) -> u64 {
         self.options
             .security

@@ -8,8 +8,11 @@
 //!   (the broker remembers the last 5 batches per producer for de-duplication). When
 //!   `enable.idempotence` was *not* set explicitly and another setting conflicts, idempotence is
 //!   turned off instead, as the Java client does; when it *was* set explicitly, it is an error.
+//!   `validate` does not change the config: the producer applies that rule when it connects.
 //! - `delivery.timeout.ms ≥ linger.ms + request.timeout.ms`, so a batch gets at least one attempt.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::config::{parse_bool, parse_ms, parse_num, ClientConfig};
@@ -34,6 +37,71 @@ impl Acks {
             Acks::Leader => 1,
             Acks::All => -1,
         }
+    }
+}
+
+/// `compression.type`: how the producer compresses record batches. Consumers read every codec
+/// whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Compression {
+    /// `none` (the default).
+    #[default]
+    None,
+    /// `gzip`.
+    Gzip,
+    /// `snappy` (snappy-java's xerial framing, as the Java client writes it).
+    Snappy,
+    /// `lz4` (the LZ4 frame format).
+    Lz4,
+    /// `zstd` (josefk compresses at zstd's fastest level).
+    Zstd,
+}
+
+impl Compression {
+    /// The `compression.type` name: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub fn name(self) -> &'static str {
+        self.codec().name()
+    }
+
+    /// The codec the record-batch encoder uses.
+    pub(crate) fn codec(self) -> crate::protocol::Compression {
+        use crate::protocol::Compression as Codec;
+        match self {
+            Compression::None => Codec::None,
+            Compression::Gzip => Codec::Gzip,
+            Compression::Snappy => Codec::Snappy,
+            Compression::Lz4 => Codec::Lz4,
+            Compression::Zstd => Codec::Zstd,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Compression {
+    type Err = Error;
+
+    /// Parses a `compression.type` value (`none`, `gzip`, `snappy`, `lz4`, `zstd`, any case).
+    fn from_str(s: &str) -> Result<Self> {
+        [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ]
+        .into_iter()
+        .find(|c| c.name().eq_ignore_ascii_case(s.trim()))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "`compression.type` must be none, gzip, snappy, lz4 or zstd, got `{s}`"
+            ))
+        })
     }
 }
 
@@ -66,8 +134,8 @@ pub struct ProducerConfig {
     pub max_request_size: usize,
     /// `max.in.flight.requests.per.connection`: Produce requests in flight per broker. Default 5.
     pub max_in_flight: usize,
-    /// `compression.type`: `none`, `gzip`, `snappy`, `lz4` or `zstd`. Default `none`.
-    pub compression: String,
+    /// `compression.type`. Default `none`.
+    pub compression: Compression,
     /// `transactional.id`. Default none.
     pub transactional_id: Option<String>,
     /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer. Default 60 s.
@@ -95,7 +163,7 @@ impl ProducerConfig {
             max_block: Duration::from_millis(60_000),
             max_request_size: 1024 * 1024,
             max_in_flight: 5,
-            compression: "none".to_owned(),
+            compression: Compression::None,
             transactional_id: None,
             transaction_timeout: Duration::from_millis(60_000),
         }
@@ -112,6 +180,26 @@ impl ProducerConfig {
         }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Builds a config from the text of a Java producer's `.properties` file (client-level keys
+    /// included).
+    ///
+    /// The text is read as `java.util.Properties` reads it (`key=value`, `key: value`, `#`/`!`
+    /// comments, backslash continuations and escapes). Keys only the Java client has (serializer,
+    /// interceptor and other class names, JMX metrics settings: see the crate's README) are
+    /// skipped with one `tracing` warning naming them; any other key josefk does not know, and
+    /// any bad value, is an [`Error::Config`] naming it.
+    pub fn from_properties_str(text: &str) -> Result<Self> {
+        let mut config = ProducerConfig::with_client(ClientConfig::default());
+        crate::properties::apply(text, "producer", |k, v| config.set(k, v).map(|()| true))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`ProducerConfig::from_properties_str`] on the contents of the file at `path`.
+    pub fn from_properties_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        Self::from_properties_str(&crate::properties::read_file(path.as_ref())?)
     }
 
     /// Sets one Java producer property (client-level ones included).
@@ -142,13 +230,13 @@ impl ProducerConfig {
             "buffer.memory" => self.buffer_memory = parse_num(key, value)?,
             "max.block.ms" => self.max_block = parse_ms(key, value)?,
             "max.request.size" => self.max_request_size = parse_num(key, value)?,
-            "compression.type" => self.compression = value.trim().to_owned(),
+            "compression.type" => self.compression = value.parse()?,
             "transactional.id" => {
                 self.transactional_id = Some(value.to_owned()).filter(|v| !v.is_empty())
             }
             "transaction.timeout.ms" => self.transaction_timeout = parse_ms(key, value)?,
             _ => {
-                if !self.client.set(key, value)? {
+                if !self.client.set_if_known(key, value)? {
                     return Err(Error::Config(format!("unknown producer property `{key}`")));
                 }
             }
@@ -187,9 +275,9 @@ impl ProducerConfig {
         self
     }
 
-    /// Sets `compression.type`.
-    pub fn compression(mut self, codec: &str) -> Self {
-        self.compression = codec.to_owned();
+    /// Sets `compression.type` (`set("compression.type", "lz4")` takes the Java name).
+    pub fn compression(mut self, codec: Compression) -> Self {
+        self.compression = codec;
         self
     }
 
@@ -199,7 +287,10 @@ impl ProducerConfig {
     /// - [`Guarantee::AtMostOnce`](crate::Guarantee::AtMostOnce): `acks=0`, `retries=0`,
     ///   idempotence off.
     /// - [`Guarantee::AtLeastOnce`](crate::Guarantee::AtLeastOnce): `acks=all`, retries within
-    ///   `delivery.timeout.ms`, idempotence off (a retried batch may be written twice).
+    ///   `delivery.timeout.ms`, idempotence on as by default (Java's default too: it costs nothing
+    ///   and removes the duplicates retries would write; like the default, it turns itself off if
+    ///   a later setting conflicts). What is "at least once" is the consumer side: a crash between
+    ///   processing and committing delivers records again.
     /// - [`Guarantee::ExactlyOnce`](crate::Guarantee::ExactlyOnce): `acks=all`, retries,
     ///   idempotence on; set a `transactional.id` to write atomically across partitions and commit
     ///   a consumer's offsets in the transaction.
@@ -214,7 +305,9 @@ impl ProducerConfig {
             Guarantee::AtLeastOnce => {
                 self.acks = Acks::All;
                 self.retries = i32::MAX as u32;
-                self.enable_idempotence = false;
+                self.enable_idempotence = true;
+                self.idempotence_explicit = false;
+                return self;
             }
             Guarantee::ExactlyOnce => {
                 self.acks = Acks::All;
@@ -232,9 +325,22 @@ impl ProducerConfig {
         self
     }
 
-    /// Checks every rule (see the module docs) and resolves idempotence.
-    pub fn validate(&mut self) -> Result<()> {
+    /// Checks every rule (see the module docs). The config is not changed: where idempotence
+    /// turns itself off, the producer does that when it connects.
+    pub fn validate(&self) -> Result<()> {
+        self.effective_idempotence().map(|_| ())
+    }
+
+    /// This config with idempotence resolved (see the module docs), for the producer to use.
+    pub(crate) fn resolved(mut self) -> Result<ProducerConfig> {
+        self.enable_idempotence = self.effective_idempotence()?;
+        Ok(self)
+    }
+
+    /// Checks every rule and says whether the producer will be idempotent.
+    fn effective_idempotence(&self) -> Result<bool> {
         self.client.validate()?;
+        let mut idempotent = self.enable_idempotence;
         let conflicts: Vec<&str> = [
             (self.acks != Acks::All, "`acks` must be `all`"),
             (self.retries == 0, "`retries` must be greater than 0"),
@@ -258,7 +364,7 @@ impl ProducerConfig {
                     conflicts.join(" and ")
                 )));
             }
-            self.enable_idempotence = true;
+            idempotent = true;
         } else if self.enable_idempotence && !conflicts.is_empty() {
             if self.idempotence_explicit {
                 return Err(Error::Config(format!(
@@ -266,7 +372,7 @@ impl ProducerConfig {
                     conflicts.join(" and ")
                 )));
             }
-            self.enable_idempotence = false;
+            idempotent = false;
         }
         if self.max_in_flight == 0 {
             return Err(Error::Config(
@@ -288,16 +394,7 @@ impl ProducerConfig {
                 "`buffer.memory` must be at least `max.request.size`".into(),
             ));
         }
-        if !matches!(
-            self.compression.as_str(),
-            "none" | "gzip" | "snappy" | "lz4" | "zstd"
-        ) {
-            return Err(Error::Config(format!(
-                "`compression.type` must be none, gzip, snappy, lz4 or zstd, got `{}`",
-                self.compression
-            )));
-        }
-        Ok(())
+        Ok(idempotent)
     }
 }
 
@@ -323,12 +420,31 @@ mod tests {
     }
 
     #[test]
-    fn implicit_idempotence_yields_to_conflicting_settings() {
+    fn implicit_idempotence_yields_to_conflicting_settings_when_the_producer_resolves_it() {
         let c = props(&[("acks", "1")]).unwrap();
-        assert!(!c.enable_idempotence);
+        c.validate().unwrap();
+        assert!(c.enable_idempotence, "validate leaves the config as set");
+        assert!(!c.resolved().unwrap().enable_idempotence);
         let c = props(&[("max.in.flight.requests.per.connection", "10")]).unwrap();
-        assert!(!c.enable_idempotence);
+        assert!(!c.clone().resolved().unwrap().enable_idempotence);
         assert_eq!(c.max_in_flight, 10);
+    }
+
+    #[test]
+    fn compression_is_typed_and_the_java_name_still_works_through_set() {
+        let c = ProducerConfig::new("h:1").compression(Compression::Lz4);
+        assert_eq!(c.compression, Compression::Lz4);
+        let c = props(&[("compression.type", "ZSTD")]).unwrap();
+        assert_eq!(c.compression, Compression::Zstd);
+        assert_eq!(c.compression.to_string(), "zstd");
+        let mut c = ProducerConfig::new("h:1");
+        let e = c.set("compression.type", "brotli").unwrap_err();
+        assert!(e.to_string().contains("compression.type"), "{e}");
+        assert_eq!(
+            c.compression,
+            Compression::None,
+            "a refused value changes nothing"
+        );
     }
 
     #[test]
@@ -364,20 +480,28 @@ mod tests {
 
     #[test]
     fn guarantees_set_acks_retries_and_idempotence() {
-        let mut c = ProducerConfig::new("h:1").guarantee(crate::Guarantee::AtMostOnce);
-        c.validate().unwrap();
+        let c = ProducerConfig::new("h:1").guarantee(crate::Guarantee::AtMostOnce);
+        let c = c.resolved().unwrap();
         assert_eq!(
             (c.acks, c.retries, c.enable_idempotence),
             (Acks::None, 0, false)
         );
-        let mut c = ProducerConfig::new("h:1").guarantee(crate::Guarantee::AtLeastOnce);
-        c.validate().unwrap();
+        let c = ProducerConfig::new("h:1").guarantee(crate::Guarantee::AtLeastOnce);
+        let c = c.resolved().unwrap();
         assert_eq!(c.acks, Acks::All);
-        assert!(!c.enable_idempotence);
-        let mut c = ProducerConfig::new("h:1")
+        assert!(
+            c.enable_idempotence,
+            "at-least-once keeps Java's idempotent default"
+        );
+        // Like the default, it yields to a later conflicting setting rather than failing.
+        let c = ProducerConfig::new("h:1")
+            .guarantee(crate::Guarantee::AtLeastOnce)
+            .acks(Acks::Leader);
+        assert!(!c.resolved().unwrap().enable_idempotence);
+        let c = ProducerConfig::new("h:1")
             .guarantee(crate::Guarantee::ExactlyOnce)
             .transactional_id("t");
-        c.validate().unwrap();
+        let c = c.resolved().unwrap();
         assert!(c.enable_idempotence);
         assert_eq!(c.acks, Acks::All);
     }

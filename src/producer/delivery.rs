@@ -194,7 +194,8 @@ impl Future for DeliveryFuture {
                         base_offset,
                         log_append_time,
                     } => Ok(RecordMetadata {
-                        partition: tp.clone(),
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
                         offset: base_offset.map(|b| b + nth as i64),
                         timestamp: log_append_time.unwrap_or(this.timestamp),
                     }),
@@ -270,7 +271,7 @@ mod tests {
             panic!("record 0 delivered")
         };
         assert_eq!(
-            (m.partition, m.offset, m.timestamp),
+            (m.topic_partition(), m.offset, m.timestamp),
             (tp.clone(), Some(40), 100)
         );
         assert!(poll(&mut futures[2], &waker).is_pending());

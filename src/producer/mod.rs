@@ -10,7 +10,7 @@
 //!   `delivery.timeout.ms`; a retry after a lost connection may write a record twice.
 //! - idempotence on (the default): the broker de-duplicates retries by producer id, epoch and
 //!   per-partition sequence, so each record is written once and in send order per partition
-//!   ([`crate::state::sequence`] holds the rules).
+//!   (`state::sequence` holds the rules).
 //!
 //! Every [`DeliveryFuture`] settles by `delivery.timeout.ms` plus at most one
 //! `request.timeout.ms` (the request in flight then). A record given up on fails with
@@ -21,7 +21,7 @@
 //! The IO-free parts live in `state`: the accumulator, the partitioner, the sequence tracker. This
 //! module owns the tasks, the clock and the network.
 
-pub mod config;
+mod config;
 mod delivery;
 mod request;
 mod sender;
@@ -31,21 +31,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-pub use config::{Acks, ProducerConfig};
+pub use crate::state::partitioner::{partition_for_key, DefaultPartitioner, Partitioner};
+pub use config::{Acks, Compression, ProducerConfig};
 pub use delivery::DeliveryFuture;
 pub use transaction::ConsumerGroupMetadata;
 
 use crate::cluster::{validate_topic_name, Cluster};
 use crate::error::{Error, ErrorClass, Result};
-use crate::protocol::compression::Compression;
 use crate::record::{Header, ProducerRecord, TopicPartition};
 use crate::state::accumulator::{AccumulatorConfig, AppendResult};
-use crate::state::partitioner::{partition_for_key, Partitioner};
 use crate::state::transaction::TxnState;
 use delivery::Settler;
 use sender::{ProducerState, Shared};
@@ -95,22 +93,30 @@ impl Producer {
     ///
     /// Bounded by `max.block.ms` ([`Error::Timeout`] naming the request waited for: Metadata
     /// while bootstrapping, InitProducerId while getting a producer id).
-    pub async fn connect(mut config: ProducerConfig) -> Result<Producer> {
-        config.validate()?;
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// let config = ProducerConfig::new("127.0.0.1:9092").linger(std::time::Duration::from_millis(10));
+    /// let producer = Producer::connect(config).await?;
+    /// # drop(producer);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(config: ProducerConfig) -> Result<Producer> {
+        let config = config.resolved()?;
         let deadline = Instant::now() + config.max_block;
-        let compression: Compression = config
-            .compression
-            .parse()
-            .map_err(|e| Error::Config(format!("`compression.type`: {e}")))?;
+        let compression = config.compression.codec();
         let max_block = config.max_block;
         let timed_out = |api| Error::Timeout {
             api: Some(api),
             broker: None,
             after: max_block,
+            outcome_unknown: false,
         };
         let cluster = tokio::time::timeout_at(deadline, Cluster::connect(config.client.clone()))
             .await
-            .map_err(|_| timed_out(ApiKey::Metadata))??;
+            .map_err(|_| timed_out(crate::error::ApiKey::Metadata))??;
         let accumulator = AccumulatorConfig {
             batch_size: config.batch_size,
             linger: config.linger,
@@ -140,7 +146,7 @@ impl Producer {
         } else if shared.config.enable_idempotence {
             let producer = tokio::time::timeout_at(deadline, sender::init_producer_id(&shared))
                 .await
-                .map_err(|_| timed_out(ApiKey::InitProducerId))??;
+                .map_err(|_| timed_out(crate::error::ApiKey::InitProducerId))??;
             shared.lock().set_producer_id(producer);
         }
         shared.spawn(sender::run(shared.clone()));
@@ -153,10 +159,12 @@ impl Producer {
         &self.handle.shared
     }
 
-    /// The cluster view this producer uses (shared with an [`Admin`](crate::admin::Admin) via
-    /// [`Admin::from_cluster`](crate::admin::Admin::from_cluster)).
-    pub fn cluster(&self) -> &Cluster {
-        &self.shared().cluster
+    internal_fn! {
+        /// The cluster view this producer uses (shared with an admin client via
+        /// `Admin::from_cluster`).
+        fn cluster(&self) -> &Cluster {
+            &self.shared().cluster
+        }
     }
 
     /// Queues `record` and returns a future for its delivery.
@@ -168,6 +176,24 @@ impl Producer {
     ///
     /// Cancellation: dropping this future before it resolves leaves the record unqueued; once it
     /// has resolved, the record is queued and dropping the [`DeliveryFuture`] does not cancel it.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("127.0.0.1:9092")).await?;
+    /// // Queue many, then await their deliveries: each future says where its record landed.
+    /// let mut deliveries = Vec::new();
+    /// for i in 0..100 {
+    ///     let record = ProducerRecord::new("events", format!("event {i}")).key("user-1");
+    ///     deliveries.push(producer.send(record).await?);
+    /// }
+    /// for delivery in deliveries {
+    ///     let written = delivery.await?;
+    ///     println!("{}-{} at {:?}", written.topic, written.partition, written.offset);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
         self.send_by(record, None).await
     }
@@ -185,16 +211,10 @@ impl Producer {
         let size = estimated_record_size(&record);
         if size > shared.config.max_request_size {
             shared.check_usable()?;
-            return Err(Error::Broker {
-                api: ApiKey::Produce,
-                broker: None,
-                code: ResponseError::MessageTooLarge,
-                message: Some(format!(
-                    "record of about {size} bytes exceeds max.request.size ({})",
-                    shared.config.max_request_size
-                )),
-                class: ErrorClass::Rejected,
-            });
+            return Err(Error::InvalidArgument(format!(
+                "record of about {size} bytes exceeds max.request.size ({}); it was not sent",
+                shared.config.max_request_size
+            )));
         }
         // One hash lookup of the topic on the common path (the snapshot already knows it).
         let known = shared.cluster.metadata();
@@ -317,9 +337,10 @@ impl Producer {
         {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
-                api: Some(ApiKey::Metadata),
+                api: Some(crate::error::ApiKey::Metadata),
                 broker: None,
                 after: shared.config.max_block,
+                outcome_unknown: false,
             }),
         }
     }
@@ -354,6 +375,17 @@ impl Producer {
     /// outcome (Java `flush`).
     ///
     /// Cancellation: dropping the future stops waiting; the records are still delivered.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("127.0.0.1:9092")).await?;
+    /// let delivery = producer.send(ProducerRecord::new("events", "last")).await?;
+    /// producer.flush().await?; // every record queued so far has an outcome now
+    /// delivery.await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn flush(&self) -> Result<()> {
         let shared = self.shared();
         shared.lock().begin_flush();
@@ -385,6 +417,16 @@ impl Producer {
     /// Bounded by `max.block.ms` ([`Error::Timeout`]). Cancellation or timeout does not stop the
     /// request: the producer keeps initializing in the background, and calling this again waits
     /// for that same initialization.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// let config = ProducerConfig::new("127.0.0.1:9092").transactional_id("orders-copier-1");
+    /// let producer = Producer::connect(config).await?;
+    /// producer.init_transactions().await?; // fences an older instance with the same id
+    /// # Ok(()) }
+    /// ```
     pub async fn init_transactions(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
@@ -393,9 +435,10 @@ impl Producer {
         match tokio::time::timeout_at(deadline, shared.txn_coordinator()).await {
             Err(_) => {
                 return Err(Error::Timeout {
-                    api: Some(ApiKey::FindCoordinator),
+                    api: Some(crate::error::ApiKey::FindCoordinator),
                     broker: None,
                     after: shared.config.max_block,
+                    outcome_unknown: false,
                 })
             }
             Ok(Err(e)) if !e.is_retriable() => return Err(e),
@@ -423,6 +466,19 @@ impl Producer {
     /// Java `beginTransaction`: opens a transaction. Local only (nothing is sent until a record or
     /// offsets are). The protocol (KIP-890 v1 or v2) is chosen now from the coordinator's
     /// ApiVersions and kept until the transaction ends.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("k:9092").transactional_id("copier-1")).await?;
+    /// # producer.init_transactions().await?;
+    /// producer.begin_transaction()?;
+    /// drop(producer.send(ProducerRecord::new("out", "a")).await?);
+    /// drop(producer.send(ProducerRecord::new("out", "b")).await?);
+    /// producer.commit_transaction().await?; // both become visible to read_committed readers, or neither
+    /// # Ok(()) }
+    /// ```
     pub fn begin_transaction(&self) -> Result<()> {
         self.with_txn(|state| {
             state.txn.as_mut().expect("checked").begin_transaction()?;
@@ -441,6 +497,30 @@ impl Producer {
     /// Bounded by `max.block.ms`. Cancellation or timeout does not withdraw the offsets: they are
     /// still sent and are part of the transaction if that succeeds. A call made while an earlier
     /// call's offsets are still being committed (from a clone of this producer) is refused.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// use std::time::Duration;
+    /// use josefk::consumer::{Consumer, ConsumerConfig};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("k:9092").transactional_id("copier-1")).await?;
+    /// # producer.init_transactions().await?;
+    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("copier")).await?;
+    /// // Consume-transform-produce: the input offsets commit with the output, exactly once.
+    /// producer.begin_transaction()?;
+    /// let records = consumer.poll(Duration::from_secs(1)).await?;
+    /// let mut next = std::collections::BTreeMap::new();
+    /// for r in &records {
+    ///     drop(producer.send(ProducerRecord::new("out", r.value.clone().unwrap_or_default())).await?);
+    ///     next.insert(r.topic_partition(), r.offset + 1); // the next offset to read
+    /// }
+    /// let offsets: Vec<_> = next.into_iter().map(|(tp, o)| (tp, o, None)).collect();
+    /// let group = consumer.group_metadata().expect("a group is configured");
+    /// producer.send_offsets_to_transaction(&offsets, &group).await?;
+    /// producer.commit_transaction().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn send_offsets_to_transaction(
         &self,
         offsets: &[(TopicPartition, i64, Option<String>)],
@@ -496,6 +576,25 @@ impl Producer {
     /// Bounded by `max.block.ms` ([`Error::Timeout`], retriable). Cancellation or timeout does
     /// not stop the commit: it goes on in the background, and calling this again waits for it.
     /// Until it has ended, aborting or beginning a transaction is refused.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// use josefk::ErrorClass;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("k:9092").transactional_id("copier-1")).await?;
+    /// # producer.init_transactions().await?;
+    /// producer.begin_transaction()?;
+    /// drop(producer.send(ProducerRecord::new("out", "x")).await?);
+    /// match producer.commit_transaction().await {
+    ///     Ok(()) => {}
+    ///     // Abortable: abort, rewind the input, and try again in a new transaction.
+    ///     Err(e) if e.class() == ErrorClass::Abortable => producer.abort_transaction().await?,
+    ///     // Fatal (fenced by a newer instance, not authorized): this producer is done.
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn commit_transaction(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
@@ -520,6 +619,19 @@ impl Producer {
     /// Bounded by `max.block.ms`. Cancellation or timeout does not stop the abort (nor the epoch
     /// bump that ends it); calling this again waits for it. Until it has ended, committing or
     /// beginning a transaction is refused.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("k:9092").transactional_id("copier-1")).await?;
+    /// # producer.init_transactions().await?;
+    /// producer.begin_transaction()?;
+    /// drop(producer.send(ProducerRecord::new("out", "draft")).await?);
+    /// producer.abort_transaction().await?; // read_committed readers never see "draft"
+    /// producer.begin_transaction()?;
+    /// # Ok(()) }
+    /// ```
     pub async fn abort_transaction(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
@@ -529,9 +641,9 @@ impl Producer {
         })?;
         for batch in dropped {
             shared.fail_batch(batch, &|| Error::Broker {
-                api: ApiKey::Produce,
+                api: crate::error::ApiKey::Produce,
                 broker: None,
-                code: ResponseError::TransactionAbortable,
+                code: crate::error::ErrorCode::TransactionAbortable,
                 message: Some("the transaction was aborted before this record was sent".into()),
                 class: ErrorClass::Abortable,
             });
@@ -566,6 +678,17 @@ impl Producer {
     ///
     /// Cancellation: dropping the future before `timeout` leaves the producer closing gracefully
     /// (delivering what is queued) without stopping it.
+    ///
+    /// ```no_run
+    /// use josefk::producer::{Producer, ProducerConfig};
+    /// use josefk::ProducerRecord;
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let producer = Producer::connect(ProducerConfig::new("127.0.0.1:9092")).await?;
+    /// drop(producer.send(ProducerRecord::new("events", "bye")).await?);
+    /// // Delivers what is queued, waiting at most 10 s; then every delivery future has its outcome.
+    /// producer.close(std::time::Duration::from_secs(10)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn close(&self, timeout: Duration) -> Result<()> {
         let shared = &self.handle.shared;
         let deadline = Instant::now() + timeout;

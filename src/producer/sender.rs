@@ -228,10 +228,10 @@ impl ProducerState {
             return Err(e
                 .last_error()
                 .map(|e| e.to_error())
-                .unwrap_or_else(|| Error::InvalidState("producer failed".into())));
+                .unwrap_or_else(|| Error::Failed("producer failed".into())));
         }
         if let Some(why) = &self.fatal {
-            return Err(Error::InvalidState(format!("producer failed: {why}")));
+            return Err(Error::Failed(format!("producer failed: {why}")));
         }
         if self.closing {
             return Err(Error::Closed);
@@ -286,7 +286,7 @@ impl Shared {
                     return Ok(());
                 }
                 if let Some(why) = &state.fatal {
-                    return Err(Error::InvalidState(format!("producer failed: {why}")));
+                    return Err(Error::Failed(format!("producer failed: {why}")));
                 }
             }
             match deadline {
@@ -296,6 +296,7 @@ impl Shared {
                             api: None,
                             broker: None,
                             after: d.saturating_duration_since(started),
+                            outcome_unknown: true,
                         });
                     }
                 }
@@ -382,7 +383,7 @@ impl Shared {
         }
         self.txn_wake.notify_one();
         let message = error.to_string();
-        self.abort_all(|| Error::InvalidState(format!("producer failed: {message}")));
+        self.abort_all(|| Error::Failed(format!("producer failed: {message}")));
         self.wake.notify_one();
     }
 }
@@ -548,9 +549,10 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
             }
             if let Some(txn) = &mut state.txn {
                 txn.on_send_failed(&Error::Timeout {
-                    api: Some(ApiKey::Produce),
+                    api: Some(crate::error::ApiKey::Produce),
                     broker: None,
                     after: shared.config.delivery_timeout,
+                    outcome_unknown: false,
                 });
             }
             // What kept a batch that was never tried from going out.
@@ -693,9 +695,9 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
         let why = why.unwrap_or_else(|| "the transaction was aborted".into());
         for batch in aborted {
             shared.fail_batch(batch, &|| Error::Broker {
-                api: ApiKey::Produce,
+                api: crate::error::ApiKey::Produce,
                 broker: None,
-                code: ResponseError::TransactionAbortable,
+                code: crate::error::ErrorCode::TransactionAbortable,
                 message: Some(format!("batch not sent: {why}")),
                 class: ErrorClass::Abortable,
             });

@@ -162,9 +162,10 @@ impl Shared {
             }
             if tokio::time::timeout_at(deadline, progressed).await.is_err() {
                 return Err(Error::Timeout {
-                    api: Some(api),
+                    api: Some(crate::error::ApiKey::from_protocol(api)),
                     broker: None,
                     after: self.config.max_block,
+                    outcome_unknown: true,
                 });
             }
         }
@@ -183,7 +184,7 @@ pub(crate) fn txn_error(state: &super::sender::ProducerState) -> Option<Error> {
         TxnState::AbortableError | TxnState::FatalError => Some(
             txn.last_error()
                 .map(|e| e.to_error())
-                .unwrap_or_else(|| Error::InvalidState("transaction failed".into())),
+                .unwrap_or_else(|| Error::Failed("transaction failed".into())),
         ),
         _ => None,
     }
@@ -363,9 +364,9 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
         if txn.state() == TxnState::AbortableError {
             // Again from AbortableError: keeps the broker's code and asks for the epoch bump.
             txn.abortable_error(&Error::Broker {
-                api: request_api(request),
+                api: crate::error::ApiKey::from_protocol(request_api(request)),
                 broker: None,
-                code,
+                code: crate::error::ErrorCode::from_protocol(code),
                 message: Some(format!(
                     "the transaction ran longer than transaction.timeout.ms ({timeout:?}) and the \
                      coordinator aborted it; abort it and begin a new one"
@@ -378,9 +379,9 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
         // See above: the v1 coordinator fenced the timed-out epoch for good. Say so, and what
         // to do, instead of a bare PRODUCER_FENCED.
         txn.fatal_error(&Error::Broker {
-            api: ApiKey::InitProducerId,
+            api: crate::error::ApiKey::InitProducerId,
             broker: None,
-            code: ResponseError::ProducerFenced,
+            code: crate::error::ErrorCode::ProducerFenced,
             message: Some(format!(
                 "the transaction ran longer than transaction.timeout.ms ({timeout:?}); under \
                  transaction.version < 2 the coordinator's abort fenced this producer's epoch \

@@ -115,6 +115,7 @@ pub struct EncodedRequest {
     /// The API.
     pub api_key: ApiKey,
     /// The version the body was encoded with.
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // read by the tests
     pub api_version: i16,
     /// The whole frame, length prefix included. Its correlation id is 0 until
     /// [`EncodedRequest::set_correlation_id`].
@@ -139,7 +140,7 @@ fn anyhow_message(e: anyhow::Error) -> String {
 
 fn encode_error(api: ApiKey, version: i16, e: anyhow::Error) -> Error {
     Error::Protocol {
-        api: Some(api),
+        api: Some(crate::error::ApiKey::from_protocol(api)),
         broker: None,
         message: format!("cannot encode version {version}: {}", anyhow_message(e)),
     }
@@ -164,7 +165,7 @@ pub fn encode_request<R: ApiRequest>(
         .and_then(|h| Ok(h + body.compute_size(version)?))
         .map_err(|e| encode_error(api, version, e))?;
     let len = i32::try_from(size).map_err(|_| Error::Protocol {
-        api: Some(api),
+        api: Some(crate::error::ApiKey::from_protocol(api)),
         broker: None,
         message: format!("request of {size} bytes is too large to frame"),
     })?;
@@ -203,7 +204,7 @@ pub fn decode_response<R: ApiRequest>(
     broker: Option<&BrokerRef>,
 ) -> Result<R::Response> {
     let protocol_error = |message: String| Error::Protocol {
-        api: Some(R::KEY),
+        api: Some(crate::error::ApiKey::from_protocol(R::KEY)),
         broker: broker.cloned(),
         message: format!("cannot decode response version {version}: {message}"),
     };
@@ -242,7 +243,7 @@ mod tests {
             matches!(
                 e,
                 Error::Protocol {
-                    api: Some(ApiKey::Metadata),
+                    api: Some(crate::error::ApiKey::Metadata),
                     ..
                 }
             ),

@@ -16,7 +16,11 @@ pub mod records;
 mod response_schemas;
 pub mod versions;
 
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use codec::{decode_response, encode_request, EncodedRequest};
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use compression::Compression;
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use frame::{split_frame, FrameError};
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use versions::{client_versions, ApiVersions};

@@ -90,7 +90,7 @@ impl ApiVersions {
         broker: &BrokerRef,
     ) -> Result<i16> {
         let unsupported = |broker_range| Error::UnsupportedVersion {
-            api,
+            api: crate::error::ApiKey::from_protocol(api),
             broker: broker.clone(),
             broker_range,
             client_min: client.min,
@@ -177,7 +177,7 @@ mod tests {
         assert!(matches!(
             e,
             Error::UnsupportedVersion {
-                api: ApiKey::Produce,
+                api: crate::error::ApiKey::Produce,
                 broker_range: Some((0, 2)),
                 ..
             }

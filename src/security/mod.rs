@@ -5,7 +5,7 @@
 //! layer applies them when it sets up a connection (TCP connect → TLS handshake → ApiVersions →
 //! SASL → ready).
 
-pub mod tls;
+pub(crate) mod tls;
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,12 +13,17 @@ use std::str::FromStr;
 use crate::error::{Error, Result};
 
 mod jaas;
-pub mod sasl;
-pub mod token;
+pub(crate) mod sasl;
+pub(crate) mod token;
 
-pub use sasl::{OAuthBearerConfig, SaslConfig, SaslLogin, SaslMechanism};
+pub use sasl::{
+    OAuthBearerConfig, OidcSettings, SaslConfig, SaslLogin, SaslMechanism, TokenProviderHandle,
+    TokenSource,
+};
 pub use tls::{StoreType, TlsConfig, TlsVersions};
-pub use token::{OAuthBearerToken, OAuthBearerTokenProvider, TokenError, UnsecuredJwsProvider};
+pub use token::{
+    OAuthBearerToken, OAuthBearerTokenProvider, TokenError, TokenFuture, UnsecuredJwsProvider,
+};
 
 /// `security.protocol`: how a connection to a broker is set up. Default `PLAINTEXT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

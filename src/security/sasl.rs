@@ -207,7 +207,7 @@ pub struct OidcSettings {
 
 impl SaslConfig {
     /// Sets one `sasl.*` property. Returns `Ok(false)` for keys it does not own.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+    pub(crate) fn set(&mut self, key: &str, value: &str) -> Result<bool> {
         let o = &mut self.oauthbearer;
         match key {
             "sasl.mechanism" => self.mechanism = Some(value.parse()?),

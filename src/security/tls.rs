@@ -136,7 +136,7 @@ impl Default for TlsConfig {
 
 impl TlsConfig {
     /// Sets one `ssl.*` property. Returns `Ok(false)` for a key that is not one.
-    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+    pub(crate) fn set(&mut self, key: &str, value: &str) -> Result<bool> {
         let text = || (!value.is_empty()).then(|| value.to_owned());
         let secret = || (!value.is_empty()).then(|| Password::new(value));
         let path = || (!value.trim().is_empty()).then(|| PathBuf::from(value.trim()));

@@ -300,6 +300,7 @@ impl<T> Accumulator<T> {
     /// Appends `record` of encoded size `size` to `tp`'s last batch, or to a new batch when it does
     /// not fit (Java `tryAppend` / `appendNewBatch`). A new batch reserves
     /// `max(batch.size, its first record)` bytes of `buffer.memory`, as Java's `BufferPool` does.
+    #[cfg(test)]
     pub fn append(
         &mut self,
         tp: &TopicPartition,
@@ -668,11 +669,13 @@ impl<T> Accumulator<T> {
     }
 
     /// Holds `tp` back from draining (a request for it is in flight).
+    #[cfg(test)]
     pub fn mute(&mut self, tp: &TopicPartition) {
         self.muted.insert(tp.clone());
     }
 
     /// Undoes [`Accumulator::mute`].
+    #[cfg(test)]
     pub fn unmute(&mut self, tp: &TopicPartition) {
         self.muted.remove(tp);
     }
@@ -683,6 +686,7 @@ impl<T> Accumulator<T> {
     }
 
     /// How many batches are queued for `tp` (the queue length KIP-794 weighs partitions by).
+    #[cfg(test)]
     pub fn queued_batches(&self, tp: &TopicPartition) -> usize {
         let partition = usize::try_from(tp.partition).ok();
         self.queues

@@ -50,14 +50,16 @@ pub enum RebalanceProtocol {
     Cooperative,
 }
 
-/// The built-in assignors, by their JoinGroup protocol names.
+/// The built-in assignors (`partition.assignment.strategy`), by their JoinGroup protocol names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Assignor {
-    /// [`range`].
+    /// `range`: each topic's partitions split into consecutive ranges, in member-id order.
     Range,
-    /// [`round_robin`].
+    /// `roundrobin`: all partitions dealt round the members in member-id order.
     RoundRobin,
-    /// [`cooperative_sticky`].
+    /// `cooperative-sticky`: keeps partitions where they are and moves only what must move,
+    /// with the incremental (cooperative) rebalance protocol.
     CooperativeSticky,
 }
 
@@ -83,7 +85,7 @@ impl Assignor {
     }
 
     /// The most capable rebalance protocol the assignor supports (Java `supportedProtocols`).
-    pub fn rebalance_protocol(self) -> RebalanceProtocol {
+    pub(crate) fn rebalance_protocol(self) -> RebalanceProtocol {
         match self {
             Assignor::CooperativeSticky => RebalanceProtocol::Cooperative,
             _ => RebalanceProtocol::Eager,
@@ -91,7 +93,7 @@ impl Assignor {
     }
 
     /// Runs the assignor.
-    pub fn assign(
+    pub(crate) fn assign(
         self,
         members: &[GroupMember],
         partitions_per_topic: &HashMap<String, i32>,

@@ -43,6 +43,7 @@ impl Backoff {
     }
 
     /// How many delays were handed out since the last reset.
+    #[cfg(test)]
     pub fn attempts(&self) -> u32 {
         self.attempts
     }

@@ -46,6 +46,7 @@ pub struct Subscription {
 
 impl Subscription {
     /// A subscription to `topics` with nothing owned.
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // protocol-tests' corpus
     pub fn new<T: Into<String>>(topics: impl IntoIterator<Item = T>) -> Self {
         Subscription {
             topics: topics.into_iter().map(Into::into).collect(),

@@ -46,9 +46,11 @@ pub struct SessionRequest {
     pub to_forget: Vec<TopicPartition>,
 }
 
-/// Counters of what sessions saved.
+/// Counters of what incremental fetch sessions (KIP-227) saved, from
+/// `Consumer::fetch_session_stats`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SessionStats {
+#[non_exhaustive]
+pub struct FetchSessionStats {
     /// Full requests built.
     pub full_requests: u64,
     /// Incremental requests built.
@@ -69,22 +71,24 @@ pub struct FetchSession {
     partitions: BTreeMap<TopicPartition, SessionPartition>,
     /// The request in flight: whether it was full, and the partitions it makes the session hold.
     pending: Option<(bool, BTreeMap<TopicPartition, SessionPartition>)>,
-    stats: SessionStats,
+    stats: FetchSessionStats,
 }
 
 impl FetchSession {
     /// A session not yet created.
+    #[cfg(test)]
     pub fn new() -> Self {
         FetchSession::default()
     }
 
     /// The broker's session id (0 when none).
+    #[cfg(test)]
     pub fn session_id(&self) -> i32 {
         self.session_id
     }
 
     /// The counters.
-    pub fn stats(&self) -> SessionStats {
+    pub fn stats(&self) -> FetchSessionStats {
         self.stats
     }
 

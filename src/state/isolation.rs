@@ -79,6 +79,7 @@ pub struct FetchedBatch {
 
 impl FetchedBatch {
     /// A data batch covering `base_offset..=last_offset`.
+    #[cfg(test)]
     pub fn data(base_offset: i64, last_offset: i64, producer_id: i64, transactional: bool) -> Self {
         FetchedBatch {
             base_offset,
@@ -90,6 +91,7 @@ impl FetchedBatch {
     }
 
     /// A control batch (transaction markers are single-record, transactional batches).
+    #[cfg(test)]
     pub fn control(offset: i64, producer_id: i64, marker: ControlMarker) -> Self {
         FetchedBatch {
             base_offset: offset,
@@ -137,6 +139,7 @@ pub enum BatchAction {
 
 impl BatchAction {
     /// Whether a record at `offset` of this batch goes to the user.
+    #[cfg(test)]
     pub fn delivers(&self, offset: i64) -> bool {
         matches!(*self, BatchAction::Deliver { start, end } if start <= offset && offset < end)
     }
@@ -247,6 +250,7 @@ impl TransactionFilter {
 
     /// Where the next fetch of this partition should start once every delivered record was
     /// consumed: past the last batch processed, or at the batch that hit the LSO.
+    #[cfg(test)]
     pub fn next_fetch_offset(&self) -> i64 {
         self.next_fetch_offset
     }
@@ -257,6 +261,7 @@ impl TransactionFilter {
     }
 
     /// Whether a batch reached the LSO, so the rest of this response is held back.
+    #[cfg(test)]
     pub fn is_stopped(&self) -> bool {
         self.stopped
     }

@@ -155,6 +155,7 @@ impl Membership {
     }
 
     /// The state.
+    #[cfg(test)]
     pub fn state(&self) -> MemberState {
         self.state
     }

@@ -77,7 +77,8 @@ pub trait Partitioner: fmt::Debug + Send + Sync {
     ) -> Option<i32>;
 }
 
-/// The built-in rule: keyed records by murmur2, keyless ones left to the [`StickyPartitioner`].
+/// The built-in rule: keyed records by murmur2, keyless ones left to the producer's
+/// sticky choice (KIP-480/KIP-794: one partition per batch, fewer to busy brokers).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DefaultPartitioner {
     /// `partitioner.ignore.keys` (KIP-794): when true, keys are not hashed and every record is
@@ -139,6 +140,7 @@ impl StickyPartitioner {
     }
 
     /// The current sticky partition, if one was chosen.
+    #[cfg(test)]
     pub fn current(&self) -> Option<i32> {
         self.current
     }
@@ -191,6 +193,7 @@ impl StickyPartitioner {
     /// Mirrors `BuiltInPartitioner.updatePartitionLoadStats`: weights are `max + 1 - queue`, so the
     /// longest queue keeps weight 1 and is never starved entirely; with fewer than two partitions,
     /// or when every partition is listed with the same length, choice stays uniform.
+    #[cfg(test)]
     pub fn update_load_stats(&mut self, queues: &[(i32, usize)], num_partitions: usize) {
         if queues.is_empty() || num_partitions < 2 {
             self.load = None;

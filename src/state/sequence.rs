@@ -25,7 +25,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::accumulator::{BatchId, DrainGate, ProducerBatch};
-use crate::error::{ApiKey, Error, ErrorClass, ResponseError};
+use kafka_protocol::error::ResponseError;
+use crate::error::{ApiKey, Error, ErrorClass};
 use crate::record::TopicPartition;
 
 /// The most batches per partition that may hold unacknowledged sequence numbers.
@@ -147,26 +148,32 @@ impl Default for PartitionSequence {
 
 impl PartitionSequence {
     /// Producer id and epoch of this partition's sequences.
+    #[cfg(test)]
     pub fn producer(&self) -> ProducerIdAndEpoch {
         self.producer
     }
     /// Base sequence the next new batch gets.
+    #[cfg(test)]
     pub fn next_sequence(&self) -> i32 {
         self.next_sequence
     }
     /// Last sequence of the last acknowledged batch.
+    #[cfg(test)]
     pub fn last_acked_sequence(&self) -> Option<i32> {
         self.last_acked_sequence
     }
     /// Offset of the last acknowledged record.
+    #[cfg(test)]
     pub fn last_acked_offset(&self) -> Option<i64> {
         self.last_acked_offset
     }
     /// How many batches hold unacknowledged sequences.
+    #[cfg(test)]
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.len()
     }
     /// Base sequence of the lowest unacknowledged batch.
+    #[cfg(test)]
     pub fn first_in_flight_sequence(&self) -> Option<i32> {
         self.in_flight.first().map(|b| b.base_sequence)
     }
@@ -241,6 +248,7 @@ pub struct PartitionResponse {
 
 impl PartitionResponse {
     /// A success at `base_offset`.
+    #[cfg(test)]
     pub fn ok(base_offset: i64) -> Self {
         PartitionResponse {
             error: None,
@@ -316,6 +324,8 @@ pub enum EpochBump {
 }
 
 /// How an unresolved partition settled (see [`IdempotenceState::maybe_resolve_sequences`]).
+// The partitions are read by the runtime-free tests and shown in logs through `Debug`.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug)]
 pub enum Resolution {
     /// Later batches were acknowledged, so the expired ones were written: nothing to do.
@@ -425,16 +435,19 @@ impl IdempotenceState {
     }
 
     /// A partition's sequence bookkeeping.
+    #[cfg(test)]
     pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionSequence> {
         self.partitions.get(tp)
     }
 
     /// Whether `tp` has an unresolved sequence (a sent batch expired).
+    #[cfg(test)]
     pub fn has_unresolved_sequence(&self, tp: &TopicPartition) -> bool {
         self.unresolved.contains_key(tp)
     }
 
     /// Whether an epoch bump was requested and not yet done.
+    #[cfg(test)]
     pub fn epoch_bump_required(&self) -> bool {
         self.epoch_bump_required
     }
@@ -618,7 +631,7 @@ impl IdempotenceState {
                 let error = Error::Broker {
                     api: ApiKey::Produce,
                     broker: None,
-                    code: ResponseError::RequestTimedOut,
+                    code: crate::error::ErrorCode::RequestTimedOut,
                     message: Some(
                         "sent batches expired without acknowledgement; their sequences cannot be reused"
                             .into(),
@@ -769,7 +782,7 @@ impl IdempotenceState {
         let error = Error::Broker {
             api: ApiKey::Produce,
             broker: None,
-            code,
+            code: crate::error::ErrorCode::from_protocol(code),
             message,
             class,
         };

@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use super::accumulator::{DrainGate, ProducerBatch};
 use super::sequence::{IdempotenceState, ProducerIdAndEpoch};
-use crate::error::{ApiKey, Error, ErrorClass, ResponseError, Result};
+use kafka_protocol::error::ResponseError;
+use crate::error::{ApiKey, Error, ErrorClass, Result};
 use crate::record::TopicPartition;
 
 pub use super::transaction_errors::{
@@ -188,7 +189,10 @@ pub enum TxnStep {
     /// Send the same request again after `backoff` (the default retry backoff if `None`),
     /// looking the coordinator up first when `lookup_coordinator`.
     Retry {
-        /// Find the coordinator again first.
+        /// Find the coordinator again first. The producer's IO layer invalidates the coordinator
+        /// from the response's error code itself; the field states the decision for the
+        /// runtime-free tests.
+        #[cfg_attr(not(test), allow(dead_code))]
         lookup_coordinator: bool,
         /// A shorter wait than the default, when Java uses one.
         backoff: Option<Duration>,
@@ -268,6 +272,7 @@ impl TransactionManager {
     }
 
     /// The partitions in the transaction.
+    #[cfg(test)]
     pub fn partitions(&self) -> &BTreeSet<TopicPartition> {
         &self.partitions
     }
@@ -313,7 +318,7 @@ impl TransactionManager {
     fn fail_if_error(&self) -> Result<()> {
         match (self.state(), &self.last_error) {
             (TxnState::AbortableError | TxnState::FatalError, Some(e)) => Err(e.to_error()),
-            (TxnState::FatalError, None) => Err(Error::InvalidState("fatal error".into())),
+            (TxnState::FatalError, None) => Err(Error::Failed("fatal error".into())),
             _ => Ok(()),
         }
     }
@@ -360,7 +365,7 @@ impl TransactionManager {
         let error = Error::Broker {
             api,
             broker: None,
-            code,
+            code: crate::error::ErrorCode::from_protocol(code),
             message: None,
             class,
         };

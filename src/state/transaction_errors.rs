@@ -6,7 +6,8 @@
 //! are `crate::state::transaction::{ErrorContext, TxnError, ...}`.
 
 use super::transaction::TxnProtocol;
-use crate::error::{ApiKey, Error, ErrorClass, ResponseError};
+use kafka_protocol::error::ResponseError;
+use crate::error::{ApiKey, Error, ErrorClass, ErrorCode};
 
 /// What decides a coordinator error's class besides the API and the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,7 +101,7 @@ pub struct TxnError {
     /// The API that failed, if one did.
     pub api: Option<ApiKey>,
     /// The Kafka error, if the broker sent one.
-    pub code: Option<ResponseError>,
+    pub code: Option<ErrorCode>,
     /// What happened: for a broker error only its detail (possibly empty), since the API and
     /// code are kept apart and [`TxnError::to_error`] renders them again.
     pub message: String,
@@ -124,11 +125,11 @@ impl TxnError {
     /// as TRANSACTION_ABORTABLE, since that is what it means: abort and go on.
     pub fn to_error(&self) -> Error {
         match (self.code, self.class) {
-            (None, ErrorClass::Fatal) => Error::InvalidState(self.message.clone()),
+            (None, ErrorClass::Fatal) => Error::Failed(self.message.clone()),
             (code, class) => Error::Broker {
                 api: self.api.unwrap_or(ApiKey::Produce),
                 broker: None,
-                code: code.unwrap_or(ResponseError::TransactionAbortable),
+                code: code.unwrap_or(ErrorCode::TransactionAbortable),
                 message: (!self.message.is_empty()).then(|| self.message.clone()),
                 class,
             },

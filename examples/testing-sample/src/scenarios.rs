@@ -124,7 +124,7 @@ pub async fn produce_consume(bootstrap: &str) -> Outcome {
     for (i, ack) in acks.into_iter().enumerate() {
         let meta = ack.await?;
         ensure!(
-            meta.partition.partition == (i % 3) as i32 && meta.offset == Some((i / 3) as i64),
+            meta.partition == (i % 3) as i32 && meta.offset == Some((i / 3) as i64),
             "record {i} acknowledged at {:?}@{:?}",
             meta.partition,
             meta.offset

@@ -220,7 +220,7 @@ where
         let api = request.api_key;
         request.set_correlation_id(correlation_id);
         let io_lost = |e: std::io::Error| Error::ConnectionLost {
-            api: Some(api),
+            api: Some(crate::error::ApiKey::from_protocol(api)),
             broker: broker.clone(),
             outcome_unknown: true,
             reason: e.to_string(),
@@ -234,7 +234,7 @@ where
                 Ok(None) => {}
                 Err(e) => {
                     return Err(Error::Protocol {
-                        api: Some(api),
+                        api: Some(crate::error::ApiKey::from_protocol(api)),
                         broker: Some(broker.clone()),
                         message: e.to_string(),
                     })
@@ -250,7 +250,7 @@ where
         };
         if response_correlation_id(&frame) != Some(correlation_id) {
             return Err(Error::Protocol {
-                api: Some(api),
+                api: Some(crate::error::ApiKey::from_protocol(api)),
                 broker: Some(broker.clone()),
                 message: format!("{api:?} response carries the wrong correlation id"),
             });

@@ -29,7 +29,7 @@ fn encode(shared: &Shared, batch: &Batch) -> Result<Bytes> {
         }),
     )
     .map_err(|e| Error::Protocol {
-        api: Some(ApiKey::Produce),
+        api: Some(crate::error::ApiKey::Produce),
         broker: None,
         message: format!("cannot encode batch for {}: {e}", batch.tp()),
     })?;
@@ -107,7 +107,7 @@ pub(super) async fn sink(
                         // Dropping `pending` withdraws the request if the connection has not
                         // taken it yet; if it has, it may be written.
                         None => Err(Error::ConnectionLost {
-                            api: Some(ApiKey::Produce),
+                            api: Some(crate::error::ApiKey::Produce),
                             broker,
                             outcome_unknown: true,
                             reason: "the producer was closed while the request was in flight"
@@ -355,9 +355,10 @@ pub(super) fn settle(
                 Decision::GiveUp { outcome_unknown } => {
                     if let Some(txn) = &mut state.txn {
                         txn.on_send_failed(&Error::Timeout {
-                            api: Some(ApiKey::Produce),
+                            api: Some(crate::error::ApiKey::Produce),
                             broker: None,
                             after: shared.config.delivery_timeout,
+                            outcome_unknown,
                         });
                     }
                     gave_up.push((batch, why, outcome_unknown, None));
@@ -472,9 +473,9 @@ fn refused(
         ErrorClass::Rejected
     };
     Error::Broker {
-        api: ApiKey::Produce,
+        api: crate::error::ApiKey::Produce,
         broker,
-        code,
+        code: crate::error::ErrorCode::from_protocol(code),
         message,
         class,
     }

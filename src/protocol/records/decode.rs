@@ -11,7 +11,9 @@ use std::iter::FusedIterator;
 
 use bytes::Bytes;
 
-use super::{attr, be_i16, be_i32, be_i64, get_varint, get_varlong, increment_sequence, layout};
+#[cfg(any(test, feature = "testing"))]
+use super::increment_sequence;
+use super::{attr, be_i16, be_i32, be_i64, get_varint, get_varlong, layout};
 use super::{
     ControlRecord, RecordHeader, RecordsError, TimestampType, LOG_OVERHEAD, MAGIC_V2,
     RECORD_BATCH_OVERHEAD,
@@ -57,6 +59,7 @@ pub struct RecordBatches {
 
 impl RecordBatches {
     /// Batches of `buf`, with the default options.
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // tests/ decode fetched bytes with it
     pub fn new(buf: Bytes) -> Self {
         Self::with_options(buf, DecodeOptions::default())
     }
@@ -240,6 +243,7 @@ impl RecordBatch {
     }
 
     /// Sequence of the last record (wrapping as Kafka does), or -1 without idempotence.
+    #[cfg(any(test, feature = "testing"))]
     pub fn last_sequence(&self) -> i32 {
         if self.base_sequence < 0 {
             return super::NO_SEQUENCE;
@@ -253,6 +257,7 @@ impl RecordBatch {
     }
 
     /// The batch exactly as received, base offset to last byte.
+    #[cfg(any(test, feature = "testing"))]
     pub fn raw(&self) -> &Bytes {
         &self.raw
     }

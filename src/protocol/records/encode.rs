@@ -96,6 +96,7 @@ pub struct BatchInfo {
 
 /// What [`BatchBuilder::finish`] hands back.
 #[derive(Debug)]
+#[cfg(test)]
 pub struct FinishedBatch {
     /// The caller's buffer with the batch appended at `info.start..info.start + info.len`.
     pub buf: BytesMut,
@@ -148,21 +149,25 @@ impl BatchBuilder {
     }
 
     /// Number of records appended so far.
+    #[cfg(test)]
     pub fn record_count(&self) -> i32 {
         self.count
     }
 
     /// Whether no record was appended yet.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
 
     /// Size of the batch so far before compression: header plus encoded records. The producer's
     /// batch-size check uses this (or an estimate of the compression ratio on top of it).
+    #[cfg(test)]
     pub fn uncompressed_len(&self) -> usize {
         RECORD_BATCH_OVERHEAD + self.records_len()
     }
 
+    #[cfg(test)]
     fn records_len(&self) -> usize {
         match self.opts.compression {
             Compression::None => self.out.len() - self.start - RECORD_BATCH_OVERHEAD,
@@ -230,6 +235,7 @@ impl BatchBuilder {
     /// A builder with no records writes nothing (Kafka has no empty data batches) and returns a
     /// zero-length [`BatchInfo`]. The only errors (a batch over 2 GiB, a codec failure) drop the
     /// buffers; [`encode_batch`] keeps the caller's buffer instead.
+    #[cfg(test)]
     pub fn finish(mut self) -> Result<FinishedBatch, RecordsError> {
         let info = self.complete()?;
         Ok(FinishedBatch {
@@ -333,6 +339,7 @@ where
 /// The idempotent producer needs this when it bumps its epoch (or gets a new producer id) and
 /// re-sequences batches already built. `batch` must be exactly one batch. The CRC covers attributes
 /// to the end, so this costs one CRC pass and no re-encoding.
+#[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // protocol-tests' scripted broker
 pub fn rewrite_producer_state(
     batch: &mut [u8],
     producer_id: i64,
@@ -349,12 +356,14 @@ pub fn rewrite_producer_state(
 
 /// Sets the base offset of an encoded v2 batch (a broker's job; for fake brokers and tests). The
 /// base offset is outside the CRC, so nothing else changes.
+#[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // protocol-tests' scripted broker
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) -> Result<(), RecordsError> {
     check_single_batch(batch)?;
     batch[..8].copy_from_slice(&base_offset.to_be_bytes());
     Ok(())
 }
 
+#[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // protocol-tests' scripted broker
 fn check_single_batch(batch: &[u8]) -> Result<(), RecordsError> {
     let corrupt = |reason| RecordsError::Corrupt {
         base_offset: super::be_i64(batch, 0).unwrap_or(-1),

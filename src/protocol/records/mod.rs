@@ -33,13 +33,17 @@ pub mod encode;
 #[cfg(test)]
 mod tests;
 
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use decode::{
     DecodeOptions, DecodedHeader, Headers, HeadersIter, Record, RecordBatch, RecordBatches, Records,
 };
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use encode::{
     encode_batch, rewrite_producer_state, set_base_offset, BatchBuilder, BatchInfo, BatchOptions,
-    FinishedBatch, RecordInput,
+    RecordInput,
 };
+#[cfg(test)]
+pub use encode::FinishedBatch;
 
 /// The record batch format this module reads and writes.
 pub const MAGIC_V2: i8 = 2;
@@ -238,6 +242,7 @@ impl ControlRecord {
 
     /// The key and value of a version-0 transaction marker, as a transaction coordinator writes
     /// them (for fake brokers and tests).
+    #[cfg(test)]
     pub fn marker(commit: bool, coordinator_epoch: i32) -> ([u8; 4], [u8; 6]) {
         let mut key = [0u8; 4];
         key[2..].copy_from_slice(&i16::from(commit).to_be_bytes());
@@ -259,6 +264,7 @@ impl fmt::Display for ControlRecordType {
 
 /// Adds `increment` to a producer sequence number the way Kafka does: sequences run from 0 to
 /// `i32::MAX` and then wrap to 0 (Java's `DefaultRecordBatch.incrementSequence`).
+#[cfg(any(test, feature = "testing"))]
 pub fn increment_sequence(sequence: i32, increment: i32) -> i32 {
     if sequence > i32::MAX - increment {
         increment - (i32::MAX - sequence) - 1

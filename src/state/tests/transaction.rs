@@ -66,7 +66,7 @@ fn abortable(code: ResponseError) -> Error {
     Error::Broker {
         api: ApiKey::Produce,
         broker: None,
-        code,
+        code: crate::error::ErrorCode::from_protocol(code),
         message: None,
         class: ErrorClass::Abortable,
     }
@@ -388,7 +388,7 @@ fn a_failed_send_forbids_commit_and_the_abort_bumps_the_epoch_under_v1() {
     assert_eq!(m.state(), AbortableError);
     let err = m.begin_commit().unwrap_err();
     assert_eq!(err.class(), ErrorClass::Abortable);
-    assert_eq!(err.kafka_code(), Some(E::OutOfOrderSequenceNumber));
+    assert_eq!(err.kafka_code(), Some(crate::error::ErrorCode::OutOfOrderSequenceNumber));
     assert_eq!(m.state(), AbortableError, "a refused call changes nothing");
     m.begin_abort().unwrap();
     assert_eq!(
@@ -442,6 +442,7 @@ fn under_v2_the_coordinator_bumps_so_the_abort_sends_only_end_txn() {
         api: Some(ApiKey::Produce),
         broker: None,
         after: Duration::from_secs(1),
+        outcome_unknown: true,
     });
     assert_eq!(m.state(), AbortableError);
     m.begin_abort().unwrap();
@@ -476,10 +477,10 @@ fn fencing_on_end_txn_is_fatal() {
     let step = m.on_end_txn(Err(E::ProducerFenced)).unwrap();
     assert_eq!(class_of(&step), Some(ErrorClass::Fatal));
     assert_eq!(m.state(), FatalError);
-    assert_eq!(m.last_error().unwrap().code, Some(E::ProducerFenced));
+    assert_eq!(m.last_error().unwrap().code, Some(crate::error::ErrorCode::ProducerFenced));
     assert_eq!(
         m.begin_transaction().unwrap_err().kafka_code(),
-        Some(E::ProducerFenced)
+        Some(crate::error::ErrorCode::ProducerFenced)
     );
 }
 
@@ -571,7 +572,7 @@ fn refused_partitions_make_the_transaction_abort_only() {
     ];
     let step = m.on_add_partitions(&results).unwrap();
     match step {
-        TxnStep::Failed(e) => assert_eq!(e.kafka_code(), Some(E::TopicAuthorizationFailed)),
+        TxnStep::Failed(e) => assert_eq!(e.kafka_code(), Some(crate::error::ErrorCode::TopicAuthorizationFailed)),
         other => panic!("{other:?}"),
     }
     assert_eq!(m.state(), AbortableError);

@@ -8,11 +8,17 @@
 //!   safe to repeat; a caller sees one only when the retry budget (a timeout) ran out.
 //! - [`ErrorClass::Abortable`]: the current transaction cannot commit, but the producer is healthy:
 //!   abort it and begin a new one.
-//! - [`ErrorClass::Fatal`]: the client (or this call) cannot go on: the producer was fenced, the
-//!   broker is too old, the configuration is wrong. Close the client.
+//! - [`ErrorClass::Fatal`]: the client cannot go on: the producer was fenced, the broker is too
+//!   old, the configuration is wrong, the credentials were refused. Close the client.
 //! - [`ErrorClass::Rejected`]: this one call was refused as made (an invalid topic name, a
-//!   partition that does not exist, a record too large); nothing was sent and the client is
+//!   partition that does not exist, a record too large, a call the client's state does not allow
+//!   such as committing with no transaction begun); nothing was sent and the client is
 //!   unaffected. Fix the input; repeating the same call fails the same way.
+//!
+//! [`Error::outcome_unknown`] is separate from the class: it is true only when a request that may
+//! have changed something was sent and no answer says whether it did (a lost connection or a
+//! timeout after sending a produce, commit or transaction call). A `send` that timed out waiting
+//! for metadata or buffer memory queued nothing, so its outcome is known.
 //!
 //! The same Kafka error code can mean different things in different places (an `INVALID_PRODUCER_EPOCH`
 //! from the transaction coordinator is fatal, from a partition leader it is abortable), so the class of
@@ -22,8 +28,11 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use kafka_protocol::error::ResponseError;
-pub use kafka_protocol::messages::ApiKey;
+mod api;
+mod codes;
+
+pub use api::ApiKey;
+pub use codes::ErrorCode;
 
 /// What a caller should do about an [`Error`]. See the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,7 +42,7 @@ pub enum ErrorClass {
     Retriable,
     /// The current transaction must be aborted; the client stays usable.
     Abortable,
-    /// The client, or this call as made, cannot succeed; retrying will not help.
+    /// The client cannot go on; close it.
     Fatal,
     /// This call was refused as made (bad argument); the client stays usable.
     Rejected,
@@ -151,7 +160,7 @@ pub enum Error {
 
     /// The broker answered with a Kafka error code.
     #[error(
-        "{api:?}{} failed: {code} (Kafka error {}){}",
+        "{api:?}{} failed: {code:?} (Kafka error {}){}",
         BrokerName(broker),
         code.code(),
         message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
@@ -162,15 +171,26 @@ pub enum Error {
         /// The broker that answered, if known.
         broker: Option<BrokerRef>,
         /// The Kafka error.
-        code: ResponseError,
+        code: ErrorCode,
         /// The broker's error message, where the response has one.
         message: Option<String>,
         /// What to do about it, decided where the error was detected.
         class: ErrorClass,
     },
 
-    /// No answer within the allowed time. For a request that was sent, its outcome is unknown.
-    #[error("{}{} timed out after {}", ApiName(*api), BrokerName(broker), Millis(*after))]
+    /// No answer within the allowed time.
+    ///
+    /// `outcome_unknown` is true when a request that changes something (a produce, a commit, a
+    /// transaction call) was sent and may have been applied; false when the time ran out before
+    /// anything was queued or sent (`send` waiting for metadata or buffer memory, connecting) or
+    /// the request only reads.
+    #[error(
+        "{}{} timed out after {}{}",
+        ApiName(*api),
+        BrokerName(broker),
+        Millis(*after),
+        if *outcome_unknown { " (outcome unknown)" } else { "" }
+    )]
     Timeout {
         /// The API, if one request timed out.
         api: Option<ApiKey>,
@@ -178,6 +198,8 @@ pub enum Error {
         broker: Option<BrokerRef>,
         /// The time allowed.
         after: Duration,
+        /// Whether a request that may have been applied was sent.
+        outcome_unknown: bool,
     },
 
     /// The broker does not support any version of an API that josefk can speak.
@@ -199,9 +221,16 @@ pub enum Error {
     },
 
     /// A call was made in a state that does not allow it (for example committing with no
-    /// transaction begun).
+    /// transaction begun, subscribing without `group.id`, seeking an unassigned partition).
+    /// Nothing was done; the client is unaffected ([`ErrorClass::Rejected`]).
     #[error("invalid state: {0}")]
     InvalidState(String),
+
+    /// The client failed earlier (a fatal error such as a fenced producer, or one of its tasks
+    /// ended unexpectedly) and refuses further calls: close it ([`ErrorClass::Fatal`]). The text
+    /// names the original failure.
+    #[error("client failed: {0}")]
+    Failed(String),
 
     /// The broker refused this client's credentials (SASL: bad password, unknown user, expired or
     /// rejected token, mechanism not enabled) or the principal's session could not be renewed.
@@ -301,12 +330,12 @@ impl Error {
             | Error::Timeout { .. }
             | Error::BufferExhausted { .. }
             | Error::Undelivered { .. } => ErrorClass::Retriable,
-            Error::InvalidArgument(_) => ErrorClass::Rejected,
+            Error::InvalidArgument(_) | Error::InvalidState(_) => ErrorClass::Rejected,
             Error::Broker { class, .. } => *class,
             Error::Config(_)
             | Error::Protocol { .. }
             | Error::UnsupportedVersion { .. }
-            | Error::InvalidState(_)
+            | Error::Failed(_)
             | Error::Authentication { .. }
             | Error::Tls { .. }
             | Error::CloseTimedOut { .. }
@@ -320,7 +349,7 @@ impl Error {
     }
 
     /// The Kafka error, for [`Error::Broker`].
-    pub fn kafka_code(&self) -> Option<ResponseError> {
+    pub fn kafka_code(&self) -> Option<ErrorCode> {
         match self {
             Error::Broker { code, .. } => Some(*code),
             _ => None,
@@ -364,7 +393,9 @@ impl Error {
                 outcome_unknown, ..
             } => *outcome_unknown,
             Error::CloseTimedOut { unknown, .. } => *unknown > 0,
-            Error::Timeout { .. } => true,
+            Error::Timeout {
+                outcome_unknown, ..
+            } => *outcome_unknown,
             _ => false,
         }
     }
@@ -412,10 +443,16 @@ impl Error {
                 message: message.clone(),
                 class: *class,
             },
-            Error::Timeout { api, broker, after } => Error::Timeout {
+            Error::Timeout {
+                api,
+                broker,
+                after,
+                outcome_unknown,
+            } => Error::Timeout {
                 api: *api,
                 broker: broker.clone(),
                 after: *after,
+                outcome_unknown: *outcome_unknown,
             },
             Error::UnsupportedVersion {
                 api,
@@ -431,6 +468,7 @@ impl Error {
                 client_max: *client_max,
             },
             Error::InvalidState(m) => Error::InvalidState(m.clone()),
+            Error::Failed(m) => Error::Failed(m.clone()),
             Error::Authentication { broker, message } => Error::Authentication {
                 broker: broker.clone(),
                 message: message.clone(),
@@ -477,19 +515,20 @@ impl Error {
 
     /// A broker error whose class follows Kafka's retriable flag: retriable if Kafka says so,
     /// otherwise fatal. Roles that know better (transactions) build [`Error::Broker`] themselves.
-    pub fn from_code(
-        api: ApiKey,
+    pub(crate) fn from_code(
+        api: kafka_protocol::messages::ApiKey,
         broker: Option<BrokerRef>,
-        code: ResponseError,
+        code: kafka_protocol::error::ResponseError,
         message: Option<String>,
     ) -> Error {
-        let class = if is_retriable_code(code) {
+        let code = ErrorCode::from_protocol(code);
+        let class = if code.is_retriable() {
             ErrorClass::Retriable
         } else {
             ErrorClass::Fatal
         };
         Error::Broker {
-            api,
+            api: ApiKey::from_protocol(api),
             broker,
             code,
             message,
@@ -499,13 +538,13 @@ impl Error {
 
     /// Turns a response's `error_code` field into `Ok(())` or an [`Error::Broker`] classified by
     /// [`Error::from_code`].
-    pub fn check_code(
-        api: ApiKey,
+    pub(crate) fn check_code(
+        api: kafka_protocol::messages::ApiKey,
         broker: Option<&BrokerRef>,
         error_code: i16,
         message: Option<&str>,
     ) -> Result<()> {
-        match ResponseError::try_from_code(error_code) {
+        match kafka_protocol::error::ResponseError::try_from_code(error_code) {
             None => Ok(()),
             Some(code) => Err(Error::from_code(
                 api,
@@ -517,12 +556,10 @@ impl Error {
     }
 }
 
-/// Whether Kafka classes `code` as retriable. `kafka-protocol`'s table, except where it disagrees
-/// with the broker and the Java client: CONCURRENT_TRANSACTIONS (51) is a `RetriableException`
-/// in Java, and a transactions-v2 leader answers it to a Produce while the previous
-/// transaction's markers are still being written.
-pub fn is_retriable_code(code: ResponseError) -> bool {
-    code.is_retriable() || code == ResponseError::ConcurrentTransactions
+/// Whether Kafka classes `code` as retriable (see [`ErrorCode::is_retriable`]; josefk's table
+/// differs from the protocol crate's for CONCURRENT_TRANSACTIONS).
+pub(crate) fn is_retriable_code(code: kafka_protocol::error::ResponseError) -> bool {
+    ErrorCode::from_protocol(code).is_retriable()
 }
 
 /// `Result` with josefk's [`Error`].
@@ -531,6 +568,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::ApiKey as ProtocolApi;
 
     fn broker() -> BrokerRef {
         BrokerRef {
@@ -571,28 +610,47 @@ mod tests {
     #[test]
     fn broker_error_class_follows_kafka_retriable_flag() {
         let e = Error::from_code(
-            ApiKey::Produce,
+            ProtocolApi::Produce,
             Some(broker()),
             ResponseError::NotLeaderOrFollower,
             None,
         );
         assert_eq!(e.class(), ErrorClass::Retriable);
-        let e = Error::from_code(ApiKey::Produce, None, ResponseError::MessageTooLarge, None);
+        let e = Error::from_code(
+            ProtocolApi::Produce,
+            None,
+            ResponseError::MessageTooLarge,
+            None,
+        );
         assert_eq!(e.class(), ErrorClass::Fatal);
-        assert_eq!(e.kafka_code(), Some(ResponseError::MessageTooLarge));
+        assert_eq!(e.kafka_code(), Some(ErrorCode::MessageTooLarge));
         assert_eq!(e.api(), Some(ApiKey::Produce));
+        let e = Error::from_code(
+            ProtocolApi::Produce,
+            None,
+            ResponseError::ConcurrentTransactions,
+            None,
+        );
+        assert_eq!(e.class(), ErrorClass::Retriable);
     }
 
     #[test]
     fn check_code_zero_is_ok_and_nonzero_names_api_broker_and_code() {
-        assert!(Error::check_code(ApiKey::Metadata, None, 0, None).is_ok());
-        let e = Error::check_code(ApiKey::CreateTopics, Some(&broker()), 36, Some("exists"))
-            .unwrap_err();
+        assert!(Error::check_code(ProtocolApi::Metadata, None, 0, None).is_ok());
+        let e = Error::check_code(
+            ProtocolApi::CreateTopics,
+            Some(&broker()),
+            36,
+            Some("exists"),
+        )
+        .unwrap_err();
         let text = e.to_string();
         assert!(text.contains("CreateTopics"), "{text}");
         assert!(text.contains("broker 1 (127.0.0.1:9092)"), "{text}");
         assert!(text.contains("Kafka error 36"), "{text}");
         assert!(text.contains("exists"), "{text}");
+        assert!(text.contains("TopicAlreadyExists"), "{text}");
+        assert_eq!(e.kafka_code().map(ErrorCode::code), Some(36));
         assert_eq!(e.broker(), Some(&broker()));
     }
 
@@ -623,8 +681,10 @@ mod tests {
             api: Some(ApiKey::Metadata),
             broker: None,
             after: Duration::from_nanos(2_999_999_382),
+            outcome_unknown: false,
         };
         assert_eq!(e.to_string(), "Metadata timed out after 3s");
+        assert!(!e.outcome_unknown());
         assert_eq!(Millis(Duration::from_micros(1_500_400)).to_string(), "1.5s");
         assert_eq!(Millis(Duration::from_millis(250)).to_string(), "250ms");
     }
@@ -669,6 +729,30 @@ mod tests {
     }
 
     #[test]
+    fn a_timeout_is_outcome_unknown_only_when_it_says_so() {
+        let e = |unknown| Error::Timeout {
+            api: Some(ApiKey::OffsetCommit),
+            broker: None,
+            after: Duration::from_secs(1),
+            outcome_unknown: unknown,
+        };
+        assert!(e(true).outcome_unknown());
+        assert!(e(true).to_string().ends_with("(outcome unknown)"));
+        assert!(!e(false).outcome_unknown());
+        assert!(e(true).duplicate().outcome_unknown());
+        assert_eq!(e(false).class(), ErrorClass::Retriable);
+    }
+
+    #[test]
+    fn misuse_is_rejected_and_an_earlier_failure_is_fatal() {
+        assert_eq!(
+            Error::InvalidState("no transaction".into()).class(),
+            ErrorClass::Rejected
+        );
+        assert_eq!(Error::Failed("fenced".into()).class(), ErrorClass::Fatal);
+    }
+
+    #[test]
     fn misuse_and_protocol_violations_are_fatal() {
         assert_eq!(Error::Closed.class(), ErrorClass::Fatal);
         assert_eq!(Error::Config("x".into()).class(), ErrorClass::Fatal);
@@ -682,5 +766,62 @@ mod tests {
         assert_eq!(e.class(), ErrorClass::Fatal);
         assert!(e.to_string().contains("Produce"));
         assert!(e.to_string().contains("0..=2"));
+    }
+}
+
+#[cfg(test)]
+mod code_tests {
+    use super::{ApiKey, ErrorCode};
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::ApiKey as ProtocolApi;
+
+    #[test]
+    fn every_protocol_error_code_maps_to_the_same_number_and_retriable_flag() {
+        let mut known = 0;
+        for n in -1..=200i16 {
+            let (Some(ours), Some(theirs)) =
+                (ErrorCode::from_code(n), ResponseError::try_from_code(n))
+            else {
+                assert_eq!(n, 0);
+                continue;
+            };
+            assert_eq!(ours.code(), n);
+            assert_eq!(ErrorCode::from_protocol(theirs), ours);
+            if let ErrorCode::Other(_) = ours {
+                assert_eq!(theirs, ResponseError::Unknown(n));
+                continue;
+            }
+            known += 1;
+            let expect_retriable =
+                theirs.is_retriable() || theirs == ResponseError::ConcurrentTransactions;
+            assert_eq!(ours.is_retriable(), expect_retriable, "{ours:?}");
+            assert_eq!(format!("{ours:?}"), format!("{theirs:?}"));
+        }
+        assert!(known > 120, "{known}");
+        assert_eq!(
+            ErrorCode::NotLeaderOrFollower.name(),
+            "NOT_LEADER_OR_FOLLOWER"
+        );
+        assert_eq!(ErrorCode::MessageTooLarge.to_string(), "MESSAGE_TOO_LARGE");
+        assert_eq!(ErrorCode::from_code(0), None);
+        assert_eq!(ErrorCode::from_code(9999), Some(ErrorCode::Other(9999)));
+    }
+
+    #[test]
+    fn every_protocol_api_key_maps_to_the_same_number_and_name() {
+        let mut known = 0;
+        for n in 0..=200i16 {
+            let theirs = ProtocolApi::try_from(n).ok();
+            let ours = ApiKey::from_code(n);
+            assert_eq!(ours.is_some(), theirs.is_some(), "key {n}");
+            if let (Some(ours), Some(theirs)) = (ours, theirs) {
+                known += 1;
+                assert_eq!(ApiKey::from_protocol(theirs), ours);
+                assert_eq!(ours.code(), n);
+                assert_eq!(ours.name(), format!("{theirs:?}"));
+            }
+        }
+        assert!(known > 70, "{known}");
+        assert_eq!(ApiKey::FindCoordinator.to_string(), "FindCoordinator");
     }
 }

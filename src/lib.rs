@@ -10,6 +10,7 @@
 //! ```
 //!
 //! - [`record`], [`error`]: plain data and the one public [`Error`] type.
+//! - [`metrics`]: counters and latencies every layer records, snapshots and `metrics` export.
 //! - [`state`]: IO-free state machines (no tokio, time passed in).
 //! - [`protocol`]: framing, headers, version choice over the `kafka-protocol` crate.
 //! - [`net`]: one task per broker connection owns the socket; handles talk to it over channels.
@@ -40,6 +41,7 @@ pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod metrics;
 pub mod net;
 pub mod producer;
 pub mod protocol;

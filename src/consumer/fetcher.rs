@@ -5,6 +5,7 @@
 //! the next `poll`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -19,8 +20,9 @@ use super::fetch::PartitionFetch;
 use super::{AutoOffsetReset, Consumer};
 use crate::cluster::{is_stale_metadata_error, Cluster};
 use crate::error::{BrokerRef, Error, Result};
+use crate::metrics::registry::nanos;
 use crate::net::Lane;
-use crate::record::TopicPartition;
+use crate::record::{IsolationLevel, TopicPartition};
 use crate::state::fetch_session::{SessionPartition, SessionRequest};
 use crate::state::isolation::AbortedTransaction;
 
@@ -178,6 +180,21 @@ impl Consumer {
                 response.session_id,
             );
         }
+        let cells = &self.cluster.pool().metrics().0.consumer;
+        cells.fetch_latency.record(nanos(outcome.took));
+        cells
+            .fetch_throttle_time
+            .record(response.throttle_time_ms.max(0) as u64);
+        let fetched: usize = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+            .sum();
+        cells.fetch_size.record(fetched as u64);
+        cells
+            .bytes_consumed_total
+            .fetch_add(fetched as u64, Relaxed);
         if let Some(
             ResponseError::FetchSessionIdNotFound | ResponseError::InvalidFetchSessionEpoch,
         ) = ResponseError::try_from_code(response.error_code)
@@ -225,6 +242,17 @@ impl Consumer {
                     self.config.client.retry_backoff,
                     self.config.client.retry_backoff_max,
                 );
+                if p.error_code == 0 {
+                    let end = match self.config.isolation_level {
+                        IsolationLevel::ReadCommitted => p.last_stable_offset,
+                        IsolationLevel::ReadUncommitted => p.high_watermark,
+                    };
+                    if end >= 0 {
+                        state.end_offset = Some(end);
+                        let cells = &self.cluster.pool().metrics().0.consumer;
+                        super::metrics::note_lag(cells, &tp, state);
+                    }
+                }
                 match ResponseError::try_from_code(p.error_code) {
                     None => {
                         let Some(records) = p.records.filter(|r| !r.is_empty()) else {

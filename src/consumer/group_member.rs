@@ -4,12 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::group::{Group, GroupSettings, JoinOutcome};
 use super::{offsets, CommitMode, Consumer, ConsumerRecord, PartitionState};
 use crate::error::{Error, Result};
+use crate::metrics::registry::nanos;
 use crate::producer::ConsumerGroupMetadata;
 use crate::record::TopicPartition;
 use crate::state::assignor::RebalanceProtocol;
@@ -426,7 +429,18 @@ impl Consumer {
         } else {
             deadline
         };
-        match group.wait_join(wait_until).await {
+        let joined = group.wait_join(wait_until).await;
+        let cells = &self.cluster.pool().metrics().0.consumer;
+        match &joined {
+            Some(Ok(_)) => cells
+                .rebalance_latency
+                .record(nanos(group.join_started.elapsed())),
+            Some(Err(_)) => {
+                cells.failed_rebalance_total.fetch_add(1, Relaxed);
+            }
+            None => {}
+        }
+        match joined {
             None => Ok(keeps_consuming),
             Some(Err(e)) => Err(e),
             Some(Ok(outcome)) => {
@@ -524,6 +538,7 @@ impl Consumer {
         }
         let assignment = &self.assignment;
         self.buffered.retain(|f| assignment.contains_key(&f.tp));
+        self.assignment_changed();
     }
 
     /// Installs a join's assignment: revokes what a cooperative rebalance took away (and asks for
@@ -563,6 +578,7 @@ impl Consumer {
             revoked = revoked.len(),
             "assignment applied"
         );
+        self.assignment_changed();
         self.listener.with(|l| l.on_partitions_assigned(&added));
     }
 

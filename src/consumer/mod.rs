@@ -61,6 +61,7 @@ pub mod fetch;
 mod fetcher;
 mod group;
 mod group_member;
+mod metrics;
 mod offsets;
 mod retry;
 mod stream;
@@ -97,6 +98,8 @@ use retry::{FetchRetry, STALLS_BEFORE_ERROR};
 struct PartitionState {
     /// The offset of the next record to hand out; `None` until reset or seek.
     position: Option<i64>,
+    /// The log end offset (last stable offset under read_committed) in the last fetch answer.
+    end_offset: Option<i64>,
     paused: bool,
     /// A fetch including this partition is in flight.
     in_flight: bool,
@@ -148,6 +151,11 @@ impl Consumer {
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
         let cluster = Cluster::connect(config.client.clone()).await?;
+        let registry = Arc::downgrade(&cluster.pool().metrics().0);
+        crate::metrics::spawn_exporter(move || {
+            let registry = registry.upgrade()?;
+            Some(crate::metrics::ConsumerMetrics::read(&registry).to_metrics())
+        });
         let membership = config.group_id.as_ref().map(|_| {
             Arc::new(Mutex::new(Membership::new(
                 config.group_instance_id.clone(),
@@ -266,6 +274,7 @@ impl Consumer {
         self.assignment = next;
         let assignment = &self.assignment;
         self.buffered.retain(|f| assignment.contains_key(&f.tp));
+        self.assignment_changed();
         Ok(())
     }
 
@@ -422,6 +431,9 @@ impl Consumer {
             let mut out = Vec::new();
             self.drain_buffered(&mut out, limit)?;
             if !out.is_empty() {
+                self.cells()
+                    .records_consumed_total
+                    .fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 if self.membership.is_some()
                     && self.config.commit_mode == CommitMode::BeforeProcessing
                 {
@@ -505,6 +517,7 @@ impl Consumer {
                 state.retry.succeeded();
             }
             state.position = Some(fetch.next_offset());
+            metrics::note_lag(&self.cluster.pool().metrics().0.consumer, &fetch.tp, state);
             if fetch.has_error() {
                 if out.is_empty() {
                     let error = fetch.take_error().expect("has an error");

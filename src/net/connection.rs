@@ -27,6 +27,7 @@
 //! a broker blocked on writing a response to us cannot deadlock against us writing to it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ use tokio::time::Instant;
 use tracing::{debug, trace, warn};
 
 use crate::error::{BrokerRef, Error, Result};
+use crate::metrics::registry::{nanos, NodeCells};
+use crate::metrics::ClientMetrics;
 use crate::protocol::codec::{
     decode_response, encode_request, response_correlation_id, ApiRequest, EncodedRequest,
 };
@@ -68,6 +71,8 @@ pub struct ConnectionOptions {
     pub max_in_flight: usize,
     /// How the connection is protected and authenticated (plaintext by default).
     pub security: ConnectionSecurity,
+    /// Where the connection counts its requests, latencies and lifecycle (one per client).
+    pub metrics: ClientMetrics,
 }
 
 /// The security settings a connection applies during set-up, built once per client from its
@@ -114,6 +119,7 @@ impl ConnectionOptions {
                     false => None,
                 },
             },
+            metrics: ClientMetrics::new(&config.client_id),
         })
     }
 }
@@ -196,7 +202,8 @@ impl Connection {
         // SaslHandshake/SaslAuthenticate versions the broker speaks, and before any other request.
         let reauth = match &options.security.sasl {
             Some(authenticator) => {
-                let session_lifetime = exchange::authenticate(
+                let net = &options.metrics.0.net;
+                let session_lifetime = match exchange::authenticate(
                     &mut stream,
                     authenticator,
                     &versions,
@@ -204,7 +211,19 @@ impl Connection {
                     options.client_id.clone(),
                     options.max_response_size,
                 )
-                .await?;
+                .await
+                {
+                    Ok(lifetime) => {
+                        net.successful_authentication_total.fetch_add(1, Relaxed);
+                        lifetime
+                    }
+                    Err(e) => {
+                        if matches!(e, Error::Authentication { .. }) {
+                            net.failed_authentication_total.fetch_add(1, Relaxed);
+                        }
+                        return Err(e);
+                    }
+                };
                 Some(Reauthenticator::new(
                     authenticator.clone(),
                     versions.clone(),
@@ -217,11 +236,16 @@ impl Connection {
         };
         debug!(%broker, protocol = %options.security.protocol, "connected");
         let (tx, rx) = mpsc::channel(options.max_in_flight.max(16));
+        let net = &options.metrics.0.net;
+        net.connection_creation_total.fetch_add(1, Relaxed);
+        net.connection_count.fetch_add(1, Relaxed);
         let task = ConnectionTask {
             broker: broker.clone(),
             max_response_size: options.max_response_size,
             max_in_flight: options.max_in_flight,
             request_timeout: options.request_timeout,
+            metrics: options.metrics.clone(),
+            node: net.node(broker.node_id.unwrap_or(-1)),
         };
         let stop = Arc::new(Notify::new());
         tokio::spawn(task.run(stream, rx, reauth, stop.clone()));
@@ -509,6 +533,8 @@ fn decode_v0_api_versions(frame: Bytes, broker: &BrokerRef) -> Result<ApiVersion
 struct InFlight {
     correlation_id: i32,
     api: ApiKey,
+    /// When the connection task took the request (request latency starts here).
+    accepted: Instant,
     deadline: Instant,
     timeout: Duration,
     /// `None` for the connection's own re-authentication requests, answered inside the task.
@@ -548,6 +574,9 @@ struct ConnectionTask {
     max_in_flight: usize,
     /// Deadline of the connection's own re-authentication requests.
     request_timeout: Duration,
+    metrics: ClientMetrics,
+    /// This broker's request cells.
+    node: Arc<NodeCells>,
 }
 
 /// Reads are done into at least this much spare room, so small responses need one syscall.
@@ -571,8 +600,17 @@ impl ConnectionTask {
         let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
         let mut next_correlation_id: i32 = 0;
         let mut accepting = true;
+        // Requests of this connection counted in the node's `requests-in-flight`.
+        let mut counted_in_flight: i64 = 0;
 
         let closed = 'task: loop {
+            let now_in_flight = in_flight.len() as i64;
+            if now_in_flight != counted_in_flight {
+                self.node
+                    .requests_in_flight
+                    .fetch_add(now_in_flight - counted_in_flight, Relaxed);
+                counted_in_flight = now_in_flight;
+            }
             if !accepting && in_flight.is_empty() && writes.is_empty() {
                 break Closed::Finished;
             }
@@ -668,11 +706,15 @@ impl ConnectionTask {
                         request.set_correlation_id(next_correlation_id);
                         trace!(api = ?request.api_key, correlation_id = next_correlation_id, "send");
                         let frame = request.frame.freeze();
+                        self.node.requests_sent.fetch_add(1, Relaxed);
+                        self.node.outgoing_bytes.fetch_add(frame.len() as u64, Relaxed);
                         if request.expects_response {
+                            let accepted = Instant::now();
                             in_flight.push_back(InFlight {
                                 correlation_id: next_correlation_id,
                                 api: request.api_key,
-                                deadline: Instant::now() + timeout,
+                                accepted,
+                                deadline: accepted + timeout,
                                 timeout,
                                 reply: Some(reply),
                             });
@@ -695,6 +737,12 @@ impl ConnectionTask {
                 }
             }
         };
+        self.node
+            .requests_in_flight
+            .fetch_sub(counted_in_flight, Relaxed);
+        let net = &self.metrics.0.net;
+        net.connection_close_total.fetch_add(1, Relaxed);
+        net.connection_count.fetch_sub(1, Relaxed);
         self.fail_all(closed, in_flight, writes, rx).await;
     }
 
@@ -735,6 +783,12 @@ impl ConnectionTask {
                 return Err(self.violation(api, message));
             }
             trace!(api = ?expected.api, correlation_id = id, len = frame.len(), "receive");
+            self.node
+                .request_latency
+                .record(nanos(expected.accepted.elapsed()));
+            self.node
+                .incoming_bytes
+                .fetch_add(frame.len() as u64, Relaxed);
             match expected.reply {
                 Some(reply) => {
                     let _ = reply.send(Ok(frame));
@@ -857,10 +911,12 @@ fn push_own_request(
 ) {
     request.set_correlation_id(correlation_id);
     trace!(api = ?request.api_key, correlation_id, "send (re-authentication)");
+    let accepted = Instant::now();
     in_flight.push_back(InFlight {
         correlation_id,
         api: request.api_key,
-        deadline: Instant::now() + timeout,
+        accepted,
+        deadline: accepted + timeout,
         timeout,
         reply: None,
     });

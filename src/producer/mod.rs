@@ -23,6 +23,7 @@
 
 pub mod config;
 mod delivery;
+mod metrics;
 mod request;
 mod sender;
 mod transaction;
@@ -42,6 +43,8 @@ pub use transaction::ConsumerGroupMetadata;
 
 use crate::cluster::{validate_topic_name, Cluster};
 use crate::error::{Error, ErrorClass, Result};
+use crate::metrics::registry::nanos;
+use crate::metrics::ProducerMetrics;
 use crate::protocol::compression::Compression;
 use crate::record::{Header, ProducerRecord, TopicPartition};
 use crate::state::accumulator::{AccumulatorConfig, AppendResult};
@@ -49,6 +52,7 @@ use crate::state::partitioner::{partition_for_key, Partitioner};
 use crate::state::transaction::TxnState;
 use delivery::Settler;
 use sender::{ProducerState, Shared};
+use std::sync::atomic::Ordering::Relaxed;
 use transaction::txn_error;
 
 /// What `send` keeps of a record until it is encoded.
@@ -144,6 +148,11 @@ impl Producer {
             shared.lock().set_producer_id(producer);
         }
         shared.spawn(sender::run(shared.clone()));
+        let weak = Arc::downgrade(&shared);
+        crate::metrics::spawn_exporter(move || {
+            let shared = weak.upgrade()?;
+            Some(shared.metrics_snapshot().to_metrics())
+        });
         Ok(Producer {
             handle: Arc::new(Handle { shared }),
         })
@@ -157,6 +166,12 @@ impl Producer {
     /// [`Admin::from_cluster`](crate::admin::Admin::from_cluster)).
     pub fn cluster(&self) -> &Cluster {
         &self.shared().cluster
+    }
+
+    /// A snapshot of this producer's metrics (Java names; see [`crate::metrics`]). Takes the
+    /// producer's lock once, for the buffer values.
+    pub fn metrics(&self) -> ProducerMetrics {
+        self.shared().metrics_snapshot()
     }
 
     /// Queues `record` and returns a future for its delivery.
@@ -285,7 +300,14 @@ impl Producer {
                 Some(notified) => {
                     shared.wake.notify_one();
                     let at = *deadline.get_or_insert_with(|| started() + shared.config.max_block);
-                    if tokio::time::timeout_at(at, notified).await.is_err() {
+                    let waiting = Instant::now();
+                    let waited = tokio::time::timeout_at(at, notified).await;
+                    shared
+                        .registry()
+                        .producer
+                        .bufferpool_wait_ns
+                        .fetch_add(nanos(waiting.elapsed()), Relaxed);
+                    if waited.is_err() {
                         return Err(Error::BufferExhausted {
                             record_size: size,
                             in_use: shared.lock().accumulator.used_memory(),
@@ -386,6 +408,13 @@ impl Producer {
     /// request: the producer keeps initializing in the background, and calling this again waits
     /// for that same initialization.
     pub async fn init_transactions(&self) -> Result<()> {
+        let started = Instant::now();
+        self.init_transactions_inner().await?;
+        self.shared().registry().producer.txn_init.record(started);
+        Ok(())
+    }
+
+    async fn init_transactions_inner(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
         self.with_txn(|_| Ok(()))?;
@@ -424,11 +453,14 @@ impl Producer {
     /// offsets are). The protocol (KIP-890 v1 or v2) is chosen now from the coordinator's
     /// ApiVersions and kept until the transaction ends.
     pub fn begin_transaction(&self) -> Result<()> {
+        let started = Instant::now();
         self.with_txn(|state| {
             state.txn.as_mut().expect("checked").begin_transaction()?;
-            state.txn_began = Some(Instant::now());
+            state.txn_began = Some(started);
             Ok(())
-        })
+        })?;
+        self.shared().registry().producer.txn_begin.record(started);
+        Ok(())
     }
 
     /// Java `sendOffsetsToTransaction`: commits `offsets` (partition, next offset to consume,
@@ -442,6 +474,18 @@ impl Producer {
     /// still sent and are part of the transaction if that succeeds. A call made while an earlier
     /// call's offsets are still being committed (from a clone of this producer) is refused.
     pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(TopicPartition, i64, Option<String>)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let started = Instant::now();
+        self.send_offsets_inner(offsets, group).await?;
+        let txn = &self.shared().registry().producer;
+        txn.txn_send_offsets.record(started);
+        Ok(())
+    }
+
+    async fn send_offsets_inner(
         &self,
         offsets: &[(TopicPartition, i64, Option<String>)],
         group: &ConsumerGroupMetadata,
@@ -497,6 +541,13 @@ impl Producer {
     /// not stop the commit: it goes on in the background, and calling this again waits for it.
     /// Until it has ended, aborting or beginning a transaction is refused.
     pub async fn commit_transaction(&self) -> Result<()> {
+        let started = Instant::now();
+        self.commit_transaction_inner().await?;
+        self.shared().registry().producer.txn_commit.record(started);
+        Ok(())
+    }
+
+    async fn commit_transaction_inner(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
         self.with_txn(|state| {
@@ -521,6 +572,13 @@ impl Producer {
     /// bump that ends it); calling this again waits for it. Until it has ended, committing or
     /// beginning a transaction is refused.
     pub async fn abort_transaction(&self) -> Result<()> {
+        let started = Instant::now();
+        self.abort_transaction_inner().await?;
+        self.shared().registry().producer.txn_abort.record(started);
+        Ok(())
+    }
+
+    async fn abort_transaction_inner(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
         let dropped = self.with_txn(|state| {

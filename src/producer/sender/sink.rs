@@ -4,6 +4,7 @@
 //! idempotence and transaction state.
 
 use super::*;
+use crate::producer::metrics::{RecordOutcome, SentBatch};
 
 /// Encodes one batch's records with its producer id, epoch and sequence.
 fn encode(shared: &Shared, batch: &Batch) -> Result<Bytes> {
@@ -82,8 +83,14 @@ pub(super) async fn sink(
                     let result = match answer {
                         Some(Ok(_)) if shared.config.acks == Acks::None => Ok(None),
                         Some(Ok(frame)) => {
-                            decode_response::<ProduceRequest>(frame, version, Some(&broker))
-                                .map(|response| Some((broker, parse_produce_response(&response))))
+                            decode_response::<ProduceRequest>(frame, version, Some(&broker)).map(
+                                |response| {
+                                    let throttle = response.throttle_time_ms.max(0) as u64;
+                                    let producer = &shared.registry().producer;
+                                    producer.produce_throttle_time.record(throttle);
+                                    Some((broker, parse_produce_response(&response)))
+                                },
+                            )
                         }
                         Some(Err(e)) => Err(e),
                         // Dropping `pending` withdraws the request if the connection has not
@@ -137,6 +144,18 @@ fn prepare(shared: &Shared, batches: Vec<Batch>) -> (Vec<Batch>, ProduceRequest)
             Err(e) => shared.fail_batch(batch, &|| e.duplicate()),
         }
     }
+    let sent: Vec<SentBatch<'_>> = encoded
+        .iter()
+        .zip(&sendable)
+        .map(|((tp, bytes), batch)| SentBatch {
+            topic: &tp.topic,
+            records: batch.record_count() as usize,
+            bytes: bytes.len(),
+            uncompressed: batch.size_bytes(),
+        })
+        .collect();
+    shared.count_sent(&sent);
+    drop(sent);
     let timeout_ms = shared
         .config
         .client
@@ -212,6 +231,7 @@ pub(super) fn settle(
     let mut fatal: Option<Error> = None;
     let mut gave_up: Vec<(Batch, GiveUp, bool, Option<String>)> = Vec::new();
     let mut stale = false;
+    let mut retried: Vec<(String, usize)> = Vec::new();
     {
         let mut guard = shared.lock();
         let state = &mut *guard;
@@ -315,9 +335,13 @@ pub(super) fn settle(
                     if outcome_unknown {
                         batch.mark_outcome_unknown();
                     }
+                    retried.push((batch.tp().topic.clone(), batch.record_count() as usize));
                     state.accumulator.reenqueue(batch, now);
                 }
-                Decision::BumpEpochAndRetry => state.accumulator.reenqueue(batch, now),
+                Decision::BumpEpochAndRetry => {
+                    retried.push((batch.tp().topic.clone(), batch.record_count() as usize));
+                    state.accumulator.reenqueue(batch, now)
+                }
                 Decision::Fail {
                     error,
                     outcome_unknown,
@@ -350,6 +374,9 @@ pub(super) fn settle(
                 }
             }
         }
+    }
+    for (topic, records) in retried {
+        shared.count_records(&topic, records, RecordOutcome::Retried);
     }
     for (batch, base_offset, log_append) in completed {
         let tp = batch.tp().clone();

@@ -1,0 +1,335 @@
+//! Live tests of the client metrics against a real Kafka: each value is checked against what the
+//! test made happen (records acknowledged and refused, records produced and not yet read,
+//! commits made, rebalances completed, transactional calls made).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::members::*;
+use josefk::admin::{Admin, NewTopic};
+use josefk::consumer::{CommitMode, Consumer, ConsumerConfig, RebalanceListener};
+use josefk::producer::{Producer, ProducerConfig};
+use josefk::state::assignor::Assignor;
+use josefk::{ProducerRecord, TopicPartition};
+use tokio::time::Instant;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_sent_are_the_records_acknowledged_plus_the_refused() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("metrics-send");
+    let admin = Admin::connect(common::config(&bootstrap)).await.unwrap();
+    let mut new = NewTopic::new(&topic, 3, 1);
+    // Small enough that one record below can be refused by the broker (not by the client).
+    new.configs
+        .push(("max.message.bytes".into(), "4000".into()));
+    admin.create_topics(&[new]).await.unwrap();
+
+    let producer = Producer::connect(
+        ProducerConfig::with_client(common::config(&bootstrap).client_id("metrics-producer"))
+            .linger(Duration::from_millis(5))
+            .batch_size(1500),
+    )
+    .await
+    .unwrap();
+    let sent = 600;
+    let mut acks = Vec::new();
+    for i in 0..sent {
+        let record = ProducerRecord::new(&topic, vec![b'v'; 100]).key(format!("k{i}"));
+        acks.push(producer.send(record).await.unwrap());
+    }
+    let mut acked = 0;
+    for ack in acks {
+        ack.await.unwrap();
+        acked += 1;
+    }
+    // One record the broker refuses (MESSAGE_TOO_LARGE on a one-record batch: not retried).
+    let big = ProducerRecord::new(&topic, vec![b'x'; 5000]).partition(0);
+    let refused = producer.send(big).await.unwrap().await;
+    assert!(
+        refused.is_err(),
+        "the broker refuses a record over max.message.bytes"
+    );
+
+    let m = producer.metrics();
+    assert_eq!(m.client_id, "metrics-producer");
+    assert_eq!(acked, sent);
+    assert_eq!(m.record_send_total, acked + 1, "{m:#?}");
+    assert_eq!(m.record_error_total, 1, "{m:#?}");
+    assert_eq!(m.record_retry_total, 0, "{m:#?}");
+    let t = m.topics.iter().find(|t| t.topic == topic).expect("topic");
+    assert_eq!((t.record_send_total, t.record_error_total), (acked + 1, 1));
+    // Every record was in some request and some batch.
+    let per_request = m.records_per_request;
+    assert!(per_request.count >= 1 && per_request.max >= 1.0);
+    assert!(
+        (per_request.avg * per_request.count as f64 - (acked + 1) as f64).abs() < 0.5,
+        "{per_request:?}"
+    );
+    assert!(
+        m.batch_size.count >= 3,
+        "three partitions: at least three batches"
+    );
+    assert!(
+        m.byte_total >= acked * 100 && m.byte_total == t.byte_total,
+        "{m:#?}"
+    );
+    assert_eq!(m.compression_rate.avg, 1.0, "no compression");
+    assert!(
+        m.batch_size.max >= 5000.0,
+        "the refused record's batch was sent too"
+    );
+    assert_eq!(
+        m.buffer_available_bytes, m.buffer_total_bytes,
+        "nothing queued"
+    );
+    assert_eq!(m.transactions.commit.total, 0);
+    // Connections: at least bootstrap + one produce connection; requests were answered.
+    let net = &m.network;
+    assert!(net.connection_count >= 2, "{net:#?}");
+    assert!(net.connection_creation_total >= net.connection_count as u64);
+    assert_eq!(net.requests_in_flight, 0, "everything was answered");
+    let answered: u64 = net.nodes.iter().map(|n| n.request_latency.count).sum();
+    let requests: u64 = net.nodes.iter().map(|n| n.request_total).sum();
+    assert!(
+        answered >= per_request.count,
+        "every produce request answered"
+    );
+    assert_eq!(
+        answered, requests,
+        "acks=all: every request sent got its answer"
+    );
+    let produce_node = net
+        .nodes
+        .iter()
+        .find(|n| n.node_id >= 0)
+        .expect("a broker node");
+    assert!(produce_node.request_latency.max >= produce_node.request_latency.avg);
+    assert!(produce_node.outgoing_byte_total >= acked * 100);
+
+    // The facade view carries the same values under the Java names and tags.
+    let flat = m.to_metrics();
+    let find = |group: &str, name: &str, tag: Option<(&str, &str)>| {
+        flat.iter()
+            .find(|x| {
+                x.group == group
+                    && x.name == name
+                    && tag.is_none_or(|(k, v)| x.tags.iter().any(|(tk, tv)| *tk == k && tv == v))
+            })
+            .unwrap_or_else(|| panic!("{group}/{name} missing"))
+            .value
+    };
+    assert_eq!(
+        find("producer-metrics", "record-send-total", None),
+        (acked + 1) as f64
+    );
+    assert_eq!(
+        find(
+            "producer-topic-metrics",
+            "record-error-total",
+            Some(("topic", &topic))
+        ),
+        1.0
+    );
+    assert!(flat
+        .iter()
+        .all(|x| x.tags[0] == ("client-id", "metrics-producer".to_owned())));
+    producer.close(Duration::from_secs(30)).await.unwrap();
+    let after = producer.metrics().network;
+    assert_eq!(after.connection_count, 0, "close closes every connection");
+    assert_eq!(
+        after.connection_close_total,
+        after.connection_creation_total
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lag_is_what_was_produced_and_not_yet_read() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("metrics-lag");
+    create_topic(&bootstrap, &topic, 1).await;
+    let tp = TopicPartition::new(&topic, 0);
+
+    let mut c = Consumer::connect(
+        ConsumerConfig::with_client(common::config(&bootstrap))
+            .fetch_max_wait(Duration::from_millis(100))
+            .max_poll_records(7),
+    )
+    .await
+    .unwrap();
+    c.assign(std::slice::from_ref(&tp)).await.unwrap();
+    assert_eq!(c.metrics().assigned_partitions, 1);
+    c.seek_to_end(std::slice::from_ref(&tp)).await.unwrap();
+    // An empty poll learns the log end: nothing unread.
+    c.poll(Duration::from_millis(500)).await.unwrap();
+    let lag_of = |c: &Consumer| {
+        let m = c.metrics();
+        let lag = m
+            .partitions
+            .iter()
+            .find(|p| p.partition == tp)
+            .map(|p| p.records_lag);
+        (lag, m.records_lag_max)
+    };
+    assert_eq!(lag_of(&c), (Some(0), 0));
+
+    let unread = 50;
+    produce(&bootstrap, &topic, "lag", unread).await;
+    let mut read = 0;
+    let deadline = Instant::now() + WAIT;
+    while read < unread {
+        assert!(Instant::now() < deadline, "read {read} of {unread}");
+        let got = c.poll(Duration::from_secs(1)).await.unwrap().len();
+        if got == 0 {
+            continue;
+        }
+        read += got;
+        // What was produced and not yet handed out, after each poll.
+        let left = (unread - read) as i64;
+        assert_eq!(lag_of(&c), (Some(left), left), "after reading {read}");
+    }
+    let m = c.metrics();
+    assert_eq!(m.records_consumed_total, unread as u64);
+    assert!(m.fetch_total >= 2 && m.fetch_latency.count == m.fetch_total);
+    assert!(m.bytes_consumed_total > 0 && m.fetch_size.max > 0.0);
+    assert_eq!(m.commit_total, 0, "no group, no commits");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_counted_are_the_commits_made() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("metrics-commit");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 1).await;
+    produce(&bootstrap, &topic, "c", 30).await;
+
+    let mut c = subscribed(&bootstrap, &group, CommitMode::Manual, &topic).await;
+    let records = poll_n(&mut c, 30).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let commits = [10, 20, records.last().unwrap().offset + 1];
+    for offset in commits {
+        c.commit_offsets(&[(tp.clone(), offset)]).await.unwrap();
+    }
+    c.commit().await.unwrap();
+    let m = c.metrics();
+    assert_eq!(m.commit_total, commits.len() as u64 + 1, "{m:#?}");
+    assert_eq!(m.commit_latency.count, m.commit_total);
+    assert!(m.commit_latency.max > 0.0 && m.commit_latency.max >= m.commit_latency.avg);
+    assert_eq!(m.failed_commit_total, 0);
+    assert_eq!(m.records_consumed_total, 30);
+    assert_eq!(m.rebalance_total, 1, "one join");
+    c.close().await.unwrap();
+}
+
+/// Counts completed assignments (one per rebalance this member completes).
+struct Assignments(Arc<AtomicUsize>);
+
+impl RebalanceListener for Assignments {
+    fn on_partitions_assigned(&mut self, _: &[TopicPartition]) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forced_rebalance_is_counted() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("metrics-rebalance");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 2).await;
+    let config = || group_config(&bootstrap, &group, vec![Assignor::Range]);
+
+    let assigned = Arc::new(AtomicUsize::new(0));
+    let mut a = Consumer::connect(config()).await.unwrap();
+    a.set_rebalance_listener(Assignments(assigned.clone()));
+    a.subscribe(&[&topic]).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while a.assignment().len() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "first member never got both partitions"
+        );
+        a.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    let m = a.metrics();
+    assert_eq!(m.rebalance_total, 1);
+    assert_eq!(m.assigned_partitions, 2);
+    assert!(m.rebalance_latency.max > 0.0);
+
+    // A second member joins: the first must rebalance and give up one partition.
+    let mut b = Consumer::connect(config()).await.unwrap();
+    b.subscribe(&[&topic]).unwrap();
+    let second = tokio::spawn(async move {
+        let deadline = Instant::now() + WAIT;
+        while b.assignment().len() != 1 {
+            assert!(
+                Instant::now() < deadline,
+                "second member never got a partition"
+            );
+            b.poll(Duration::from_millis(200)).await.unwrap();
+        }
+        b
+    });
+    let deadline = Instant::now() + WAIT;
+    while a.assignment().len() != 1 {
+        assert!(Instant::now() < deadline, "first member never rebalanced");
+        a.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    let b = second.await.unwrap();
+    let m = a.metrics();
+    assert!(m.rebalance_total >= 2, "{m:#?}");
+    assert_eq!(
+        m.rebalance_total,
+        assigned.load(Ordering::SeqCst) as u64,
+        "one count per completed rebalance"
+    );
+    assert_eq!(m.rebalance_latency.count, m.rebalance_total);
+    assert_eq!(m.assigned_partitions, 1);
+    assert_eq!(m.failed_rebalance_total, 0);
+    assert_eq!(b.metrics().rebalance_total, 1);
+    b.close().await.unwrap();
+    a.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactional_calls_are_counted_and_timed() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("metrics-txn");
+    create_topic(&bootstrap, &topic, 1).await;
+    let producer = Producer::connect(
+        ProducerConfig::with_client(common::config(&bootstrap))
+            .transactional_id(format!("{topic}-tx")),
+    )
+    .await
+    .unwrap();
+    producer.init_transactions().await.unwrap();
+    for commit in [true, false, true] {
+        producer.begin_transaction().unwrap();
+        let mut acks = Vec::new();
+        for i in 0..10 {
+            let record = ProducerRecord::new(&topic, format!("v{i}"));
+            acks.push(producer.send(record).await.unwrap());
+        }
+        if commit {
+            producer.commit_transaction().await.unwrap();
+        } else {
+            for ack in acks.drain(..) {
+                ack.await.unwrap();
+            }
+            producer.abort_transaction().await.unwrap();
+        }
+    }
+    let t = producer.metrics().transactions;
+    assert_eq!(
+        (t.init.total, t.begin.total, t.commit.total, t.abort.total),
+        (1, 3, 2, 1),
+        "{t:#?}"
+    );
+    assert_eq!(t.send_offsets.total, 0);
+    assert!(t.init.time_ns_total > 0 && t.commit.time_ns_total > 0 && t.abort.time_ns_total > 0);
+    assert_eq!(producer.metrics().record_send_total, 30);
+    producer.close(Duration::from_secs(30)).await.unwrap();
+}

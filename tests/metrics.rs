@@ -333,3 +333,117 @@ async fn transactional_calls_are_counted_and_timed() {
     assert_eq!(producer.metrics().record_send_total, 30);
     producer.close(Duration::from_secs(30)).await.unwrap();
 }
+
+/// Kills the example process however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_prometheus_example_serves_what_its_producer_sent() {
+    use std::io::BufRead;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let bootstrap = common::bootstrap();
+    let binary = common::example_binary("prometheus_metrics");
+    let records = 1234;
+    let child = std::process::Command::new(binary)
+        .args(["--records", &records.to_string()])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the prometheus_metrics example");
+    let mut child = Killed(child);
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    // The example prints its topic, then its address once every record is acknowledged.
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("example output");
+            let done = line.starts_with("listening on ");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(300), lines)
+        .await
+        .expect("the example never started listening")
+        .unwrap();
+    let topic = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("topic "))
+        .unwrap_or_else(|| panic!("no topic line in {lines:?}"))
+        .to_owned();
+    assert!(
+        lines.contains(&format!("acknowledged {records} records")),
+        "{lines:?}"
+    );
+    let url = lines
+        .last()
+        .unwrap()
+        .strip_prefix("listening on http://")
+        .unwrap();
+    let addr = url.strip_suffix("/metrics").unwrap();
+
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, socket.read_to_string(&mut response))
+        .await
+        .expect("the example answers")
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    let body = response.split("\r\n\r\n").nth(1).unwrap();
+    let value = |series: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{series} missing from:\n{body}"))
+            .parse()
+            .unwrap()
+    };
+    let id = "client_id=\"prometheus-example\"";
+    assert_eq!(
+        value(&format!("kafka_producer_metrics_record_send_total{{{id}}}")),
+        records as f64
+    );
+    assert_eq!(
+        value(&format!(
+            "kafka_producer_topic_metrics_record_send_total{{{id},topic=\"{topic}\"}}"
+        )),
+        records as f64
+    );
+    assert_eq!(
+        value(&format!(
+            "kafka_producer_metrics_record_error_total{{{id}}}"
+        )),
+        0.0
+    );
+    assert!(body.contains("# TYPE kafka_producer_metrics_record_send_total counter"));
+    assert!(body.contains("# TYPE kafka_producer_node_metrics_request_latency_avg gauge"));
+    let latency = body
+        .lines()
+        .find(|l| {
+            l.starts_with("kafka_producer_node_metrics_request_latency_avg{")
+                && !l.contains("node_id=\"node--1\"")
+        })
+        .unwrap_or_else(|| panic!("no broker latency in:\n{body}"));
+    let ms: f64 = latency.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(ms > 0.0, "{latency}");
+    // The admin client the example used exports too, under its own group.
+    assert!(
+        value(&format!(
+            "kafka_admin_client_metrics_connection_creation_total{{{id}}}"
+        )) >= 1.0
+    );
+}

@@ -148,6 +148,28 @@ async fn records_sent_are_the_records_acknowledged_plus_the_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_disabled_keep_only_the_connection_counts() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("metrics-off");
+    create_topic(&bootstrap, &topic, 1).await;
+    let producer = Producer::connect(ProducerConfig::with_client(
+        common::config(&bootstrap).metrics(false),
+    ))
+    .await
+    .unwrap();
+    for i in 0..20 {
+        let record = ProducerRecord::new(&topic, format!("v{i}"));
+        producer.send(record).await.unwrap().await.unwrap();
+    }
+    let m = producer.metrics();
+    assert_eq!(m.record_send_total, 0, "{m:#?}");
+    assert!(m.topics.is_empty() && m.batch_size.count == 0);
+    assert!(m.network.nodes.is_empty(), "no per-request cells: {m:#?}");
+    assert!(m.network.connection_creation_total >= 2);
+    producer.close(Duration::from_secs(30)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lag_is_what_was_produced_and_not_yet_read() {
     let bootstrap = common::bootstrap();
     let topic = common::unique_topic("metrics-lag");

@@ -132,7 +132,8 @@ impl Admin {
     pub async fn connect(config: ClientConfig) -> Result<Admin> {
         let cluster = Cluster::connect(config).await?;
         let registry = std::sync::Arc::downgrade(&cluster.pool().metrics().0);
-        crate::metrics::spawn_exporter(move || {
+        let enabled = cluster.config().metrics_enabled;
+        crate::metrics::spawn_exporter(enabled, move || {
             let registry = registry.upgrade()?;
             Some(crate::metrics::AdminMetrics::read(&registry).to_metrics())
         });

@@ -5,7 +5,6 @@
 //! the next `poll`).
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -20,7 +19,6 @@ use super::fetch::PartitionFetch;
 use super::{AutoOffsetReset, Consumer};
 use crate::cluster::{is_stale_metadata_error, Cluster};
 use crate::error::{BrokerRef, Error, Result};
-use crate::metrics::registry::nanos;
 use crate::net::Lane;
 use crate::record::{IsolationLevel, TopicPartition};
 use crate::state::fetch_session::{SessionPartition, SessionRequest};
@@ -180,21 +178,10 @@ impl Consumer {
                 response.session_id,
             );
         }
-        let cells = &self.cluster.pool().metrics().0.consumer;
-        cells.fetch_latency.record(nanos(outcome.took));
-        cells
-            .fetch_throttle_time
-            .record(response.throttle_time_ms.max(0) as u64);
-        let fetched: usize = response
-            .responses
-            .iter()
-            .flat_map(|t| &t.partitions)
-            .filter_map(|p| p.records.as_ref().map(|r| r.len()))
-            .sum();
-        cells.fetch_size.record(fetched as u64);
-        cells
-            .bytes_consumed_total
-            .fetch_add(fetched as u64, Relaxed);
+        let registry = &self.cluster.pool().metrics().0;
+        if registry.enabled {
+            super::metrics::count_fetch(&registry.consumer, &response, outcome.took);
+        }
         if let Some(
             ResponseError::FetchSessionIdNotFound | ResponseError::InvalidFetchSessionEpoch,
         ) = ResponseError::try_from_code(response.error_code)
@@ -249,8 +236,10 @@ impl Consumer {
                     };
                     if end >= 0 {
                         state.end_offset = Some(end);
-                        let cells = &self.cluster.pool().metrics().0.consumer;
-                        super::metrics::note_lag(cells, &tp, state);
+                        let registry = &self.cluster.pool().metrics().0;
+                        if registry.enabled {
+                            super::metrics::note_lag(&registry.consumer, &tp, state);
+                        }
                     }
                 }
                 match ResponseError::try_from_code(p.error_code) {

@@ -152,7 +152,7 @@ impl Consumer {
         config.validate()?;
         let cluster = Cluster::connect(config.client.clone()).await?;
         let registry = Arc::downgrade(&cluster.pool().metrics().0);
-        crate::metrics::spawn_exporter(move || {
+        crate::metrics::spawn_exporter(config.client.metrics_enabled, move || {
             let registry = registry.upgrade()?;
             Some(crate::metrics::ConsumerMetrics::read(&registry).to_metrics())
         });
@@ -431,9 +431,7 @@ impl Consumer {
             let mut out = Vec::new();
             self.drain_buffered(&mut out, limit)?;
             if !out.is_empty() {
-                self.cells()
-                    .records_consumed_total
-                    .fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                self.count_consumed(out.len());
                 if self.membership.is_some()
                     && self.config.commit_mode == CommitMode::BeforeProcessing
                 {
@@ -517,7 +515,10 @@ impl Consumer {
                 state.retry.succeeded();
             }
             state.position = Some(fetch.next_offset());
-            metrics::note_lag(&self.cluster.pool().metrics().0.consumer, &fetch.tp, state);
+            let registry = &self.cluster.pool().metrics().0;
+            if registry.enabled {
+                metrics::note_lag(&registry.consumer, &fetch.tp, state);
+            }
             if fetch.has_error() {
                 if out.is_empty() {
                     let error = fetch.take_error().expect("has an error");

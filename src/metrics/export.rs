@@ -285,8 +285,15 @@ fn publish(metrics: &[Metric]) {
 /// How often each client publishes to the facade.
 const EXPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// Publishes `snapshot()` every [`EXPORT_EVERY`] until it returns `None` (the client is gone).
-pub(crate) fn spawn_exporter(snapshot: impl Fn() -> Option<Vec<Metric>> + Send + 'static) {
+/// Publishes `snapshot()` every [`EXPORT_EVERY`] until it returns `None` (the client is gone);
+/// nothing when `enabled` (`metrics.enabled`) is false.
+pub(crate) fn spawn_exporter(
+    enabled: bool,
+    snapshot: impl Fn() -> Option<Vec<Metric>> + Send + 'static,
+) {
+    if !enabled {
+        return;
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXPORT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -42,14 +42,14 @@ use crate::record::TopicPartition;
 pub struct ClientMetrics(pub(crate) std::sync::Arc<registry::Registry>);
 
 impl ClientMetrics {
-    pub(crate) fn new(client_id: &str) -> ClientMetrics {
-        ClientMetrics(registry::Registry::new(client_id))
+    pub(crate) fn new(client_id: &str, enabled: bool) -> ClientMetrics {
+        ClientMetrics(registry::Registry::new(client_id, enabled))
     }
 }
 
 impl Default for ClientMetrics {
     fn default() -> Self {
-        ClientMetrics::new("")
+        ClientMetrics::new("", true)
     }
 }
 

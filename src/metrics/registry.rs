@@ -55,6 +55,8 @@ pub(crate) const NS_TO_MS: f64 = 1e-6;
 #[derive(Debug)]
 pub(crate) struct Registry {
     pub(crate) client_id: String,
+    /// `metrics.enabled`: off, the per-request hooks return at once and nothing is exported.
+    pub(crate) enabled: bool,
     started: Instant,
     pub(crate) net: NetCells,
     pub(crate) producer: ProducerCells,
@@ -73,9 +75,10 @@ const RATE_WINDOW: Duration = Duration::from_secs(30);
 const RATE_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 impl Registry {
-    pub(crate) fn new(client_id: &str) -> Arc<Registry> {
+    pub(crate) fn new(client_id: &str, enabled: bool) -> Arc<Registry> {
         Arc::new(Registry {
             client_id: client_id.to_owned(),
+            enabled,
             started: Instant::now(),
             net: NetCells::default(),
             producer: ProducerCells::default(),
@@ -319,7 +322,7 @@ mod tests {
 
     #[test]
     fn rates_are_per_second_since_the_oldest_sample() {
-        let r = Registry::new("c");
+        let r = Registry::new("c", true);
         // No sample yet: since the client started, so a positive rate for a positive total.
         let first = r.rates("producer", vec![100]);
         assert!(first[0] > 0.0);

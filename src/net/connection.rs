@@ -119,7 +119,7 @@ impl ConnectionOptions {
                     false => None,
                 },
             },
-            metrics: ClientMetrics::new(&config.client_id),
+            metrics: ClientMetrics::new(&config.client_id, config.metrics_enabled),
         })
     }
 }
@@ -245,7 +245,11 @@ impl Connection {
             max_in_flight: options.max_in_flight,
             request_timeout: options.request_timeout,
             metrics: options.metrics.clone(),
-            node: net.node(broker.node_id.unwrap_or(-1)),
+            node: options
+                .metrics
+                .0
+                .enabled
+                .then(|| net.node(broker.node_id.unwrap_or(-1))),
         };
         let stop = Arc::new(Notify::new());
         tokio::spawn(task.run(stream, rx, reauth, stop.clone()));
@@ -575,8 +579,8 @@ struct ConnectionTask {
     /// Deadline of the connection's own re-authentication requests.
     request_timeout: Duration,
     metrics: ClientMetrics,
-    /// This broker's request cells.
-    node: Arc<NodeCells>,
+    /// This broker's request cells (`None` with `metrics.enabled=false`).
+    node: Option<Arc<NodeCells>>,
 }
 
 /// Reads are done into at least this much spare room, so small responses need one syscall.
@@ -604,12 +608,13 @@ impl ConnectionTask {
         let mut counted_in_flight: i64 = 0;
 
         let closed = 'task: loop {
-            let now_in_flight = in_flight.len() as i64;
-            if now_in_flight != counted_in_flight {
-                self.node
-                    .requests_in_flight
-                    .fetch_add(now_in_flight - counted_in_flight, Relaxed);
-                counted_in_flight = now_in_flight;
+            if let Some(node) = &self.node {
+                let now_in_flight = in_flight.len() as i64;
+                if now_in_flight != counted_in_flight {
+                    node.requests_in_flight
+                        .fetch_add(now_in_flight - counted_in_flight, Relaxed);
+                    counted_in_flight = now_in_flight;
+                }
             }
             if !accepting && in_flight.is_empty() && writes.is_empty() {
                 break Closed::Finished;
@@ -706,8 +711,10 @@ impl ConnectionTask {
                         request.set_correlation_id(next_correlation_id);
                         trace!(api = ?request.api_key, correlation_id = next_correlation_id, "send");
                         let frame = request.frame.freeze();
-                        self.node.requests_sent.fetch_add(1, Relaxed);
-                        self.node.outgoing_bytes.fetch_add(frame.len() as u64, Relaxed);
+                        if let Some(node) = &self.node {
+                            node.requests_sent.fetch_add(1, Relaxed);
+                            node.outgoing_bytes.fetch_add(frame.len() as u64, Relaxed);
+                        }
                         if request.expects_response {
                             let accepted = Instant::now();
                             in_flight.push_back(InFlight {
@@ -737,9 +744,10 @@ impl ConnectionTask {
                 }
             }
         };
-        self.node
-            .requests_in_flight
-            .fetch_sub(counted_in_flight, Relaxed);
+        if let Some(node) = &self.node {
+            node.requests_in_flight
+                .fetch_sub(counted_in_flight, Relaxed);
+        }
         let net = &self.metrics.0.net;
         net.connection_close_total.fetch_add(1, Relaxed);
         net.connection_count.fetch_sub(1, Relaxed);
@@ -783,12 +791,11 @@ impl ConnectionTask {
                 return Err(self.violation(api, message));
             }
             trace!(api = ?expected.api, correlation_id = id, len = frame.len(), "receive");
-            self.node
-                .request_latency
-                .record(nanos(expected.accepted.elapsed()));
-            self.node
-                .incoming_bytes
-                .fetch_add(frame.len() as u64, Relaxed);
+            if let Some(node) = &self.node {
+                node.request_latency
+                    .record(nanos(expected.accepted.elapsed()));
+                node.incoming_bytes.fetch_add(frame.len() as u64, Relaxed);
+            }
             match expected.reply {
                 Some(reply) => {
                     let _ = reply.send(Ok(frame));

@@ -42,6 +42,9 @@ impl Shared {
 
     /// Counts one produce request's batches (Java `Sender.updateProduceRequestMetrics`).
     pub(crate) fn count_sent(&self, batches: &[SentBatch<'_>]) {
+        if !self.registry().enabled {
+            return;
+        }
         let p = &self.registry().producer;
         let cells = p.topics(batches.iter().map(|b| b.topic));
         let mut records = 0;
@@ -65,6 +68,9 @@ impl Shared {
 
     /// Counts `records` of `topic` retried or failed.
     pub(crate) fn count_records(&self, topic: &str, records: usize, outcome: RecordOutcome) {
+        if !self.registry().enabled {
+            return;
+        }
         let cells = self.registry().producer.topics(std::iter::once(topic));
         let topic = &cells[0].1;
         let counter = match outcome {

@@ -149,7 +149,7 @@ impl Producer {
         }
         shared.spawn(sender::run(shared.clone()));
         let weak = Arc::downgrade(&shared);
-        crate::metrics::spawn_exporter(move || {
+        crate::metrics::spawn_exporter(shared.registry().enabled, move || {
             let shared = weak.upgrade()?;
             Some(shared.metrics_snapshot().to_metrics())
         });

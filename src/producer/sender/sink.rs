@@ -86,8 +86,10 @@ pub(super) async fn sink(
                             decode_response::<ProduceRequest>(frame, version, Some(&broker)).map(
                                 |response| {
                                     let throttle = response.throttle_time_ms.max(0) as u64;
-                                    let producer = &shared.registry().producer;
-                                    producer.produce_throttle_time.record(throttle);
+                                    if shared.registry().enabled {
+                                        let producer = &shared.registry().producer;
+                                        producer.produce_throttle_time.record(throttle);
+                                    }
                                     Some((broker, parse_produce_response(&response)))
                                 },
                             )
@@ -144,18 +146,19 @@ fn prepare(shared: &Shared, batches: Vec<Batch>) -> (Vec<Batch>, ProduceRequest)
             Err(e) => shared.fail_batch(batch, &|| e.duplicate()),
         }
     }
-    let sent: Vec<SentBatch<'_>> = encoded
-        .iter()
-        .zip(&sendable)
-        .map(|((tp, bytes), batch)| SentBatch {
-            topic: &tp.topic,
-            records: batch.record_count() as usize,
-            bytes: bytes.len(),
-            uncompressed: batch.size_bytes(),
-        })
-        .collect();
-    shared.count_sent(&sent);
-    drop(sent);
+    if shared.registry().enabled {
+        let sent: Vec<SentBatch<'_>> = encoded
+            .iter()
+            .zip(&sendable)
+            .map(|((tp, bytes), batch)| SentBatch {
+                topic: &tp.topic,
+                records: batch.record_count() as usize,
+                bytes: bytes.len(),
+                uncompressed: batch.size_bytes(),
+            })
+            .collect();
+        shared.count_sent(&sent);
+    }
     let timeout_ms = shared
         .config
         .client

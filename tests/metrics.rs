@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -468,4 +469,110 @@ async fn the_prometheus_example_serves_what_its_producer_sent() {
             "kafka_admin_client_metrics_connection_creation_total{{{id}}}"
         )) >= 1.0
     );
+}
+
+/// A span's name and its fields as text.
+type LoggedSpan = (String, BTreeMap<String, String>);
+
+/// Records every span's name and fields (as recorded at creation and later).
+#[derive(Clone, Default)]
+struct SpanLog(Arc<std::sync::Mutex<Vec<LoggedSpan>>>);
+
+/// Field values as text.
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanLog
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = BTreeMap::new();
+        attrs.record(&mut Fields(&mut fields));
+        let mut log = self.0.lock().unwrap();
+        log.push((attrs.metadata().name().to_owned(), fields));
+        let index = log.len() - 1;
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(index);
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let Some(span) = ctx.span(id) else { return };
+        let Some(index) = span.extensions().get::<usize>().copied() else {
+            return;
+        };
+        let mut log = self.0.lock().unwrap();
+        values.record(&mut Fields(&mut log[index].1));
+    }
+}
+
+// One thread: the connection tasks run where the test's subscriber is the default.
+#[tokio::test(flavor = "current_thread")]
+async fn every_broker_request_has_a_span_with_api_node_and_correlation_id() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("metrics-spans");
+    let log = SpanLog::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(log.clone())
+        .with(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::DEBUG));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    create_topic(&bootstrap, &topic, 1).await;
+    let producer = Producer::connect(ProducerConfig::with_client(common::config(&bootstrap)))
+        .await
+        .unwrap();
+    producer
+        .send(ProducerRecord::new(&topic, "v"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    producer.close(Duration::from_secs(30)).await.unwrap();
+
+    let log = log.0.lock().unwrap();
+    let requests: Vec<&BTreeMap<String, String>> = log
+        .iter()
+        .filter(|(name, _)| name == "kafka.request")
+        .map(|(_, fields)| fields)
+        .collect();
+    let of = |api: &str| {
+        requests
+            .iter()
+            .filter(|f| f.get("api").map(String::as_str) == Some(api))
+            .collect::<Vec<_>>()
+    };
+    for api in ["CreateTopics", "Metadata", "InitProducerId", "Produce"] {
+        let spans = of(api);
+        assert!(!spans.is_empty(), "no {api} span in {requests:#?}");
+        for f in spans {
+            assert_eq!(f.get("messaging.system").map(String::as_str), Some("kafka"));
+            let id: i32 = f["correlation_id"]
+                .parse()
+                .expect("correlation id recorded");
+            assert!(id > 0, "{f:?}");
+            assert!(f.contains_key("version") && f.contains_key("node"), "{f:?}");
+            assert!(!f.contains_key("error"), "{f:?}");
+        }
+    }
+    let produce = of("Produce")[0];
+    assert_ne!(produce["node"], "-1", "produce goes to a broker by id");
 }

@@ -431,12 +431,22 @@ impl Consumer {
         };
         let joined = group.wait_join(wait_until).await;
         let cells = &self.cluster.pool().metrics().0.consumer;
+        let took = group.join_started.elapsed();
+        let took_ms = took.as_secs_f64() * 1e3;
         match &joined {
-            Some(Ok(_)) => cells
-                .rebalance_latency
-                .record(nanos(group.join_started.elapsed())),
-            Some(Err(_)) => {
+            Some(Ok(outcome)) => {
+                cells.rebalance_latency.record(nanos(took));
+                debug!(
+                    group = %group.settings.group_id,
+                    generation = outcome.generation,
+                    partitions = outcome.assignment.len(),
+                    took_ms,
+                    "rebalance completed"
+                );
+            }
+            Some(Err(e)) => {
                 cells.failed_rebalance_total.fetch_add(1, Relaxed);
+                debug!(group = %group.settings.group_id, error = %e, took_ms, "rebalance failed");
             }
             None => {}
         }
@@ -516,6 +526,10 @@ impl Consumer {
             debug!(partitions = held.len(), "partitions lost");
             self.listener.with(|l| l.on_partitions_lost(&held));
         } else {
+            debug!(
+                partitions = held.len(),
+                "revoking every partition before rejoining"
+            );
             self.commit_before_revoke(&held).await;
             self.listener.with(|l| l.on_partitions_revoked(&held));
         }

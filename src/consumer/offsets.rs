@@ -51,12 +51,23 @@ pub(crate) async fn commit(
     let started = Instant::now();
     let result = commit_until_done(cluster, group_id, membership, offsets, timeout).await;
     let cells = &cluster.pool().metrics().0.consumer;
+    let took = started.elapsed();
+    let took_ms = took.as_secs_f64() * 1e3;
     match &result {
-        Ok(()) => cells.commit_latency.record(nanos(started.elapsed())),
-        Err(_) => {
+        Ok(()) => {
+            cells.commit_latency.record(nanos(took));
+            debug!(
+                group_id,
+                partitions = offsets.len(),
+                took_ms,
+                "offsets committed"
+            );
+        }
+        Err(e) => {
             cells
                 .failed_commit_total
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            debug!(group_id, partitions = offsets.len(), took_ms, error = %e, "commit failed");
         }
     }
     result

@@ -38,7 +38,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
-use tracing::{debug, trace, warn};
+use tracing::{debug, trace, warn, Instrument};
 
 use crate::error::{BrokerRef, Error, Result};
 use crate::metrics::registry::{nanos, NodeCells};
@@ -131,6 +131,8 @@ struct Envelope {
     /// Gets the response frame (length prefix removed), or an empty `Bytes` once written for a
     /// request that expects no response.
     reply: oneshot::Sender<Result<Bytes>>,
+    /// The caller's `kafka.request` span (if any), which learns the correlation id.
+    span: tracing::Span,
 }
 
 /// A handle to a broker connection. Cheap to clone; the connection closes when the last handle
@@ -315,9 +317,18 @@ impl Connection {
         version: i16,
         timeout: Option<Duration>,
     ) -> Result<R::Response> {
-        let encoded = encode_request(request, version, &self.shared.options.client_id)?;
-        let frame = self.send_encoded(encoded, timeout).await?;
-        decode_response::<R>(frame, version, Some(&self.shared.broker))
+        let span = request_span(R::KEY, version, &self.shared.broker);
+        let result = async {
+            let encoded = encode_request(request, version, &self.shared.options.client_id)?;
+            let frame = self.send_encoded(encoded, timeout).await?;
+            decode_response::<R>(frame, version, Some(&self.shared.broker))
+        }
+        .instrument(span.clone())
+        .await;
+        if let Err(e) = &result {
+            span.record("error", tracing::field::display(e));
+        }
+        result
     }
 
     /// Sends an already encoded request and returns the raw response frame (length prefix removed,
@@ -350,6 +361,7 @@ impl Connection {
             request,
             timeout: timeout.unwrap_or(self.shared.options.request_timeout),
             reply,
+            span: tracing::Span::current(),
         };
         if self.shared.tx.send(envelope).await.is_err() {
             return Err(Error::ConnectionLost {
@@ -365,6 +377,22 @@ impl Connection {
             response,
         })
     }
+}
+
+/// The `debug` span of one broker request: API, version, broker, and (recorded by the connection
+/// task when it takes the request) the correlation id; `error` when it failed. Its duration is
+/// the request's, queueing and decoding included. Names follow the OpenTelemetry messaging
+/// conventions where they have one (`messaging.system`).
+pub(crate) fn request_span(api: ApiKey, version: i16, broker: &BrokerRef) -> tracing::Span {
+    tracing::debug_span!(
+        "kafka.request",
+        messaging.system = "kafka",
+        api = ?api,
+        version,
+        node = broker.node_id.unwrap_or(-1),
+        correlation_id = tracing::field::Empty,
+        error = tracing::field::Empty,
+    )
 }
 
 /// The response to a [`Connection::submit`]ted request: the raw frame (length prefix removed), or
@@ -707,8 +735,9 @@ impl ConnectionTask {
                             continue;
                         }
                         next_correlation_id = next_correlation_id.wrapping_add(1);
-                        let Envelope { mut request, timeout, reply } = envelope;
+                        let Envelope { mut request, timeout, reply, span } = envelope;
                         request.set_correlation_id(next_correlation_id);
+                        span.record("correlation_id", next_correlation_id);
                         trace!(api = ?request.api_key, correlation_id = next_correlation_id, "send");
                         let frame = request.frame.freeze();
                         if let Some(node) = &self.node {

@@ -11,6 +11,7 @@ pub mod sasl;
 pub mod tls;
 mod transport;
 
+pub(crate) use connection::request_span;
 pub use connection::{Connection, ConnectionOptions, ConnectionSecurity, PendingResponse};
 pub use pool::{BrokerPool, Endpoint, Lane};
 #[cfg(feature = "tls")]

@@ -28,6 +28,7 @@ mod request;
 mod sender;
 mod transaction;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +37,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::ApiKey;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tracing::{debug, Instrument};
 
 pub use config::{Acks, ProducerConfig};
 pub use delivery::DeliveryFuture;
@@ -409,7 +411,8 @@ impl Producer {
     /// for that same initialization.
     pub async fn init_transactions(&self) -> Result<()> {
         let started = Instant::now();
-        self.init_transactions_inner().await?;
+        let call = self.init_transactions_inner();
+        self.traced("init_transactions", call).await?;
         self.shared().registry().producer.txn_init.record(started);
         Ok(())
     }
@@ -459,6 +462,7 @@ impl Producer {
             state.txn_began = Some(started);
             Ok(())
         })?;
+        debug!(transactional_id = self.txn_id(), "transaction begun");
         self.shared().registry().producer.txn_begin.record(started);
         Ok(())
     }
@@ -479,7 +483,8 @@ impl Producer {
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
         let started = Instant::now();
-        self.send_offsets_inner(offsets, group).await?;
+        let call = self.send_offsets_inner(offsets, group);
+        self.traced("send_offsets_to_transaction", call).await?;
         let txn = &self.shared().registry().producer;
         txn.txn_send_offsets.record(started);
         Ok(())
@@ -542,7 +547,8 @@ impl Producer {
     /// Until it has ended, aborting or beginning a transaction is refused.
     pub async fn commit_transaction(&self) -> Result<()> {
         let started = Instant::now();
-        self.commit_transaction_inner().await?;
+        let call = self.commit_transaction_inner();
+        self.traced("commit_transaction", call).await?;
         self.shared().registry().producer.txn_commit.record(started);
         Ok(())
     }
@@ -573,7 +579,8 @@ impl Producer {
     /// beginning a transaction is refused.
     pub async fn abort_transaction(&self) -> Result<()> {
         let started = Instant::now();
-        self.abort_transaction_inner().await?;
+        let call = self.abort_transaction_inner();
+        self.traced("abort_transaction", call).await?;
         self.shared().registry().producer.txn_abort.record(started);
         Ok(())
     }
@@ -597,6 +604,41 @@ impl Producer {
         shared.wake.notify_one();
         shared.wake_txn();
         self.wait_for_end(deadline).await
+    }
+
+    fn txn_id(&self) -> &str {
+        self.shared()
+            .config
+            .transactional_id
+            .as_deref()
+            .unwrap_or_default()
+    }
+
+    /// Runs a transactional call in a `debug` span named for it, with a `debug` event when it
+    /// starts and when it ends (how long it took, or its error).
+    async fn traced(
+        &self,
+        call: &'static str,
+        run: impl Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let span = tracing::debug_span!(
+            "kafka.transaction",
+            call,
+            transactional_id = self.txn_id(),
+            error = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        debug!(parent: &span, "{call} started");
+        let result = run.instrument(span.clone()).await;
+        let took_ms = started.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok(()) => debug!(parent: &span, took_ms, "{call} done"),
+            Err(e) => {
+                span.record("error", tracing::field::display(e));
+                debug!(parent: &span, took_ms, error = %e, "{call} failed");
+            }
+        }
+        result
     }
 
     /// Waits until the transaction being committed or aborted has ended.

@@ -4,7 +4,9 @@
 //! idempotence and transaction state.
 
 use super::*;
+use crate::net::request_span;
 use crate::producer::metrics::{RecordOutcome, SentBatch};
+use tracing::Instrument;
 
 /// Encodes one batch's records with its producer id, epoch and sequence.
 fn encode(shared: &Shared, batch: &Batch) -> Result<Bytes> {
@@ -71,53 +73,58 @@ pub(super) async fn sink(
             submitted = submit(&shared, node, &request, connect_by) => submitted,
         };
         match submitted {
-            Ok((broker, version, pending)) => {
+            Ok((broker, version, pending, span)) => {
                 let task_shared = shared.clone();
-                shared.spawn(async move {
-                    let shared = task_shared;
-                    let answer = tokio::select! {
-                        biased;
-                        answer = pending => Some(answer),
-                        _ = shared.stopped() => None,
-                    };
-                    let result = match answer {
-                        Some(Ok(_)) if shared.config.acks == Acks::None => Ok(None),
-                        Some(Ok(frame)) => {
-                            decode_response::<ProduceRequest>(frame, version, Some(&broker)).map(
-                                |response| {
-                                    let throttle = response.throttle_time_ms.max(0) as u64;
-                                    if shared.registry().enabled {
-                                        let producer = &shared.registry().producer;
-                                        producer.produce_throttle_time.record(throttle);
-                                    }
-                                    Some((broker, parse_produce_response(&response)))
-                                },
-                            )
-                        }
-                        Some(Err(e)) => Err(e),
-                        // Dropping `pending` withdraws the request if the connection has not
-                        // taken it yet; if it has, it may be written.
-                        None => Err(Error::ConnectionLost {
-                            api: Some(ApiKey::Produce),
-                            broker,
-                            outcome_unknown: true,
-                            reason: "the producer was closed while the request was in flight"
-                                .into(),
-                        }),
-                    };
-                    if let Err(Error::Protocol { .. }) = &result {
-                        // An answer came back (undecodable, or breaking the connection's framing),
-                        // so the request was written: the broker may have appended the batches,
-                        // and their sequences must be treated as possibly used.
-                        if let Some(idem) = &mut shared.lock().idempotence {
-                            for batch in &batches {
-                                idem.mark_outcome_unknown(batch.tp(), batch.id());
+                shared.spawn(
+                    async move {
+                        let shared = task_shared;
+                        let answer = tokio::select! {
+                            biased;
+                            answer = pending => Some(answer),
+                            _ = shared.stopped() => None,
+                        };
+                        let result = match answer {
+                            Some(Ok(_)) if shared.config.acks == Acks::None => Ok(None),
+                            Some(Ok(frame)) => {
+                                decode_response::<ProduceRequest>(frame, version, Some(&broker))
+                                    .map(|response| {
+                                        let throttle = response.throttle_time_ms.max(0) as u64;
+                                        if shared.registry().enabled {
+                                            let producer = &shared.registry().producer;
+                                            producer.produce_throttle_time.record(throttle);
+                                        }
+                                        Some((broker, parse_produce_response(&response)))
+                                    })
+                            }
+                            Some(Err(e)) => Err(e),
+                            // Dropping `pending` withdraws the request if the connection has not
+                            // taken it yet; if it has, it may be written.
+                            None => Err(Error::ConnectionLost {
+                                api: Some(ApiKey::Produce),
+                                broker,
+                                outcome_unknown: true,
+                                reason: "the producer was closed while the request was in flight"
+                                    .into(),
+                            }),
+                        };
+                        if let Err(Error::Protocol { .. }) = &result {
+                            // An answer came back (undecodable, or breaking the connection's framing),
+                            // so the request was written: the broker may have appended the batches,
+                            // and their sequences must be treated as possibly used.
+                            if let Some(idem) = &mut shared.lock().idempotence {
+                                for batch in &batches {
+                                    idem.mark_outcome_unknown(batch.tp(), batch.id());
+                                }
                             }
                         }
+                        if let Err(e) = &result {
+                            tracing::Span::current().record("error", tracing::field::display(e));
+                        }
+                        settle(&shared, node, batches, result);
+                        finish_request(&shared, node);
                     }
-                    settle(&shared, node, batches, result);
-                    finish_request(&shared, node);
-                });
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 settle(&shared, node, batches, Err(e));
@@ -182,7 +189,7 @@ async fn submit(
     node: i32,
     request: &ProduceRequest,
     connect_by: Instant,
-) -> Result<(crate::BrokerRef, i16, PendingResponse)> {
+) -> Result<(crate::BrokerRef, i16, PendingResponse, tracing::Span)> {
     let connection = shared.cluster.connection(node, Lane::Produce);
     let conn = match tokio::time::timeout_at(connect_by, connection).await {
         Ok(conn) => conn?,
@@ -203,8 +210,9 @@ async fn submit(
     let mut frame = encode_request(request, version, &shared.config.client.client_id)?;
     // The broker never answers acks=0: such a request is done once written.
     frame.expects_response = shared.config.acks != Acks::None;
-    let pending = conn.submit(frame, None).await?;
-    Ok((conn.broker().clone(), version, pending))
+    let span = request_span(ApiKey::Produce, version, conn.broker());
+    let pending = conn.submit(frame, None).instrument(span.clone()).await?;
+    Ok((conn.broker().clone(), version, pending, span))
 }
 
 /// Frees the request's in-flight slot and wakes whoever waits on progress.

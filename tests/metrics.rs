@@ -59,16 +59,18 @@ async fn records_sent_are_the_records_acknowledged_plus_the_refused() {
     let m = producer.metrics();
     assert_eq!(m.client_id, "metrics-producer");
     assert_eq!(acked, sent);
-    assert_eq!(m.record_send_total, acked + 1, "{m:#?}");
+    // Each record is sent once, and again for each retry (none expected on one healthy broker,
+    // but a loaded machine may time a request out).
+    let sends = acked + 1 + m.record_retry_total;
+    assert_eq!(m.record_send_total, sends, "{m:#?}");
     assert_eq!(m.record_error_total, 1, "{m:#?}");
-    assert_eq!(m.record_retry_total, 0, "{m:#?}");
     let t = m.topics.iter().find(|t| t.topic == topic).expect("topic");
-    assert_eq!((t.record_send_total, t.record_error_total), (acked + 1, 1));
+    assert_eq!((t.record_send_total, t.record_error_total), (sends, 1));
     // Every record was in some request and some batch.
     let per_request = m.records_per_request;
     assert!(per_request.count >= 1 && per_request.max >= 1.0);
     assert!(
-        (per_request.avg * per_request.count as f64 - (acked + 1) as f64).abs() < 0.5,
+        (per_request.avg * per_request.count as f64 - sends as f64).abs() < 0.5,
         "{per_request:?}"
     );
     assert!(
@@ -96,14 +98,14 @@ async fn records_sent_are_the_records_acknowledged_plus_the_refused() {
     assert_eq!(net.requests_in_flight, 0, "everything was answered");
     let answered: u64 = net.nodes.iter().map(|n| n.request_latency.count).sum();
     let requests: u64 = net.nodes.iter().map(|n| n.request_total).sum();
-    assert!(
-        answered >= per_request.count,
-        "every produce request answered"
-    );
-    assert_eq!(
-        answered, requests,
-        "acks=all: every request sent got its answer"
-    );
+    if m.record_retry_total == 0 {
+        assert_eq!(
+            answered, requests,
+            "acks=all: every request sent got its answer"
+        );
+    } else {
+        assert!(answered <= requests);
+    }
     let produce_node = net
         .nodes
         .iter()
@@ -126,7 +128,7 @@ async fn records_sent_are_the_records_acknowledged_plus_the_refused() {
     };
     assert_eq!(
         find("producer-metrics", "record-send-total", None),
-        (acked + 1) as f64
+        sends as f64
     );
     assert_eq!(
         find(
@@ -189,6 +191,7 @@ async fn lag_is_what_was_produced_and_not_yet_read() {
     c.seek_to_end(std::slice::from_ref(&tp)).await.unwrap();
     // An empty poll learns the log end: nothing unread.
     c.poll(Duration::from_millis(500)).await.unwrap();
+    let mut polls = 1;
     let lag_of = |c: &Consumer| {
         let m = c.metrics();
         let lag = m
@@ -207,6 +210,7 @@ async fn lag_is_what_was_produced_and_not_yet_read() {
     while read < unread {
         assert!(Instant::now() < deadline, "read {read} of {unread}");
         let got = c.poll(Duration::from_secs(1)).await.unwrap().len();
+        polls += 1;
         if got == 0 {
             continue;
         }
@@ -220,6 +224,12 @@ async fn lag_is_what_was_produced_and_not_yet_read() {
     assert!(m.fetch_total >= 2 && m.fetch_latency.count == m.fetch_total);
     assert!(m.bytes_consumed_total > 0 && m.fetch_size.max > 0.0);
     assert_eq!(m.commit_total, 0, "no group, no commits");
+    assert_eq!(m.poll_idle_ratio.count, polls, "one ratio per poll");
+    assert!(
+        m.poll_idle_ratio.avg > 0.0 && m.poll_idle_ratio.max <= 1.0,
+        "{m:#?}"
+    );
+    assert_eq!(m.time_between_poll.count, polls - 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -353,7 +363,11 @@ async fn transactional_calls_are_counted_and_timed() {
     );
     assert_eq!(t.send_offsets.total, 0);
     assert!(t.init.time_ns_total > 0 && t.commit.time_ns_total > 0 && t.abort.time_ns_total > 0);
-    assert_eq!(producer.metrics().record_send_total, 30);
+    // A transactional Produce may be answered CONCURRENT_TRANSACTIONS right after a commit and
+    // resent: every send counts (as in Java), so sent = written + resent.
+    let m = producer.metrics();
+    assert_eq!(m.record_send_total, 30 + m.record_retry_total, "{m:#?}");
+    assert_eq!(m.record_error_total, 0);
     producer.close(Duration::from_secs(30)).await.unwrap();
 }
 
@@ -436,15 +450,19 @@ async fn the_prometheus_example_serves_what_its_producer_sent() {
             .unwrap()
     };
     let id = "client_id=\"prometheus-example\"";
+    // Sends count resends too (none expected, but a loaded machine may time a request out).
+    let retried = value(&format!(
+        "kafka_producer_metrics_record_retry_total{{{id}}}"
+    ));
     assert_eq!(
         value(&format!("kafka_producer_metrics_record_send_total{{{id}}}")),
-        records as f64
+        records as f64 + retried
     );
     assert_eq!(
         value(&format!(
             "kafka_producer_topic_metrics_record_send_total{{{id},topic=\"{topic}\"}}"
         )),
-        records as f64
+        records as f64 + retried
     );
     assert_eq!(
         value(&format!(

@@ -2,7 +2,7 @@
 //! fetch answer, per partition handed out and per assignment change, never per record.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::FetchResponse;
 
@@ -29,6 +29,24 @@ impl Consumer {
         if registry.enabled {
             let total = &registry.consumer.records_consumed_total;
             total.fetch_add(records as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A `poll` starts: its start and the time since the previous one started (`None` with
+    /// `metrics.enabled=false`).
+    pub(super) fn poll_started(&self) -> Option<(Instant, Duration)> {
+        let registry = &self.cluster.pool().metrics().0;
+        if !registry.enabled {
+            return None;
+        }
+        let now = Instant::now();
+        let between = registry.consumer.poll_started(registry.started(), now);
+        Some((now, between))
+    }
+
+    pub(super) fn poll_ended(&self, started: Option<(Instant, Duration)>) {
+        if let Some((at, between)) = started {
+            self.cells().poll_ended(at.elapsed(), between);
         }
     }
 

@@ -401,8 +401,12 @@ impl Consumer {
     /// Cancellation: safe at any await. A dropped `poll` returned nothing and moved no position;
     /// fetches it started keep running and their data waits for the next `poll`.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        self.poll_limited(timeout, self.config.max_poll_records)
-            .await
+        let started = self.poll_started();
+        let result = self
+            .poll_limited(timeout, self.config.max_poll_records)
+            .await;
+        self.poll_ended(started);
+        result
     }
 
     /// [`Consumer::poll`] returning at most `limit` records.

@@ -223,6 +223,13 @@ impl ConsumerMetrics {
             let mut m = group(&mut all, "consumer-fetch-manager-metrics", id, &tags);
             m.gauge("records-lag", p.records_lag as f64);
         }
+        let mut m = group(&mut all, "consumer-metrics", id, &[]);
+        m.stat("poll-idle-ratio-avg", None, self.poll_idle_ratio);
+        m.stat(
+            "time-between-poll-avg",
+            Some("time-between-poll-max"),
+            self.time_between_poll,
+        );
         let mut m = group(&mut all, "consumer-coordinator-metrics", id, &[]);
         m.counter("commit-total", self.commit_total);
         m.stat(

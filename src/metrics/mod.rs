@@ -233,6 +233,14 @@ pub struct ConsumerMetrics {
     pub failed_rebalance_total: u64,
     /// `assigned-partitions`.
     pub assigned_partitions: i64,
+    /// `poll-idle-ratio-avg`: per `poll`, its time over that plus the time since the previous
+    /// `poll` started (Java's formula); near 1 when the application waits on the consumer, near 0
+    /// when the consumer waits on the application. Not counted for [`Consumer::stream`].
+    ///
+    /// [`Consumer::stream`]: crate::consumer::Consumer::stream
+    pub poll_idle_ratio: Stat,
+    /// `time-between-poll-avg`/`-max` (ms): between the starts of consecutive polls.
+    pub time_between_poll: Stat,
     /// Connections.
     pub network: NetworkMetrics,
 }
@@ -378,6 +386,8 @@ impl ConsumerMetrics {
             rebalance_latency: c.rebalance_latency.read(registry::NS_TO_MS),
             failed_rebalance_total: c.failed_rebalance_total.load(Relaxed),
             assigned_partitions: c.assigned_partitions.load(Relaxed),
+            poll_idle_ratio: c.poll_idle_ratio.read(1e-6),
+            time_between_poll: c.time_between_poll.read(registry::NS_TO_MS),
             network: NetworkMetrics::read(registry),
         }
     }

@@ -75,6 +75,10 @@ const RATE_WINDOW: Duration = Duration::from_secs(30);
 const RATE_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 impl Registry {
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     pub(crate) fn new(client_id: &str, enabled: bool) -> Arc<Registry> {
         Arc::new(Registry {
             client_id: client_id.to_owned(),
@@ -248,12 +252,42 @@ pub(crate) struct ConsumerCells {
     pub(crate) rebalance_latency: StatCell,
     pub(crate) failed_rebalance_total: AtomicU64,
     pub(crate) assigned_partitions: AtomicI64,
+    /// Time in `poll` / (that + time since the previous poll started), per poll, in parts per
+    /// million (Java `poll-idle-ratio`).
+    pub(crate) poll_idle_ratio: StatCell,
+    /// Nanoseconds between the starts of consecutive polls.
+    pub(crate) time_between_poll: StatCell,
+    /// When the last poll started: nanoseconds since the registry was made, plus one (0: none).
+    last_poll_start: AtomicU64,
     /// Per assigned partition: its lag as last seen (log end, or last stable offset under
     /// read_committed, minus the position).
     lags: Mutex<BTreeMap<TopicPartition, i64>>,
 }
 
 impl ConsumerCells {
+    /// A poll starts at `now` (`since` = when the client started); returns the time since the
+    /// previous poll started (zero for the first), as Java's `recordPollStart`.
+    pub(crate) fn poll_started(&self, since: Instant, now: Instant) -> Duration {
+        let at = nanos(now.duration_since(since)).saturating_add(1);
+        let last = self.last_poll_start.swap(at, Relaxed);
+        if last == 0 {
+            return Duration::ZERO;
+        }
+        let between = Duration::from_nanos(at.saturating_sub(last));
+        self.time_between_poll.record(nanos(between));
+        between
+    }
+
+    /// A poll that started `in_poll` ago ends; `between` is what [`Self::poll_started`] returned.
+    pub(crate) fn poll_ended(&self, in_poll: Duration, between: Duration) {
+        let whole = in_poll + between;
+        let ratio_ppm = match whole.is_zero() {
+            true => 1_000_000,
+            false => (in_poll.as_secs_f64() / whole.as_secs_f64() * 1e6) as u64,
+        };
+        self.poll_idle_ratio.record(ratio_ppm.min(1_000_000));
+    }
+
     pub(crate) fn set_lag(&self, tp: &TopicPartition, lag: i64) {
         let mut lags = self.lags.lock().expect("lag metrics lock poisoned");
         match lags.get_mut(tp) {
@@ -307,6 +341,23 @@ mod tests {
         c.set_assignment([&b].into_iter());
         assert_eq!(c.lags(), vec![(b, 7)]);
         assert_eq!(c.assigned_partitions.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn poll_idle_ratio_is_time_in_poll_over_time_since_the_last_poll_started() {
+        let c = ConsumerCells::default();
+        let t0 = Instant::now();
+        assert_eq!(c.poll_started(t0, t0), Duration::ZERO, "first poll");
+        c.poll_ended(Duration::from_millis(10), Duration::ZERO);
+        let between = c.poll_started(t0, t0 + Duration::from_millis(40));
+        assert_eq!(between, Duration::from_millis(40));
+        // 10 ms in poll after 40 ms since the previous poll started: 10 / 50.
+        c.poll_ended(Duration::from_millis(10), between);
+        let ratio = c.poll_idle_ratio.read(1e-6);
+        assert_eq!(ratio.count, 2);
+        assert!((ratio.avg - 0.6).abs() < 1e-6, "(1.0 + 0.2) / 2: {ratio:?}");
+        let between = c.time_between_poll.read(NS_TO_MS);
+        assert_eq!((between.count, between.max), (1, 40.0));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! ```
 //!
 //! - [`record`], [`error`]: plain data and the one public [`Error`] type.
+//! - [`trace_context`]: W3C `traceparent` in record headers (off unless a producer is given one).
 //! - [`metrics`]: counters and latencies every layer records, snapshots and `metrics` export.
 //! - [`state`]: IO-free state machines (no tokio, time passed in).
 //! - [`protocol`]: framing, headers, version choice over the `kafka-protocol` crate.
@@ -48,6 +49,7 @@ pub mod protocol;
 pub mod record;
 pub mod security;
 pub mod state;
+pub mod trace_context;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -526,10 +526,7 @@ impl Consumer {
             debug!(partitions = held.len(), "partitions lost");
             self.listener.with(|l| l.on_partitions_lost(&held));
         } else {
-            debug!(
-                partitions = held.len(),
-                "revoking every partition before rejoining"
-            );
+            debug!(partitions = held.len(), "revoking every partition");
             self.commit_before_revoke(&held).await;
             self.listener.with(|l| l.on_partitions_revoked(&held));
         }

@@ -187,18 +187,12 @@ pub(crate) struct ProducerCells {
 impl ProducerCells {
     /// The cells of each named topic, under one lock (callers look up a request's topics at
     /// once).
-    pub(crate) fn topics<'a>(
-        &self,
-        names: impl Iterator<Item = &'a str>,
-    ) -> Vec<(String, Arc<TopicCells>)> {
+    pub(crate) fn topics<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<Arc<TopicCells>> {
         let mut topics = self.topics.lock().expect("topic metrics lock poisoned");
         names
-            .map(|name| {
-                let cells = match topics.get(name) {
-                    Some(cells) => cells.clone(),
-                    None => topics.entry(name.to_owned()).or_default().clone(),
-                };
-                (name.to_owned(), cells)
+            .map(|name| match topics.get(name) {
+                Some(cells) => cells.clone(),
+                None => topics.entry(name.to_owned()).or_default().clone(),
             })
             .collect()
     }
@@ -364,8 +358,8 @@ mod tests {
     fn topic_cells_are_shared_per_name() {
         let p = ProducerCells::default();
         let first = p.topics(["a", "b", "a"].into_iter());
-        assert!(Arc::ptr_eq(&first[0].1, &first[2].1));
-        first[0].1.record_send_total.fetch_add(2, Relaxed);
+        assert!(Arc::ptr_eq(&first[0], &first[2]));
+        first[0].record_send_total.fetch_add(2, Relaxed);
         let all = p.all_topics();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].1.record_send_total.load(Relaxed), 2);

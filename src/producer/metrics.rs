@@ -48,7 +48,7 @@ impl Shared {
         let p = &self.registry().producer;
         let cells = p.topics(batches.iter().map(|b| b.topic));
         let mut records = 0;
-        for (batch, (_, topic)) in batches.iter().zip(cells) {
+        for (batch, topic) in batches.iter().zip(cells) {
             records += batch.records;
             topic
                 .record_send_total
@@ -72,7 +72,7 @@ impl Shared {
             return;
         }
         let cells = self.registry().producer.topics(std::iter::once(topic));
-        let topic = &cells[0].1;
+        let topic = &cells[0];
         let counter = match outcome {
             RecordOutcome::Retried => &topic.record_retry_total,
             RecordOutcome::Failed => &topic.record_error_total,

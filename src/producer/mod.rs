@@ -192,10 +192,13 @@ impl Producer {
     /// [`Producer::send`] waiting until `deadline`, or `max.block.ms` from the first wait.
     async fn send_by(
         &self,
-        record: ProducerRecord,
+        mut record: ProducerRecord,
         mut deadline: Option<Instant>,
     ) -> Result<DeliveryFuture> {
         let shared = self.shared();
+        if let Some(context) = &shared.config.trace_context {
+            add_trace_parent(&mut record, context);
+        }
         // `max.block.ms` counts from here, but the clock is read only once something must wait:
         // the common path never blocks, and a clock read per record is measurable.
         let started = Instant::now;
@@ -681,6 +684,20 @@ impl Producer {
             }),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Adds the current `traceparent` to `record` unless it carries one already (the application's
+/// own propagation wins).
+fn add_trace_parent(record: &mut ProducerRecord, context: &crate::trace_context::TraceContext) {
+    use crate::trace_context::TRACEPARENT;
+    if record.headers.iter().any(|h| h.key == TRACEPARENT) {
+        return;
+    }
+    if let Some(parent) = context.current() {
+        record
+            .headers
+            .push(Header::new(TRACEPARENT, parent.to_string()));
     }
 }
 

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --example exactly_once                      # 100,000 records, 3 kills
 //! cargo run --example exactly_once -- --records 20000 --kills 5
+//! cargo run --example exactly_once -- --group-protocol consumer   # a KIP-848 consumer group
 //! ```
 //!
 //! It uses the broker named by `KAFKA_BOOTSTRAP_SERVERS`, or provisions Apache Kafka from Maven
@@ -14,7 +15,8 @@
 //!
 //! 1. writes `--records` input records with the idempotent producer (6 partitions);
 //! 2. starts this program again as a **worker** child process. The worker is a group member
-//!    (static, `group.instance.id`, so a restart takes its place at once) with
+//!    (static, `group.instance.id`, so a restart takes its place at once; on a KIP-848
+//!    `--group-protocol consumer` group a dynamic one, see `worker`) with
 //!    `Guarantee::ExactlyOnce` on both ends: a `read_committed` consumer without consumer commits,
 //!    and a transactional producer. Each poll's records are transformed and written in one
 //!    transaction together with the consumer's next offsets (`send_offsets_to_transaction`);
@@ -34,7 +36,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
-use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig};
+use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig, GroupProtocol};
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::{ClientConfig, ErrorClass, Guarantee, IsolationLevel, ProducerRecord, TopicPartition};
 
@@ -52,14 +54,20 @@ fn main() -> AnyResult<()> {
             input: get("--input")?,
             output: get("--output")?,
             group: get("--group")?,
+            consumer_protocol: arg(&args, "--group-protocol").as_deref() == Some("consumer"),
         };
         return runtime.block_on(worker(names));
     }
     let records: usize = arg(&args, "--records").map_or(Ok(100_000), |v| v.parse())?;
     let kills: usize = arg(&args, "--kills").map_or(Ok(3), |v| v.parse())?;
+    let consumer_protocol = match arg(&args, "--group-protocol").as_deref() {
+        None | Some("classic") => false,
+        Some("consumer") => true,
+        Some(other) => return Err(format!("--group-protocol classic|consumer, got {other}").into()),
+    };
     // Keep the broker (if we start one) alive until the end of main; dropping it stops it.
     let (bootstrap, _local_broker) = josefk_harness::bootstrap_or_local_broker()?;
-    let ok = runtime.block_on(demo(&bootstrap, records, kills))?;
+    let ok = runtime.block_on(demo(&bootstrap, records, kills, consumer_protocol))?;
     if !ok {
         std::process::exit(1);
     }
@@ -100,16 +108,23 @@ struct WorkerNames {
     input: String,
     output: String,
     group: String,
+    consumer_protocol: bool,
 }
 
 /// The driver: input, worker runs with kills, verification. Returns whether the check passed.
-async fn demo(bootstrap: &str, records: usize, kills: usize) -> AnyResult<bool> {
+async fn demo(
+    bootstrap: &str,
+    records: usize,
+    kills: usize,
+    consumer_protocol: bool,
+) -> AnyResult<bool> {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let names = WorkerNames {
         bootstrap: bootstrap.to_owned(),
         input: format!("josefk-eos-in-{stamp}"),
         output: format!("josefk-eos-out-{stamp}"),
         group: format!("josefk-eos-copier-{stamp}"),
+        consumer_protocol,
     };
     let client = client_config(bootstrap, "josefk-eos-demo")?;
     let admin = Admin::connect(client.clone()).await?;
@@ -186,6 +201,11 @@ fn spawn_worker(names: &WorkerNames) -> std::io::Result<Child> {
             &names.input,
         ])
         .args(["--output", &names.output, "--group", &names.group])
+        .args(if names.consumer_protocol {
+            &["--group-protocol", "consumer"][..]
+        } else {
+            &[]
+        })
         .spawn()
 }
 
@@ -272,14 +292,21 @@ async fn read_all(
 /// The copier: one transaction per poll. Exits when the whole input is copied.
 async fn worker(names: WorkerNames) -> AnyResult<()> {
     let client = client_config(&names.bootstrap, "josefk-eos-worker")?;
-    let mut consumer = Consumer::connect(
-        ConsumerConfig::with_client(client.clone())
-            .guarantee(Guarantee::ExactlyOnce)
-            .group_id(&names.group)
-            .group_instance_id("copier-1")
-            .auto_offset_reset(AutoOffsetReset::Earliest),
-    )
-    .await?;
+    let mut config = ConsumerConfig::with_client(client.clone())
+        .guarantee(Guarantee::ExactlyOnce)
+        .group_id(&names.group)
+        .auto_offset_reset(AutoOffsetReset::Earliest);
+    config = if names.consumer_protocol {
+        // On a KIP-848 group a SIGKILLed static member keeps its instance id until the broker's
+        // session timeout, and a restart asking for it meanwhile is refused for good
+        // (UNRELEASED_INSTANCE_ID, fatal as in Java). A dynamic member joins at once and gets
+        // the partitions when the broker fences the dead one; the transactional id's fencing
+        // is what keeps the dead worker's writes out.
+        config.group_protocol(GroupProtocol::Consumer)
+    } else {
+        config.group_instance_id("copier-1")
+    };
+    let mut consumer = Consumer::connect(config).await?;
     consumer.subscribe(&[&names.input])?;
     let producer = Producer::connect(
         ProducerConfig::with_client(client.clone())

@@ -51,6 +51,10 @@ pub mod security;
 pub mod state;
 pub mod trace_context;
 
+/// An in-process mock Kafka cluster for tests (feature `testing`); a test double, not a broker.
+#[cfg(feature = "testing")]
+pub mod testing;
+
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod __fuzz;

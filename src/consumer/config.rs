@@ -1,9 +1,10 @@
 //! Consumer settings: the Java consumer's property names and defaults (Kafka 4.x), for manual
-//! assignment and for classic consumer groups.
+//! assignment and for consumer groups of either protocol (`group.protocol`).
 //!
-//! Unknown keys are errors, as for every josefk config. Properties josefk does not implement
-//! (`group.protocol=consumer`, pattern subscriptions) are refused with an error saying so rather
-//! than silently ignored.
+//! Unknown keys are errors, as for every josefk config. Properties that do not apply to the
+//! chosen group protocol are refused as Java refuses them (`session.timeout.ms`,
+//! `heartbeat.interval.ms`, `partition.assignment.strategy` with `consumer`;
+//! `group.remote.assignor` with `classic`).
 
 use std::time::Duration;
 
@@ -45,6 +46,18 @@ pub enum CommitMode {
     /// the next `poll` (they were never handed out). No Java property; set with
     /// [`ConsumerConfig::commit_mode`] or [`Guarantee::AtMostOnce`].
     BeforeProcessing,
+}
+
+/// `group.protocol`: how a subscribed consumer takes part in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup/Heartbeat; the group leader assigns partitions on the client side.
+    /// Java's default.
+    #[default]
+    Classic,
+    /// KIP-848: ConsumerGroupHeartbeat; the broker assigns partitions and rebalances
+    /// incrementally, without stopping the members whose partitions do not move.
+    Consumer,
 }
 
 /// Consumer settings. Every field documents its default and Java property.
@@ -111,6 +124,15 @@ pub struct ConsumerConfig {
     /// cooperative-sticky`, Java's default, which rebalances eagerly until every member offers
     /// `cooperative-sticky` alone.
     pub partition_assignment_strategy: Vec<Assignor>,
+    /// `group.protocol`: `classic` (default) or `consumer` (KIP-848). With `consumer`, the broker
+    /// decides the heartbeat interval and the session timeout, so `session.timeout.ms`,
+    /// `heartbeat.interval.ms` and `partition.assignment.strategy` must be left at their defaults
+    /// (Java refuses them when set).
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the broker-side assignor of a `consumer` group (`uniform`,
+    /// `range`); default none (the broker's first configured one). Only with
+    /// `group.protocol=consumer`.
+    pub group_remote_assignor: Option<String>,
 }
 
 impl ConsumerConfig {
@@ -142,6 +164,8 @@ impl ConsumerConfig {
             heartbeat_interval: Duration::from_millis(3_000),
             max_poll_interval: Duration::from_millis(300_000),
             partition_assignment_strategy: vec![Assignor::Range, Assignor::CooperativeSticky],
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
         }
     }
 
@@ -213,20 +237,18 @@ impl ConsumerConfig {
                 self.partition_assignment_strategy = parse_assignors(value)?
             }
             "group.protocol" => {
-                if !value.trim().eq_ignore_ascii_case("classic") {
+                let v = value.trim();
+                self.group_protocol = if v.eq_ignore_ascii_case("classic") {
+                    GroupProtocol::Classic
+                } else if v.eq_ignore_ascii_case("consumer") {
+                    GroupProtocol::Consumer
+                } else {
                     return Err(Error::Config(format!(
-                        "`group.protocol`: josefk speaks the classic group protocol only, got \
-                         `{value}` (the KIP-848 `consumer` protocol is not implemented)"
+                        "`group.protocol` must be classic or consumer, got `{value}`"
                     )));
                 }
             }
-            "group.remote.assignor" => {
-                return Err(Error::Config(
-                    "`group.remote.assignor` belongs to the KIP-848 `consumer` group protocol, \
-                     which josefk does not implement"
-                        .into(),
-                ))
-            }
+            "group.remote.assignor" => self.group_remote_assignor = non_empty(value),
             _ => {
                 if !self.client.set(key, value)? {
                     return Err(Error::Config(format!("unknown consumer property `{key}`")));
@@ -335,6 +357,34 @@ impl ConsumerConfig {
     /// Sets `auto.commit.interval.ms`.
     pub fn auto_commit_interval(mut self, interval: Duration) -> Self {
         self.auto_commit_interval = interval;
+        self
+    }
+
+    /// Sets `group.protocol`. With [`GroupProtocol::Consumer`] the broker assigns partitions
+    /// (KIP-848); the consumer is used the same way.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> josefk::Result<()> {
+    /// use std::time::Duration;
+    /// use josefk::consumer::{Consumer, ConsumerConfig, GroupProtocol};
+    ///
+    /// let config = ConsumerConfig::new("127.0.0.1:9092")
+    ///     .group_id("billing")
+    ///     .group_protocol(GroupProtocol::Consumer)
+    ///     .group_remote_assignor("uniform");
+    /// let mut consumer = Consumer::connect(config).await?;
+    /// consumer.subscribe(&["events"])?;
+    /// let records = consumer.poll(Duration::from_millis(500)).await?;
+    /// # let _ = records; Ok(()) }
+    /// ```
+    pub fn group_protocol(mut self, protocol: GroupProtocol) -> Self {
+        self.group_protocol = protocol;
+        self
+    }
+
+    /// Sets `group.remote.assignor` (`consumer` groups only).
+    pub fn group_remote_assignor(mut self, assignor: impl Into<String>) -> Self {
+        self.group_remote_assignor = Some(assignor.into());
         self
     }
 
@@ -448,7 +498,47 @@ impl ConsumerConfig {
         if self.group_instance_id.is_some() && self.group_id.is_none() {
             return Err(Error::Config("`group.instance.id` needs `group.id`".into()));
         }
-        Ok(())
+        self.validate_group_protocol()
+    }
+
+    /// Java's rule: with `group.id`, properties of the other protocol cannot be set. josefk
+    /// cannot tell a property set to its default from one left alone, so only values that differ
+    /// from the default are refused.
+    fn validate_group_protocol(&self) -> Result<()> {
+        if self.group_id.is_none() {
+            return Ok(());
+        }
+        let defaults = ConsumerConfig::with_client(ClientConfig::default());
+        let mut refused = Vec::new();
+        match self.group_protocol {
+            GroupProtocol::Classic => {
+                if self.group_remote_assignor.is_some() {
+                    refused.push("group.remote.assignor");
+                }
+            }
+            GroupProtocol::Consumer => {
+                if self.partition_assignment_strategy != defaults.partition_assignment_strategy {
+                    refused.push("partition.assignment.strategy");
+                }
+                if self.heartbeat_interval != defaults.heartbeat_interval {
+                    refused.push("heartbeat.interval.ms");
+                }
+                if self.session_timeout != defaults.session_timeout {
+                    refused.push("session.timeout.ms");
+                }
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let protocol = match self.group_protocol {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer (the broker decides them)",
+        };
+        Err(Error::Config(format!(
+            "{} cannot be set when group.protocol={protocol}",
+            refused.join(", ")
+        )))
     }
 }
 
@@ -583,8 +673,7 @@ mod tests {
     #[test]
     fn unsupported_group_settings_are_refused_with_the_reason() {
         for (k, v, needle) in [
-            ("group.protocol", "consumer", "classic group protocol only"),
-            ("group.remote.assignor", "uniform", "KIP-848"),
+            ("group.protocol", "next", "classic or consumer"),
             (
                 "partition.assignment.strategy",
                 "sticky",
@@ -600,6 +689,42 @@ mod tests {
             let e = props(&[(k, v)]).unwrap_err();
             assert!(e.to_string().contains(needle), "{k}={v}: {e}");
         }
+    }
+
+    #[test]
+    fn settings_of_the_other_group_protocol_are_refused_as_java_does() {
+        let c = props(&[
+            ("group.id", "g"),
+            ("group.protocol", "CONSUMER"),
+            ("group.remote.assignor", "range"),
+        ])
+        .unwrap();
+        assert_eq!(c.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(c.group_remote_assignor.as_deref(), Some("range"));
+        for (k, v) in [
+            ("session.timeout.ms", "10000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("partition.assignment.strategy", "roundrobin"),
+        ] {
+            let e =
+                props(&[("group.id", "g"), ("group.protocol", "consumer"), (k, v)]).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("{k} cannot be set")),
+                "{k}: {e}"
+            );
+        }
+        let e = props(&[("group.id", "g"), ("group.remote.assignor", "uniform")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("group.remote.assignor cannot be set when group.protocol=classic"),
+            "{e}"
+        );
+        // Without a group nothing is refused.
+        props(&[
+            ("group.protocol", "consumer"),
+            ("session.timeout.ms", "10000"),
+        ])
+        .unwrap();
     }
 
     #[test]

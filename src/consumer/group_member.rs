@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::group::{Group, GroupSettings, JoinOutcome};
+use super::offsets::MemberHandle;
 use super::{offsets, CommitMode, Consumer, ConsumerRecord, PartitionState};
 use crate::error::{Error, Result};
 use crate::metrics::registry::nanos;
@@ -70,7 +71,7 @@ impl std::future::Future for CommitHandle {
 pub(super) struct Listener(Option<std::sync::Mutex<Box<dyn RebalanceListener>>>);
 
 impl Listener {
-    fn with(&mut self, f: impl FnOnce(&mut dyn RebalanceListener)) {
+    pub(super) fn with(&mut self, f: impl FnOnce(&mut dyn RebalanceListener)) {
         if let Some(l) = &mut self.0 {
             f(l.get_mut().unwrap_or_else(|e| e.into_inner()).as_mut());
         }
@@ -101,7 +102,7 @@ impl Consumer {
                     .into(),
             ));
         };
-        if self.group.is_none() && !self.assignment.is_empty() {
+        if !self.subscribed() && !self.assignment.is_empty() {
             return Err(Error::InvalidState(
                 "cannot subscribe while partitions are assigned by hand: assign an empty list \
                  first"
@@ -119,14 +120,18 @@ impl Consumer {
         let mut sorted: Vec<String> = topics.iter().map(|t| t.as_ref().to_owned()).collect();
         sorted.sort();
         sorted.dedup();
-        if self.group.is_some() && sorted == self.subscription {
+        if self.subscribed() && sorted == self.subscription {
             return Ok(());
         }
-        self.subscription = sorted;
-        let membership = self
-            .membership
-            .clone()
-            .expect("a membership exists when group.id is set");
+        self.subscription = sorted.clone();
+        let membership = match self.membership.clone() {
+            Some(MemberHandle::Classic(m)) => m,
+            Some(MemberHandle::Consumer(_)) => {
+                self.subscribe_consumer_group(group_id, sorted);
+                return Ok(());
+            }
+            None => unreachable!("a membership exists when group.id is set"),
+        };
         let group = self.group.get_or_insert_with(|| {
             Group::new(
                 self.cluster.clone(),
@@ -167,6 +172,12 @@ impl Consumer {
     /// Cancellation: dropping the future may leave the member in the group until its session
     /// times out; the subscription is already gone.
     pub async fn unsubscribe(&mut self) -> Result<()> {
+        if let Some(mut group) = self.consumer_group.take() {
+            self.subscription.clear();
+            let lost = group.member().lost_pending();
+            self.release_all(lost).await;
+            return group.leave().await;
+        }
         let Some(mut group) = self.group.take() else {
             return Ok(());
         };
@@ -182,6 +193,11 @@ impl Consumer {
     /// Dropping a consumer without `close` leaves like a crashed process: the group moves its
     /// partitions only after `session.timeout.ms`.
     pub async fn close(mut self) -> Result<()> {
+        if let Some(mut group) = self.consumer_group.take() {
+            let lost = group.member().lost_pending();
+            self.release_all(lost).await;
+            return group.leave().await;
+        }
         let Some(mut group) = self.group.take() else {
             // Manual assignment with `group.id`: auto-commit's last commit.
             if self.membership.is_some() && self.config.commit_mode == CommitMode::AutoAfterPoll {
@@ -200,16 +216,12 @@ impl Consumer {
     /// (KIP-447). `None` without `group.id`.
     pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
         let group_id = self.config.group_id.clone()?;
-        let m = self
-            .membership
-            .as_ref()?
-            .lock()
-            .expect("membership poisoned");
+        let (member_id, generation_id, group_instance_id) = self.membership.as_ref()?.identity();
         Some(ConsumerGroupMetadata {
             group_id,
-            generation_id: m.generation(),
-            member_id: m.member_id().to_owned(),
-            group_instance_id: m.group_instance_id().map(str::to_owned),
+            generation_id,
+            member_id,
+            group_instance_id,
         })
     }
 
@@ -303,6 +315,22 @@ impl Consumer {
         Ok(())
     }
 
+    /// Whether the consumer is subscribed to a group (either protocol).
+    pub(super) fn subscribed(&self) -> bool {
+        self.group.is_some() || self.consumer_group.is_some()
+    }
+
+    /// The application polled: the member's `max.poll.interval.ms` clock restarts.
+    pub(super) fn on_poll_member(&self) {
+        let now = std::time::Instant::now();
+        if let Some(group) = &self.group {
+            group.member().on_poll(now);
+        }
+        if let Some(group) = &self.consumer_group {
+            group.member().on_poll(now);
+        }
+    }
+
     fn group_id(&self) -> Result<&str> {
         self.config
             .group_id
@@ -394,6 +422,11 @@ impl Consumer {
     /// cooperative protocol a member that keeps partitions gets `Ok(true)` at once and consumes
     /// them while the join runs.
     pub(super) async fn ensure_group(&mut self, deadline: Instant) -> Result<bool> {
+        if self.consumer_group.is_some() {
+            // KIP-848: nothing waits for a join; poll consumes what the member owns meanwhile.
+            self.ensure_consumer_group().await?;
+            return Ok(true);
+        }
         let Some(group) = &self.group else {
             return Ok(true);
         };
@@ -517,7 +550,7 @@ impl Consumer {
 
     /// Gives up every assigned partition: lost (nothing committed) or revoked (committed first
     /// under auto-commit).
-    async fn release_all(&mut self, lost: bool) {
+    pub(super) async fn release_all(&mut self, lost: bool) {
         let held: Vec<TopicPartition> = self.assignment.keys().cloned().collect();
         if held.is_empty() {
             return;
@@ -533,7 +566,7 @@ impl Consumer {
         self.drop_partitions(&held);
     }
 
-    async fn commit_before_revoke(&mut self, partitions: &[TopicPartition]) {
+    pub(super) async fn commit_before_revoke(&mut self, partitions: &[TopicPartition]) {
         if self.config.commit_mode == CommitMode::AutoAfterPoll {
             if let Err(e) = self.commit_changed_positions(Some(partitions)).await {
                 warn!(error = %e, "commit before revoking partitions failed");
@@ -541,7 +574,7 @@ impl Consumer {
         }
     }
 
-    fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
+    pub(super) fn drop_partitions(&mut self, partitions: &[TopicPartition]) {
         for tp in partitions {
             self.assignment.remove(tp);
             self.awaiting_committed.remove(tp);

@@ -1,7 +1,7 @@
 //! The consumer role: [`Consumer`] reads partitions assigned by hand ([`Consumer::assign`]) or by
-//! a classic consumer group ([`Consumer::subscribe`]), fetches them from their leaders in
-//! `read_uncommitted` or `read_committed`, hands out records in per-partition offset order, and
-//! commits the group's offsets.
+//! a consumer group ([`Consumer::subscribe`]; classic or KIP-848 `consumer` protocol), fetches
+//! them from their leaders in `read_uncommitted` or `read_committed`, hands out records in
+//! per-partition offset order, and commits the group's offsets.
 //!
 //! # Design
 //!
@@ -13,6 +13,11 @@
 //!   [`Membership`](crate::state::membership)) is driven from `poll`: a rejoin first revokes (eager
 //!   protocol) or keeps (cooperative) the partitions, committing them under auto-commit and calling
 //!   the [`RebalanceListener`], then waits for the join task until `poll`'s deadline.
+//! - On a KIP-848 `consumer` group (`group.protocol=consumer`) the `heartbeat` task talks to the
+//!   coordinator (ConsumerGroupHeartbeat over the IO-free
+//!   [`ConsumerMember`](crate::state::consumer_member)) and `poll` reconciles the assignment it
+//!   receives (`reconcile`: revoke, then assign, then acknowledge); members whose partitions do
+//!   not move never stop fetching.
 //! - [`Consumer::poll`] hands out buffered records first. Otherwise it sends one Fetch per leader
 //!   that has no fetch in flight, for every fetchable partition (assigned, not paused, with a
 //!   position, nothing buffered), on [`Lane::Fetch`](crate::net::Lane::Fetch), within that
@@ -51,8 +56,8 @@
 //!
 //! # Not yet
 //!
-//! The KIP-848 `consumer` group protocol (`group.protocol=consumer` is refused), pattern
-//! subscriptions, closing fetch sessions on
+//! Pattern subscriptions, KIP-1251 assignment epochs, classic ↔ consumer group migration,
+//! closing fetch sessions on
 //! close (the broker evicts them), fetching from followers (KIP-392), leader-epoch validation of positions after a
 //! leader change (KIP-320's OffsetForLeaderEpoch).
 
@@ -61,8 +66,10 @@ pub mod fetch;
 mod fetcher;
 mod group;
 mod group_member;
+mod heartbeat;
 mod metrics;
 mod offsets;
+mod reconcile;
 mod retry;
 mod stream;
 
@@ -76,7 +83,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::debug;
 
-pub use config::{AutoOffsetReset, CommitMode, ConsumerConfig};
+pub use config::{AutoOffsetReset, CommitMode, ConsumerConfig, GroupProtocol};
 pub use fetch::ConsumerRecord;
 pub use group_member::{CommitHandle, RebalanceListener};
 pub use stream::RecordStream;
@@ -91,6 +98,8 @@ use fetch::{DecompressBudget, PartitionFetch};
 use fetcher::FetchOutcome;
 use group::Group;
 use group_member::Listener;
+use heartbeat::ConsumerGroup;
+use offsets::MemberHandle;
 use retry::{FetchRetry, STALLS_BEFORE_ERROR};
 
 /// One assigned partition.
@@ -126,10 +135,15 @@ pub struct Consumer {
     pending_error: Option<Error>,
     /// Each leader's incremental fetch session.
     sessions: HashMap<i32, FetchSession>,
-    /// The member's identity for commits, when `group.id` is set (shared with `group`).
-    membership: Option<Arc<Mutex<Membership>>>,
-    /// Group membership tasks, while subscribed.
+    /// The member's identity for commits, when `group.id` is set (shared with `group` or
+    /// `consumer_group`).
+    membership: Option<MemberHandle>,
+    /// Classic group membership tasks, while subscribed with `group.protocol=classic`.
     group: Option<Group>,
+    /// KIP-848 heartbeat task, while subscribed with `group.protocol=consumer`.
+    consumer_group: Option<ConsumerGroup>,
+    /// When metadata was last looked up for assigned topic ids it did not know.
+    last_id_lookup: Option<Instant>,
     /// Subscribed topics, sorted.
     subscription: Vec<String>,
     listener: Listener,
@@ -157,7 +171,10 @@ impl Consumer {
             Some(crate::metrics::ConsumerMetrics::read(&registry).to_metrics())
         });
         let membership = config.group_id.as_ref().map(|_| {
-            Arc::new(Mutex::new(Membership::new(
+            if config.group_protocol == GroupProtocol::Consumer {
+                return MemberHandle::Consumer(reconcile::new_member(&config));
+            }
+            MemberHandle::Classic(Arc::new(Mutex::new(Membership::new(
                 config.group_instance_id.clone(),
                 MemberTimers {
                     session_timeout: config.session_timeout,
@@ -165,7 +182,7 @@ impl Consumer {
                     max_poll_interval: config.max_poll_interval,
                 },
                 std::time::Instant::now(),
-            )))
+            ))))
         });
         Ok(Consumer {
             cluster,
@@ -181,6 +198,8 @@ impl Consumer {
             sessions: HashMap::new(),
             membership,
             group: None,
+            consumer_group: None,
+            last_id_lookup: None,
             subscription: Vec::new(),
             listener: Listener::default(),
             awaiting_committed: BTreeSet::new(),
@@ -212,7 +231,7 @@ impl Consumer {
     ///
     /// Cancellation: dropping the future leaves the previous assignment in place.
     pub async fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        if self.group.is_some() {
+        if self.subscribed() {
             return Err(Error::InvalidState(
                 "cannot assign partitions while subscribed to topics: call unsubscribe first"
                     .into(),
@@ -416,12 +435,14 @@ impl Consumer {
         limit: usize,
     ) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
-        if let Some(group) = &self.group {
-            group.member().on_poll(std::time::Instant::now());
+        if self.subscribed() {
+            self.on_poll_member();
             if !self.ensure_group(deadline).await? {
                 return Ok(Vec::new());
             }
-            self.check_subscribed_topics().await;
+            if self.group.is_some() {
+                self.check_subscribed_topics().await;
+            }
         }
         // With `group.id`, manually assigned partitions are committed too (generation -1), as in
         // Java.
@@ -429,7 +450,7 @@ impl Consumer {
             self.maybe_auto_commit().await;
         }
         loop {
-            if self.group.is_some() && !self.ensure_group(deadline).await? {
+            if self.subscribed() && !self.ensure_group(deadline).await? {
                 return Ok(Vec::new());
             }
             let mut out = Vec::new();

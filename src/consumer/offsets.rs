@@ -29,7 +29,51 @@ use crate::cluster::{Cluster, CoordinatorKind};
 use crate::error::{Error, ErrorClass, Result};
 use crate::metrics::registry::nanos;
 use crate::record::TopicPartition;
+use crate::state::consumer_member::ConsumerMember;
 use crate::state::membership::{Membership, Reaction};
+
+/// The member a consumer commits as: a classic member (its generation) or a KIP-848 member (its
+/// member epoch, which OffsetCommit v9 carries in the same field).
+#[derive(Debug, Clone)]
+pub(crate) enum MemberHandle {
+    Classic(Arc<Mutex<Membership>>),
+    Consumer(Arc<Mutex<ConsumerMember>>),
+}
+
+impl MemberHandle {
+    /// Member id, generation or epoch, and `group.instance.id`.
+    pub fn identity(&self) -> (String, i32, Option<String>) {
+        match self {
+            MemberHandle::Classic(m) => {
+                let m = m.lock().expect("membership lock poisoned");
+                (
+                    m.member_id().to_owned(),
+                    m.generation(),
+                    m.group_instance_id().map(str::to_owned),
+                )
+            }
+            MemberHandle::Consumer(m) => {
+                let m = m.lock().expect("membership lock poisoned");
+                let (member_id, epoch) = m.commit_identity();
+                let instance_id = (epoch > 0).then(|| m.instance_id().map(str::to_owned));
+                (member_id, epoch, instance_id.flatten())
+            }
+        }
+    }
+
+    fn on_commit_error(&self, code: ResponseError) -> Reaction {
+        match self {
+            MemberHandle::Classic(m) => m
+                .lock()
+                .expect("membership lock poisoned")
+                .on_commit_error(code),
+            MemberHandle::Consumer(m) => m
+                .lock()
+                .expect("membership lock poisoned")
+                .on_commit_error(code),
+        }
+    }
+}
 
 /// Commits `offsets` (the offset of the next record to read, per partition) for the member's
 /// current generation. Partitions failing with a retriable error are sent again, alone, until
@@ -44,7 +88,7 @@ use crate::state::membership::{Membership, Reaction};
 pub(crate) async fn commit(
     cluster: &Cluster,
     group_id: &str,
-    membership: &Arc<Mutex<Membership>>,
+    membership: &MemberHandle,
     offsets: &BTreeMap<TopicPartition, i64>,
     timeout: Duration,
 ) -> Result<()> {
@@ -76,7 +120,7 @@ pub(crate) async fn commit(
 async fn commit_until_done(
     cluster: &Cluster,
     group_id: &str,
-    membership: &Arc<Mutex<Membership>>,
+    membership: &MemberHandle,
     offsets: &BTreeMap<TopicPartition, i64>,
     timeout: Duration,
 ) -> Result<()> {
@@ -84,14 +128,7 @@ async fn commit_until_done(
     let mut backoff = cluster.retry_backoff();
     let mut pending = offsets.clone();
     while !pending.is_empty() {
-        let (member_id, generation, instance_id) = {
-            let m = membership.lock().expect("membership lock poisoned");
-            (
-                m.member_id().to_owned(),
-                m.generation(),
-                m.group_instance_id().map(str::to_owned),
-            )
-        };
+        let (member_id, generation, instance_id) = membership.identity();
         let attempt = async {
             let (node, conn) = cluster
                 .coordinator(CoordinatorKind::Group, group_id)
@@ -138,10 +175,7 @@ async fn commit_until_done(
                     pending.remove(&tp);
                     continue;
                 };
-                let reaction = membership
-                    .lock()
-                    .expect("membership lock poisoned")
-                    .on_commit_error(code);
+                let reaction = membership.on_commit_error(code);
                 match reaction {
                     Reaction::RetryAfterBackoff | Reaction::RetryNow => retry_after_backoff = true,
                     Reaction::FindCoordinator => {
@@ -185,6 +219,8 @@ fn commit_failure_message(group_id: &str, tp: &TopicPartition, code: ResponseErr
     match code {
         ResponseError::UnknownMemberId
         | ResponseError::IllegalGeneration
+        | ResponseError::FencedMemberEpoch
+        | ResponseError::StaleMemberEpoch
         | ResponseError::RebalanceInProgress => format!(
             "group `{group_id}`: commit of {tp} refused because the group rebalanced; the \
              partition may now belong to another member. Poll again to rejoin; records since the \

@@ -37,11 +37,12 @@ use crate::record::TopicPartition;
 use crate::state::accumulator::{
     Accumulator, AccumulatorConfig, AppendResult, NoGate, ProducerBatch,
 };
+use crate::state::marker_pacing::MarkerPacing;
 use crate::state::partitioner::StickyPartitioner;
 use crate::state::sequence::{
     Decision, EpochBump, IdempotenceState, PartitionResponse, ProducerIdAndEpoch, Resolution,
 };
-use crate::state::transaction::{TransactionManager, TransactionalGate, TxnState};
+use crate::state::transaction::{TransactionManager, TransactionalGate, TxnProtocol, TxnState};
 
 mod sink;
 mod tasks;
@@ -111,6 +112,8 @@ pub(crate) struct ProducerState {
     pub(crate) sender_done: bool,
     /// When the open transaction began (tells a coordinator's timeout abort apart).
     pub(crate) txn_began: Option<Instant>,
+    /// When a v2 transaction's first Produce may follow the previous EndTxn.
+    pub(crate) pacing: MarkerPacing,
     /// `close` stopped the producer: nothing is sent or retried any more.
     pub(crate) stopped: bool,
     /// Records failed by `close`: never written, and in flight (outcome unknown).
@@ -130,6 +133,7 @@ impl ProducerState {
             txn_flush: false,
             sender_done: false,
             txn_began: None,
+            pacing: MarkerPacing::new(),
             sticky: BTreeMap::new(),
             in_flight: HashMap::new(),
             closing: false,
@@ -535,6 +539,7 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
     let mut refresh = Vec::new();
     let mut aborted = Vec::new();
     let mut gated = false;
+    let mut pace_for = None;
     let (sleep_for, done) = {
         let mut guard = shared.lock();
         let state = &mut *guard;
@@ -604,7 +609,19 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                 .idempotence
                 .as_ref()
                 .is_some_and(|i| !i.producer().is_valid());
-        if !blocked {
+        // The first Produce of a v2 transaction right after an EndTxn waits out the learned
+        // marker window (state::marker_pacing).
+        let paced = state
+            .txn
+            .as_ref()
+            .filter(|t| t.protocol() == TxnProtocol::V2)
+            .and_then(|_| state.pacing.hold_until(now))
+            .filter(|_| !check.ready_nodes.is_empty());
+        if let Some(at) = paced {
+            let until = at.saturating_duration_since(now);
+            tracing::trace!(?until, "first produce of the transaction paced");
+            pace_for = Some(until);
+        } else if !blocked {
             for node in check.ready_nodes {
                 let in_flight = state.in_flight.entry(node).or_default();
                 if *in_flight >= max_in_flight {
@@ -641,6 +658,9 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                 };
                 tracing::trace!(node, drained = batches.len(), "drain");
                 if !batches.is_empty() {
+                    if state.txn.is_some() {
+                        state.pacing.on_produce_sent(batches[0].id().0, now);
+                    }
                     *state.in_flight.entry(node).or_default() += 1;
                     requests.push((node, batches));
                 } else if state.txn.is_some() {
@@ -650,6 +670,9 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
             }
         }
         let mut sleep_for = check.next_check_delay;
+        if let Some(d) = pace_for {
+            sleep_for = Some(sleep_for.map_or(d, |s| s.min(d)));
+        }
         if let Some(at) = state.accumulator.next_expiry() {
             let until = at.saturating_duration_since(now);
             sleep_for = Some(sleep_for.map_or(until, |d| d.min(until)));

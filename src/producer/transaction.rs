@@ -353,6 +353,12 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
         (TxnRequest::EndTxn { .. }, Ok(Answer::End(r))) => txn.on_end_txn(r),
         (TxnRequest::EndTxn { .. }, _) => txn.on_end_txn(Err(network)),
     };
+    if matches!(request, TxnRequest::EndTxn { .. })
+        && matches!(result, Ok(TxnStep::Done { .. }))
+        && txn.protocol() == TxnProtocol::V2
+    {
+        state.pacing.on_transaction_ended(Instant::now().into_std());
+    }
     if let Some(code) = timed_out_code {
         if txn.state() == TxnState::AbortableError {
             // Again from AbortableError: keeps the broker's code and asks for the epoch bump.

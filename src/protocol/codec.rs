@@ -102,6 +102,7 @@ api_requests! {
     DescribeProducers => DescribeProducersRequest, DescribeProducersResponse;
     SaslHandshake => SaslHandshakeRequest, SaslHandshakeResponse;
     SaslAuthenticate => SaslAuthenticateRequest, SaslAuthenticateResponse;
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse;
 }
 
 /// Byte offset of the correlation id in an encoded request frame: after the length prefix, the

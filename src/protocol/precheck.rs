@@ -35,6 +35,9 @@ pub(crate) enum Kind {
     Records,
     /// A struct embedded in its parent (only tagged ones occur in responses josefk reads).
     Struct(&'static [Field]),
+    /// A nullable struct that is not tagged: an int8 marker (-1 null, 1 present), then the
+    /// struct (ConsumerGroupHeartbeat's assignment).
+    NullableStruct(&'static [Field]),
     /// An array of structs.
     Array(&'static [Field]),
     /// An array of 32-bit integers.
@@ -247,6 +250,13 @@ impl Walker<'_> {
                 None => Ok(()),
             },
             Kind::Struct(fields) => self.fields(fields),
+            Kind::NullableStruct(fields) => match i8::from_be_bytes(self.take()?) {
+                -1 => Ok(()),
+                1 => self.fields(fields),
+                other => Err(Violation::new(format!(
+                    "nullable struct marker {other} (not -1 or 1)"
+                ))),
+            },
             Kind::Array(fields) => {
                 let count = self.count()?;
                 for i in 0..count {

@@ -45,6 +45,7 @@ pub(crate) fn schema(api: ApiKey) -> Option<&'static Schema> {
         ApiKey::IncrementalAlterConfigs => &INCREMENTAL_ALTER_CONFIGS,
         ApiKey::SaslHandshake => &SASL_HANDSHAKE,
         ApiKey::SaslAuthenticate => &SASL_AUTHENTICATE,
+        ApiKey::ConsumerGroupHeartbeat => &CONSUMER_GROUP_HEARTBEAT,
         _ => return None,
     })
 }
@@ -366,6 +367,28 @@ const JOIN_GROUP: Schema = Schema {
                 f("metadata", Bytes),
             ]),
         ),
+    ],
+};
+
+/// KIP-848's heartbeat: the member's epoch, the interval, and the target assignment by topic id
+/// when it changed.
+const CONSUMER_GROUP_HEARTBEAT: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        THROTTLE,
+        ERROR_CODE,
+        ERROR_MESSAGE,
+        f("member_id", Str).null(),
+        f("member_epoch", Int32),
+        f("heartbeat_interval_ms", Int32),
+        f(
+            "assignment",
+            NullableStruct(&[f(
+                "topic_partitions",
+                Array(&[f("topic_id", Uuid), f("partitions", Int32s)]),
+            )]),
+        )
+        .null(),
     ],
 };
 

@@ -9,7 +9,9 @@
 //! as batches are drained and decides what each produce outcome means, and [`transaction`] holds
 //! the transaction state machine and classifies coordinator errors.
 //!
-//! The consumer's: [`membership`] follows the member through JoinGroup, SyncGroup and heartbeats,
+//! The consumer's: [`membership`] follows a classic group member through JoinGroup, SyncGroup and
+//! heartbeats, [`consumer_member`] a KIP-848 `consumer` group member through its
+//! ConsumerGroupHeartbeats and reconciliations,
 //! the [`assignor`]s split partitions when this member leads, [`fetch_session`] keeps each
 //! broker's incremental fetch session, and [`isolation`] filters aborted transactions out of
 //! fetched batches under `read_committed`.
@@ -17,11 +19,13 @@
 pub mod accumulator;
 pub mod assignor;
 pub mod backoff;
+pub mod consumer_member;
 /// The `consumer` protocol's Subscription and Assignment types and their byte formats.
 ///
 pub mod consumer_protocol;
 pub mod fetch_session;
 pub mod isolation;
+pub mod marker_pacing;
 pub mod membership;
 pub mod partitioner;
 pub mod sequence;

@@ -60,6 +60,8 @@ pub(super) async fn sink(
                 None => return,
             },
         };
+        // Identifies the request to the transaction's marker pacing.
+        let token = batches.first().map(|b| b.id().0);
         let (batches, request) = prepare(&shared, batches);
         // No connection wait outlasts the earliest delivery deadline of the request.
         let connect_by = batches
@@ -75,6 +77,7 @@ pub(super) async fn sink(
         match submitted {
             Ok((broker, version, pending, span)) => {
                 let task_shared = shared.clone();
+                let sent_at = Instant::now().into_std();
                 shared.spawn(
                     async move {
                         let shared = task_shared;
@@ -83,6 +86,21 @@ pub(super) async fn sink(
                             answer = pending => Some(answer),
                             _ = shared.stopped() => None,
                         };
+                        if let (Some(token), Some(Ok(_))) = (token, &answer) {
+                            let mut state = shared.lock();
+                            if state.txn.is_some() {
+                                let now = Instant::now().into_std();
+                                let before = state.pacing.pause();
+                                state.pacing.on_produce_answered(token, sent_at, now);
+                                if state.pacing.pause() != before {
+                                    tracing::debug!(
+                                        pause = ?state.pacing.pause(),
+                                        answered_in = ?now.saturating_duration_since(sent_at),
+                                        "pause before a transaction's first produce changed"
+                                    );
+                                }
+                            }
+                        }
                         let result = match answer {
                             Some(Ok(_)) if shared.config.acks == Acks::None => Ok(None),
                             Some(Ok(frame)) => {

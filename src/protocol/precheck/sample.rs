@@ -117,6 +117,11 @@ impl Writer {
                 self.out.extend_from_slice(&[1, 2, 3]);
             }
             Kind::Struct(fields) => self.fields(fields),
+            Kind::NullableStruct(_) if null => self.out.push(0xff),
+            Kind::NullableStruct(fields) => {
+                self.out.push(1);
+                self.fields(fields);
+            }
             Kind::Array(_) | Kind::Int32s | Kind::Strs if null => self.length(-1, true),
             Kind::Array(fields) => {
                 let n = if self.fill == Fill::Nulls { 1 } else { 2 };

@@ -91,6 +91,7 @@ probes! {
     IncrementalAlterConfigs => IncrementalAlterConfigsResponse,
     SaslHandshake => SaslHandshakeResponse,
     SaslAuthenticate => SaslAuthenticateResponse,
+    ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
 }
 
 /// A frame (no length prefix): the response header at `header_version`, then `body`.
@@ -117,7 +118,7 @@ fn tagged_field_names(fields: &'static [Field], version: i16) -> Vec<&'static st
         if field.tag.is_some() {
             names.push(field.name);
         }
-        if let Kind::Array(inner) | Kind::Struct(inner) = field.kind {
+        if let Kind::Array(inner) | Kind::Struct(inner) | Kind::NullableStruct(inner) = field.kind {
             names.extend(tagged_field_names(inner, version));
         }
     }

@@ -1,0 +1,332 @@
+//! A consumer's membership of a KIP-848 `consumer` group over the wire: the task that sends
+//! ConsumerGroupHeartbeat to the group coordinator, and the leave heartbeat of `unsubscribe` and
+//! `close`. Decisions come from the IO-free [`ConsumerMember`]; this module only sends requests
+//! and feeds it the answers. Reconciling the assignment it receives happens in `poll`
+//! (`reconcile`), where the rebalance listener runs.
+//!
+//! # Task
+//!
+//! The **heartbeat task** lives as long as the [`ConsumerGroup`]. It asks the member what to do,
+//! sends heartbeats at the interval the broker gave (at once when joining, acknowledging a
+//! reconciliation or after a subscription change: `poll` wakes it), finds the coordinator again
+//! after NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE or a lost connection, and leaves the group
+//! when `max.poll.interval.ms` passes without a poll. A fatal answer is stored for the next
+//! `poll`. Heartbeats go on while `poll` reconciles, so a slow rebalance listener does not get the
+//! member fenced (as long as it finishes within the rebalance timeout).
+//!
+//! The task is aborted when the [`ConsumerGroup`] is dropped, without a leave heartbeat: dropping
+//! a consumer behaves like a crashed process (the broker fences it after its session timeout).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
+use kafka_protocol::messages::{
+    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::cluster::{Cluster, CoordinatorKind};
+use crate::error::{Error, ErrorClass, Result};
+use crate::state::consumer_member::{
+    ConsumerMember, HeartbeatAnswer, HeartbeatFields, HeartbeatStep, IdAssignment, Reaction,
+};
+
+/// A consumer's membership of one `consumer` group: the shared member plus the heartbeat task.
+#[derive(Debug)]
+pub(crate) struct ConsumerGroup {
+    cluster: Cluster,
+    group_id: String,
+    member: Arc<Mutex<ConsumerMember>>,
+    fatal: Arc<Mutex<Option<Error>>>,
+    wake: Arc<Notify>,
+    task: JoinHandle<()>,
+    request_timeout: Duration,
+}
+
+impl Drop for ConsumerGroup {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ConsumerGroup {
+    /// Starts the heartbeat task for `member`, which the consumer shares for its commits.
+    pub fn new(
+        cluster: Cluster,
+        group_id: String,
+        member: Arc<Mutex<ConsumerMember>>,
+        retry_backoff: Duration,
+        request_timeout: Duration,
+    ) -> ConsumerGroup {
+        let fatal = Arc::new(Mutex::new(None));
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(heartbeat_loop(
+            cluster.clone(),
+            group_id.clone(),
+            member.clone(),
+            fatal.clone(),
+            wake.clone(),
+            retry_backoff,
+        ));
+        ConsumerGroup {
+            cluster,
+            group_id,
+            member,
+            fatal,
+            wake,
+            task,
+            request_timeout,
+        }
+    }
+
+    /// Locks the member (held only for synchronous steps).
+    pub fn member(&self) -> MutexGuard<'_, ConsumerMember> {
+        self.member.lock().expect("member lock poisoned")
+    }
+
+    /// Makes the heartbeat task look at the member now (a heartbeat may be due at once).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A fatal error the heartbeat task met, once.
+    pub fn take_fatal(&self) -> Option<Error> {
+        self.fatal.lock().expect("fatal slot poisoned").take()
+    }
+
+    /// Stops heartbeating and sends the leave heartbeat (epoch -1; -2 for a static member, which
+    /// keeps its assignment until its session times out). Nothing is owned afterwards.
+    ///
+    /// Cancellation: dropping the future may leave the member in the group until the broker's
+    /// session timeout.
+    pub async fn leave(&mut self) -> Result<()> {
+        self.task.abort();
+        let Some(fields) = self.member().begin_leave() else {
+            return Ok(());
+        };
+        let answer = send_heartbeat(
+            &self.cluster,
+            &self.group_id,
+            &fields,
+            Some(self.request_timeout),
+        )
+        .await
+        .map_err(|(_, e)| e)?;
+        match answer.1.error {
+            None | Some(ResponseError::UnknownMemberId | ResponseError::FencedMemberEpoch) => {
+                info!(group = %self.group_id, member = %fields.member_id, "left group");
+                Ok(())
+            }
+            Some(code) => Err(Error::from_code(
+                ApiKey::ConsumerGroupHeartbeat,
+                None,
+                code,
+                Some(format!("group `{}`: leaving", self.group_id)),
+            )),
+        }
+    }
+}
+
+/// Heartbeats while the member is in the group. Runs until aborted or a fatal answer.
+async fn heartbeat_loop(
+    cluster: Cluster,
+    group_id: String,
+    member: Arc<Mutex<ConsumerMember>>,
+    fatal: Arc<Mutex<Option<Error>>>,
+    wake: Arc<Notify>,
+    retry_backoff: Duration,
+) {
+    let group = group_id.as_str();
+    let mut backoff = cluster.retry_backoff();
+    loop {
+        let step = member
+            .lock()
+            .expect("member lock poisoned")
+            .heartbeat_step(std::time::Instant::now());
+        let fields = match step {
+            HeartbeatStep::Idle => {
+                wait(&wake, Instant::now() + IDLE_CHECK).await;
+                continue;
+            }
+            HeartbeatStep::WaitUntil(at) => {
+                wait(&wake, Instant::from_std(at)).await;
+                continue;
+            }
+            HeartbeatStep::LeaveForPollTimeout(fields) => {
+                warn!(
+                    group,
+                    "no poll within max.poll.interval.ms: leaving the group; the next poll rejoins"
+                );
+                if let Err((_, e)) = send_heartbeat(&cluster, group, &fields, None).await {
+                    debug!(error = %e, group, "leave heartbeat after poll timeout failed");
+                }
+                continue;
+            }
+            HeartbeatStep::Send(fields) => fields,
+        };
+        let answer = send_heartbeat(&cluster, group, &fields, None).await;
+        if let Err((_, e)) = &answer {
+            if !e.is_retriable() {
+                // A broker without ConsumerGroupHeartbeat (classic-only, or group.version 0),
+                // refused authentication, ...: retrying cannot help.
+                warn!(error = %e, group, "heartbeat cannot be sent; the consumer group is unusable");
+                let Err((_, e)) = answer else { unreachable!() };
+                *fatal.lock().expect("fatal slot poisoned") = Some(e);
+                return;
+            }
+        }
+        let reaction = {
+            let mut m = member.lock().expect("member lock poisoned");
+            match &answer {
+                Ok((_, a)) => m.on_heartbeat_response(a.clone()),
+                Err((_, e)) => {
+                    debug!(error = %e, group, "heartbeat failed");
+                    m.on_heartbeat_failure()
+                }
+            }
+        };
+        let node = match &answer {
+            Ok((node, _)) => Some(*node),
+            Err((node, _)) => *node,
+        };
+        match reaction {
+            Reaction::Done => backoff = cluster.retry_backoff(),
+            Reaction::Rejoin => {
+                let code = answer.ok().and_then(|(_, a)| a.error);
+                info!(
+                    group,
+                    ?code,
+                    "fenced by the group coordinator: partitions are lost, rejoining"
+                );
+            }
+            Reaction::FindCoordinator | Reaction::RetryAfterBackoff | Reaction::RetryNow => {
+                // A lost connection or a coordinator error: look the coordinator up again.
+                let coordinator_gone = reaction == Reaction::FindCoordinator || answer.is_err();
+                if let (true, Some(node)) = (coordinator_gone, node) {
+                    cluster.invalidate_coordinator(CoordinatorKind::Group, group, node);
+                }
+                tokio::time::sleep(backoff.next_delay().max(retry_backoff)).await;
+            }
+            Reaction::Fatal => {
+                let error = match answer {
+                    Ok((_, a)) => {
+                        let code = a.error.expect("fatal has a code");
+                        Error::Broker {
+                            api: ApiKey::ConsumerGroupHeartbeat,
+                            broker: None,
+                            code,
+                            message: Some(format!("group `{group}`: {code:?}")),
+                            class: ErrorClass::Fatal,
+                        }
+                    }
+                    Err((_, e)) => e,
+                };
+                *fatal.lock().expect("fatal slot poisoned") = Some(error);
+                return;
+            }
+        }
+    }
+}
+
+/// How often an idle heartbeat loop looks at the member again (a wake comes sooner).
+const IDLE_CHECK: Duration = Duration::from_millis(200);
+
+async fn wait(wake: &Notify, until: Instant) {
+    tokio::select! {
+        () = wake.notified() => {}
+        () = tokio::time::sleep_until(until) => {}
+    }
+}
+
+type Sent = std::result::Result<(i32, HeartbeatAnswer), (Option<i32>, Error)>;
+
+/// One ConsumerGroupHeartbeat: the coordinator's node and the answer, or the failure and the
+/// node if one was reached.
+async fn send_heartbeat(
+    cluster: &Cluster,
+    group_id: &str,
+    fields: &HeartbeatFields,
+    timeout: Option<Duration>,
+) -> Sent {
+    let (node, conn) = cluster
+        .coordinator(CoordinatorKind::Group, group_id)
+        .await
+        .map_err(|e| (None, e))?;
+    let request = request(group_id, fields);
+    let version = conn
+        .version_for::<ConsumerGroupHeartbeatRequest>()
+        .map_err(|e| (Some(node), e))?;
+    let response = conn
+        .send_version(&request, version, timeout)
+        .await
+        .map_err(|e| (Some(node), e))?;
+    Ok((node, answer(response)))
+}
+
+fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+fn request(group_id: &str, f: &HeartbeatFields) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(str_bytes(group_id)))
+        .with_member_id(str_bytes(&f.member_id))
+        .with_member_epoch(f.member_epoch)
+        .with_instance_id(f.instance_id.as_deref().map(str_bytes))
+        .with_rack_id(f.rack_id.as_deref().map(str_bytes))
+        .with_rebalance_timeout_ms(f.rebalance_timeout_ms)
+        .with_subscribed_topic_names(
+            f.subscribed_topic_names
+                .as_ref()
+                .map(|topics| topics.iter().map(|t| TopicName(str_bytes(t))).collect()),
+        )
+        .with_server_assignor(f.server_assignor.as_deref().map(str_bytes))
+        .with_topic_partitions(f.owned.as_ref().map(|owned| {
+            owned
+                .iter()
+                .map(|(id, partitions)| {
+                    TopicPartitions::default()
+                        .with_topic_id(uuid::Uuid::from_bytes(*id))
+                        .with_partitions(partitions.iter().copied().collect())
+                })
+                .collect()
+        }))
+}
+
+fn answer(response: ConsumerGroupHeartbeatResponse) -> HeartbeatAnswer {
+    HeartbeatAnswer {
+        error: ResponseError::try_from_code(response.error_code),
+        member_id: response.member_id.map(|id| id.to_string()),
+        member_epoch: response.member_epoch,
+        heartbeat_interval_ms: response.heartbeat_interval_ms,
+        assignment: response.assignment.map(|a| {
+            let mut out = IdAssignment::new();
+            for t in a.topic_partitions {
+                out.entry(t.topic_id.into_bytes())
+                    .or_default()
+                    .extend(t.partitions);
+            }
+            out
+        }),
+    }
+}
+
+/// A member id as Java makes one: 16 random bytes in URL-safe base64 without padding.
+pub(crate) fn new_member_id() -> String {
+    use base64::Engine;
+    let mut raw = [0u8; 16];
+    if getrandom::fill(&mut raw).is_err() {
+        // No OS randomness: the time and the process id still make collisions unlikely.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        raw.copy_from_slice(&(nanos ^ (u128::from(std::process::id()) << 64)).to_be_bytes());
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}

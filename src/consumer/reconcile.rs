@@ -1,0 +1,166 @@
+//! The [`Consumer`]'s side of a KIP-848 `consumer` group (`group.protocol=consumer`): joining
+//! on `subscribe`, and in every `poll` releasing lost partitions and reconciling the assignment
+//! the broker sent, with the same [`RebalanceListener`](super::RebalanceListener) semantics as a
+//! classic group.
+//!
+//! Reconciling (Java's `AbstractMembershipManager.maybeReconcile`): the target's topic ids are
+//! resolved to names through metadata (a topic not in metadata yet is left for a later poll);
+//! partitions no longer assigned are revoked first (committed under auto-commit, then
+//! `on_partitions_revoked`, then dropped with their buffered records), the new ones are added
+//! (`on_partitions_assigned`; positions from the committed offsets), and the member reports what
+//! it owns so that the next heartbeat, sent at once, acknowledges it. The broker hands a revoked
+//! partition to another member only after that acknowledgement, so no partition is fetched by two
+//! members at once. Partitions of a fenced member, or of one that left after
+//! `max.poll.interval.ms`, are released as *lost* (nothing committed, `on_partitions_lost`)
+//! before it rejoins.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::heartbeat::ConsumerGroup;
+use super::offsets::MemberHandle;
+use super::{Consumer, PartitionState};
+use crate::cluster::TopicsQuery;
+use crate::error::Result;
+use crate::record::TopicPartition;
+use crate::state::consumer_member::{ConsumerMember, IdAssignment};
+
+impl Consumer {
+    /// `subscribe` on a `consumer` group: starts the heartbeat task on first use, and hands the
+    /// member its (new) subscription, which the next heartbeat carries at once.
+    pub(super) fn subscribe_consumer_group(&mut self, group_id: String, topics: Vec<String>) {
+        let Some(MemberHandle::Consumer(member)) = self.membership.clone() else {
+            unreachable!("group.protocol=consumer makes a consumer-protocol member");
+        };
+        let cluster = self.cluster.clone();
+        let backoff = self.config.client.retry_backoff;
+        let timeout = self.config.client.request_timeout;
+        let group = self
+            .consumer_group
+            .get_or_insert_with(|| ConsumerGroup::new(cluster, group_id, member, backoff, timeout));
+        group.member().subscribe(topics);
+        group.wake();
+    }
+
+    /// From `poll`: reports a fatal heartbeat error, releases lost partitions (then the member
+    /// rejoins), and reconciles a new target assignment.
+    pub(super) async fn ensure_consumer_group(&mut self) -> Result<()> {
+        let Some(group) = &self.consumer_group else {
+            return Ok(());
+        };
+        if let Some(e) = group.take_fatal() {
+            return Err(e);
+        }
+        if group.member().lost_pending() {
+            self.release_all(true).await;
+            let group = self.consumer_group.as_ref().expect("checked above");
+            group.member().on_lost_released();
+            group.wake();
+        }
+        let group = self.consumer_group.as_ref().expect("checked above");
+        let target = group
+            .member()
+            .reconcile_target()
+            .map(|(epoch, target)| (epoch, target.clone()));
+        if let Some((epoch, target)) = target {
+            self.reconcile(epoch, target).await;
+        }
+        Ok(())
+    }
+
+    async fn reconcile(&mut self, epoch: i32, target: IdAssignment) {
+        // A reconciliation is this protocol's rebalance (Java's rebalance metrics count them).
+        let started = tokio::time::Instant::now();
+        let (owned_ids, wanted) = self.resolve(&target).await;
+        let revoked: Vec<TopicPartition> = self
+            .assignment
+            .keys()
+            .filter(|tp| !wanted.contains(*tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            self.commit_before_revoke(&revoked).await;
+            self.listener.with(|l| l.on_partitions_revoked(&revoked));
+            self.drop_partitions(&revoked);
+        }
+        let added: Vec<TopicPartition> = wanted
+            .into_iter()
+            .filter(|tp| !self.assignment.contains_key(tp))
+            .collect();
+        for tp in &added {
+            self.assignment
+                .insert(tp.clone(), PartitionState::default());
+            self.awaiting_committed.insert(tp.clone());
+        }
+        debug!(
+            epoch,
+            added = added.len(),
+            revoked = revoked.len(),
+            "assignment reconciled"
+        );
+        self.assignment_changed();
+        let took = started.elapsed();
+        let cells = &self.cluster.pool().metrics().0.consumer;
+        cells
+            .rebalance_latency
+            .record(crate::metrics::registry::nanos(took));
+        self.listener.with(|l| l.on_partitions_assigned(&added));
+        if let Some(group) = &self.consumer_group {
+            group.member().on_reconciled(epoch, owned_ids);
+            group.wake();
+        }
+    }
+
+    /// The target's partitions whose topic id metadata knows, by id and by name. Unknown ids
+    /// make metadata be looked up again, at most once per `retry.backoff.ms`.
+    async fn resolve(&mut self, target: &IdAssignment) -> (IdAssignment, BTreeSet<TopicPartition>) {
+        let mut snapshot = self.cluster.metadata();
+        let known = |s: &crate::cluster::MetadataSnapshot, id: &[u8; 16]| {
+            s.topics.values().any(|t| t.id == *id)
+        };
+        let unknown = target.keys().any(|id| !known(&snapshot, id));
+        let due = self
+            .last_id_lookup
+            .is_none_or(|at| at.elapsed() >= self.config.client.retry_backoff);
+        if unknown && due {
+            self.last_id_lookup = Some(Instant::now());
+            let topics: Vec<&str> = self.subscription.iter().map(String::as_str).collect();
+            match self
+                .cluster
+                .refresh_metadata(TopicsQuery::Some(&topics))
+                .await
+            {
+                Ok(fresh) => snapshot = fresh,
+                Err(e) => debug!(error = %e, "metadata lookup for assigned topic ids failed"),
+            }
+        }
+        let mut ids = IdAssignment::new();
+        let mut names = BTreeSet::new();
+        for (id, partitions) in target {
+            let Some(topic) = snapshot.topics.values().find(|t| t.id == *id) else {
+                debug!("assigned topic id not in metadata yet; reconciling it later");
+                continue;
+            };
+            ids.insert(*id, partitions.clone());
+            for p in partitions {
+                names.insert(TopicPartition::new(&topic.name, *p));
+            }
+        }
+        (ids, names)
+    }
+}
+
+/// A `consumer`-protocol member for a new consumer.
+pub(super) fn new_member(config: &super::ConsumerConfig) -> Arc<Mutex<ConsumerMember>> {
+    Arc::new(Mutex::new(ConsumerMember::new(
+        super::heartbeat::new_member_id(),
+        config.group_instance_id.clone(),
+        (!config.client_rack.is_empty()).then(|| config.client_rack.clone()),
+        config.group_remote_assignor.clone(),
+        config.max_poll_interval,
+        std::time::Instant::now(),
+    )))
+}

@@ -594,3 +594,33 @@ async fn every_broker_request_has_a_span_with_api_node_and_correlation_id() {
     let produce = of("Produce")[0];
     assert_ne!(produce["node"], "-1", "produce goes to a broker by id");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kip848_reconciliation_is_counted_as_a_rebalance() {
+    use josefk::consumer::GroupProtocol;
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("metrics-kip848");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 3).await;
+    let assigned = Arc::new(AtomicUsize::new(0));
+    let mut c = Consumer::connect(
+        ConsumerConfig::with_client(common::config(&bootstrap))
+            .group_id(&group)
+            .group_protocol(GroupProtocol::Consumer)
+            .commit_mode(CommitMode::Manual),
+    )
+    .await
+    .unwrap();
+    c.set_rebalance_listener(Assignments(assigned.clone()));
+    c.subscribe(&[&topic]).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while c.assignment().len() != 3 {
+        assert!(Instant::now() < deadline, "never got the three partitions");
+        c.poll(Duration::from_millis(200)).await.unwrap();
+    }
+    let m = c.metrics();
+    assert!(m.rebalance_total >= 1, "{m:#?}");
+    assert_eq!(m.rebalance_total, assigned.load(Ordering::SeqCst) as u64);
+    assert_eq!(m.assigned_partitions, 3);
+    c.close().await.unwrap();
+}

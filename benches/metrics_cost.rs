@@ -117,6 +117,9 @@ fn orchestrate() -> Result<(), String> {
         "round", "mode", "acked", "cpu s", "ns/record"
     );
     let mut per_record: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    // Per round, (on − off) / off: adjacent runs share the machine's load of the moment, so the
+    // paired difference is steadier than either column.
+    let mut paired: Vec<f64> = Vec::new();
     for round in 0..rounds {
         let order = if round % 2 == 0 {
             ["off", "on"]
@@ -150,6 +153,11 @@ fn orchestrate() -> Result<(), String> {
             );
             per_record[usize::from(mode == "on")].push(ns);
         }
+        let (off, on) = (
+            per_record[0].last().copied().unwrap_or(f64::NAN),
+            per_record[1].last().copied().unwrap_or(f64::NAN),
+        );
+        paired.push((on / off - 1.0) * 100.0);
     }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -161,6 +169,17 @@ fn orchestrate() -> Result<(), String> {
         }
     };
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let paired_mean = mean(&paired);
+    let stderr = if paired.len() > 1 {
+        let var = paired
+            .iter()
+            .map(|d| (d - paired_mean).powi(2))
+            .sum::<f64>()
+            / (paired.len() - 1) as f64;
+        (var / paired.len() as f64).sqrt()
+    } else {
+        f64::NAN
+    };
     let (mean_off, mean_on) = (mean(&per_record[0]), mean(&per_record[1]));
     let (off, on) = (median(&mut per_record[0]), median(&mut per_record[1]));
     println!(
@@ -168,6 +187,11 @@ fn orchestrate() -> Result<(), String> {
          {mean_on:.0} ({:+.1} %)",
         (on / off - 1.0) * 100.0,
         (mean_on / mean_off - 1.0) * 100.0
+    );
+    println!(
+        "paired per round (on - off) / off: {paired_mean:+.1} % ± {stderr:.1} % (standard error, \
+         {} rounds)",
+        paired.len()
     );
     Ok(())
 }

@@ -59,6 +59,11 @@ pub struct ClientConfig {
     pub tls: TlsConfig,
     /// `sasl.*`: mechanism and credentials, used with SASL_PLAINTEXT and SASL_SSL.
     pub sasl: SaslConfig,
+    /// `metrics.enabled` (josefk's; Java has no equivalent): keep the per-request metrics (request
+    /// latency and bytes per broker, records and batches sent, fetches, lag) and publish them to
+    /// the `metrics` facade once a second. Off, only connection, commit, rebalance and
+    /// transaction counts are kept (see [`crate::metrics`]). Default true.
+    pub metrics_enabled: bool,
 }
 
 impl Default for ClientConfig {
@@ -78,6 +83,7 @@ impl Default for ClientConfig {
             security_protocol: SecurityProtocol::Plaintext,
             tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
+            metrics_enabled: true,
         }
     }
 }
@@ -175,11 +181,18 @@ impl ClientConfig {
                 self.max_in_flight_per_connection = parse_num(key, value)?
             }
             "security.protocol" => self.security_protocol = value.parse()?,
+            "metrics.enabled" => self.metrics_enabled = parse_bool(key, value)?,
             _ if key.starts_with("ssl.") => return self.tls.set(key, value),
             _ if key.starts_with("sasl.") => return self.sasl.set(key, value),
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Sets `metrics.enabled` (see [`ClientConfig::metrics_enabled`]).
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.metrics_enabled = enabled;
+        self
     }
 
     /// Sets `client.id`.
@@ -436,8 +449,11 @@ mod tests {
             ("retry.backoff.ms", "10"),
             ("retry.backoff.max.ms", "20"),
             ("receive.message.max.bytes", "2048"),
+            ("metrics.enabled", "false"),
         ])
         .unwrap();
+        assert!(!c.metrics_enabled);
+        assert!(ClientConfig::default().metrics_enabled);
         assert_eq!(c.bootstrap_servers, vec!["a:1", "b:2"]);
         assert_eq!(c.client_id, "svc");
         assert_eq!(c.request_timeout, Duration::from_millis(1500));

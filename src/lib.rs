@@ -10,6 +10,8 @@
 //! ```
 //!
 //! - [`record`], [`error`]: plain data and the one public [`Error`] type.
+//! - [`trace_context`]: W3C `traceparent` in record headers (off unless a producer is given one).
+//! - [`metrics`]: counters and latencies every layer records, snapshots and `metrics` export.
 //! - `state` (internal): IO-free state machines (no tokio, time passed in).
 //! - `protocol` (internal): framing, headers, version choice over the `kafka-protocol` crate.
 //! - `net` (internal): one task per broker connection owns the socket; handles talk to it over
@@ -67,11 +69,13 @@ pub mod admin;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod metrics;
 pub mod producer;
 mod properties;
 pub mod record;
 pub mod security;
 internal_modules!(cluster, net, protocol, state);
+pub mod trace_context;
 
 /// An in-process mock Kafka cluster for tests (feature `testing`); a test double, not a broker.
 #[cfg(feature = "testing")]

@@ -203,6 +203,7 @@ pub fn test_options() -> ConnectionOptions {
         max_response_size: 1 << 20,
         max_in_flight: 16,
         security: Default::default(),
+        metrics: Default::default(),
     }
 }
 

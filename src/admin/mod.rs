@@ -129,9 +129,21 @@ pub struct Admin {
 impl Admin {
     /// Connects to the cluster.
     pub async fn connect(config: ClientConfig) -> Result<Admin> {
-        Ok(Admin {
-            cluster: Cluster::connect(config).await?,
-        })
+        let cluster = Cluster::connect(config).await?;
+        let registry = std::sync::Arc::downgrade(&cluster.pool().metrics().0);
+        let enabled = cluster.config().metrics_enabled;
+        crate::metrics::spawn_exporter(enabled, move || {
+            let registry = registry.upgrade()?;
+            Some(crate::metrics::AdminMetrics::read(&registry).to_metrics())
+        });
+        Ok(Admin { cluster })
+    }
+
+    /// A snapshot of this client's metrics (connections and requests per broker; see
+    /// [`crate::metrics`]). An admin client made with [`Admin::from_cluster`] shares them with
+    /// the client whose cluster view it uses.
+    pub fn metrics(&self) -> crate::metrics::AdminMetrics {
+        crate::metrics::AdminMetrics::read(&self.cluster.pool().metrics().0)
     }
 
     internal_fn! {

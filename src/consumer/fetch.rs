@@ -52,6 +52,14 @@ impl ConsumerRecord {
     pub fn topic_partition(&self) -> TopicPartition {
         TopicPartition::new(&*self.topic, self.partition)
     }
+
+    /// The W3C trace context the producer sent with this record (its last valid-looking
+    /// `traceparent` header), to link this record's processing to the producer's span. `None`
+    /// when absent or malformed. See [`crate::trace_context`].
+    pub fn trace_parent(&self) -> Option<crate::trace_context::TraceParent> {
+        let value = self.headers.last(crate::trace_context::TRACEPARENT)??;
+        crate::trace_context::TraceParent::parse(std::str::from_utf8(&value).ok()?)
+    }
 }
 
 /// The batch whose records are being handed out.

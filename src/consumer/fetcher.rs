@@ -20,7 +20,7 @@ use super::{AutoOffsetReset, Consumer};
 use crate::cluster::{is_stale_metadata_error, Cluster};
 use crate::error::{BrokerRef, Error, Result};
 use crate::net::Lane;
-use crate::record::TopicPartition;
+use crate::record::{IsolationLevel, TopicPartition};
 use crate::state::fetch_session::{SessionPartition, SessionRequest};
 use crate::state::isolation::AbortedTransaction;
 
@@ -178,6 +178,10 @@ impl Consumer {
                 response.session_id,
             );
         }
+        let registry = &self.cluster.pool().metrics().0;
+        if registry.enabled {
+            super::metrics::count_fetch(&registry.consumer, &response, outcome.took);
+        }
         if let Some(
             ResponseError::FetchSessionIdNotFound | ResponseError::InvalidFetchSessionEpoch,
         ) = ResponseError::try_from_code(response.error_code)
@@ -225,6 +229,19 @@ impl Consumer {
                     self.config.client.retry_backoff,
                     self.config.client.retry_backoff_max,
                 );
+                if p.error_code == 0 {
+                    let end = match self.config.isolation_level {
+                        IsolationLevel::ReadCommitted => p.last_stable_offset,
+                        IsolationLevel::ReadUncommitted => p.high_watermark,
+                    };
+                    if end >= 0 {
+                        state.end_offset = Some(end);
+                        let registry = &self.cluster.pool().metrics().0;
+                        if registry.enabled {
+                            super::metrics::note_lag(&registry.consumer, &tp, state);
+                        }
+                    }
+                }
                 match ResponseError::try_from_code(p.error_code) {
                     None => {
                         let Some(records) = p.records.filter(|r| !r.is_empty()) else {

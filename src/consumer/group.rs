@@ -96,6 +96,8 @@ pub(crate) struct Group {
     join: Option<JoinHandle<Result<JoinOutcome>>>,
     /// The topics the running (or last) join subscribed to.
     pub joined_topics: Vec<String>,
+    /// When the running (or last) join started (`rebalance-latency`).
+    pub join_started: Instant,
 }
 
 impl Drop for Group {
@@ -131,6 +133,7 @@ impl Group {
             heartbeat,
             join: None,
             joined_topics: Vec::new(),
+            join_started: Instant::now(),
         }
     }
 
@@ -156,6 +159,7 @@ impl Group {
         let reason = self.member().rejoin_reason().unwrap_or("rejoin").to_owned();
         debug!(group = %self.settings.group_id, %reason, "joining group");
         self.joined_topics = topics.clone();
+        self.join_started = Instant::now();
         self.join = Some(tokio::spawn(join_group(
             self.cluster.clone(),
             self.settings.clone(),

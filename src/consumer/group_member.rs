@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
@@ -11,6 +13,7 @@ use super::group::{Group, GroupSettings, JoinOutcome};
 use super::offsets::MemberHandle;
 use super::{offsets, CommitMode, Consumer, ConsumerRecord, PartitionState};
 use crate::error::{Error, Result};
+use crate::metrics::registry::nanos;
 use crate::producer::ConsumerGroupMetadata;
 use crate::record::TopicPartition;
 use crate::state::assignor::RebalanceProtocol;
@@ -494,7 +497,28 @@ impl Consumer {
         } else {
             deadline
         };
-        match group.wait_join(wait_until).await {
+        let joined = group.wait_join(wait_until).await;
+        let cells = &self.cluster.pool().metrics().0.consumer;
+        let took = group.join_started.elapsed();
+        let took_ms = took.as_secs_f64() * 1e3;
+        match &joined {
+            Some(Ok(outcome)) => {
+                cells.rebalance_latency.record(nanos(took));
+                debug!(
+                    group = %group.settings.group_id,
+                    generation = outcome.generation,
+                    partitions = outcome.assignment.len(),
+                    took_ms,
+                    "rebalance completed"
+                );
+            }
+            Some(Err(e)) => {
+                cells.failed_rebalance_total.fetch_add(1, Relaxed);
+                debug!(group = %group.settings.group_id, error = %e, took_ms, "rebalance failed");
+            }
+            None => {}
+        }
+        match joined {
             None => Ok(keeps_consuming),
             Some(Err(e)) => Err(e),
             Some(Ok(outcome)) => {
@@ -570,6 +594,7 @@ impl Consumer {
             debug!(partitions = held.len(), "partitions lost");
             self.listener.with(|l| l.on_partitions_lost(&held));
         } else {
+            debug!(partitions = held.len(), "revoking every partition");
             self.commit_before_revoke(&held).await;
             self.listener.with(|l| l.on_partitions_revoked(&held));
         }
@@ -592,6 +617,7 @@ impl Consumer {
         }
         let assignment = &self.assignment;
         self.buffered.retain(|f| assignment.contains_key(&f.tp));
+        self.assignment_changed();
     }
 
     /// Installs a join's assignment: revokes what a cooperative rebalance took away (and asks for
@@ -631,6 +657,7 @@ impl Consumer {
             revoked = revoked.len(),
             "assignment applied"
         );
+        self.assignment_changed();
         self.listener.with(|l| l.on_partitions_assigned(&added));
     }
 

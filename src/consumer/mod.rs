@@ -67,6 +67,7 @@ mod fetcher;
 mod group;
 mod group_member;
 mod heartbeat;
+mod metrics;
 mod offsets;
 mod reconcile;
 mod retry;
@@ -109,6 +110,8 @@ use retry::{FetchRetry, STALLS_BEFORE_ERROR};
 struct PartitionState {
     /// The offset of the next record to hand out; `None` until reset or seek.
     position: Option<i64>,
+    /// The log end offset (last stable offset under read_committed) in the last fetch answer.
+    end_offset: Option<i64>,
     paused: bool,
     /// A fetch including this partition is in flight.
     in_flight: bool,
@@ -177,6 +180,11 @@ impl Consumer {
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
         let cluster = Cluster::connect(config.client.clone()).await?;
+        let registry = Arc::downgrade(&cluster.pool().metrics().0);
+        crate::metrics::spawn_exporter(config.client.metrics_enabled, move || {
+            let registry = registry.upgrade()?;
+            Some(crate::metrics::ConsumerMetrics::read(&registry).to_metrics())
+        });
         let membership = config.group_id.as_ref().map(|_| {
             if config.group_protocol == GroupProtocol::Consumer {
                 return MemberHandle::Consumer(reconcile::new_member(&config));
@@ -316,6 +324,7 @@ impl Consumer {
         self.assignment = next;
         let assignment = &self.assignment;
         self.buffered.retain(|f| assignment.contains_key(&f.tp));
+        self.assignment_changed();
         Ok(())
     }
 
@@ -458,8 +467,12 @@ impl Consumer {
     /// # Ok(()) }
     /// ```
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        self.poll_limited(timeout, self.config.max_poll_records)
-            .await
+        let started = self.poll_started();
+        let result = self
+            .poll_limited(timeout, self.config.max_poll_records)
+            .await;
+        self.poll_ended(started);
+        result
     }
 
     /// [`Consumer::poll`] returning at most `limit` records.
@@ -490,6 +503,7 @@ impl Consumer {
             let mut out = Vec::new();
             self.drain_buffered(&mut out, limit)?;
             if !out.is_empty() {
+                self.count_consumed(out.len());
                 if self.membership.is_some()
                     && self.config.commit_mode == CommitMode::BeforeProcessing
                 {
@@ -573,6 +587,10 @@ impl Consumer {
                 state.retry.succeeded();
             }
             state.position = Some(fetch.next_offset());
+            let registry = &self.cluster.pool().metrics().0;
+            if registry.enabled {
+                metrics::note_lag(&registry.consumer, &fetch.tp, state);
+            }
             if fetch.has_error() {
                 if out.is_empty() {
                     let error = fetch.take_error().expect("has an error");

@@ -27,6 +27,7 @@ use tracing::debug;
 
 use crate::cluster::{Cluster, CoordinatorKind};
 use crate::error::{Error, ErrorClass, Result};
+use crate::metrics::registry::nanos;
 use crate::record::TopicPartition;
 use crate::state::consumer_member::ConsumerMember;
 use crate::state::membership::{Membership, Reaction};
@@ -85,6 +86,38 @@ impl MemberHandle {
 /// Cancellation: dropping the future may leave a commit in flight; it is applied or not as a
 /// whole per partition, and committing the same offset again is harmless.
 pub(crate) async fn commit(
+    cluster: &Cluster,
+    group_id: &str,
+    membership: &MemberHandle,
+    offsets: &BTreeMap<TopicPartition, i64>,
+    timeout: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    let result = commit_until_done(cluster, group_id, membership, offsets, timeout).await;
+    let cells = &cluster.pool().metrics().0.consumer;
+    let took = started.elapsed();
+    let took_ms = took.as_secs_f64() * 1e3;
+    match &result {
+        Ok(()) => {
+            cells.commit_latency.record(nanos(took));
+            debug!(
+                group_id,
+                partitions = offsets.len(),
+                took_ms,
+                "offsets committed"
+            );
+        }
+        Err(e) => {
+            cells
+                .failed_commit_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            debug!(group_id, partitions = offsets.len(), took_ms, error = %e, "commit failed");
+        }
+    }
+    result
+}
+
+async fn commit_until_done(
     cluster: &Cluster,
     group_id: &str,
     membership: &MemberHandle,

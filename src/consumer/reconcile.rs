@@ -72,6 +72,8 @@ impl Consumer {
     }
 
     async fn reconcile(&mut self, epoch: i32, target: IdAssignment) {
+        // A reconciliation is this protocol's rebalance (Java's rebalance metrics count them).
+        let started = tokio::time::Instant::now();
         let (owned_ids, wanted) = self.resolve(&target).await;
         let revoked: Vec<TopicPartition> = self
             .assignment
@@ -99,6 +101,12 @@ impl Consumer {
             revoked = revoked.len(),
             "assignment reconciled"
         );
+        self.assignment_changed();
+        let took = started.elapsed();
+        let cells = &self.cluster.pool().metrics().0.consumer;
+        cells
+            .rebalance_latency
+            .record(crate::metrics::registry::nanos(took));
         self.listener.with(|l| l.on_partitions_assigned(&added));
         if let Some(group) = &self.consumer_group {
             group.member().on_reconciled(epoch, owned_ids);

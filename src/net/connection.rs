@@ -27,6 +27,7 @@
 //! a broker blocked on writing a response to us cannot deadlock against us writing to it.
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +38,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
-use tracing::{debug, trace, warn};
+use tracing::{debug, trace, warn, Instrument};
 
 use crate::error::{BrokerRef, Error, Result};
+use crate::metrics::registry::{nanos, NodeCells};
+use crate::metrics::ClientMetrics;
 use crate::protocol::codec::{
     decode_response, encode_request, response_correlation_id, ApiRequest, EncodedRequest,
 };
@@ -68,6 +71,8 @@ pub struct ConnectionOptions {
     pub max_in_flight: usize,
     /// How the connection is protected and authenticated (plaintext by default).
     pub security: ConnectionSecurity,
+    /// Where the connection counts its requests, latencies and lifecycle (one per client).
+    pub metrics: ClientMetrics,
 }
 
 /// The security settings a connection applies during set-up, built once per client from its
@@ -114,6 +119,7 @@ impl ConnectionOptions {
                     false => None,
                 },
             },
+            metrics: ClientMetrics::new(&config.client_id, config.metrics_enabled),
         })
     }
 }
@@ -125,6 +131,8 @@ struct Envelope {
     /// Gets the response frame (length prefix removed), or an empty `Bytes` once written for a
     /// request that expects no response.
     reply: oneshot::Sender<Result<Bytes>>,
+    /// The caller's `kafka.request` span (if any), which learns the correlation id.
+    span: tracing::Span,
 }
 
 /// A handle to a broker connection. Cheap to clone; the connection closes when the last handle
@@ -196,7 +204,8 @@ impl Connection {
         // SaslHandshake/SaslAuthenticate versions the broker speaks, and before any other request.
         let reauth = match &options.security.sasl {
             Some(authenticator) => {
-                let session_lifetime = exchange::authenticate(
+                let net = &options.metrics.0.net;
+                let session_lifetime = match exchange::authenticate(
                     &mut stream,
                     authenticator,
                     &versions,
@@ -204,7 +213,19 @@ impl Connection {
                     options.client_id.clone(),
                     options.max_response_size,
                 )
-                .await?;
+                .await
+                {
+                    Ok(lifetime) => {
+                        net.successful_authentication_total.fetch_add(1, Relaxed);
+                        lifetime
+                    }
+                    Err(e) => {
+                        if matches!(e, Error::Authentication { .. }) {
+                            net.failed_authentication_total.fetch_add(1, Relaxed);
+                        }
+                        return Err(e);
+                    }
+                };
                 Some(Reauthenticator::new(
                     authenticator.clone(),
                     versions.clone(),
@@ -217,11 +238,20 @@ impl Connection {
         };
         debug!(%broker, protocol = %options.security.protocol, "connected");
         let (tx, rx) = mpsc::channel(options.max_in_flight.max(16));
+        let net = &options.metrics.0.net;
+        net.connection_creation_total.fetch_add(1, Relaxed);
+        net.connection_count.fetch_add(1, Relaxed);
         let task = ConnectionTask {
             broker: broker.clone(),
             max_response_size: options.max_response_size,
             max_in_flight: options.max_in_flight,
             request_timeout: options.request_timeout,
+            metrics: options.metrics.clone(),
+            node: options
+                .metrics
+                .0
+                .enabled
+                .then(|| net.node(broker.node_id.unwrap_or(-1))),
         };
         let stop = Arc::new(Notify::new());
         tokio::spawn(task.run(stream, rx, reauth, stop.clone()));
@@ -287,9 +317,18 @@ impl Connection {
         version: i16,
         timeout: Option<Duration>,
     ) -> Result<R::Response> {
-        let encoded = encode_request(request, version, &self.shared.options.client_id)?;
-        let frame = self.send_encoded(encoded, timeout).await?;
-        decode_response::<R>(frame, version, Some(&self.shared.broker))
+        let span = request_span(R::KEY, version, &self.shared.broker);
+        let result = async {
+            let encoded = encode_request(request, version, &self.shared.options.client_id)?;
+            let frame = self.send_encoded(encoded, timeout).await?;
+            decode_response::<R>(frame, version, Some(&self.shared.broker))
+        }
+        .instrument(span.clone())
+        .await;
+        if let Err(e) = &result {
+            span.record("error", tracing::field::display(e));
+        }
+        result
     }
 
     /// Sends an already encoded request and returns the raw response frame (length prefix removed,
@@ -322,6 +361,7 @@ impl Connection {
             request,
             timeout: timeout.unwrap_or(self.shared.options.request_timeout),
             reply,
+            span: tracing::Span::current(),
         };
         if self.shared.tx.send(envelope).await.is_err() {
             return Err(Error::ConnectionLost {
@@ -337,6 +377,22 @@ impl Connection {
             response,
         })
     }
+}
+
+/// The `debug` span of one broker request: API, version, broker, and (recorded by the connection
+/// task when it takes the request) the correlation id; `error` when it failed. Its duration is
+/// the request's, queueing and decoding included. Names follow the OpenTelemetry messaging
+/// conventions where they have one (`messaging.system`).
+pub(crate) fn request_span(api: ApiKey, version: i16, broker: &BrokerRef) -> tracing::Span {
+    tracing::debug_span!(
+        "kafka.request",
+        messaging.system = "kafka",
+        api = ?api,
+        version,
+        node = broker.node_id.unwrap_or(-1),
+        correlation_id = tracing::field::Empty,
+        error = tracing::field::Empty,
+    )
 }
 
 /// The response to a [`Connection::submit`]ted request: the raw frame (length prefix removed), or
@@ -509,6 +565,8 @@ fn decode_v0_api_versions(frame: Bytes, broker: &BrokerRef) -> Result<ApiVersion
 struct InFlight {
     correlation_id: i32,
     api: ApiKey,
+    /// When the connection task took the request (request latency starts here).
+    accepted: Instant,
     deadline: Instant,
     timeout: Duration,
     /// `None` for the connection's own re-authentication requests, answered inside the task.
@@ -548,6 +606,9 @@ struct ConnectionTask {
     max_in_flight: usize,
     /// Deadline of the connection's own re-authentication requests.
     request_timeout: Duration,
+    metrics: ClientMetrics,
+    /// This broker's request cells (`None` with `metrics.enabled=false`).
+    node: Option<Arc<NodeCells>>,
 }
 
 /// Reads are done into at least this much spare room, so small responses need one syscall.
@@ -571,8 +632,18 @@ impl ConnectionTask {
         let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
         let mut next_correlation_id: i32 = 0;
         let mut accepting = true;
+        // Requests of this connection counted in the node's `requests-in-flight`.
+        let mut counted_in_flight: i64 = 0;
 
         let closed = 'task: loop {
+            if let Some(node) = &self.node {
+                let now_in_flight = in_flight.len() as i64;
+                if now_in_flight != counted_in_flight {
+                    node.requests_in_flight
+                        .fetch_add(now_in_flight - counted_in_flight, Relaxed);
+                    counted_in_flight = now_in_flight;
+                }
+            }
             if !accepting && in_flight.is_empty() && writes.is_empty() {
                 break Closed::Finished;
             }
@@ -664,15 +735,22 @@ impl ConnectionTask {
                             continue;
                         }
                         next_correlation_id = next_correlation_id.wrapping_add(1);
-                        let Envelope { mut request, timeout, reply } = envelope;
+                        let Envelope { mut request, timeout, reply, span } = envelope;
                         request.set_correlation_id(next_correlation_id);
+                        span.record("correlation_id", next_correlation_id);
                         trace!(api = ?request.api_key, correlation_id = next_correlation_id, "send");
                         let frame = request.frame.freeze();
+                        if let Some(node) = &self.node {
+                            node.requests_sent.fetch_add(1, Relaxed);
+                            node.outgoing_bytes.fetch_add(frame.len() as u64, Relaxed);
+                        }
                         if request.expects_response {
+                            let accepted = Instant::now();
                             in_flight.push_back(InFlight {
                                 correlation_id: next_correlation_id,
                                 api: request.api_key,
-                                deadline: Instant::now() + timeout,
+                                accepted,
+                                deadline: accepted + timeout,
                                 timeout,
                                 reply: Some(reply),
                             });
@@ -695,6 +773,13 @@ impl ConnectionTask {
                 }
             }
         };
+        if let Some(node) = &self.node {
+            node.requests_in_flight
+                .fetch_sub(counted_in_flight, Relaxed);
+        }
+        let net = &self.metrics.0.net;
+        net.connection_close_total.fetch_add(1, Relaxed);
+        net.connection_count.fetch_sub(1, Relaxed);
         self.fail_all(closed, in_flight, writes, rx).await;
     }
 
@@ -735,6 +820,11 @@ impl ConnectionTask {
                 return Err(self.violation(api, message));
             }
             trace!(api = ?expected.api, correlation_id = id, len = frame.len(), "receive");
+            if let Some(node) = &self.node {
+                node.request_latency
+                    .record(nanos(expected.accepted.elapsed()));
+                node.incoming_bytes.fetch_add(frame.len() as u64, Relaxed);
+            }
             match expected.reply {
                 Some(reply) => {
                     let _ = reply.send(Ok(frame));
@@ -859,10 +949,12 @@ fn push_own_request(
 ) {
     request.set_correlation_id(correlation_id);
     trace!(api = ?request.api_key, correlation_id, "send (re-authentication)");
+    let accepted = Instant::now();
     in_flight.push_back(InFlight {
         correlation_id,
         api: request.api_key,
-        deadline: Instant::now() + timeout,
+        accepted,
+        deadline: accepted + timeout,
         timeout,
         reply: None,
     });

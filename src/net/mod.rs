@@ -11,6 +11,7 @@ pub mod sasl;
 pub mod tls;
 mod transport;
 
+pub(crate) use connection::request_span;
 #[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use connection::{Connection, ConnectionOptions, ConnectionSecurity, PendingResponse};
 #[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade

@@ -52,6 +52,8 @@ struct Slot {
     backoff: Backoff,
     /// No dial before this instant (set after a failed dial).
     next_dial: Option<Instant>,
+    /// The slot's connection died and has not been replaced yet (the next dial is a reconnect).
+    lost_one: bool,
 }
 
 /// Pooled slots by (endpoint, lane).
@@ -113,6 +115,7 @@ impl BrokerPool {
                         connection: None,
                         backoff: Backoff::new(first, max, seed(&endpoint, lane)),
                         next_dial: None,
+                        lost_one: false,
                     }))
                 })
                 .clone()
@@ -129,7 +132,9 @@ impl BrokerPool {
             }
             debug!(?endpoint, ?lane, "replacing closed connection");
             slot.connection = None;
+            slot.lost_one = true;
         }
+        let replacing = slot.lost_one;
         if let Some(at) = slot.next_dial {
             tokio::time::sleep_until(at).await;
         }
@@ -151,6 +156,15 @@ impl BrokerPool {
                 Err(crate::Error::Closed)
             }
             Ok(conn) => {
+                if replacing {
+                    self.options
+                        .metrics
+                        .0
+                        .net
+                        .reconnect_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    slot.lost_one = false;
+                }
                 slot.backoff.reset();
                 slot.next_dial = None;
                 slot.connection = Some(conn.clone());
@@ -192,6 +206,11 @@ impl BrokerPool {
             .sasl
             .as_ref()
             .map_or(0, |authenticator| authenticator.reauthentications())
+    }
+
+    /// The metric cells of this pool's client.
+    pub fn metrics(&self) -> &crate::metrics::ClientMetrics {
+        &self.options.metrics
     }
 
     /// Live connections currently pooled, for choosing a broker that is known to answer.

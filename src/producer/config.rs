@@ -140,6 +140,10 @@ pub struct ProducerConfig {
     pub transactional_id: Option<String>,
     /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer. Default 60 s.
     pub transaction_timeout: Duration,
+    /// W3C trace context propagation (josefk's; no Java property): when set, `send` asks it for
+    /// the current context and adds a `traceparent` header to each record that has none. Default
+    /// none (no header added).
+    pub trace_context: Option<crate::trace_context::TraceContext>,
 }
 
 impl ProducerConfig {
@@ -166,6 +170,7 @@ impl ProducerConfig {
             compression: Compression::None,
             transactional_id: None,
             transaction_timeout: Duration::from_millis(60_000),
+            trace_context: None,
         }
     }
 
@@ -316,6 +321,16 @@ impl ProducerConfig {
             }
         }
         self.idempotence_explicit = true;
+        self
+    }
+
+    /// Propagates W3C trace context: `current` is asked at each `send` and its answer becomes the
+    /// record's `traceparent` header (unless the record has one). See [`crate::trace_context`].
+    pub fn trace_context(
+        mut self,
+        current: impl Fn() -> Option<crate::trace_context::TraceParent> + Send + Sync + 'static,
+    ) -> Self {
+        self.trace_context = Some(crate::trace_context::TraceContext::new(current));
         self
     }
 

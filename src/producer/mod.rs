@@ -23,10 +23,12 @@
 
 mod config;
 mod delivery;
+mod metrics;
 mod request;
 mod sender;
 mod transaction;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,6 +36,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tracing::{debug, Instrument};
 
 pub use crate::state::partitioner::{partition_for_key, DefaultPartitioner, Partitioner};
 pub use config::{Acks, Compression, ProducerConfig};
@@ -42,11 +45,14 @@ pub use transaction::ConsumerGroupMetadata;
 
 use crate::cluster::{validate_topic_name, Cluster};
 use crate::error::{Error, ErrorClass, Result};
+use crate::metrics::registry::nanos;
+use crate::metrics::ProducerMetrics;
 use crate::record::{Header, ProducerRecord, TopicPartition};
 use crate::state::accumulator::{AccumulatorConfig, AppendResult};
 use crate::state::transaction::TxnState;
 use delivery::Settler;
 use sender::{ProducerState, Shared};
+use std::sync::atomic::Ordering::Relaxed;
 use transaction::txn_error;
 
 /// What `send` keeps of a record until it is encoded.
@@ -150,6 +156,11 @@ impl Producer {
             shared.lock().set_producer_id(producer);
         }
         shared.spawn(sender::run(shared.clone()));
+        let weak = Arc::downgrade(&shared);
+        crate::metrics::spawn_exporter(shared.registry().enabled, move || {
+            let shared = weak.upgrade()?;
+            Some(shared.metrics_snapshot().to_metrics())
+        });
         Ok(Producer {
             handle: Arc::new(Handle { shared }),
         })
@@ -165,6 +176,12 @@ impl Producer {
         fn cluster(&self) -> &Cluster {
             &self.shared().cluster
         }
+    }
+
+    /// A snapshot of this producer's metrics (Java names; see [`crate::metrics`]). Takes the
+    /// producer's lock once, for the buffer values.
+    pub fn metrics(&self) -> ProducerMetrics {
+        self.shared().metrics_snapshot()
     }
 
     /// Queues `record` and returns a future for its delivery.
@@ -201,10 +218,13 @@ impl Producer {
     /// [`Producer::send`] waiting until `deadline`, or `max.block.ms` from the first wait.
     async fn send_by(
         &self,
-        record: ProducerRecord,
+        mut record: ProducerRecord,
         mut deadline: Option<Instant>,
     ) -> Result<DeliveryFuture> {
         let shared = self.shared();
+        if let Some(context) = &shared.config.trace_context {
+            add_trace_parent(&mut record, context);
+        }
         // `max.block.ms` counts from here, but the clock is read only once something must wait:
         // the common path never blocks, and a clock read per record is measurable.
         let started = Instant::now;
@@ -305,7 +325,14 @@ impl Producer {
                 Some(notified) => {
                     shared.wake.notify_one();
                     let at = *deadline.get_or_insert_with(|| started() + shared.config.max_block);
-                    if tokio::time::timeout_at(at, notified).await.is_err() {
+                    let waiting = Instant::now();
+                    let waited = tokio::time::timeout_at(at, notified).await;
+                    shared
+                        .registry()
+                        .producer
+                        .bufferpool_wait_ns
+                        .fetch_add(nanos(waiting.elapsed()), Relaxed);
+                    if waited.is_err() {
                         return Err(Error::BufferExhausted {
                             record_size: size,
                             in_use: shared.lock().accumulator.used_memory(),
@@ -428,6 +455,14 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn init_transactions(&self) -> Result<()> {
+        let started = Instant::now();
+        let call = self.init_transactions_inner();
+        self.traced("init_transactions", call).await?;
+        self.shared().registry().producer.txn_init.record(started);
+        Ok(())
+    }
+
+    async fn init_transactions_inner(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
         self.with_txn(|_| Ok(()))?;
@@ -480,11 +515,15 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub fn begin_transaction(&self) -> Result<()> {
+        let started = Instant::now();
         self.with_txn(|state| {
             state.txn.as_mut().expect("checked").begin_transaction()?;
-            state.txn_began = Some(Instant::now());
+            state.txn_began = Some(started);
             Ok(())
-        })
+        })?;
+        debug!(transactional_id = self.txn_id(), "transaction begun");
+        self.shared().registry().producer.txn_begin.record(started);
+        Ok(())
     }
 
     /// Java `sendOffsetsToTransaction`: commits `offsets` (partition, next offset to consume,
@@ -522,6 +561,19 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(TopicPartition, i64, Option<String>)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let call = self.send_offsets_inner(offsets, group);
+        self.traced("send_offsets_to_transaction", call).await?;
+        let txn = &self.shared().registry().producer;
+        txn.txn_send_offsets.record(started);
+        Ok(())
+    }
+
+    async fn send_offsets_inner(
         &self,
         offsets: &[(TopicPartition, i64, Option<String>)],
         group: &ConsumerGroupMetadata,
@@ -596,6 +648,14 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn commit_transaction(&self) -> Result<()> {
+        let started = Instant::now();
+        let call = self.commit_transaction_inner();
+        self.traced("commit_transaction", call).await?;
+        self.shared().registry().producer.txn_commit.record(started);
+        Ok(())
+    }
+
+    async fn commit_transaction_inner(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
         self.with_txn(|state| {
@@ -633,6 +693,14 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn abort_transaction(&self) -> Result<()> {
+        let started = Instant::now();
+        let call = self.abort_transaction_inner();
+        self.traced("abort_transaction", call).await?;
+        self.shared().registry().producer.txn_abort.record(started);
+        Ok(())
+    }
+
+    async fn abort_transaction_inner(&self) -> Result<()> {
         let shared = self.shared();
         let deadline = Instant::now() + shared.config.max_block;
         let dropped = self.with_txn(|state| {
@@ -651,6 +719,41 @@ impl Producer {
         shared.wake.notify_one();
         shared.wake_txn();
         self.wait_for_end(deadline).await
+    }
+
+    fn txn_id(&self) -> &str {
+        self.shared()
+            .config
+            .transactional_id
+            .as_deref()
+            .unwrap_or_default()
+    }
+
+    /// Runs a transactional call in a `debug` span named for it, with a `debug` event when it
+    /// starts and when it ends (how long it took, or its error).
+    async fn traced(
+        &self,
+        call: &'static str,
+        run: impl Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let span = tracing::debug_span!(
+            "kafka.transaction",
+            call,
+            transactional_id = self.txn_id(),
+            error = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        debug!(parent: &span, "{call} started");
+        let result = run.instrument(span.clone()).await;
+        let took_ms = started.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok(()) => debug!(parent: &span, took_ms, "{call} done"),
+            Err(e) => {
+                span.record("error", tracing::field::display(e));
+                debug!(parent: &span, took_ms, error = %e, "{call} failed");
+            }
+        }
+        result
     }
 
     /// Waits until the transaction being committed or aborted has ended.
@@ -704,6 +807,20 @@ impl Producer {
             }),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Adds the current `traceparent` to `record` unless it carries one already (the application's
+/// own propagation wins).
+fn add_trace_parent(record: &mut ProducerRecord, context: &crate::trace_context::TraceContext) {
+    use crate::trace_context::TRACEPARENT;
+    if record.headers.iter().any(|h| h.key == TRACEPARENT) {
+        return;
+    }
+    if let Some(parent) = context.current() {
+        record
+            .headers
+            .push(Header::new(TRACEPARENT, parent.to_string()));
     }
 }
 

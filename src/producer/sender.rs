@@ -361,6 +361,8 @@ impl Shared {
     }
 
     pub(crate) fn fail_batch(&self, batch: Batch, error: &dyn Fn() -> Error) {
+        let (topic, count) = (batch.tp().topic.clone(), batch.record_count() as usize);
+        self.count_records(&topic, count, super::metrics::RecordOutcome::Failed);
         let records = self.lock().accumulator.release(batch);
         // A batch's records are a contiguous range of its settler's indexes (a split keeps them
         // in order), so one outcome covers them all.

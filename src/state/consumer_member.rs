@@ -188,11 +188,13 @@ impl ConsumerMember {
         }
     }
 
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // read by the unit tests
     /// The member id.
     pub fn member_id(&self) -> &str {
         &self.member_id
     }
 
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // read by the unit tests
     /// The member epoch.
     pub fn epoch(&self) -> i32 {
         self.epoch
@@ -220,16 +222,19 @@ impl ConsumerMember {
         self.instance_id.as_deref()
     }
 
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // read by the unit tests
     /// The state.
     pub fn state(&self) -> MemberState {
         self.state
     }
 
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // read by the unit tests
     /// The heartbeat interval the broker asked for (zero before its first answer).
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_interval
     }
 
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // read by the unit tests
     /// The partitions the member owns (acknowledged or being acknowledged).
     pub fn owned(&self) -> &IdAssignment {
         &self.owned

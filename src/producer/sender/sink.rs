@@ -4,6 +4,9 @@
 //! idempotence and transaction state.
 
 use super::*;
+use crate::net::request_span;
+use crate::producer::metrics::{RecordOutcome, SentBatch};
+use tracing::Instrument;
 
 /// Encodes one batch's records with its producer id, epoch and sequence.
 fn encode(shared: &Shared, batch: &Batch) -> Result<Bytes> {
@@ -72,61 +75,74 @@ pub(super) async fn sink(
             submitted = submit(&shared, node, &request, connect_by) => submitted,
         };
         match submitted {
-            Ok((broker, version, pending)) => {
+            Ok((broker, version, pending, span)) => {
                 let task_shared = shared.clone();
                 let sent_at = Instant::now().into_std();
-                shared.spawn(async move {
-                    let shared = task_shared;
-                    let answer = tokio::select! {
-                        biased;
-                        answer = pending => Some(answer),
-                        _ = shared.stopped() => None,
-                    };
-                    if let (Some(token), Some(Ok(_))) = (token, &answer) {
-                        let mut state = shared.lock();
-                        if state.txn.is_some() {
-                            let now = Instant::now().into_std();
-                            let before = state.pacing.pause();
-                            state.pacing.on_produce_answered(token, sent_at, now);
-                            if state.pacing.pause() != before {
-                                tracing::debug!(
-                                    pause = ?state.pacing.pause(),
-                                    answered_in = ?now.saturating_duration_since(sent_at),
-                                    "pause before a transaction's first produce changed"
-                                );
+                shared.spawn(
+                    async move {
+                        let shared = task_shared;
+                        let answer = tokio::select! {
+                            biased;
+                            answer = pending => Some(answer),
+                            _ = shared.stopped() => None,
+                        };
+                        if let (Some(token), Some(Ok(_))) = (token, &answer) {
+                            let mut state = shared.lock();
+                            if state.txn.is_some() {
+                                let now = Instant::now().into_std();
+                                let before = state.pacing.pause();
+                                state.pacing.on_produce_answered(token, sent_at, now);
+                                if state.pacing.pause() != before {
+                                    tracing::debug!(
+                                        pause = ?state.pacing.pause(),
+                                        answered_in = ?now.saturating_duration_since(sent_at),
+                                        "pause before a transaction's first produce changed"
+                                    );
+                                }
                             }
                         }
-                    }
-                    let result = match answer {
-                        Some(Ok(_)) if shared.config.acks == Acks::None => Ok(None),
-                        Some(Ok(frame)) => {
-                            decode_response::<ProduceRequest>(frame, version, Some(&broker))
-                                .map(|response| Some((broker, parse_produce_response(&response))))
-                        }
-                        Some(Err(e)) => Err(e),
-                        // Dropping `pending` withdraws the request if the connection has not
-                        // taken it yet; if it has, it may be written.
-                        None => Err(Error::ConnectionLost {
-                            api: Some(crate::error::ApiKey::Produce),
-                            broker,
-                            outcome_unknown: true,
-                            reason: "the producer was closed while the request was in flight"
-                                .into(),
-                        }),
-                    };
-                    if let Err(Error::Protocol { .. }) = &result {
-                        // An answer came back (undecodable, or breaking the connection's framing),
-                        // so the request was written: the broker may have appended the batches,
-                        // and their sequences must be treated as possibly used.
-                        if let Some(idem) = &mut shared.lock().idempotence {
-                            for batch in &batches {
-                                idem.mark_outcome_unknown(batch.tp(), batch.id());
+                        let result = match answer {
+                            Some(Ok(_)) if shared.config.acks == Acks::None => Ok(None),
+                            Some(Ok(frame)) => {
+                                decode_response::<ProduceRequest>(frame, version, Some(&broker))
+                                    .map(|response| {
+                                        let throttle = response.throttle_time_ms.max(0) as u64;
+                                        if shared.registry().enabled {
+                                            let producer = &shared.registry().producer;
+                                            producer.produce_throttle_time.record(throttle);
+                                        }
+                                        Some((broker, parse_produce_response(&response)))
+                                    })
+                            }
+                            Some(Err(e)) => Err(e),
+                            // Dropping `pending` withdraws the request if the connection has not
+                            // taken it yet; if it has, it may be written.
+                            None => Err(Error::ConnectionLost {
+                                api: Some(crate::error::ApiKey::Produce),
+                                broker,
+                                outcome_unknown: true,
+                                reason: "the producer was closed while the request was in flight"
+                                    .into(),
+                            }),
+                        };
+                        if let Err(Error::Protocol { .. }) = &result {
+                            // An answer came back (undecodable, or breaking the connection's framing),
+                            // so the request was written: the broker may have appended the batches,
+                            // and their sequences must be treated as possibly used.
+                            if let Some(idem) = &mut shared.lock().idempotence {
+                                for batch in &batches {
+                                    idem.mark_outcome_unknown(batch.tp(), batch.id());
+                                }
                             }
                         }
+                        if let Err(e) = &result {
+                            tracing::Span::current().record("error", tracing::field::display(e));
+                        }
+                        settle(&shared, node, batches, result);
+                        finish_request(&shared, node);
                     }
-                    settle(&shared, node, batches, result);
-                    finish_request(&shared, node);
-                });
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 settle(&shared, node, batches, Err(e));
@@ -155,6 +171,19 @@ fn prepare(shared: &Shared, batches: Vec<Batch>) -> (Vec<Batch>, ProduceRequest)
             Err(e) => shared.fail_batch(batch, &|| e.duplicate()),
         }
     }
+    if shared.registry().enabled {
+        let sent: Vec<SentBatch<'_>> = encoded
+            .iter()
+            .zip(&sendable)
+            .map(|((tp, bytes), batch)| SentBatch {
+                topic: &tp.topic,
+                records: batch.record_count() as usize,
+                bytes: bytes.len(),
+                uncompressed: batch.size_bytes(),
+            })
+            .collect();
+        shared.count_sent(&sent);
+    }
     let timeout_ms = shared
         .config
         .client
@@ -178,7 +207,7 @@ async fn submit(
     node: i32,
     request: &ProduceRequest,
     connect_by: Instant,
-) -> Result<(crate::BrokerRef, i16, PendingResponse)> {
+) -> Result<(crate::BrokerRef, i16, PendingResponse, tracing::Span)> {
     let connection = shared.cluster.connection(node, Lane::Produce);
     let conn = match tokio::time::timeout_at(connect_by, connection).await {
         Ok(conn) => conn?,
@@ -199,8 +228,9 @@ async fn submit(
     let mut frame = encode_request(request, version, &shared.config.client.client_id)?;
     // The broker never answers acks=0: such a request is done once written.
     frame.expects_response = shared.config.acks != Acks::None;
-    let pending = conn.submit(frame, None).await?;
-    Ok((conn.broker().clone(), version, pending))
+    let span = request_span(ApiKey::Produce, version, conn.broker());
+    let pending = conn.submit(frame, None).instrument(span.clone()).await?;
+    Ok((conn.broker().clone(), version, pending, span))
 }
 
 /// Frees the request's in-flight slot and wakes whoever waits on progress.
@@ -230,6 +260,7 @@ pub(super) fn settle(
     let mut fatal: Option<Error> = None;
     let mut gave_up: Vec<(Batch, GiveUp, bool, Option<String>)> = Vec::new();
     let mut stale = false;
+    let mut retried: Vec<(String, usize)> = Vec::new();
     {
         let mut guard = shared.lock();
         let state = &mut *guard;
@@ -333,9 +364,13 @@ pub(super) fn settle(
                     if outcome_unknown {
                         batch.mark_outcome_unknown();
                     }
+                    retried.push((batch.tp().topic.clone(), batch.record_count() as usize));
                     state.accumulator.reenqueue(batch, now);
                 }
-                Decision::BumpEpochAndRetry => state.accumulator.reenqueue(batch, now),
+                Decision::BumpEpochAndRetry => {
+                    retried.push((batch.tp().topic.clone(), batch.record_count() as usize));
+                    state.accumulator.reenqueue(batch, now)
+                }
                 Decision::Fail {
                     error,
                     outcome_unknown,
@@ -369,6 +404,9 @@ pub(super) fn settle(
                 }
             }
         }
+    }
+    for (topic, records) in retried {
+        shared.count_records(&topic, records, RecordOutcome::Retried);
     }
     for (batch, base_offset, log_append) in completed {
         let tp = batch.tp().clone();

@@ -1,0 +1,83 @@
+//! The consumer's metric hooks: lag per partition, assignment size, and the snapshot. Called per
+//! fetch answer, per partition handed out and per assignment change, never per record.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::FetchResponse;
+
+use super::{Consumer, PartitionState};
+use crate::metrics::registry::nanos;
+use crate::metrics::registry::ConsumerCells;
+use crate::metrics::ConsumerMetrics;
+use crate::record::TopicPartition;
+
+impl Consumer {
+    /// A snapshot of this consumer's metrics (Java names; see [`crate::metrics`]): records
+    /// consumed, fetches, lag per assigned partition, commits, rebalances, connections.
+    pub fn metrics(&self) -> ConsumerMetrics {
+        ConsumerMetrics::read(&self.cluster.pool().metrics().0)
+    }
+
+    pub(super) fn cells(&self) -> &ConsumerCells {
+        &self.cluster.pool().metrics().0.consumer
+    }
+
+    /// `poll` returns `records`.
+    pub(super) fn count_consumed(&self, records: usize) {
+        let registry = &self.cluster.pool().metrics().0;
+        if registry.enabled {
+            let total = &registry.consumer.records_consumed_total;
+            total.fetch_add(records as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// A `poll` starts: its start and the time since the previous one started (`None` with
+    /// `metrics.enabled=false`).
+    pub(super) fn poll_started(&self) -> Option<(Instant, Duration)> {
+        let registry = &self.cluster.pool().metrics().0;
+        if !registry.enabled {
+            return None;
+        }
+        let now = Instant::now();
+        let between = registry.consumer.poll_started(registry.started(), now);
+        Some((now, between))
+    }
+
+    pub(super) fn poll_ended(&self, started: Option<(Instant, Duration)>) {
+        if let Some((at, between)) = started {
+            self.cells().poll_ended(at.elapsed(), between);
+        }
+    }
+
+    /// The assignment changed: `assigned-partitions`, and no lag kept for partitions gone.
+    pub(super) fn assignment_changed(&self) {
+        self.cells().set_assignment(self.assignment.keys());
+    }
+}
+
+/// Counts one answered fetch: latency, throttle, record bytes.
+pub(super) fn count_fetch(cells: &ConsumerCells, response: &FetchResponse, took: Duration) {
+    cells.fetch_latency.record(nanos(took));
+    cells
+        .fetch_throttle_time
+        .record(response.throttle_time_ms.max(0) as u64);
+    let fetched: usize = response
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter_map(|p| p.records.as_ref().map(|r| r.len()))
+        .sum();
+    cells.fetch_size.record(fetched as u64);
+    cells
+        .bytes_consumed_total
+        .fetch_add(fetched as u64, Relaxed);
+}
+
+/// Records `tp`'s lag from its log end as last fetched and its position (Java
+/// `SubscriptionState.partitionLag`), when both are known.
+pub(super) fn note_lag(cells: &ConsumerCells, tp: &TopicPartition, state: &PartitionState) {
+    if let (Some(end), Some(position)) = (state.end_offset, state.position) {
+        cells.set_lag(tp, (end - position).max(0));
+    }
+}

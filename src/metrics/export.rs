@@ -1,0 +1,315 @@
+//! Snapshots as flat, named values ([`Metric`]) and their publication through the `metrics`
+//! facade: `kafka.<group>.<name>` with the Java client's group, name and tags.
+
+use std::time::Duration;
+
+use super::{
+    AdminMetrics, ConsumerMetrics, NetworkMetrics, ProducerMetrics, Stat, TransactionMetrics,
+};
+
+/// How a value behaves, for exporters that distinguish them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MetricKind {
+    /// Only grows (`*-total`); published with `Counter::absolute`.
+    Counter,
+    /// Goes up and down (averages, maxima, rates, current values); published with `Gauge::set`.
+    Gauge,
+}
+
+/// One value with the Java client's group (JMX `type`), name and tags.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Metric {
+    /// The Java metric group, e.g. `producer-metrics`, `consumer-fetch-manager-metrics`.
+    pub group: &'static str,
+    /// The Java metric name, e.g. `record-send-total`.
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// The value.
+    pub value: f64,
+    /// Tags in the Java client's order: `client-id` first, then `node-id`, `topic`,
+    /// `partition` as they apply.
+    pub tags: Vec<(&'static str, String)>,
+}
+
+impl Metric {
+    /// The name published through the `metrics` facade: `kafka.<group>.<name>`, e.g.
+    /// `kafka.producer-metrics.record-send-total` (a Prometheus exporter writes
+    /// `kafka_producer_metrics_record_send_total`).
+    pub fn facade_name(&self) -> String {
+        format!("kafka.{}.{}", self.group, self.name)
+    }
+}
+
+/// Collects metrics of one group with shared tags.
+struct Out<'a> {
+    all: &'a mut Vec<Metric>,
+    group: &'static str,
+    tags: Vec<(&'static str, String)>,
+}
+
+impl Out<'_> {
+    fn push(&mut self, name: &'static str, kind: MetricKind, value: f64) {
+        self.all.push(Metric {
+            group: self.group,
+            name,
+            kind,
+            value,
+            tags: self.tags.clone(),
+        });
+    }
+    fn counter(&mut self, name: &'static str, value: u64) {
+        self.push(name, MetricKind::Counter, value as f64);
+    }
+    fn gauge(&mut self, name: &'static str, value: f64) {
+        self.push(name, MetricKind::Gauge, value);
+    }
+    fn stat(&mut self, avg: &'static str, max: Option<&'static str>, stat: Stat) {
+        self.gauge(avg, stat.avg);
+        if let Some(max) = max {
+            self.gauge(max, stat.max);
+        }
+    }
+}
+
+fn group<'a>(
+    all: &'a mut Vec<Metric>,
+    group: &'static str,
+    client_id: &str,
+    more: &[(&'static str, String)],
+) -> Out<'a> {
+    let mut tags = vec![("client-id", client_id.to_owned())];
+    tags.extend_from_slice(more);
+    Out { all, group, tags }
+}
+
+fn network(all: &mut Vec<Metric>, role: &'static str, client_id: &str, net: &NetworkMetrics) {
+    let (client_group, node_group) = match role {
+        "producer" => ("producer-metrics", "producer-node-metrics"),
+        "consumer" => ("consumer-metrics", "consumer-node-metrics"),
+        _ => ("admin-client-metrics", "admin-client-node-metrics"),
+    };
+    let mut m = group(all, client_group, client_id, &[]);
+    m.gauge("connection-count", net.connection_count as f64);
+    m.counter("connection-creation-total", net.connection_creation_total);
+    m.counter("connection-close-total", net.connection_close_total);
+    m.counter(
+        "failed-authentication-total",
+        net.failed_authentication_total,
+    );
+    m.counter(
+        "successful-authentication-total",
+        net.successful_authentication_total,
+    );
+    m.counter("reconnect-total", net.reconnect_total);
+    m.gauge("requests-in-flight", net.requests_in_flight as f64);
+    let total = |f: fn(&super::NodeMetrics) -> u64| net.nodes.iter().map(f).sum::<u64>();
+    m.counter("request-total", total(|n| n.request_total));
+    m.counter("outgoing-byte-total", total(|n| n.outgoing_byte_total));
+    m.counter("incoming-byte-total", total(|n| n.incoming_byte_total));
+    for node in &net.nodes {
+        let tag = [("node-id", format!("node-{}", node.node_id))];
+        let mut m = group(all, node_group, client_id, &tag);
+        m.counter("request-total", node.request_total);
+        m.stat(
+            "request-latency-avg",
+            Some("request-latency-max"),
+            node.request_latency,
+        );
+        m.gauge("requests-in-flight", node.requests_in_flight as f64);
+        m.counter("outgoing-byte-total", node.outgoing_byte_total);
+        m.counter("incoming-byte-total", node.incoming_byte_total);
+    }
+}
+
+fn transactions(m: &mut Out<'_>, t: &TransactionMetrics) {
+    let calls = [
+        ("txn-init-total", "txn-init-time-ns-total", t.init),
+        ("txn-begin-total", "txn-begin-time-ns-total", t.begin),
+        (
+            "txn-send-offsets-total",
+            "txn-send-offsets-time-ns-total",
+            t.send_offsets,
+        ),
+        ("txn-commit-total", "txn-commit-time-ns-total", t.commit),
+        ("txn-abort-total", "txn-abort-time-ns-total", t.abort),
+    ];
+    for (count, time, calls) in calls {
+        m.counter(count, calls.total);
+        m.counter(time, calls.time_ns_total);
+    }
+}
+
+impl ProducerMetrics {
+    /// This snapshot as flat metrics with the Java client's names and tags.
+    pub fn to_metrics(&self) -> Vec<Metric> {
+        let mut all = Vec::new();
+        let mut m = group(&mut all, "producer-metrics", &self.client_id, &[]);
+        m.counter("record-send-total", self.record_send_total);
+        m.gauge("record-send-rate", self.record_send_rate);
+        m.counter("byte-total", self.byte_total);
+        m.gauge("byte-rate", self.byte_rate);
+        m.counter("record-error-total", self.record_error_total);
+        m.counter("record-retry-total", self.record_retry_total);
+        m.stat("batch-size-avg", Some("batch-size-max"), self.batch_size);
+        m.stat("compression-rate-avg", None, self.compression_rate);
+        m.stat(
+            "records-per-request-avg",
+            Some("records-per-request-max"),
+            self.records_per_request,
+        );
+        m.stat(
+            "produce-throttle-time-avg",
+            Some("produce-throttle-time-max"),
+            self.produce_throttle_time,
+        );
+        m.gauge("buffer-total-bytes", self.buffer_total_bytes as f64);
+        m.gauge("buffer-available-bytes", self.buffer_available_bytes as f64);
+        m.counter(
+            "bufferpool-wait-time-ns-total",
+            self.bufferpool_wait_time_ns_total,
+        );
+        transactions(&mut m, &self.transactions);
+        for t in &self.topics {
+            let tag = [("topic", t.topic.clone())];
+            let mut m = group(&mut all, "producer-topic-metrics", &self.client_id, &tag);
+            m.counter("record-send-total", t.record_send_total);
+            m.counter("byte-total", t.byte_total);
+            m.counter("record-error-total", t.record_error_total);
+            m.counter("record-retry-total", t.record_retry_total);
+        }
+        network(&mut all, "producer", &self.client_id, &self.network);
+        all
+    }
+
+    /// Publishes [`Self::to_metrics`] through the `metrics` facade now (the producer also does
+    /// this once a second by itself).
+    pub fn publish(&self) {
+        publish(&self.to_metrics());
+    }
+}
+
+impl ConsumerMetrics {
+    /// This snapshot as flat metrics with the Java client's names and tags.
+    pub fn to_metrics(&self) -> Vec<Metric> {
+        let mut all = Vec::new();
+        let id = &self.client_id;
+        let mut m = group(&mut all, "consumer-fetch-manager-metrics", id, &[]);
+        m.counter("records-consumed-total", self.records_consumed_total);
+        m.gauge("records-consumed-rate", self.records_consumed_rate);
+        m.counter("bytes-consumed-total", self.bytes_consumed_total);
+        m.gauge("bytes-consumed-rate", self.bytes_consumed_rate);
+        m.counter("fetch-total", self.fetch_total);
+        m.gauge("fetch-rate", self.fetch_rate);
+        m.stat(
+            "fetch-latency-avg",
+            Some("fetch-latency-max"),
+            self.fetch_latency,
+        );
+        m.stat("fetch-size-avg", Some("fetch-size-max"), self.fetch_size);
+        m.stat(
+            "fetch-throttle-time-avg",
+            Some("fetch-throttle-time-max"),
+            self.fetch_throttle_time,
+        );
+        m.gauge("records-lag-max", self.records_lag_max as f64);
+        for p in &self.partitions {
+            let tags = [
+                ("topic", p.partition.topic.clone()),
+                ("partition", p.partition.partition.to_string()),
+            ];
+            let mut m = group(&mut all, "consumer-fetch-manager-metrics", id, &tags);
+            m.gauge("records-lag", p.records_lag as f64);
+        }
+        let mut m = group(&mut all, "consumer-metrics", id, &[]);
+        m.stat("poll-idle-ratio-avg", None, self.poll_idle_ratio);
+        m.stat(
+            "time-between-poll-avg",
+            Some("time-between-poll-max"),
+            self.time_between_poll,
+        );
+        let mut m = group(&mut all, "consumer-coordinator-metrics", id, &[]);
+        m.counter("commit-total", self.commit_total);
+        m.stat(
+            "commit-latency-avg",
+            Some("commit-latency-max"),
+            self.commit_latency,
+        );
+        m.counter("failed-commit-total", self.failed_commit_total);
+        m.counter("rebalance-total", self.rebalance_total);
+        m.stat(
+            "rebalance-latency-avg",
+            Some("rebalance-latency-max"),
+            self.rebalance_latency,
+        );
+        m.counter("failed-rebalance-total", self.failed_rebalance_total);
+        m.gauge("assigned-partitions", self.assigned_partitions as f64);
+        network(&mut all, "consumer", id, &self.network);
+        all
+    }
+
+    /// Publishes [`Self::to_metrics`] through the `metrics` facade now (the consumer also does
+    /// this once a second by itself).
+    pub fn publish(&self) {
+        publish(&self.to_metrics());
+    }
+}
+
+impl AdminMetrics {
+    /// This snapshot as flat metrics with the Java client's names and tags.
+    pub fn to_metrics(&self) -> Vec<Metric> {
+        let mut all = Vec::new();
+        network(&mut all, "admin", &self.client_id, &self.network);
+        all
+    }
+
+    /// Publishes [`Self::to_metrics`] through the `metrics` facade now (the admin client also
+    /// does this once a second by itself).
+    pub fn publish(&self) {
+        publish(&self.to_metrics());
+    }
+}
+
+/// Writes `metrics` to the installed `metrics` recorder (a no-op without one).
+fn publish(metrics: &[Metric]) {
+    for m in metrics {
+        let labels: Vec<::metrics::Label> = m
+            .tags
+            .iter()
+            .map(|(k, v)| ::metrics::Label::new(*k, v.clone()))
+            .collect();
+        match m.kind {
+            MetricKind::Counter => {
+                ::metrics::counter!(m.facade_name(), labels).absolute(m.value as u64)
+            }
+            MetricKind::Gauge => ::metrics::gauge!(m.facade_name(), labels).set(m.value),
+        }
+    }
+}
+
+/// How often each client publishes to the facade.
+const EXPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Publishes `snapshot()` every [`EXPORT_EVERY`] until it returns `None` (the client is gone);
+/// nothing when `enabled` (`metrics.enabled`) is false.
+pub(crate) fn spawn_exporter(
+    enabled: bool,
+    snapshot: impl Fn() -> Option<Vec<Metric>> + Send + 'static,
+) {
+    if !enabled {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(EXPORT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match snapshot() {
+                Some(metrics) => publish(&metrics),
+                None => break,
+            }
+        }
+    });
+}

@@ -93,13 +93,23 @@ async fn committed(watcher: &Consumer, topics: &Topics) -> i64 {
     }
 }
 
-/// Waits until the group has committed at least `target` input records.
-async fn wait_for_progress(watcher: &Consumer, topics: &Topics, target: usize) {
+/// Waits until the group has committed at least `target` input records, failing at once if
+/// `ended` says the pipeline stopped.
+async fn wait_for_progress(
+    watcher: &Consumer,
+    topics: &Topics,
+    target: usize,
+    ended: impl Fn() -> bool,
+) {
     let started = Instant::now();
     loop {
         if committed(watcher, topics).await >= target as i64 {
             return;
         }
+        assert!(
+            !ended(),
+            "the pipeline stopped before committing {target} records"
+        );
         assert!(
             started.elapsed() < PROGRESS_TIMEOUT,
             "the group committed {} of {target} records in {PROGRESS_TIMEOUT:?}",
@@ -229,12 +239,15 @@ async fn two_instances(bootstrap: &str, tag: &str) {
         }
     };
     let (stop_a, a) = start(&format!("{group}-a")).await;
-    wait_for_progress(&watcher, &topics, RECORDS / 4).await;
+    wait_for_progress(&watcher, &topics, RECORDS / 4, || a.is_finished()).await;
     let (stop_b, b) = start(&format!("{group}-b")).await;
-    wait_for_progress(&watcher, &topics, RECORDS / 2).await;
+    wait_for_progress(&watcher, &topics, RECORDS / 2, || {
+        a.is_finished() || b.is_finished()
+    })
+    .await;
     stop_b.shutdown();
     let stats_b = b.await.unwrap().expect("instance b");
-    wait_for_progress(&watcher, &topics, RECORDS).await;
+    wait_for_progress(&watcher, &topics, RECORDS, || a.is_finished()).await;
     stop_a.shutdown();
     let stats_a = a.await.unwrap().expect("instance a");
     eprintln!("[{tag}] instance a: {stats_a:?}\n[{tag}] instance b: {stats_b:?}");
@@ -278,7 +291,7 @@ async fn dead_letters(bootstrap: &str, tag: &str) {
     let stop = pipeline.shutdown_handle();
     let run = tokio::spawn(pipeline.run(transform));
     let watcher = watcher(bootstrap, &group).await;
-    wait_for_progress(&watcher, &topics, RECORDS).await;
+    wait_for_progress(&watcher, &topics, RECORDS, || run.is_finished()).await;
     stop.shutdown();
     let stats = run.await.unwrap().expect("pipeline");
     eprintln!("[{tag}] {stats:?}");
@@ -403,7 +416,10 @@ async fn fail_policy(bootstrap: &str, tag: &str) {
 /// that transaction, and the pipeline recovers by itself.
 async fn stalled_transform(bootstrap: &str, tag: &str, v1: bool) -> PipelineStats {
     const RECORDS: usize = 3_000;
-    let topics = setup(bootstrap, tag, 2, RECORDS).await;
+    // One partition and one long transaction: the records before the stalled one are sent
+    // before it stalls, so the coordinator knows the transaction and times it out (a
+    // transaction that has sent nothing exists only in the client).
+    let topics = setup(bootstrap, tag, 1, RECORDS).await;
     let group = common::unique_topic(&format!("pipe-group-{tag}"));
     let stalled = Arc::new(AtomicBool::new(false));
     let output = topics.output.clone();
@@ -413,23 +429,24 @@ async fn stalled_transform(bootstrap: &str, tag: &str, v1: bool) -> PipelineStat
         let out = copied(&output, &r);
         async move {
             if stall {
-                // transaction.timeout.ms (3 s) + the broker's abort check (1 s) + slack.
-                tokio::time::sleep(Duration::from_secs(7)).await;
+                // transaction.timeout.ms (5 s) + the broker's abort check (1 s) + slack.
+                tokio::time::sleep(Duration::from_secs(9)).await;
             }
             Ok::<_, std::convert::Infallible>(vec![out])
         }
     };
-    let config = pipeline_config(bootstrap, &group, &format!("{group}-1"), &topics.input).producer(
-        |mut p| {
-            p.transaction_timeout = Duration::from_secs(3);
+    let config = pipeline_config(bootstrap, &group, &format!("{group}-1"), &topics.input)
+        .commit_interval(Duration::from_secs(4))
+        .commit_records(RECORDS * 2)
+        .producer(|mut p| {
+            p.transaction_timeout = Duration::from_secs(5);
             p
-        },
-    );
+        });
     let pipeline = Pipeline::connect(config).await.unwrap();
     let stop = pipeline.shutdown_handle();
     let run = tokio::spawn(pipeline.run(transform));
     let watcher = watcher(bootstrap, &group).await;
-    wait_for_progress(&watcher, &topics, RECORDS).await;
+    wait_for_progress(&watcher, &topics, RECORDS, || run.is_finished()).await;
     stop.shutdown();
     let stats = run.await.unwrap().expect("the pipeline recovered");
     eprintln!("[{tag}] {stats:?}");
@@ -471,7 +488,13 @@ async fn sigkilled_copiers(bootstrap: &str, tag: &str) {
         .map(|tid| spawn_copier(bootstrap, &topics, &group, tid))
         .collect();
     for kill in 0..KILLS {
-        wait_for_progress(&watcher, &topics, RECORDS * (kill + 1) / (KILLS + 1)).await;
+        wait_for_progress(
+            &watcher,
+            &topics,
+            RECORDS * (kill + 1) / (KILLS + 1),
+            || false,
+        )
+        .await;
         let victim = kill % 2;
         copiers[victim].kill().expect("SIGKILL");
         copiers[victim].wait().unwrap();
@@ -481,7 +504,7 @@ async fn sigkilled_copiers(bootstrap: &str, tag: &str) {
         );
         copiers[victim] = spawn_copier(bootstrap, &topics, &group, &tids[victim]);
     }
-    wait_for_progress(&watcher, &topics, RECORDS).await;
+    wait_for_progress(&watcher, &topics, RECORDS, || false).await;
     for mut c in copiers {
         drop(c.stdin.take());
         let out = c.wait_with_output().unwrap();

@@ -146,6 +146,14 @@ impl PipelineConfig {
                 "the pipeline's commit interval and record count must be positive".into(),
             ));
         }
+        if self.commit_interval >= self.producer.transaction_timeout {
+            // Every transaction would outlive its timeout and be aborted by the coordinator.
+            return Err(Error::Config(format!(
+                "the pipeline's commit interval ({:?}) must be shorter than \
+                 `transaction.timeout.ms` ({:?})",
+                self.commit_interval, self.producer.transaction_timeout
+            )));
+        }
         if self.max_in_flight_partitions == 0 {
             return Err(Error::Config(
                 "max_in_flight_partitions must be at least 1".into(),
@@ -190,6 +198,8 @@ mod tests {
             PipelineConfig::new(client.clone(), "g", "t", &none),
             PipelineConfig::new(client.clone(), "g", "t", &["in"]).commit_records(0),
             PipelineConfig::new(client.clone(), "g", "t", &["in"]).max_in_flight_partitions(0),
+            PipelineConfig::new(client.clone(), "g", "t", &["in"])
+                .commit_interval(Duration::from_secs(60)),
             PipelineConfig::new(client.clone(), "g", "t", &["in"])
                 .on_transform_error(TransformErrorPolicy::DeadLetter("bad name!".into())),
         ] {

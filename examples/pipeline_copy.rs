@@ -13,7 +13,7 @@
 //! closes, and then prints its counts as one line of JSON. The live tests in `tests/pipeline.rs`
 //! start copiers, kill them with SIGKILL and restart them, and check the output with Java's
 //! `read_committed` console consumer. Optional: `--commit-ms` (default 100), `--commit-records`
-//! (default 1000).
+//! (default 1000), `--record-delay-ms` (simulated work per record, default 0).
 
 use std::io::Read;
 use std::time::Duration;
@@ -39,6 +39,8 @@ fn main() -> AnyResult<()> {
     let tid = get("--transactional-id")?;
     let commit_ms: u64 = get("--commit-ms").map_or(Ok(100), |v| v.parse())?;
     let commit_records: usize = get("--commit-records").map_or(Ok(1000), |v| v.parse())?;
+    // Simulated work per record (tests use it so that kills land mid-copy).
+    let delay = Duration::from_millis(get("--record-delay-ms").map_or(Ok(0), |v| v.parse())?);
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -66,6 +68,9 @@ fn main() -> AnyResult<()> {
             .run(move |record| {
                 let output = output.clone();
                 async move {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
                     let value =
                         String::from_utf8_lossy(record.value.as_deref().unwrap_or_default());
                     let mut out = ProducerRecord::new(output, format!("{value} (copied)"))

@@ -466,6 +466,67 @@ async fn stalled_transform(bootstrap: &str, tag: &str, v1: bool) -> PipelineStat
     stats
 }
 
+/// Another producer takes the pipeline's `transactional.id`: the pipeline stops with a fatal
+/// error that says it was fenced, and what it committed before stays exactly once.
+async fn fenced(bootstrap: &str, tag: &str) {
+    const RECORDS: usize = 20_000;
+    let topics = setup(bootstrap, tag, 2, RECORDS).await;
+    let group = common::unique_topic(&format!("pipe-group-{tag}"));
+    let tid = format!("{group}-1");
+    let output = topics.output.clone();
+    let transform = move |r: ConsumerRecord| {
+        let out = copied(&output, &r);
+        async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, std::convert::Infallible>(vec![out])
+        }
+    };
+    let config = pipeline_config(bootstrap, &group, &tid, &topics.input);
+    let pipeline = Pipeline::connect(config).await.unwrap();
+    let run = tokio::spawn(pipeline.run(transform));
+    let watcher = watcher(bootstrap, &group).await;
+    wait_for_progress(&watcher, &topics, RECORDS / 10, || run.is_finished()).await;
+    let usurper = Producer::connect(
+        ProducerConfig::with_client(common::config(bootstrap)).transactional_id(&tid),
+    )
+    .await
+    .unwrap();
+    usurper
+        .init_transactions()
+        .await
+        .expect("the second producer takes over");
+    let e = tokio::time::timeout(PROGRESS_TIMEOUT, run)
+        .await
+        .expect("the pipeline stops")
+        .unwrap()
+        .expect_err("fenced");
+    eprintln!("[{tag}] {e}");
+    assert_eq!(e.class(), josefk::ErrorClass::Fatal, "{e}");
+    assert!(e.to_string().contains("fenced"), "{e}");
+    usurper.close(Duration::from_secs(5)).await.unwrap();
+    // Record i is at offset i / 2 of partition i % 2: the committed inputs are those below
+    // their partition's committed offset.
+    let all: Vec<TopicPartition> = (0..2)
+        .map(|p| TopicPartition::new(&topics.input, p))
+        .collect();
+    let offsets: Vec<i64> = watcher
+        .committed(&all)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, o)| o.unwrap_or(0))
+        .collect();
+    let expected: BTreeSet<usize> = (0..RECORDS)
+        .filter(|i| ((i / 2) as i64) < offsets[i % 2])
+        .collect();
+    assert!(
+        expected.len() < RECORDS,
+        "the copy was not finished when it was fenced"
+    );
+    let out = java_read_committed(bootstrap, &topics.output, expected.len());
+    assert_exactly(tag, &out, &expected);
+}
+
 /// A copier process of `examples/pipeline_copy.rs`; dropping its stdin stops it gracefully.
 fn spawn_copier(bootstrap: &str, topics: &Topics, group: &str, tid: &str) -> Child {
     Command::new(common::example_binary("pipeline_copy"))
@@ -542,6 +603,11 @@ async fn v2_fail_policy_stops_at_the_failed_record_with_nothing_after_the_last_c
 #[tokio::test(flavor = "multi_thread")]
 async fn v2_transform_stalled_past_the_transaction_timeout_recovers() {
     stalled_transform(&common::bootstrap(), "v2-stall", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_another_producer_with_the_same_transactional_id_stops_the_pipeline_as_fenced() {
+    fenced(&common::bootstrap(), "v2-fenced").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -73,20 +73,23 @@ impl Runner {
         Fut: Future<Output = std::result::Result<Vec<ProducerRecord>, E>> + Send + 'static,
         E: Into<TransformError> + 'static,
     {
-        match self.run_loop(&transform).await {
+        let result = self.run_loop(&transform).await;
+        let Runner { p, stats, open, .. } = self;
+        match result {
             Ok(()) => {
-                let Runner { p, stats, .. } = self;
                 p.producer.close(CLOSE_TIMEOUT).await?;
                 p.consumer.close().await?;
                 Ok(stats)
             }
             Err(e) => {
-                if self.open.take().is_some() {
+                if open.is_some() {
                     // Best effort: a fenced or closed producer cannot abort, and the coordinator
                     // aborts the transaction after `transaction.timeout.ms` anyway.
-                    let _ = self.p.producer.abort_transaction().await;
+                    let _ = p.producer.abort_transaction().await;
                 }
-                let _ = self.p.producer.close(Duration::ZERO).await;
+                let _ = p.producer.close(Duration::ZERO).await;
+                // Leave the group, so the partitions move to the other members at once.
+                let _ = p.consumer.close().await;
                 Err(e)
             }
         }

@@ -13,7 +13,8 @@
 //! closes, and then prints its counts as one line of JSON. The live tests in `tests/pipeline.rs`
 //! start copiers, kill them with SIGKILL and restart them, and check the output with Java's
 //! `read_committed` console consumer. Optional: `--commit-ms` (default 100), `--commit-records`
-//! (default 1000), `--record-delay-ms` (simulated work per record, default 0).
+//! (default 1000), `--record-delay-ms` (simulated work per record, default 0), `--by-key`
+//! (output partition from the key, for an output topic with other partition counts).
 
 use std::io::Read;
 use std::time::Duration;
@@ -37,6 +38,8 @@ fn main() -> AnyResult<()> {
     let output = get("--output")?;
     let group = get("--group")?;
     let tid = get("--transactional-id")?;
+    // Output partition: the input's (default), or chosen from the key with `--by-key`.
+    let by_key = args.iter().any(|a| a == "--by-key");
     let commit_ms: u64 = get("--commit-ms").map_or(Ok(100), |v| v.parse())?;
     let commit_records: usize = get("--commit-records").map_or(Ok(1000), |v| v.parse())?;
     // Simulated work per record (tests use it so that kills land mid-copy).
@@ -74,8 +77,10 @@ fn main() -> AnyResult<()> {
                     let value =
                         String::from_utf8_lossy(record.value.as_deref().unwrap_or_default());
                     let mut out = ProducerRecord::new(output, format!("{value} (copied)"))
-                        .partition(record.partition)
                         .header("josefk.source.offset", record.offset.to_string());
+                    if !by_key {
+                        out = out.partition(record.partition);
+                    }
                     if let Some(key) = record.key {
                         out = out.key(key);
                     }

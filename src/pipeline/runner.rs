@@ -21,6 +21,10 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 /// Failed transactions in a row (no commit between) before the error is returned: a cause that
 /// does not go away (an output topic that does not exist) must not loop for ever.
 const MAX_FAILED_IN_A_ROW: u32 = 10;
+/// Transactions in a row whose records were refused for an old producer epoch (not explained by
+/// a coordinator timeout) before the pipeline concludes that another producer took its
+/// `transactional.id`: under v2 a fenced producer's sends fail abortably, not fatally.
+const EPOCH_REFUSALS_MEAN_FENCED: u32 = 3;
 /// Times a commit or abort whose call timed out (`max.block.ms`) is resumed before giving up.
 const MAX_RESUMES: u32 = 5;
 /// How long `close` may deliver what is queued when the pipeline stops.
@@ -54,6 +58,7 @@ pub(super) struct Runner {
     open: Option<Open>,
     failed_in_a_row: u32,
     recreations_in_a_row: u32,
+    epoch_refusals_in_a_row: u32,
 }
 
 impl Runner {
@@ -64,6 +69,7 @@ impl Runner {
             open: None,
             failed_in_a_row: 0,
             recreations_in_a_row: 0,
+            epoch_refusals_in_a_row: 0,
         }
     }
 
@@ -225,6 +231,7 @@ impl Runner {
                 self.stats.dead_letters += open.dead_letters;
                 self.failed_in_a_row = 0;
                 self.recreations_in_a_row = 0;
+                self.epoch_refusals_in_a_row = 0;
                 Ok(())
             }
             Err(e) => self.fail_transaction(e).await,
@@ -241,6 +248,19 @@ impl Runner {
         }
         if error.class() == ErrorClass::Fatal {
             return self.replace_producer(error).await;
+        }
+        if self.epoch_refused(&error) {
+            self.epoch_refusals_in_a_row += 1;
+            if self.epoch_refusals_in_a_row >= EPOCH_REFUSALS_MEAN_FENCED {
+                let fenced = Error::Broker {
+                    api: error.api().unwrap_or(crate::error::ApiKey::Produce),
+                    broker: error.broker().cloned(),
+                    code: error.kafka_code().unwrap_or(ResponseError::ProducerFenced),
+                    message: None,
+                    class: ErrorClass::Fatal,
+                };
+                return Err(fenced_error(fenced, self.p.config.transactional_id()));
+            }
         }
         self.abort_and_rewind(Some(error)).await
     }
@@ -302,6 +322,23 @@ impl Runner {
         producer.init_transactions().await?;
         self.p.producer = producer;
         self.p.consumer.rewind_to_committed()
+    }
+}
+
+impl Runner {
+    /// Whether `error` refuses this producer's epoch while the open transaction is younger than
+    /// `transaction.timeout.ms` (so the coordinator's timeout does not explain it).
+    fn epoch_refused(&self, error: &Error) -> bool {
+        let timeout = self.p.config.producer.transaction_timeout;
+        let young = self
+            .open
+            .as_ref()
+            .is_none_or(|o| o.began.elapsed() < timeout);
+        young
+            && matches!(
+                error.kafka_code(),
+                Some(ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced)
+            )
     }
 }
 

@@ -8,6 +8,7 @@
 //! - a dead-letter topic written inside the same transactions, and the `Fail` policy;
 //! - a transform that stalls past `transaction.timeout.ms` once: the coordinator aborts the
 //!   transaction and the pipeline recovers (v1: by replacing its fenced producer);
+//! - another producer taking the `transactional.id`: a fatal error that says "fenced";
 //! - copier processes (`examples/pipeline_copy.rs`) killed with SIGKILL and restarted.
 
 mod common;
@@ -384,7 +385,7 @@ async fn v2_sigkilled_copier_processes_restart_with_output_equal_to_input() {
 // ---- transactions v1: a private broker with transaction.version=0 ----
 
 #[tokio::test(flavor = "multi_thread")]
-async fn v1_copy_rebalances_stall_sigkills_and_dead_letters_on_a_private_broker() {
+async fn v1_copy_rebalances_stall_sigkills_dead_letters_and_fencing_on_a_private_broker() {
     // Fail, never skip, without a broker: the shared one must exist even for this test.
     let _ = common::bootstrap();
     let cluster = common::PrivateCluster::start(ClusterSpec::single().transaction_version(0)).await;
@@ -405,6 +406,7 @@ async fn v1_copy_rebalances_stall_sigkills_and_dead_letters_on_a_private_broker(
         stalled_transform(&bootstrap, "v1-stall", true).await;
         sigkilled_copiers(&bootstrap, "v1-kill").await;
         dead_letters(&bootstrap, "v1-dlq").await;
+        fenced(&bootstrap, "v1-fenced").await;
     })
     .await;
     cluster.shutdown().await;

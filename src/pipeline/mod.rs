@@ -98,8 +98,9 @@ pub struct Pipeline {
     shutdown: ShutdownHandle,
 }
 
-/// Asks a running [`Pipeline`] to stop gracefully. Cheap to clone.
-#[derive(Debug, Clone, Default)]
+/// Asks a running [`Pipeline`] to stop gracefully. Cheap to clone; get one from
+/// [`Pipeline::shutdown_handle`].
+#[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     inner: Arc<ShutdownInner>,
 }
@@ -177,7 +178,9 @@ impl Pipeline {
             consumer,
             producer,
             recorder,
-            shutdown: ShutdownHandle::default(),
+            shutdown: ShutdownHandle {
+                inner: Arc::default(),
+            },
         })
     }
 

@@ -19,6 +19,7 @@
 //! - `cluster` (internal): metadata and coordinator caches shared by every role.
 //! - [`admin`]: topic management and cluster inspection.
 //! - [`producer`]: at-most-once, at-least-once and idempotent producing.
+//! - [`pipeline`]: consume → transform → produce as exactly-once transactions.
 //! - [`consumer`]: fetching assigned or group-assigned partitions with read_uncommitted or
 //!   read_committed, and committing offsets.
 //!
@@ -70,6 +71,7 @@ pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod metrics;
+pub mod pipeline;
 pub mod producer;
 mod properties;
 pub mod record;

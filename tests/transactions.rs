@@ -440,6 +440,13 @@ async fn transaction_timeout(bootstrap: &str, tag: &str, v2: bool) {
             .expect_err("commit after the timeout");
         eprintln!("[{tag}] commit after timeout (noticed at send: {notice_at_send}): {e}");
         assert_eq!(e.class(), ErrorClass::Abortable, "{e}");
+        // The error says what will work next: v1 cannot begin again on this producer.
+        let promise = if v2 {
+            "begin a new one"
+        } else {
+            "new producer with the same transactional.id"
+        };
+        assert!(e.to_string().contains(promise), "{e}");
         if v2 {
             producer.abort_transaction().await.expect("abort");
         } else {

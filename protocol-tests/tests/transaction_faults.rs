@@ -405,7 +405,13 @@ impl Script {
                 }
                 Action::reply(&r, version)
             }
-            (_, Req::InitProducerId { .. }) => {
+            (_, Req::InitProducerId { producer_id, epoch }) => {
+                // KIP-360: naming the current id and epoch bumps the epoch (a request naming an
+                // older epoch is answered with the current one here; tests that need a refusal
+                // script it).
+                if (*producer_id, *epoch) == model.producer {
+                    model.producer.1 += 1;
+                }
                 let (pid, epoch) = model.producer;
                 Action::reply(
                     &InitProducerIdResponse::default()
@@ -817,16 +823,114 @@ async fn end_txn_cut_before_the_answer_is_retried_and_the_commit_succeeds() {
         ],
         "the same EndTxn(commit) again, never an abort"
     );
-    // The producer goes on with the same id and epoch.
+    // The outcome of the first EndTxn was unknown: under v1 the epoch is bumped before the next
+    // transaction (see `unknown_outcome_never_lets_a_late_copy_touch_the_next_transaction`).
     producer.begin_transaction().unwrap();
     let futures = send_all(&producer, &[0]).await;
     within(producer.commit_transaction()).await.expect("commit");
     delivered(futures).await;
     assert_eq!(
         cluster.produced().last(),
-        Some(&(0, 7, 0, 1, 1)),
-        "partition 0's next sequence continues at 1 under the same epoch"
+        Some(&(0, 7, 1, 0, 1)),
+        "the next transaction starts at sequence 0 under the bumped epoch"
     );
+}
+
+// ---- unknown outcomes: a late copy of a request must not reach the next transaction ----
+
+/// The (producer id, epoch) each request of the transactional protocol carries; `None` for the
+/// others.
+fn carried(req: &Req) -> Vec<(i64, i16)> {
+    match req {
+        Req::AddPartitions {
+            producer_id, epoch, ..
+        }
+        | Req::AddOffsets { producer_id, epoch }
+        | Req::TxnOffsetCommit {
+            producer_id, epoch, ..
+        }
+        | Req::EndTxn {
+            producer_id, epoch, ..
+        } => vec![(*producer_id, *epoch)],
+        Req::Produce { batches, .. } => batches.iter().map(|b| (b.1, b.2)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A transactional request of the first transaction is cut after the coordinator received it
+/// (`cut` picks it), so its outcome is unknown and a copy of it may still be applied late: Kafka
+/// matches transactional requests to a transaction by producer id and epoch only. Whatever the
+/// protocol, every request of the next transaction must carry a newer epoch than the cut one, so
+/// the coordinator fences the late copy instead of letting it end the next transaction or add
+/// the earlier offsets to it (Jepsen's Bufstream analysis, 2024; franz-go v1.21.6). Under v1
+/// josefk bumps the epoch with InitProducerId once the transaction ends; under v2 EndTxn v5 does.
+async fn late_copy_is_fenced(v2: bool, cut: fn(&Req) -> bool) {
+    let cluster = TxnCluster::start(v2, (7, 0), move |_, req, model| {
+        if model.faulty && cut(req) {
+            model.faulty = false;
+            return Some(Action::Close);
+        }
+        None
+    })
+    .await;
+    let producer = cluster.producer().await;
+    producer.begin_transaction().unwrap();
+    let futures = send_all(&producer, &[0, 1]).await;
+    let offsets = [(TopicPartition::new(TOPIC, 0), 1, None)];
+    within(producer.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new(GROUP)))
+        .await
+        .expect("offsets");
+    within(producer.commit_transaction())
+        .await
+        .expect("the retried request completes the commit");
+    delivered(futures).await;
+    let first = cluster.log().len();
+    let (_, cut_request) = cluster
+        .log()
+        .into_iter()
+        .find(|(_, r)| cut(r))
+        .expect("the cut request was sent");
+    let stale = carried(&cut_request)[0];
+    producer.begin_transaction().unwrap();
+    let futures = send_all(&producer, &[0, 1]).await;
+    let offsets = [(TopicPartition::new(TOPIC, 0), 2, None)];
+    within(producer.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new(GROUP)))
+        .await
+        .expect("offsets");
+    within(producer.commit_transaction()).await.expect("commit");
+    delivered(futures).await;
+    let next: Vec<(i64, i16)> = cluster.log()[first..]
+        .iter()
+        .flat_map(|(_, r)| carried(r))
+        .collect();
+    assert!(!next.is_empty());
+    assert!(
+        next.iter()
+            .all(|&(pid, epoch)| pid != stale.0 || epoch > stale.1),
+        "a request of the next transaction carries the cut request's id and epoch {stale:?}, so \
+         a late copy of {cut_request:?} would act on it: {next:?}"
+    );
+    let bumps = cluster
+        .requests(|r| matches!(r, Req::InitProducerId { producer_id: 7, .. }))
+        .len();
+    assert_eq!(bumps, usize::from(!v2), "v1 bumps once; v2 needs no bump");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_outcome_never_lets_a_late_copy_touch_the_next_transaction() {
+    let end_txn: fn(&Req) -> bool = |r| matches!(r, Req::EndTxn { .. });
+    let offsets: fn(&Req) -> bool = |r| matches!(r, Req::TxnOffsetCommit { .. });
+    let add_partitions: fn(&Req) -> bool = |r| matches!(r, Req::AddPartitions { .. });
+    for (v2, name, cut) in [
+        (false, "v1 EndTxn", end_txn),
+        (false, "v1 TxnOffsetCommit", offsets),
+        (false, "v1 AddPartitionsToTxn", add_partitions),
+        (true, "v2 EndTxn", end_txn),
+        (true, "v2 TxnOffsetCommit", offsets),
+    ] {
+        eprintln!("case: {name}");
+        late_copy_is_fenced(v2, cut).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

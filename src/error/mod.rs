@@ -319,6 +319,23 @@ pub enum Error {
         /// Records whose send may have been written.
         unknown: usize,
     },
+
+    /// A [`Pipeline`](crate::pipeline::Pipeline)'s transform refused an input record and the
+    /// pipeline's policy is to stop (`TransformErrorPolicy::Fail`). The open transaction was
+    /// aborted: nothing since the last commit was written, and the record is read again on the
+    /// next run.
+    #[error("transform failed on {topic}-{partition} at offset {offset}: {source}")]
+    Transform {
+        /// The input record's topic.
+        topic: String,
+        /// The input record's partition.
+        partition: i32,
+        /// The input record's offset.
+        offset: i64,
+        /// What the transform returned.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
@@ -330,7 +347,9 @@ impl Error {
             | Error::Timeout { .. }
             | Error::BufferExhausted { .. }
             | Error::Undelivered { .. } => ErrorClass::Retriable,
-            Error::InvalidArgument(_) | Error::InvalidState(_) => ErrorClass::Rejected,
+            Error::InvalidArgument(_) | Error::InvalidState(_) | Error::Transform { .. } => {
+                ErrorClass::Rejected
+            }
             Error::Broker { class, .. } => *class,
             Error::Config(_)
             | Error::Protocol { .. }
@@ -509,6 +528,18 @@ impl Error {
                 after: *after,
                 unsent: *unsent,
                 unknown: *unknown,
+            },
+            Error::Transform {
+                topic,
+                partition,
+                offset,
+                source,
+            } => Error::Transform {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+                // The user's error is not `Clone`: its text is kept.
+                source: source.to_string().into(),
             },
         }
     }

@@ -362,6 +362,15 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
     }
     if let Some(code) = timed_out_code {
         if txn.state() == TxnState::AbortableError {
+            // What the caller can do next depends on the protocol: under v1 the abort's epoch
+            // bump is refused (see above), so promising a new transaction would be false.
+            let next = match txn.protocol() {
+                TxnProtocol::V2 => "abort it and begin a new one",
+                TxnProtocol::V1 => {
+                    "abort it; under transaction.version < 2 the abort then fails fatally, and a \
+                     new producer with the same transactional.id goes on"
+                }
+            };
             // Again from AbortableError: keeps the broker's code and asks for the epoch bump.
             txn.abortable_error(&Error::Broker {
                 api: crate::error::ApiKey::from_protocol(request_api(request)),
@@ -369,7 +378,7 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
                 code: crate::error::ErrorCode::from_protocol(code),
                 message: Some(format!(
                     "the transaction ran longer than transaction.timeout.ms ({timeout:?}) and the \
-                     coordinator aborted it; abort it and begin a new one"
+                     coordinator aborted it; {next}"
                 )),
                 class: ErrorClass::Abortable,
             });

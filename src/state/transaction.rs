@@ -226,6 +226,13 @@ pub struct TransactionManager {
     /// A send failed under a coordinator that can bump: the epoch must go up before the next
     /// transaction, so no old-epoch batch can land in it (KIP-360).
     epoch_bump_required: bool,
+    /// Under v1, a coordinator request of this transaction got no definite answer (lost
+    /// connection, NETWORK_EXCEPTION, REQUEST_TIMED_OUT). A copy of it may still reach the
+    /// coordinator late, and v1 requests carry the same epoch from one transaction to the next: a
+    /// late EndTxn would end the *next* transaction, late offsets would join it (Jepsen, Bufstream
+    /// 0.1.0, 2024). So the epoch is bumped when this transaction ends, which fences them. v2
+    /// bumps on every EndTxn already.
+    unknown_outcome: bool,
     /// Partitions produced to but not yet in an AddPartitionsToTxn.
     new_partitions: BTreeSet<TopicPartition>,
     /// Partitions in the outstanding or retried AddPartitionsToTxn: sends to them wait.
@@ -357,6 +364,18 @@ impl TransactionManager {
             self.fatal_error(error);
         } else {
             self.abortable_error(error);
+        }
+    }
+
+    /// Notes an answer without a definite outcome (see `unknown_outcome`).
+    fn note_outcome(&mut self, code: Option<ResponseError>) {
+        if self.protocol == TxnProtocol::V1
+            && matches!(
+                code,
+                Some(ResponseError::NetworkException | ResponseError::RequestTimedOut)
+            )
+        {
+            self.unknown_outcome = true;
         }
     }
 
@@ -603,6 +622,7 @@ impl TransactionManager {
                 self.producer = producer;
                 self.init = None;
                 self.epoch_bump_required = false;
+                self.unknown_outcome = false;
                 self.completing = None;
                 self.force(TxnState::Ready, None);
                 TxnStep::Done {
@@ -619,6 +639,9 @@ impl TransactionManager {
         results: &[(TopicPartition, Option<ResponseError>)],
     ) -> Result<TxnStep> {
         self.take_in_flight(ApiKey::AddPartitionsToTxn)?;
+        for (_, code) in results {
+            self.note_outcome(*code);
+        }
         let api = ApiKey::AddPartitionsToTxn;
         let mut refused = None;
         for (_, code) in results {
@@ -665,6 +688,7 @@ impl TransactionManager {
     /// The AddOffsetsToTxn response; on success TxnOffsetCommit is queued.
     pub fn on_add_offsets(&mut self, code: Option<ResponseError>) -> Result<TxnStep> {
         self.take_in_flight(ApiKey::AddOffsetsToTxn)?;
+        self.note_outcome(code);
         let Some(code) = code else {
             self.started = true;
             if let Some(Offsets::AddOffsets(g)) = self.offsets.take() {
@@ -682,6 +706,9 @@ impl TransactionManager {
         results: &[(TopicPartition, Option<ResponseError>)],
     ) -> Result<TxnStep> {
         self.take_in_flight(ApiKey::TxnOffsetCommit)?;
+        for (_, code) in results {
+            self.note_outcome(*code);
+        }
         let api = ApiKey::TxnOffsetCommit;
         let mut retry = None;
         for code in results.iter().filter_map(|(_, c)| *c) {
@@ -714,6 +741,7 @@ impl TransactionManager {
         result: std::result::Result<Option<ProducerIdAndEpoch>, ResponseError>,
     ) -> Result<TxnStep> {
         self.take_in_flight(ApiKey::EndTxn)?;
+        self.note_outcome(result.err());
         match result {
             Ok(next) => {
                 self.end = None;
@@ -735,8 +763,14 @@ impl TransactionManager {
     }
 
     /// Java `completeTransaction`: back to `Ready`, or to `Initializing` when an epoch bump
-    /// follows.
+    /// follows (after a client-side failure, or a v1 request whose outcome was unknown).
     fn complete_transaction(&mut self) {
+        if std::mem::take(&mut self.unknown_outcome)
+            && self.protocol == TxnProtocol::V1
+            && self.caps.coordinator_can_bump_epoch()
+        {
+            self.init = Some(Init::Bump);
+        }
         let next = if self.init == Some(Init::Bump) {
             TxnState::Initializing
         } else {

@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod members;
+pub mod pipeline;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Once};

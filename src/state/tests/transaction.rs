@@ -315,6 +315,58 @@ fn the_protocol_never_changes_mid_transaction() {
 }
 
 #[test]
+fn an_unknown_outcome_bumps_the_v1_epoch_when_the_transaction_ends_and_never_under_v2() {
+    for (caps, code) in [
+        (V1, E::NetworkException),
+        (V1, E::RequestTimedOut),
+        (V2, E::NetworkException),
+    ] {
+        let mut m = in_txn(caps);
+        m.maybe_add_partition(&tp(0)).unwrap();
+        if caps.protocol() == TxnProtocol::V1 {
+            m.next_request(false).unwrap();
+            m.on_add_partitions(&[(tp(0), None)]).unwrap();
+        }
+        m.begin_commit().unwrap();
+        assert_eq!(
+            m.next_request(false),
+            Some(TxnRequest::EndTxn { commit: true })
+        );
+        // No definite answer: the same EndTxn again, which then succeeds.
+        let retry = m.on_end_txn(Err(code)).unwrap();
+        assert!(
+            matches!(retry, TxnStep::Retry { .. }),
+            "{code:?}: {retry:?}"
+        );
+        assert_eq!(
+            m.next_request(false),
+            Some(TxnRequest::EndTxn { commit: true })
+        );
+        m.on_end_txn(Ok(None)).unwrap();
+        if caps.protocol() == TxnProtocol::V1 {
+            // The first copy may still be applied: fence it before the next transaction.
+            assert_eq!(m.state(), Initializing, "{code:?}");
+            assert_eq!(
+                m.next_request(false),
+                Some(TxnRequest::InitProducerId {
+                    current: Some(pid(0))
+                })
+            );
+            m.on_init_producer_id(Ok(pid(1))).unwrap();
+        }
+        assert_eq!(m.state(), Ready);
+        // The bump is owed once: the next transaction ends without one.
+        m.begin_transaction().unwrap();
+        m.begin_commit().unwrap();
+        while let Some(r) = m.next_request(false) {
+            assert!(matches!(r, TxnRequest::EndTxn { .. }), "{r:?}");
+            m.on_end_txn(Ok(None)).unwrap();
+        }
+        assert_eq!(m.state(), Ready);
+    }
+}
+
+#[test]
 fn v1_commit_adds_partitions_then_ends_after_the_batches() {
     let mut m = in_txn(V1);
     m.maybe_add_partition(&tp(0)).unwrap();

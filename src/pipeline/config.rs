@@ -1,0 +1,209 @@
+//! [`PipelineConfig`]: what a [`Pipeline`](super::Pipeline) reads, writes and how often it
+//! commits, and [`TransformErrorPolicy`].
+
+use std::time::Duration;
+
+use crate::consumer::ConsumerConfig;
+use crate::error::{Error, Result};
+use crate::producer::ProducerConfig;
+use crate::{ClientConfig, Guarantee, IsolationLevel};
+
+/// What a [`Pipeline`](super::Pipeline) does when the transform returns an error for a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransformErrorPolicy {
+    /// Abort the open transaction and stop the pipeline with [`Error::Transform`]. Nothing
+    /// since the last commit is written; the next run reads the failed record again.
+    Fail,
+    /// Write the input record (key, value, headers) to this topic inside the same transaction,
+    /// with headers `josefk.dlq.error`, `josefk.dlq.topic`, `josefk.dlq.partition` and
+    /// `josefk.dlq.offset`, and go on: the dead letter commits, or aborts, with the records
+    /// around it, so it is written exactly once.
+    DeadLetter(String),
+}
+
+/// Settings of a [`Pipeline`](super::Pipeline): a `read_committed` group consumer of
+/// `input` and a transactional producer, committing every `commit_interval` or every
+/// `commit_records` input records, whichever comes first.
+///
+/// The consumer and producer settings are ordinary [`ConsumerConfig`] and [`ProducerConfig`]
+/// (Java property names through their `set`); the pipeline forces what exactly-once needs on top
+/// of them: `isolation.level=read_committed`, no consumer commits, idempotence, `acks=all`.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub(crate) consumer: ConsumerConfig,
+    pub(crate) producer: ProducerConfig,
+    pub(crate) input: Vec<String>,
+    pub(crate) commit_interval: Duration,
+    pub(crate) commit_records: usize,
+    pub(crate) max_in_flight_partitions: usize,
+    pub(crate) on_transform_error: TransformErrorPolicy,
+    pub(crate) max_producer_recreations: u32,
+}
+
+impl PipelineConfig {
+    /// A pipeline in consumer group `group_id` reading `input`, whose producer uses
+    /// `transactional_id`. Give each running instance its own `transactional_id` (and the same
+    /// one again when an instance restarts: that fences the previous process, KIP-447).
+    ///
+    /// Defaults: commit every 100 ms or 1,000 input records (`commit.interval.ms`-style),
+    /// 8 partitions transformed at once, [`TransformErrorPolicy::Fail`].
+    pub fn new<S: AsRef<str>>(
+        client: ClientConfig,
+        group_id: impl Into<String>,
+        transactional_id: impl Into<String>,
+        input: &[S],
+    ) -> Self {
+        PipelineConfig {
+            consumer: ConsumerConfig::with_client(client.clone()).group_id(group_id),
+            producer: ProducerConfig::with_client(client).transactional_id(transactional_id),
+            input: input.iter().map(|t| t.as_ref().to_owned()).collect(),
+            commit_interval: Duration::from_millis(100),
+            commit_records: 1_000,
+            max_in_flight_partitions: 8,
+            on_transform_error: TransformErrorPolicy::Fail,
+            max_producer_recreations: 5,
+        }
+    }
+
+    /// Commits once the open transaction is this old (and has records).
+    pub fn commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// Commits once the open transaction holds this many input records.
+    pub fn commit_records(mut self, records: usize) -> Self {
+        self.commit_records = records;
+        self
+    }
+
+    /// How many input partitions are transformed at the same time. Records of one partition are
+    /// always transformed, and their outputs sent, one after the other, in offset order.
+    pub fn max_in_flight_partitions(mut self, partitions: usize) -> Self {
+        self.max_in_flight_partitions = partitions;
+        self
+    }
+
+    /// What to do with a record the transform fails on.
+    pub fn on_transform_error(mut self, policy: TransformErrorPolicy) -> Self {
+        self.on_transform_error = policy;
+        self
+    }
+
+    /// How many times in a row, without a commit in between, the pipeline may replace its
+    /// producer after a transaction the coordinator aborted for running past
+    /// `transaction.timeout.ms` (default 5). Past that the error is returned.
+    pub fn max_producer_recreations(mut self, times: u32) -> Self {
+        self.max_producer_recreations = times;
+        self
+    }
+
+    /// Changes the consumer's settings (`session.timeout.ms`, `max.poll.records`, ...). The
+    /// group id and the exactly-once settings are kept.
+    pub fn consumer(mut self, f: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> Self {
+        self.consumer = f(self.consumer);
+        self
+    }
+
+    /// Changes the producer's settings (`transaction.timeout.ms`, `linger.ms`, ...). The
+    /// transactional id and the exactly-once settings are kept.
+    pub fn producer(mut self, f: impl FnOnce(ProducerConfig) -> ProducerConfig) -> Self {
+        self.producer = f(self.producer);
+        self
+    }
+
+    /// The producer's `transactional.id`.
+    pub fn transactional_id(&self) -> &str {
+        self.producer
+            .transactional_id
+            .as_deref()
+            .unwrap_or_default()
+    }
+
+    /// Applies the exactly-once settings and checks every rule.
+    pub(crate) fn validated(mut self) -> Result<Self> {
+        let group = self.consumer.group_id.clone();
+        let tid = self.producer.transactional_id.clone();
+        self.consumer = self.consumer.guarantee(Guarantee::ExactlyOnce);
+        self.producer = self.producer.guarantee(Guarantee::ExactlyOnce);
+        if group.as_deref().unwrap_or_default().is_empty() {
+            return Err(Error::Config(
+                "a pipeline needs a non-empty `group.id`".into(),
+            ));
+        }
+        if tid.as_deref().unwrap_or_default().is_empty() {
+            return Err(Error::Config(
+                "a pipeline needs a non-empty `transactional.id`".into(),
+            ));
+        }
+        if self.input.is_empty() {
+            return Err(Error::Config(
+                "a pipeline needs at least one input topic".into(),
+            ));
+        }
+        if self.commit_records == 0 || self.commit_interval.is_zero() {
+            return Err(Error::Config(
+                "the pipeline's commit interval and record count must be positive".into(),
+            ));
+        }
+        if self.commit_interval >= self.producer.transaction_timeout {
+            // Every transaction would outlive its timeout and be aborted by the coordinator.
+            return Err(Error::Config(format!(
+                "the pipeline's commit interval ({:?}) must be shorter than \
+                 `transaction.timeout.ms` ({:?})",
+                self.commit_interval, self.producer.transaction_timeout
+            )));
+        }
+        if self.max_in_flight_partitions == 0 {
+            return Err(Error::Config(
+                "max_in_flight_partitions must be at least 1".into(),
+            ));
+        }
+        if let TransformErrorPolicy::DeadLetter(topic) = &self.on_transform_error {
+            crate::cluster::validate_topic_name(topic)?;
+        }
+        debug_assert_eq!(self.consumer.isolation_level, IsolationLevel::ReadCommitted);
+        self.consumer.validate()?;
+        self.producer.validate()?;
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::CommitMode;
+
+    #[test]
+    fn the_exactly_once_settings_are_forced_and_names_checked() {
+        let client = ClientConfig::new("127.0.0.1:9092");
+        let config = PipelineConfig::new(client.clone(), "g", "t-1", &["in"])
+            .consumer(|c| {
+                c.isolation_level(IsolationLevel::ReadUncommitted)
+                    .commit_mode(CommitMode::AutoAfterPoll)
+            })
+            .validated()
+            .unwrap();
+        assert_eq!(
+            config.consumer.isolation_level,
+            IsolationLevel::ReadCommitted
+        );
+        assert_eq!(config.consumer.commit_mode, CommitMode::Manual);
+        assert!(config.producer.enable_idempotence);
+        assert_eq!(config.transactional_id(), "t-1");
+        let none: [&str; 0] = [];
+        for bad in [
+            PipelineConfig::new(client.clone(), "", "t", &["in"]),
+            PipelineConfig::new(client.clone(), "g", "", &["in"]),
+            PipelineConfig::new(client.clone(), "g", "t", &none),
+            PipelineConfig::new(client.clone(), "g", "t", &["in"]).commit_records(0),
+            PipelineConfig::new(client.clone(), "g", "t", &["in"]).max_in_flight_partitions(0),
+            PipelineConfig::new(client.clone(), "g", "t", &["in"])
+                .commit_interval(Duration::from_secs(60)),
+            PipelineConfig::new(client.clone(), "g", "t", &["in"])
+                .on_transform_error(TransformErrorPolicy::DeadLetter("bad name!".into())),
+        ] {
+            assert!(bad.validated().is_err());
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Helpers shared by the pipeline live tests (`tests/pipeline.rs`, `tests/pipeline_matrix.rs`):
+//! input and output topics, copy transforms, progress waits on the group's committed offsets,
+//! Java's read_committed console consumer as the judge, and copier processes
+//! (`examples/pipeline_copy.rs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use josefk::admin::{Admin, NewTopic, OffsetSpec};
+use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord};
+use josefk::pipeline::PipelineConfig;
+use josefk::producer::{Producer, ProducerConfig};
+use josefk::{IsolationLevel, ProducerRecord, TopicPartition};
+use josefk_harness::KafkaDist;
+
+/// Longest wait for a copy to reach the end of its input (a loaded machine is slow).
+pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct Topics {
+    pub input: String,
+    pub output: String,
+    pub partitions: i32,
+}
+
+/// Creates input and output topics with `partitions` partitions each (replication 1) and writes
+/// `records` input records `record-<i>`, record i to partition i % partitions (so each
+/// partition's values come in increasing i).
+pub async fn setup(bootstrap: &str, tag: &str, partitions: i32, records: usize) -> Topics {
+    setup_with(bootstrap, tag, Layout::simple(partitions), records).await
+}
+
+/// Partitions and replication of a test's input and output topics.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub input_partitions: i32,
+    pub output_partitions: i32,
+    pub replication: i16,
+    /// `min.insync.replicas` of both topics.
+    pub min_insync: u8,
+}
+
+impl Layout {
+    pub fn simple(partitions: i32) -> Layout {
+        Layout {
+            input_partitions: partitions,
+            output_partitions: partitions,
+            replication: 1,
+            min_insync: 1,
+        }
+    }
+}
+
+/// [`setup`] with any layout.
+pub async fn setup_with(bootstrap: &str, tag: &str, layout: Layout, records: usize) -> Topics {
+    let admin = Admin::connect(super::config(bootstrap)).await.unwrap();
+    let topics = Topics {
+        input: super::unique_topic(&format!("pipe-in-{tag}")),
+        output: super::unique_topic(&format!("pipe-out-{tag}")),
+        partitions: layout.input_partitions,
+    };
+    let isr = layout.min_insync.to_string();
+    admin
+        .create_topics(&[
+            NewTopic::new(&topics.input, layout.input_partitions, layout.replication)
+                .config("min.insync.replicas", isr.clone()),
+            NewTopic::new(&topics.output, layout.output_partitions, layout.replication)
+                .config("min.insync.replicas", isr),
+        ])
+        .await
+        .unwrap();
+    let partitions = layout.input_partitions;
+    let producer = Producer::connect(ProducerConfig::with_client(super::config(bootstrap)))
+        .await
+        .unwrap();
+    let mut acks = Vec::with_capacity(records);
+    for i in 0..records {
+        let p = (i % partitions as usize) as i32;
+        let r = ProducerRecord::new(&topics.input, format!("record-{i}"))
+            .key(format!("k{i}"))
+            .partition(p);
+        acks.push(producer.send(r).await.unwrap());
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
+    producer.close(Duration::from_secs(30)).await.unwrap();
+    topics
+}
+
+pub fn copied(output: &str, r: &ConsumerRecord) -> ProducerRecord {
+    let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+    ProducerRecord::new(output, format!("{value} (copied)")).partition(r.partition)
+}
+
+pub fn pipeline_config(bootstrap: &str, group: &str, tid: &str, input: &str) -> PipelineConfig {
+    PipelineConfig::new(super::config(bootstrap), group, tid, &[input])
+        .commit_interval(Duration::from_millis(100))
+        .commit_records(500)
+        .consumer(|c| c.auto_offset_reset(AutoOffsetReset::Earliest))
+}
+
+/// The sum of the group's committed offsets on `input`.
+pub async fn committed(watcher: &Consumer, topics: &Topics) -> i64 {
+    let all: Vec<TopicPartition> = (0..topics.partitions)
+        .map(|p| TopicPartition::new(&topics.input, p))
+        .collect();
+    match watcher.committed(&all).await {
+        Ok(offsets) => offsets.iter().filter_map(|(_, o)| *o).sum(),
+        Err(e) => {
+            // E.g. offsets of a killed copier's open transaction (require_stable waits for it).
+            eprintln!("committed offsets not known yet: {e}");
+            0
+        }
+    }
+}
+
+/// Waits until the group has committed at least `target` input records, failing at once if
+/// `ended` says the pipeline stopped.
+pub async fn wait_for_progress(
+    watcher: &Consumer,
+    topics: &Topics,
+    target: usize,
+    ended: impl Fn() -> bool,
+) {
+    let started = Instant::now();
+    loop {
+        if committed(watcher, topics).await >= target as i64 {
+            return;
+        }
+        assert!(
+            !ended(),
+            "the pipeline stopped before committing {target} records"
+        );
+        assert!(
+            started.elapsed() < PROGRESS_TIMEOUT,
+            "the group committed {} of {target} records in {PROGRESS_TIMEOUT:?}",
+            committed(watcher, topics).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn watcher(bootstrap: &str, group: &str) -> Consumer {
+    Consumer::connect(ConsumerConfig::with_client(super::config(bootstrap)).group_id(group))
+        .await
+        .unwrap()
+}
+
+/// Reads `topic` with Java's ConsoleConsumer in `read_committed`: (partition, value) in the order
+/// printed (each partition's records in offset order).
+pub fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i32, String)> {
+    let dist = KafkaDist::provision().expect("provision Kafka's tools");
+    // One more than expected, so the reader stops only at its timeout, after having had the
+    // chance to see any extra record.
+    let max = (expected + 1).to_string();
+    let args = [
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        topic,
+        "--from-beginning",
+        "--isolation-level",
+        "read_committed",
+        "--formatter-property",
+        "print.partition=true",
+        "--max-messages",
+        &max,
+        "--timeout-ms",
+        "10000",
+    ];
+    let out = josefk_harness::run_java_tool(
+        &dist,
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &args,
+        Duration::from_secs(180),
+    )
+    .expect("ConsoleConsumer");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // Only records: the tool may print notices on stdout too.
+        .filter(|l| l.starts_with("Partition:"))
+        .map(|l| {
+            let (partition, value) = l.split_once('\t').unwrap_or_else(|| panic!("line {l:?}"));
+            let partition = partition
+                .strip_prefix("Partition:")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("line {l:?}"));
+            (partition, value.to_owned())
+        })
+        .collect()
+}
+
+/// Asserts the committed output is exactly `expected` (input indexes), each once, and that each
+/// partition's copies come in input order.
+pub fn assert_exactly(label: &str, out: &[(i32, String)], expected: &BTreeSet<usize>) {
+    assert_exactly_ordered(label, out, expected, true)
+}
+
+/// [`assert_exactly`], checking the per-partition order only when `check_order` (an output
+/// partition fed from several input partitions interleaves them).
+pub fn assert_exactly_ordered(
+    label: &str,
+    out: &[(i32, String)],
+    expected: &BTreeSet<usize>,
+    check_order: bool,
+) {
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut last: BTreeMap<i32, usize> = BTreeMap::new();
+    let mut out_of_order = 0;
+    for (p, v) in out {
+        let i: usize = v
+            .strip_prefix("record-")
+            .and_then(|v| v.strip_suffix(" (copied)"))
+            .and_then(|i| i.parse().ok())
+            .unwrap_or_else(|| panic!("{label}: unexpected output value {v:?}"));
+        *seen.entry(i).or_default() += 1;
+        if last.insert(*p, i).is_some_and(|prev| prev >= i) {
+            out_of_order += 1;
+        }
+    }
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    let lost = expected.iter().filter(|i| !seen.contains_key(i)).count();
+    let unexpected = seen.keys().filter(|i| !expected.contains(i)).count();
+    eprintln!(
+        "{label}: records expected {}, out {}, duplicates {duplicates}, lost {lost}, \
+         unexpected {unexpected}, out of order {out_of_order}",
+        expected.len(),
+        out.len()
+    );
+    assert_eq!(duplicates, 0, "{label}: duplicates");
+    assert_eq!(lost, 0, "{label}: lost");
+    assert_eq!(unexpected, 0, "{label}: unexpected");
+    if check_order {
+        assert_eq!(out_of_order, 0, "{label}: out of order");
+    }
+}
+
+pub fn all(records: usize) -> BTreeSet<usize> {
+    (0..records).collect()
+}
+
+/// Every record of `topic` up to its end, read_committed.
+pub async fn read_committed(bootstrap: &str, topic: &str) -> Vec<ConsumerRecord> {
+    let admin = Admin::connect(super::config(bootstrap)).await.unwrap();
+    let tps: Vec<TopicPartition> = admin.describe_topics(&[topic]).await.unwrap()[0]
+        .partitions
+        .iter()
+        .map(|p| TopicPartition::new(topic, p.partition))
+        .collect();
+    let specs: Vec<_> = tps
+        .iter()
+        .map(|tp| (tp.clone(), OffsetSpec::Latest))
+        .collect();
+    let ends = admin
+        .list_offsets(&specs, IsolationLevel::ReadCommitted)
+        .await
+        .unwrap();
+    let mut reader = Consumer::connect(
+        ConsumerConfig::with_client(super::config(bootstrap))
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .auto_offset_reset(AutoOffsetReset::Earliest),
+    )
+    .await
+    .unwrap();
+    reader.assign(&tps).await.unwrap();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    loop {
+        let mut done = true;
+        for tp in &tps {
+            done &= reader.position(tp).await.unwrap() >= ends[tp].offset;
+        }
+        if done {
+            return out;
+        }
+        assert!(started.elapsed() < PROGRESS_TIMEOUT, "reading {topic}");
+        out.extend(reader.poll(Duration::from_millis(500)).await.unwrap());
+    }
+}
+
+/// A copier process of `examples/pipeline_copy.rs`; dropping its stdin stops it gracefully.
+pub fn spawn_copier(
+    bootstrap: &str,
+    topics: &Topics,
+    group: &str,
+    tid: &str,
+    extra: &[&str],
+) -> Child {
+    Command::new(super::example_binary("pipeline_copy"))
+        .args(["--bootstrap", bootstrap, "--input", &topics.input])
+        .args(["--output", &topics.output, "--group", group])
+        .args(["--transactional-id", tid, "--commit-records", "500"])
+        // About 1 ms of work per record, so the kills land while the copy is under way.
+        .args(["--record-delay-ms", "1"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the pipeline_copy example")
+}

@@ -37,12 +37,21 @@ async fn poll_until_error(
     consumer: &mut josefk::consumer::Consumer,
     limit: Duration,
 ) -> (Vec<josefk::consumer::ConsumerRecord>, String) {
+    let (records, error) = poll_until_error_value(consumer, limit).await;
+    (records, error.to_string())
+}
+
+/// As [`poll_until_error`], keeping the error itself.
+async fn poll_until_error_value(
+    consumer: &mut josefk::consumer::Consumer,
+    limit: Duration,
+) -> (Vec<josefk::consumer::ConsumerRecord>, josefk::Error) {
     let end = Instant::now() + limit;
     let mut records = Vec::new();
     while Instant::now() < end {
         match consumer.poll(Duration::from_millis(200)).await {
             Ok(batch) => records.extend(batch),
-            Err(e) => return (records, e.to_string()),
+            Err(e) => return (records, e),
         }
     }
     panic!("no error within {limit:?}; got {} records", records.len());
@@ -59,7 +68,16 @@ async fn stalled_partition_is_reported_then_recovers(
     let cluster = FetchCluster::start(move |_| FetchAnswer::Records(stalled_data.clone())).await;
     let mut consumer = cluster.consumer(cluster.config(), 0).await;
     let started = Instant::now();
-    let (records, error) = poll_until_error(&mut consumer, Duration::from_secs(20)).await;
+    let (records, error) = poll_until_error_value(&mut consumer, Duration::from_secs(20)).await;
+    // A per-partition data problem: the consumer stays usable (polling again retries with
+    // backoff; seeking past the offset skips it), so it is not fatal, and nothing was written.
+    assert!(
+        matches!(&error, josefk::Error::PartitionStalled { topic, partition: 0, offset: 0, .. } if topic == "t"),
+        "{error:?}"
+    );
+    assert_eq!(error.class(), josefk::ErrorClass::Retriable, "{error}");
+    assert!(!error.outcome_unknown());
+    let error = error.to_string();
     assert!(records.is_empty(), "nothing readable was fetched");
     for needle in expected {
         assert!(error.contains(needle), "`{needle}` missing from: {error}");

@@ -610,15 +610,12 @@ impl Consumer {
                 let stalls = state.retry.stalled(Instant::now(), initial, max);
                 debug!(tp = %fetch.tp, stalls, why, "fetch made no progress; backing off");
                 if stalls >= STALLS_BEFORE_ERROR {
-                    let error = Error::Protocol {
-                        api: Some(crate::error::ApiKey::Fetch),
+                    let error = Error::PartitionStalled {
+                        topic: fetch.tp.topic.clone(),
+                        partition: fetch.tp.partition,
+                        offset: fetch.next_offset(),
                         broker: fetch.broker().cloned(),
-                        message: format!(
-                            "partition {} makes no progress at offset {}: {stalls} fetches since \
-                             it last moved returned {why}",
-                            fetch.tp,
-                            fetch.next_offset()
-                        ),
+                        reason: format!("{stalls} fetches since it last moved returned {why}"),
                     };
                     self.buffered.remove(i);
                     if out.is_empty() {

@@ -284,6 +284,29 @@ pub enum Error {
         reason: String,
     },
 
+    /// `poll` fetched a partition several times (with backoff) and none of the answers let its
+    /// position move: the data at `offset` is truncated, over-long, corrupt, or only records
+    /// already consumed. The consumer stays usable and goes on fetching the partition with
+    /// backoff, so polling again may succeed if the broker's answer changes
+    /// ([`ErrorClass::Retriable`]); otherwise `seek` past the offset (Java: "seek past the
+    /// record to continue consumption"). Reported on every poll until the position moves.
+    #[error(
+        "partition {topic}-{partition} makes no progress at offset {offset}{}: {reason}",
+        broker.as_ref().map(|b| format!(" ({b})")).unwrap_or_default()
+    )]
+    PartitionStalled {
+        /// The partition's topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The position that does not move.
+        offset: i64,
+        /// The leader that answered, when known.
+        broker: Option<BrokerRef>,
+        /// How many fetches made no progress and what they returned.
+        reason: String,
+    },
+
     /// `send` waited `max.block.ms` for room in `buffer.memory` and found none: records not yet
     /// delivered hold it all. Nothing was queued (the outcome is known: not written); sending
     /// again may succeed once deliveries complete ([`ErrorClass::Retriable`]).
@@ -346,7 +369,8 @@ impl Error {
             | Error::ConnectionLost { .. }
             | Error::Timeout { .. }
             | Error::BufferExhausted { .. }
-            | Error::Undelivered { .. } => ErrorClass::Retriable,
+            | Error::Undelivered { .. }
+            | Error::PartitionStalled { .. } => ErrorClass::Retriable,
             Error::InvalidArgument(_) | Error::InvalidState(_) | Error::Transform { .. } => {
                 ErrorClass::Rejected
             }
@@ -396,7 +420,8 @@ impl Error {
             | Error::UnsupportedVersion { broker, .. } => Some(broker),
             Error::Protocol { broker, .. }
             | Error::Broker { broker, .. }
-            | Error::Timeout { broker, .. } => broker.as_ref(),
+            | Error::Timeout { broker, .. }
+            | Error::PartitionStalled { broker, .. } => broker.as_ref(),
             _ => None,
         }
     }
@@ -507,6 +532,19 @@ impl Error {
                 topic: topic.clone(),
                 partition: *partition,
                 outcome_unknown: *outcome_unknown,
+                reason: reason.clone(),
+            },
+            Error::PartitionStalled {
+                topic,
+                partition,
+                offset,
+                broker,
+                reason,
+            } => Error::PartitionStalled {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+                broker: broker.clone(),
                 reason: reason.clone(),
             },
             Error::BufferExhausted {

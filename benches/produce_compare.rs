@@ -141,6 +141,8 @@ struct Measured {
     result: WorkerResult,
     /// user+sys of the child (and its waited-for descendants), from RUSAGE_CHILDREN deltas.
     cpu_s: f64,
+    /// The child's peak RSS.
+    usage: common::Usage,
     /// Sum over partitions of the end-offset change during the run.
     log_delta: i64,
 }
@@ -269,7 +271,7 @@ fn measure(
     ticks: f64,
 ) -> Result<Measured, String> {
     let before_log = runtime.block_on(end_offsets(admin, &args.topic))?;
-    let (result, cpu_s) = common::children_cpu(ticks, || match client {
+    let (result, usage) = common::children_usage(ticks, || match client {
         Client::Josefk => {
             let (exe, argv) = common::josefk_command(args.to_args())?;
             common::run_worker(&exe, &argv, WorkerResult::parse)
@@ -283,7 +285,8 @@ fn measure(
     let after_log = runtime.block_on(end_offsets(admin, &args.topic))?;
     Ok(Measured {
         result,
-        cpu_s,
+        cpu_s: usage.cpu_s,
+        usage,
         log_delta: after_log - before_log,
     })
 }
@@ -339,7 +342,7 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
     }
     let per_m = 1_000_000.0 / records as f64;
     println!(
-        "\n  {:8} {:>12} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10} {:>10}",
+        "\n  {:8} {:>12} {:>8} {:>8} {:>8} {:>11} {:>11} {:>8} {:>10} {:>10}",
         "client",
         "records/s",
         "MiB/s",
@@ -347,6 +350,7 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
         "p99 ms",
         "CPU s/M",
         "net CPU s/M",
+        "RSS MiB",
         "josefk tp×",
         "josefk CPU×"
     );
@@ -357,7 +361,7 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
             (rate(j) / rate(m), net("josefk", j) / net(name, m))
         });
         println!(
-            "  {:8} {:>12.0} {:>8.2} {:>8.1} {:>8.1} {:>11.2} {:>11.2} {:>10} {:>10}",
+            "  {:8} {:>12.0} {:>8.2} {:>8.1} {:>8.1} {:>11.2} {:>11.2} {:>8} {:>10} {:>10}",
             name,
             rate(m),
             m.result.bytes as f64 / m.result.elapsed_s.max(1e-9) / (1024.0 * 1024.0),
@@ -365,9 +369,10 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
             m.result.p99_ms,
             m.cpu_s * per_m,
             net(name, m),
+            m.usage.rss_mib(),
             tp_ratio,
             cpu_ratio
         );
     }
-    println!("  (josefk tp× = josefk records/s ÷ peer's; josefk CPU× = josefk net CPU ÷ peer's, lower is better)");
+    println!("  (josefk tp× = josefk records/s ÷ peer's; josefk CPU× = josefk net CPU ÷ peer's, lower is better; RSS = the client process's peak resident set)");
 }

@@ -609,6 +609,7 @@ fn run_perf(dist: &KafkaDist, args: &TxnArgs, bootstrap_flag: bool) -> Result<Tx
         batch_size: args.batch_size,
         buffer_memory: args.buffer_memory,
         compression: None,
+        throughput: None,
         extra,
         bootstrap_flag,
     }

@@ -635,6 +635,8 @@ pub struct ProducerPerf<'a> {
     pub buffer_memory: usize,
     /// `compression.type`, if set.
     pub compression: Option<&'a str>,
+    /// `--throughput`: records/s the tool paces itself to; `None` is as fast as it can.
+    pub throughput: Option<u64>,
     /// More flags, before `--bootstrap-server`.
     pub extra: Vec<&'a str>,
     /// Whether the tool knows `--bootstrap-server`.
@@ -652,6 +654,7 @@ impl ProducerPerf<'_> {
     ) -> Result<R, String> {
         let records = self.records.to_string();
         let size = self.size.to_string();
+        let throughput = self.throughput.map_or("-1".to_string(), |t| t.to_string());
         let mut props = vec![
             "acks=all".to_string(),
             "enable.idempotence=true".to_string(),
@@ -671,7 +674,7 @@ impl ProducerPerf<'_> {
             "--record-size",
             &size,
             "--throughput",
-            "-1",
+            &throughput,
         ];
         argv.extend(&self.extra);
         if self.bootstrap_flag {

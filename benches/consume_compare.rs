@@ -37,6 +37,10 @@
 //! JIT); the `net` column subtracts each client's 1-record run. Each run is checked: exactly the
 //! expected count, no record of an aborted transaction (Rust and Go workers), offsets strictly
 //! rising per partition (Rust and Go workers).
+//!
+//! `RSS MiB` is each client process's peak resident set: its own `ru_maxrss`, read when this
+//! process reaps it with `wait4` (`common::children_usage`); Java's tool runs as a direct child
+//! for that, so the figure is the JVM's.
 
 mod common;
 #[path = "../peers/common/tokio_worker.rs"]

@@ -40,6 +40,10 @@
 //! start (a JVM's start and JIT) is. `net` subtracts each client's one-record, one-transaction
 //! run.
 //!
+//! `RSS MiB` (part 1) and `idem RSS` / `txn RSS` (part 2) are each client process's peak resident
+//! set: its own `ru_maxrss`, read when this process reaps it with `wait4`
+//! (`common::children_usage`).
+//!
 //! Verification, per run (each on its own topic): once no transaction is open (the last stable
 //! offset equals the high watermark on every partition), the topic is read from the beginning
 //! by josefk's consumer at read_committed, which returns committed data records and neither

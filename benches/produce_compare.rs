@@ -30,9 +30,9 @@
 //! of records per run. Each client sends on an open-loop schedule (record `i` at `i / rate` s
 //! after the first; a client that falls behind sends what is overdue at once) and reports ack
 //! latency p50 / p99 / p99.9, from the send call to the acknowledgement, over acknowledged
-//! records only. Clients with the mode: josefk, franz-go and Java (ProducerPerformance's own
-//! `--throughput` pacing, which sleeps when ahead of schedule); rdkafka and krafka have none
-//! yet and show as "not run" rows.
+//! records only. Clients with the mode: josefk, franz-go, rdkafka and Java (ProducerPerformance's
+//! own `--throughput` pacing, which sleeps when ahead of schedule); krafka has none yet and shows
+//! as a "not run" row.
 //!
 //! MiB/s is payload MiB as Java's tool prints it. Broker and clients share this machine's cores,
 //! so throughput can hit the broker's ceiling; CPU per million records is the cleaner comparison.
@@ -316,7 +316,7 @@ struct RateRun<'a> {
 
 /// Clients that pace themselves to `--rate` (the others would send flat out).
 fn has_rate_mode(client: &Client) -> bool {
-    matches!(client.name(), "josefk" | "java" | "franz-go")
+    matches!(client.name(), "josefk" | "java" | "franz-go" | "rdkafka")
 }
 
 /// The fixed-rate tables: each rate × (100 B, 1 KiB) × (linger 0, 5 ms), every client on a

@@ -37,6 +37,10 @@
 //! JIT); the `net` column subtracts each client's 1-record run. Each run is checked: exactly the
 //! expected count, no record of an aborted transaction (Rust and Go workers), offsets strictly
 //! rising per partition (Rust and Go workers).
+//!
+//! `RSS MiB` is each client process's peak resident set: its own `ru_maxrss`, read when this
+//! process reaps it with `wait4` (`common::children_usage`); Java's tool runs as a direct child
+//! for that, so the figure is the JVM's.
 
 mod common;
 #[path = "../peers/common/tokio_worker.rs"]
@@ -149,6 +153,8 @@ struct Measured {
     result: ConsumeResult,
     /// user+sys of the child (and its waited-for descendants), from RUSAGE_CHILDREN deltas.
     cpu_s: f64,
+    /// The child's peak RSS.
+    usage: common::Usage,
 }
 
 /// A filled topic and what a full read of it must return.
@@ -292,7 +298,7 @@ fn measure(
     run_no: u32,
     ticks: f64,
 ) -> Result<Measured, String> {
-    let (result, cpu_s) = common::children_cpu(ticks, || match client {
+    let (result, usage) = common::children_usage(ticks, || match client {
         Client::Josefk => {
             let (exe, argv) = common::josefk_command(args.to_args())?;
             common::run_worker(&exe, &argv, ConsumeResult::parse)
@@ -304,7 +310,8 @@ fn measure(
     });
     Ok(Measured {
         result: result?,
-        cpu_s,
+        cpu_s: usage.cpu_s,
+        usage,
     })
 }
 
@@ -346,8 +353,7 @@ fn run_java(
         "--consumer.config",
         config.as_str(),
     ];
-    let out = josefk_harness::run_java_tool(dist, PERF_CLASS, &argv, secs(900))
-        .map_err(|e| e.to_string())?;
+    let out = common::run_java_tool(dist, PERF_CLASS, &argv, secs(900))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     parse_java_row(&stdout).ok_or_else(|| {
         format!(
@@ -392,13 +398,14 @@ fn table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashMap<&st
     let per_m = 1_000_000.0 / records.max(1) as f64;
     let _ = writeln!(
         s,
-        "\n  {:8} {:>12} {:>8} {:>9} {:>11} {:>11} {:>10} {:>11}",
+        "\n  {:8} {:>12} {:>8} {:>9} {:>11} {:>11} {:>8} {:>10} {:>11}",
         "client",
         "records/s",
         "MiB/s",
         "elapsed s",
         "CPU s/M",
         "net CPU s/M",
+        "RSS MiB",
         "josefk tp×",
         "josefk CPU×"
     );
@@ -410,13 +417,14 @@ fn table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashMap<&st
         });
         let _ = writeln!(
             s,
-            "  {:8} {:>12.0} {:>8.2} {:>9.2} {:>11.2} {:>11.2} {:>10} {:>11}",
+            "  {:8} {:>12.0} {:>8.2} {:>9.2} {:>11.2} {:>11.2} {:>8} {:>10} {:>11}",
             name,
             rate(m),
             m.result.bytes as f64 / m.result.elapsed_s.max(1e-9) / (1024.0 * 1024.0),
             m.result.elapsed_s,
             m.cpu_s * per_m,
             net(name, m),
+            m.usage.rss_mib(),
             tp_ratio,
             cpu_ratio
         );
@@ -424,7 +432,7 @@ fn table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashMap<&st
     let _ = write!(
         s,
         "  (josefk tp× = josefk records/s ÷ peer's, higher is better; josefk CPU× = josefk net \
-         CPU ÷ peer's, lower is better)"
+         CPU ÷ peer's, lower is better; RSS = the client process's peak resident set)"
     );
     s
 }

@@ -138,6 +138,7 @@ fn orchestrate() -> Result<(), String> {
                 linger_ms: 5,
                 batch_size: 16_384,
                 buffer_memory: 32 * 1024 * 1024,
+                rate: 0,
             };
             let mut argv = vec![mode.to_string()];
             argv.extend(args.to_args());

@@ -23,8 +23,20 @@
 //! against the topic's end offsets (ListOffsets) before and after. CPU includes process start
 //! (a JVM's start and JIT); the `net` column subtracts each client's 1-record run.
 //!
+//! Fixed-rate latency mode: `JOSEFK_BENCH_RATE=10000,100000` (records/s) replaces the throughput
+//! scenarios with, for each rate, 100 B and 1 KiB records at linger.ms 0 and 5 (labels
+//! `100-linger0`, `100-linger5`, `1024-linger0`, `1024-linger5` for `JOSEFK_BENCH_SCENARIOS`),
+//! compression none, acks=all, idempotent, `JOSEFK_BENCH_RATE_SECS` (default 10) seconds' worth
+//! of records per run. Each client sends on an open-loop schedule (record `i` at `i / rate` s
+//! after the first; a client that falls behind sends what is overdue at once) and reports ack
+//! latency p50 / p99 / p99.9, from the send call to the acknowledgement, over acknowledged
+//! records only. Clients with the mode: josefk, franz-go, rdkafka and Java (ProducerPerformance's
+//! own `--throughput` pacing, which sleeps when ahead of schedule); krafka has none yet and shows
+//! as a "not run" row.
+//!
 //! MiB/s is payload MiB as Java's tool prints it. Broker and clients share this machine's cores,
 //! so throughput can hit the broker's ceiling; CPU per million records is the cleaner comparison.
+//! RSS is each client process's peak resident set (see `common::children_usage`).
 
 mod common;
 #[path = "../peers/common/tokio_worker.rs"]
@@ -67,11 +79,18 @@ const WINDOW: usize = 1 << 18;
 
 fn josefk_worker(argv: &[String]) {
     let args = worker::parse_or_exit("josefk worker", WorkerArgs::parse(argv));
-    let (result, cpu_s) = tokio_worker::block_on_measured(josefk_run(args));
-    println!("{}", WorkerResult { cpu_s, ..result }.line());
+    let rate = args.rate;
+    let ((result, p999_ms), cpu_s) = tokio_worker::block_on_measured(josefk_run(args));
+    let line = WorkerResult { cpu_s, ..result }.line();
+    if rate > 0 {
+        println!("{line}{}", worker::p999_field(p999_ms));
+    } else {
+        println!("{line}");
+    }
 }
 
-async fn josefk_run(args: WorkerArgs) -> WorkerResult {
+/// The run's result and its p99.9 ack latency (ms).
+async fn josefk_run(args: WorkerArgs) -> (WorkerResult, f64) {
     let mut config = ProducerConfig::new(&args.bootstrap)
         .acks(Acks::All)
         .idempotence(true)
@@ -90,6 +109,12 @@ async fn josefk_run(args: WorkerArgs) -> WorkerResult {
     let start = Instant::now();
     let mut not_queued = 0u64;
     for i in 0..records {
+        if args.rate > 0 {
+            let due = start + worker::due(i as u64, args.rate);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+        }
         let record = ProducerRecord::new(args.topic.as_str(), payloads[i % payloads.len()].clone());
         let sent = Instant::now();
         match producer.send(record).await {
@@ -113,7 +138,8 @@ async fn josefk_run(args: WorkerArgs) -> WorkerResult {
     let mut c = collector.await.expect("collector");
     let _ = producer.close(Duration::from_secs(10)).await;
     let (p50_ms, p99_ms) = c.latencies.p50_p99_ms();
-    WorkerResult {
+    let p999_ms = c.latencies.percentile_ms(0.999);
+    let result = WorkerResult {
         acked: c.acked,
         failed: c.failed + not_queued,
         bytes: c.acked * args.size as u64,
@@ -121,7 +147,8 @@ async fn josefk_run(args: WorkerArgs) -> WorkerResult {
         p50_ms,
         p99_ms,
         cpu_s: 0.0,
-    }
+    };
+    (result, p999_ms)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -141,8 +168,12 @@ struct Measured {
     result: WorkerResult,
     /// user+sys of the child (and its waited-for descendants), from RUSAGE_CHILDREN deltas.
     cpu_s: f64,
+    /// The child's peak RSS.
+    usage: common::Usage,
     /// Sum over partitions of the end-offset change during the run.
     log_delta: i64,
+    /// p99.9 ack latency (ms), from fixed-rate runs.
+    p999_ms: f64,
 }
 
 fn orchestrate() -> Result<(), String> {
@@ -186,6 +217,7 @@ fn orchestrate() -> Result<(), String> {
             linger_ms: LINGER_MS,
             batch_size: BATCH_SIZE,
             buffer_memory: BUFFER_MEMORY,
+            rate: 0,
         };
         println!(
             "warming the broker up ({} records, unmeasured)...",
@@ -193,6 +225,16 @@ fn orchestrate() -> Result<(), String> {
         );
         measure(&Client::Josefk, &warm, dist, &admin, &runtime, ticks)?;
         let _ = runtime.block_on(admin.delete_topics(&[topic.as_str()]));
+    }
+    if let Some(rates) = env_list("JOSEFK_BENCH_RATE") {
+        let ctx = RateRun {
+            bootstrap,
+            dist,
+            admin: &admin,
+            runtime: &runtime,
+            ticks,
+        };
+        return fixed_rate(&ctx, &rates, &clients, &not_run, &wanted_scenarios);
     }
     for (size, codec) in [
         (100usize, "none"),
@@ -221,6 +263,7 @@ fn orchestrate() -> Result<(), String> {
             linger_ms: LINGER_MS,
             batch_size: BATCH_SIZE,
             buffer_memory: BUFFER_MEMORY,
+            rate: 0,
         };
         let mut rows = Vec::new();
         for client in &clients {
@@ -259,6 +302,143 @@ fn orchestrate() -> Result<(), String> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// Fixed-rate latency mode.
+
+/// What every fixed-rate run needs.
+struct RateRun<'a> {
+    bootstrap: &'a str,
+    dist: &'a KafkaDist,
+    admin: &'a Admin,
+    runtime: &'a tokio::runtime::Runtime,
+    ticks: f64,
+}
+
+/// Clients that pace themselves to `--rate` (the others would send flat out).
+fn has_rate_mode(client: &Client) -> bool {
+    matches!(client.name(), "josefk" | "java" | "franz-go" | "rdkafka")
+}
+
+/// The fixed-rate tables: each rate × (100 B, 1 KiB) × (linger 0, 5 ms), every client on a
+/// fresh topic.
+fn fixed_rate(
+    ctx: &RateRun,
+    rates: &[String],
+    clients: &[Client],
+    not_run: &[common::NotRun],
+    wanted_scenarios: &Option<Vec<String>>,
+) -> Result<(), String> {
+    let secs = env_u64("JOSEFK_BENCH_RATE_SECS").unwrap_or(10).max(1);
+    let mut not_run = not_run.to_vec();
+    for c in clients.iter().filter(|c| !has_rate_mode(c)) {
+        not_run.push(common::NotRun {
+            name: c.name(),
+            why: "no fixed-rate mode in this peer yet".into(),
+        });
+    }
+    for rate in rates {
+        let rate: u64 = rate
+            .replace('_', "")
+            .parse()
+            .ok()
+            .filter(|r| *r > 0)
+            .ok_or_else(|| format!("JOSEFK_BENCH_RATE: {rate:?} is not a positive rate"))?;
+        for (size, linger_ms) in [(100usize, 0u64), (100, 5), (1024, 0), (1024, 5)] {
+            let label = format!("{size}-linger{linger_ms}");
+            if !wants(wanted_scenarios, &label) {
+                continue;
+            }
+            let records = rate * secs;
+            println!(
+                "\n=== fixed rate {rate} records/s, {records} records x {size} B, \
+                 linger.ms={linger_ms}, compression none ==="
+            );
+            let mut rows = Vec::new();
+            for client in clients.iter().filter(|c| has_rate_mode(c)) {
+                let topic = format!(
+                    "produce-rate-{rate}-{label}-{}-{}",
+                    client.name(),
+                    std::process::id()
+                );
+                ctx.runtime.block_on(create_topic(ctx.admin, &topic))?;
+                let args = WorkerArgs {
+                    bootstrap: ctx.bootstrap.to_string(),
+                    topic: topic.clone(),
+                    records,
+                    size,
+                    compression: "none".into(),
+                    linger_ms,
+                    batch_size: BATCH_SIZE,
+                    buffer_memory: BUFFER_MEMORY,
+                    rate,
+                };
+                match measure(client, &args, ctx.dist, ctx.admin, ctx.runtime, ctx.ticks) {
+                    Ok(m) => {
+                        let all_acked = m.result.acked == records && m.log_delta == records as i64;
+                        println!(
+                            "  {:8} acked {} of {records}, failed {}, log delta {}{}",
+                            client.name(),
+                            m.result.acked,
+                            m.result.failed,
+                            m.log_delta,
+                            if all_acked { " (match)" } else { " (MISMATCH)" },
+                        );
+                        rows.push((client.name(), m));
+                    }
+                    Err(e) => println!("  {:8} FAILED: {e}", client.name()),
+                }
+                let _ = ctx
+                    .runtime
+                    .block_on(ctx.admin.delete_topics(&[topic.as_str()]));
+            }
+            print_rate_table(&rows, rate, records);
+            common::print_not_run(&not_run);
+        }
+    }
+    Ok(())
+}
+
+fn print_rate_table(rows: &[(&'static str, Measured)], rate: u64, records: u64) {
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "\n  {:8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "client",
+        "target/s",
+        "acked/s",
+        "acked",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "CPU s",
+        "RSS MiB"
+    );
+    for (name, m) in rows {
+        println!(
+            "  {:8} {:>10} {:>10.0} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>8.2} {:>9}",
+            name,
+            rate,
+            m.result.acked as f64 / m.result.elapsed_s.max(1e-9),
+            if m.result.acked == records && m.log_delta == records as i64 {
+                m.result.acked.to_string()
+            } else {
+                format!("{}!", m.result.acked)
+            },
+            m.result.p50_ms,
+            m.result.p99_ms,
+            m.p999_ms,
+            m.cpu_s,
+            m.usage.rss_mib()
+        );
+    }
+    println!(
+        "  (latency: send call to acknowledgement, acknowledged records only; acked/s: first \
+         send to last ack; `!` after acked: not every record acknowledged or the log grew by \
+         another count; CPU s: the whole process, start-up included)"
+    );
+}
+
 /// Runs one client once and measures it from outside.
 fn measure(
     client: &Client,
@@ -269,31 +449,37 @@ fn measure(
     ticks: f64,
 ) -> Result<Measured, String> {
     let before_log = runtime.block_on(end_offsets(admin, &args.topic))?;
-    let (result, cpu_s) = common::children_cpu(ticks, || match client {
+    let (result, usage) = common::children_usage(ticks, || match client {
         Client::Josefk => {
             let (exe, argv) = common::josefk_command(args.to_args())?;
-            common::run_worker(&exe, &argv, WorkerResult::parse)
+            common::run_worker(&exe, &argv, parse_worker)
         }
-        Client::Peer { binary, .. } => {
-            common::run_worker(binary, &args.to_args(), WorkerResult::parse)
-        }
+        Client::Peer { binary, .. } => common::run_worker(binary, &args.to_args(), parse_worker),
         Client::Java(java) => run_java(dist, args, java.bootstrap_flag),
     });
-    let result = result?;
+    let (result, p999_ms) = result?;
     let after_log = runtime.block_on(end_offsets(admin, &args.topic))?;
     Ok(Measured {
         result,
-        cpu_s,
+        p999_ms,
+        cpu_s: usage.cpu_s,
+        usage,
         log_delta: after_log - before_log,
     })
 }
 
-/// Runs Java's ProducerPerformance and reads its final summary line.
+/// A worker's result line, with its p99.9 (NaN unless a fixed-rate run).
+fn parse_worker(stdout: &str) -> Option<(WorkerResult, f64)> {
+    let result = WorkerResult::parse(stdout)?;
+    Some((result, worker::p999_ms(stdout).unwrap_or(f64::NAN)))
+}
+
+/// Runs Java's ProducerPerformance and reads its final summary line (and its p99.9).
 fn run_java(
     dist: &KafkaDist,
     args: &WorkerArgs,
     bootstrap_flag: bool,
-) -> Result<WorkerResult, String> {
+) -> Result<(WorkerResult, f64), String> {
     common::ProducerPerf {
         bootstrap: &args.bootstrap,
         topic: &args.topic,
@@ -303,10 +489,14 @@ fn run_java(
         batch_size: args.batch_size,
         buffer_memory: args.buffer_memory,
         compression: Some(&args.compression),
+        throughput: (args.rate > 0).then_some(args.rate),
         extra: Vec::new(),
         bootstrap_flag,
     }
-    .run(dist, |nums| java_summary(nums, args.size))
+    .run(dist, |nums| {
+        let p999 = *nums.get(8)?;
+        java_summary(nums, args.size).map(|r| (r, p999))
+    })
 }
 
 /// Reads the numbers of `N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max
@@ -339,7 +529,7 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
     }
     let per_m = 1_000_000.0 / records as f64;
     println!(
-        "\n  {:8} {:>12} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10} {:>10}",
+        "\n  {:8} {:>12} {:>8} {:>8} {:>8} {:>11} {:>11} {:>8} {:>10} {:>10}",
         "client",
         "records/s",
         "MiB/s",
@@ -347,6 +537,7 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
         "p99 ms",
         "CPU s/M",
         "net CPU s/M",
+        "RSS MiB",
         "josefk tp×",
         "josefk CPU×"
     );
@@ -357,7 +548,7 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
             (rate(j) / rate(m), net("josefk", j) / net(name, m))
         });
         println!(
-            "  {:8} {:>12.0} {:>8.2} {:>8.1} {:>8.1} {:>11.2} {:>11.2} {:>10} {:>10}",
+            "  {:8} {:>12.0} {:>8.2} {:>8.1} {:>8.1} {:>11.2} {:>11.2} {:>8} {:>10} {:>10}",
             name,
             rate(m),
             m.result.bytes as f64 / m.result.elapsed_s.max(1e-9) / (1024.0 * 1024.0),
@@ -365,9 +556,10 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
             m.result.p99_ms,
             m.cpu_s * per_m,
             net(name, m),
+            m.usage.rss_mib(),
             tp_ratio,
             cpu_ratio
         );
     }
-    println!("  (josefk tp× = josefk records/s ÷ peer's; josefk CPU× = josefk net CPU ÷ peer's, lower is better)");
+    println!("  (josefk tp× = josefk records/s ÷ peer's; josefk CPU× = josefk net CPU ÷ peer's, lower is better; RSS = the client process's peak resident set)");
 }

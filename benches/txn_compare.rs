@@ -40,6 +40,10 @@
 //! start (a JVM's start and JIT) is. `net` subtracts each client's one-record, one-transaction
 //! run.
 //!
+//! `RSS MiB` (part 1) and `idem RSS` / `txn RSS` (part 2) are each client process's peak resident
+//! set: its own `ru_maxrss`, read when this process reaps it with `wait4`
+//! (`common::children_usage`).
+//!
 //! Verification, per run (each on its own topic): once no transaction is open (the last stable
 //! offset equals the high watermark on every partition), the topic is read from the beginning
 //! by josefk's consumer at read_committed, which returns committed data records and neither
@@ -344,6 +348,8 @@ struct Measured {
     result: TxnResult,
     /// user+sys of the child, from RUSAGE_CHILDREN deltas.
     cpu_s: f64,
+    /// The child's peak RSS.
+    usage: common::Usage,
     /// Records read back at read_committed.
     read: u64,
     /// High-watermark total minus `read`: control markers (and, if any, aborted records).
@@ -499,7 +505,7 @@ impl Bench {
             batch_size: BATCH_SIZE,
             buffer_memory: BUFFER_MEMORY,
         };
-        let (result, cpu_s) = common::children_cpu(self.ticks, || match client {
+        let (result, usage) = common::children_usage(self.ticks, || match client {
             Client::Josefk => {
                 let (exe, argv) = common::josefk_command(args.to_args())?;
                 run_worker(&exe, &argv)
@@ -525,7 +531,8 @@ impl Bench {
             .block_on(self.admin.delete_topics(&[topic.as_str()]));
         let m = Measured {
             result,
-            cpu_s,
+            cpu_s: usage.cpu_s,
+            usage,
             read,
             markers: hw.saturating_sub(read),
         };
@@ -564,11 +571,9 @@ impl Bench {
 /// Runs a worker to completion and parses its result line. Its stderr is kept and shown only
 /// when no result line comes (a JVM logs at INFO to stderr).
 fn run_worker(exe: &Path, argv: &[String]) -> Result<TxnResult, String> {
-    let out = Command::new(exe)
-        .args(argv)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(argv).stderr(Stdio::piped());
+    let out = common::run_child(&mut cmd, secs(900))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     for line in stderr
@@ -608,6 +613,7 @@ fn run_perf(dist: &KafkaDist, args: &TxnArgs, bootstrap_flag: bool) -> Result<Tx
         batch_size: args.batch_size,
         buffer_memory: args.buffer_memory,
         compression: None,
+        throughput: None,
         extra,
         bootstrap_flag,
     }
@@ -634,7 +640,7 @@ fn print_part1(rows: &[(&'static str, Measured)], baseline: &HashMap<&str, f64>)
         return;
     }
     println!(
-        "\n  {:8} {:>9} {:>11} {:>12} {:>12} {:>11} {:>10} {:>11} {:>10} {:>10} {:>9}",
+        "\n  {:8} {:>9} {:>11} {:>12} {:>12} {:>11} {:>10} {:>11} {:>8} {:>10} {:>10} {:>9}",
         "client",
         "tx/s",
         "commit p50",
@@ -643,6 +649,7 @@ fn print_part1(rows: &[(&'static str, Measured)], baseline: &HashMap<&str, f64>)
         "CPU s/M",
         "net s/M",
         "net ms/tx",
+        "RSS MiB",
         "verified",
         "josefk tx×",
         "josefk CPU×"
@@ -658,7 +665,7 @@ fn print_part1(rows: &[(&'static str, Measured)], baseline: &HashMap<&str, f64>)
             )
         });
         println!(
-            "  {:8} {:>9.1} {:>8.2} ms {:>9.2} ms {:>12.0} {:>11.2} {:>10.2} {:>11.3} {:>10} {:>10} {:>9}",
+            "  {:8} {:>9.1} {:>8.2} ms {:>9.2} ms {:>12.0} {:>11.2} {:>10.2} {:>11.3} {:>8} {:>10} {:>10} {:>9}",
             name,
             tps(m),
             m.result.p50_ms,
@@ -667,6 +674,7 @@ fn print_part1(rows: &[(&'static str, Measured)], baseline: &HashMap<&str, f64>)
             m.cpu_s / records * 1e6,
             net(name, m) / records * 1e6,
             net(name, m) / m.result.txns.max(1) as f64 * 1e3,
+            m.usage.rss_mib(),
             if m.verified() { "yes" } else { "NO" },
             tx_ratio,
             cpu_ratio
@@ -675,7 +683,8 @@ fn print_part1(rows: &[(&'static str, Measured)], baseline: &HashMap<&str, f64>)
     println!(
         "  (tx/s and records/s: first send to last commit's return; net = CPU minus the client's \
          1-record run; josefk tx× = josefk tx/s ÷ peer's (higher is better for josefk); \
-         josefk CPU× = josefk net CPU per record ÷ peer's (lower is better))"
+         josefk CPU× = josefk net CPU per record ÷ peer's (lower is better); RSS MiB = the \
+         client process's peak resident set)"
     );
 }
 
@@ -684,13 +693,15 @@ fn print_part2(rows: &[(&'static str, Measured, Measured)], baseline: &HashMap<&
         return;
     }
     println!(
-        "\n  {:8} {:>12} {:>14} {:>9} {:>13} {:>13} {:>9} {:>12} {:>12}",
+        "\n  {:8} {:>12} {:>14} {:>9} {:>13} {:>13} {:>9} {:>9} {:>9} {:>12} {:>12}",
         "client",
         "idem rec/s",
         "txn100 rec/s",
         "txn/idem",
         "idem CPU s/M",
         "txn CPU s/M",
+        "idem RSS",
+        "txn RSS",
         "verified",
         "josefk idem×",
         "josefk txn×"
@@ -709,13 +720,15 @@ fn print_part2(rows: &[(&'static str, Measured, Measured)], baseline: &HashMap<&
             _ => ("-".into(), "-".into()),
         };
         println!(
-            "  {:8} {:>12.0} {:>14.0} {:>9.3} {:>13.2} {:>13.2} {:>9} {:>12} {:>12}",
+            "  {:8} {:>12.0} {:>14.0} {:>9.3} {:>13.2} {:>13.2} {:>9} {:>9} {:>9} {:>12} {:>12}",
             name,
             rate(i),
             rate(t),
             rate(t) / rate(i),
             net(name, i),
             net(name, t),
+            i.usage.rss_mib(),
+            t.usage.rss_mib(),
             if i.verified() && t.verified() {
                 "yes"
             } else {
@@ -727,7 +740,7 @@ fn print_part2(rows: &[(&'static str, Measured, Measured)], baseline: &HashMap<&
     }
     println!(
         "  (CPU s/M: net of the 1-record run, per million records; josefk idem×/txn× = josefk \
-         records/s ÷ peer's; java rows are ProducerPerformance)"
+         records/s ÷ peer's; RSS: peak resident set in MiB; java rows are ProducerPerformance)"
     );
 }
 

@@ -385,14 +385,189 @@ pub fn run_worker<R>(
     argv: &[String],
     parse: fn(&str) -> Option<R>,
 ) -> Result<R, String> {
-    let out = Command::new(exe)
-        .args(argv)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(argv).stderr(Stdio::inherit());
+    let out = run_child(&mut cmd, secs(900))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     parse(&stdout).ok_or_else(|| format!("no result line (exit {}); stdout: {stdout}", out.status))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child processes: CPU and peak RSS.
+
+/// What the children run inside one [`children_usage`] call cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// user+sys seconds of the children (and their waited-for descendants), from
+    /// RUSAGE_CHILDREN deltas.
+    pub cpu_s: f64,
+    /// The largest peak RSS (KiB) of any child reaped by [`run_child`] meanwhile; 0 if none.
+    pub peak_rss_kib: u64,
+}
+
+impl Usage {
+    /// Peak RSS in MiB, `-` when nothing was measured (as a table cell).
+    pub fn rss_mib(&self) -> String {
+        if self.peak_rss_kib == 0 {
+            "-".into()
+        } else {
+            format!("{:.1}", self.peak_rss_kib as f64 / 1024.0)
+        }
+    }
+}
+
+thread_local! {
+    /// The largest `ru_maxrss` of the children [`run_child`] reaped on this thread since the
+    /// last [`children_usage`] began.
+    static PEAK_RSS_KIB: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `run` (child processes started with [`run_child`]) and returns its result with the
+/// user+sys CPU of the children waited for meanwhile (RUSAGE_CHILDREN deltas from
+/// `/proc/self/stat`) and the largest peak RSS among them.
+///
+/// Peak RSS is each child's own `ru_maxrss` from `wait4`: the kernel's high-water mark of that
+/// process (and of any descendants it reaped), exact to the page and taken when it is reaped, so
+/// nothing is missed between samples. `getrusage(RUSAGE_CHILDREN).ru_maxrss` would not do: it
+/// is the largest child ever reaped by this process, so a small client after a large one (a JVM)
+/// would be reported as the large one. `/proc/<pid>/status` VmHWM is per process but can only
+/// be sampled while the child lives, so its last growth before exit could be missed.
+pub fn children_usage<R>(ticks: f64, run: impl FnOnce() -> R) -> (R, Usage) {
+    PEAK_RSS_KIB.with(|p| p.set(0));
+    let (result, cpu_s) = children_cpu(ticks, run);
+    let peak_rss_kib = PEAK_RSS_KIB.with(|p| p.get());
+    (
+        result,
+        Usage {
+            cpu_s,
+            peak_rss_kib,
+        },
+    )
+}
+
+/// Runs `cmd` to its exit with stdin from /dev/null and stdout piped (stderr as `cmd` says;
+/// piped streams are drained concurrently, so a chatty child never blocks) and returns its
+/// output. The child is reaped with `wait4`, whose `ru_maxrss` goes to [`children_usage`]. Past
+/// `timeout` the child is killed and this is an error.
+pub fn run_child(cmd: &mut Command, timeout: Duration) -> Result<std::process::Output, String> {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        pipe.map(|mut r| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = r.read_to_end(&mut buf);
+                buf
+            })
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let pid = child.id() as libc::pid_t;
+    let deadline = Instant::now() + timeout;
+    let mut killed = false;
+    let (status, rusage) = loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: a zeroed rusage is a valid value of this plain C struct.
+        let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `pid` is our child, not yet reaped (only this loop reaps it); both pointers
+        // are to live locals of the right types.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut rusage) };
+        if r == pid {
+            break (status, rusage);
+        }
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(format!("wait4: {e}"));
+            }
+        } else if !killed && Instant::now() > deadline {
+            // Not reaped yet, so the pid is still this child's.
+            let _ = child.kill();
+            killed = true;
+        }
+        // Polling costs the parent a little CPU, which no measurement counts (its own CPU is
+        // not a child's); the workers time themselves, so the 5 ms granularity is not in them.
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // Linux reports ru_maxrss in KiB.
+    let rss = rusage.ru_maxrss.max(0) as u64;
+    PEAK_RSS_KIB.with(|p| p.set(p.get().max(rss)));
+    let join = |h: Option<std::thread::JoinHandle<Vec<u8>>>| {
+        h.and_then(|h| h.join().ok()).unwrap_or_default()
+    };
+    let out = std::process::Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: join(stdout),
+        stderr: join(stderr),
+    };
+    if killed {
+        return Err(format!(
+            "{:?} killed after {timeout:?}; stderr tail:\n{}",
+            cmd.get_program(),
+            tail(&out.stderr, 20)
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs a Java tool (`main_class` on the tools classpath, with the heap the kafka-*.sh scripts
+/// give perf tools) as a direct child of this process, so [`run_child`] can reap the JVM itself
+/// and read its peak RSS (the harness runs tools under a shell wrapper it reaps itself).
+/// Logging is WARN and above to stderr, so stdout carries only the tool's output.
+pub fn run_java_tool(
+    dist: &KafkaDist,
+    main_class: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<std::process::Output, String> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let log4j2 = dir.join("bench-log4j2-tools.properties");
+    let reload4j = dir.join("bench-log4j-tools.properties");
+    std::fs::write(
+        &log4j2,
+        "status = error\nappender.err.type = Console\nappender.err.name = STDERR\n\
+         appender.err.target = SYSTEM_ERR\nappender.err.layout.type = PatternLayout\n\
+         appender.err.layout.pattern = [%d] %p %m (%c)%n\nrootLogger.level = warn\n\
+         rootLogger.appenderRef.err.ref = STDERR\n",
+    )
+    .and_then(|()| {
+        std::fs::write(
+            &reload4j,
+            "log4j.rootLogger=WARN, stderr\nlog4j.appender.stderr=org.apache.log4j.ConsoleAppender\n\
+             log4j.appender.stderr.Target=System.err\n\
+             log4j.appender.stderr.layout=org.apache.log4j.PatternLayout\n\
+             log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n\n",
+        )
+    })
+    .map_err(|e| format!("writing log config in {}: {e}", dir.display()))?;
+    let mut cmd = Command::new(dist.java());
+    cmd.arg("-Xmx512m")
+        .arg("-Djava.awt.headless=true")
+        .arg(format!("-Dlog4j2.configurationFile={}", log4j2.display()))
+        .arg(format!("-Dlog4j.configuration=file:{}", reload4j.display()))
+        .arg("-cp")
+        .arg(dist.tools_classpath())
+        .arg(main_class)
+        .args(args)
+        .stderr(Stdio::piped());
+    run_child(&mut cmd, timeout)
 }
 
 /// Runs `run` (a child process) and returns its result with the user+sys CPU of the children
@@ -460,6 +635,8 @@ pub struct ProducerPerf<'a> {
     pub buffer_memory: usize,
     /// `compression.type`, if set.
     pub compression: Option<&'a str>,
+    /// `--throughput`: records/s the tool paces itself to; `None` is as fast as it can.
+    pub throughput: Option<u64>,
     /// More flags, before `--bootstrap-server`.
     pub extra: Vec<&'a str>,
     /// Whether the tool knows `--bootstrap-server`.
@@ -477,6 +654,7 @@ impl ProducerPerf<'_> {
     ) -> Result<R, String> {
         let records = self.records.to_string();
         let size = self.size.to_string();
+        let throughput = self.throughput.map_or("-1".to_string(), |t| t.to_string());
         let mut props = vec![
             "acks=all".to_string(),
             "enable.idempotence=true".to_string(),
@@ -496,7 +674,7 @@ impl ProducerPerf<'_> {
             "--record-size",
             &size,
             "--throughput",
-            "-1",
+            &throughput,
         ];
         argv.extend(&self.extra);
         if self.bootstrap_flag {
@@ -505,8 +683,7 @@ impl ProducerPerf<'_> {
         argv.push("--producer-props");
         // With --bootstrap-server the property is redundant but harmless; without it, required.
         argv.extend(props.iter().map(String::as_str));
-        let out = josefk_harness::run_java_tool(dist, PRODUCER_PERF_CLASS, &argv, secs(900))
-            .map_err(|e| e.to_string())?;
+        let out = run_java_tool(dist, PRODUCER_PERF_CLASS, &argv, secs(900))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         stdout
             .lines()

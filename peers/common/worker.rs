@@ -9,6 +9,11 @@
 //! --linger-ms L --batch-size BS --buffer-memory M` and prints, last, one line
 //! `PRODUCE_COMPARE_RESULT acked=.. failed=.. bytes=.. elapsed_s=.. p50_ms=.. p99_ms=.. cpu_s=..`
 //! (see [`WorkerResult`]). Only broker-acknowledged records count as `acked`.
+//!
+//! Fixed-rate mode: with `--rate R` (records/s; absent or 0: as fast as possible) record `i` is
+//! sent no earlier than `i / R` s after the first ([`due`]), and the result line ends with
+//! ` p999_ms=..` (see [`p999_ms`]). Workers without the mode ignore the flag, so the bench only
+//! asks the clients that have it.
 
 // Each includer uses a different subset of this file.
 #![allow(dead_code)]
@@ -34,12 +39,14 @@ pub struct WorkerArgs {
     pub linger_ms: u64,
     pub batch_size: usize,
     pub buffer_memory: usize,
+    /// Records per second in fixed-rate mode; 0 sends as fast as possible.
+    pub rate: u64,
 }
 
 impl WorkerArgs {
     /// The arguments as a worker command line (without the binary or mode flag).
     pub fn to_args(&self) -> Vec<String> {
-        to_flags([
+        let mut args = to_flags([
             ("--bootstrap", self.bootstrap.clone()),
             ("--topic", self.topic.clone()),
             ("--records", self.records.to_string()),
@@ -48,10 +55,14 @@ impl WorkerArgs {
             ("--linger-ms", self.linger_ms.to_string()),
             ("--batch-size", self.batch_size.to_string()),
             ("--buffer-memory", self.buffer_memory.to_string()),
-        ])
+        ]);
+        if self.rate > 0 {
+            args.extend(["--rate".to_string(), self.rate.to_string()]);
+        }
+        args
     }
 
-    /// Parses what [`WorkerArgs::to_args`] wrote; every flag is required.
+    /// Parses what [`WorkerArgs::to_args`] wrote; every flag but `--rate` is required.
     pub fn parse(args: &[String]) -> Result<WorkerArgs, String> {
         let f = Flags(args);
         Ok(WorkerArgs {
@@ -63,6 +74,11 @@ impl WorkerArgs {
             linger_ms: f.num("--linger-ms")?,
             batch_size: f.num("--batch-size")? as usize,
             buffer_memory: f.num("--buffer-memory")? as usize,
+            rate: if args.iter().any(|a| a == "--rate") {
+                f.num("--rate")?
+            } else {
+                0
+            },
         })
     }
 }
@@ -186,6 +202,33 @@ impl Latencies {
         };
         (at(0.5), at(0.99))
     }
+
+    /// The `p` quantile in milliseconds, taken as [`Latencies::p50_p99_ms`] does.
+    pub fn percentile_ms(&mut self, p: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        self.0.sort_unstable();
+        let i = ((p * self.0.len() as f64) as usize).min(self.0.len() - 1);
+        self.0[i] as f64 / 1000.0
+    }
+}
+
+/// When record `i` of a fixed-rate run at `rate` records/s is due, as an offset from the
+/// first send. The schedule is open-loop: a client that falls behind sends the overdue records
+/// at once rather than shifting the rest, so a stall shows in its latencies.
+pub fn due(i: u64, rate: u64) -> Duration {
+    Duration::from_secs_f64(i as f64 / rate.max(1) as f64)
+}
+
+/// The ` p999_ms=..` field a fixed-rate worker appends to its result line.
+pub fn p999_field(p999_ms: f64) -> String {
+    format!(" p999_ms={p999_ms:.3}")
+}
+
+/// The 99.9th percentile ack latency from a fixed-rate worker's result line, if it has one.
+pub fn p999_ms(stdout: &str) -> Option<f64> {
+    ResultLine::find(stdout, RESULT_PREFIX)?.field("p999_ms")
 }
 
 /// Clock ticks per second of `/proc/*/stat` times (USER_HZ). 100 on every Linux this runs on;

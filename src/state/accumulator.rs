@@ -300,7 +300,7 @@ impl<T> Accumulator<T> {
     /// Appends `record` of encoded size `size` to `tp`'s last batch, or to a new batch when it does
     /// not fit (Java `tryAppend` / `appendNewBatch`). A new batch reserves
     /// `max(batch.size, its first record)` bytes of `buffer.memory`, as Java's `BufferPool` does.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "unstable-internals"))] // and benches/micro.rs
     pub fn append(
         &mut self,
         tp: &TopicPartition,

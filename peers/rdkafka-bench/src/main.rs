@@ -4,7 +4,9 @@
 //!
 //! It uses `ThreadedProducer` with a delivery callback: librdkafka's fastest path, the one
 //! `rdkafka_performance` uses, where each delivery report costs one callback and no future.
-//! Latency is send call → delivery report, as in Java's tool.
+//! Latency is send call → delivery report, as in Java's tool. With `--rate R` (fixed-rate mode,
+//! see `worker::due`) record `i` is sent no earlier than `i / R` s after the first and the result
+//! line ends with ` p999_ms=..`.
 //!
 //! Run through the bench (`cargo bench --bench produce_compare`), which builds this with
 //! `cargo build --release --manifest-path peers/rdkafka-bench/Cargo.toml`, or by hand:
@@ -97,7 +99,15 @@ fn main() {
 
     let start_ns = producer.context().start.elapsed().as_nanos() as u64;
     let mut not_queued = 0u64;
+    let pace_from = Instant::now();
     for i in 0..args.records {
+        if args.rate > 0 {
+            let due = pace_from + worker::due(i, args.rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
         let payload = &payloads[i as usize % payloads.len()];
         let sent_ns = producer.context().start.elapsed().as_nanos() as usize;
         let mut record = BaseRecord::<(), [u8], usize>::with_opaque_to(&args.topic, sent_ns)
@@ -129,7 +139,11 @@ fn main() {
         .last_ack_ns
         .load(Ordering::Relaxed)
         .saturating_sub(start_ns);
-    let (p50_ms, p99_ms) = ctx.latencies.lock().unwrap().p50_p99_ms();
+    let (p50_ms, p99_ms, p999_ms) = {
+        let mut latencies = ctx.latencies.lock().unwrap();
+        let (p50, p99) = latencies.p50_p99_ms();
+        (p50, p99, latencies.percentile_ms(0.999))
+    };
     let result = WorkerResult {
         acked: ctx.acked.load(Ordering::Relaxed),
         failed: ctx.failed.load(Ordering::Relaxed) + not_queued,
@@ -141,5 +155,10 @@ fn main() {
     };
     drop(producer);
     let cpu_s = worker::cpu_seconds(ticks).0;
-    println!("{}", WorkerResult { cpu_s, ..result }.line());
+    let line = WorkerResult { cpu_s, ..result }.line();
+    if args.rate > 0 {
+        println!("{line}{}", worker::p999_field(p999_ms));
+    } else {
+        println!("{line}");
+    }
 }

@@ -96,7 +96,7 @@ pub struct BatchInfo {
 
 /// What [`BatchBuilder::finish`] hands back.
 #[derive(Debug)]
-#[cfg(test)]
+#[cfg(any(test, feature = "unstable-internals"))]
 pub struct FinishedBatch {
     /// The caller's buffer with the batch appended at `info.start..info.start + info.len`.
     pub buf: BytesMut,
@@ -235,7 +235,7 @@ impl BatchBuilder {
     /// A builder with no records writes nothing (Kafka has no empty data batches) and returns a
     /// zero-length [`BatchInfo`]. The only errors (a batch over 2 GiB, a codec failure) drop the
     /// buffers; [`encode_batch`] keeps the caller's buffer instead.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "unstable-internals"))] // and benches/micro.rs
     pub fn finish(mut self) -> Result<FinishedBatch, RecordsError> {
         let info = self.complete()?;
         Ok(FinishedBatch {

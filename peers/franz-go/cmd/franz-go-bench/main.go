@@ -5,7 +5,8 @@
 // Each record is handed to Client.Produce with a promise (franz-go's asynchronous path; Produce
 // blocks while MaxBufferedBytes are buffered, as Java's send blocks on buffer.memory). Only
 // records whose promise reports success count as acknowledged; latency is the Produce call to
-// the promise.
+// the promise. With --rate R, record i is sent no earlier than i/R s after the first (fixed-rate
+// mode) and the result line ends with ` p999_ms=..`.
 //
 // Run through the bench, which builds it with `go build` into its target dir, or by hand:
 // `go run ./cmd/franz-go-bench --bootstrap 127.0.0.1:9092 --topic t --records 100000 --size 100
@@ -31,6 +32,8 @@ type args struct {
 	topic   string
 	records uint64
 	size    uint64
+	// rate is records/s in fixed-rate mode (--rate, optional); 0 sends as fast as possible.
+	rate uint64
 }
 
 func parse(argv []string) (args, error) {
@@ -56,6 +59,11 @@ func parse(argv []string) (args, error) {
 	num("--batch-size", &a.BatchSize)
 	num("--buffer-memory", &a.BufferMemory)
 	a.ClientID = "produce-compare-franz-go"
+	for _, x := range argv {
+		if x == "--rate" {
+			num("--rate", &a.rate)
+		}
+	}
 	return a, err
 }
 
@@ -112,6 +120,11 @@ func main() {
 
 	start := time.Now()
 	for i := uint64(0); i < a.records; i++ {
+		if a.rate > 0 {
+			if wait := time.Until(start.Add(worker.Due(i, a.rate))); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
 		r := &kgo.Record{Topic: a.topic, Value: payloads[i%uint64(len(payloads))]}
 		sent := time.Now()
 		cl.Produce(ctx, r, func(r *kgo.Record, err error) { d.done(sent, r, err) })
@@ -125,8 +138,13 @@ func main() {
 		res.ElapsedS = d.lastAck.Sub(start).Seconds()
 	}
 	res.P50Ms, res.P99Ms = d.latencies.P50P99Ms()
+	p999 := d.latencies.PercentileMs(0.999)
 	d.mu.Unlock()
 	cl.Close()
 	res.CPUS = worker.OwnCPUSeconds()
-	fmt.Println(res.Line())
+	if a.rate > 0 {
+		fmt.Println(res.Line() + worker.P999Field(p999))
+	} else {
+		fmt.Println(res.Line())
+	}
 }

@@ -113,6 +113,33 @@ func (l Latencies) P50P99Ms() (float64, float64) {
 	return at(0.5), at(0.99)
 }
 
+// PercentileMs returns the p quantile in milliseconds, taken as P50P99Ms does; NaN when empty.
+func (l Latencies) PercentileMs(p float64) float64 {
+	if len(l) == 0 {
+		return math.NaN()
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+	i := int(p * float64(len(l)))
+	if i > len(l)-1 {
+		i = len(l) - 1
+	}
+	return float64(l[i]) / 1000.0
+}
+
+// Due is when record i of a fixed-rate run at rate records/s is due, after the first send
+// (worker.rs due): an open-loop schedule.
+func Due(i, rate uint64) time.Duration {
+	if rate == 0 {
+		rate = 1
+	}
+	return time.Duration(float64(i) / float64(rate) * float64(time.Second))
+}
+
+// P999Field is the ` p999_ms=..` field a fixed-rate worker appends to its result line.
+func P999Field(ms float64) string {
+	return " p999_ms=" + fixed(ms, 3)
+}
+
 // OwnCPUSeconds is this process's user+sys CPU since it started, every thread and the garbage
 // collector included.
 func OwnCPUSeconds() float64 {

@@ -87,3 +87,27 @@ func TestFlags(t *testing.T) {
 		t.Error("flag without value accepted")
 	}
 }
+
+func TestFixedRateHelpers(t *testing.T) {
+	// 1,000 samples 1..1000 ms: p99.9 is sorted[999] (Java's (int)(p*n)), i.e. 1000 ms.
+	var l Latencies
+	for ms := 1000; ms >= 1; ms-- {
+		l.Record(time.Duration(ms) * time.Millisecond)
+	}
+	if got := l.PercentileMs(0.999); got != 1000 {
+		t.Errorf("p99.9 %v, want 1000", got)
+	}
+	if got := l.PercentileMs(0.5); got != 501 {
+		t.Errorf("p50 %v, want 501", got)
+	}
+	if got := (Latencies{}).PercentileMs(0.999); !math.IsNaN(got) {
+		t.Errorf("empty: %v, want NaN", got)
+	}
+	// Record 25,000 at 10,000/s is due 2.5 s after the first (worker.rs due).
+	if got := Due(25_000, 10_000); got != 2500*time.Millisecond {
+		t.Errorf("due %v, want 2.5s", got)
+	}
+	if got := P999Field(1.5); got != " p999_ms=1.500" {
+		t.Errorf("field %q", got)
+	}
+}

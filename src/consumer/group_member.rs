@@ -601,6 +601,45 @@ impl Consumer {
         self.drop_partitions(&held);
     }
 
+    /// Revokes every assigned partition not in `keep` (committed first under auto-commit, then
+    /// the listener's `on_partitions_revoked`, then dropped); returns them. Shared by classic
+    /// joins and KIP-848 reconciliation, so both revoke the same way.
+    pub(super) async fn revoke_all_but(
+        &mut self,
+        keep: &BTreeSet<TopicPartition>,
+    ) -> Vec<TopicPartition> {
+        let revoked: Vec<TopicPartition> = self
+            .assignment
+            .keys()
+            .filter(|tp| !keep.contains(*tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            self.commit_before_revoke(&revoked).await;
+            self.listener.with(|l| l.on_partitions_revoked(&revoked));
+            self.drop_partitions(&revoked);
+        }
+        revoked
+    }
+
+    /// Assigns the partitions of `wanted` not yet assigned (positions to come from the committed
+    /// offsets); returns them.
+    pub(super) fn add_partitions(
+        &mut self,
+        wanted: BTreeSet<TopicPartition>,
+    ) -> Vec<TopicPartition> {
+        let added: Vec<TopicPartition> = wanted
+            .into_iter()
+            .filter(|tp| !self.assignment.contains_key(tp))
+            .collect();
+        for tp in &added {
+            self.assignment
+                .insert(tp.clone(), PartitionState::default());
+            self.awaiting_committed.insert(tp.clone());
+        }
+        added
+    }
+
     pub(super) async fn commit_before_revoke(&mut self, partitions: &[TopicPartition]) {
         if self.config.commit_mode == CommitMode::AutoAfterPoll {
             if let Err(e) = self.commit_changed_positions(Some(partitions)).await {
@@ -625,31 +664,15 @@ impl Consumer {
     /// offsets), and tells the listener.
     async fn apply_assignment(&mut self, outcome: JoinOutcome) {
         let new: BTreeSet<TopicPartition> = outcome.assignment.into_iter().collect();
-        let revoked: Vec<TopicPartition> = self
-            .assignment
-            .keys()
-            .filter(|tp| !new.contains(*tp))
-            .cloned()
-            .collect();
+        let revoked = self.revoke_all_but(&new).await;
         if !revoked.is_empty() {
-            self.commit_before_revoke(&revoked).await;
-            self.listener.with(|l| l.on_partitions_revoked(&revoked));
-            self.drop_partitions(&revoked);
             if let Some(group) = &self.group {
                 group
                     .member()
                     .request_rejoin("partitions revoked in a cooperative rebalance");
             }
         }
-        let added: Vec<TopicPartition> = new
-            .into_iter()
-            .filter(|tp| !self.assignment.contains_key(tp))
-            .collect();
-        for tp in &added {
-            self.assignment
-                .insert(tp.clone(), PartitionState::default());
-            self.awaiting_committed.insert(tp.clone());
-        }
+        let added = self.add_partitions(new);
         debug!(
             generation = outcome.generation,
             member = %outcome.member_id,

@@ -22,7 +22,7 @@ use tracing::debug;
 
 use super::heartbeat::ConsumerGroup;
 use super::offsets::MemberHandle;
-use super::{Consumer, PartitionState};
+use super::Consumer;
 use crate::cluster::TopicsQuery;
 use crate::error::Result;
 use crate::record::TopicPartition;
@@ -75,26 +75,8 @@ impl Consumer {
         // A reconciliation is this protocol's rebalance (Java's rebalance metrics count them).
         let started = tokio::time::Instant::now();
         let (owned_ids, wanted) = self.resolve(&target).await;
-        let revoked: Vec<TopicPartition> = self
-            .assignment
-            .keys()
-            .filter(|tp| !wanted.contains(*tp))
-            .cloned()
-            .collect();
-        if !revoked.is_empty() {
-            self.commit_before_revoke(&revoked).await;
-            self.listener.with(|l| l.on_partitions_revoked(&revoked));
-            self.drop_partitions(&revoked);
-        }
-        let added: Vec<TopicPartition> = wanted
-            .into_iter()
-            .filter(|tp| !self.assignment.contains_key(tp))
-            .collect();
-        for tp in &added {
-            self.assignment
-                .insert(tp.clone(), PartitionState::default());
-            self.awaiting_committed.insert(tp.clone());
-        }
+        let revoked = self.revoke_all_but(&wanted).await;
+        let added = self.add_partitions(wanted);
         debug!(
             epoch,
             added = added.len(),

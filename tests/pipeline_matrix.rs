@@ -8,8 +8,10 @@
 //! Cells: bounce hard (SIGKILL) or clean (SIGTERM-like: controlled shutdown for brokers, a
 //! graceful stop for copiers) × target brokers or copiers × transaction protocol v2 or v1
 //! (`transaction.version=0`). Each test is one cell; the whole matrix is
-//! `cargo run -p josefk-harness -- test --test pipeline_matrix` (cells run one at a time: each
-//! starts its own cluster). `JOSEFK_MATRIX_RECORDS` sets the input size (default 20,000; Kafka's
+//! `cargo run -p josefk-harness -- test --test pipeline_matrix -- --include-ignored` (cells run
+//! one at a time: each starts its own cluster). The default test run (CI) keeps two cells, a
+//! SIGKILLed broker under v2 and a SIGKILLed copier under v1, to stay within CI's time budget; the
+//! other six are ignored for that reason only. `JOSEFK_MATRIX_RECORDS` sets the input size (default 20,000; Kafka's
 //! test uses 100,000). Each cell prints one table row: wall time, transactions committed and
 //! aborted (by the copiers that stopped gracefully: a killed one cannot report), bounces landed.
 //!
@@ -184,11 +186,13 @@ fn stop_gracefully(copier: &mut Child, tag: &str) -> String {
 // Columns: bounce, target, protocol.
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "full matrix only (about 6 min more on 3-node clusters): run with -- --include-ignored"]
 async fn matrix_hard_copiers_v2() {
     cell(Bounce::Hard, Target::Copiers, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "full matrix only (about 6 min more on 3-node clusters): run with -- --include-ignored"]
 async fn matrix_clean_copiers_v2() {
     cell(Bounce::Clean, Target::Copiers, true).await;
 }
@@ -199,6 +203,7 @@ async fn matrix_hard_brokers_v2() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "full matrix only (about 6 min more on 3-node clusters): run with -- --include-ignored"]
 async fn matrix_clean_brokers_v2() {
     cell(Bounce::Clean, Target::Brokers, true).await;
 }
@@ -209,16 +214,19 @@ async fn matrix_hard_copiers_v1() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "full matrix only (about 6 min more on 3-node clusters): run with -- --include-ignored"]
 async fn matrix_clean_copiers_v1() {
     cell(Bounce::Clean, Target::Copiers, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "full matrix only (about 6 min more on 3-node clusters): run with -- --include-ignored"]
 async fn matrix_hard_brokers_v1() {
     cell(Bounce::Hard, Target::Brokers, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "full matrix only (about 6 min more on 3-node clusters): run with -- --include-ignored"]
 async fn matrix_clean_brokers_v1() {
     cell(Bounce::Clean, Target::Brokers, false).await;
 }

@@ -440,13 +440,18 @@ async fn transaction_timeout(bootstrap: &str, tag: &str, v2: bool) {
             .expect_err("commit after the timeout");
         eprintln!("[{tag}] commit after timeout (noticed at send: {notice_at_send}): {e}");
         assert_eq!(e.class(), ErrorClass::Abortable, "{e}");
-        // The error says what will work next: v1 cannot begin again on this producer.
+        // A coordinator's answer says what will work next (v1 cannot begin again on this
+        // producer). Under v2 a timeout noticed at send surfaces as the leader's
+        // INVALID_PRODUCER_EPOCH, which carries no such hint (the producer does not tell it from
+        // other epoch refusals there), so only the commit-noticed round is checked for v2.
         let promise = if v2 {
-            "begin a new one"
+            (!notice_at_send).then_some("begin a new one")
         } else {
-            "new producer with the same transactional.id"
+            Some("new producer with the same transactional.id")
         };
-        assert!(e.to_string().contains(promise), "{e}");
+        if let Some(promise) = promise {
+            assert!(e.to_string().contains(promise), "{e}");
+        }
         if v2 {
             producer.abort_transaction().await.expect("abort");
         } else {

@@ -60,8 +60,14 @@ pub(super) async fn sink(
                 None => return,
             },
         };
-        // Identifies the request to the transaction's marker pacing.
-        let token = batches.first().map(|b| b.id().0);
+        // Identifies the request to the transaction's marker pacing (transactional producers
+        // only: the others never take the lock for it).
+        let token = shared
+            .config
+            .transactional_id
+            .is_some()
+            .then(|| batches.first().map(|b| b.id().0))
+            .flatten();
         let (batches, request) = prepare(&shared, batches);
         // No connection wait outlasts the earliest delivery deadline of the request.
         let connect_by = batches

@@ -30,9 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use josefk::admin::{Admin, NewTopic};
+use josefk::consumer::Assignor;
 use josefk::consumer::{AutoOffsetReset, CommitMode, Consumer, ConsumerConfig, GroupProtocol};
 use josefk::producer::{Producer, ProducerConfig};
-use josefk::state::assignor::Assignor;
 use josefk::{ClientConfig, ProducerRecord};
 
 const PARTITIONS: i32 = 12;

@@ -19,13 +19,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
-use josefk::kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use josefk::kafka_protocol::messages::DescribeConfigsRequest;
-use josefk::kafka_protocol::protocol::StrBytes;
-use josefk::net::Lane;
 use josefk::ErrorCode;
 use josefk::{Error, IsolationLevel, TopicPartition};
 use josefk_harness::KafkaDist;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::DescribeConfigsRequest;
+use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 
 use common::*;
@@ -43,11 +42,8 @@ async fn admin() -> Admin {
 /// The `(value, source)` of each named config of `topic`, by a raw DescribeConfigs request.
 async fn describe_configs(admin: &Admin, topic: &str, keys: &[&str]) -> Vec<(String, String, i8)> {
     const TOPIC_RESOURCE: i8 = 2;
-    let conn = admin
-        .cluster()
-        .any_connection(Lane::Control)
-        .await
-        .expect("a connection");
+    let _ = admin;
+    let conn = common::RawCluster::new(&bootstrap()).any().await;
     let response = conn
         .send(&DescribeConfigsRequest::default().with_resources(vec![
                 DescribeConfigsResource::default()
@@ -220,11 +216,7 @@ async fn topic_lifecycle_with_partitions_leaders_and_configs() {
     );
     // ...and the broker enforces them: a record over max.message.bytes is refused.
     let leader = t.partitions[0].leader.unwrap();
-    let conn = admin
-        .cluster()
-        .connection(leader, Lane::Produce)
-        .await
-        .unwrap();
+    let conn = common::RawCluster::new(&bootstrap()).node(leader).await;
     produce(&conn, &topic, 0, &records("small", 1, now_ms())).await;
     let mut big = records("big", 1, now_ms());
     big[0].value = Some(vec![b'x'; 300_000].into());
@@ -343,12 +335,9 @@ async fn list_offsets_on_empty_and_written_topic() {
     // Five records on partition 2, an hour in the past, one ms apart.
     let tp2 = TopicPartition::new(&topic, 2);
     let t0 = now_ms() - 3_600_000;
-    let leader = admin.cluster().metadata().leader(&tp2).unwrap();
-    let conn = admin
-        .cluster()
-        .connection(leader, Lane::Produce)
-        .await
-        .unwrap();
+    let conn = common::RawCluster::new(&bootstrap())
+        .leader_connection(&tp2.topic, tp2.partition)
+        .await;
     assert_eq!(produce(&conn, &topic, 2, &records("raw", 5, t0)).await, 0);
     let found = admin
         .list_offsets(&all(OffsetSpec::Latest), IsolationLevel::ReadUncommitted)

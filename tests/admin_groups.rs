@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use josefk::admin::Admin;
+use josefk::consumer::Assignor;
 use josefk::consumer::Consumer;
-use josefk::state::assignor::Assignor;
 use josefk::ErrorCode;
 use josefk::{Error, TopicPartition};
 use tokio::time::Instant;

@@ -20,19 +20,15 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bytes::Bytes;
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
-use josefk::cluster::{CoordinatorKind, TopicsQuery};
 use josefk::consumer::{AutoOffsetReset, CommitMode, Consumer, ConsumerConfig};
-use josefk::kafka_protocol::messages::DescribeClusterRequest;
-use josefk::kafka_protocol::records::RecordBatchDecoder;
-use josefk::net::Lane;
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::{IsolationLevel, ProducerRecord, TopicPartition};
 use josefk_harness::ClusterSpec;
 use tokio::time::Instant;
 
 use common::*;
+use kafka_protocol::messages::DescribeClusterRequest;
 
 /// Polls `f` every 200 ms until it returns `Ok`, or panics after `within` with the last reason.
 async fn wait_until<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
@@ -81,7 +77,7 @@ async fn three_nodes_replicate_and_fail_over_to_a_new_leader() {
         assert_eq!(b.address(), kafka.broker_address(b.node_id).await);
     }
     assert!(ids.contains(&cluster.controller_id.expect("a controller id")));
-    let conn = admin.cluster().any_connection(Lane::Control).await.unwrap();
+    let conn = RawCluster::new(&kafka.bootstrap_servers()).any().await;
     let raw = conn
         .send(&DescribeClusterRequest::default())
         .await
@@ -137,11 +133,9 @@ async fn three_nodes_replicate_and_fail_over_to_a_new_leader() {
     let tp0 = TopicPartition::new(&topic, 0);
     let before = described.partitions[0].clone();
     let old_leader = before.leader.unwrap();
-    let conn = admin
-        .cluster()
-        .connection(old_leader, Lane::Produce)
-        .await
-        .unwrap();
+    let conn = RawCluster::new(&kafka.bootstrap_servers())
+        .node(old_leader)
+        .await;
     assert_eq!(
         produce(&conn, &topic, 0, &records("before", 10, now_ms())).await,
         0
@@ -156,14 +150,14 @@ async fn three_nodes_replicate_and_fail_over_to_a_new_leader() {
             let admin = admin.clone();
             let topic = topic.clone();
             async move {
-                let snapshot = admin
-                    .cluster()
-                    .refresh_metadata(TopicsQuery::Some(&[&topic]))
+                let p = admin
+                    .describe_topics(&[&topic])
                     .await
-                    .map_err(|e| e.to_string())?;
-                let p = snapshot
-                    .partition(&TopicPartition::new(&topic, 0))
-                    .cloned()
+                    .map_err(|e| e.to_string())?
+                    .remove(0)
+                    .partitions
+                    .into_iter()
+                    .find(|p| p.partition == 0)
                     .ok_or("partition 0 missing")?;
                 match p.leader {
                     Some(l) if l != old_leader => Ok(p),
@@ -192,11 +186,9 @@ async fn three_nodes_replicate_and_fail_over_to_a_new_leader() {
     assert_eq!(after.replicas.len(), 3, "replica assignment is unchanged");
 
     // Requests succeed against the new leader, and nothing acknowledged was lost.
-    let conn = admin
-        .cluster()
-        .connection(new_leader, Lane::Produce)
-        .await
-        .expect("connect to the new leader");
+    let conn = RawCluster::new(&kafka.bootstrap_servers())
+        .node(new_leader)
+        .await;
     assert_eq!(
         produce(&conn, &topic, 0, &records("after", 5, now_ms())).await,
         10,
@@ -210,20 +202,16 @@ async fn three_nodes_replicate_and_fail_over_to_a_new_leader() {
         .await
         .expect("list offsets after failover");
     assert_eq!(latest[&tp0].offset, 15);
-    let fetch = admin
-        .cluster()
-        .connection(new_leader, Lane::Fetch)
-        .await
-        .unwrap()
+    let fetch = conn
         .send(&fetch_request(&topic, 0, 0, 500))
         .await
         .expect("fetch from the new leader");
     assert_eq!(fetch_partition_error(&fetch), 0);
-    let mut raw: Bytes = fetch.responses[0].partitions[0].records.clone().unwrap();
-    let values: Vec<String> = RecordBatchDecoder::decode_all(&mut raw)
+    let raw = fetch.responses[0].partitions[0].records.clone().unwrap();
+    let values: Vec<String> = raw::batches(raw)
         .unwrap()
         .into_iter()
-        .flat_map(|s| s.records)
+        .flat_map(|b| b.records)
         .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
         .collect();
     let expected: Vec<String> = (0..10)
@@ -326,11 +314,11 @@ async fn group_survives_losing_its_coordinator(kafka: &PrivateCluster, admin: &A
     let mut seen = poll_values(&mut consumer, 300, Duration::from_secs(60)).await;
     consumer.commit().await.expect("commit before the failure");
 
-    let (coordinator, _) = admin
-        .cluster()
-        .coordinator(CoordinatorKind::Group, &group)
+    let coordinator = admin
+        .describe_groups(&[&group])
         .await
-        .expect("group coordinator");
+        .expect("group coordinator")[0]
+        .coordinator;
     eprintln!("killing group coordinator {coordinator}");
     kafka.kill_node(coordinator).await;
     produce_values(&bootstrap, &topic, "after", 300).await;
@@ -356,11 +344,11 @@ async fn group_survives_losing_its_coordinator(kafka: &PrivateCluster, admin: &A
             }
         }
     }
-    let (new_coordinator, _) = admin
-        .cluster()
-        .coordinator(CoordinatorKind::Group, &group)
+    let new_coordinator = admin
+        .describe_groups(&[&group])
         .await
-        .expect("new group coordinator");
+        .expect("new group coordinator")[0]
+        .coordinator;
     assert_ne!(new_coordinator, coordinator);
     let partitions: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new(&topic, p)).collect();
     let specs: Vec<_> = partitions

@@ -421,7 +421,7 @@ async fn read_committed_delivers_only_committed_records_as_java_does() {
     };
 
     // The independent view of the log: every data record and the producer that wrote it.
-    let log = common::read_log(&admin, &topic, 1).await;
+    let log = common::read_log(&bootstrap, &topic, 1).await;
     let batches = &log[&0];
     let mut pids: Vec<i64> = Vec::new();
     for b in batches.iter().filter(|b| !b.control) {

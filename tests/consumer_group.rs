@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::members::*;
+use josefk::consumer::Assignor;
 use josefk::consumer::{Consumer, RebalanceListener};
-use josefk::state::assignor::Assignor;
 use josefk::TopicPartition;
 use tokio::time::Instant;
 

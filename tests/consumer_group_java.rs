@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::members::*;
-use josefk::state::assignor::Assignor;
+use josefk::consumer::Assignor;
 use tokio::time::Instant;
 
 /// Partition numbers in one VerifiableConsumer JSON event line.

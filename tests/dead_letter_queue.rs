@@ -15,11 +15,12 @@
 
 mod common;
 
+use common::raw::RawRecord as Record;
+
 use std::collections::BTreeMap;
 
 use josefk::admin::{Admin, OffsetSpec};
 use josefk::consumer::{Consumer, ConsumerConfig};
-use josefk::protocol::records::Record;
 use josefk::{IsolationLevel, TopicPartition};
 
 /// The example's retry bound (`MAX_RETRIES` there; its summary line repeats it and is checked).
@@ -42,8 +43,8 @@ fn header(record: &Record, key: &str) -> Option<String> {
 }
 
 /// Every record of `topic`, with its partition, in log order per partition.
-async fn records(admin: &Admin, topic: &str) -> Vec<(i32, Record)> {
-    common::read_log(admin, topic, PARTITIONS)
+async fn records(bootstrap: &str, topic: &str) -> Vec<(i32, Record)> {
+    common::read_log(bootstrap, topic, PARTITIONS)
         .await
         .into_iter()
         .flat_map(|(p, batches)| {
@@ -115,7 +116,7 @@ async fn poison_records_reach_the_dlq_once_after_the_retries_and_healthy_ones_th
     let group = named("group ");
 
     let admin = Admin::connect(common::config(&bootstrap)).await.unwrap();
-    let input: BTreeMap<(i32, i64), Record> = records(&admin, &input_topic)
+    let input: BTreeMap<(i32, i64), Record> = records(&bootstrap, &input_topic)
         .await
         .into_iter()
         .map(|(p, r)| ((p, r.offset), r))
@@ -133,7 +134,7 @@ async fn poison_records_reach_the_dlq_once_after_the_retries_and_healthy_ones_th
 
     // The DLQ: each poison record once, after MAX_RETRIES retries, with its origin and an error.
     let mut in_dlq: BTreeMap<(i32, i64), usize> = BTreeMap::new();
-    for (_, r) in records(&admin, &dlq_topic).await {
+    for (_, r) in records(&bootstrap, &dlq_topic).await {
         let original = origin(&r, &input_topic, &input, "DLQ");
         assert!(is_poison(original), "only poison records reach the DLQ");
         assert_eq!(r.value, original.value, "the DLQ keeps the original value");
@@ -164,7 +165,7 @@ async fn poison_records_reach_the_dlq_once_after_the_retries_and_healthy_ones_th
 
     // The retry topic: poison records at counts 1..=MAX_RETRIES, flaky ones at count 1, once each.
     let mut retried: BTreeMap<(i32, i64), Vec<u32>> = BTreeMap::new();
-    for (_, r) in records(&admin, &retry_topic).await {
+    for (_, r) in records(&bootstrap, &retry_topic).await {
         origin(&r, &input_topic, &input, "retry");
         let count = header(&r, "josefk.retry.count").unwrap().parse().unwrap();
         let key = (
@@ -192,7 +193,7 @@ async fn poison_records_reach_the_dlq_once_after_the_retries_and_healthy_ones_th
 
     // The output: every healthy record once, processed.
     let mut in_output: BTreeMap<(i32, i64), usize> = BTreeMap::new();
-    for (_, r) in records(&admin, &output_topic).await {
+    for (_, r) in records(&bootstrap, &output_topic).await {
         let original = origin(&r, &input_topic, &input, "output");
         assert!(!is_poison(original), "a poison record reached the output");
         assert_eq!(

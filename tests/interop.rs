@@ -22,9 +22,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
+use josefk::producer::partition_for_key;
 use josefk::producer::{Producer, ProducerConfig};
-use josefk::protocol::Compression;
-use josefk::state::partitioner::partition_for_key;
 use josefk::{Header, IsolationLevel, ProducerRecord, TopicPartition};
 use josefk_harness::KafkaDist;
 
@@ -262,18 +261,21 @@ fn parse_console_line(line: &str) -> Consumed {
 /// Header fields of one batch, as read from the log.
 #[derive(Debug, Clone, Copy)]
 struct BatchSeen {
-    compression: Compression,
+    compression: common::raw::RawCodec,
     producer_id: i64,
     transactional: bool,
 }
 
 /// Every data record of `topic` with its offset, per partition in log order, plus the header of
 /// every data batch (read with [`common::read_log`]).
-async fn read_back(admin: &Admin, topic: &str) -> (BTreeMap<i32, Vec<(i64, Rec)>>, Vec<BatchSeen>) {
+async fn read_back(
+    bootstrap: &str,
+    topic: &str,
+) -> (BTreeMap<i32, Vec<(i64, Rec)>>, Vec<BatchSeen>) {
     let text = |b: &bytes::Bytes| String::from_utf8(b.to_vec()).expect("Java wrote UTF-8 text");
     let mut log = BTreeMap::new();
     let mut batches = Vec::new();
-    for (p, logged) in common::read_log(admin, topic, PARTITIONS).await {
+    for (p, logged) in common::read_log(bootstrap, topic, PARTITIONS).await {
         let mut records = Vec::new();
         for batch in logged.into_iter().filter(|b| !b.control) {
             if batch.whole {
@@ -418,9 +420,9 @@ async fn josefk_records_read_identically_by_java_console_consumer_for_every_code
 
         // The batches really are in this codec: the broker keeps the producer's compression
         // (topic compression.type=producer), so Java is decoding josefk's compressed bytes.
-        let (log, batches) = read_back(&admin, topic).await;
+        let (log, batches) = read_back(&bootstrap, topic).await;
         assert_eq!(log, sent, "{codec}: josefk reads back what it sent");
-        let expected: Compression = codec.parse().unwrap();
+        let expected = common::raw::RawCodec::from_name(codec);
         assert!(
             batches.iter().all(|b| b.compression == expected),
             "{codec}: batch codecs {batches:?}"
@@ -528,8 +530,8 @@ async fn java_console_producer_records_decode_identically_in_josefk_for_every_co
     }
 
     for ((codec, topic), records) in CODECS.iter().zip(&topics).zip(&inputs) {
-        let (log, batches) = read_back(&admin, topic).await;
-        let expected: Compression = codec.parse().unwrap();
+        let (log, batches) = read_back(&bootstrap, topic).await;
+        let expected = common::raw::RawCodec::from_name(codec);
         assert!(
             batches.iter().all(|b| b.compression == expected),
             "{codec}: Java wrote batches in another codec: {batches:?}"
@@ -579,7 +581,7 @@ async fn java_read_committed_consumer_sees_all_of_josefks_idempotent_records() {
     let sent = josefk_produce(config, &topic, &records).await;
 
     // What the log holds: idempotent (a producer id) but not transactional batches.
-    let (log, batches) = read_back(&admin, &topic).await;
+    let (log, batches) = read_back(&bootstrap, &topic).await;
     assert_eq!(log, sent);
     assert!(
         batches

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::members::*;
 use josefk::admin::{Admin, NewTopic};
+use josefk::consumer::Assignor;
 use josefk::consumer::{CommitMode, Consumer, ConsumerConfig, RebalanceListener};
 use josefk::producer::{Producer, ProducerConfig};
-use josefk::state::assignor::Assignor;
 use josefk::{ProducerRecord, TopicPartition};
 use tokio::time::Instant;
 

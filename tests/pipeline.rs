@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use josefk::admin::{Admin, NewTopic};
 use josefk::consumer::ConsumerRecord;
-use josefk::net::Lane;
 use josefk::pipeline::{Pipeline, PipelineStats, TransformErrorPolicy};
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::{Error, TopicPartition};
@@ -391,15 +390,12 @@ async fn v1_copy_rebalances_stall_sigkills_dead_letters_and_fencing_on_a_private
     let cluster = common::PrivateCluster::start(ClusterSpec::single().transaction_version(0)).await;
     let bootstrap = cluster.bootstrap_servers();
     let result = tokio::spawn(async move {
-        let admin = Admin::connect(common::config(&bootstrap)).await.unwrap();
-        let conn = admin
-            .cluster()
-            .any_connection(Lane::Control)
+        let version = common::RawCluster::new(&bootstrap)
+            .any()
             .await
-            .expect("connection");
-        let version = conn
-            .versions()
             .finalized_feature("transaction.version")
+            .await
+            .expect("ApiVersions")
             .unwrap_or(0);
         assert_eq!(version, 0, "the private broker runs the v1 protocol");
         two_instances(&bootstrap, "v1-two").await;

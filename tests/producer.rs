@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use josefk::admin::{Admin, NewTopic};
+use josefk::producer::partition_for_key;
 use josefk::producer::{Acks, Producer, ProducerConfig};
-use josefk::state::partitioner::partition_for_key;
 use josefk::{ErrorClass, ProducerRecord};
 use josefk_harness::ClusterSpec;
 
@@ -26,8 +26,8 @@ struct Logged {
 }
 
 /// Every data record of `topic`'s partitions, in log order (see [`common::read_log`]).
-async fn read_back(admin: &Admin, topic: &str, partitions: i32) -> HashMap<i32, Vec<Logged>> {
-    common::read_log(admin, topic, partitions)
+async fn read_back(bootstrap: &str, topic: &str, partitions: i32) -> HashMap<i32, Vec<Logged>> {
+    common::read_log(bootstrap, topic, partitions)
         .await
         .into_iter()
         .map(|(p, batches)| {
@@ -104,7 +104,7 @@ async fn idempotent_producer_writes_each_record_once_in_send_order_with_keys_and
     }
     producer.close(Duration::from_secs(10)).await.unwrap();
 
-    let log = read_back(&admin, &topic, 3).await;
+    let log = read_back(&bootstrap, &topic, 3).await;
     let total: usize = log.values().map(Vec::len).sum();
     assert_eq!(total, N, "every record exactly once");
     for (p, records) in &log {
@@ -174,7 +174,7 @@ async fn every_codec_round_trips_through_the_broker() {
             d.await.unwrap_or_else(|e| panic!("{codec}: {e}"));
         }
         producer.close(Duration::from_secs(10)).await.unwrap();
-        let log = read_back(&admin, &topic, 1).await;
+        let log = read_back(&bootstrap, &topic, 1).await;
         let values: Vec<Bytes> = log[&0].iter().map(|r| r.value.clone().unwrap()).collect();
         let expected: Vec<Bytes> = (0..500).map(|i| value(&"payload".repeat(20), i)).collect();
         assert_eq!(values, expected, "{codec}");
@@ -207,7 +207,7 @@ async fn acks_zero_reports_no_offsets_and_never_more_than_was_sent() {
         assert_eq!(d.await.unwrap().offset, None);
     }
     producer.close(Duration::from_secs(10)).await.unwrap();
-    let log = read_back(&admin, &topic, 2).await;
+    let log = read_back(&bootstrap, &topic, 2).await;
     let values: Vec<usize> = log
         .values()
         .flatten()
@@ -268,7 +268,7 @@ async fn bad_input_fails_at_the_call_and_loses_nothing_else() {
     assert!(ok_before.await.is_ok());
     assert!(ok_after.await.is_ok());
     producer.close(Duration::from_secs(10)).await.unwrap();
-    let log = read_back(&admin, &topic, 1).await;
+    let log = read_back(&bootstrap, &topic, 1).await;
     let values: Vec<Bytes> = log[&0].iter().map(|r| r.value.clone().unwrap()).collect();
     assert_eq!(
         values,
@@ -340,7 +340,7 @@ async fn a_non_idempotent_producer_also_fails_only_the_too_large_record() {
     let producer = Producer::connect(config).await.unwrap();
     too_large_record_fails_alone(&producer, &topic, 0).await;
     producer.close(Duration::from_secs(10)).await.unwrap();
-    let log = read_back(&admin, &topic, 1).await;
+    let log = read_back(&bootstrap, &topic, 1).await;
     let values: Vec<Bytes> = log[&0].iter().map(|r| r.value.clone().unwrap()).collect();
     assert_eq!(values, vec![value("ok", 0), value("ok", 1)]);
 }
@@ -415,7 +415,7 @@ async fn through_a_broker_restart_at_least_once_may_duplicate_and_idempotence_do
         config.client.request_timeout = Duration::from_secs(10);
         config.delivery_timeout = Duration::from_secs(90);
         let delivered = produce_through_a_restart(&cluster, config, &topic, N).await;
-        let log = read_back(&admin, &topic, 2).await;
+        let log = read_back(&bootstrap, &topic, 2).await;
         let mut counts: HashMap<usize, usize> = HashMap::new();
         for r in log.values().flatten() {
             *counts

@@ -96,7 +96,7 @@ async fn idempotence_and_order_hold_across_a_delivery_timeout() {
         .await
         .expect("close");
 
-    let log = common::read_log(&admin, &topic, 1).await;
+    let log = common::read_log(&bootstrap, &topic, 1).await;
     let written: Vec<String> = log[&0]
         .iter()
         .flat_map(|b| &b.records)

@@ -382,7 +382,7 @@ async fn read_committed_over_interleaved_josefk_and_java_transactions() {
         if josefk.is_finished() && josefk_done.load(Ordering::SeqCst) < JOSEFK_TXNS {
             (&mut josefk).await.expect("josefk transactions");
         }
-        let log = common::read_log(&admin, &topic, PARTITIONS).await;
+        let log = common::read_log(&bootstrap, &topic, PARTITIONS).await;
         let mut count: HashMap<Writer, usize> = HashMap::new();
         for r in log.values().flatten().flat_map(|b| &b.records) {
             *count
@@ -436,7 +436,7 @@ async fn read_committed_over_interleaved_josefk_and_java_transactions() {
     };
 
     // The ground truth, from the raw log and the markers.
-    let log = common::read_log(&admin, &topic, PARTITIONS).await;
+    let log = common::read_log(&bootstrap, &topic, PARTITIONS).await;
     let judged: BTreeMap<i32, Judged> = log.iter().map(|(p, b)| (*p, judge(b))).collect();
 
     // The producers' identities and intentions, checked against the markers' verdicts.

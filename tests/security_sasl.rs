@@ -844,8 +844,8 @@ async fn long_run(config: ClientConfig, label: &str) {
     }
     assert!(total > 300, "only {total} records written");
     assert_eq!(read, written, "nothing lost, duplicated or reordered");
-    let producer_reauths = producer.cluster().pool().sasl_reauthentications();
-    let consumer_reauths = consumer.cluster().pool().sasl_reauthentications();
+    let producer_reauths = producer.metrics().network.successful_reauthentication_total;
+    let consumer_reauths = consumer.metrics().network.successful_reauthentication_total;
     eprintln!(
         "{label}: records: {total}; re-authentications: producer {producer_reauths}, consumer {consumer_reauths}"
     );

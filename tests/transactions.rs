@@ -15,12 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
-use josefk::cluster::CoordinatorKind;
-use josefk::kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use josefk::kafka_protocol::messages::{GroupId, OffsetFetchRequest};
-use josefk::net::Lane;
 use josefk::producer::{ConsumerGroupMetadata, Producer, ProducerConfig};
-use josefk::protocol::records::RecordBatches;
 use josefk::{ErrorClass, IsolationLevel, ProducerRecord, TopicPartition};
 use josefk_harness::ClusterSpec;
 
@@ -56,7 +51,12 @@ fn rec(topic: &str, partition: i32, v: &str) -> ProducerRecord {
 
 /// Values per partition as a reader at `isolation` sees them, once no transaction is open on the
 /// partitions (the last stable offset caught up with the high watermark).
-async fn read(admin: &Admin, topic: &str, isolation: IsolationLevel) -> BTreeMap<i32, Vec<String>> {
+async fn read(
+    bootstrap: &str,
+    admin: &Admin,
+    topic: &str,
+    isolation: IsolationLevel,
+) -> BTreeMap<i32, Vec<String>> {
     let tps: Vec<_> = (0..PARTITIONS)
         .map(|p| (TopicPartition::new(topic, p), OffsetSpec::Latest))
         .collect();
@@ -80,7 +80,7 @@ async fn read(admin: &Admin, topic: &str, isolation: IsolationLevel) -> BTreeMap
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let cluster = admin.cluster();
+    let cluster = common::RawCluster::new(bootstrap);
     let mut out = BTreeMap::new();
     for (tp, _) in &tps {
         let end = ends[tp].offset;
@@ -88,13 +88,7 @@ async fn read(admin: &Admin, topic: &str, isolation: IsolationLevel) -> BTreeMap
         let mut offset = 0;
         let mut aborted_active: HashSet<i64> = HashSet::new();
         while offset < end {
-            let leader = cluster
-                .wait_for_topics(&[topic], Duration::from_secs(10))
-                .await
-                .expect("metadata")
-                .leader(tp)
-                .expect("leader");
-            let conn = cluster.connection(leader, Lane::Fetch).await.expect("conn");
+            let conn = cluster.leader_connection(topic, tp.partition).await;
             let level = match isolation {
                 IsolationLevel::ReadCommitted => 1,
                 IsolationLevel::ReadUncommitted => 0,
@@ -113,29 +107,26 @@ async fn read(admin: &Admin, topic: &str, isolation: IsolationLevel) -> BTreeMap
             aborted.sort();
             let mut next_aborted = 0;
             let data = part.records.clone().unwrap_or_default();
-            for batch in RecordBatches::new(data) {
-                let batch = batch.expect("valid batch");
+            for batch in common::raw::batches(data).expect("valid batches") {
                 // An aborted transaction starts at its first offset and ends at its marker.
-                while next_aborted < aborted.len() && aborted[next_aborted].0 <= batch.last_offset()
-                {
+                while next_aborted < aborted.len() && aborted[next_aborted].0 <= batch.last_offset {
                     aborted_active.insert(aborted[next_aborted].1);
                     next_aborted += 1;
                 }
-                if batch.is_control {
+                if batch.control {
                     aborted_active.remove(&batch.producer_id);
-                } else if !(batch.is_transactional
+                } else if !(batch.transactional
                     && aborted_active.contains(&batch.producer_id)
                     && isolation == IsolationLevel::ReadCommitted)
                 {
-                    for r in batch.records().expect("records") {
-                        let r = r.expect("record");
+                    for r in &batch.records {
                         if r.offset >= offset {
                             let v = r.value.clone().unwrap_or_default();
                             values.push(String::from_utf8(v.to_vec()).unwrap());
                         }
                     }
                 }
-                offset = offset.max(batch.next_offset());
+                offset = offset.max(batch.last_offset + 1);
             }
         }
         out.insert(tp.partition, values);
@@ -150,14 +141,13 @@ fn all(values: &BTreeMap<i32, Vec<String>>) -> Vec<String> {
 }
 
 /// The transaction protocol the cluster finalized.
-async fn transaction_version(admin: &Admin) -> i16 {
-    let conn = admin
-        .cluster()
-        .any_connection(Lane::Control)
+async fn transaction_version(bootstrap: &str) -> i16 {
+    common::RawCluster::new(bootstrap)
+        .any()
         .await
-        .expect("connection");
-    conn.versions()
         .finalized_feature("transaction.version")
+        .await
+        .expect("ApiVersions")
         .unwrap_or(0)
 }
 
@@ -202,8 +192,20 @@ async fn commit_and_abort(bootstrap: &str, tag: &str) {
     let mut seen_committed = Vec::new();
     let mut seen_uncommitted = Vec::new();
     for t in &names {
-        seen_committed.extend(all(&read(&admin, t, IsolationLevel::ReadCommitted).await));
-        seen_uncommitted.extend(all(&read(&admin, t, IsolationLevel::ReadUncommitted).await));
+        seen_committed.extend(all(&read(
+            bootstrap,
+            &admin,
+            t,
+            IsolationLevel::ReadCommitted,
+        )
+        .await));
+        seen_uncommitted.extend(all(&read(
+            bootstrap,
+            &admin,
+            t,
+            IsolationLevel::ReadUncommitted,
+        )
+        .await));
     }
     committed.sort();
     seen_committed.sort();
@@ -227,33 +229,42 @@ async fn commit_and_abort(bootstrap: &str, tag: &str) {
 
 /// The committed offset of `tp` for `group`, by raw OffsetFetch (require_stable) to the group
 /// coordinator; `None` when the group has none.
-async fn committed_offset(admin: &Admin, group: &str, tp: &TopicPartition) -> Option<i64> {
+async fn committed_offset(
+    bootstrap: &str,
+    admin: &Admin,
+    group: &str,
+    tp: &TopicPartition,
+) -> Option<i64> {
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
     let started = Instant::now();
     loop {
-        let (_, conn) = admin
-            .cluster()
-            .coordinator(CoordinatorKind::Group, group)
+        let coordinator = admin
+            .describe_groups(&[group])
             .await
-            .expect("group coordinator");
+            .expect("group coordinator")[0]
+            .coordinator;
+        let conn = common::RawCluster::new(bootstrap).node(coordinator).await;
         let request = OffsetFetchRequest::default()
-            .with_group_id(GroupId(group.to_owned().into()))
-            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-                .with_name(common::topic_name(&tp.topic))
-                .with_partition_indexes(vec![tp.partition])]))
+            .with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(group.to_owned().into()))
+                .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                    .with_name(common::topic_name(&tp.topic))
+                    .with_partition_indexes(vec![tp.partition])]))])
             .with_require_stable(true);
-        let response = conn
-            .send_version(&request, 7, None)
-            .await
-            .expect("offset fetch");
-        let p = &response.topics[0].partitions[0];
+        let response = conn.send(&request).await.expect("offset fetch");
+        let g = &response.groups[0];
+        let p = &g.topics[0].partitions[0];
         // UNSTABLE_OFFSET_COMMIT (88): a transaction with offsets is still completing.
-        if response.error_code == 0 && p.error_code == 0 {
+        if g.error_code == 0 && p.error_code == 0 {
             return (p.committed_offset >= 0).then_some(p.committed_offset);
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "offset fetch keeps failing: {} / {}",
-            response.error_code,
+            g.error_code,
             p.error_code
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -288,8 +299,14 @@ async fn offsets_follow_the_transaction(bootstrap: &str, tag: &str) {
         .await
         .expect("send offsets");
     producer.commit_transaction().await.expect("commit");
-    assert_eq!(committed_offset(&admin, &group, &tp0).await, Some(42));
-    assert_eq!(committed_offset(&admin, &group, &tp1).await, Some(7));
+    assert_eq!(
+        committed_offset(bootstrap, &admin, &group, &tp0).await,
+        Some(42)
+    );
+    assert_eq!(
+        committed_offset(bootstrap, &admin, &group, &tp1).await,
+        Some(7)
+    );
 
     producer.begin_transaction().expect("begin");
     drop(producer.send(rec(t, 2, "out-2")).await.expect("send"));
@@ -298,8 +315,14 @@ async fn offsets_follow_the_transaction(bootstrap: &str, tag: &str) {
         .await
         .expect("send offsets");
     producer.abort_transaction().await.expect("abort");
-    assert_eq!(committed_offset(&admin, &group, &tp0).await, Some(42));
-    assert_eq!(committed_offset(&admin, &group, &tp1).await, Some(7));
+    assert_eq!(
+        committed_offset(bootstrap, &admin, &group, &tp0).await,
+        Some(42)
+    );
+    assert_eq!(
+        committed_offset(bootstrap, &admin, &group, &tp1).await,
+        Some(7)
+    );
 
     // Offsets alone (no records) commit too.
     producer.begin_transaction().expect("begin");
@@ -308,7 +331,10 @@ async fn offsets_follow_the_transaction(bootstrap: &str, tag: &str) {
         .await
         .expect("send offsets");
     producer.commit_transaction().await.expect("commit");
-    assert_eq!(committed_offset(&admin, &group, &tp0).await, Some(50));
+    assert_eq!(
+        committed_offset(bootstrap, &admin, &group, &tp0).await,
+        Some(50)
+    );
 
     // Two calls at once from clones: one is refused rather than silently replacing the other's
     // offsets; the transaction commits exactly the accepted call's offsets.
@@ -330,10 +356,16 @@ async fn offsets_follow_the_transaction(bootstrap: &str, tag: &str) {
     );
     producer.commit_transaction().await.expect("commit");
     let (want0, want1) = if first.is_ok() { (60, 7) } else { (50, 61) };
-    assert_eq!(committed_offset(&admin, &group, &tp0).await, Some(want0));
-    assert_eq!(committed_offset(&admin, &group, &tp1).await, Some(want1));
+    assert_eq!(
+        committed_offset(bootstrap, &admin, &group, &tp0).await,
+        Some(want0)
+    );
+    assert_eq!(
+        committed_offset(bootstrap, &admin, &group, &tp1).await,
+        Some(want1)
+    );
 
-    let values = all(&read(&admin, t, IsolationLevel::ReadCommitted).await);
+    let values = all(&read(bootstrap, &admin, t, IsolationLevel::ReadCommitted).await);
     assert_eq!(values, vec!["out-1".to_owned()]);
     producer
         .close(Duration::from_secs(10))
@@ -385,7 +417,7 @@ async fn fencing(bootstrap: &str, tag: &str) {
         drop(second.send(rec(t, p, "live")).await.expect("send"));
     }
     second.commit_transaction().await.expect("commit");
-    let values = all(&read(&admin, t, IsolationLevel::ReadCommitted).await);
+    let values = all(&read(bootstrap, &admin, t, IsolationLevel::ReadCommitted).await);
     assert_eq!(values, vec!["live".to_owned(); PARTITIONS as usize]);
     second.close(Duration::from_secs(10)).await.expect("close");
 }
@@ -472,7 +504,7 @@ async fn transaction_timeout(bootstrap: &str, tag: &str, v2: bool) {
     producer.begin_transaction().expect("begin");
     drop(producer.send(rec(t, 2, "fresh")).await.expect("send"));
     producer.commit_transaction().await.expect("commit");
-    let values = all(&read(&admin, t, IsolationLevel::ReadCommitted).await);
+    let values = all(&read(bootstrap, &admin, t, IsolationLevel::ReadCommitted).await);
     assert_eq!(values, vec!["fresh".to_owned()]);
     producer
         .close(Duration::from_secs(10))
@@ -518,7 +550,7 @@ async fn many_transactions(bootstrap: &str, tag: &str, transactions: usize, per_
         "[{tag}] {transactions} transactions of {per_txn} records in {elapsed:?} ({:.1} ms each)",
         elapsed.as_secs_f64() * 1000.0 / transactions as f64
     );
-    let seen = read(&admin, t, IsolationLevel::ReadCommitted).await;
+    let seen = read(bootstrap, &admin, t, IsolationLevel::ReadCommitted).await;
     for p in 0..PARTITIONS {
         let got = seen.get(&p).cloned().unwrap_or_default();
         let want = expected.get(&p).cloned().unwrap_or_default();
@@ -532,8 +564,7 @@ async fn many_transactions(bootstrap: &str, tag: &str, transactions: usize, per_
 }
 
 async fn run_all(bootstrap: &str, tag: &str, expect_version: i16) {
-    let admin = admin(bootstrap).await;
-    let version = transaction_version(&admin).await;
+    let version = transaction_version(bootstrap).await;
     if expect_version >= 2 {
         assert!(
             version >= 2,

@@ -103,6 +103,10 @@ fn network(all: &mut Vec<Metric>, role: &'static str, client_id: &str, net: &Net
         "successful-authentication-total",
         net.successful_authentication_total,
     );
+    m.counter(
+        "successful-reauthentication-total",
+        net.successful_reauthentication_total,
+    );
     m.counter("reconnect-total", net.reconnect_total);
     m.gauge("requests-in-flight", net.requests_in_flight as f64);
     let total = |f: fn(&super::NodeMetrics) -> u64| net.nodes.iter().map(f).sum::<u64>();

@@ -80,6 +80,8 @@ pub struct NetworkMetrics {
     pub failed_authentication_total: u64,
     /// `successful-authentication-total`: SASL logins accepted (0 without SASL).
     pub successful_authentication_total: u64,
+    /// `successful-reauthentication-total`: SASL sessions renewed on open connections (KIP-368).
+    pub successful_reauthentication_total: u64,
     /// `reconnect-total` (josefk): connections that replaced a dead one to the same broker.
     pub reconnect_total: u64,
     /// `requests-in-flight`: requests written or queued for writing that await their answer,
@@ -288,6 +290,7 @@ impl NetworkMetrics {
             connection_close_total: net.connection_close_total.load(Relaxed),
             failed_authentication_total: net.failed_authentication_total.load(Relaxed),
             successful_authentication_total: net.successful_authentication_total.load(Relaxed),
+            successful_reauthentication_total: net.successful_reauthentication_total.load(Relaxed),
             reconnect_total: net.reconnect_total.load(Relaxed),
             requests_in_flight: nodes.iter().map(|n| n.requests_in_flight).sum(),
             nodes,

@@ -132,6 +132,7 @@ pub(crate) struct NetCells {
     pub(crate) connection_close_total: AtomicU64,
     pub(crate) failed_authentication_total: AtomicU64,
     pub(crate) successful_authentication_total: AtomicU64,
+    pub(crate) successful_reauthentication_total: AtomicU64,
     pub(crate) reconnect_total: AtomicU64,
     nodes: Mutex<BTreeMap<i32, Arc<NodeCells>>>,
 }

@@ -232,6 +232,7 @@ impl Connection {
                     broker.clone(),
                     options.client_id.clone(),
                     session_lifetime,
+                    options.metrics.clone(),
                 ))
             }
             None => None,

@@ -198,16 +198,6 @@ impl BrokerPool {
         }
     }
 
-    /// How many times this client's connections re-authenticated (SASL, KIP-368); 0 without SASL.
-    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // tests/security_sasl.rs
-    pub fn sasl_reauthentications(&self) -> u64 {
-        self.options
-            .security
-            .sasl
-            .as_ref()
-            .map_or(0, |authenticator| authenticator.reauthentications())
-    }
-
     /// The metric cells of this pool's client.
     pub fn metrics(&self) -> &crate::metrics::ClientMetrics {
         &self.options.metrics

@@ -139,11 +139,6 @@ impl StickyPartitioner {
         }
     }
 
-    /// The current sticky partition, if one was chosen.
-    #[cfg(test)]
-    pub fn current(&self) -> Option<i32> {
-        self.current
-    }
 
     /// The partition for the next keyless record. Chooses one on first use; otherwise stays on the
     /// current one. `available` lists the partitions that have a leader now; when it is empty any

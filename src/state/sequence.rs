@@ -147,11 +147,6 @@ impl Default for PartitionSequence {
 }
 
 impl PartitionSequence {
-    /// Producer id and epoch of this partition's sequences.
-    #[cfg(test)]
-    pub fn producer(&self) -> ProducerIdAndEpoch {
-        self.producer
-    }
     /// Base sequence the next new batch gets.
     #[cfg(test)]
     pub fn next_sequence(&self) -> i32 {
@@ -325,7 +320,8 @@ pub enum EpochBump {
 
 /// How an unresolved partition settled (see [`IdempotenceState::maybe_resolve_sequences`]).
 // The partitions are read by the runtime-free tests and shown in logs through `Debug`.
-#[cfg_attr(not(test), allow(dead_code))]
+// The partitions and errors are carried for the producer's logs (Debug); tests match variants.
+#[allow(dead_code)]
 #[derive(Debug)]
 pub enum Resolution {
     /// Later batches were acknowledged, so the expired ones were written: nothing to do.

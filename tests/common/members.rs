@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use josefk::admin::{Admin, NewTopic};
+use josefk::consumer::Assignor;
 use josefk::consumer::{
     AutoOffsetReset, CommitMode, Consumer, ConsumerConfig, ConsumerRecord, RebalanceListener,
 };
 use josefk::producer::{Producer, ProducerConfig};
-use josefk::state::assignor::Assignor;
 use josefk::{ProducerRecord, TopicPartition};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

@@ -18,27 +18,26 @@
 
 pub mod members;
 pub mod pipeline;
+pub mod raw;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
-use josefk::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use josefk::kafka_protocol::messages::list_offsets_request::{
-    ListOffsetsPartition, ListOffsetsTopic,
-};
-use josefk::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use josefk::kafka_protocol::messages::{
-    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ProduceRequest, TopicName,
-};
-use josefk::kafka_protocol::protocol::StrBytes;
-use josefk::kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use josefk::net::Connection;
 use josefk::ClientConfig;
 use josefk_harness::{ClusterSpec, KafkaCluster};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+pub use raw::{RawCluster, RawConnection};
 
 /// The shared broker's bootstrap servers. Panics, with the harness's message on how to get a
 /// broker, when `KAFKA_BOOTSTRAP_SERVERS` is not set.
@@ -255,7 +254,7 @@ pub fn produce_request(
 /// Retries NOT_LEADER_OR_FOLLOWER and UNKNOWN_TOPIC_OR_PARTITION for a few seconds: right after
 /// a topic is created (or a leader moves) a broker's metadata can name it leader a moment before
 /// its replica manager has taken leadership, and any producer retries through that window.
-pub async fn produce(conn: &Connection, topic: &str, partition: i32, records: &[Record]) -> i64 {
+pub async fn produce(conn: &RawConnection, topic: &str, partition: i32, records: &[Record]) -> i64 {
     let request = produce_request(topic, partition, records, -1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -280,24 +279,31 @@ pub async fn produce(conn: &Connection, topic: &str, partition: i32, records: &[
 
 /// Waits until the broker behind `conn` acts as leader of `topic`'s partitions `0..partitions`
 /// (ListOffsets answers without error), for the window described at [`produce`].
-pub async fn await_leadership(conn: &Connection, topic: &str, partitions: i32) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+pub async fn await_leadership(conn: &RawConnection, topic: &str, partitions: i32) {
     for partition in 0..partitions {
-        loop {
-            let response = conn
-                .send(&list_latest(topic, partition))
-                .await
-                .unwrap_or_else(|e| panic!("ListOffsets {topic}-{partition} failed: {e}"));
-            let code = response.topics[0].partitions[0].error_code;
-            if code == 0 {
-                break;
-            }
-            assert!(
-                matches!(code, 3 | 6) && tokio::time::Instant::now() < deadline,
-                "{topic}-{partition}: ListOffsets error {code}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        latest_offset(conn, topic, partition).await;
+    }
+}
+
+/// The latest offset (high watermark) of `topic`-`partition`, asked of its leader `conn`; retries
+/// for the leadership window described at [`produce`].
+pub async fn latest_offset(conn: &RawConnection, topic: &str, partition: i32) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = conn
+            .send(&list_latest(topic, partition))
+            .await
+            .unwrap_or_else(|e| panic!("ListOffsets {topic}-{partition} failed: {e}"));
+        let p = &response.topics[0].partitions[0];
+        if p.error_code == 0 {
+            return p.offset;
         }
+        assert!(
+            matches!(p.error_code, 3 | 6) && tokio::time::Instant::now() < deadline,
+            "{topic}-{partition}: ListOffsets error {}",
+            p.error_code
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -346,7 +352,7 @@ pub fn fetch_partition_error(response: &FetchResponse) -> i16 {
 #[derive(Debug)]
 pub struct LoggedBatch {
     /// The batch's codec.
-    pub compression: josefk::protocol::Compression,
+    pub compression: raw::RawCodec,
     /// Producer id (-1 without idempotence).
     pub producer_id: i64,
     /// Whether the batch is part of a transaction.
@@ -364,44 +370,26 @@ pub struct LoggedBatch {
     /// batches.
     pub control_type: Option<i16>,
     /// Records at or after the fetch position, in offset order.
-    pub records: Vec<josefk::protocol::records::Record>,
+    pub records: Vec<raw::RawRecord>,
 }
 
 /// Every batch of `topic`'s partitions `0..partitions`, in log order, read with raw Fetch requests
-/// (read_uncommitted) and josefk's batch decoder up to each partition's high watermark — an
-/// independent view of what a producer wrote, not the producer's own bookkeeping.
+/// (read_uncommitted) up to each partition's high watermark by the independent judge in
+/// [`raw`] — what the broker stored, not any client's bookkeeping.
 pub async fn read_log(
-    admin: &josefk::admin::Admin,
+    bootstrap: &str,
     topic: &str,
     partitions: i32,
 ) -> std::collections::BTreeMap<i32, Vec<LoggedBatch>> {
-    use josefk::admin::OffsetSpec;
-    use josefk::{IsolationLevel, TopicPartition};
-    let specs: Vec<_> = (0..partitions)
-        .map(|p| (TopicPartition::new(topic, p), OffsetSpec::Latest))
-        .collect();
-    let ends = admin
-        .list_offsets(&specs, IsolationLevel::ReadUncommitted)
-        .await
-        .expect("list offsets");
-    let cluster = admin.cluster();
+    let cluster = RawCluster::new(bootstrap);
     let mut log = std::collections::BTreeMap::new();
     for p in 0..partitions {
-        let tp = TopicPartition::new(topic, p);
-        let end = ends[&tp].offset;
+        let tp = format!("{topic}-{p}");
+        let conn = cluster.leader_connection(topic, p).await;
+        let end = latest_offset(&conn, topic, p).await;
         let mut batches = Vec::new();
         let mut offset = 0;
         while offset < end {
-            let leader = cluster
-                .wait_for_topics(&[topic], Duration::from_secs(10))
-                .await
-                .expect("metadata")
-                .leader(&tp)
-                .expect("leader");
-            let conn = cluster
-                .connection(leader, josefk::net::Lane::Fetch)
-                .await
-                .expect("connection");
             let response = conn
                 .send(&fetch_request(topic, p, offset, 100))
                 .await
@@ -411,41 +399,42 @@ pub async fn read_log(
                 .records
                 .clone()
                 .unwrap_or_default();
-            for batch in josefk::protocol::records::RecordBatches::new(data) {
-                let batch = batch.unwrap_or_else(|e| panic!("{tp}: invalid batch: {e}"));
+            let found = raw::batches(data).unwrap_or_else(|e| panic!("{tp}: invalid batch: {e}"));
+            assert!(
+                !found.is_empty(),
+                "{tp}: no whole batch at offset {offset} below {end}"
+            );
+            for batch in found {
                 let mut logged = LoggedBatch {
                     compression: batch.compression,
                     producer_id: batch.producer_id,
-                    transactional: batch.is_transactional,
-                    control: batch.is_control,
+                    transactional: batch.transactional,
+                    control: batch.control,
                     whole: batch.base_offset >= offset,
                     base_offset: batch.base_offset,
-                    last_offset: batch.last_offset(),
+                    last_offset: batch.last_offset,
                     control_type: None,
                     records: Vec::new(),
                 };
-                if batch.is_control {
+                if batch.control {
                     let marker = batch
-                        .records()
-                        .expect("control records")
-                        .next()
-                        .unwrap_or_else(|| panic!("{tp}: control batch without a record"))
-                        .unwrap_or_else(|e| panic!("{tp}: bad control record: {e}"));
+                        .records
+                        .first()
+                        .unwrap_or_else(|| panic!("{tp}: control batch without a record"));
                     let key = marker
                         .key
+                        .as_ref()
                         .unwrap_or_else(|| panic!("{tp}: control record without a key"));
                     assert!(key.len() >= 4, "{tp}: control key {key:?} too short");
                     logged.control_type = Some(i16::from_be_bytes([key[2], key[3]]));
+                } else {
+                    logged.records = batch
+                        .records
+                        .into_iter()
+                        .filter(|r| r.offset >= offset)
+                        .collect();
                 }
-                if !batch.is_control {
-                    for r in batch.records().expect("records") {
-                        let r = r.unwrap_or_else(|e| panic!("{tp}: bad record: {e}"));
-                        if r.offset >= offset {
-                            logged.records.push(r);
-                        }
-                    }
-                }
-                offset = offset.max(batch.next_offset());
+                offset = offset.max(batch.last_offset + 1);
                 batches.push(logged);
             }
         }

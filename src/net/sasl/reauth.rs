@@ -42,6 +42,8 @@ pub(crate) struct Reauthenticator {
     broker: BrokerRef,
     client_id: Arc<str>,
     state: State,
+    /// The client's metric cells (`successful-reauthentication-total`).
+    metrics: crate::metrics::ClientMetrics,
 }
 
 /// When to re-authenticate a session of `lifetime` that started now.
@@ -64,12 +66,14 @@ impl Reauthenticator {
         broker: BrokerRef,
         client_id: Arc<str>,
         session_lifetime: Option<Duration>,
+        metrics: crate::metrics::ClientMetrics,
     ) -> Self {
         Reauthenticator {
             authenticator,
             versions,
             broker,
             client_id,
+            metrics,
             state: State::Waiting {
                 at: due(session_lifetime),
             },
@@ -134,6 +138,11 @@ impl Reauthenticator {
             Progress::Send(request) => Ok(Some(request)),
             Progress::Done { session_lifetime } => {
                 self.authenticator.count_reauthentication();
+                self.metrics
+                    .0
+                    .net
+                    .successful_reauthentication_total
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 debug!(broker = %self.broker, ?session_lifetime, "re-authenticated");
                 self.state = State::Waiting {
                     at: due(session_lifetime),

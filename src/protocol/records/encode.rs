@@ -148,18 +148,6 @@ impl BatchBuilder {
         }
     }
 
-    /// Number of records appended so far.
-    #[cfg(test)]
-    pub fn record_count(&self) -> i32 {
-        self.count
-    }
-
-    /// Whether no record was appended yet.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// Size of the batch so far before compression: header plus encoded records. The producer's
     /// batch-size check uses this (or an estimate of the compression ratio on top of it).
     #[cfg(test)]

@@ -42,8 +42,6 @@ pub use encode::{
     encode_batch, rewrite_producer_state, set_base_offset, BatchBuilder, BatchInfo, BatchOptions,
     RecordInput,
 };
-#[cfg(test)]
-pub use encode::FinishedBatch;
 
 /// The record batch format this module reads and writes.
 pub const MAGIC_V2: i8 = 2;

@@ -16,8 +16,10 @@
 //!   accepts and never answers.
 //!
 //! The shared broker comes from `KAFKA_BOOTSTRAP_SERVERS` (see `common::bootstrap`); run the suite
-//! with `cargo run -p josefk-harness -- test`.
+//! with `cargo run -p josefk-harness -- test`. It lives in protocol-tests, not in josefk's own
+//! tests/, because it drives the internal connection layer; it shares tests/common's builders.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;
@@ -26,19 +28,22 @@ use std::time::Duration;
 use bytes::Bytes;
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
 use josefk::cluster::{Cluster, TopicsQuery};
-use josefk::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use josefk::kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest, FetchRequest, MetadataRequest,
-    ProduceRequest,
-};
-use josefk::kafka_protocol::records::RecordBatchDecoder;
 use josefk::net::{Connection, ConnectionOptions, Lane};
 use josefk::{Error, IsolationLevel, TopicPartition};
 use josefk_harness::ClusterSpec;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest, FetchRequest, MetadataRequest,
+    ProduceRequest,
+};
+use kafka_protocol::records::RecordBatchDecoder;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use common::*;
+use common::{
+    bootstrap, config, fetch_partition_error, fetch_request, init_tracing, list_latest, now_ms,
+    produce_request, records, topic_name, unique_topic, PrivateCluster,
+};
 
 /// A connected cluster view plus a direct connection to the leader of `topic`-0, created here
 /// with `partitions` partitions. Every partition of a fresh topic on the shared single broker has
@@ -542,4 +547,55 @@ async fn silent_bootstrap_fails_at_setup_timeout_with_connect_error() {
         "gave up after {waited:?} (setup timeout {setup:?})"
     );
     drop(silent);
+}
+
+/// Produces `records` through josefk's own connection `conn` (to the partition's leader) with
+/// `acks=all` and returns the base offset; retries the leadership window after topic creation.
+async fn produce(
+    conn: &Connection,
+    topic: &str,
+    partition: i32,
+    records: &[kafka_protocol::records::Record],
+) -> i64 {
+    let request = produce_request(topic, partition, records, -1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let response = conn
+            .send(&request)
+            .await
+            .unwrap_or_else(|e| panic!("produce to {topic}-{partition} failed: {e}"));
+        let p = &response.responses[0].partition_responses[0];
+        if p.error_code == 0 {
+            return p.base_offset;
+        }
+        assert!(
+            matches!(p.error_code, 3 | 6) && Instant::now() < deadline,
+            "produce to {topic}-{partition}: error {}",
+            p.error_code
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the broker behind `conn` leads `topic`'s partitions `0..partitions` (ListOffsets
+/// answers without error).
+async fn await_leadership(conn: &Connection, topic: &str, partitions: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for partition in 0..partitions {
+        loop {
+            let response = conn
+                .send(&list_latest(topic, partition))
+                .await
+                .unwrap_or_else(|e| panic!("ListOffsets {topic}-{partition} failed: {e}"));
+            let code = response.topics[0].partitions[0].error_code;
+            if code == 0 {
+                break;
+            }
+            assert!(
+                matches!(code, 3 | 6) && Instant::now() < deadline,
+                "{topic}-{partition}: ListOffsets error {code}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

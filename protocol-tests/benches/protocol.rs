@@ -1,9 +1,9 @@
 //! Protocol benchmarks: josefk's encode/decode path with no broker, and Metadata round trips
 //! against a real broker on loopback.
 //!
-//! Run: `cargo bench --bench protocol` (quick run:
-//! `cargo bench --bench protocol -- --warm-up-time 1 --measurement-time 3`; one group:
-//! `cargo bench --bench protocol -- codec/` or `-- loopback/`).
+//! Run: `cargo bench -p protocol-tests --bench protocol` (quick run:
+//! `cargo bench -p protocol-tests --bench protocol -- --warm-up-time 1 --measurement-time 3`; one group:
+//! `cargo bench -p protocol-tests --bench protocol -- codec/` or `-- loopback/`).
 //!
 //! `JOSEFK_BENCH_NO_LOOPBACK=1` runs the codec benches alone (no broker needed).
 //!

@@ -2,7 +2,7 @@
 //! costs josefk before and after the network, to set beside the fixed-rate ack latencies of
 //! `produce_compare` (`JOSEFK_BENCH_RATE`).
 //!
-//! Run: `cargo bench --bench micro` (quick: `cargo bench --bench micro -- --warm-up-time 1
+//! Run: `cargo bench -p protocol-tests --bench micro` (quick: `cargo bench -p protocol-tests --bench micro -- --warm-up-time 1
 //! --measurement-time 3`; one group: `-- micro/encode_batch`). Every bench declares its
 //! throughput in payload or frame bytes, so criterion prints bytes/s next to the time.
 //!

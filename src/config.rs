@@ -88,6 +88,33 @@ impl Default for ClientConfig {
     }
 }
 
+/// Parses `java.util.Properties` text (what a Java client's `.properties` file holds) into
+/// key/value pairs in file order: `key=value`, `key: value` or `key value`; `#` and `!` comment
+/// lines; backslash continuations; the escapes `\t \n \r \f \uXXXX`. Later duplicates win
+/// when applied in order, as in Java. For tools that route keys themselves (the `josefk` command
+/// line splits one file between a consumer and a producer); the configs' `from_properties_str`
+/// parse and apply in one step.
+///
+/// ```
+/// let pairs = josefk::config::parse_properties("# a comment\nlinger.ms = 5\nacks:all\n")?;
+/// assert_eq!(pairs, [("linger.ms".into(), "5".into()), ("acks".into(), "all".into())]);
+/// # Ok::<(), josefk::Error>(())
+/// ```
+pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>> {
+    crate::properties::parse(text)
+}
+
+/// Whether `key` is a property only the Java client has (serializer, interceptor and other class
+/// names, JMX metrics settings): the configs' `from_properties_str` skip these with one warning.
+///
+/// ```
+/// assert!(josefk::config::is_java_only_property("key.serializer"));
+/// assert!(!josefk::config::is_java_only_property("linger.ms"));
+/// ```
+pub fn is_java_only_property(key: &str) -> bool {
+    crate::properties::JAVA_ONLY_KEYS.contains(&key)
+}
+
 impl ClientConfig {
     /// A config with defaults and the given bootstrap servers (comma-separated, as in
     /// `bootstrap.servers`).

@@ -1,7 +1,8 @@
-//! Java client properties for the command line: `-F` files in Java `.properties` syntax, `-X
-//! key=value` pairs, and the typed configs built from them. Keys only the Java client has (class
-//! names for serializers, interceptors, ...) are refused with a message saying why, instead of
-//! josefk's plain "unknown property".
+//! Java client properties for the command line: `-F` files in Java `.properties` syntax (the
+//! library's parser), `-X key=value` pairs, and the typed configs built from them, each key routed
+//! to the roles that know it. Keys only the Java client has (class names for serializers,
+//! interceptors, ...) are skipped with a note when they come from a `-F` file (written for a Java
+//! client, it should load unchanged) and refused with the reason when typed with `-X`.
 
 use std::path::Path;
 
@@ -126,11 +127,6 @@ impl Properties {
                     "josefk: note: `{k}` is a {} property; {who} ignores it",
                     if r.producer { "producer" } else { "consumer" }
                 );
-            } else if k.starts_with("ssl.") || k.starts_with("sasl.") {
-                return Err(CliError::usage(format!(
-                    "property `{k}`: TLS and SASL settings are not supported by this josefk \
-                     version"
-                )));
             } else {
                 return Err(CliError::usage(format!(
                     "unknown property `{k}`: not a client, producer or consumer property josefk \
@@ -225,94 +221,26 @@ pub fn parse_pairs(pairs: &[String], flag: &str) -> CliResult<Vec<(String, Strin
         .collect()
 }
 
+/// A Java `.properties` file (the library's parser). Keys only the Java client has are skipped
+/// with one note naming them, as the library's `from_properties_file` does: a file written for a
+/// Java client should load unchanged. (Given with `-X`, such a key is refused with the reason.)
 fn read_properties_file(path: &Path) -> CliResult<Vec<(String, String)>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::usage(format!("cannot read -F {}: {e}", path.display())))?;
-    parse_properties(&text).map_err(|e| CliError::usage(format!("-F {}: {e}", path.display())))
-}
-
-/// Parses Java `.properties` text: `#`/`!` comments, `key=value`, `key: value` or `key value`,
-/// lines continued with a trailing backslash, and the escapes `\t \n \r \f \\ \uXXXX`.
-pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut out = Vec::new();
-    let mut logical = String::new();
-    let mut first_line = 0;
-    for (number, line) in text.lines().enumerate() {
-        let trimmed = line.trim_start();
-        if logical.is_empty() {
-            if trimmed.is_empty() || trimmed.starts_with(['#', '!']) {
-                continue;
-            }
-            first_line = number + 1;
-        }
-        logical.push_str(trimmed);
-        // An odd number of trailing backslashes continues the line.
-        let trailing = logical.chars().rev().take_while(|c| *c == '\\').count();
-        if trailing % 2 == 1 {
-            logical.pop();
-            continue;
-        }
-        out.push(entry(&std::mem::take(&mut logical), first_line)?);
+    let pairs = josefk::config::parse_properties(&text)
+        .map_err(|e| CliError::usage(format!("-F {}: {e}", path.display())))?;
+    let (skipped, kept): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(k, _)| josefk::config::is_java_only_property(k));
+    if !skipped.is_empty() {
+        let keys: Vec<&str> = skipped.iter().map(|(k, _)| k.as_str()).collect();
+        eprintln!(
+            "josefk: note: -F {}: ignored properties only the Java client has: {}",
+            path.display(),
+            keys.join(", ")
+        );
     }
-    if !logical.is_empty() {
-        out.push(entry(&logical, first_line)?);
-    }
-    Ok(out)
-}
-
-fn entry(logical: &str, line: usize) -> Result<(String, String), String> {
-    let (key, value) = split_property(logical);
-    let key = unescape(key).map_err(|e| format!("line {line}: {e}"))?;
-    let value = unescape(value).map_err(|e| format!("line {line}: {e}"))?;
-    Ok((key, value))
-}
-
-/// Splits at the first unescaped `=`, `:` or whitespace (and the separators after it).
-fn split_property(line: &str) -> (&str, &str) {
-    let bytes = line.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'=' | b':' | b' ' | b'\t' => break,
-            _ => i += 1,
-        }
-    }
-    let i = i.min(bytes.len());
-    let key = &line[..i];
-    let mut rest = line[i..].trim_start_matches([' ', '\t']);
-    if let Some(r) = rest.strip_prefix(['=', ':']) {
-        rest = r.trim_start_matches([' ', '\t']);
-    }
-    (key, rest)
-}
-
-fn unescape(s: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('f') => out.push('\u{c}'),
-            Some('u') => {
-                let hex: String = chars.by_ref().take(4).collect();
-                let code = u32::from_str_radix(&hex, 16)
-                    .ok()
-                    .and_then(char::from_u32)
-                    .ok_or_else(|| format!("bad escape `\\u{hex}`"))?;
-                out.push(code);
-            }
-            Some(other) => out.push(other),
-            None => {}
-        }
-    }
-    Ok(out)
+    Ok(kept)
 }
 
 #[cfg(test)]
@@ -320,18 +248,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn java_properties_syntax() {
-        let text = "# comment\n! also\n\nbootstrap.servers = a:1,\\\n    b:2\nclient.id:svc\n\
-                    linger.ms 20\nkey\\=x=v\\u0041\n";
-        let props = parse_properties(text).unwrap();
+    fn a_java_properties_file_loads_with_its_java_only_keys_skipped() {
+        let path = std::env::temp_dir().join(format!("josefk-cli-props-{}", std::process::id()));
+        std::fs::write(
+            &path,
+            "# written for a Java producer\nbootstrap.servers = a:1,\\\n    b:2\n\
+             key.serializer=org.apache.kafka.common.serialization.StringSerializer\n\
+             linger.ms 20\n",
+        )
+        .unwrap();
+        let pairs = read_properties_file(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
         assert_eq!(
-            props,
+            pairs,
             vec![
                 ("bootstrap.servers".into(), "a:1,b:2".into()),
-                ("client.id".into(), "svc".into()),
                 ("linger.ms".into(), "20".into()),
-                ("key=x".into(), "vA".into()),
             ]
+        );
+        let props = Properties { entries: pairs };
+        assert_eq!(
+            props.producer().unwrap().linger,
+            std::time::Duration::from_millis(20)
         );
     }
 

@@ -1,5 +1,6 @@
 //! The consumer role: [`Consumer`] reads partitions assigned by hand ([`Consumer::assign`]) or by
-//! a consumer group ([`Consumer::subscribe`]; classic or KIP-848 `consumer` protocol), fetches
+//! a consumer group ([`Consumer::subscribe`], or [`Consumer::subscribe_pattern`] for topics
+//! matching a regex; classic or KIP-848 `consumer` protocol), fetches
 //! them from their leaders in `read_uncommitted` or `read_committed`, hands out records in
 //! per-partition offset order, and commits the group's offsets.
 //!

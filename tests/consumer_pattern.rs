@@ -28,6 +28,8 @@ struct Calls {
     assigned: Vec<TopicPartition>,
     revoked: Vec<TopicPartition>,
     lost: Vec<TopicPartition>,
+    /// `on_partitions_assigned` calls, empty ones included.
+    joins: usize,
 }
 
 struct Listener(Arc<Mutex<Calls>>);
@@ -37,11 +39,9 @@ impl RebalanceListener for Listener {
         self.0.lock().unwrap().revoked.extend_from_slice(partitions);
     }
     fn on_partitions_assigned(&mut self, partitions: &[TopicPartition]) {
-        self.0
-            .lock()
-            .unwrap()
-            .assigned
-            .extend_from_slice(partitions);
+        let mut calls = self.0.lock().unwrap();
+        calls.joins += 1;
+        calls.assigned.extend_from_slice(partitions);
     }
     fn on_partitions_lost(&mut self, partitions: &[TopicPartition]) {
         self.0.lock().unwrap().lost.extend_from_slice(partitions);
@@ -60,7 +60,8 @@ async fn poll_until(
     what: &str,
     done: impl Fn(&Consumer, &Reads) -> bool,
 ) {
-    let deadline = Instant::now() + PHASE;
+    let started = Instant::now();
+    let deadline = started + PHASE;
     while !done(consumer, reads) {
         assert!(
             Instant::now() < deadline,
@@ -87,6 +88,9 @@ async fn poll_until(
             }
         }
     }
+    // For the record only (timings are not asserted): how long the broker or the metadata
+    // check took to act.
+    eprintln!("{what}: {:.1} s", started.elapsed().as_secs_f64());
 }
 
 fn distinct(reads: &Reads, topic: &str) -> BTreeSet<(i32, i64)> {
@@ -223,4 +227,72 @@ async fn classic_pattern_is_checked_when_subscribing() {
     assert!(e.to_string().contains("orders-("), "{e}");
     assert_eq!(consumer.subscription_pattern(), None);
     assert!(consumer.subscribe_pattern("").is_err());
+}
+
+/// A pattern that matches nothing yet still joins the group (with no partitions), and the first
+/// matching topic created later is read from its start.
+async fn a_pattern_matching_nothing_yet_waits_for_its_first_topic(protocol: GroupProtocol) {
+    let bootstrap = common::bootstrap();
+    let base = common::unique_topic("pattern-empty");
+    let mut client = common::config(&bootstrap);
+    client.metadata_max_age = Duration::from_secs(1);
+    let config = ConsumerConfig::with_client(client)
+        .group_id(format!("{base}-group"))
+        .group_protocol(protocol)
+        .auto_offset_reset(AutoOffsetReset::Earliest)
+        .fetch_max_wait(Duration::from_millis(100))
+        .commit_mode(CommitMode::Manual);
+    let mut consumer = Consumer::connect(config).await.expect("connect");
+    let calls = Arc::new(Mutex::new(Calls::default()));
+    consumer.set_rebalance_listener(Listener(calls.clone()));
+    consumer
+        .subscribe_pattern(&format!("{base}-.+"))
+        .expect("subscribe_pattern");
+    // Joined with nothing to consume: the listener hears an empty assignment.
+    let deadline = Instant::now() + PHASE;
+    while !joined_empty(&calls) {
+        assert!(Instant::now() < deadline, "never joined");
+        let records = consumer
+            .poll(Duration::from_millis(300))
+            .await
+            .expect("poll");
+        assert!(records.is_empty());
+    }
+    assert!(consumer.assignment().is_empty());
+
+    let topic = format!("{base}-first");
+    create_topic(&bootstrap, &topic, 2).await;
+    produce(&bootstrap, &topic, "first", 8).await;
+    let mut reads = Reads::new();
+    poll_until(
+        &mut consumer,
+        &mut reads,
+        true,
+        "first topic read",
+        |_, r| count(r, &topic) >= 8,
+    )
+    .await;
+    assert_eq!(distinct(&reads, &topic).len(), 8);
+    assert_eq!(count(&reads, &topic), 8, "every record once");
+    consumer.close().await.expect("close");
+    let admin = Admin::connect(common::config(&bootstrap)).await.unwrap();
+    admin
+        .delete_topics(&[topic.as_str()])
+        .await
+        .expect("clean up");
+}
+
+/// Whether the listener heard an assignment at all (an empty one counts: `joins` is recorded).
+fn joined_empty(calls: &Arc<Mutex<Calls>>) -> bool {
+    calls.lock().unwrap().joins > 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_pattern_matching_nothing_yet_waits_for_its_first_topic() {
+    a_pattern_matching_nothing_yet_waits_for_its_first_topic(GroupProtocol::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_pattern_matching_nothing_yet_waits_for_its_first_topic() {
+    a_pattern_matching_nothing_yet_waits_for_its_first_topic(GroupProtocol::Consumer).await;
 }

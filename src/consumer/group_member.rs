@@ -173,7 +173,10 @@ impl Consumer {
         group.member().request_rejoin("subscription changed");
     }
 
-    /// The subscribed topics (empty when not subscribed).
+    /// The subscribed topics (empty when not subscribed). After
+    /// [`Consumer::subscribe_pattern`]: on a classic group the topics the pattern matched when
+    /// last looked at; on a `consumer` group empty, as the broker resolves the pattern (see
+    /// [`Consumer::assignment`] for what it gave this member).
     pub fn subscription(&self) -> &[String] {
         &self.subscription
     }

@@ -44,6 +44,7 @@ struct Beat {
     member_id: String,
     epoch: i32,
     subscribed: Option<Vec<String>>,
+    regex: Option<String>,
     owned: Option<Vec<i32>>,
 }
 
@@ -106,6 +107,7 @@ impl Script {
                     subscribed: r
                         .subscribed_topic_names
                         .map(|ts| ts.iter().map(|t| t.0.to_string()).collect()),
+                    regex: r.subscribed_topic_regex.map(|r| r.to_string()),
                     owned: r
                         .topic_partitions
                         .map(|ts| ts.iter().flat_map(|t| t.partitions.clone()).collect()),
@@ -329,4 +331,97 @@ async fn a_broker_without_the_consumer_protocol_is_a_clear_error_not_a_retry_loo
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(*script.find_coordinators.lock().unwrap(), finds);
     assert!(finds <= 2, "{finds} FindCoordinator requests");
+}
+
+/// A consumer on `broker` in group `g` with `group.protocol=consumer`.
+async fn pattern_consumer(broker: &ScriptedBroker) -> Consumer {
+    let client = ClientConfig::new(&broker.addr()).request_timeout(Duration::from_secs(5));
+    Consumer::connect(
+        ConsumerConfig::with_client(client)
+            .group_id("g")
+            .group_protocol(GroupProtocol::Consumer)
+            .auto_offset_reset(AutoOffsetReset::Earliest)
+            .commit_mode(CommitMode::Manual)
+            .fetch_max_wait(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_goes_to_the_broker_and_is_removed_with_an_empty_regex() {
+    let script = Arc::new(Script::default());
+    let broker = {
+        let script = script.clone();
+        ScriptedBroker::start(move |h, b| script.handle(h, b)).await
+    };
+    *script.port.lock().unwrap() = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let mut consumer = pattern_consumer(&broker).await;
+    consumer.subscribe_pattern("t|u.*").unwrap();
+    let beats = |s: &Script| s.beats.lock().unwrap().clone();
+    // The broker resolves the pattern (the script assigns `t-0`); the member resolves the
+    // assigned topic id by listing every topic.
+    poll_until(&mut consumer, "assigned and acknowledged", || {
+        beats(&script).iter().any(|b| b.owned == Some(vec![0]))
+    })
+    .await;
+    assert_eq!(consumer.assignment(), vec![TopicPartition::new(TOPIC, 0)]);
+    let join = beats(&script)[0].clone();
+    assert_eq!(join.regex.as_deref(), Some("t|u.*"));
+    assert_eq!(join.subscribed, Some(vec![]));
+    assert!(
+        beats(&script)[1..].iter().all(|b| b.regex.is_none()),
+        "sent once while unchanged: {:?}",
+        beats(&script)
+    );
+
+    // Back to names: the regex is removed with "".
+    let sent = beats(&script).len();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    poll_until(&mut consumer, "a heartbeat with the names", || {
+        beats(&script).len() > sent
+    })
+    .await;
+    let change = beats(&script)[sent].clone();
+    assert_eq!(change.regex.as_deref(), Some(""));
+    assert_eq!(change.subscribed, Some(vec![TOPIC.to_owned()]));
+    assert_eq!(consumer.subscription_pattern(), None);
+    consumer.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_on_a_broker_without_heartbeat_v1_is_a_clear_error() {
+    let script = Arc::new(Script::default());
+    let versions = default_versions()
+        .into_iter()
+        .map(|(api, min, max)| {
+            if api == ApiKey::ConsumerGroupHeartbeat {
+                (api, 0, 0)
+            } else {
+                (api, min, max)
+            }
+        })
+        .collect();
+    let broker = {
+        let script = script.clone();
+        ScriptedBroker::start_with_versions(versions, move |h, b| script.handle(h, b)).await
+    };
+    *script.port.lock().unwrap() = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let mut consumer = pattern_consumer(&broker).await;
+    consumer.subscribe_pattern("t.*").unwrap();
+    let guard = Instant::now() + Duration::from_secs(30);
+    let e = loop {
+        match consumer.poll(Duration::from_millis(100)).await {
+            Err(e) => break e,
+            Ok(_) => assert!(Instant::now() < guard, "no error for a v0-only broker"),
+        }
+    };
+    assert!(
+        e.to_string().contains("pattern subscriptions need v1"),
+        "{e}"
+    );
+    assert!(
+        script.beats.lock().unwrap().is_empty(),
+        "no heartbeat without the regex was sent"
+    );
 }

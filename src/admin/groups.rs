@@ -439,7 +439,11 @@ impl Admin {
     /// Runs `op` against `group`'s coordinator, finding it again and retrying while the answer is
     /// a coordinator error (loading, moved, unavailable) or the connection failed, until
     /// `request.timeout.ms`. Returns the coordinator's node id with the result.
-    async fn with_group_coordinator<T, F, Fut>(&self, group: &str, op: F) -> Result<(i32, T)>
+    pub(super) async fn with_group_coordinator<T, F, Fut>(
+        &self,
+        group: &str,
+        op: F,
+    ) -> Result<(i32, T)>
     where
         F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -514,7 +518,7 @@ impl Admin {
     }
 }
 
-fn group_id(group: &str) -> GroupId {
+pub(super) fn group_id(group: &str) -> GroupId {
     GroupId(StrBytes::from_string(group.to_owned()))
 }
 

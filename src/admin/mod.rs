@@ -26,11 +26,13 @@ use crate::net::Lane;
 use crate::record::{IsolationLevel, TopicPartition};
 
 mod configs;
+mod consumer_groups;
 mod groups;
 mod partitions;
 
 pub use crate::cluster::{BrokerInfo, PartitionInfo};
 pub use configs::{ConfigChange, ConfigEntry, ConfigResource, ConfigSource};
+pub use consumer_groups::{ConsumerGroupDescription, ConsumerGroupMember};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, MemberDescription};
 
 /// A topic to create.

@@ -130,15 +130,23 @@ impl Consumer {
         let mut sorted: Vec<String> = topics.iter().map(|t| t.as_ref().to_owned()).collect();
         sorted.sort();
         sorted.dedup();
-        if self.subscribed() && sorted == self.subscription {
+        let had_pattern = self.pattern.take().is_some();
+        if self.subscribed() && sorted == self.subscription && !had_pattern {
             return Ok(());
         }
+        self.join_group_with(group_id, sorted);
+        Ok(())
+    }
+
+    /// Makes `topics` the subscription and (re)joins with it at the next poll, starting the
+    /// group's tasks on first use.
+    pub(super) fn join_group_with(&mut self, group_id: String, sorted: Vec<String>) {
         self.subscription = sorted.clone();
         let membership = match self.membership.clone() {
             Some(MemberHandle::Classic(m)) => m,
             Some(MemberHandle::Consumer(_)) => {
-                self.subscribe_consumer_group(group_id, sorted);
-                return Ok(());
+                self.subscribe_consumer_group(group_id, sorted, None);
+                return;
             }
             None => unreachable!("a membership exists when group.id is set"),
         };
@@ -163,10 +171,12 @@ impl Consumer {
             )
         });
         group.member().request_rejoin("subscription changed");
-        Ok(())
     }
 
-    /// The subscribed topics (empty when not subscribed).
+    /// The subscribed topics (empty when not subscribed). After
+    /// [`Consumer::subscribe_pattern`]: on a classic group the topics the pattern matched when
+    /// last looked at; on a `consumer` group empty, as the broker resolves the pattern (see
+    /// [`Consumer::assignment`] for what it gave this member).
     pub fn subscription(&self) -> &[String] {
         &self.subscription
     }
@@ -182,6 +192,7 @@ impl Consumer {
     /// Cancellation: dropping the future may leave the member in the group until its session
     /// times out; the subscription is already gone.
     pub async fn unsubscribe(&mut self) -> Result<()> {
+        self.pattern = None;
         if let Some(mut group) = self.consumer_group.take() {
             self.subscription.clear();
             let lost = group.member().lost_pending();

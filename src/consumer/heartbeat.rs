@@ -262,6 +262,18 @@ async fn send_heartbeat(
     let version = conn
         .version_for::<ConsumerGroupHeartbeatRequest>()
         .map_err(|e| (Some(node), e))?;
+    if fields.subscribed_topic_regex.is_some() && version < 1 {
+        // SubscribedTopicRegex exists from v1 (Kafka 4.0): a broker without it cannot resolve
+        // a pattern, and retrying will not change that.
+        return Err((
+            Some(node),
+            Error::InvalidState(format!(
+                "group `{group_id}`: broker {} speaks ConsumerGroupHeartbeat v{version}, and pattern \
+                 subscriptions need v1 (Kafka 4.0 or later)",
+                conn.broker()
+            )),
+        ));
+    }
     let response = conn
         .send_version(&request, version, timeout)
         .await
@@ -286,6 +298,7 @@ fn request(group_id: &str, f: &HeartbeatFields) -> ConsumerGroupHeartbeatRequest
                 .as_ref()
                 .map(|topics| topics.iter().map(|t| TopicName(str_bytes(t))).collect()),
         )
+        .with_subscribed_topic_regex(f.subscribed_topic_regex.as_deref().map(str_bytes))
         .with_server_assignor(f.server_assignor.as_deref().map(str_bytes))
         .with_topic_partitions(f.owned.as_ref().map(|owned| {
             owned

@@ -1,5 +1,6 @@
 //! The consumer role: [`Consumer`] reads partitions assigned by hand ([`Consumer::assign`]) or by
-//! a consumer group ([`Consumer::subscribe`]; classic or KIP-848 `consumer` protocol), fetches
+//! a consumer group ([`Consumer::subscribe`], or [`Consumer::subscribe_pattern`] for topics
+//! matching a regex; classic or KIP-848 `consumer` protocol), fetches
 //! them from their leaders in `read_uncommitted` or `read_committed`, hands out records in
 //! per-partition offset order, and commits the group's offsets.
 //!
@@ -56,7 +57,7 @@
 //!
 //! # Not yet
 //!
-//! Pattern subscriptions, KIP-1251 assignment epochs, classic ↔ consumer group migration,
+//! KIP-1251 assignment epochs, classic ↔ consumer group migration,
 //! closing fetch sessions on
 //! close (the broker evicts them), fetching from followers (KIP-392), leader-epoch validation of positions after a
 //! leader change (KIP-320's OffsetForLeaderEpoch).
@@ -69,6 +70,7 @@ mod group_member;
 mod heartbeat;
 mod metrics;
 mod offsets;
+mod pattern;
 mod reconcile;
 mod retry;
 mod stream;
@@ -147,8 +149,10 @@ pub struct Consumer {
     consumer_group: Option<ConsumerGroup>,
     /// When metadata was last looked up for assigned topic ids it did not know.
     last_id_lookup: Option<Instant>,
-    /// Subscribed topics, sorted.
+    /// Subscribed topics, sorted (for a pattern on a classic group: the topics it matched).
     subscription: Vec<String>,
+    /// A pattern subscription (`subscribe_pattern`).
+    pattern: Option<pattern::PatternSubscription>,
     listener: Listener,
     /// Assigned by the group: their committed offsets must be read before they get a position.
     awaiting_committed: BTreeSet<TopicPartition>,
@@ -216,6 +220,7 @@ impl Consumer {
             consumer_group: None,
             last_id_lookup: None,
             subscription: Vec::new(),
+            pattern: None,
             listener: Listener::default(),
             awaiting_committed: BTreeSet::new(),
             last_committed: HashMap::new(),
@@ -484,6 +489,9 @@ impl Consumer {
         let deadline = Instant::now() + timeout;
         if self.subscribed() {
             self.on_poll_member();
+            if !self.resolve_pattern(deadline).await? {
+                return Ok(Vec::new());
+            }
             if !self.ensure_group(deadline).await? {
                 return Ok(Vec::new());
             }

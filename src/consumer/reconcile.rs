@@ -31,7 +31,13 @@ use crate::state::consumer_member::{ConsumerMember, IdAssignment};
 impl Consumer {
     /// `subscribe` on a `consumer` group: starts the heartbeat task on first use, and hands the
     /// member its (new) subscription, which the next heartbeat carries at once.
-    pub(super) fn subscribe_consumer_group(&mut self, group_id: String, topics: Vec<String>) {
+    /// With `regex`, the member subscribes to it (the broker resolves it) instead of `topics`.
+    pub(super) fn subscribe_consumer_group(
+        &mut self,
+        group_id: String,
+        topics: Vec<String>,
+        regex: Option<String>,
+    ) {
         let Some(MemberHandle::Consumer(member)) = self.membership.clone() else {
             unreachable!("group.protocol=consumer makes a consumer-protocol member");
         };
@@ -41,7 +47,10 @@ impl Consumer {
         let group = self
             .consumer_group
             .get_or_insert_with(|| ConsumerGroup::new(cluster, group_id, member, backoff, timeout));
-        group.member().subscribe(topics);
+        match regex {
+            Some(regex) => group.member().subscribe_pattern(regex),
+            None => group.member().subscribe(topics),
+        }
         group.wake();
     }
 
@@ -110,11 +119,13 @@ impl Consumer {
         if unknown && due {
             self.last_id_lookup = Some(Instant::now());
             let topics: Vec<&str> = self.subscription.iter().map(String::as_str).collect();
-            match self
-                .cluster
-                .refresh_metadata(TopicsQuery::Some(&topics))
-                .await
-            {
+            // A pattern's topics are known to the broker only: look at every topic.
+            let query = if self.pattern.is_some() {
+                TopicsQuery::All
+            } else {
+                TopicsQuery::Some(&topics)
+            };
+            match self.cluster.refresh_metadata(query).await {
                 Ok(fresh) => snapshot = fresh,
                 Err(e) => debug!(error = %e, "metadata lookup for assigned topic ids failed"),
             }

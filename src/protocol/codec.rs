@@ -103,6 +103,7 @@ api_requests! {
     SaslHandshake => SaslHandshakeRequest, SaslHandshakeResponse;
     SaslAuthenticate => SaslAuthenticateRequest, SaslAuthenticateResponse;
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse;
+    ConsumerGroupDescribe => ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse;
 }
 
 /// Byte offset of the correlation id in an encoded request frame: after the length prefix, the

@@ -46,6 +46,7 @@ pub(crate) fn schema(api: ApiKey) -> Option<&'static Schema> {
         ApiKey::SaslHandshake => &SASL_HANDSHAKE,
         ApiKey::SaslAuthenticate => &SASL_AUTHENTICATE,
         ApiKey::ConsumerGroupHeartbeat => &CONSUMER_GROUP_HEARTBEAT,
+        ApiKey::ConsumerGroupDescribe => &CONSUMER_GROUP_DESCRIBE,
         _ => return None,
     })
 }
@@ -389,6 +390,52 @@ const CONSUMER_GROUP_HEARTBEAT: Schema = Schema {
             )]),
         )
         .null(),
+    ],
+};
+
+/// A member's assignment in ConsumerGroupDescribe: topic id, name and partitions.
+const DESCRIBED_ASSIGNMENT: &[Field] = &[f(
+    "topic_partitions",
+    Array(&[
+        f("topic_id", Uuid),
+        f("topic_name", Str),
+        f("partitions", Int32s),
+    ]),
+)];
+
+const CONSUMER_GROUP_DESCRIBE: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        THROTTLE,
+        f(
+            "groups",
+            Array(&[
+                ERROR_CODE,
+                ERROR_MESSAGE,
+                f("group_id", Str),
+                f("group_state", Str),
+                f("group_epoch", Int32),
+                f("assignment_epoch", Int32),
+                f("assignor_name", Str),
+                f(
+                    "members",
+                    Array(&[
+                        f("member_id", Str),
+                        f("instance_id", Str).null(),
+                        f("rack_id", Str).null(),
+                        f("member_epoch", Int32),
+                        f("client_id", Str),
+                        f("client_host", Str),
+                        f("subscribed_topic_names", Strs),
+                        f("subscribed_topic_regex", Str).null(),
+                        f("assignment", Struct(DESCRIBED_ASSIGNMENT)),
+                        f("target_assignment", Struct(DESCRIBED_ASSIGNMENT)),
+                        f("member_type", Int8).since(1),
+                    ]),
+                ),
+                f("authorized_operations", Int32),
+            ]),
+        ),
     ],
 };
 

@@ -92,6 +92,9 @@ pub struct HeartbeatFields {
     pub rebalance_timeout_ms: i32,
     /// The subscribed topics, when changed.
     pub subscribed_topic_names: Option<Vec<String>>,
+    /// The subscribed regex (RE2/J, resolved by the broker), when changed; an empty string
+    /// removes a regex sent before (Java's rule). Needs ConsumerGroupHeartbeat v1.
+    pub subscribed_topic_regex: Option<String>,
     /// `group.remote.assignor`, when changed.
     pub server_assignor: Option<String>,
     /// The owned partitions, when changed.
@@ -131,6 +134,8 @@ pub struct HeartbeatAnswer {
 #[derive(Debug, Clone, Default)]
 struct SentFields {
     subscription: Option<Vec<String>>,
+    /// The regex the broker has from this member (`None`: none, or not known after a failure).
+    regex: Option<String>,
     owned: Option<IdAssignment>,
     rebalance_timeout_ms: Option<i32>,
     server_assignor: Option<String>,
@@ -146,6 +151,8 @@ pub struct ConsumerMember {
     server_assignor: Option<String>,
     rebalance_timeout: Duration,
     subscription: Vec<String>,
+    /// A regex subscription the broker resolves (`subscribe_pattern`), instead of names.
+    regex: Option<String>,
     state: MemberState,
     heartbeat_interval: Duration,
     last_sent: Option<Instant>,
@@ -176,6 +183,7 @@ impl ConsumerMember {
             server_assignor,
             rebalance_timeout,
             subscription: Vec::new(),
+            regex: None,
             state: MemberState::Unsubscribed,
             heartbeat_interval: Duration::ZERO,
             last_sent: None,
@@ -244,6 +252,25 @@ impl ConsumerMember {
     /// joins; a member in the group sends the new subscription with its next heartbeat, at once.
     pub fn subscribe(&mut self, topics: Vec<String>) {
         self.subscription = topics;
+        self.regex = None;
+        self.start_subscription();
+    }
+
+    /// Subscribes to the topics matching `regex` (RE2/J syntax), which the broker resolves and
+    /// re-resolves as topics come and go (KIP-848). Replaces a subscription by names.
+    pub fn subscribe_pattern(&mut self, regex: String) {
+        self.subscription = Vec::new();
+        self.regex = Some(regex);
+        self.start_subscription();
+    }
+
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // read by the unit tests
+    /// The regex subscribed to, if any.
+    pub fn regex(&self) -> Option<&str> {
+        self.regex.as_deref()
+    }
+
+    fn start_subscription(&mut self) {
         match self.state {
             MemberState::Unsubscribed | MemberState::Leaving => self.join(),
             _ => {}
@@ -345,6 +372,7 @@ impl ConsumerMember {
             rack_id: if full { self.rack.clone() } else { None },
             rebalance_timeout_ms: -1,
             subscribed_topic_names: None,
+            subscribed_topic_regex: None,
             server_assignor: None,
             owned: None,
         };
@@ -355,6 +383,11 @@ impl ConsumerMember {
         if full || self.sent.subscription.as_ref() != Some(&self.subscription) {
             fields.subscribed_topic_names = Some(self.subscription.clone());
             self.sent.subscription = Some(self.subscription.clone());
+        }
+        // Java's rule: the regex when joining or changed; "" once to remove one sent before.
+        if (full && self.regex.is_some()) || self.sent.regex != self.regex {
+            fields.subscribed_topic_regex = Some(self.regex.clone().unwrap_or_default());
+            self.sent.regex = self.regex.clone();
         }
         if self.server_assignor.is_some()
             && (full || self.sent.server_assignor != self.server_assignor)
@@ -491,6 +524,7 @@ impl ConsumerMember {
             rack_id: None,
             rebalance_timeout_ms: -1,
             subscribed_topic_names: None,
+            subscribed_topic_regex: None,
             server_assignor: None,
             owned: None,
         }

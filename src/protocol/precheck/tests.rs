@@ -92,6 +92,7 @@ probes! {
     SaslHandshake => SaslHandshakeResponse,
     SaslAuthenticate => SaslAuthenticateResponse,
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
+    ConsumerGroupDescribe => ConsumerGroupDescribeResponse,
 }
 
 /// A frame (no length prefix): the response header at `header_version`, then `body`.

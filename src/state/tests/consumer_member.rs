@@ -379,3 +379,53 @@ fn a_zero_interval_from_the_broker_does_not_make_a_busy_loop() {
         HeartbeatStep::WaitUntil(now + MIN_INTERVAL)
     );
 }
+
+#[test]
+fn a_pattern_is_sent_when_joining_and_after_a_failure_and_removed_with_an_empty_regex() {
+    let now = Instant::now();
+    let mut m = ConsumerMember::new("m".into(), None, None, None, Duration::from_secs(300), now);
+    m.subscribe_pattern("orders-.*".into());
+    assert_eq!(m.state(), MemberState::Joining);
+    let f = send(&mut m, now);
+    assert_eq!(f.subscribed_topic_regex.as_deref(), Some("orders-.*"));
+    assert_eq!(f.subscribed_topic_names, Some(Vec::new()), "names: none");
+    m.on_heartbeat_response(ok(1, Some(assignment(&[(T1, &[0])]))));
+    // Incremental: not repeated while unchanged.
+    let later = now + Duration::from_secs(5);
+    assert_eq!(send(&mut m, later).subscribed_topic_regex, None);
+    // After a failed heartbeat the broker may not have it: sent again.
+    m.on_heartbeat_failure();
+    assert_eq!(
+        send(&mut m, later).subscribed_topic_regex.as_deref(),
+        Some("orders-.*")
+    );
+    m.on_heartbeat_response(ok(1, None));
+    // A new pattern is sent at once; names are untouched.
+    m.subscribe_pattern("refunds-.*".into());
+    let f = send(&mut m, later);
+    assert_eq!(f.subscribed_topic_regex.as_deref(), Some("refunds-.*"));
+    assert_eq!(f.subscribed_topic_names, None);
+    m.on_heartbeat_response(ok(1, None));
+    // Back to names: the regex is removed with "" (Java's rule), once.
+    m.subscribe(vec!["a".into()]);
+    assert_eq!(m.regex(), None);
+    let f = send(&mut m, later);
+    assert_eq!(f.subscribed_topic_regex.as_deref(), Some(""));
+    assert_eq!(f.subscribed_topic_names, Some(vec!["a".to_owned()]));
+    m.on_heartbeat_response(ok(1, None));
+    assert_eq!(
+        send(&mut m, later + Duration::from_secs(5)).subscribed_topic_regex,
+        None
+    );
+}
+
+#[test]
+fn a_member_subscribed_by_names_never_sends_a_regex() {
+    let now = Instant::now();
+    let mut m = member(None, now);
+    assert_eq!(send(&mut m, now).subscribed_topic_regex, None);
+    m.on_heartbeat_failure();
+    // Not even the empty string: a v0 broker cannot take the field at all.
+    assert_eq!(send(&mut m, now).subscribed_topic_regex, None);
+    assert_eq!(m.begin_leave().unwrap().subscribed_topic_regex, None);
+}

@@ -29,5 +29,6 @@ pub mod marker_pacing;
 pub mod membership;
 pub mod partitioner;
 pub mod sequence;
+pub mod telemetry;
 pub mod transaction;
 mod transaction_errors;

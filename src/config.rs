@@ -64,6 +64,11 @@ pub struct ClientConfig {
     /// the `metrics` facade once a second. Off, only connection, commit, rebalance and
     /// transaction counts are kept (see [`crate::metrics`]). Default true.
     pub metrics_enabled: bool,
+    /// `enable.metrics.push` (Java's): push this client's metrics to the cluster when a broker
+    /// holds a client-metrics subscription for it (KIP-714), at the subscription's interval and
+    /// with its metric-name prefixes. Brokers without the telemetry APIs turn it off silently.
+    /// Default true (Java's).
+    pub metrics_push: bool,
 }
 
 impl Default for ClientConfig {
@@ -84,6 +89,7 @@ impl Default for ClientConfig {
             tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
             metrics_enabled: true,
+            metrics_push: true,
         }
     }
 }
@@ -182,6 +188,7 @@ impl ClientConfig {
             }
             "security.protocol" => self.security_protocol = value.parse()?,
             "metrics.enabled" => self.metrics_enabled = parse_bool(key, value)?,
+            "enable.metrics.push" => self.metrics_push = parse_bool(key, value)?,
             _ if key.starts_with("ssl.") => return self.tls.set(key, value),
             _ if key.starts_with("sasl.") => return self.sasl.set(key, value),
             _ => return Ok(false),
@@ -192,6 +199,12 @@ impl ClientConfig {
     /// Sets `metrics.enabled` (see [`ClientConfig::metrics_enabled`]).
     pub fn metrics(mut self, enabled: bool) -> Self {
         self.metrics_enabled = enabled;
+        self
+    }
+
+    /// Sets `enable.metrics.push` (see [`ClientConfig::metrics_push`]).
+    pub fn metrics_push(mut self, enabled: bool) -> Self {
+        self.metrics_push = enabled;
         self
     }
 

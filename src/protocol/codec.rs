@@ -103,6 +103,8 @@ api_requests! {
     SaslHandshake => SaslHandshakeRequest, SaslHandshakeResponse;
     SaslAuthenticate => SaslAuthenticateRequest, SaslAuthenticateResponse;
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse;
+    GetTelemetrySubscriptions => GetTelemetrySubscriptionsRequest, GetTelemetrySubscriptionsResponse;
+    PushTelemetry => PushTelemetryRequest, PushTelemetryResponse;
 }
 
 /// Byte offset of the correlation id in an encoded request frame: after the length prefix, the

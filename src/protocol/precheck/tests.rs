@@ -92,6 +92,8 @@ probes! {
     SaslHandshake => SaslHandshakeResponse,
     SaslAuthenticate => SaslAuthenticateResponse,
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
+    GetTelemetrySubscriptions => GetTelemetrySubscriptionsResponse,
+    PushTelemetry => PushTelemetryResponse,
 }
 
 /// A frame (no length prefix): the response header at `header_version`, then `body`.

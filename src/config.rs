@@ -463,10 +463,13 @@ mod tests {
             ("retry.backoff.max.ms", "20"),
             ("receive.message.max.bytes", "2048"),
             ("metrics.enabled", "false"),
+            ("enable.metrics.push", "false"),
         ])
         .unwrap();
         assert!(!c.metrics_enabled);
         assert!(ClientConfig::default().metrics_enabled);
+        assert!(!c.metrics_push);
+        assert!(ClientConfig::default().metrics_push, "Java's default");
         assert_eq!(c.bootstrap_servers, vec!["a:1", "b:2"]);
         assert_eq!(c.client_id, "svc");
         assert_eq!(c.request_timeout, Duration::from_millis(1500));

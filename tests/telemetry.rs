@@ -2,8 +2,8 @@
 //! (`tests/fixtures/TelemetryCapture.java`, compiled here with `javac` against the broker's jars)
 //! that decodes every pushed payload with Kafka's own OTLP classes and writes it to a file; a
 //! client-metrics subscription asks every second for the producer's `record.*` and `topic.*`
-//! metrics. The producer's pushes must carry only those, with the record counts it sent, and end
-//! with one terminating push on close.
+//! metrics and the consumer's records consumed. Each client's pushes must carry only those, with
+//! the record counts it sent or read, and end with one terminating push on close.
 
 mod common;
 
@@ -13,14 +13,16 @@ use std::time::Duration;
 
 use common::PrivateCluster;
 use josefk::admin::{Admin, ConfigChange, ConfigResource, NewTopic};
+use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig};
 use josefk::producer::{Producer, ProducerConfig};
-use josefk::ProducerRecord;
+use josefk::{ProducerRecord, TopicPartition};
 use josefk_harness::{ClusterSpec, KafkaDist};
 use tokio::time::Instant;
 
 const WAIT: Duration = Duration::from_secs(60);
-/// The subscription's `metrics`: two prefixes, so that most producer metrics are left out.
-const PREFIXES: &str = "org.apache.kafka.producer.record.,org.apache.kafka.producer.topic.";
+/// The subscription's `metrics`: a few prefixes, so that most metrics are left out.
+const PREFIXES: &str = "org.apache.kafka.producer.record.,org.apache.kafka.producer.topic.,\
+                        org.apache.kafka.consumer.fetch.manager.records.consumed.total";
 
 /// Compiles the capture plugin into a fresh directory; returns it.
 fn compile_plugin() -> PathBuf {
@@ -48,6 +50,8 @@ fn compile_plugin() -> PathBuf {
 /// One push as the plugin wrote it.
 #[derive(Debug, Default)]
 struct Push {
+    /// The client instance id the broker assigned.
+    instance: String,
     terminating: bool,
     /// (name, kind, temporality, value, attributes).
     points: Vec<(String, String, u32, f64, String)>,
@@ -67,6 +71,7 @@ fn read_pushes(file: &Path) -> Vec<Push> {
         };
         match words[0] {
             "push" => pushes.push(Push {
+                instance: words[1].to_owned(),
                 terminating: field("terminating=") == "true",
                 points: Vec::new(),
             }),
@@ -219,5 +224,56 @@ async fn producer_pushes_the_subscribed_metrics_and_terminates_on_close() {
     // Nothing is pushed after the terminating push.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(read_pushes(&capture).len(), pushes.len());
+    let producer_instance = last.instance.clone();
+
+    // A consumer reads the records back: its own instance, its own counts.
+    let mut consumer = Consumer::connect(
+        ConsumerConfig::with_client(common::config(&bootstrap).client_id("telemetry-consumer"))
+            .auto_offset_reset(AutoOffsetReset::Earliest),
+    )
+    .await
+    .unwrap();
+    consumer
+        .assign(&[TopicPartition::new(&topic, 0)])
+        .await
+        .unwrap();
+    let mut read = 0;
+    let deadline = Instant::now() + WAIT;
+    while read < sent {
+        assert!(Instant::now() < deadline, "read {read} of {sent}");
+        read += consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .unwrap()
+            .len();
+    }
+    let consumed = "org.apache.kafka.consumer.fetch.manager.records.consumed.total";
+    let of_consumer = |all: Vec<Push>| -> Vec<Push> {
+        all.into_iter()
+            .filter(|p| p.instance != producer_instance)
+            .collect()
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let pushes = of_consumer(read_pushes(&capture));
+        if counter(&pushes, consumed, "") == Some(sent as f64) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no consumer push counted {sent} records: {pushes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    consumer.close().await.unwrap();
+    let pushes = of_consumer(read_pushes(&capture));
+    assert!(pushes.last().unwrap().terminating, "{pushes:?}");
+    assert_eq!(pushes.iter().filter(|p| p.terminating).count(), 1);
+    for p in &pushes {
+        for (name, ..) in &p.points {
+            assert_eq!(name, consumed, "only the consumer's subscribed metric");
+        }
+    }
+    assert_eq!(counter(&pushes, consumed, ""), Some(sent as f64));
     cluster.shutdown().await;
 }

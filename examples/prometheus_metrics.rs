@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use josefk::admin::{Admin, NewTopic};
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::{ClientConfig, ProducerRecord};
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -112,9 +114,24 @@ enum Kind {
 /// A registered value: a counter's `u64`, or a gauge's `f64` bits.
 type Cell = (Kind, Arc<AtomicU64>);
 
+/// A histogram kept as a Prometheus summary without quantiles: how many values, their sum.
+#[derive(Default)]
+struct Summary(Mutex<(u64, f64)>);
+
+impl HistogramFn for Summary {
+    fn record(&self, value: f64) {
+        let mut s = self.0.lock().unwrap();
+        s.0 += 1;
+        s.1 += value;
+    }
+}
+
 /// Every registered value, by name and labels.
 #[derive(Clone, Default)]
-struct Values(Arc<Mutex<BTreeMap<Key, Cell>>>);
+struct Values(
+    Arc<Mutex<BTreeMap<Key, Cell>>>,
+    Arc<Mutex<BTreeMap<Key, Arc<Summary>>>>,
+);
 
 impl Values {
     fn cell(&self, key: &Key, kind: Kind) -> Arc<AtomicU64> {
@@ -122,6 +139,15 @@ impl Values {
         all.entry(key.clone())
             .or_insert_with(|| (kind, Arc::new(AtomicU64::new(0))))
             .1
+            .clone()
+    }
+
+    fn summary(&self, key: &Key) -> Arc<Summary> {
+        self.1
+            .lock()
+            .unwrap()
+            .entry(key.clone())
+            .or_default()
             .clone()
     }
 
@@ -150,6 +176,21 @@ impl Values {
             };
             let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
         }
+        // Histograms (josefk's `kafka.request.latency`, ms) as summaries: `_count` and `_sum`.
+        let summaries = self.1.lock().unwrap();
+        for (key, summary) in summaries.iter() {
+            let name = sanitize(key.name());
+            if typed.insert(name.clone()) {
+                let _ = writeln!(out, "# TYPE {name} summary");
+            }
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}=\"{}\"", sanitize(l.key()), escape(l.value())))
+                .collect();
+            let (count, sum) = *summary.0.lock().unwrap();
+            let _ = writeln!(out, "{name}_count{{{}}} {count}", labels.join(","));
+            let _ = writeln!(out, "{name}_sum{{{}}} {sum}", labels.join(","));
+        }
         out
     }
 }
@@ -167,7 +208,8 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A `metrics` recorder keeping the last value of every counter and gauge.
+/// A `metrics` recorder keeping the last value of every counter and gauge, and the count and sum
+/// of every histogram.
 struct TextRecorder(Values);
 
 impl Recorder for TextRecorder {
@@ -183,7 +225,7 @@ impl Recorder for TextRecorder {
         Gauge::from_arc(self.0.cell(key, Kind::Gauge))
     }
 
-    fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
-        Histogram::noop()
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        Histogram::from_arc(self.0.summary(key))
     }
 }

@@ -64,6 +64,11 @@ pub struct ClientConfig {
     /// the `metrics` facade once a second. Off, only connection, commit, rebalance and
     /// transaction counts are kept (see [`crate::metrics`]). Default true.
     pub metrics_enabled: bool,
+    /// `enable.metrics.push` (Java's): push this client's metrics to the cluster when a broker
+    /// holds a client-metrics subscription for it (KIP-714), at the subscription's interval and
+    /// with its metric-name prefixes. Brokers without the telemetry APIs turn it off silently.
+    /// Default true (Java's).
+    pub metrics_push: bool,
 }
 
 impl Default for ClientConfig {
@@ -84,6 +89,7 @@ impl Default for ClientConfig {
             tls: TlsConfig::default(),
             sasl: SaslConfig::default(),
             metrics_enabled: true,
+            metrics_push: true,
         }
     }
 }
@@ -209,6 +215,7 @@ impl ClientConfig {
             }
             "security.protocol" => self.security_protocol = value.parse()?,
             "metrics.enabled" => self.metrics_enabled = parse_bool(key, value)?,
+            "enable.metrics.push" => self.metrics_push = parse_bool(key, value)?,
             _ if key.starts_with("ssl.") => return self.tls.set(key, value),
             _ if key.starts_with("sasl.") => return self.sasl.set(key, value),
             _ => return Ok(false),
@@ -219,6 +226,12 @@ impl ClientConfig {
     /// Sets `metrics.enabled` (see [`ClientConfig::metrics_enabled`]).
     pub fn metrics(mut self, enabled: bool) -> Self {
         self.metrics_enabled = enabled;
+        self
+    }
+
+    /// Sets `enable.metrics.push` (see [`ClientConfig::metrics_push`]).
+    pub fn metrics_push(mut self, enabled: bool) -> Self {
+        self.metrics_push = enabled;
         self
     }
 
@@ -477,10 +490,13 @@ mod tests {
             ("retry.backoff.max.ms", "20"),
             ("receive.message.max.bytes", "2048"),
             ("metrics.enabled", "false"),
+            ("enable.metrics.push", "false"),
         ])
         .unwrap();
         assert!(!c.metrics_enabled);
         assert!(ClientConfig::default().metrics_enabled);
+        assert!(!c.metrics_push);
+        assert!(ClientConfig::default().metrics_push, "Java's default");
         assert_eq!(c.bootstrap_servers, vec!["a:1", "b:2"]);
         assert_eq!(c.client_id, "svc");
         assert_eq!(c.request_timeout, Duration::from_millis(1500));

@@ -23,7 +23,6 @@ pub(crate) const JAVA_ONLY_KEYS: &[&str] = &[
     "metrics.sample.window.ms",
     "metrics.recording.level",
     "auto.include.jmx.reporter",
-    "enable.metrics.push",
     "config.providers",
     "security.providers",
     "ssl.engine.factory.class",

@@ -487,6 +487,21 @@ async fn the_prometheus_example_serves_what_its_producer_sent() {
             "kafka_admin_client_metrics_connection_creation_total{{{id}}}"
         )) >= 1.0
     );
+    // Request latency as a histogram too (a summary here): per broker, at least the answers
+    // the producer counted (the admin client's, same client id, add to it), with a positive sum.
+    assert!(body.contains("# TYPE kafka_request_latency summary"));
+    let node = latency
+        .split("node_id=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let labels = format!("{{{id},node_id=\"{node}\"}}");
+    let answered = value(&format!(
+        "kafka_producer_node_metrics_request_total{labels}"
+    ));
+    assert!(answered >= 1.0);
+    assert!(value(&format!("kafka_request_latency_count{labels}")) >= answered);
+    assert!(value(&format!("kafka_request_latency_sum{labels}")) > 0.0);
 }
 
 /// A span's name and its fields as text.

@@ -195,8 +195,7 @@ fn reject_java_only(key: &str) -> CliResult {
         "metrics.recording.level"
         | "metrics.num.samples"
         | "metrics.sample.window.ms"
-        | "auto.include.jmx.reporter"
-        | "enable.metrics.push" => "josefk has no JMX metrics; remove it",
+        | "auto.include.jmx.reporter" => "josefk has no JMX metrics; remove it",
         _ => return Ok(()),
     };
     Err(CliError::usage(format!(

@@ -67,6 +67,7 @@ impl KafkaCluster {
                 controller_port: ports[per_node * i + 1],
                 listener_ports: ports[per_node * i + 2..per_node * (i + 1)].to_vec(),
                 dir: dir.join(format!("node-{}", i + 1)),
+                extra_classpath: spec.extra_classpath().to_vec(),
             })
             .collect();
         // From here on, dropping `cluster` cleans up whatever was created.

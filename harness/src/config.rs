@@ -27,6 +27,7 @@ pub struct ClusterSpec {
     kafka_version: Option<String>,
     listeners: Vec<Listener>,
     scram_users: Vec<(String, String, String)>,
+    extra_classpath: Vec<PathBuf>,
 }
 
 /// Escapes a value for a double-quoted JAAS option.
@@ -162,6 +163,7 @@ impl ClusterSpec {
             kafka_version: None,
             listeners: Vec::new(),
             scram_users: Vec::new(),
+            extra_classpath: Vec::new(),
         }
     }
 
@@ -238,6 +240,17 @@ impl ClusterSpec {
         self
     }
 
+    /// Appends a directory or jar to every broker's classpath (a test's plugin, e.g. a
+    /// `metric.reporters` class compiled at test time).
+    pub fn broker_classpath(mut self, entry: impl Into<PathBuf>) -> Self {
+        self.extra_classpath.push(entry.into());
+        self
+    }
+
+    pub(crate) fn extra_classpath(&self) -> &[PathBuf] {
+        &self.extra_classpath
+    }
+
     /// How long [`crate::KafkaCluster::start`] waits for every node (default 90 s,
     /// or `$JOSEFK_KAFKA_START_TIMEOUT_SECS`).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
@@ -278,6 +291,8 @@ pub(crate) struct NodeLayout {
     /// One port per [`ClusterSpec::listener`], in the spec's order.
     pub listener_ports: Vec<u16>,
     pub dir: PathBuf,
+    /// Appended to the broker classpath ([`ClusterSpec::broker_classpath`]).
+    pub extra_classpath: Vec<PathBuf>,
 }
 
 impl NodeLayout {
@@ -462,6 +477,7 @@ mod tests {
                 controller_port: 9001 + 2 * id as u16,
                 listener_ports: vec![9100 + id as u16],
                 dir: PathBuf::from(format!("/tmp/c/node-{id}")),
+                extra_classpath: Vec::new(),
             })
             .collect()
     }

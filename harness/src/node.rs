@@ -47,7 +47,7 @@ impl Node {
             dist.log_config_flag(&dist.broker_log_config()).into(),
             format!("-Dkafka.logs.dir={}", dir.display()).into(),
             "-cp".into(),
-            dist.broker_classpath().into(),
+            self.classpath(dist),
             "kafka.Kafka".into(),
             dir.join("server.properties").into_os_string(),
         ];
@@ -60,6 +60,16 @@ impl Node {
             label: format!("Kafka node {}", self.layout.id),
         })?);
         Ok(log_offset)
+    }
+
+    /// The broker classpath and the spec's extra entries.
+    fn classpath(&self, dist: &KafkaDist) -> std::ffi::OsString {
+        let mut classpath = std::ffi::OsString::from(dist.broker_classpath());
+        for entry in &self.layout.extra_classpath {
+            classpath.push(":");
+            classpath.push(entry);
+        }
+        classpath
     }
 
     /// The end of its broker log and JVM output, for error messages.

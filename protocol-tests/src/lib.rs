@@ -93,9 +93,16 @@ impl Action {
 pub type VersionRow = (ApiKey, i16, i16);
 
 /// The version table a [`ScriptedBroker`] uses unless told otherwise: every API at the versions
-/// `kafka-protocol` knows.
+/// `kafka-protocol` knows, but the KIP-714 telemetry APIs, which a real broker advertises only with
+/// a client-telemetry plugin (a client would otherwise push metrics to every scripted broker).
 pub fn default_versions() -> Vec<VersionRow> {
     ApiKey::iter()
+        .filter(|key| {
+            !matches!(
+                key,
+                ApiKey::GetTelemetrySubscriptions | ApiKey::PushTelemetry
+            )
+        })
         .map(|key| {
             let range = key.valid_versions();
             (key, range.min, range.max)

@@ -22,6 +22,10 @@ pub enum ConfigResource {
     Topic(String),
     /// A broker, by node id.
     Broker(i32),
+    /// A client-metrics subscription (KIP-714), by name: `metrics` (comma-separated metric-name
+    /// prefixes, `*` for all), `interval.ms`, `match` (client selectors). Clients with
+    /// `enable.metrics.push` push what it names.
+    ClientMetrics(String),
 }
 
 impl ConfigResource {
@@ -29,6 +33,7 @@ impl ConfigResource {
         match self {
             ConfigResource::Topic(name) => (2, name.clone()),
             ConfigResource::Broker(id) => (4, id.to_string()),
+            ConfigResource::ClientMetrics(name) => (16, name.clone()),
         }
     }
 }
@@ -219,7 +224,7 @@ impl Admin {
     {
         match resource {
             ConfigResource::Broker(id) => self.retrying_on(*id, op).await,
-            ConfigResource::Topic(_) => self.retrying(op).await,
+            ConfigResource::Topic(_) | ConfigResource::ClientMetrics(_) => self.retrying(op).await,
         }
     }
 }

@@ -126,6 +126,9 @@ pub struct ListedOffset {
 #[derive(Debug, Clone)]
 pub struct Admin {
     cluster: Cluster,
+    /// The KIP-714 push task (`enable.metrics.push`), shared by the clones; the last one dropped
+    /// ends it with a terminating push.
+    _telemetry: Option<std::sync::Arc<crate::cluster::telemetry::TelemetryHandle>>,
 }
 
 impl Admin {
@@ -134,11 +137,20 @@ impl Admin {
         let cluster = Cluster::connect(config).await?;
         let registry = std::sync::Arc::downgrade(&cluster.pool().metrics().0);
         let enabled = cluster.config().metrics_enabled;
+        let exported = registry.clone();
         crate::metrics::spawn_exporter(enabled, move || {
-            let registry = registry.upgrade()?;
+            let registry = exported.upgrade()?;
             Some(crate::metrics::AdminMetrics::read(&registry).to_metrics())
         });
-        Ok(Admin { cluster })
+        let telemetry = crate::cluster::telemetry::spawn(cluster.clone(), move || {
+            let registry = registry.upgrade()?;
+            Some(crate::metrics::AdminMetrics::read(&registry).to_metrics())
+        })
+        .map(std::sync::Arc::new);
+        Ok(Admin {
+            cluster,
+            _telemetry: telemetry,
+        })
     }
 
     /// A snapshot of this client's metrics (connections and requests per broker; see
@@ -151,7 +163,11 @@ impl Admin {
     internal_fn! {
         /// An admin client sharing an existing cluster view and its connections.
         fn from_cluster(cluster: Cluster) -> Admin {
-            Admin { cluster }
+            // The client that owns the cluster view pushes its own metrics.
+            Admin {
+                cluster,
+                _telemetry: None,
+            }
         }
     }
 

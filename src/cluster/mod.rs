@@ -10,6 +10,7 @@
 
 pub mod coordinator;
 pub mod metadata;
+pub(crate) mod telemetry;
 mod topic_name;
 
 use std::sync::{Arc, RwLock};

@@ -225,6 +225,18 @@ impl Consumer {
     /// # Ok(()) }
     /// ```
     pub async fn close(mut self) -> Result<()> {
+        let telemetry = self.telemetry.take();
+        let wait = self.config.client.request_timeout;
+        let result = self.leave_on_close().await;
+        if let Some(telemetry) = telemetry {
+            // The last metrics push (KIP-714), after the last commit and the leave.
+            telemetry.close(wait).await;
+        }
+        result
+    }
+
+    /// `close`'s group part: the last commit and the leave.
+    async fn leave_on_close(mut self) -> Result<()> {
         if let Some(mut group) = self.consumer_group.take() {
             let lost = group.member().lost_pending();
             self.release_all(lost).await;

@@ -149,6 +149,8 @@ pub struct Consumer {
     consumer_group: Option<ConsumerGroup>,
     /// When metadata was last looked up for assigned topic ids it did not know.
     last_id_lookup: Option<Instant>,
+    /// The KIP-714 push task (`enable.metrics.push`); dropping it ends the task.
+    telemetry: Option<crate::cluster::telemetry::TelemetryHandle>,
     /// Subscribed topics, sorted (for a pattern on a classic group: the topics it matched).
     subscription: Vec<String>,
     /// A pattern subscription (`subscribe_pattern`).
@@ -185,7 +187,12 @@ impl Consumer {
         config.validate()?;
         let cluster = Cluster::connect(config.client.clone()).await?;
         let registry = Arc::downgrade(&cluster.pool().metrics().0);
+        let exported = registry.clone();
         crate::metrics::spawn_exporter(config.client.metrics_enabled, move || {
+            let registry = exported.upgrade()?;
+            Some(crate::metrics::ConsumerMetrics::read(&registry).to_metrics())
+        });
+        let telemetry = crate::cluster::telemetry::spawn(cluster.clone(), move || {
             let registry = registry.upgrade()?;
             Some(crate::metrics::ConsumerMetrics::read(&registry).to_metrics())
         });
@@ -219,6 +226,7 @@ impl Consumer {
             group: None,
             consumer_group: None,
             last_id_lookup: None,
+            telemetry,
             subscription: Vec::new(),
             pattern: None,
             listener: Listener::default(),

@@ -28,6 +28,7 @@
 //! ```
 
 mod export;
+pub(crate) mod otlp;
 pub(crate) mod registry;
 
 pub(crate) use export::spawn_exporter;

@@ -261,6 +261,13 @@ impl Connection {
                 .0
                 .enabled
                 .then(|| net.node(broker.node_id.unwrap_or(-1))),
+            latency: options.metrics.0.enabled.then(|| {
+                ::metrics::histogram!(
+                    "kafka.request.latency",
+                    "client-id" => options.client_id.to_string(),
+                    "node-id" => format!("node-{}", broker.node_id.unwrap_or(-1)),
+                )
+            }),
         };
         let stop = Arc::new(Notify::new());
         tokio::spawn(task.run(stream, rx, reauth, stop.clone()));

@@ -85,6 +85,8 @@ pub struct Producer {
 #[derive(Debug)]
 struct Handle {
     shared: Arc<Shared>,
+    /// The KIP-714 push task (`enable.metrics.push`); dropping it ends the task.
+    telemetry: Option<crate::cluster::telemetry::TelemetryHandle>,
 }
 
 impl Drop for Handle {
@@ -157,12 +159,17 @@ impl Producer {
         }
         shared.spawn(sender::run(shared.clone()));
         let weak = Arc::downgrade(&shared);
+        let exported = weak.clone();
         crate::metrics::spawn_exporter(shared.registry().enabled, move || {
+            let shared = exported.upgrade()?;
+            Some(shared.metrics_snapshot().to_metrics())
+        });
+        let telemetry = crate::cluster::telemetry::spawn(shared.cluster.clone(), move || {
             let shared = weak.upgrade()?;
             Some(shared.metrics_snapshot().to_metrics())
         });
         Ok(Producer {
-            handle: Arc::new(Handle { shared }),
+            handle: Arc::new(Handle { shared, telemetry }),
         })
     }
 
@@ -797,6 +804,13 @@ impl Producer {
         let deadline = Instant::now() + timeout;
         shared.begin_close();
         let flushed = shared.wait_until_idle(Some(deadline)).await;
+        if let Some(telemetry) = &self.handle.telemetry {
+            // The last metrics push (KIP-714), with what the flush delivered counted, within
+            // what is left of `timeout`.
+            telemetry
+                .close(deadline.saturating_duration_since(Instant::now()))
+                .await;
+        }
         let (unsent, unknown) = shared.shut_down().await;
         match flushed {
             Ok(()) if unsent + unknown == 0 => Ok(()),

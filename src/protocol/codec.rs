@@ -104,6 +104,8 @@ api_requests! {
     SaslAuthenticate => SaslAuthenticateRequest, SaslAuthenticateResponse;
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse;
     ConsumerGroupDescribe => ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse;
+    GetTelemetrySubscriptions => GetTelemetrySubscriptionsRequest, GetTelemetrySubscriptionsResponse;
+    PushTelemetry => PushTelemetryRequest, PushTelemetryResponse;
 }
 
 /// Byte offset of the correlation id in an encoded request frame: after the length prefix, the

@@ -42,6 +42,8 @@ pub(crate) enum Kind {
     Array(&'static [Field]),
     /// An array of 32-bit integers.
     Int32s,
+    /// An array of 8-bit integers (GetTelemetrySubscriptions' compression types).
+    Int8s,
     /// An array of (non-null) strings.
     Strs,
 }
@@ -264,6 +266,10 @@ impl Walker<'_> {
                         .map_err(|v| v.within(format!("[{i}]")))?;
                 }
                 Ok(())
+            }
+            Kind::Int8s => {
+                let count = self.count()?;
+                self.skip(count, "int8 array")
             }
             Kind::Int32s => {
                 let count = self.count()?;

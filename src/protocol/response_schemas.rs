@@ -47,6 +47,8 @@ pub(crate) fn schema(api: ApiKey) -> Option<&'static Schema> {
         ApiKey::SaslAuthenticate => &SASL_AUTHENTICATE,
         ApiKey::ConsumerGroupHeartbeat => &CONSUMER_GROUP_HEARTBEAT,
         ApiKey::ConsumerGroupDescribe => &CONSUMER_GROUP_DESCRIBE,
+        ApiKey::GetTelemetrySubscriptions => &GET_TELEMETRY_SUBSCRIPTIONS,
+        ApiKey::PushTelemetry => &PUSH_TELEMETRY,
         _ => return None,
     })
 }
@@ -807,4 +809,26 @@ const SASL_AUTHENTICATE: Schema = Schema {
         f("auth_bytes", Bytes),
         f("session_lifetime_ms", Int64).since(1),
     ],
+};
+
+/// KIP-714: the client's metrics subscription.
+const GET_TELEMETRY_SUBSCRIPTIONS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        THROTTLE,
+        ERROR_CODE,
+        f("client_instance_id", Uuid),
+        f("subscription_id", Int32),
+        f("accepted_compression_types", Int8s),
+        f("push_interval_ms", Int32),
+        f("telemetry_max_bytes", Int32),
+        f("delta_temporality", Bool),
+        f("requested_metrics", Strs),
+    ],
+};
+
+/// KIP-714: the answer to a metrics push.
+const PUSH_TELEMETRY: Schema = Schema {
+    flexible_from: 0,
+    fields: &[THROTTLE, ERROR_CODE],
 };

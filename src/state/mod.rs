@@ -29,6 +29,7 @@ pub mod marker_pacing;
 pub mod membership;
 pub mod partitioner;
 pub mod sequence;
+pub mod telemetry;
 pub mod topic_pattern;
 pub mod transaction;
 mod transaction_errors;

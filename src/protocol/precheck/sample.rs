@@ -122,13 +122,17 @@ impl Writer {
                 self.out.push(1);
                 self.fields(fields);
             }
-            Kind::Array(_) | Kind::Int32s | Kind::Strs if null => self.length(-1, true),
+            Kind::Array(_) | Kind::Int8s | Kind::Int32s | Kind::Strs if null => self.length(-1, true),
             Kind::Array(fields) => {
                 let n = if self.fill == Fill::Nulls { 1 } else { 2 };
                 self.length(n, true);
                 for _ in 0..n {
                     self.fields(fields);
                 }
+            }
+            Kind::Int8s => {
+                self.length(2, true);
+                self.out.extend_from_slice(&[4, 1]);
             }
             Kind::Int32s => {
                 self.length(2, true);

@@ -93,6 +93,8 @@ probes! {
     SaslAuthenticate => SaslAuthenticateResponse,
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
     ConsumerGroupDescribe => ConsumerGroupDescribeResponse,
+    GetTelemetrySubscriptions => GetTelemetrySubscriptionsResponse,
+    PushTelemetry => PushTelemetryResponse,
 }
 
 /// A frame (no length prefix): the response header at `header_version`, then `body`.

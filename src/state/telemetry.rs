@@ -179,12 +179,14 @@ impl Telemetry {
     }
 
     /// The current state.
+    #[cfg(test)]
     pub fn state(&self) -> TelemetryState {
         self.state
     }
 
     /// Whether telemetry is still on (an unrecoverable answer or a broker without the APIs turns
     /// it off).
+    #[cfg(test)]
     pub fn enabled(&self) -> bool {
         self.enabled
     }
@@ -379,8 +381,9 @@ impl Telemetry {
                 Some(Some(Duration::ZERO))
             }
             codes::TELEMETRY_TOO_LARGE | codes::THROTTLING_QUOTA_EXCEEDED => Some(Some(interval)),
-            // INVALID_REQUEST, INVALID_RECORD, UNSUPPORTED_VERSION and anything unmapped: the
-            // broker will never accept what this client sends.
+            // The broker will never accept what this client sends: telemetry off for good.
+            codes::INVALID_REQUEST | codes::INVALID_RECORD | codes::UNSUPPORTED_VERSION => Some(None),
+            // Anything unmapped is treated the same way, as Java does.
             _ => Some(None),
         }
     }

@@ -57,6 +57,13 @@ fn main() -> AnyResult<()> {
         Some(other) => return Err(format!("--group-protocol classic|consumer, got {other}").into()),
     };
 
+    // `RUST_LOG=josefk=debug` shows the copier's joins and reconciliations on standard error.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let client = ClientConfig::new(&bootstrap).client_id(tid.clone());

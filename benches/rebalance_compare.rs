@@ -10,6 +10,10 @@
 //! starts a private single-node broker with josefk-harness. `JOSEFK_BENCH_ROUNDS` (default 3):
 //! rounds over all clients; the table shows each column's median. Single rounds vary a lot: where
 //! a step falls in the members' heartbeat cycles decides much of the settle time.
+//! `JOSEFK_BENCH_MODES` (default all): a comma-separated subset of `eager`, `cooperative`,
+//! `kip848`, `java-classic`, `java-consumer`. `JOSEFK_BENCH_TRACE=1` prints, per step, each
+//! staying josefk member's polls that took long, changed its assignment or ended a gap in its
+//! kept partitions' records (times from the step), to attribute a pause.
 //!
 //! Members are consumers polling in tasks of this process (poll timeout 100 ms,
 //! `fetch.max.wait.ms` 100, Java's default session and heartbeat settings; the `consumer`
@@ -78,7 +82,13 @@ impl Mode {
 struct Board {
     deliveries: Vec<(usize, i32, Instant)>,
     assignments: BTreeMap<usize, BTreeSet<i32>>,
+    polls: Vec<Poll>,
+    /// When each round of the writer's records (one per partition) was acknowledged.
+    acked: Vec<Instant>,
 }
+
+/// One josefk member's poll: (member, started, ended, partitions delivered, assignment after).
+type Poll = (usize, Instant, Instant, BTreeSet<i32>, BTreeSet<i32>);
 
 type Shared = Arc<Mutex<Board>>;
 
@@ -184,6 +194,7 @@ async fn start(id: usize, config: ConsumerConfig, topic: &str, board: Shared) ->
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         while !*rx.borrow() {
+            let started = Instant::now();
             let records = consumer
                 .poll(Duration::from_millis(100))
                 .await
@@ -193,11 +204,13 @@ async fn start(id: usize, config: ConsumerConfig, topic: &str, board: Shared) ->
             for r in &records {
                 b.deliveries.push((id, r.partition, now));
             }
-            let held = consumer
+            let held: BTreeSet<i32> = consumer
                 .assignment()
                 .iter()
                 .map(|tp| tp.partition)
                 .collect();
+            let delivered = records.iter().map(|r| r.partition).collect();
+            b.polls.push((id, started, now, delivered, held.clone()));
             b.assignments.insert(id, held);
         }
         consumer.close().await.expect("close");
@@ -275,6 +288,81 @@ async fn settled(board: &Shared, members: &[usize]) -> Instant {
     }
 }
 
+/// With `JOSEFK_BENCH_TRACE`: the staying josefk members' notable polls between `from` and `to`
+/// (ms from `from`): slow ones (30 ms beyond the 100 ms poll timeout, or returning records
+/// after 30 ms), assignment changes, and the first delivery of kept partitions after a gap of
+/// 60 ms or more.
+fn trace(
+    label: &str,
+    board: &Shared,
+    staying: &[usize],
+    before: &BTreeMap<usize, BTreeSet<i32>>,
+    from: Instant,
+    to: Instant,
+) {
+    if std::env::var_os("JOSEFK_BENCH_TRACE").is_none() {
+        return;
+    }
+    let b = board.lock().unwrap();
+    let ms = |t: Instant| t.saturating_duration_since(from).as_secs_f64() * 1e3;
+    println!("trace {label}: settled at {:.0} ms", ms(to));
+    let mut last = from;
+    for at in b.acked.iter().filter(|t| **t >= from && **t <= to) {
+        if at.saturating_duration_since(last) > Duration::from_millis(60) {
+            println!(
+                "  writer: records acknowledged at {:.0} ms after a {:.0} ms gap",
+                ms(*at),
+                at.saturating_duration_since(last).as_secs_f64() * 1e3
+            );
+        }
+        last = *at;
+    }
+    for m in staying {
+        let kept: BTreeSet<i32> = before[m]
+            .intersection(b.assignments.get(m).unwrap_or(&BTreeSet::new()))
+            .copied()
+            .collect();
+        let mut held = before[m].clone();
+        let mut last_kept = from;
+        for (_, start, end, delivered, after) in b
+            .polls
+            .iter()
+            .filter(|(who, _, end, _, _)| who == m && *end >= from && *end <= to)
+        {
+            let took = end.saturating_duration_since(*start);
+            let got_kept = delivered.iter().any(|p| kept.contains(p));
+            let mut notes = Vec::new();
+            if took > Duration::from_millis(130)
+                || (!delivered.is_empty() && took > Duration::from_millis(30))
+            {
+                notes.push(format!("slow poll {:.0} ms", took.as_secs_f64() * 1e3));
+            }
+            if *after != held {
+                notes.push(format!("assignment {held:?} → {after:?}"));
+                held = after.clone();
+            }
+            if got_kept {
+                let gap = end.saturating_duration_since(last_kept);
+                if gap > Duration::from_millis(60) {
+                    notes.push(format!(
+                        "kept records after a {:.0} ms gap",
+                        gap.as_secs_f64() * 1e3
+                    ));
+                }
+                last_kept = *end;
+            }
+            if !notes.is_empty() {
+                println!(
+                    "  m{m} poll {:.0}–{:.0} ms: {}",
+                    ms(*start),
+                    ms(*end),
+                    notes.join("; ")
+                );
+            }
+        }
+    }
+}
+
 /// The longest gap in deliveries of kept partitions for members in `staying`, between `from`
 /// and `to`.
 fn pause(
@@ -325,19 +413,29 @@ async fn run(
         .await
         .expect("producer");
     let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let board = Shared::default();
     let writer = {
         let (producer, topic, writing) = (producer.clone(), topic.clone(), writing.clone());
+        let board = board.clone();
         tokio::spawn(async move {
             while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut acks = Vec::with_capacity(PARTITIONS as usize);
                 for p in 0..PARTITIONS {
                     let r = ProducerRecord::new(&topic, "x").partition(p);
-                    drop(producer.send(r).await.expect("send"));
+                    acks.push(producer.send(r).await.expect("send"));
                 }
+                // When the records were acknowledged: a gap here is a gap for every member.
+                let board = board.clone();
+                tokio::spawn(async move {
+                    for ack in acks {
+                        let _ = ack.await;
+                    }
+                    board.lock().unwrap().acked.push(Instant::now());
+                });
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
     };
-    let board = Shared::default();
     let java = match mode {
         Mode::JavaClassic => Some("classic"),
         Mode::JavaConsumer => Some("consumer"),
@@ -374,12 +472,14 @@ async fn run(
     };
     let done = settled(&board, &[0, 1, 2, 3]).await;
     let join = (done - t0, pause(&board, &[0, 1, 2], &before, t0, done));
+    trace("3→4", &board, &[0, 1, 2], &before, t0, done);
 
     let before = board.lock().unwrap().assignments.clone();
     let t0 = Instant::now();
     members.remove(&3).unwrap().close().await;
     let done = settled(&board, &[0, 1, 2]).await;
     let leave = (done - t0, pause(&board, &[0, 1, 2], &before, t0, done));
+    trace("4→3", &board, &[0, 1, 2], &before, t0, done);
 
     for (_, m) in members {
         m.close().await;
@@ -405,13 +505,23 @@ fn main() {
         let admin = Admin::connect(ClientConfig::new(&broker.bootstrap))
             .await
             .expect("admin");
-        let modes = [
-            Mode::Eager,
-            Mode::Cooperative,
-            Mode::Kip848,
-            Mode::JavaClassic,
-            Mode::JavaConsumer,
+        let all = [
+            ("eager", Mode::Eager),
+            ("cooperative", Mode::Cooperative),
+            ("kip848", Mode::Kip848),
+            ("java-classic", Mode::JavaClassic),
+            ("java-consumer", Mode::JavaConsumer),
         ];
+        let wanted = std::env::var("JOSEFK_BENCH_MODES").unwrap_or_default();
+        let modes: Vec<Mode> = all
+            .iter()
+            .filter(|(name, _)| wanted.is_empty() || wanted.split(',').any(|w| w.trim() == *name))
+            .map(|(_, mode)| *mode)
+            .collect();
+        assert!(
+            !modes.is_empty(),
+            "JOSEFK_BENCH_MODES={wanted}: no such mode"
+        );
         let mut runs: Vec<Vec<[Duration; 4]>> = vec![Vec::new(); modes.len()];
         // Rounds interleave the clients so that a slow phase of the machine hits all of them.
         for round in 0..rounds {

@@ -14,12 +14,15 @@
 //! start copiers, kill them with SIGKILL and restart them, and check the output with Java's
 //! `read_committed` console consumer. Optional: `--commit-ms` (default 100), `--commit-records`
 //! (default 1000), `--record-delay-ms` (simulated work per record, default 0), `--by-key`
-//! (output partition from the key, for an output topic with other partition counts).
+//! (output partition from the key, for an output topic with other partition counts),
+//! `--group-protocol classic|consumer` (a dynamic member of a classic or KIP-848 group; without
+//! it a static classic member named after the transactional id; `tests/group_migration.rs` rolls
+//! a group between the protocols with it).
 
 use std::io::Read;
 use std::time::Duration;
 
-use josefk::consumer::AutoOffsetReset;
+use josefk::consumer::{AutoOffsetReset, GroupProtocol};
 use josefk::pipeline::{Pipeline, PipelineConfig};
 use josefk::{ClientConfig, ProducerRecord};
 
@@ -44,7 +47,23 @@ fn main() -> AnyResult<()> {
     let commit_records: usize = get("--commit-records").map_or(Ok(1000), |v| v.parse())?;
     // Simulated work per record (tests use it so that kills land mid-copy).
     let delay = Duration::from_millis(get("--record-delay-ms").map_or(Ok(0), |v| v.parse())?);
+    // A dynamic member of the named protocol: its graceful leave hands its partitions over at
+    // once (a static member's leave keeps them until its session times out, so a replacement
+    // with another instance id would wait for that).
+    let protocol = match get("--group-protocol").ok().as_deref() {
+        None => None,
+        Some("classic") => Some(GroupProtocol::Classic),
+        Some("consumer") => Some(GroupProtocol::Consumer),
+        Some(other) => return Err(format!("--group-protocol classic|consumer, got {other}").into()),
+    };
 
+    // `RUST_LOG=josefk=debug` shows the copier's joins and reconciliations on standard error.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let client = ClientConfig::new(&bootstrap).client_id(tid.clone());
@@ -55,8 +74,11 @@ fn main() -> AnyResult<()> {
             // Static membership: a restarted copier takes its predecessor's place at once,
             // instead of waiting for its session to time out.
             .consumer(|c| {
-                c.group_instance_id(tid_for_member)
-                    .auto_offset_reset(AutoOffsetReset::Earliest)
+                let c = c.auto_offset_reset(AutoOffsetReset::Earliest);
+                match protocol {
+                    Some(protocol) => c.group_protocol(protocol),
+                    None => c.group_instance_id(tid_for_member),
+                }
             });
         let pipeline = Pipeline::connect(config).await?;
         let shutdown = pipeline.shutdown_handle();

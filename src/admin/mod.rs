@@ -1,6 +1,7 @@
 //! Cluster administration: create and delete topics, describe the cluster and its topics, and look
 //! up partition offsets. Consumer groups are in `groups.rs`, configs in `configs.rs`, adding
-//! partitions and deleting records in `partitions.rs`.
+//! partitions and deleting records in `partitions.rs`, transactions and producers in
+//! `transactions.rs`.
 //!
 //! Semantics follow the Java `Admin` client, with one convenience: [`Admin::create_topics`] returns
 //! only once every new partition's leader answers for it, so the topic can be produced to at once
@@ -28,10 +29,15 @@ use crate::record::{IsolationLevel, TopicPartition};
 mod configs;
 mod groups;
 mod partitions;
+mod transactions;
 
 pub use crate::cluster::{BrokerInfo, PartitionInfo};
 pub use configs::{ConfigChange, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, MemberDescription};
+pub use transactions::{
+    ListTransactionsOptions, ProducerState, TransactionDescription, TransactionListing,
+    TransactionState,
+};
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]

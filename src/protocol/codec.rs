@@ -100,6 +100,8 @@ api_requests! {
     DescribeCluster => DescribeClusterRequest, DescribeClusterResponse;
     DescribeConfigs => DescribeConfigsRequest, DescribeConfigsResponse;
     DescribeProducers => DescribeProducersRequest, DescribeProducersResponse;
+    ListTransactions => ListTransactionsRequest, ListTransactionsResponse;
+    DescribeTransactions => DescribeTransactionsRequest, DescribeTransactionsResponse;
     SaslHandshake => SaslHandshakeRequest, SaslHandshakeResponse;
     SaslAuthenticate => SaslAuthenticateRequest, SaslAuthenticateResponse;
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse;

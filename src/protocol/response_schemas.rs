@@ -37,6 +37,8 @@ pub(crate) fn schema(api: ApiKey) -> Option<&'static Schema> {
         ApiKey::DescribeCluster => &DESCRIBE_CLUSTER,
         ApiKey::DescribeConfigs => &DESCRIBE_CONFIGS,
         ApiKey::DescribeProducers => &DESCRIBE_PRODUCERS,
+        ApiKey::ListTransactions => &LIST_TRANSACTIONS,
+        ApiKey::DescribeTransactions => &DESCRIBE_TRANSACTIONS,
         ApiKey::ListGroups => &LIST_GROUPS,
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
@@ -759,5 +761,45 @@ const SASL_AUTHENTICATE: Schema = Schema {
         ERROR_MESSAGE,
         f("auth_bytes", Bytes),
         f("session_lifetime_ms", Int64).since(1),
+    ],
+};
+
+const LIST_TRANSACTIONS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        THROTTLE,
+        ERROR_CODE,
+        f("unknown_state_filters", Strs),
+        f(
+            "transaction_states",
+            Array(&[
+                f("transactional_id", Str),
+                f("producer_id", Int64),
+                f("transaction_state", Str),
+            ]),
+        ),
+    ],
+};
+
+const DESCRIBE_TRANSACTIONS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        THROTTLE,
+        f(
+            "transaction_states",
+            Array(&[
+                ERROR_CODE,
+                f("transactional_id", Str),
+                f("transaction_state", Str),
+                f("transaction_timeout_ms", Int32),
+                f("transaction_start_time_ms", Int64),
+                f("producer_id", Int64),
+                f("producer_epoch", Int16),
+                f(
+                    "topics",
+                    Array(&[f("topic", Str), f("partitions", Int32s)]),
+                ),
+            ]),
+        ),
     ],
 };

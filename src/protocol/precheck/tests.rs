@@ -83,6 +83,8 @@ probes! {
     DescribeCluster => DescribeClusterResponse,
     DescribeConfigs => DescribeConfigsResponse,
     DescribeProducers => DescribeProducersResponse,
+    ListTransactions => ListTransactionsResponse,
+    DescribeTransactions => DescribeTransactionsResponse,
     ListGroups => ListGroupsResponse,
     DeleteGroups => DeleteGroupsResponse,
     OffsetDelete => OffsetDeleteResponse,

@@ -1,7 +1,7 @@
 //! Cluster administration: create and delete topics, describe the cluster and its topics, and look
 //! up partition offsets. Consumer groups are in `groups.rs`, configs in `configs.rs`, adding
 //! partitions and deleting records in `partitions.rs`, transactions and producers in
-//! `transactions.rs`.
+//! `transactions.rs`, ACLs in `acls.rs`.
 //!
 //! Semantics follow the Java `Admin` client, with one convenience: [`Admin::create_topics`] returns
 //! only once every new partition's leader answers for it, so the topic can be produced to at once
@@ -26,12 +26,14 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::net::Lane;
 use crate::record::{IsolationLevel, TopicPartition};
 
+mod acls;
 mod configs;
 mod groups;
 mod partitions;
 mod transactions;
 
 pub use crate::cluster::{BrokerInfo, PartitionInfo};
+pub use acls::{AclBinding, AclFilter, AclOperation, AclPermission, PatternType, ResourceType};
 pub use configs::{ConfigChange, ConfigEntry, ConfigResource, ConfigSource};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, MemberDescription};
 pub use transactions::{

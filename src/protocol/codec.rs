@@ -102,6 +102,9 @@ api_requests! {
     DescribeProducers => DescribeProducersRequest, DescribeProducersResponse;
     ListTransactions => ListTransactionsRequest, ListTransactionsResponse;
     DescribeTransactions => DescribeTransactionsRequest, DescribeTransactionsResponse;
+    CreateAcls => CreateAclsRequest, CreateAclsResponse;
+    DescribeAcls => DescribeAclsRequest, DescribeAclsResponse;
+    DeleteAcls => DeleteAclsRequest, DeleteAclsResponse;
     SaslHandshake => SaslHandshakeRequest, SaslHandshakeResponse;
     SaslAuthenticate => SaslAuthenticateRequest, SaslAuthenticateResponse;
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse;

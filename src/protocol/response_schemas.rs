@@ -39,6 +39,9 @@ pub(crate) fn schema(api: ApiKey) -> Option<&'static Schema> {
         ApiKey::DescribeProducers => &DESCRIBE_PRODUCERS,
         ApiKey::ListTransactions => &LIST_TRANSACTIONS,
         ApiKey::DescribeTransactions => &DESCRIBE_TRANSACTIONS,
+        ApiKey::CreateAcls => &CREATE_ACLS,
+        ApiKey::DescribeAcls => &DESCRIBE_ACLS,
+        ApiKey::DeleteAcls => &DELETE_ACLS,
         ApiKey::ListGroups => &LIST_GROUPS,
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
@@ -798,6 +801,65 @@ const DESCRIBE_TRANSACTIONS: Schema = Schema {
                 f(
                     "topics",
                     Array(&[f("topic", Str), f("partitions", Int32s)]),
+                ),
+            ]),
+        ),
+    ],
+};
+
+const CREATE_ACLS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[THROTTLE, f("results", Array(&[ERROR_CODE, ERROR_MESSAGE]))],
+};
+
+const DESCRIBE_ACLS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[
+        THROTTLE,
+        ERROR_CODE,
+        ERROR_MESSAGE,
+        f(
+            "resources",
+            Array(&[
+                f("resource_type", Int8),
+                f("resource_name", Str),
+                f("pattern_type", Int8),
+                f(
+                    "acls",
+                    Array(&[
+                        f("principal", Str),
+                        f("host", Str),
+                        f("operation", Int8),
+                        f("permission_type", Int8),
+                    ]),
+                ),
+            ]),
+        ),
+    ],
+};
+
+const DELETE_ACLS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[
+        THROTTLE,
+        f(
+            "filter_results",
+            Array(&[
+                ERROR_CODE,
+                ERROR_MESSAGE,
+                f(
+                    "matching_acls",
+                    Array(&[
+                        ERROR_CODE,
+                        ERROR_MESSAGE,
+                        f("resource_type", Int8),
+                        f("resource_name", Str),
+                        f("pattern_type", Int8),
+                        f("principal", Str),
+                        f("host", Str),
+                        f("operation", Int8),
+                        f("permission_type", Int8),
+                    ]),
                 ),
             ]),
         ),

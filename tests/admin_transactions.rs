@@ -1,6 +1,7 @@
 //! Live tests of the admin client's transaction calls (`list_transactions`,
-//! `describe_transactions`, `describe_producers`) against a real Kafka broker: an operator finds a
-//! transaction left open by a transactional producer that was killed with SIGKILL.
+//! `describe_transactions`, `describe_producers`, `abort_transaction`) against a real Kafka broker:
+//! an operator finds a transaction left open by a transactional producer that was killed with
+//! SIGKILL, and aborts it on its partition.
 //!
 //! The killed producer is this test binary run again as a child process (the ignored test
 //! `open_transaction_child`, told what to do through an environment variable): it writes three
@@ -15,9 +16,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use josefk::admin::{Admin, ListTransactionsOptions, NewTopic, TransactionState};
+use josefk::admin::{
+    AbortTransactionSpec, Admin, ListTransactionsOptions, NewTopic, OffsetSpec, TransactionState,
+};
 use josefk::producer::{Producer, ProducerConfig};
-use josefk::{ErrorCode, ProducerRecord, TopicPartition};
+use josefk::{ErrorCode, IsolationLevel, ProducerRecord, TopicPartition};
 
 use common::*;
 
@@ -214,8 +217,44 @@ async fn a_killed_producers_open_transaction_is_found() {
     );
     assert!(producers[&p1].is_empty(), "{producers:?}");
 
-    // A new producer with the same transactional.id aborts the open transaction: no partition
-    // holds it any more, and the coordinator no longer lists it as Ongoing.
+    // The operator's way out: abort it on the partition (WriteTxnMarkers to the leader). The
+    // last stable offset moves to the end of the log, so read_committed readers go on.
+    let spec = AbortTransactionSpec::for_producer(p0.clone(), open[0]).expect("spec");
+    admin
+        .abort_transaction(&spec)
+        .await
+        .expect("abort on the partition");
+    let after = admin
+        .describe_producers(std::slice::from_ref(&p0))
+        .await
+        .expect("describe producers after the abort");
+    assert!(
+        after[&p0]
+            .iter()
+            .all(|p| p.current_transaction_start_offset.is_none()),
+        "{after:?}"
+    );
+    let spec_list = [(p0.clone(), OffsetSpec::Latest)];
+    let stable = admin
+        .list_offsets(&spec_list, IsolationLevel::ReadCommitted)
+        .await
+        .expect("last stable offset")[&p0]
+        .offset;
+    let end = admin
+        .list_offsets(&spec_list, IsolationLevel::ReadUncommitted)
+        .await
+        .expect("high watermark")[&p0]
+        .offset;
+    // 5 plain records, 3 transactional ones, the abort marker.
+    assert_eq!((stable, end), (PLAIN_RECORDS + 4, PLAIN_RECORDS + 4));
+    let log = read_log(&admin, &topic, 1).await;
+    let marker = log[&0].last().expect("batches");
+    assert!(marker.control, "{marker:?}");
+    assert_eq!(marker.control_type, Some(0), "an abort marker: {marker:?}");
+    assert_eq!(marker.producer_id, listing.producer_id);
+
+    // A new producer with the same transactional.id ends it at the coordinator too: no
+    // partition holds it, and the coordinator no longer lists it as Ongoing.
     let mut config = ProducerConfig::with_client(config(&bootstrap)).transactional_id(&tid);
     config.max_block = Duration::from_secs(60);
     let successor = Producer::connect(config).await.expect("successor");

@@ -40,8 +40,8 @@ pub use configs::{ConfigChange, ConfigEntry, ConfigResource, ConfigSource};
 pub use features::{FeatureMetadata, FeatureRange};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, MemberDescription};
 pub use transactions::{
-    ListTransactionsOptions, ProducerState, TransactionDescription, TransactionListing,
-    TransactionState,
+    AbortTransactionSpec, ListTransactionsOptions, ProducerState, TransactionDescription,
+    TransactionListing, TransactionState,
 };
 
 /// A topic to create.

@@ -1,20 +1,25 @@
 //! Finding hanging transactions: list the transactions every coordinator holds
 //! (ListTransactions), describe transactions by transactional id (DescribeTransactions: state,
 //! producer, timeout, start time, partitions) and describe the producers a partition leader
-//! tracks (DescribeProducers: the first offset of each producer's open transaction).
+//! tracks (DescribeProducers: the first offset of each producer's open transaction), and abort a
+//! hanging transaction on a partition (WriteTxnMarkers to its leader).
 //!
 //! Names and semantics follow Java's `Admin.listTransactions`, `describeTransactions` and
-//! `describeProducers`. Like Java, a transaction another tool left open is found here but not
-//! aborted: the coordinator aborts it once `transaction.timeout.ms` passed.
+//! `describeProducers` and `abortTransaction`. A transaction whose producer died is normally aborted by its
+//! coordinator once `transaction.timeout.ms` passed; `abort_transaction` is for the ones no
+//! coordinator will end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use kafka_protocol::messages::{
     ApiKey, DescribeProducersRequest, DescribeTransactionsRequest, ListTransactionsRequest,
-    ProducerId, TransactionalId,
+    ProducerId, TransactionalId, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
@@ -183,6 +188,42 @@ pub struct ProducerState {
     /// The offset of the first record of its open transaction on this partition, if one is
     /// open: what holds back the last stable offset.
     pub current_transaction_start_offset: Option<i64>,
+}
+
+/// Which open transaction [`Admin::abort_transaction`] aborts on one partition (Java
+/// `AbortTransactionSpec`): the producer and epochs as [`Admin::describe_producers`] reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AbortTransactionSpec {
+    /// The partition holding the transaction open.
+    pub partition: TopicPartition,
+    /// The producer id.
+    pub producer_id: i64,
+    /// The producer epoch of the open transaction.
+    pub producer_epoch: i16,
+    /// The coordinator epoch the marker carries (the leader refuses one older than the last it
+    /// saw from this producer).
+    pub coordinator_epoch: i32,
+}
+
+impl AbortTransactionSpec {
+    /// The spec aborting `producer`'s open transaction on `partition`, from what
+    /// [`Admin::describe_producers`] returned (coordinator epoch 0 when none was recorded, as
+    /// Kafka's `kafka-transactions.sh abort` does).
+    pub fn for_producer(partition: TopicPartition, producer: &ProducerState) -> Result<Self> {
+        let producer_epoch = i16::try_from(producer.producer_epoch).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "producer epoch {} is out of range",
+                producer.producer_epoch
+            ))
+        })?;
+        Ok(AbortTransactionSpec {
+            partition,
+            producer_id: producer.producer_id,
+            producer_epoch,
+            coordinator_epoch: producer.coordinator_epoch.unwrap_or(0).max(0),
+        })
+    }
 }
 
 impl Admin {
@@ -504,6 +545,106 @@ impl Admin {
                 .refresh_metadata(TopicsQuery::Some(&topics))
                 .await?;
             pending = retry;
+        }
+    }
+}
+
+impl Admin {
+    /// Aborts a hanging transaction on one partition by writing an abort marker through the
+    /// partition's leader (WriteTxnMarkers, as Java's `abortTransaction` and
+    /// `kafka-transactions.sh abort`): the last stable offset moves past it and `read_committed`
+    /// consumers go on. For a transaction whose coordinator lost track of it (its producer is
+    /// gone and no timeout will end it); a live transaction is better left to its coordinator.
+    /// Needs `ClusterAction` on the cluster where an authorizer is on.
+    ///
+    /// Cancellation: if dropped after the request was sent, the marker may have been written.
+    ///
+    /// ```no_run
+    /// use josefk::admin::{AbortTransactionSpec, Admin};
+    /// use josefk::{ClientConfig, TopicPartition};
+    /// # async fn demo() -> josefk::Result<()> {
+    /// # let admin = Admin::connect(ClientConfig::new("127.0.0.1:9092")).await?;
+    /// let tp = TopicPartition::new("orders", 0);
+    /// for p in &admin.describe_producers(&[tp.clone()]).await?[&tp] {
+    ///     if p.current_transaction_start_offset.is_some() {
+    ///         let spec = AbortTransactionSpec::for_producer(tp.clone(), p)?;
+    ///         admin.abort_transaction(&spec).await?;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn abort_transaction(&self, spec: &AbortTransactionSpec) -> Result<()> {
+        let tp = &spec.partition;
+        let request =
+            WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(ProducerId(spec.producer_id))
+                .with_producer_epoch(spec.producer_epoch)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(spec.coordinator_epoch)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(topic_name(&tp.topic))
+                    .with_partition_indexes(vec![tp.partition])])]);
+        let timeout = self.timeout();
+        let deadline = Instant::now() + timeout;
+        let mut backoff = self.cluster.retry_backoff();
+        loop {
+            let snapshot = self.cluster.wait_for_topics(&[&tp.topic], timeout).await?;
+            let leader = snapshot.leader(tp).ok_or_else(|| {
+                Error::from_code(
+                    ApiKey::WriteTxnMarkers,
+                    None,
+                    ResponseError::UnknownTopicOrPartition,
+                    Some(format!("partition {tp}")),
+                )
+            })?;
+            let attempt = async {
+                let conn = self.cluster.connection(leader, Lane::Control).await?;
+                let response = conn.send(&request).await?;
+                let code = response
+                    .markers
+                    .iter()
+                    .flat_map(|m| &m.topics)
+                    .filter(|t| t.name.0.as_str() == tp.topic)
+                    .flat_map(|t| &t.partitions)
+                    .find(|p| p.partition_index == tp.partition)
+                    .map(|p| p.error_code)
+                    .ok_or_else(|| Error::Protocol {
+                        api: Some(crate::error::ApiKey::WriteTxnMarkers),
+                        broker: Some(conn.broker().clone()),
+                        message: format!("the leader's answer left out partition {tp}"),
+                    })?;
+                match ResponseError::try_from_code(code) {
+                    None => Ok(()),
+                    Some(code) => {
+                        let mut e = Error::from_code(
+                            ApiKey::WriteTxnMarkers,
+                            Some(conn.broker().clone()),
+                            code,
+                            Some(format!("partition {tp}")),
+                        );
+                        if is_stale_metadata_error(code) {
+                            if let Error::Broker { class, .. } = &mut e {
+                                *class = crate::error::ErrorClass::Retriable;
+                            }
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            .await;
+            match attempt {
+                Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
+                    let delay = backoff.next_delay();
+                    if Instant::now() + delay > deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(delay).await;
+                    self.cluster
+                        .refresh_metadata(TopicsQuery::Some(&[&tp.topic]))
+                        .await?;
+                }
+                other => return other,
+            }
         }
     }
 }

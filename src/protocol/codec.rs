@@ -105,6 +105,7 @@ api_requests! {
     CreateAcls => CreateAclsRequest, CreateAclsResponse;
     DescribeAcls => DescribeAclsRequest, DescribeAclsResponse;
     DeleteAcls => DeleteAclsRequest, DeleteAclsResponse;
+    WriteTxnMarkers => WriteTxnMarkersRequest, WriteTxnMarkersResponse;
     SaslHandshake => SaslHandshakeRequest, SaslHandshakeResponse;
     SaslAuthenticate => SaslAuthenticateRequest, SaslAuthenticateResponse;
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse;

@@ -42,6 +42,7 @@ pub(crate) fn schema(api: ApiKey) -> Option<&'static Schema> {
         ApiKey::CreateAcls => &CREATE_ACLS,
         ApiKey::DescribeAcls => &DESCRIBE_ACLS,
         ApiKey::DeleteAcls => &DELETE_ACLS,
+        ApiKey::WriteTxnMarkers => &WRITE_TXN_MARKERS,
         ApiKey::ListGroups => &LIST_GROUPS,
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
@@ -864,4 +865,24 @@ const DELETE_ACLS: Schema = Schema {
             ]),
         ),
     ],
+};
+
+const WRITE_TXN_MARKERS: Schema = Schema {
+    flexible_from: 1,
+    fields: &[f(
+        "markers",
+        Array(&[
+            f("producer_id", Int64),
+            f(
+                "topics",
+                Array(&[
+                    f("name", Str),
+                    f(
+                        "partitions",
+                        Array(&[f("partition_index", Int32), ERROR_CODE]),
+                    ),
+                ]),
+            ),
+        ]),
+    )],
 };

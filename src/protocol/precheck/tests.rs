@@ -88,6 +88,7 @@ probes! {
     CreateAcls => CreateAclsResponse,
     DescribeAcls => DescribeAclsResponse,
     DeleteAcls => DeleteAclsResponse,
+    WriteTxnMarkers => WriteTxnMarkersResponse,
     ListGroups => ListGroupsResponse,
     DeleteGroups => DeleteGroupsResponse,
     OffsetDelete => OffsetDeleteResponse,

@@ -96,10 +96,11 @@ pub struct ListTransactionsOptions {
     pub states: Vec<TransactionState>,
     /// Only transactions of one of these producer ids (empty: any producer).
     pub producer_ids: Vec<i64>,
-    /// Only transactions open for longer than this (ListTransactions v1+, Kafka 3.8+).
+    /// Only transactions open for longer than this (brokers speaking ListTransactions v1+; older
+    /// ones make the call fail rather than list more than asked).
     pub running_longer_than: Option<Duration>,
-    /// Only transactional ids matching this Java regular expression (ListTransactions v2+,
-    /// Kafka 4.0+).
+    /// Only transactional ids matching this Java regular expression (brokers speaking
+    /// ListTransactions v2+).
     pub transactional_id_pattern: Option<String>,
 }
 

@@ -106,6 +106,51 @@ impl ProducerRecord {
         }
     }
 
+    /// A tombstone: a record with a key and a null value, which log compaction reads as "delete
+    /// this key" (Java: `new ProducerRecord<>(topic, key, null)`).
+    ///
+    /// ```
+    /// use josefk::ProducerRecord;
+    /// let delete = ProducerRecord::tombstone("accounts", "account-17");
+    /// assert_eq!(delete.value, None);
+    /// ```
+    pub fn tombstone(topic: impl Into<String>, key: impl Into<bytes::Bytes>) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key: Some(key.into()),
+            value: None,
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// A record with an optional key and an optional value (`None`: a tombstone), as a consumed
+    /// record carries them, so one can be forwarded as it is.
+    ///
+    /// ```
+    /// # use bytes::Bytes;
+    /// use josefk::ProducerRecord;
+    /// # let (key, value): (Option<Bytes>, Option<Bytes>) = (Some(Bytes::from("k")), None);
+    /// // key, value: a consumed record's `Option<Bytes>`s
+    /// let copy = ProducerRecord::from_parts("copy", key, value);
+    /// assert_eq!(copy.value, None);
+    /// ```
+    pub fn from_parts(
+        topic: impl Into<String>,
+        key: Option<bytes::Bytes>,
+        value: Option<bytes::Bytes>,
+    ) -> Self {
+        ProducerRecord {
+            topic: topic.into(),
+            partition: None,
+            key,
+            value,
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
     /// Sets the key.
     pub fn key(mut self, key: impl Into<bytes::Bytes>) -> Self {
         self.key = Some(key.into());

@@ -1,5 +1,5 @@
-//! Admin answers a real broker would not give, from a scripted one-node cluster: a ListOffsets
-//! or DeleteRecords answer that leaves out a partition asked for is a clear protocol error (not
+//! Admin answers a real broker would not give, from a scripted one-node cluster: a ListOffsets,
+//! DeleteRecords or DescribeProducers answer that leaves out a partition asked for is a clear protocol error (not
 //! a missing entry a caller would index into), and a DescribeGroups member whose assignment bytes
 //! do not decode is described with no assignment rather than failing the whole call.
 
@@ -11,6 +11,9 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -19,8 +22,9 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, DeleteRecordsResponse, DescribeGroupsResponse, FindCoordinatorResponse,
-    GroupId, ListOffsetsResponse, MetadataResponse, RequestHeader, TopicName,
+    ApiKey, BrokerId, DeleteRecordsResponse, DescribeGroupsResponse, DescribeProducersResponse,
+    FindCoordinatorResponse, GroupId, ListOffsetsResponse, MetadataResponse, ProducerId,
+    RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -94,6 +98,19 @@ fn answer(port: i32, header: &RequestHeader) -> Action {
                 .with_low_watermark(3)])]),
             v,
         ),
+        Ok(ApiKey::DescribeProducers) => Action::reply(
+            &DescribeProducersResponse::default().with_topics(vec![TopicResponse::default()
+                .with_name(TopicName(sb(TOPIC)))
+                .with_partitions(vec![PartitionResponse::default()
+                    .with_partition_index(0)
+                    .with_active_producers(vec![ProducerState::default()
+                        .with_producer_id(ProducerId(9))
+                        .with_producer_epoch(2)
+                        .with_last_sequence(4)
+                        .with_coordinator_epoch(-1)
+                        .with_current_txn_start_offset(-1)])])]),
+            v,
+        ),
         Ok(ApiKey::DescribeGroups) => Action::reply(
             &DescribeGroupsResponse::default().with_groups(vec![DescribedGroup::default()
                 .with_group_id(GroupId(sb("g")))
@@ -165,6 +182,25 @@ async fn an_answer_leaving_out_a_partition_is_a_protocol_error() {
     .expect("no hang")
     .unwrap_err();
     assert!(is_protocol_error_naming(&e, "t-1"), "{e}");
+
+    let both = [TopicPartition::new(TOPIC, 0), TopicPartition::new(TOPIC, 1)];
+    let e = tokio::time::timeout(Duration::from_secs(30), admin.describe_producers(&both))
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(is_protocol_error_naming(&e, "t-1"), "{e}");
+    let one = admin.describe_producers(&both[..1]).await.unwrap();
+    let producer = one[&both[0]][0];
+    assert_eq!(
+        (
+            producer.producer_id,
+            producer.producer_epoch,
+            producer.last_sequence
+        ),
+        (9, 2, 4)
+    );
+    assert_eq!(producer.coordinator_epoch, None);
+    assert_eq!(producer.current_transaction_start_offset, None);
 }
 
 #[tokio::test]

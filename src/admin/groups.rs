@@ -448,13 +448,27 @@ impl Admin {
         F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
+        self.with_coordinator(CoordinatorKind::Group, group, op)
+            .await
+    }
+
+    /// Runs `op` against the `kind` coordinator of `key`, as
+    /// [`Admin::with_group_coordinator`] does for groups.
+    pub(super) async fn with_coordinator<T, F, Fut>(
+        &self,
+        kind: CoordinatorKind,
+        key: &str,
+        op: F,
+    ) -> Result<(i32, T)>
+    where
+        F: Fn(Connection) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let group = key;
         let deadline = Instant::now() + self.timeout();
         let mut backoff = self.cluster.retry_backoff();
         loop {
-            let (node, conn) = self
-                .cluster
-                .coordinator(CoordinatorKind::Group, group)
-                .await?;
+            let (node, conn) = self.cluster.coordinator(kind, group).await?;
             let error = match op(conn).await {
                 Ok(value) => return Ok((node, value)),
                 Err(e) => e,
@@ -479,8 +493,7 @@ impl Admin {
                 return Err(error);
             }
             if moved || connection {
-                self.cluster
-                    .invalidate_coordinator(CoordinatorKind::Group, group, node);
+                self.cluster.invalidate_coordinator(kind, group, node);
             }
             let delay = backoff.next_delay();
             if Instant::now() + delay > deadline {

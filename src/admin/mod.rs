@@ -1,6 +1,8 @@
 //! Cluster administration: create and delete topics, describe the cluster and its topics, and look
 //! up partition offsets. Consumer groups are in `groups.rs`, configs in `configs.rs`, adding
-//! partitions and deleting records in `partitions.rs`.
+//! partitions and deleting records in `partitions.rs`, transactions and producers in
+//! `transactions.rs`, ACLs in `acls.rs`, feature levels in
+//! `features.rs`.
 //!
 //! Semantics follow the Java `Admin` client, with one convenience: [`Admin::create_topics`] returns
 //! only once every new partition's leader answers for it, so the topic can be produced to at once
@@ -25,15 +27,24 @@ use crate::error::{Error, ErrorClass, Result};
 use crate::net::Lane;
 use crate::record::{IsolationLevel, TopicPartition};
 
+mod acls;
 mod configs;
 mod consumer_groups;
+mod features;
 mod groups;
 mod partitions;
+mod transactions;
 
 pub use crate::cluster::{BrokerInfo, PartitionInfo};
+pub use acls::{AclBinding, AclFilter, AclOperation, AclPermission, PatternType, ResourceType};
 pub use configs::{ConfigChange, ConfigEntry, ConfigResource, ConfigSource};
 pub use consumer_groups::{ConsumerGroupDescription, ConsumerGroupMember};
+pub use features::{FeatureMetadata, FeatureRange};
 pub use groups::{CommittedOffset, GroupDescription, GroupListing, MemberDescription};
+pub use transactions::{
+    AbortTransactionSpec, ListTransactionsOptions, ProducerState, TransactionDescription,
+    TransactionListing, TransactionState,
+};
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,9 +38,17 @@ use crate::record::TopicPartition;
 
 /// The live metric cells of one client, shared by its connections, its cluster view and its role.
 /// Opaque: read it through a role's `metrics()` snapshot. A default value belongs to no client
-/// (for connections set up by hand).
+/// (for connections set up by hand). Not part of the public API: public (hidden) only under the
+/// `unstable-internals` feature, because the internal connection options carry it.
+#[cfg(feature = "unstable-internals")]
+#[doc(hidden)]
 #[derive(Debug, Clone)]
 pub struct ClientMetrics(pub(crate) std::sync::Arc<registry::Registry>);
+
+/// The live metric cells of one client (see the `unstable-internals` definition).
+#[cfg(not(feature = "unstable-internals"))]
+#[derive(Debug, Clone)]
+pub(crate) struct ClientMetrics(pub(crate) std::sync::Arc<registry::Registry>);
 
 impl ClientMetrics {
     pub(crate) fn new(client_id: &str, enabled: bool) -> ClientMetrics {

@@ -100,6 +100,12 @@ api_requests! {
     DescribeCluster => DescribeClusterRequest, DescribeClusterResponse;
     DescribeConfigs => DescribeConfigsRequest, DescribeConfigsResponse;
     DescribeProducers => DescribeProducersRequest, DescribeProducersResponse;
+    ListTransactions => ListTransactionsRequest, ListTransactionsResponse;
+    DescribeTransactions => DescribeTransactionsRequest, DescribeTransactionsResponse;
+    CreateAcls => CreateAclsRequest, CreateAclsResponse;
+    DescribeAcls => DescribeAclsRequest, DescribeAclsResponse;
+    DeleteAcls => DeleteAclsRequest, DeleteAclsResponse;
+    WriteTxnMarkers => WriteTxnMarkersRequest, WriteTxnMarkersResponse;
     SaslHandshake => SaslHandshakeRequest, SaslHandshakeResponse;
     SaslAuthenticate => SaslAuthenticateRequest, SaslAuthenticateResponse;
     ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse;

@@ -37,6 +37,12 @@ pub(crate) fn schema(api: ApiKey) -> Option<&'static Schema> {
         ApiKey::DescribeCluster => &DESCRIBE_CLUSTER,
         ApiKey::DescribeConfigs => &DESCRIBE_CONFIGS,
         ApiKey::DescribeProducers => &DESCRIBE_PRODUCERS,
+        ApiKey::ListTransactions => &LIST_TRANSACTIONS,
+        ApiKey::DescribeTransactions => &DESCRIBE_TRANSACTIONS,
+        ApiKey::CreateAcls => &CREATE_ACLS,
+        ApiKey::DescribeAcls => &DESCRIBE_ACLS,
+        ApiKey::DeleteAcls => &DELETE_ACLS,
+        ApiKey::WriteTxnMarkers => &WRITE_TXN_MARKERS,
         ApiKey::ListGroups => &LIST_GROUPS,
         ApiKey::DeleteGroups => &DELETE_GROUPS,
         ApiKey::OffsetDelete => &OFFSET_DELETE,
@@ -831,4 +837,123 @@ const GET_TELEMETRY_SUBSCRIPTIONS: Schema = Schema {
 const PUSH_TELEMETRY: Schema = Schema {
     flexible_from: 0,
     fields: &[THROTTLE, ERROR_CODE],
+};
+
+const LIST_TRANSACTIONS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        THROTTLE,
+        ERROR_CODE,
+        f("unknown_state_filters", Strs),
+        f(
+            "transaction_states",
+            Array(&[
+                f("transactional_id", Str),
+                f("producer_id", Int64),
+                f("transaction_state", Str),
+            ]),
+        ),
+    ],
+};
+
+const DESCRIBE_TRANSACTIONS: Schema = Schema {
+    flexible_from: 0,
+    fields: &[
+        THROTTLE,
+        f(
+            "transaction_states",
+            Array(&[
+                ERROR_CODE,
+                f("transactional_id", Str),
+                f("transaction_state", Str),
+                f("transaction_timeout_ms", Int32),
+                f("transaction_start_time_ms", Int64),
+                f("producer_id", Int64),
+                f("producer_epoch", Int16),
+                f(
+                    "topics",
+                    Array(&[f("topic", Str), f("partitions", Int32s)]),
+                ),
+            ]),
+        ),
+    ],
+};
+
+const CREATE_ACLS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[THROTTLE, f("results", Array(&[ERROR_CODE, ERROR_MESSAGE]))],
+};
+
+const DESCRIBE_ACLS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[
+        THROTTLE,
+        ERROR_CODE,
+        ERROR_MESSAGE,
+        f(
+            "resources",
+            Array(&[
+                f("resource_type", Int8),
+                f("resource_name", Str),
+                f("pattern_type", Int8),
+                f(
+                    "acls",
+                    Array(&[
+                        f("principal", Str),
+                        f("host", Str),
+                        f("operation", Int8),
+                        f("permission_type", Int8),
+                    ]),
+                ),
+            ]),
+        ),
+    ],
+};
+
+const DELETE_ACLS: Schema = Schema {
+    flexible_from: 2,
+    fields: &[
+        THROTTLE,
+        f(
+            "filter_results",
+            Array(&[
+                ERROR_CODE,
+                ERROR_MESSAGE,
+                f(
+                    "matching_acls",
+                    Array(&[
+                        ERROR_CODE,
+                        ERROR_MESSAGE,
+                        f("resource_type", Int8),
+                        f("resource_name", Str),
+                        f("pattern_type", Int8),
+                        f("principal", Str),
+                        f("host", Str),
+                        f("operation", Int8),
+                        f("permission_type", Int8),
+                    ]),
+                ),
+            ]),
+        ),
+    ],
+};
+
+const WRITE_TXN_MARKERS: Schema = Schema {
+    flexible_from: 1,
+    fields: &[f(
+        "markers",
+        Array(&[
+            f("producer_id", Int64),
+            f(
+                "topics",
+                Array(&[
+                    f("name", Str),
+                    f(
+                        "partitions",
+                        Array(&[f("partition_index", Int32), ERROR_CODE]),
+                    ),
+                ]),
+            ),
+        ]),
+    )],
 };

@@ -247,7 +247,7 @@ async fn a_killed_producers_open_transaction_is_found() {
         .offset;
     // 5 plain records, 3 transactional ones, the abort marker.
     assert_eq!((stable, end), (PLAIN_RECORDS + 4, PLAIN_RECORDS + 4));
-    let log = read_log(&admin, &topic, 1).await;
+    let log = read_log(&bootstrap, &topic, 1).await;
     let marker = log[&0].last().expect("batches");
     assert!(marker.control, "{marker:?}");
     assert_eq!(marker.control_type, Some(0), "an abort marker: {marker:?}");

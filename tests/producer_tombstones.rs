@@ -48,7 +48,7 @@ async fn a_tombstone_is_logged_with_a_null_value() {
         .await
         .expect("close");
 
-    let log = read_log(&admin, &topic, 1).await;
+    let log = read_log(&bootstrap, &topic, 1).await;
     let logged: Vec<(Option<Bytes>, Option<Bytes>)> = log[&0]
         .iter()
         .flat_map(|b| &b.records)

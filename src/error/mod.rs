@@ -12,8 +12,8 @@
 //!   old, the configuration is wrong, the credentials were refused. Close the client.
 //! - [`ErrorClass::Rejected`]: this one call was refused as made (an invalid topic name, a
 //!   partition that does not exist, a record too large, a call the client's state does not allow
-//!   such as committing with no transaction begun); nothing was sent and the client is
-//!   unaffected. Fix the input; repeating the same call fails the same way.
+//!   such as committing with no transaction begun; an admin request the broker refused); the
+//!   client is unaffected. Fix the input; repeating the same call fails the same way.
 //!
 //! [`Error::outcome_unknown`] is separate from the class: it is true only when a request that may
 //! have changed something was sent and no answer says whether it did (a lost connection or a
@@ -582,8 +582,10 @@ impl Error {
         }
     }
 
-    /// A broker error whose class follows Kafka's retriable flag: retriable if Kafka says so,
-    /// otherwise fatal. Roles that know better (transactions) build [`Error::Broker`] themselves.
+    /// A broker error whose class follows Kafka's retriable flag: retriable if Kafka says so;
+    /// otherwise rejected for the admin APIs (a refused admin request concerns that request
+    /// only: the topic exists, the ACL is missing, the transactional id is unknown) and fatal for
+    /// the rest. Roles that know better (transactions) build [`Error::Broker`] themselves.
     pub(crate) fn from_code(
         api: kafka_protocol::messages::ApiKey,
         broker: Option<BrokerRef>,
@@ -593,6 +595,8 @@ impl Error {
         let code = ErrorCode::from_protocol(code);
         let class = if code.is_retriable() {
             ErrorClass::Retriable
+        } else if is_admin_api(api) {
+            ErrorClass::Rejected
         } else {
             ErrorClass::Fatal
         };
@@ -625,6 +629,35 @@ impl Error {
     }
 }
 
+/// APIs only the admin client sends: each request stands alone, so no answer to one can leave
+/// the client unusable.
+fn is_admin_api(api: kafka_protocol::messages::ApiKey) -> bool {
+    use kafka_protocol::messages::ApiKey as K;
+    matches!(
+        api,
+        K::CreateTopics
+            | K::DeleteTopics
+            | K::CreatePartitions
+            | K::DeleteRecords
+            | K::DescribeConfigs
+            | K::AlterConfigs
+            | K::IncrementalAlterConfigs
+            | K::DescribeCluster
+            | K::ListGroups
+            | K::DescribeGroups
+            | K::DeleteGroups
+            | K::OffsetDelete
+            | K::ConsumerGroupDescribe
+            | K::ListTransactions
+            | K::DescribeTransactions
+            | K::DescribeProducers
+            | K::WriteTxnMarkers
+            | K::CreateAcls
+            | K::DescribeAcls
+            | K::DeleteAcls
+    )
+}
+
 /// Whether Kafka classes `code` as retriable (see [`ErrorCode::is_retriable`]; josefk's table
 /// differs from the protocol crate's for CONCURRENT_TRANSACTIONS).
 pub(crate) fn is_retriable_code(code: kafka_protocol::error::ResponseError) -> bool {
@@ -645,6 +678,37 @@ mod tests {
             node_id: Some(1),
             addr: "127.0.0.1:9092".into(),
         }
+    }
+
+    #[test]
+    fn a_refused_admin_request_is_rejected_not_fatal() {
+        let refused = |api| {
+            Error::from_code(api, Some(broker()), ResponseError::TopicAlreadyExists, None).class()
+        };
+        assert_eq!(refused(ProtocolApi::CreateTopics), ErrorClass::Rejected);
+        let unknown_id = Error::from_code(
+            ProtocolApi::DescribeTransactions,
+            None,
+            ResponseError::TransactionalIdNotFound,
+            None,
+        );
+        assert_eq!(unknown_id.class(), ErrorClass::Rejected);
+        let denied = Error::from_code(
+            ProtocolApi::CreateAcls,
+            None,
+            ResponseError::ClusterAuthorizationFailed,
+            None,
+        );
+        assert_eq!(denied.class(), ErrorClass::Rejected);
+        // Retriable stays retriable; the other roles' non-retriable answers stay fatal.
+        let moving = Error::from_code(
+            ProtocolApi::DeleteRecords,
+            None,
+            ResponseError::NotLeaderOrFollower,
+            None,
+        );
+        assert_eq!(moving.class(), ErrorClass::Retriable);
+        assert_eq!(refused(ProtocolApi::Produce), ErrorClass::Fatal);
     }
 
     #[test]

@@ -9,6 +9,11 @@
 //! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka,franz-go` (default
 //!   all).
 //! - `JOSEFK_BENCH_SCENARIOS`: comma list among `100-ru,100-rc,1024-ru,1024-rc`.
+//! - `JOSEFK_BENCH_SECURITY=sasl_ssl`: the private broker gets a SASL_SSL listener (SCRAM-SHA-512,
+//!   a certificate from a CA made at start) next to PLAINTEXT, and every client runs each
+//!   scenario over both, one right after the other; a last table puts each client's two figures
+//!   side by side with its TLS cost (net CPU per record over SASL_SSL ÷ over PLAINTEXT). Workers
+//!   get the settings in their environment (`worker::Security`), Java in its config file.
 //!
 //! Topics (6 partitions, replication 1, keyless records of random uppercase letters), filled
 //! unmeasured by josefk's producer (acks=all, idempotent, linger 5 ms, batch.size 16384):
@@ -61,7 +66,7 @@ use josefk::producer::{Acks, DeliveryFuture, Producer, ProducerConfig};
 use josefk::{IsolationLevel, ProducerRecord, TopicPartition};
 use josefk_harness::KafkaDist;
 
-use common::{create_topic, end_offsets, env_list, env_u64, secs, wants, PARTITIONS};
+use common::{create_topic, end_offsets, env_list, env_u64, secs, wants, Broker, Wire, PARTITIONS};
 use protocol::{ConsumeArgs, ConsumeResult, Tally};
 
 /// Records per transaction when filling the read_committed topics.
@@ -95,7 +100,7 @@ async fn josefk_run(args: &ConsumeArgs) -> ConsumeResult {
     } else {
         IsolationLevel::ReadUncommitted
     };
-    let config = ConsumerConfig::new(&args.bootstrap)
+    let config = ConsumerConfig::with_client(common::josefk_client(&args.bootstrap))
         .isolation_level(isolation)
         .auto_offset_reset(AutoOffsetReset::Earliest)
         .fetch_max_bytes(protocol::FETCH_MAX_BYTES)
@@ -184,7 +189,8 @@ fn orchestrate() -> Result<(), String> {
         runtime,
         admin,
     } = setup;
-    let (bootstrap, dist) = (&broker.bootstrap, &broker.dist);
+    let bootstrap = &broker.bootstrap;
+    let wires = broker.wires();
     let pid = std::process::id();
     let scratch = std::env::temp_dir().join(format!("consume-compare-{pid}"));
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
@@ -198,7 +204,7 @@ fn orchestrate() -> Result<(), String> {
         protocol::FETCH_MAX_WAIT_MS,
         protocol::MAX_POLL_RECORDS
     );
-    let mut baseline_cpu: HashMap<&'static str, f64> = HashMap::new();
+    let mut baseline_cpu: HashMap<Wire, HashMap<&'static str, f64>> = HashMap::new();
     let mut run_no = 0u32;
     let mut summary = Vec::new();
     for (size, level) in [(100usize, "ru"), (100, "rc"), (1024, "ru"), (1024, "rc")] {
@@ -239,25 +245,38 @@ fn orchestrate() -> Result<(), String> {
             expected: filled.expected,
             isolation: isolation.to_string(),
         };
-        let mut rows = Vec::new();
+        let mut rows: HashMap<Wire, Vec<(&'static str, Measured)>> = HashMap::new();
         for client in &clients {
-            common::record_baseline(&mut baseline_cpu, client.name(), "1-record run", || {
-                let one = ConsumeArgs {
-                    expected: 1,
+            // A client's runs over every wire back to back (see produce_compare).
+            for &wire in &wires {
+                let args = ConsumeArgs {
+                    bootstrap: broker.bootstrap_for(wire).to_string(),
                     ..args.clone()
                 };
+                let baseline = baseline_cpu.entry(wire).or_default();
+                common::record_baseline(
+                    baseline,
+                    client.name(),
+                    &format!("{} 1-record run", wire.name()),
+                    || {
+                        let one = ConsumeArgs {
+                            expected: 1,
+                            ..args.clone()
+                        };
+                        run_no += 1;
+                        Ok(measure(client, &one, &broker, wire, &scratch, run_no, ticks)?.cpu_s)
+                    },
+                );
                 run_no += 1;
-                Ok(measure(client, &one, dist, &scratch, run_no, ticks)?.cpu_s)
-            });
-            run_no += 1;
-            match measure(client, &args, dist, &scratch, run_no, ticks) {
-                Ok(m) => {
-                    let r = &m.result;
-                    let ok = r.records == filled.expected && r.aborted == 0 && r.disorder == 0;
-                    println!(
-                        "  {:8} read {} of {} expected, aborted-txn records {}, out of order {} {}  \
+                match measure(client, &args, &broker, wire, &scratch, run_no, ticks) {
+                    Ok(m) => {
+                        let r = &m.result;
+                        let ok = r.records == filled.expected && r.aborted == 0 && r.disorder == 0;
+                        println!(
+                        "  {:8} {:9} read {} of {} expected, aborted-txn records {}, out of order {} {}  \
                          ({:.2} s, CPU {:.2} s, self-reported {})",
                         client.name(),
+                        wire.name(),
                         r.records,
                         filled.expected,
                         r.aborted,
@@ -271,14 +290,28 @@ fn orchestrate() -> Result<(), String> {
                             format!("{:.2} s", r.cpu_s)
                         }
                     );
-                    rows.push((client.name(), m));
+                        rows.entry(wire).or_default().push((client.name(), m));
+                    }
+                    Err(e) => println!("  {:8} {:9} FAILED: {e}", client.name(), wire.name()),
                 }
-                Err(e) => println!("  {:8} FAILED: {e}", client.name()),
             }
         }
-        let table = table(&rows, filled.expected, &baseline_cpu) + &common::not_run_rows(&not_run);
-        println!("{table}");
-        summary.push((label, filled.size, isolation, filled.expected, table));
+        let no_baseline = HashMap::new();
+        let mut text = String::new();
+        for &wire in &wires {
+            if wires.len() > 1 {
+                text += &format!("\n  -- {} --", wire.name());
+            }
+            let rows = rows.get(&wire).map_or(&[][..], Vec::as_slice);
+            let baseline = baseline_cpu.get(&wire).unwrap_or(&no_baseline);
+            text += &table(rows, filled.expected, baseline);
+        }
+        if wires.len() > 1 {
+            text += &security_table(&rows, filled.expected, &baseline_cpu);
+        }
+        text += &common::not_run_rows(&not_run);
+        println!("{text}");
+        summary.push((label, filled.size, isolation, filled.expected, text));
         let _ = runtime.block_on(admin.delete_topics(&[topic.as_str()]));
     }
     let _ = std::fs::remove_dir_all(&scratch);
@@ -290,23 +323,33 @@ fn orchestrate() -> Result<(), String> {
 }
 
 /// Runs one client once and measures it from outside.
+/// `args.bootstrap` must be `wire`'s listener.
 fn measure(
     client: &Client,
     args: &ConsumeArgs,
-    dist: &KafkaDist,
+    broker: &Broker,
+    wire: Wire,
     scratch: &Path,
     run_no: u32,
     ticks: f64,
 ) -> Result<Measured, String> {
+    let env = broker.child_env(wire);
     let (result, usage) = common::children_usage(ticks, || match client {
         Client::Josefk => {
             let (exe, argv) = common::josefk_command(args.to_args())?;
-            common::run_worker(&exe, &argv, ConsumeResult::parse)
+            common::run_worker_env(&exe, &argv, &env, ConsumeResult::parse)
         }
         Client::Peer { binary, .. } => {
-            common::run_worker(binary, &args.to_args(), ConsumeResult::parse)
+            common::run_worker_env(binary, &args.to_args(), &env, ConsumeResult::parse)
         }
-        Client::Java(records_flag) => run_java(dist, args, records_flag, scratch, run_no),
+        Client::Java(records_flag) => run_java(
+            &broker.dist,
+            args,
+            records_flag,
+            &broker.java_properties(wire),
+            scratch,
+            run_no,
+        ),
     });
     Ok(Measured {
         result: result?,
@@ -320,6 +363,7 @@ fn run_java(
     dist: &KafkaDist,
     args: &ConsumeArgs,
     records_flag: &str,
+    security_properties: &str,
     scratch: &Path,
     run_no: u32,
 ) -> Result<ConsumeResult, String> {
@@ -334,7 +378,7 @@ fn run_java(
         protocol::FETCH_MIN_BYTES,
         protocol::FETCH_MAX_WAIT_MS,
         protocol::MAX_POLL_RECORDS
-    );
+    ) + security_properties;
     std::fs::write(&config, props).map_err(|e| e.to_string())?;
     let expected = args.expected.to_string();
     let group = format!("consume-compare-java-{}-{run_no}", std::process::id());
@@ -577,4 +621,72 @@ async fn fill_transactional(
         expected: committed,
         size,
     })
+}
+
+/// The SASL_SSL table of one topic: each client's PLAINTEXT and SASL_SSL figures side by side,
+/// with its TLS cost (net CPU per record over SASL_SSL ÷ over PLAINTEXT; each wire's net CPU
+/// subtracts that wire's 1-record run, so connection setup and SCRAM are not in it).
+fn security_table(
+    rows: &HashMap<Wire, Vec<(&'static str, Measured)>>,
+    records: u64,
+    baseline: &HashMap<Wire, HashMap<&'static str, f64>>,
+) -> String {
+    use std::fmt::Write;
+    let per_m = 1_000_000.0 / records.max(1) as f64;
+    let get = |wire: Wire, name: &str| {
+        rows.get(&wire)?
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, m)| m)
+    };
+    let net = |wire: Wire, name: &str, m: &Measured| {
+        let b = baseline.get(&wire).and_then(|b| b.get(name)).copied();
+        (m.cpu_s - b.unwrap_or(0.0)) * per_m
+    };
+    let rate = |m: &Measured| m.result.records as f64 / m.result.elapsed_s.max(1e-9);
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "\n\n  -- PLAINTEXT vs SASL_SSL (SCRAM-SHA-512) --\n  {:8} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8} {:>8}",
+        "client",
+        "PT rec/s",
+        "TLS rec/s",
+        "PT CPU/M",
+        "TLS CPU/M",
+        "PT net/M",
+        "TLS net/M",
+        "TLS cost",
+        "PT RSS",
+        "TLS RSS"
+    );
+    for (name, pt) in rows.get(&Wire::Plaintext).map_or(&[][..], Vec::as_slice) {
+        let Some(tls) = get(Wire::SaslSsl, name) else {
+            let _ = write!(s, "\n  {name:8} (no SASL_SSL run)");
+            continue;
+        };
+        let (pt_net, tls_net) = (
+            net(Wire::Plaintext, name, pt),
+            net(Wire::SaslSsl, name, tls),
+        );
+        let _ = write!(
+            s,
+            "\n  {:8} {:>11.0} {:>11.0} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>9.2} {:>8} {:>8}",
+            name,
+            rate(pt),
+            rate(tls),
+            pt.cpu_s * per_m,
+            tls.cpu_s * per_m,
+            pt_net,
+            tls_net,
+            tls_net / pt_net,
+            pt.usage.rss_mib(),
+            tls.usage.rss_mib()
+        );
+    }
+    let _ = write!(
+        s,
+        "\n  (CPU/M: CPU s per million records read, whole process; net/M: less that wire's \
+         1-record run; TLS cost = TLS net/M ÷ PT net/M, lower is better; RSS MiB: peak)"
+    );
+    s
 }

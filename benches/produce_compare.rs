@@ -9,6 +9,11 @@
 //! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka,franz-go` (default
 //!   all).
 //! - `JOSEFK_BENCH_SCENARIOS`: comma list among `100-none,100-lz4,1024-none,1024-lz4`.
+//! - `JOSEFK_BENCH_SECURITY=sasl_ssl`: the private broker gets a SASL_SSL listener (SCRAM-SHA-512,
+//!   a certificate from a CA made at start) next to PLAINTEXT, and every client runs each
+//!   scenario over both, one right after the other; a last table puts each client's two figures
+//!   side by side with its TLS cost (net CPU per record over SASL_SSL ÷ over PLAINTEXT). Workers
+//!   get the settings in their environment (`worker::Security`), Java in its config file.
 //!
 //! Scenarios: 100 B and 1 KiB keyless records of random uppercase letters (as Java's tool sends),
 //! compression none and lz4; every client runs with acks=all, enable.idempotence=true,
@@ -50,9 +55,8 @@ use std::time::{Duration, Instant};
 use josefk::admin::Admin;
 use josefk::producer::{Acks, DeliveryFuture, Producer, ProducerConfig};
 use josefk::ProducerRecord;
-use josefk_harness::KafkaDist;
 
-use common::{create_topic, end_offsets, env_list, env_u64, wants, PARTITIONS};
+use common::{create_topic, end_offsets, env_list, env_u64, wants, Broker, Wire, PARTITIONS};
 use tokio_worker::spawn_collector;
 use worker::{WorkerArgs, WorkerResult};
 
@@ -91,7 +95,7 @@ fn josefk_worker(argv: &[String]) {
 
 /// The run's result and its p99.9 ack latency (ms).
 async fn josefk_run(args: WorkerArgs) -> (WorkerResult, f64) {
-    let mut config = ProducerConfig::new(&args.bootstrap)
+    let mut config = ProducerConfig::with_client(common::josefk_client(&args.bootstrap))
         .acks(Acks::All)
         .idempotence(true)
         .linger(Duration::from_millis(args.linger_ms))
@@ -195,14 +199,15 @@ fn orchestrate() -> Result<(), String> {
         runtime,
         admin,
     } = setup;
-    let (bootstrap, dist) = (&broker.bootstrap, &broker.dist);
+    let bootstrap = &broker.bootstrap;
+    let wires = broker.wires();
 
     println!(
         "settings for every client: acks=all enable.idempotence=true linger.ms={LINGER_MS} \
          batch.size={BATCH_SIZE} buffer.memory={BUFFER_MEMORY}, keyless records, \
          {PARTITIONS} partitions, replication 1"
     );
-    let mut baseline_cpu: HashMap<&'static str, f64> = HashMap::new();
+    let mut baseline_cpu: HashMap<Wire, HashMap<&'static str, f64>> = HashMap::new();
     // A fresh broker's first produce runs are slower (its JIT is cold); an unmeasured josefk run
     // keeps that cost off whichever client happens to go first.
     {
@@ -223,13 +228,21 @@ fn orchestrate() -> Result<(), String> {
             "warming the broker up ({} records, unmeasured)...",
             warm.records
         );
-        measure(&Client::Josefk, &warm, dist, &admin, &runtime, ticks)?;
+        measure(
+            &Client::Josefk,
+            &warm,
+            &broker,
+            Wire::Plaintext,
+            &admin,
+            &runtime,
+            ticks,
+        )?;
         let _ = runtime.block_on(admin.delete_topics(&[topic.as_str()]));
     }
     if let Some(rates) = env_list("JOSEFK_BENCH_RATE") {
         let ctx = RateRun {
             bootstrap,
-            dist,
+            broker: &broker,
             admin: &admin,
             runtime: &runtime,
             ticks,
@@ -265,23 +278,38 @@ fn orchestrate() -> Result<(), String> {
             buffer_memory: BUFFER_MEMORY,
             rate: 0,
         };
-        let mut rows = Vec::new();
+        let mut rows: HashMap<Wire, Vec<(&'static str, Measured)>> = HashMap::new();
         for client in &clients {
-            // Process start-up cost, once per client: a 1-record run.
-            common::record_baseline(&mut baseline_cpu, client.name(), "1-record run", || {
-                let one = WorkerArgs {
-                    records: 1,
+            // Each client's runs over every wire back to back, so a change in the machine's
+            // load between clients does not land between one client's PLAINTEXT and SASL_SSL.
+            for &wire in &wires {
+                let base = WorkerArgs {
+                    bootstrap: broker.bootstrap_for(wire).to_string(),
                     ..base.clone()
                 };
-                Ok(measure(client, &one, dist, &admin, &runtime, ticks)?.cpu_s)
-            });
-            match measure(client, &base, dist, &admin, &runtime, ticks) {
-                Ok(m) => {
-                    // Every record acknowledged, and the log grew by exactly that many.
-                    let all_acked = m.result.acked == records && m.log_delta == records as i64;
-                    println!(
-                        "  {:8} acked {} of {records}, failed {}, log delta {}{}  ({:.1} s, CPU {:.2} s, self-reported {:.2} s)",
+                // Process start-up cost (with connection setup), once per client and wire: a
+                // 1-record run.
+                let baseline = baseline_cpu.entry(wire).or_default();
+                common::record_baseline(
+                    baseline,
+                    client.name(),
+                    &format!("{} 1-record run", wire.name()),
+                    || {
+                        let one = WorkerArgs {
+                            records: 1,
+                            ..base.clone()
+                        };
+                        Ok(measure(client, &one, &broker, wire, &admin, &runtime, ticks)?.cpu_s)
+                    },
+                );
+                match measure(client, &base, &broker, wire, &admin, &runtime, ticks) {
+                    Ok(m) => {
+                        // Every record acknowledged, and the log grew by exactly that many.
+                        let all_acked = m.result.acked == records && m.log_delta == records as i64;
+                        println!(
+                        "  {:8} {:9} acked {} of {records}, failed {}, log delta {}{}  ({:.1} s, CPU {:.2} s, self-reported {:.2} s)",
                         client.name(),
+                        wire.name(),
                         m.result.acked,
                         m.result.failed,
                         m.log_delta,
@@ -290,12 +318,27 @@ fn orchestrate() -> Result<(), String> {
                         m.cpu_s,
                         m.result.cpu_s
                     );
-                    rows.push((client.name(), m));
+                        rows.entry(wire).or_default().push((client.name(), m));
+                    }
+                    Err(e) => println!("  {:8} {:9} FAILED: {e}", client.name(), wire.name()),
                 }
-                Err(e) => println!("  {:8} FAILED: {e}", client.name()),
             }
         }
-        print_table(&rows, records, &baseline_cpu);
+        let no_baseline = HashMap::new();
+        for &wire in &wires {
+            if wires.len() > 1 {
+                println!("\n  -- {} --", wire.name());
+            }
+            let rows = rows.get(&wire).map_or(&[][..], Vec::as_slice);
+            print_table(
+                rows,
+                records,
+                baseline_cpu.get(&wire).unwrap_or(&no_baseline),
+            );
+        }
+        if wires.len() > 1 {
+            print_security_table(&rows, records, &baseline_cpu);
+        }
         common::print_not_run(&not_run);
         let _ = runtime.block_on(admin.delete_topics(&[topic.as_str()]));
     }
@@ -308,7 +351,7 @@ fn orchestrate() -> Result<(), String> {
 /// What every fixed-rate run needs.
 struct RateRun<'a> {
     bootstrap: &'a str,
-    dist: &'a KafkaDist,
+    broker: &'a Broker,
     admin: &'a Admin,
     runtime: &'a tokio::runtime::Runtime,
     ticks: f64,
@@ -372,7 +415,15 @@ fn fixed_rate(
                     buffer_memory: BUFFER_MEMORY,
                     rate,
                 };
-                match measure(client, &args, ctx.dist, ctx.admin, ctx.runtime, ctx.ticks) {
+                match measure(
+                    client,
+                    &args,
+                    ctx.broker,
+                    Wire::Plaintext,
+                    ctx.admin,
+                    ctx.runtime,
+                    ctx.ticks,
+                ) {
                     Ok(m) => {
                         let all_acked = m.result.acked == records && m.log_delta == records as i64;
                         println!(
@@ -440,22 +491,27 @@ fn print_rate_table(rows: &[(&'static str, Measured)], rate: u64, records: u64) 
 }
 
 /// Runs one client once and measures it from outside.
+/// `args.bootstrap` must be `wire`'s listener.
 fn measure(
     client: &Client,
     args: &WorkerArgs,
-    dist: &KafkaDist,
+    broker: &Broker,
+    wire: Wire,
     admin: &Admin,
     runtime: &tokio::runtime::Runtime,
     ticks: f64,
 ) -> Result<Measured, String> {
     let before_log = runtime.block_on(end_offsets(admin, &args.topic))?;
+    let env = broker.child_env(wire);
     let (result, usage) = common::children_usage(ticks, || match client {
         Client::Josefk => {
             let (exe, argv) = common::josefk_command(args.to_args())?;
-            common::run_worker(&exe, &argv, parse_worker)
+            common::run_worker_env(&exe, &argv, &env, parse_worker)
         }
-        Client::Peer { binary, .. } => common::run_worker(binary, &args.to_args(), parse_worker),
-        Client::Java(java) => run_java(dist, args, java.bootstrap_flag),
+        Client::Peer { binary, .. } => {
+            common::run_worker_env(binary, &args.to_args(), &env, parse_worker)
+        }
+        Client::Java(java) => run_java(broker, wire, args, java.bootstrap_flag),
     });
     let (result, p999_ms) = result?;
     let after_log = runtime.block_on(end_offsets(admin, &args.topic))?;
@@ -476,10 +532,21 @@ fn parse_worker(stdout: &str) -> Option<(WorkerResult, f64)> {
 
 /// Runs Java's ProducerPerformance and reads its final summary line (and its p99.9).
 fn run_java(
-    dist: &KafkaDist,
+    broker: &Broker,
+    wire: Wire,
     args: &WorkerArgs,
     bootstrap_flag: bool,
 ) -> Result<(WorkerResult, f64), String> {
+    // Security settings go in a `--producer.config` file (the JAAS line holds spaces and quotes).
+    let config = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("produce-compare-{}.properties", std::process::id()));
+    let properties = broker.java_properties(wire);
+    let config = config.to_string_lossy().into_owned();
+    let mut extra = Vec::new();
+    if !properties.is_empty() {
+        std::fs::write(&config, properties).map_err(|e| format!("{config}: {e}"))?;
+        extra.extend(["--producer.config", config.as_str()]);
+    }
     common::ProducerPerf {
         bootstrap: &args.bootstrap,
         topic: &args.topic,
@@ -490,10 +557,10 @@ fn run_java(
         buffer_memory: args.buffer_memory,
         compression: Some(&args.compression),
         throughput: (args.rate > 0).then_some(args.rate),
-        extra: Vec::new(),
+        extra,
         bootstrap_flag,
     }
-    .run(dist, |nums| {
+    .run(&broker.dist, |nums| {
         let p999 = *nums.get(8)?;
         java_summary(nums, args.size).map(|r| (r, p999))
     })
@@ -562,4 +629,69 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
         );
     }
     println!("  (josefk tp× = josefk records/s ÷ peer's; josefk CPU× = josefk net CPU ÷ peer's, lower is better; RSS = the client process's peak resident set)");
+}
+
+/// The SASL_SSL table: each client's PLAINTEXT and SASL_SSL figures of one scenario side by side,
+/// with its TLS cost (net CPU per record over SASL_SSL ÷ over PLAINTEXT; each wire's net CPU
+/// subtracts that wire's 1-record run, so connection setup and SCRAM are not in it).
+fn print_security_table(
+    rows: &HashMap<Wire, Vec<(&'static str, Measured)>>,
+    records: u64,
+    baseline: &HashMap<Wire, HashMap<&'static str, f64>>,
+) {
+    let per_m = 1_000_000.0 / records as f64;
+    let get = |wire: Wire, name: &str| {
+        rows.get(&wire)?
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, m)| m)
+    };
+    let net = |wire: Wire, name: &str, m: &Measured| {
+        let b = baseline.get(&wire).and_then(|b| b.get(name)).copied();
+        (m.cpu_s - b.unwrap_or(0.0)) * per_m
+    };
+    let rate = |m: &Measured| m.result.acked as f64 / m.result.elapsed_s.max(1e-9);
+    println!(
+        "\n  -- PLAINTEXT vs SASL_SSL (SCRAM-SHA-512) --\n  {:8} {:>11} {:>11} {:>10} {:>10} {:>10} {:>10} {:>9} {:>8} {:>8}",
+        "client",
+        "PT rec/s",
+        "TLS rec/s",
+        "PT CPU/M",
+        "TLS CPU/M",
+        "PT net/M",
+        "TLS net/M",
+        "TLS cost",
+        "PT RSS",
+        "TLS RSS"
+    );
+    let Some(plain_rows) = rows.get(&Wire::Plaintext) else {
+        return;
+    };
+    for (name, pt) in plain_rows {
+        let Some(tls) = get(Wire::SaslSsl, name) else {
+            println!("  {name:8} (no SASL_SSL run)");
+            continue;
+        };
+        let (pt_net, tls_net) = (
+            net(Wire::Plaintext, name, pt),
+            net(Wire::SaslSsl, name, tls),
+        );
+        println!(
+            "  {:8} {:>11.0} {:>11.0} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>9.2} {:>8} {:>8}",
+            name,
+            rate(pt),
+            rate(tls),
+            pt.cpu_s * per_m,
+            tls.cpu_s * per_m,
+            pt_net,
+            tls_net,
+            tls_net / pt_net,
+            pt.usage.rss_mib(),
+            tls.usage.rss_mib()
+        );
+    }
+    println!(
+        "  (CPU/M: CPU s per million acknowledged records, whole process; net/M: less that wire's \
+         1-record run; TLS cost = TLS net/M ÷ PT net/M, lower is better; RSS MiB: peak)"
+    );
 }

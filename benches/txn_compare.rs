@@ -386,6 +386,7 @@ fn orchestrate() -> Result<(), String> {
                 bootstrap,
                 dist,
                 cluster: _cluster,
+                ..
             },
         clients,
         not_run,

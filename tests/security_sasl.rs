@@ -1,8 +1,8 @@
 //! SASL against a real broker: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER (unsecured JWS,
-//! and the OIDC client-credentials provider against a token endpoint served by the test) carry a
-//! produce, a group consume and a commit; refused credentials fail fast with the broker's reason
-//! and a bounded number of connection attempts; KIP-368 re-authentication keeps a long run whole;
-//! no password reaches the logs.
+//! and the OIDC client-credentials provider against a token endpoint served by the test, over
+//! SASL_PLAINTEXT and SASL_SSL) carry a produce, a group consume and a commit; refused
+//! credentials fail fast with the broker's reason and a bounded number of connection attempts;
+//! KIP-368 re-authentication keeps a long run whole; no password reaches the logs.
 //!
 //! Every test shares one private single-node cluster (started once, on first use) with one SASL
 //! listener per mechanism; it stops by itself when the test process exits.
@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -24,8 +24,8 @@ use josefk::security::{
 use josefk::security::{StoreType, TlsConfig};
 use josefk::{ClientConfig, Error, ProducerRecord};
 use josefk_harness::{run_java_tool, ClusterSpec, KafkaCluster, Listener, TestCertificates};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+
+use common::security::{https_acceptor, token_endpoint, CountingProxy};
 
 const ALICE_PASSWORD: &str = "alice-Secret-0n3";
 const BOB_PASSWORD: &str = "bob-Secret-tw0";
@@ -397,114 +397,6 @@ async fn oauthbearer_unsecured_jws_carries_produce_group_consume_and_commit() {
     round_trip(config, "oauth-unsecured", 200).await;
 }
 
-/// A one-route OIDC token endpoint: `POST /token` with the expected basic auth and
-/// `grant_type=client_credentials` gets an unsecured JWS for `sub=app1`; anything else gets 401.
-/// With `tls`, it speaks HTTPS. Returns its URL and how many token requests it served.
-async fn token_endpoint(
-    client_id: &str,
-    client_secret: &str,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) -> (String, Arc<AtomicUsize>) {
-    use base64::Engine;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let url = format!("{scheme}://{}/token", listener.local_addr().unwrap());
-    let expected = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{client_id}:{client_secret}"))
-    );
-    let served = Arc::new(AtomicUsize::new(0));
-    let counter = served.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((socket, _)) = listener.accept().await else {
-                return;
-            };
-            let expected = expected.clone();
-            let counter = counter.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                match tls {
-                    Some(acceptor) => {
-                        if let Ok(socket) = acceptor.accept(socket).await {
-                            serve_token(socket, &expected, &counter).await;
-                        }
-                    }
-                    None => serve_token(socket, &expected, &counter).await,
-                }
-            });
-        }
-    });
-    (url, served)
-}
-
-/// Answers one token request on `socket`.
-async fn serve_token<S>(mut socket: S, expected: &str, counter: &AtomicUsize)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut request = Vec::new();
-    let mut buf = [0u8; 4096];
-    // Headers, then the body by Content-Length.
-    let (head, body_start, length) = loop {
-        let n = socket.read(&mut buf).await.unwrap_or(0);
-        if n == 0 {
-            return;
-        }
-        request.extend_from_slice(&buf[..n]);
-        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&request[..end]).to_string();
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap())
-                })
-                .unwrap_or(0);
-            break (head, end + 4, length);
-        }
-    };
-    while request.len() < body_start + length {
-        let n = socket.read(&mut buf).await.unwrap_or(0);
-        if n == 0 {
-            return;
-        }
-        request.extend_from_slice(&buf[..n]);
-    }
-    let body = String::from_utf8_lossy(&request[body_start..]).to_string();
-    counter.fetch_add(1, Ordering::SeqCst);
-    let authorized = head.starts_with("POST /token ")
-        && head
-            .lines()
-            .any(|l| l == format!("Authorization: {expected}"))
-        && body
-            .split('&')
-            .any(|p| p == "grant_type=client_credentials")
-        && body.split('&').any(|p| p == "scope=kafka");
-    let answer = if authorized {
-        let token = UnsecuredJwsProvider::new("app1")
-            .token_at(std::time::SystemTime::now())
-            .value;
-        let json = format!(
-            r#"{{"access_token":"{}","token_type":"Bearer","expires_in":3600}}"#,
-            token.expose()
-        );
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
-            json.len()
-        )
-    } else {
-        let json = r#"{"error":"invalid_client"}"#;
-        format!(
-            "HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\n\r\n{json}",
-            json.len()
-        )
-    };
-    let _ = socket.write_all(answer.as_bytes()).await;
-    let _ = socket.shutdown().await;
-}
-
 /// Client properties for the OIDC provider against `url` on the OAUTH listener.
 fn oidc_config(s: &Shared, url: &str, secret: &str, extra: &[(&str, String)]) -> ClientConfig {
     let mut props: Vec<(&str, String)> = vec![
@@ -561,26 +453,6 @@ async fn oauthbearer_oidc_client_credentials_provider_against_a_local_token_endp
     );
 }
 
-/// A TLS acceptor serving the test broker certificate (`127.0.0.1`, `localhost`).
-fn https_acceptor(certs: &TestCertificates) -> tokio_rustls::TlsAcceptor {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let pem = certs.path("broker.pem");
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&pem)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(&pem).unwrap();
-    let config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls_graviola::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauthbearer_oidc_over_an_https_token_endpoint_checks_its_certificate() {
     let s = shared().await;
@@ -613,33 +485,54 @@ async fn oauthbearer_oidc_over_an_https_token_endpoint_checks_its_certificate() 
     );
 }
 
-/// A TCP proxy to `target` that counts the connections it accepts.
-async fn counting_proxy(target: &str) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    let target = target.to_owned();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    (addr, accepted)
+/// The built-in OIDC client-credentials provider over SASL_SSL: the broker's OAUTHBEARER listener
+/// speaks TLS, and the token endpoint is HTTPS; one `ssl.truststore.*` (the test CA) serves both
+/// handshakes, as in Java, where the login callback handler reads the client's `ssl.*` settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_oidc_provider_over_sasl_ssl_carries_produce_group_consume_and_commit() {
+    let s = shared().await;
+    let (url, served) = token_endpoint("app1", "app1-s3cret", Some(https_acceptor(&s.certs))).await;
+    let over_tls = [
+        ("bootstrap.servers", s.oauth_ssl.clone()),
+        ("security.protocol", "SASL_SSL".to_string()),
+        ("ssl.truststore.type", "PEM".to_string()),
+        (
+            "ssl.truststore.location",
+            s.certs.path("ca.crt").display().to_string(),
+        ),
+    ];
+    round_trip(
+        oidc_config(s, &url, "app1-s3cret", &over_tls),
+        "oauth-oidc-sasl-ssl",
+        200,
+    )
+    .await;
+    // One token per client (admin, producer, consumer), shared by all of its connections.
+    let fetched = served.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&fetched), "token requests: {fetched}");
+
+    // A wrong secret over SASL_SSL: the endpoint's refusal, fast, without the secret in it.
+    let started = Instant::now();
+    let e = Admin::connect(oidc_config(s, &url, "wrong-secret", &over_tls))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Authentication { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("HTTP 401"), "{text}");
+    assert!(!text.contains("wrong-secret"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// Connects a producer through a counting proxy; expects an authentication error containing
 /// every piece of `expected`, within a bound, after one connection attempt.
 async fn refused(config: ClientConfig, target: &str, expected: &[&str], secret: &str) {
-    let (proxy, accepted) = counting_proxy(target).await;
+    let proxy = CountingProxy::start(target.to_string()).await;
     let mut config = config;
-    config.bootstrap_servers = vec![proxy];
+    config.bootstrap_servers = vec![proxy.addr.clone()];
     let started = Instant::now();
     let e = match Producer::connect(ProducerConfig::with_client(config)).await {
         Ok(_) => panic!("connected with bad credentials ({expected:?})"),
@@ -648,11 +541,7 @@ async fn refused(config: ClientConfig, target: &str, expected: &[&str], secret: 
     let elapsed = started.elapsed();
     // Give a retry storm the chance to show, then count: one dial, no redials.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        accepted.load(Ordering::SeqCst),
-        1,
-        "connection attempts ({e})"
-    );
+    assert_eq!(proxy.attempts(), 1, "connection attempts ({e})");
     assert!(matches!(e, Error::Authentication { .. }), "{e:?}");
     assert_eq!(e.class(), josefk::ErrorClass::Fatal);
     let text = e.to_string();

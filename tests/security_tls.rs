@@ -11,8 +11,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use josefk::admin::{Admin, NewTopic};
@@ -397,52 +396,10 @@ async fn the_exactly_once_demo_runs_over_ssl_and_mutual_tls() {
     .unwrap();
 }
 
-/// A TCP proxy to `target` on 127.0.0.1 that counts the connections made through it.
-struct CountingProxy {
-    addr: String,
-    accepted: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl CountingProxy {
-    async fn start(target: String) -> CountingProxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let count = accepted.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                let target = target.clone();
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        CountingProxy {
-            addr,
-            accepted,
-            task,
-        }
-    }
-
-    fn attempts(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// Connects a producer through a counting proxy to `target` and returns its error, checking that
 /// it is fatal, came within the set-up timeout, and took at most two connection attempts.
 async fn connect_fails(target: String, config: impl Fn(&str) -> ClientConfig) -> Error {
-    let proxy = CountingProxy::start(target).await;
+    let proxy = common::security::CountingProxy::start(target).await;
     let config = config(&proxy.addr).connection_setup_timeout(Duration::from_secs(15));
     let started = Instant::now();
     let result = Producer::connect(ProducerConfig::with_client(config)).await;

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use josefk::admin::NewTopic;
 use josefk::admin::{Admin, OffsetSpec};
 use josefk::{ClientConfig, IsolationLevel, TopicPartition};
-use josefk_harness::{ClusterSpec, KafkaCluster, KafkaDist};
+use josefk_harness::{ClusterSpec, KafkaCluster, KafkaDist, Listener, TestCertificates};
 
 use crate::worker;
 
@@ -86,27 +86,76 @@ pub struct Broker {
     pub bootstrap: String,
     pub dist: KafkaDist,
     pub cluster: Option<KafkaCluster>,
+    /// The SASL_SSL listener, when `JOSEFK_BENCH_SECURITY=sasl_ssl` (see [`SecureListener`]).
+    pub secure: Option<SecureListener>,
 }
 
 impl Broker {
     pub fn acquire() -> Result<Broker, String> {
+        let sasl_ssl = sasl_ssl_wanted()?;
         let broker = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+            Ok(_) if sasl_ssl => {
+                return Err(format!(
+                    "{SECURITY_ENV}=sasl_ssl needs the private broker (its listener, CA and \
+                     SCRAM user are made at start): unset KAFKA_BOOTSTRAP_SERVERS"
+                ))
+            }
             Ok(s) if !s.trim().is_empty() => Broker {
                 bootstrap: s.trim().to_string(),
                 dist: KafkaDist::provision().map_err(|e| e.to_string())?,
                 cluster: None,
+                secure: None,
             },
             _ => {
                 println!("starting a private single-node Kafka broker (josefk-harness)...");
-                let cluster =
-                    KafkaCluster::start(ClusterSpec::single()).map_err(|e| e.to_string())?;
+                let mut spec = ClusterSpec::single();
+                let certs = if sasl_ssl {
+                    let certs = TestCertificates::generate().map_err(|e| e.to_string())?;
+                    spec = spec
+                        .listener(
+                            Listener::ssl(
+                                SECURE_LISTENER,
+                                &certs.path("broker.pem"),
+                                &certs.path("ca.crt"),
+                            )
+                            .security_protocol("SASL_SSL")
+                            .property("sasl.enabled.mechanisms", SCRAM_MECHANISM)
+                            .property(
+                                "scram-sha-512.sasl.jaas.config",
+                                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                            ),
+                        )
+                        .scram_user(SCRAM_MECHANISM, SCRAM_USER, SCRAM_PASSWORD);
+                    Some(certs)
+                } else {
+                    None
+                };
+                let cluster = KafkaCluster::start(spec).map_err(|e| e.to_string())?;
+                let secure = certs.map(|certs| SecureListener {
+                    bootstrap: cluster.listener_bootstrap(SECURE_LISTENER),
+                    security: worker::Security {
+                        protocol: "SASL_SSL".into(),
+                        mechanism: SCRAM_MECHANISM.into(),
+                        username: SCRAM_USER.into(),
+                        password: SCRAM_PASSWORD.into(),
+                        ca_pem: certs.path("ca.crt").display().to_string(),
+                    },
+                    _certs: certs,
+                });
                 Broker {
                     bootstrap: cluster.bootstrap_servers(),
                     dist: cluster.dist().clone(),
                     cluster: Some(cluster),
+                    secure,
                 }
             }
         };
+        if let Some(s) = &broker.secure {
+            println!(
+                "SASL_SSL listener {} ({SCRAM_MECHANISM}, user {SCRAM_USER}, CA {})",
+                s.bootstrap, s.security.ca_pem
+            );
+        }
         println!(
             "broker {} (Kafka {}), tools {}",
             broker.bootstrap,
@@ -114,6 +163,113 @@ impl Broker {
             broker.dist.tools_version()
         );
         Ok(broker)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security: `JOSEFK_BENCH_SECURITY=sasl_ssl` runs every client over SASL_SSL as well.
+
+/// The environment variable that asks for the SASL_SSL rows.
+pub const SECURITY_ENV: &str = "JOSEFK_BENCH_SECURITY";
+const SECURE_LISTENER: &str = "SASLSSL";
+const SCRAM_MECHANISM: &str = "SCRAM-SHA-512";
+const SCRAM_USER: &str = "bench";
+const SCRAM_PASSWORD: &str = "bench-Scram-512";
+
+/// Whether [`SECURITY_ENV`] asks for SASL_SSL (`sasl_ssl`) or not (unset, empty, `plaintext`).
+pub fn sasl_ssl_wanted() -> Result<bool, String> {
+    match std::env::var(SECURITY_ENV).ok().as_deref().map(str::trim) {
+        None | Some("") | Some("plaintext") => Ok(false),
+        Some("sasl_ssl") => Ok(true),
+        Some(other) => Err(format!(
+            "{SECURITY_ENV}={other}: expected `sasl_ssl` or `plaintext`"
+        )),
+    }
+}
+
+/// The private broker's SASL_SSL listener: SCRAM-SHA-512 for one user made at format time, TLS
+/// with a certificate from a CA made at start (the harness's test certificates, 127.0.0.1 and
+/// localhost, so host names are checked).
+pub struct SecureListener {
+    pub bootstrap: String,
+    /// What a worker is given in its environment ([`Broker::child_env`]).
+    pub security: worker::Security,
+    /// Keeps the certificate directory while the broker runs.
+    _certs: TestCertificates,
+}
+
+/// How a client connects in one run: the plaintext listener, or SASL_SSL with SCRAM-SHA-512.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    Plaintext,
+    SaslSsl,
+}
+
+impl Wire {
+    /// Its name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Wire::Plaintext => "PLAINTEXT",
+            Wire::SaslSsl => "SASL_SSL",
+        }
+    }
+}
+
+impl Broker {
+    /// The ways clients connect in this run: PLAINTEXT, then SASL_SSL when the broker has it.
+    pub fn wires(&self) -> Vec<Wire> {
+        let mut wires = vec![Wire::Plaintext];
+        if self.secure.is_some() {
+            wires.push(Wire::SaslSsl);
+        }
+        wires
+    }
+
+    /// The bootstrap address of `wire`'s listener.
+    pub fn bootstrap_for(&self, wire: Wire) -> &str {
+        match (wire, &self.secure) {
+            (Wire::SaslSsl, Some(s)) => &s.bootstrap,
+            _ => &self.bootstrap,
+        }
+    }
+
+    /// The environment a worker child gets for `wire` (empty for PLAINTEXT).
+    pub fn child_env(&self, wire: Wire) -> Vec<(&'static str, String)> {
+        match (wire, &self.secure) {
+            (Wire::SaslSsl, Some(s)) => s.security.to_env(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The Java client properties for `wire`, one `key=value` line each (empty for PLAINTEXT).
+    pub fn java_properties(&self, wire: Wire) -> String {
+        match (wire, &self.secure) {
+            (Wire::SaslSsl, Some(s)) => s
+                .security
+                .java_properties()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}\n"))
+                .collect(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// josefk's client settings for a worker: `bootstrap`, and SASL_SSL through the Java property
+/// names (`security.protocol`, `sasl.jaas.config`, a PEM trust store) when the worker's
+/// environment asks for it ([`worker::Security`]).
+pub fn josefk_client(bootstrap: &str) -> ClientConfig {
+    match worker::parse_or_exit("josefk worker", worker::Security::from_env()) {
+        None => ClientConfig::new(bootstrap),
+        Some(s) => {
+            let mut props = s.java_properties();
+            props.push(("bootstrap.servers".into(), bootstrap.into()));
+            ClientConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .unwrap_or_else(|e| {
+                    eprintln!("josefk worker: SASL_SSL settings: {e}");
+                    std::process::exit(2)
+                })
+        }
     }
 }
 
@@ -385,8 +541,20 @@ pub fn run_worker<R>(
     argv: &[String],
     parse: fn(&str) -> Option<R>,
 ) -> Result<R, String> {
+    run_worker_env(exe, argv, &[], parse)
+}
+
+/// [`run_worker`] with more variables in the child's environment ([`Broker::child_env`]).
+pub fn run_worker_env<R>(
+    exe: &Path,
+    argv: &[String],
+    env: &[(&'static str, String)],
+    parse: fn(&str) -> Option<R>,
+) -> Result<R, String> {
     let mut cmd = Command::new(exe);
-    cmd.args(argv).stderr(Stdio::inherit());
+    cmd.args(argv)
+        .envs(env.iter().cloned())
+        .stderr(Stdio::inherit());
     let out = run_child(&mut cmd, secs(900))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     parse(&stdout).ok_or_else(|| format!("no result line (exit {}); stdout: {stdout}", out.status))

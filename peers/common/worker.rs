@@ -299,3 +299,110 @@ impl WorkerResult {
         })
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Security (the SASL_SSL rows of the compare benches).
+
+/// `SASL_SSL` when set; unset (or empty) means PLAINTEXT and every other variable is ignored.
+pub const ENV_SECURITY_PROTOCOL: &str = "JOSEFK_WORKER_SECURITY_PROTOCOL";
+/// The SASL mechanism (`SCRAM-SHA-512`).
+pub const ENV_SASL_MECHANISM: &str = "JOSEFK_WORKER_SASL_MECHANISM";
+pub const ENV_SASL_USERNAME: &str = "JOSEFK_WORKER_SASL_USERNAME";
+pub const ENV_SASL_PASSWORD: &str = "JOSEFK_WORKER_SASL_PASSWORD";
+/// A PEM file with the CA that signed the broker's certificate.
+pub const ENV_SSL_CA_PEM: &str = "JOSEFK_WORKER_SSL_CA_PEM";
+
+/// How a worker secures its connections, read from its environment: the benches set it in the
+/// child's environment rather than on the command line, so every worker protocol (produce,
+/// consume, transactions) and every language's worker reads it the same way without a new flag,
+/// and the password is not visible in `ps`. `peers/franz-go/internal/worker/security.go` reads
+/// the same variables.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Security {
+    /// `SASL_SSL` (the only protocol the benches ask for).
+    pub protocol: String,
+    /// `SCRAM-SHA-512` or `SCRAM-SHA-256`.
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+    pub ca_pem: String,
+}
+
+impl std::fmt::Debug for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Security")
+            .field("protocol", &self.protocol)
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("ca_pem", &self.ca_pem)
+            .finish()
+    }
+}
+
+impl Security {
+    /// The settings in this process's environment; `Ok(None)` for PLAINTEXT. A protocol other
+    /// than `SASL_SSL`, or a missing variable, is an error (a worker must not silently fall back
+    /// to plaintext and be measured as if it were secured).
+    pub fn from_env() -> Result<Option<Security>, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let Some(protocol) = var(ENV_SECURITY_PROTOCOL) else {
+            return Ok(None);
+        };
+        if protocol != "SASL_SSL" {
+            return Err(format!(
+                "{ENV_SECURITY_PROTOCOL}={protocol}: only SASL_SSL is supported"
+            ));
+        }
+        let need = |name: &str| var(name).ok_or_else(|| format!("{name} is not set"));
+        Ok(Some(Security {
+            protocol,
+            mechanism: need(ENV_SASL_MECHANISM)?,
+            username: need(ENV_SASL_USERNAME)?,
+            password: need(ENV_SASL_PASSWORD)?,
+            ca_pem: need(ENV_SSL_CA_PEM)?,
+        }))
+    }
+
+    /// The environment a child worker needs for these settings.
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (ENV_SECURITY_PROTOCOL, self.protocol.clone()),
+            (ENV_SASL_MECHANISM, self.mechanism.clone()),
+            (ENV_SASL_USERNAME, self.username.clone()),
+            (ENV_SASL_PASSWORD, self.password.clone()),
+            (ENV_SSL_CA_PEM, self.ca_pem.clone()),
+        ]
+    }
+
+    /// The Java client properties (also librdkafka's, but for the three noted in
+    /// [`Security::librdkafka`]).
+    pub fn java_properties(&self) -> Vec<(String, String)> {
+        let module = "org.apache.kafka.common.security.scram.ScramLoginModule";
+        vec![
+            ("security.protocol".into(), self.protocol.clone()),
+            ("sasl.mechanism".into(), self.mechanism.clone()),
+            (
+                "sasl.jaas.config".into(),
+                format!(
+                    "{module} required username=\"{}\" password=\"{}\";",
+                    self.username, self.password
+                ),
+            ),
+            ("ssl.truststore.type".into(), "PEM".into()),
+            ("ssl.truststore.location".into(), self.ca_pem.clone()),
+        ]
+    }
+
+    /// librdkafka's properties: `sasl.mechanisms`, `sasl.username`/`.password` and
+    /// `ssl.ca.location` where Java has a JAAS line and a trust store.
+    pub fn librdkafka(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("security.protocol", self.protocol.clone()),
+            ("sasl.mechanisms", self.mechanism.clone()),
+            ("sasl.username", self.username.clone()),
+            ("sasl.password", self.password.clone()),
+            ("ssl.ca.location", self.ca_pem.clone()),
+        ]
+    }
+}

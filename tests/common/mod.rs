@@ -12,6 +12,8 @@
 //! - Tracing ([`init_tracing`]): josefk's logs go to the test output, filtered by `RUST_LOG`.
 //! - Raw request builders for Produce and Fetch, so tests can put records on partitions and hold
 //!   long polls open below the producer and consumer, and [`read_log`], an independent reader.
+//! - `security` (with the `tls` feature): the counting proxy and OIDC token endpoint of the
+//!   security tests.
 
 // Each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
@@ -19,6 +21,8 @@
 pub mod members;
 pub mod pipeline;
 pub mod raw;
+#[cfg(feature = "tls")]
+pub mod security;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Once};

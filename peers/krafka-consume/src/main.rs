@@ -36,7 +36,12 @@ fn main() {
 }
 
 async fn run(args: &ConsumeArgs) -> ConsumeResult {
-    let kafka = Kafka::builder(args.bootstrap.clone())
+    let mut builder = Kafka::builder(args.bootstrap.clone());
+    // SASL_SSL when the bench asks for it (see `worker::Security`).
+    if let Some(s) = worker::parse_or_exit("krafka-consume", worker::Security::from_env()) {
+        builder = builder.security(krafka_security(&s));
+    }
+    let kafka = builder
         .client_id("consume-compare-krafka")
         .connect()
         .await
@@ -95,4 +100,15 @@ async fn run(args: &ConsumeArgs) -> ConsumeResult {
     let result = tally.result();
     let _ = consumer.close().await;
     result
+}
+
+/// krafka's form of the bench's SASL_SSL settings (SCRAM over rustls, trusting the test CA).
+fn krafka_security(s: &worker::Security) -> krafka::auth::AuthConfig {
+    use krafka::auth::{AuthConfig, TlsConfig};
+    let sasl = match s.mechanism.as_str() {
+        "SCRAM-SHA-512" => AuthConfig::sasl_scram_sha512(&s.username, &s.password),
+        "SCRAM-SHA-256" => AuthConfig::sasl_scram_sha256(&s.username, &s.password),
+        other => panic!("unsupported SASL mechanism {other}"),
+    };
+    sasl.with_tls(TlsConfig::new().with_ca_cert(&s.ca_pem))
 }

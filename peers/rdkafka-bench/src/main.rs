@@ -82,7 +82,13 @@ fn main() {
     };
     // The Java names where librdkafka has them. queue.buffering.max.kbytes stands in for
     // buffer.memory so all clients may hold the same amount unacknowledged.
-    let producer: ThreadedProducer<Ctx> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    // SASL_SSL when the bench asks for it (see `worker::Security`).
+    let security = worker::parse_or_exit("rdkafka-bench", worker::Security::from_env());
+    for (k, v) in security.iter().flat_map(|s| s.librdkafka()) {
+        config.set(k, v);
+    }
+    let producer: ThreadedProducer<Ctx> = config
         .set("bootstrap.servers", &args.bootstrap)
         .set("acks", "all")
         .set("enable.idempotence", "true")

@@ -35,7 +35,13 @@ fn main() {
 }
 
 fn run(args: &ConsumeArgs) -> ConsumeResult {
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    // SASL_SSL when the bench asks for it (see `worker::Security`).
+    let security = worker::parse_or_exit("rdkafka-consume", worker::Security::from_env());
+    for (k, v) in security.iter().flat_map(|s| s.librdkafka()) {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config
         .set("bootstrap.servers", &args.bootstrap)
         .set(
             "group.id",

@@ -69,7 +69,12 @@ func main() {
 	for p := int32(0); p < a.partitions; p++ {
 		offsets[p] = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(
+	// SASL_SSL when the bench asks for it (worker.SecurityOpts).
+	security, err := worker.SecurityOpts()
+	if err != nil {
+		worker.Exit(who, err)
+	}
+	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(a.bootstrap),
 		kgo.ClientID("consume-compare-franz-go"),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{a.topic: offsets}),
@@ -78,7 +83,8 @@ func main() {
 		kgo.FetchMaxPartitionBytes(worker.MaxPartitionFetchBytes),
 		kgo.FetchMinBytes(worker.FetchMinBytes),
 		kgo.FetchMaxWait(worker.FetchMaxWait),
-	)
+	}, security...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		worker.Exit(who, err)
 	}

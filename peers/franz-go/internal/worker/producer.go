@@ -57,5 +57,9 @@ func ProducerOpts(s ProducerSettings) ([]kgo.Opt, error) {
 	if s.TransactionalID != "" {
 		opts = append(opts, kgo.TransactionalID(s.TransactionalID))
 	}
-	return opts, nil
+	security, err := SecurityOpts()
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, security...), nil
 }

@@ -14,12 +14,13 @@
 //! start copiers, kill them with SIGKILL and restart them, and check the output with Java's
 //! `read_committed` console consumer. Optional: `--commit-ms` (default 100), `--commit-records`
 //! (default 1000), `--record-delay-ms` (simulated work per record, default 0), `--by-key`
-//! (output partition from the key, for an output topic with other partition counts).
+//! (output partition from the key, for an output topic with other partition counts),
+//! `--group-protocol classic|consumer` (`group.protocol`, default `classic`; `consumer` is KIP-848).
 
 use std::io::Read;
 use std::time::Duration;
 
-use josefk::consumer::AutoOffsetReset;
+use josefk::consumer::{AutoOffsetReset, GroupProtocol};
 use josefk::pipeline::{Pipeline, PipelineConfig};
 use josefk::{ClientConfig, ProducerRecord};
 
@@ -44,6 +45,13 @@ fn main() -> AnyResult<()> {
     let commit_records: usize = get("--commit-records").map_or(Ok(1000), |v| v.parse())?;
     // Simulated work per record (tests use it so that kills land mid-copy).
     let delay = Duration::from_millis(get("--record-delay-ms").map_or(Ok(0), |v| v.parse())?);
+    let group_protocol = match get("--group-protocol").as_deref() {
+        Err(_) | Ok("classic") => GroupProtocol::Classic,
+        Ok("consumer") => GroupProtocol::Consumer,
+        Ok(other) => {
+            return Err(format!("--group-protocol: classic or consumer, not {other}").into())
+        }
+    };
 
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -52,11 +60,18 @@ fn main() -> AnyResult<()> {
         let config = PipelineConfig::new(client, group, tid, &[&input])
             .commit_interval(Duration::from_millis(commit_ms))
             .commit_records(commit_records)
-            // Static membership: a restarted copier takes its predecessor's place at once,
-            // instead of waiting for its session to time out.
-            .consumer(|c| {
-                c.group_instance_id(tid_for_member)
-                    .auto_offset_reset(AutoOffsetReset::Earliest)
+            .consumer(move |c| {
+                let c = c
+                    .group_protocol(group_protocol)
+                    .auto_offset_reset(AutoOffsetReset::Earliest);
+                // Static membership under `classic`: a restarted copier takes its predecessor's
+                // place at once, instead of waiting for its session to time out. Under KIP-848 a
+                // static member restarted after a SIGKILL is refused (UNRELEASED_INSTANCE_ID)
+                // until the broker's session timeout drops its predecessor, so it stays dynamic.
+                match group_protocol {
+                    GroupProtocol::Classic => c.group_instance_id(tid_for_member),
+                    _ => c,
+                }
             });
         let pipeline = Pipeline::connect(config).await?;
         let shutdown = pipeline.shutdown_handle();

@@ -16,7 +16,9 @@
 //! (CI) keeps two cells, a SIGKILLed broker under v2 and a SIGKILLed copier under v1 (both
 //! classic), at 20,000 records, to stay within CI's time budget; the others are ignored for that
 //! reason only and default to Kafka's 100,000 records. `JOSEFK_MATRIX_RECORDS` sets the input size
-//! of every cell.
+//! of every cell, `JOSEFK_MATRIX_DELAY_MS` the copiers' simulated work per record (default 1 ms, so
+//! that the bounces land mid-copy; at 100,000 records that makes a cell about 5 minutes on this
+//! project's 2-core machine, so the full run measured in the README used 0).
 //!
 //! The input is written by Java's `VerifiableProducer` (values `0` .. `n - 1`, 100 repeating
 //! keys). A `read_committed` josefk consumer reads the output while the copy and the bounces go
@@ -182,12 +184,16 @@ async fn run_cell(cluster: &common::PrivateCluster, bootstrap: &str, cell: Cell)
         Group::Classic => "classic",
         Group::Consumer => "consumer",
     };
+    // Simulated work per record (default 1 ms, so that the bounces land mid-copy).
+    let delay = std::env::var("JOSEFK_MATRIX_DELAY_MS").unwrap_or_else(|_| "1".into());
     let extra = [
         "--by-key",
         "--commit-records",
         "750",
         "--group-protocol",
         protocol,
+        "--record-delay-ms",
+        &delay,
     ];
     let spawn = |tid: &str| spawn_copier(bootstrap, &topics, &group, tid, &extra);
     let stop_reader = Arc::new(AtomicBool::new(false));

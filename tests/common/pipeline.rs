@@ -328,6 +328,8 @@ pub async fn read_committed(bootstrap: &str, topic: &str) -> Vec<ConsumerRecord>
 }
 
 /// A copier process of `examples/pipeline_copy.rs`; dropping its stdin stops it gracefully.
+/// `extra` comes first, so its flags win over the defaults here (the example reads a flag's
+/// first occurrence).
 pub fn spawn_copier(
     bootstrap: &str,
     topics: &Topics,
@@ -336,12 +338,12 @@ pub fn spawn_copier(
     extra: &[&str],
 ) -> Child {
     Command::new(super::example_binary("pipeline_copy"))
+        .args(extra)
         .args(["--bootstrap", bootstrap, "--input", &topics.input])
         .args(["--output", &topics.output, "--group", group])
         .args(["--transactional-id", tid, "--commit-records", "500"])
         // About 1 ms of work per record, so the kills land while the copy is under way.
         .args(["--record-delay-ms", "1"])
-        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

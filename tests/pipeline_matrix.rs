@@ -18,7 +18,7 @@
 //! reason only and default to Kafka's 100,000 records. `JOSEFK_MATRIX_RECORDS` sets the input size
 //! of every cell, `JOSEFK_MATRIX_DELAY_MS` the copiers' simulated work per record (default 1 ms, so
 //! that the bounces land mid-copy; at 100,000 records that makes a cell about 5 minutes on this
-//! project's 2-core machine, so the full run measured in the README used 0).
+//! project's 2-core machine, so the run measured in the README used 20,000 records).
 //!
 //! The input is written by Java's `VerifiableProducer` (values `0` .. `n - 1`, 100 repeating
 //! keys). A `read_committed` josefk consumer reads the output while the copy and the bounces go

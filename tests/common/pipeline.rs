@@ -1,7 +1,8 @@
 //! Helpers shared by the pipeline live tests (`tests/pipeline.rs`, `tests/pipeline_matrix.rs`):
 //! input and output topics, copy transforms, progress waits on the group's committed offsets,
 //! Java's read_committed console consumer as the judge, and copier processes
-//! (`examples/pipeline_copy.rs`).
+//! (`examples/pipeline_copy.rs`), input written by Java's VerifiableProducer, and a reader that
+//! runs while the copy is under way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -53,22 +54,7 @@ impl Layout {
 
 /// [`setup`] with any layout.
 pub async fn setup_with(bootstrap: &str, tag: &str, layout: Layout, records: usize) -> Topics {
-    let admin = Admin::connect(super::config(bootstrap)).await.unwrap();
-    let topics = Topics {
-        input: super::unique_topic(&format!("pipe-in-{tag}")),
-        output: super::unique_topic(&format!("pipe-out-{tag}")),
-        partitions: layout.input_partitions,
-    };
-    let isr = layout.min_insync.to_string();
-    admin
-        .create_topics(&[
-            NewTopic::new(&topics.input, layout.input_partitions, layout.replication)
-                .config("min.insync.replicas", isr.clone()),
-            NewTopic::new(&topics.output, layout.output_partitions, layout.replication)
-                .config("min.insync.replicas", isr),
-        ])
-        .await
-        .unwrap();
+    let topics = create_topics(bootstrap, tag, layout).await;
     let partitions = layout.input_partitions;
     let producer = Producer::connect(ProducerConfig::with_client(super::config(bootstrap)))
         .await
@@ -85,6 +71,67 @@ pub async fn setup_with(bootstrap: &str, tag: &str, layout: Layout, records: usi
         a.await.unwrap();
     }
     producer.close(Duration::from_secs(30)).await.unwrap();
+    topics
+}
+
+/// [`setup_with`], the input written by Java's `VerifiableProducer` (as Kafka's
+/// `transactions_test.py` seeds it): values `"0"` .. `"<records - 1>"` in that order, keys from
+/// 100 repeating ones (partition by the Java client's key hash), `acks=all`, idempotent. Fails
+/// unless the tool reports every record acknowledged.
+pub async fn setup_with_java(bootstrap: &str, tag: &str, layout: Layout, records: usize) -> Topics {
+    let topics = create_topics(bootstrap, tag, layout).await;
+    let dist = KafkaDist::provision().expect("provision Kafka's tools");
+    let max = records.to_string();
+    let args = [
+        "--bootstrap-server",
+        bootstrap,
+        "--topic",
+        &topics.input,
+        "--max-messages",
+        &max,
+        "--acks",
+        "-1",
+        "--repeating-keys",
+        "100",
+    ];
+    let out = josefk_harness::run_java_tool(
+        &dist,
+        "org.apache.kafka.tools.VerifiableProducer",
+        &args,
+        Duration::from_secs(300),
+    )
+    .expect("VerifiableProducer");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let acked = printed
+        .lines()
+        .filter(|l| l.contains("\"producer_send_success\""))
+        .count();
+    assert!(
+        out.status.success() && acked == records,
+        "VerifiableProducer acknowledged {acked} of {records} ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    topics
+}
+
+async fn create_topics(bootstrap: &str, tag: &str, layout: Layout) -> Topics {
+    let admin = Admin::connect(super::config(bootstrap)).await.unwrap();
+    let topics = Topics {
+        input: super::unique_topic(&format!("pipe-in-{tag}")),
+        output: super::unique_topic(&format!("pipe-out-{tag}")),
+        partitions: layout.input_partitions,
+    };
+    let isr = layout.min_insync.to_string();
+    admin
+        .create_topics(&[
+            NewTopic::new(&topics.input, layout.input_partitions, layout.replication)
+                .config("min.insync.replicas", isr.clone()),
+            NewTopic::new(&topics.output, layout.output_partitions, layout.replication)
+                .config("min.insync.replicas", isr),
+        ])
+        .await
+        .unwrap();
     topics
 }
 
@@ -209,9 +256,10 @@ pub fn assert_exactly_ordered(
     let mut last: BTreeMap<i32, usize> = BTreeMap::new();
     let mut out_of_order = 0;
     for (p, v) in out {
+        // `record-<i>` from josefk's input writer, `<i>` from Java's VerifiableProducer.
         let i: usize = v
-            .strip_prefix("record-")
-            .and_then(|v| v.strip_suffix(" (copied)"))
+            .strip_suffix(" (copied)")
+            .map(|v| v.strip_prefix("record-").unwrap_or(v))
             .and_then(|i| i.parse().ok())
             .unwrap_or_else(|| panic!("{label}: unexpected output value {v:?}"));
         *seen.entry(i).or_default() += 1;
@@ -280,6 +328,8 @@ pub async fn read_committed(bootstrap: &str, topic: &str) -> Vec<ConsumerRecord>
 }
 
 /// A copier process of `examples/pipeline_copy.rs`; dropping its stdin stops it gracefully.
+/// `extra` comes first, so its flags win over the defaults here (the example reads a flag's
+/// first occurrence).
 pub fn spawn_copier(
     bootstrap: &str,
     topics: &Topics,
@@ -288,14 +338,87 @@ pub fn spawn_copier(
     extra: &[&str],
 ) -> Child {
     Command::new(super::example_binary("pipeline_copy"))
+        .args(extra)
         .args(["--bootstrap", bootstrap, "--input", &topics.input])
         .args(["--output", &topics.output, "--group", group])
         .args(["--transactional-id", tid, "--commit-records", "500"])
         // About 1 ms of work per record, so the kills land while the copy is under way.
         .args(["--record-delay-ms", "1"])
-        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the pipeline_copy example")
+}
+
+/// A `read_committed` reader of every partition of `topic` that runs while the copy is under way
+/// (brokers and copiers bounce under it) and, once `stop` is set, reads on to the topic's
+/// read_committed end and returns (partition, value) in the order read. Errors of a poll are
+/// logged and polled through: a bounced broker must not end it.
+pub fn concurrent_reader(
+    bootstrap: &str,
+    topic: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<(i32, String)>> {
+    use std::sync::atomic::Ordering;
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::spawn(async move {
+        let admin = Admin::connect(super::config(&bootstrap)).await.unwrap();
+        let tps: Vec<TopicPartition> = admin.describe_topics(&[&topic]).await.unwrap()[0]
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(&topic, p.partition))
+            .collect();
+        let mut reader = Consumer::connect(
+            ConsumerConfig::with_client(super::config(&bootstrap))
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .auto_offset_reset(AutoOffsetReset::Earliest),
+        )
+        .await
+        .unwrap();
+        reader.assign(&tps).await.unwrap();
+        let mut out = Vec::new();
+        let mut ends: Option<(Instant, std::collections::HashMap<TopicPartition, i64>)> = None;
+        loop {
+            if ends.is_none() && stop.load(Ordering::Relaxed) {
+                let specs: Vec<_> = tps
+                    .iter()
+                    .map(|tp| (tp.clone(), OffsetSpec::Latest))
+                    .collect();
+                match admin
+                    .list_offsets(&specs, IsolationLevel::ReadCommitted)
+                    .await
+                {
+                    Ok(e) => {
+                        let e = e.into_iter().map(|(tp, o)| (tp, o.offset)).collect();
+                        ends = Some((Instant::now(), e));
+                    }
+                    Err(e) => eprintln!("concurrent reader: end offsets not known yet: {e}"),
+                }
+            }
+            if let Some((since, end)) = &ends {
+                let mut done = true;
+                for tp in &tps {
+                    done &= reader.position(tp).await.is_ok_and(|p| p >= end[tp]);
+                }
+                if done {
+                    return out;
+                }
+                assert!(
+                    since.elapsed() < PROGRESS_TIMEOUT,
+                    "concurrent reader of {topic}"
+                );
+            }
+            match reader.poll(Duration::from_millis(500)).await {
+                Ok(records) => out.extend(records.into_iter().map(|r| {
+                    let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+                    (r.partition, value.into_owned())
+                })),
+                Err(e) => {
+                    eprintln!("concurrent reader: poll: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    })
 }

@@ -18,7 +18,10 @@ usage: cargo run -p josefk-harness -- <command>
 commands:
   provision                 resolve the Kafka jars from Maven Central (cached) and print where
   test [ARGS...]            run `cargo test --workspace ARGS...` against a fresh single-node
-                            broker (or KAFKA_BOOTSTRAP_SERVERS if set); exits with cargo's status
+                            broker (or KAFKA_BOOTSTRAP_SERVERS if set); exits with cargo's status.
+                            Without a target selection (-p, --test, ...) it runs in two steps
+                            on the same broker: the workspace without protocol-tests (so josefk's
+                            tests build against its public API alone), then protocol-tests
   run [--] CMD [ARGS...]    the same for any command (examples, benches)
   start [--nodes N] [--transaction-version V] [--broker-property KEY=VALUE]...
                             start a cluster, print KAFKA_BOOTSTRAP_SERVERS=..., run until Ctrl-C
@@ -39,19 +42,14 @@ fn main() -> ExitCode {
     };
     let result = match cmd.as_str() {
         "provision" => provision(),
-        "test" => {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut command = Command::new(cargo);
-            command.args(["test", "--workspace"]).args(rest);
-            with_broker(command)
-        }
+        "test" => with_broker(test_commands(rest)),
         "run" => {
             let rest = rest.strip_prefix(&["--".to_string()]).unwrap_or(rest);
             match rest.split_first() {
                 Some((program, args)) => {
                     let mut command = Command::new(program);
                     command.args(args);
-                    with_broker(command)
+                    with_broker(vec![command])
                 }
                 None => usage_error("run needs a command"),
             }
@@ -97,7 +95,51 @@ fn provision() -> Result<u8, HarnessError> {
 
 /// Runs `command` with `KAFKA_BOOTSTRAP_SERVERS` pointing at a broker: the one in the
 /// environment if set, else a fresh single node that is stopped afterwards.
-fn with_broker(mut command: Command) -> Result<u8, HarnessError> {
+/// The cargo runs behind `test`. protocol-tests turns on josefk's hidden `unstable-internals`
+/// feature; built in the same cargo run, josefk's own tests would see the internals too (features
+/// are unified), so a whole-suite run builds them apart: josefk's tests, examples and benches
+/// against the public API alone, then protocol-tests. A run that selects targets itself is passed
+/// through unchanged.
+fn test_commands(args: &[String]) -> Vec<Command> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let selects = args.iter().take_while(|a| *a != "--").any(|a| {
+        let flag = a.split('=').next().unwrap_or(a);
+        matches!(
+            flag,
+            "-p" | "--package"
+                | "--exclude"
+                | "--test"
+                | "--tests"
+                | "--lib"
+                | "--doc"
+                | "--bench"
+                | "--benches"
+                | "--example"
+                | "--examples"
+                | "--bin"
+                | "--bins"
+                | "--all-targets"
+        )
+    });
+    let step = |selection: &[&str]| {
+        let mut command = Command::new(&cargo);
+        command.arg("test").args(selection).args(args);
+        command
+    };
+    if selects {
+        vec![step(&["--workspace"])]
+    } else {
+        vec![
+            step(&["--workspace", "--exclude", "protocol-tests"]),
+            step(&["-p", "protocol-tests"]),
+        ]
+    }
+}
+
+/// Runs `commands` one after another against one broker (started here unless
+/// KAFKA_BOOTSTRAP_SERVERS is set); every command runs, and the first failure's status is the
+/// result.
+fn with_broker(commands: Vec<Command>) -> Result<u8, HarnessError> {
     install_signal_handlers();
     let cluster = match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
         Ok(servers) if !servers.trim().is_empty() => {
@@ -115,10 +157,28 @@ fn with_broker(mut command: Command) -> Result<u8, HarnessError> {
                 t.elapsed().as_secs_f32(),
                 cluster.bootstrap_servers()
             );
-            command.env("KAFKA_BOOTSTRAP_SERVERS", cluster.bootstrap_servers());
             Some(cluster)
         }
     };
+    let mut result = 0;
+    for mut command in commands {
+        if let Some(cluster) = &cluster {
+            command.env("KAFKA_BOOTSTRAP_SERVERS", cluster.bootstrap_servers());
+        }
+        let code = run_child(command)?;
+        if result == 0 {
+            result = code;
+        }
+        if SIGNALLED.load(Ordering::SeqCst) != 0 {
+            break;
+        }
+    }
+    drop(cluster);
+    Ok(result)
+}
+
+/// Runs one command to its end, passing a SIGTERM this process gets on to it.
+fn run_child(mut command: Command) -> Result<u8, HarnessError> {
     let mut child = command.spawn().map_err(|e| HarnessError::Io {
         context: format!("running {command:?}"),
         source: e,
@@ -140,7 +200,6 @@ fn with_broker(mut command: Command) -> Result<u8, HarnessError> {
         }
         thread::sleep(Duration::from_millis(50));
     };
-    drop(cluster);
     Ok(exit_code(status))
 }
 

@@ -3,14 +3,13 @@
 //! ≤ 1.6% relative error). Progress on stderr; the result on stdout as one line of `key=value`
 //! pairs, for scripts.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use josefk::consumer::Consumer;
-use josefk::producer::Producer;
+use josefk::producer::{DeliveryFuture, Producer};
 use josefk::{ProducerRecord, TopicPartition};
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::args::{PerfConsumeArgs, PerfProduceArgs};
@@ -114,9 +113,24 @@ pub async fn produce(args: PerfProduceArgs, mut props: Properties, quiet: bool) 
             .map(|i| b'a' + ((i * 7 + i / 13) % 26) as u8)
             .collect::<Vec<u8>>(),
     );
-    let histogram = Arc::new(Mutex::new(Histogram::default()));
-    let failed = Arc::new(Mutex::new((0u64, None::<String>)));
-    let permits = Arc::new(Semaphore::new(MAX_OUTSTANDING));
+    // One collector awaits the deliveries in send order (as the benchmarks' workers do): a
+    // spawned task per record cost as much CPU as producing it. The bounded channel is the
+    // window of acknowledgements awaited at once.
+    let (pending, mut deliveries) = mpsc::channel::<(Instant, DeliveryFuture)>(MAX_OUTSTANDING);
+    let collector = tokio::spawn(async move {
+        let mut histogram = Histogram::default();
+        let mut failed = (0u64, None::<String>);
+        while let Some((sent_at, delivery)) = deliveries.recv().await {
+            match delivery.await {
+                Ok(_) => histogram.record(sent_at.elapsed()),
+                Err(e) => {
+                    failed.0 += 1;
+                    failed.1.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+        (histogram, failed)
+    });
     let mut progress = Progress::new("perf produce", quiet);
     let started = Instant::now();
     let mut send_error = None;
@@ -125,11 +139,6 @@ pub async fn produce(args: PerfProduceArgs, mut props: Properties, quiet: bool) 
             let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
             tokio::time::sleep_until(due).await;
         }
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
         let sent_at = Instant::now();
         let delivery = match producer
             .send(ProducerRecord::new(&args.topic, value.clone()))
@@ -141,33 +150,18 @@ pub async fn produce(args: PerfProduceArgs, mut props: Properties, quiet: bool) 
                 break;
             }
         };
-        let histogram = histogram.clone();
-        let failed = failed.clone();
-        tokio::spawn(async move {
-            match delivery.await {
-                Ok(_) => histogram
-                    .lock()
-                    .expect("histogram lock")
-                    .record(sent_at.elapsed()),
-                Err(e) => {
-                    let mut f = failed.lock().expect("failure lock");
-                    f.0 += 1;
-                    f.1.get_or_insert_with(|| e.to_string());
-                }
-            }
-            drop(permit);
-        });
+        if pending.send((sent_at, delivery)).await.is_err() {
+            break; // The collector only stops when this side closes the channel.
+        }
         progress.tick(sent + 1, (sent + 1) * args.record_size as u64);
     }
-    // Every acknowledgement is in once all permits are back.
-    let _all = permits
-        .acquire_many(MAX_OUTSTANDING as u32)
+    // Every acknowledgement is in once the collector has drained the closed channel.
+    drop(pending);
+    let (h, (failures, first_failure)) = collector
         .await
-        .expect("the semaphore is never closed");
+        .map_err(|e| CliError::runtime(format!("the acknowledgement collector failed: {e}")))?;
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     producer.close(Duration::from_secs(30)).await?;
-    let h = histogram.lock().expect("histogram lock").clone();
-    let (failures, first_failure) = failed.lock().expect("failure lock").clone();
     let acked = h.total;
     println!(
         "records_acked={acked} records_failed={failures} elapsed_s={elapsed:.3} \

@@ -310,6 +310,12 @@ impl Admin {
     /// admin.create_acls(&[read_orders]).await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.create_acls",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn create_acls(&self, bindings: &[AclBinding]) -> Result<()> {
         for b in bindings {
             b.validate()?;
@@ -380,6 +386,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.describe_acls",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn describe_acls(&self, filter: &AclFilter) -> Result<Vec<AclBinding>> {
         let request = DescribeAclsRequest::default()
             .with_resource_type_filter(filter.resource_type.code())
@@ -439,6 +451,12 @@ impl Admin {
     /// println!("removed {} ACLs", removed.len());
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.delete_acls",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn delete_acls(&self, filters: &[AclFilter]) -> Result<Vec<AclBinding>> {
         if filters.is_empty() {
             return Ok(Vec::new());

@@ -109,6 +109,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.describe_configs",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn describe_configs(&self, resource: &ConfigResource) -> Result<Vec<ConfigEntry>> {
         let (kind, name) = resource.wire();
         let request = DescribeConfigsRequest::default().with_resources(vec![
@@ -170,6 +176,12 @@ impl Admin {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.alter_configs",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn alter_configs(
         &self,
         resource: &ConfigResource,

@@ -82,6 +82,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.describe_consumer_groups",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn describe_consumer_groups(
         &self,
         groups: &[&str],

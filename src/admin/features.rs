@@ -52,6 +52,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.describe_features",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn describe_features(&self) -> Result<FeatureMetadata> {
         let (broker, response) = self
             .retrying(|conn| async move {

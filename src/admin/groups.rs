@@ -110,6 +110,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.list_groups",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
         let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
         let brokers: Vec<i32> = snapshot.brokers.keys().copied().collect();
@@ -155,6 +161,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.describe_groups",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn describe_groups(&self, groups: &[&str]) -> Result<Vec<GroupDescription>> {
         let mut out = Vec::with_capacity(groups.len());
         for group in groups {
@@ -217,6 +229,12 @@ impl Admin {
 
     /// Every offset `group` has committed, by partition (Java `listConsumerGroupOffsets`). Empty
     /// for a group that has committed nothing or does not exist.
+    #[tracing::instrument(
+        name = "kafka.admin.list_group_offsets",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn list_group_offsets(
         &self,
         group: &str,
@@ -312,6 +330,12 @@ impl Admin {
     /// admin.delete_groups(&["old-group"]).await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.delete_groups",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn delete_groups(&self, groups: &[&str]) -> Result<()> {
         let unique: BTreeSet<&str> = groups.iter().copied().collect();
         for group in unique {
@@ -337,6 +361,12 @@ impl Admin {
     /// Sets `group`'s committed offsets (Java `alterConsumerGroupOffsets`, the tools'
     /// `--reset-offsets`). The group must have no active members, or the coordinator refuses
     /// with UNKNOWN_MEMBER_ID; offsets of partitions not named are left as they are.
+    #[tracing::instrument(
+        name = "kafka.admin.alter_group_offsets",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn alter_group_offsets(
         &self,
         group: &str,
@@ -386,6 +416,12 @@ impl Admin {
 
     /// Deletes `group`'s committed offsets of `partitions` (Java `deleteConsumerGroupOffsets`).
     /// Refused with GROUP_SUBSCRIBED_TO_TOPIC while a member of the group consumes the topic.
+    #[tracing::instrument(
+        name = "kafka.admin.delete_group_offsets",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn delete_group_offsets(
         &self,
         group: &str,

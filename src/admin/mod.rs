@@ -209,6 +209,12 @@ impl Admin {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.create_topics",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn create_topics(&self, topics: &[NewTopic]) -> Result<()> {
         for t in topics {
             validate_topic_name(&t.name)?;
@@ -307,6 +313,12 @@ impl Admin {
     /// admin.delete_topics(&["scratch"]).await?;
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.delete_topics",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn delete_topics(&self, names: &[&str]) -> Result<()> {
         for name in names {
             validate_topic_name(name)?;
@@ -362,6 +374,12 @@ impl Admin {
     /// println!("{} brokers", cluster.brokers.len());
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.describe_cluster",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
         Ok(ClusterDescription {
@@ -383,6 +401,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.list_topics",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn list_topics(&self) -> Result<Vec<String>> {
         let snapshot = self.cluster.refresh_metadata(TopicsQuery::All).await?;
         let mut names: Vec<String> = snapshot.topics.keys().cloned().collect();
@@ -403,6 +427,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.describe_topics",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn describe_topics(&self, names: &[&str]) -> Result<Vec<TopicDescription>> {
         for name in names {
             validate_topic_name(name)?;
@@ -452,6 +482,12 @@ impl Admin {
     /// println!("end of {tp}: {}", ends[&tp].offset);
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.list_offsets",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn list_offsets(
         &self,
         specs: &[(TopicPartition, OffsetSpec)],

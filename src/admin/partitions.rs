@@ -30,6 +30,12 @@ impl Admin {
     /// admin.create_partitions("orders", 12).await?; // grow to 12 partitions in total
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.create_partitions",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
         let timeout = self.timeout();
         let request = CreatePartitionsRequest::default()
@@ -85,6 +91,12 @@ impl Admin {
     /// Deletes the records of each partition before the given offset (`-1`: up to the high
     /// watermark, i.e. everything), by moving its log start offset. Returns each partition's new
     /// log start offset (low watermark); every partition asked for is in the answer.
+    #[tracing::instrument(
+        name = "kafka.admin.delete_records",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn delete_records(
         &self,
         before: &[(TopicPartition, i64)],

@@ -248,6 +248,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.list_transactions",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn list_transactions(
         &self,
         options: &ListTransactionsOptions,
@@ -342,6 +348,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.describe_transactions",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn describe_transactions(
         &self,
         transactional_ids: &[&str],
@@ -419,6 +431,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.describe_producers",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn describe_producers(
         &self,
         partitions: &[TopicPartition],
@@ -574,6 +592,12 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "kafka.admin.abort_transaction",
+        level = "debug",
+        skip_all,
+        err(level = "debug")
+    )]
     pub async fn abort_transaction(&self, spec: &AbortTransactionSpec) -> Result<()> {
         let tp = &spec.partition;
         let request =

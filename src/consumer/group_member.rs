@@ -290,6 +290,13 @@ impl Consumer {
     /// consumer.commit().await?; // the offsets after every record poll handed out
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "commit",
+        level = "debug",
+        skip_all,
+        fields(messaging.system = "kafka", messaging.operation.type = "settle"),
+        err(level = "debug")
+    )]
     pub async fn commit(&mut self) -> Result<()> {
         self.group_id()?;
         let offsets = self.positions();
@@ -335,6 +342,13 @@ impl Consumer {
     /// processed record's offset + 1).
     ///
     /// Cancellation: as [`Consumer::commit`].
+    #[tracing::instrument(
+        name = "commit",
+        level = "debug",
+        skip_all,
+        fields(messaging.system = "kafka", messaging.operation.type = "settle"),
+        err(level = "debug")
+    )]
     pub async fn commit_offsets(&mut self, offsets: &[(TopicPartition, i64)]) -> Result<()> {
         self.commit_offsets_map(offsets.iter().cloned().collect())
             .await

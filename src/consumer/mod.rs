@@ -479,11 +479,26 @@ impl Consumer {
     /// }
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(
+        name = "poll",
+        level = "debug",
+        skip_all,
+        fields(
+            messaging.system = "kafka",
+            messaging.operation.type = "receive",
+            messaging.consumer.group.name = self.config.group_id.as_deref().unwrap_or_default(),
+            messaging.batch.message_count = tracing::field::Empty,
+        ),
+        err(level = "debug")
+    )]
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let started = self.poll_started();
         let result = self
             .poll_limited(timeout, self.config.max_poll_records)
             .await;
+        if let Ok(records) = &result {
+            tracing::Span::current().record("messaging.batch.message_count", records.len());
+        }
         self.poll_ended(started);
         result
     }

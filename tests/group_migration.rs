@@ -82,6 +82,7 @@ async fn wait_for_group_type(admin: &Admin, group: &str, expected: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "slow (about 2.5 min: six copier generations with settle waits); keeps the default run under CI's 30 min: run with -- --include-ignored"]
 async fn classic_to_consumer_to_classic_while_copying_exactly_once() {
     let bootstrap = common::bootstrap();
     let topics = setup(&bootstrap, "migrate", PARTITIONS, RECORDS).await;

@@ -93,11 +93,6 @@ pub use error::{ApiKey, BrokerRef, Error, ErrorClass, ErrorCode, Result};
 pub use record::{Header, IsolationLevel, ProducerRecord, RecordMetadata, TopicPartition};
 pub use security::{Password, SecurityProtocol};
 
-/// The `kafka-protocol` crate josefk is built on, for tests that build raw requests.
-#[cfg(feature = "unstable-internals")]
-#[doc(hidden)]
-pub use kafka_protocol;
-
 /// The README's code blocks, compiled and run by `cargo test --doc` so the front page never shows
 /// code that does not build.
 #[cfg(doctest)]

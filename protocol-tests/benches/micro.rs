@@ -28,15 +28,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use josefk::kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
-};
-use josefk::kafka_protocol::messages::{ApiKey, FetchRequest, TopicName};
-use josefk::kafka_protocol::protocol::{Encodable, StrBytes};
 use josefk::protocol::records::{BatchBuilder, BatchOptions, RecordBatches};
 use josefk::protocol::{client_versions, decode_response, Compression};
 use josefk::state::accumulator::{Accumulator, AccumulatorConfig, AppendResult};
 use josefk::TopicPartition;
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{ApiKey, FetchRequest, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 
 const PARTITIONS: i32 = 6;
 

@@ -51,27 +51,25 @@ use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use josefk::admin::{Admin, NewTopic};
 use josefk::cluster::MetadataSnapshot;
-use josefk::kafka_protocol::messages::api_versions_response::ApiVersion;
-use josefk::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use josefk::kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use josefk::kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
-use josefk::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use josefk::kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, TopicProduceResponse,
-};
-use josefk::kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
-};
-use josefk::kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use josefk::kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use josefk::net::{Connection, ConnectionOptions};
 use josefk::protocol::{client_versions, decode_response, encode_request, ApiVersions};
 use josefk::ClientConfig;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
@@ -532,7 +530,7 @@ fn main() {
 /// replaced by `Encodable::encode`.
 mod wire {
     use bytes::{BufMut, Bytes, BytesMut};
-    use josefk::kafka_protocol::messages::{ApiVersionsResponse, MetadataResponse};
+    use kafka_protocol::messages::{ApiVersionsResponse, MetadataResponse};
 
     fn uvarint(buf: &mut BytesMut, mut v: u32) {
         while v >= 0x80 {
@@ -595,7 +593,7 @@ mod wire {
                 buf.put_i32(p.partition_index);
                 buf.put_i32(p.leader_id.0);
                 buf.put_i32(p.leader_epoch);
-                let ids = |v: &[josefk::kafka_protocol::messages::BrokerId]| {
+                let ids = |v: &[kafka_protocol::messages::BrokerId]| {
                     v.iter().map(|b| b.0).collect::<Vec<i32>>()
                 };
                 compact_i32s(&mut buf, &ids(&p.replica_nodes));

@@ -7,11 +7,6 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig};
-use josefk::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use josefk::kafka_protocol::messages::{
-    InitProducerIdRequest, ProduceRequest, ProducerId, TopicName,
-};
-use josefk::kafka_protocol::protocol::StrBytes;
 use josefk::net::{Connection, ConnectionOptions};
 use josefk::producer::{Producer, ProducerConfig};
 use josefk::protocol::records::{encode_batch, BatchOptions, RecordInput};
@@ -19,6 +14,9 @@ use josefk::testing::{Api, Fault, MockCluster};
 use josefk::{
     ClientConfig, ErrorClass, Guarantee, Header, IsolationLevel, ProducerRecord, TopicPartition,
 };
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProducerId, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
@@ -528,7 +526,7 @@ async fn a_transaction_past_its_timeout_is_aborted() {
 /// success with the new epoch, as Kafka 4.4 does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_txn_after_a_timeout_abort_answers_as_kafka_4() {
-    use josefk::kafka_protocol::messages::{EndTxnRequest, TransactionalId};
+    use kafka_protocol::messages::{EndTxnRequest, TransactionalId};
     const INVALID_TXN_STATE: i16 = 48;
     let cluster = MockCluster::start(1).await.unwrap();
     cluster.create_topic("t", 1).unwrap();

@@ -165,8 +165,8 @@ impl Admin {
     }
 
     /// A snapshot of this client's metrics (connections and requests per broker; see
-    /// [`crate::metrics`]). An admin client made with [`Admin::from_cluster`] shares them with
-    /// the client whose cluster view it uses.
+    /// [`crate::metrics`]). An admin client a producer or consumer made internally shares them
+    /// with that client.
     pub fn metrics(&self) -> crate::metrics::AdminMetrics {
         crate::metrics::AdminMetrics::read(&self.cluster.pool().metrics().0)
     }

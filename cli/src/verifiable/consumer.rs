@@ -134,12 +134,14 @@ pub async fn run(args: VerifiableConsumerArgs, mut props: Properties) -> CliResu
 
     let limit = (args.max_messages >= 0).then_some(args.max_messages);
     let mut consumed: i64 = 0;
+    let mut signalled = false;
     let outcome: CliResult = async {
         while limit.is_none_or(|max| consumed < max) {
             let records = tokio::select! {
                 r = consumer.poll(Duration::from_millis(1000)) => r?,
                 _ = stop.wait() => {
                     Json::event("shutdown_requested").emit();
+                    signalled = true;
                     return Ok(());
                 }
             };
@@ -169,6 +171,11 @@ pub async fn run(args: VerifiableConsumerArgs, mut props: Properties) -> CliResu
     let closed =
         tokio::time::timeout(Duration::from_millis(args.close_timeout), consumer.close()).await;
     Json::event("shutdown_complete").emit();
+    if !signalled {
+        // Java's shutdown hook runs at every exit, also after --max-messages, and prints this
+        // last.
+        Json::event("shutdown_requested").emit();
+    }
     outcome?;
     match closed {
         Ok(r) => r.map_err(CliError::from),

@@ -286,6 +286,68 @@ fn verifiable_producer_prints_what_java_prints_and_its_acks_are_in_the_log() {
 }
 
 #[test]
+fn verifiable_producer_reports_failed_sends_as_java_does() {
+    let bootstrap = bootstrap();
+    let (java_topic, our_topic) = (unique("vp-err-java"), unique("vp-err-josefk"));
+    create_topic(&java_topic, 1);
+    create_topic(&our_topic, 1);
+    // Every record is larger than this (1 byte: Java counts the batch header in a record's size,
+    // josefk does not), so each send fails and none is written.
+    let config = std::env::temp_dir().join(format!("{}.properties", unique("vp-err")));
+    std::fs::write(&config, "max.request.size=1\n").unwrap();
+    let config = config.to_str().unwrap();
+    let java_out = java_tool(
+        "org.apache.kafka.tools.VerifiableProducer",
+        &[
+            "--topic",
+            &java_topic,
+            "--max-messages",
+            "3",
+            "--producer.config",
+            config,
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        None,
+    );
+    let our_out = josefk_tool(
+        "verifiable-producer",
+        &[
+            "--topic",
+            &our_topic,
+            "--max-messages",
+            "3",
+            "--producer.config",
+            config,
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+    );
+    assert_same_shapes(&java_out, &our_out, "name");
+    for (who, out, topic) in [
+        ("Java", &java_out, &java_topic),
+        ("josefk", &our_out, &our_topic),
+    ] {
+        let lines = json_lines(out);
+        let errors = named(&lines, "producer_send_error");
+        let values: Vec<&str> = errors
+            .iter()
+            .map(|v| v["value"].as_str().unwrap())
+            .collect();
+        assert_eq!(values, ["0", "1", "2"], "{who}");
+        assert!(errors.iter().all(|v| v["topic"] == topic.as_str()), "{who}");
+        assert!(named(&lines, "producer_send_success").is_empty(), "{who}");
+        let tool_data = lines.last().unwrap();
+        assert_eq!(
+            (&tool_data["sent"], &tool_data["acked"]),
+            (&3.into(), &0.into()),
+            "{who}"
+        );
+        assert_eq!(end_offset_sum(topic), 0, "{who}: nothing written");
+    }
+}
+
+#[test]
 fn verifiable_consumer_prints_what_java_prints_and_consumes_the_same_records() {
     let bootstrap = bootstrap();
     let topic = unique("vc");

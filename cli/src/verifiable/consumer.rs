@@ -96,6 +96,13 @@ fn partitions_event(name: &str, partitions: &[TopicPartition]) {
 /// Runs `verifiable-consumer`.
 pub async fn run(args: VerifiableConsumerArgs, mut props: Properties) -> CliResult {
     // Java's order: the file first, then the tool's options over it.
+    if args.consumer_config.is_some() {
+        // Java prints this on stdout too (not JSON; the system tests skip such lines).
+        println!(
+            "Option --consumer.config has been deprecated and will be removed in a future \
+             version. Use --command-config instead."
+        );
+    }
     props.extend_from_args_file(
         args.consumer_config.as_deref(),
         args.command_config.as_deref(),

@@ -62,6 +62,13 @@ pub async fn run(args: VerifiableProducerArgs, mut props: Properties) -> CliResu
     // As Java's tool: no retries, so each failure is reported, not hidden by a retry (this turns
     // the default idempotence off, as in Java).
     props.set("retries", "0");
+    if args.producer_config.is_some() {
+        // Java prints this on stdout too (not JSON; the system tests skip such lines).
+        println!(
+            "Option --producer.config has been deprecated and will be removed in a future \
+             version. Use --command-config instead."
+        );
+    }
     props.extend_from_args_file(
         args.producer_config.as_deref(),
         args.command_config.as_deref(),
@@ -176,10 +183,11 @@ async fn collect(mut rx: mpsc::Receiver<Pending>, topic: String, acked: Arc<Atom
                     .num("partition", i64::from(meta.partition))
                     .emit();
             }
+            // Jackson's order for this event: the topic first.
             Err(e) => Json::event("producer_send_error")
+                .str("topic", Some(&topic))
                 .str("key", p.key.as_deref())
                 .str("value", Some(&p.value))
-                .str("topic", Some(&topic))
                 .str("exception", Some(&error_class(&e)))
                 .str("message", Some(&e.to_string()))
                 .emit(),

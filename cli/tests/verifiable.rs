@@ -10,7 +10,12 @@
 //!   `records_consumed` totals and `record_data` equal Java's on records Java's
 //!   VerifiableProducer wrote; the copier's output, read read_committed by Java's console
 //!   consumer, equals its input (no loss, no duplicate, order kept), also with random aborts and
-//!   in group mode, and its last line says `remaining` 0.
+//!   in group mode, and its last line says `remaining` 0;
+//! - SIGTERM (how the system tests stop them cleanly): the producer flushes and ends with
+//!   `shutdown_complete` and `tool_data` (acked = acknowledged lines = records in the log), the
+//!   consumer prints `shutdown_requested`, commits and closes;
+//! - what josefk cannot do (an assignor it lacks, `--session-timeout` with the consumer
+//!   protocol) is refused with the reason, before anything starts.
 
 mod common;
 
@@ -526,12 +531,13 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
     assert_same_shapes(&java_out, &our_out, "stage");
     let aborting_output = unique("tmc-josefk-aborts");
     let aborting_out = run(false, &aborting_output, &["--enable-random-aborts"]);
+    let group_args = ["--group-mode", "--use-group-metadata"];
+    let java_group_output = unique("tmc-java-group");
+    let java_group_out = run(true, &java_group_output, &group_args);
     let group_output = unique("tmc-josefk-group");
-    let group_out = run(
-        false,
-        &group_output,
-        &["--group-mode", "--use-group-metadata"],
-    );
+    let group_out = run(false, &group_output, &group_args);
+    // Group mode adds the `RebalanceComplete` line.
+    assert_same_shapes(&java_group_out, &group_out, "stage");
 
     for (who, out, output, partitions) in [
         ("Java", &java_out, &java_output, 1),
@@ -542,6 +548,7 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
             &aborting_output,
             1,
         ),
+        ("Java in group mode", &java_group_out, &java_group_output, 2),
         ("josefk in group mode", &group_out, &group_output, 2),
     ] {
         let lines = json_lines(out);
@@ -560,5 +567,166 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
                 "{who}: only partition 0 copied"
             );
         }
+    }
+}
+
+/// Starts `josefk ARGS`, reads its JSON lines until `ready` holds for the lines so far, sends
+/// SIGTERM, and returns every line and whether it exited successfully. A guard kills it after
+/// four minutes so a hang fails the test instead of blocking it.
+fn run_until_then_sigterm(args: &[&str], ready: impl Fn(&[Value]) -> bool) -> (Vec<Value>, bool) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(JOSEFK)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run josefk");
+    let pid = child.id().to_string();
+    let guard_pid = pid.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let guard = std::thread::spawn(move || {
+        if done_rx.recv_timeout(Duration::from_secs(240)).is_err() {
+            let _ = Command::new("kill").args(["-9", &guard_pid]).status();
+            panic!("josefk still running after 240 s");
+        }
+    });
+    let mut lines = Vec::new();
+    let mut signalled = false;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if !line.starts_with('{') {
+            continue;
+        }
+        lines.push(serde_json::from_str::<Value>(&line).unwrap());
+        if !signalled && ready(&lines) {
+            signalled = true;
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        }
+    }
+    let status = child.wait().unwrap();
+    let _ = done_tx.send(());
+    guard.join().unwrap();
+    assert!(
+        signalled,
+        "josefk {args:?} ended before it was ready: {lines:?}"
+    );
+    (lines, status.success())
+}
+
+#[test]
+fn sigterm_stops_producer_and_consumer_as_javas_shutdown_hook_does() {
+    let bootstrap = bootstrap();
+    let topic = unique("term");
+    create_topic(&topic, 2);
+    // An endless producer, throttled, stopped once 50 sends are acknowledged.
+    let (lines, ok) = run_until_then_sigterm(
+        &[
+            "verifiable-producer",
+            "--topic",
+            &topic,
+            "--throughput",
+            "200",
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        |lines| named(lines, "producer_send_success").len() >= 50,
+    );
+    assert!(ok, "exit status after SIGTERM");
+    let names: Vec<&str> = lines.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names[names.len() - 2..], ["shutdown_complete", "tool_data"]);
+    let acked = named(&lines, "producer_send_success").len() as i64;
+    let tool_data = lines.last().unwrap();
+    assert_eq!(tool_data["acked"], acked);
+    assert_eq!(
+        tool_data["sent"], acked,
+        "every message sent was acknowledged"
+    );
+    assert_eq!(tool_data["target_throughput"], 200);
+    assert_eq!(
+        end_offset_sum(&topic),
+        acked,
+        "the log holds what was acknowledged"
+    );
+
+    // An endless consumer, stopped once it has consumed everything: it says it was asked to
+    // stop, closes, and its commits cover every record.
+    let group = unique("term-group");
+    let consumed = |lines: &[Value]| -> i64 {
+        named(lines, "records_consumed")
+            .iter()
+            .flat_map(|v| v["partitions"].as_array().unwrap().clone())
+            .map(|p| p["count"].as_i64().unwrap())
+            .sum()
+    };
+    let (lines, ok) = run_until_then_sigterm(
+        &[
+            "verifiable-consumer",
+            "--topic",
+            &topic,
+            "--group-id",
+            &group,
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        |lines| consumed(lines) >= acked && !named(lines, "offsets_committed").is_empty(),
+    );
+    assert!(ok, "exit status after SIGTERM");
+    let names: Vec<&str> = lines.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    // Java's order: the hook's `shutdown_requested`, then closing (which revokes the partitions),
+    // then `shutdown_complete`.
+    let requested = names.iter().position(|n| *n == "shutdown_requested");
+    let last_poll = names.iter().rposition(|n| *n == "records_consumed");
+    assert!(requested > last_poll, "{names:?}");
+    assert_eq!(names.last(), Some(&"shutdown_complete"), "{names:?}");
+    assert_eq!(consumed(&lines), acked);
+    assert_eq!(committed_sum(&group), acked, "commits cover every record");
+}
+
+#[test]
+fn what_josefk_cannot_do_is_refused_with_the_reason() {
+    // Refused before any connection: no broker needed at this address.
+    for (args, needle) in [
+        (
+            vec![
+                "verifiable-consumer",
+                "--topic",
+                "t",
+                "--group-id",
+                "g",
+                "--assignment-strategy",
+                "org.apache.kafka.clients.consumer.StickyAssignor",
+            ],
+            "assignor",
+        ),
+        (
+            vec![
+                "verifiable-consumer",
+                "--topic",
+                "t",
+                "--group-id",
+                "g",
+                "--group-protocol",
+                "consumer",
+                "--session-timeout",
+                "10000",
+            ],
+            "session.timeout.ms",
+        ),
+        (
+            vec!["verifiable-producer", "--topic", "t", "--acks", "2"],
+            "--acks",
+        ),
+    ] {
+        let mut all = args.clone();
+        all.extend_from_slice(&["--bootstrap-server", "127.0.0.1:1"]);
+        let out = josefk(&all, b"", Duration::from_secs(60));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("startup_complete"),
+            "{args:?}"
+        );
     }
 }

@@ -125,14 +125,12 @@ pub async fn run(args: VerifiableProducerArgs, mut props: Properties) -> CliResu
             timestamp,
         };
         sent += 1;
-        let sending = tokio::select! {
-            r = producer.send(record) => r,
-            _ = stop.wait() => break,
-        };
+        // Not raced with the stop signal: like Java's `send`, a message counted as sent is
+        // handed to the producer (which waits at most `max.block.ms` for room).
         let pending = Pending {
             key,
             value,
-            delivery: sending,
+            delivery: producer.send(record).await,
         };
         if tx.send(pending).await.is_err() {
             break;

@@ -730,3 +730,83 @@ fn what_josefk_cannot_do_is_refused_with_the_reason() {
         );
     }
 }
+
+#[test]
+fn acks_0_create_time_and_autocommit_behave_as_in_java() {
+    let bootstrap = bootstrap();
+    let topic = unique("variants");
+    create_topic(&topic, 1);
+    let producer_args = [
+        "--topic",
+        &topic,
+        "--max-messages",
+        "20",
+        "--acks",
+        "0",
+        "--message-create-time",
+        "1700000000000",
+        "--bootstrap-server",
+        &bootstrap,
+    ];
+    let java_out = java_tool(
+        "org.apache.kafka.tools.VerifiableProducer",
+        &producer_args,
+        None,
+    );
+    let our_out = josefk_tool("verifiable-producer", &producer_args);
+    assert_same_shapes(&java_out, &our_out, "name");
+    for (who, out) in [("Java", &java_out), ("josefk", &our_out)] {
+        let acks = named(&json_lines(out), "producer_send_success")
+            .into_iter()
+            .map(|v| v["offset"].as_i64().unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(acks, vec![-1; 20], "{who}: acks=0 has no offsets");
+    }
+    // Both runs' first record carries the create time given; later ones do not go back.
+    let records = consume_json(&topic, &[]);
+    assert_eq!(records.len(), 40);
+    for run in records.chunks(20) {
+        assert_eq!(run[0]["timestamp"], 1_700_000_000_000_i64);
+        assert!(run
+            .windows(2)
+            .all(|w| w[0]["timestamp"].as_i64() <= w[1]["timestamp"].as_i64()));
+    }
+
+    // Auto-commit: no offsets_committed lines, in either.
+    let consumer_args = |group: &str| -> Vec<String> {
+        [
+            "--topic",
+            &topic,
+            "--group-id",
+            group,
+            "--max-messages",
+            "40",
+            "--enable-autocommit",
+            "--bootstrap-server",
+            &bootstrap,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let java_args = consumer_args(&unique("auto-java"));
+    let java_out = java_tool(
+        "org.apache.kafka.tools.VerifiableConsumer",
+        &java_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    );
+    let our_args = consumer_args(&unique("auto-josefk"));
+    let our_out = josefk_tool(
+        "verifiable-consumer",
+        &our_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_same_shapes(&java_out, &our_out, "name");
+    for (who, out) in [("Java", &java_out), ("josefk", &our_out)] {
+        let lines = json_lines(out);
+        assert!(named(&lines, "offsets_committed").is_empty(), "{who}");
+        let consumed: i64 = named(&lines, "records_consumed")
+            .iter()
+            .map(|v| v["count"].as_i64().unwrap())
+            .sum();
+        assert_eq!(consumed, 40, "{who}");
+    }
+}

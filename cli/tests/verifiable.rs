@@ -10,7 +10,8 @@
 //!   `records_consumed` totals and `record_data` equal Java's on records Java's
 //!   VerifiableProducer wrote; the copier's output, read read_committed by Java's console
 //!   consumer, equals its input (no loss, no duplicate, order kept), also with random aborts and
-//!   in group mode, and its last line says `remaining` 0;
+//!   in group mode, and its last line says `remaining` 0; SIGKILLed twice mid-copy and restarted,
+//!   it still copies every record exactly once;
 //! - SIGTERM (how the system tests stop them cleanly): the producer flushes and ends with
 //!   `shutdown_complete` and `tool_data` (acked = acknowledged lines = records in the log), the
 //!   consumer prints `shutdown_requested`, commits and closes;
@@ -574,6 +575,14 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
 /// SIGTERM, and returns every line and whether it exited successfully. A guard kills it after
 /// four minutes so a hang fails the test instead of blocking it.
 fn run_until_then_sigterm(args: &[&str], ready: impl Fn(&[Value]) -> bool) -> (Vec<Value>, bool) {
+    run_until_then_signal(args, ready, "-TERM")
+}
+
+fn run_until_then_signal(
+    args: &[&str],
+    ready: impl Fn(&[Value]) -> bool,
+    signal: &str,
+) -> (Vec<Value>, bool) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(JOSEFK)
@@ -601,7 +610,7 @@ fn run_until_then_sigterm(args: &[&str], ready: impl Fn(&[Value]) -> bool) -> (V
         lines.push(serde_json::from_str::<Value>(&line).unwrap());
         if !signalled && ready(&lines) {
             signalled = true;
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let _ = Command::new("kill").args([signal, &pid]).status();
         }
     }
     let status = child.wait().unwrap();
@@ -809,4 +818,71 @@ fn acks_0_create_time_and_autocommit_behave_as_in_java() {
             .sum();
         assert_eq!(consumed, 40, "{who}");
     }
+}
+
+#[test]
+fn copier_killed_mid_copy_and_restarted_copies_exactly_once() {
+    let bootstrap = bootstrap();
+    let input = unique("tmc-kill-in");
+    create_topic(&input, 1);
+    java_tool(
+        "org.apache.kafka.tools.VerifiableProducer",
+        &[
+            "--topic",
+            &input,
+            "--max-messages",
+            "3000",
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        None,
+    );
+    let want = java_read_partition(&input, 0, true);
+    assert_eq!(want.len(), 3000);
+    let output = unique("tmc-kill-out");
+    create_topic(&output, 1);
+    let (id, group) = (unique("tmc-kill-txn"), unique("tmc-kill-group"));
+    let args = [
+        "transactional-message-copier",
+        "--input-topic",
+        &input,
+        "--input-partition",
+        "0",
+        "--output-topic",
+        &output,
+        "--broker-list",
+        &bootstrap,
+        "--transactional-id",
+        &id,
+        "--consumer-group",
+        &group,
+        "--transaction-size",
+        "10",
+    ];
+    // SIGKILL twice, each time after some transactions committed (and one maybe open).
+    let mut copied_before = 0;
+    for _ in 0..2 {
+        let (lines, _) = run_until_then_signal(
+            &args,
+            |lines| {
+                lines
+                    .last()
+                    .is_some_and(|v| v["totalProcessed"].as_i64().unwrap() >= 200)
+            },
+            "-KILL",
+        );
+        let last = lines.last().unwrap();
+        assert_ne!(last["stage"], "ShutdownComplete", "killed, not finished");
+        assert!(last["remaining"].as_i64().unwrap() > 0, "{last}");
+        copied_before += last["totalProcessed"].as_i64().unwrap();
+    }
+    assert!(copied_before >= 400);
+    // The restart resumes from the committed offsets and finishes.
+    let out = josefk_tool(args[0], &args[1..]);
+    let last = json_lines(&out).pop().unwrap();
+    assert_eq!(last["stage"], "ShutdownComplete");
+    assert_eq!(last["remaining"], 0, "{last}");
+    let got = java_read_partition(&output, 0, true);
+    assert_eq!(got.len(), want.len(), "no record lost or copied twice");
+    assert_eq!(got, want, "output = input, in order");
 }

@@ -145,10 +145,25 @@ pub async fn run(args: CopierArgs, mut props: Properties) -> CliResult {
     } else {
         let tp = TopicPartition::new(args.input_topic.clone(), args.input_partition);
         consumer.assign(std::slice::from_ref(&tp)).await?;
+        // josefk's `assign` starts a partition at `auto.offset.reset`; Java's consumer (with a
+        // group.id) starts it at the group's committed offset. A restarted copier must resume
+        // there, or it copies again what an earlier run committed.
+        // Before that, `init_transactions` aborts what a killed predecessor with this
+        // transactional.id left open, so its offsets stop being unstable.
+        producer.init_transactions().await?;
+        if let Some((_, Some(offset))) = committed(&consumer, std::slice::from_ref(&tp))
+            .await?
+            .into_iter()
+            .next()
+        {
+            consumer.seek(&tp, offset)?;
+        }
         let left = remaining(&mut consumer, &admin, std::slice::from_ref(&tp)).await?;
         status.remaining = status.remaining.min(left);
     }
-    producer.init_transactions().await?;
+    if args.group_mode {
+        producer.init_transactions().await?;
+    }
 
     let stop = Stop::listen();
     let mut random = Random::seeded();
@@ -246,14 +261,30 @@ async fn copy(
     Ok(true)
 }
 
+/// The committed offsets of `partitions`, retried while the broker says they are not yet stable
+/// (a transaction holding offsets for them is still being completed), up to a minute.
+async fn committed(
+    consumer: &Consumer,
+    partitions: &[TopicPartition],
+) -> josefk::Result<Vec<(TopicPartition, Option<i64>)>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match consumer.committed(partitions).await {
+            Err(e) if e.is_retriable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Java's `abortTransactionAndResetPosition`: abort, then every assigned partition back to its
 /// committed offset (or its beginning when none).
 async fn abort_and_rewind(producer: &Producer, consumer: &mut Consumer) -> CliResult {
     producer.abort_transaction().await?;
     let assignment = consumer.assignment();
-    let committed = consumer.committed(&assignment).await?;
     let mut uncommitted = Vec::new();
-    for (tp, offset) in committed {
+    for (tp, offset) in committed(consumer, &assignment).await? {
         match offset {
             Some(o) => consumer.seek(&tp, o)?,
             None => uncommitted.push(tp),

@@ -886,3 +886,78 @@ fn copier_killed_mid_copy_and_restarted_copies_exactly_once() {
     assert_eq!(got.len(), want.len(), "no record lost or copied twice");
     assert_eq!(got, want, "output = input, in order");
 }
+
+#[test]
+fn copier_in_group_mode_killed_and_restarted_copies_exactly_once() {
+    let bootstrap = bootstrap();
+    let input = unique("tmc-gkill-in");
+    create_topic(&input, 2);
+    java_tool(
+        "org.apache.kafka.tools.VerifiableProducer",
+        &[
+            "--topic",
+            &input,
+            "--max-messages",
+            "3000",
+            "--repeating-keys",
+            "10",
+            "--bootstrap-server",
+            &bootstrap,
+        ],
+        None,
+    );
+    let want: Vec<Vec<String>> = (0..2)
+        .map(|p| java_read_partition(&input, p, true))
+        .collect();
+    let output = unique("tmc-gkill-out");
+    create_topic(&output, 2);
+    let (id, group) = (unique("tmc-gkill-txn"), unique("tmc-gkill-group"));
+    let args = [
+        "transactional-message-copier",
+        "--input-topic",
+        &input,
+        "--input-partition",
+        "0",
+        "--output-topic",
+        &output,
+        "--broker-list",
+        &bootstrap,
+        "--transactional-id",
+        &id,
+        "--consumer-group",
+        &group,
+        "--transaction-size",
+        "10",
+        "--group-mode",
+        "--use-group-metadata",
+    ];
+    let (lines, _) = run_until_then_signal(
+        &args,
+        |lines| {
+            lines
+                .last()
+                .is_some_and(|v| v["totalProcessed"].as_i64().unwrap() >= 300)
+        },
+        "-KILL",
+    );
+    let copied = lines.last().unwrap()["totalProcessed"].as_i64().unwrap();
+    // The restart joins once the killed member's session (10 s) expires, and copies the rest.
+    let out = josefk_tool(args[0], &args[1..]);
+    let lines = json_lines(&out);
+    let rebalanced = lines
+        .iter()
+        .find(|v| v["stage"] == "RebalanceComplete")
+        .unwrap();
+    let left = rebalanced["remaining"].as_i64().unwrap();
+    assert!(left <= 3000 - copied, "{rebalanced}: after {copied} copied");
+    let last = lines.last().unwrap();
+    assert_eq!(last["stage"], "ShutdownComplete");
+    assert_eq!(last["remaining"], 0, "{last}");
+    for (p, want) in want.iter().enumerate() {
+        let got = java_read_partition(&output, p as i32, true);
+        assert_eq!(
+            &got, want,
+            "partition {p}: output = input, none lost or twice"
+        );
+    }
+}

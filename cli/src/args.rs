@@ -78,6 +78,13 @@ pub enum Command {
     /// Measure producing or consuming throughput and latency.
     #[command(subcommand)]
     Perf(PerfCommand),
+    /// Kafka's VerifiableProducer: same arguments, same JSON lines (for Kafka's system tests).
+    VerifiableProducer(crate::verifiable::producer::VerifiableProducerArgs),
+    /// Kafka's VerifiableConsumer: same arguments, same JSON lines (for Kafka's system tests).
+    VerifiableConsumer(crate::verifiable::consumer::VerifiableConsumerArgs),
+    /// Kafka's TransactionalMessageCopier: same arguments, same JSON lines (for Kafka's system
+    /// tests).
+    TransactionalMessageCopier(crate::verifiable::copier::CopierArgs),
 }
 
 /// `produce`.

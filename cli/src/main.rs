@@ -5,7 +5,8 @@
 //! Files: `args.rs` the grammar (and so `--help`), `props.rs` Java properties (`-F`, `-X`),
 //! `exit.rs` exit codes, `produce.rs`, `consume.rs` (+ `format.rs` for output), `inspect.rs`
 //! (metadata, topics, configs, groups, offsets), `copy.rs`, `perf.rs`, `progress.rs` (stderr
-//! progress).
+//! progress), `verifiable/` (Kafka's system-test tools: verifiable producer and consumer,
+//! transactional message copier).
 
 mod args;
 mod consume;
@@ -17,6 +18,7 @@ mod perf;
 mod produce;
 mod progress;
 mod props;
+mod verifiable;
 
 use std::process::ExitCode;
 
@@ -72,6 +74,9 @@ async fn run(cli: Cli) -> CliResult {
         Command::Copy(a) => copy::run(a, props, quiet).await,
         Command::Perf(PerfCommand::Produce(a)) => perf::produce(a, props, quiet).await,
         Command::Perf(PerfCommand::Consume(a)) => perf::consume(a, props, quiet).await,
+        Command::VerifiableProducer(a) => verifiable::producer::run(a, props).await,
+        Command::VerifiableConsumer(a) => verifiable::consumer::run(a, props).await,
+        Command::TransactionalMessageCopier(a) => verifiable::copier::run(a, props).await,
     }
     .map_err(|e: CliError| e)
 }

@@ -41,6 +41,25 @@ impl Properties {
         self.entries.push((key.to_owned(), value.to_owned()));
     }
 
+    /// Appends the properties of the verifiable tools' `--producer.config`/`--consumer.config`
+    /// and `--command-config` files (Java refuses both at once; so does this).
+    pub fn extend_from_args_file(
+        &mut self,
+        deprecated: Option<&Path>,
+        command_config: Option<&Path>,
+    ) -> CliResult {
+        match (deprecated, command_config) {
+            (Some(_), Some(_)) => Err(CliError::usage(
+                "the tool's config file option and --command-config are mutually exclusive",
+            )),
+            (Some(path), None) | (None, Some(path)) => {
+                self.entries.extend(read_properties_file(path)?);
+                Ok(())
+            }
+            (None, None) => Ok(()),
+        }
+    }
+
     fn check_bootstrap(&self) -> CliResult {
         if self.entries.iter().any(|(k, _)| k == "bootstrap.servers") {
             Ok(())

@@ -32,7 +32,7 @@ use crate::error::{Error, ErrorClass, Millis, Result};
 use crate::net::{Lane, PendingResponse};
 use crate::protocol::codec::{decode_response, encode_request};
 use crate::protocol::compression::Compression;
-use crate::protocol::records::{encode_batch, BatchOptions, RecordInput};
+use crate::protocol::records::{encode_batch, record_size, BatchOptions, RecordInput};
 use crate::record::TopicPartition;
 use crate::state::accumulator::{
     Accumulator, AccumulatorConfig, AppendResult, NoGate, ProducerBatch,
@@ -166,7 +166,7 @@ impl ProducerState {
         partition: Option<i32>,
         info: &TopicInfo,
         record: RecordData,
-        size: usize,
+        fields: usize,
         placed: &mut Option<(Arc<Completion>, u32)>,
     ) -> Result<AppendResult<RecordData>> {
         let n = info.partitions.len() as i32;
@@ -193,10 +193,11 @@ impl ProducerState {
         if let Some(txn) = &mut self.txn {
             txn.maybe_add_partition(tp)?;
         }
+        let timestamp = record.timestamp;
         let result = self.accumulator.append_with(
             tp,
             record,
-            size,
+            |batch| size_in_batch(fields, timestamp, batch),
             || Instant::now().into_std(),
             // The record joins its batch's shared completion, or opens a new one.
             |data, previous| {
@@ -249,6 +250,26 @@ impl ProducerState {
 
     pub(crate) fn idle(&self) -> bool {
         !self.accumulator.has_undrained() && self.in_flight.values().all(|&n| n == 0)
+    }
+}
+
+/// The exact encoded size of a record whose fields take `fields` bytes (`record_fields_len`),
+/// stamped `timestamp`, in `batch`: the one it would join (its first record and how many it holds)
+/// or, for `None`, a new one. Counting exact sizes fills batches to `batch.size` bytes as encoded,
+/// as Java's `MemoryRecordsBuilder.hasRoomFor` does; an upper bound per record (every delta at its
+/// widest) left a quarter of each 100-byte-record batch empty.
+pub(crate) fn size_in_batch(
+    fields: usize,
+    timestamp: i64,
+    batch: Option<(&PendingRecord, usize)>,
+) -> usize {
+    match batch {
+        None => record_size(fields, 0, 0),
+        Some((first, count)) => record_size(
+            fields,
+            timestamp.wrapping_sub(first.data.timestamp),
+            i32::try_from(count).unwrap_or(i32::MAX),
+        ),
     }
 }
 

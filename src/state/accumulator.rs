@@ -308,19 +308,22 @@ impl<T> Accumulator<T> {
         size: usize,
         now: Instant,
     ) -> AppendResult<T> {
-        self.append_with(tp, record, size, || now, |record, _| record)
+        self.append_with(tp, record, |_| size, || now, |record, _| record)
     }
 
     /// [`Accumulator::append`] for callers whose queued record depends on its batch: `join`
     /// turns the incoming record into the queued one, given the last record of the batch it
-    /// joins (`None` when it opens a new batch). The clock is read only when a new batch is
-    /// created (most appends join an open batch and need no time). Refusals hand back the
-    /// incoming record; `join` is then not called.
+    /// joins (`None` when it opens a new batch), and `size` gives the record's encoded size in
+    /// the batch it would join, given that batch's first record and how many it holds (`None`
+    /// for a new batch): a v2 record's size depends on its offset and timestamp deltas, and
+    /// counting exact sizes fills batches to `batch.size` as Java's `hasRoomFor` does. The clock
+    /// is read only when a new batch is created (most appends join an open batch and need no
+    /// time). Refusals hand back the incoming record; `join` is then not called.
     pub fn append_with<R>(
         &mut self,
         tp: &TopicPartition,
         record: R,
-        size: usize,
+        size: impl Fn(Option<(&T, usize)>) -> usize,
         now: impl FnOnce() -> Instant,
         join: impl FnOnce(R, Option<&T>) -> T,
     ) -> AppendResult<R> {
@@ -331,6 +334,10 @@ impl<T> Accumulator<T> {
         if let Some(queue) = self.queue_mut(tp) {
             let queued = queue.len();
             if let Some(last) = queue.back_mut().filter(|b| !b.closed) {
+                let size = match last.records.first() {
+                    Some(first) => size(Some((first, last.records.len()))),
+                    None => size(None),
+                };
                 if last.size + size <= batch_size {
                     let record = join(record, last.records.last());
                     last.push(record, size);
@@ -347,6 +354,7 @@ impl<T> Accumulator<T> {
                 last.closed = true;
             }
         }
+        let size = size(None);
         let reserve = batch_size.max(RECORD_BATCH_OVERHEAD + size);
         if reserve > self.config.buffer_memory {
             return AppendResult::TooLarge(record);

@@ -524,3 +524,79 @@ fn refused(
         class,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::records::record_fields_len;
+    use crate::record::Header;
+    use crate::state::accumulator::{Accumulator, AccumulatorConfig};
+
+    /// Records queued as `ProducerState::append` queues them fill each batch to `batch.size` as
+    /// encoded, and the size the accumulator counts is the encoded size, byte for byte.
+    #[test]
+    fn batches_fill_to_batch_size_and_count_their_encoded_size() {
+        let config = AccumulatorConfig::default();
+        let batch_size = config.batch_size;
+        let mut acc = Accumulator::<PendingRecord>::new(config);
+        let tp = TopicPartition::new("t", 0);
+        let now = std::time::Instant::now();
+        let settler = Settler::new();
+        let mut queued = 0;
+        for i in 0..3000i64 {
+            // Deltas of every width: same ms, later, earlier (negative), 10 s later (3 bytes).
+            let timestamp = 1_700_000_000_000 + [0, 3, -2, 10_000][i as usize % 4] + i / 7;
+            let value = Bytes::from(vec![b'x'; 90 + (i % 20) as usize]);
+            let key = (i % 3 == 0).then(|| Bytes::from(format!("key-{i}")));
+            let headers = match i % 50 {
+                0 => vec![Header::new("trace", "abc"), Header::null("n")],
+                _ => Vec::new(),
+            };
+            let fields = record_fields_len(key.as_deref(), Some(&value[..]), &headers[..]);
+            let data = RecordData {
+                timestamp,
+                key,
+                value: Some(value),
+                headers,
+            };
+            let appended = acc.append_with(
+                &tp,
+                data,
+                |batch| size_in_batch(fields, timestamp, batch),
+                || now,
+                |data, _| PendingRecord {
+                    data,
+                    settler: settler.clone(),
+                    index: 0,
+                },
+            );
+            assert!(matches!(appended, AppendResult::Appended(_)));
+            queued += 1;
+        }
+        let batches = acc.abort_all();
+        assert!(batches.len() > 10);
+        let mut records = 0;
+        for (n, batch) in batches.iter().enumerate() {
+            let mut out = BytesMut::new();
+            let info = encode_batch(
+                &mut out,
+                &BatchOptions::default(),
+                batch.records().iter().map(|r| RecordInput {
+                    timestamp: r.data.timestamp,
+                    key: r.data.key.as_deref(),
+                    value: r.data.value.as_deref(),
+                    headers: &r.data.headers[..],
+                }),
+            )
+            .unwrap();
+            assert_eq!(info.len, batch.size_bytes(), "batch {n}");
+            assert!(info.len <= batch_size, "batch {n}: {} bytes", info.len);
+            // Full but for less than one more record (the largest takes under 140 bytes).
+            if n + 1 < batches.len() {
+                assert!(info.len > batch_size - 140, "batch {n}: {} bytes", info.len);
+            }
+            records += batch.records().len();
+        }
+        assert_eq!(records, queued);
+    }
+}

@@ -322,6 +322,35 @@ where
     result
 }
 
+/// Bytes a record's key, value, header count and headers take on the wire: everything but the
+/// length prefix, attributes and the two deltas, which depend on the batch it joins (see
+/// [`record_size`]). Lengths beyond `i32::MAX` (which [`BatchBuilder::append`] refuses) saturate.
+pub fn record_fields_len<H: RecordHeader>(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[H],
+) -> usize {
+    let field = |b: Option<&[u8]>| nullable_len(b).unwrap_or(usize::MAX / 4);
+    let mut len = field(key)
+        .saturating_add(field(value))
+        .saturating_add(varlong_len(headers.len() as i64));
+    for h in headers {
+        len = len
+            .saturating_add(field(Some(h.key())))
+            .saturating_add(field(h.value()));
+    }
+    len
+}
+
+/// The exact encoded size of a record (length prefix included) whose fields take `fields` bytes
+/// ([`record_fields_len`]), written `offset_delta` records and `timestamp_delta` ms after its
+/// batch's first record, as [`BatchBuilder::append`] writes it (Java `DefaultRecord.sizeInBytes`).
+pub fn record_size(fields: usize, timestamp_delta: i64, offset_delta: i32) -> usize {
+    let body = (1 + varlong_len(timestamp_delta) + varlong_len(offset_delta.into()))
+        .saturating_add(fields);
+    varlong_len(i64::try_from(body).unwrap_or(i64::MAX)).saturating_add(body)
+}
+
 /// Re-stamps producer id, epoch and base sequence in an encoded v2 batch and recomputes its CRC.
 ///
 /// The idempotent producer needs this when it bumps its epoch (or gets a new producer id) and

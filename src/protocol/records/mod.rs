@@ -39,8 +39,8 @@ pub use decode::{
 };
 #[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use encode::{
-    encode_batch, rewrite_producer_state, set_base_offset, BatchBuilder, BatchInfo, BatchOptions,
-    RecordInput,
+    encode_batch, record_fields_len, record_size, rewrite_producer_state, set_base_offset,
+    BatchBuilder, BatchInfo, BatchOptions, RecordInput,
 };
 
 /// The record batch format this module reads and writes.

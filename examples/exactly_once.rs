@@ -14,17 +14,20 @@
 //! `security.protocol=SSL` and `ssl.*` for a TLS listener. Then:
 //!
 //! 1. writes `--records` input records with the idempotent producer (6 partitions);
-//! 2. starts this program again as a **worker** child process. The worker is a group member
-//!    (static, `group.instance.id`, so a restart takes its place at once; on a KIP-848
-//!    `--group-protocol consumer` group a dynamic one, see `worker`) with
-//!    `Guarantee::ExactlyOnce` on both ends: a `read_committed` consumer without consumer commits,
-//!    and a transactional producer. Each poll's records are transformed and written in one
-//!    transaction together with the consumer's next offsets (`send_offsets_to_transaction`);
-//!    on an abortable error the worker aborts and rewinds to the committed offsets;
+//! 2. starts this program again as a **worker** child process: a [`josefk::pipeline::Pipeline`]
+//!    (a `read_committed` group consumer and a transactional producer; static membership,
+//!    `group.instance.id`, so a restart takes its place at once; on a KIP-848
+//!    `--group-protocol consumer` group a dynamic member, see `worker`). The pipeline writes each
+//!    batch of copies in one transaction together with the input offsets
+//!    (`send_offsets_to_transaction`), and on an abortable error aborts and rewinds to the
+//!    committed offsets: the loop of poll, `begin_transaction`, `send`,
+//!    `send_offsets_to_transaction` and `commit_transaction` a user would otherwise write (and
+//!    get wrong on rebalances and unknown commit outcomes) is the pipeline's;
 //! 3. kills the worker with SIGKILL `--kills` times, at evenly spaced points of progress, which
 //!    almost always lands inside an open transaction, and starts a new one with the same
 //!    `transactional.id` each time (its `init_transactions` fences the dead one and aborts its
-//!    transaction);
+//!    transaction); once the group has committed the whole input it stops the last worker
+//!    gracefully (closes its standard input);
 //! 4. reads the output with a fresh `read_committed` consumer and prints records in, records out,
 //!    duplicates, lost, out-of-order: the process exits non-zero unless the last three are 0.
 //!
@@ -32,13 +35,15 @@
 //! outside Kafka (an email sent while processing) are not undone by an abort.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command};
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use josefk::admin::{Admin, NewTopic, OffsetSpec};
 use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig, GroupProtocol};
+use josefk::pipeline::{Pipeline, PipelineConfig};
 use josefk::producer::{Producer, ProducerConfig};
-use josefk::{ClientConfig, ErrorClass, Guarantee, IsolationLevel, ProducerRecord, TopicPartition};
+use josefk::{ClientConfig, IsolationLevel, ProducerRecord, TopicPartition};
 
 const PARTITIONS: i32 = 6;
 
@@ -156,14 +161,12 @@ async fn demo(
         .collect();
     for round in 0..=kills {
         let mut child = spawn_worker(&names)?;
-        if round == kills {
-            let status = tokio::task::spawn_blocking(move || child.wait()).await??;
-            if !status.success() {
-                return Err(format!("the last worker failed: {status}").into());
-            }
-            break;
-        }
-        let target = records * (round + 1) / (kills + 1);
+        let last = round == kills;
+        let target = if last {
+            records
+        } else {
+            records * (round + 1) / (kills + 1)
+        };
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let done: i64 = watcher
@@ -172,6 +175,15 @@ async fn demo(
                 .iter()
                 .filter_map(|(_, o)| *o)
                 .sum();
+            if done as usize >= target && last {
+                // Everything is copied: the graceful stop (the worker's standard input closes).
+                drop(child.stdin.take());
+                let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+                if !status.success() {
+                    return Err(format!("the last worker failed: {status}").into());
+                }
+                break;
+            }
             if done as usize >= target {
                 child.kill()?; // SIGKILL: no cleanup, no LeaveGroup, a transaction left open
                 child.wait()?;
@@ -204,6 +216,7 @@ fn spawn_worker(names: &WorkerNames) -> std::io::Result<Child> {
         } else {
             &[]
         })
+        .stdin(Stdio::piped())
         .spawn()
 }
 
@@ -287,95 +300,52 @@ async fn read_all(
     }
 }
 
-/// The copier: one transaction per poll. Exits when the whole input is copied.
+/// The copier, a [`Pipeline`]: transactions of at most 100 ms or 1,000 records, each with the
+/// input offsets. Stops gracefully (commits, leaves the group) when its standard input closes.
 async fn worker(names: WorkerNames) -> AnyResult<()> {
     let client = client_config(&names.bootstrap, "josefk-eos-worker")?;
-    let mut config = ConsumerConfig::with_client(client.clone())
-        .guarantee(Guarantee::ExactlyOnce)
-        .group_id(&names.group)
-        .auto_offset_reset(AutoOffsetReset::Earliest);
-    config = if names.consumer_protocol {
-        // On a KIP-848 group a SIGKILLed static member keeps its instance id until the broker's
-        // session timeout, and a restart asking for it meanwhile is refused for good
-        // (UNRELEASED_INSTANCE_ID, fatal as in Java). A dynamic member joins at once and gets
-        // the partitions when the broker fences the dead one; the transactional id's fencing
-        // is what keeps the dead worker's writes out.
-        config.group_protocol(GroupProtocol::Consumer)
-    } else {
-        config.group_instance_id("copier-1")
-    };
-    let mut consumer = Consumer::connect(config).await?;
-    consumer.subscribe(&[&names.input])?;
-    let producer = Producer::connect(
-        ProducerConfig::with_client(client.clone())
-            .guarantee(Guarantee::ExactlyOnce)
-            .transactional_id(format!("{}-copier-1", names.group)),
+    let consumer_protocol = names.consumer_protocol;
+    let config = PipelineConfig::new(
+        client,
+        &names.group,
+        format!("{}-copier-1", names.group),
+        &[&names.input],
     )
-    .await?;
-    producer.init_transactions().await?;
-    let admin = Admin::connect(client).await?;
-    loop {
-        let records = consumer.poll(Duration::from_millis(500)).await?;
-        if records.is_empty() {
-            if copied_everything(&mut consumer, &admin).await? {
-                producer.close(Duration::from_secs(30)).await?;
-                consumer.close().await?;
-                return Ok(());
-            }
-            continue;
+    .consumer(move |c| {
+        let c = c.auto_offset_reset(AutoOffsetReset::Earliest);
+        if consumer_protocol {
+            // On a KIP-848 group a SIGKILLed static member keeps its instance id until the
+            // broker's session timeout, and a restart asking for it meanwhile is refused for good
+            // (UNRELEASED_INSTANCE_ID, fatal as in Java). A dynamic member joins at once and gets
+            // the partitions when the broker fences the dead one; the transactional id's fencing
+            // is what keeps the dead worker's writes out.
+            c.group_protocol(GroupProtocol::Consumer)
+        } else {
+            c.group_instance_id("copier-1")
         }
-        producer.begin_transaction()?;
-        let result = async {
-            let mut next: BTreeMap<TopicPartition, i64> = BTreeMap::new();
-            for r in &records {
-                let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
-                let mut out = ProducerRecord::new(&names.output, format!("{value} (copied)"))
-                    .partition(r.partition)
-                    .header("josefk.source.offset", r.offset.to_string());
-                if let Some(key) = &r.key {
-                    out = out.key(key.clone());
-                }
-                // The delivery futures need not be awaited: commit_transaction fails if any
-                // record of the transaction failed.
-                drop(producer.send(out).await?);
-                next.insert(r.topic_partition(), r.offset + 1);
+    });
+    let pipeline = Pipeline::connect(config).await?;
+    let shutdown = pipeline.shutdown_handle();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        shutdown.shutdown();
+    });
+    let output = names.output;
+    let stats = pipeline
+        .run(move |r| {
+            let value = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default());
+            let mut out = ProducerRecord::new(&output, format!("{value} (copied)"))
+                .partition(r.partition)
+                .header("josefk.source.offset", r.offset.to_string());
+            if let Some(key) = r.key {
+                out = out.key(key);
             }
-            let offsets: Vec<_> = next.into_iter().map(|(tp, o)| (tp, o, None)).collect();
-            let group = consumer.group_metadata().expect("group.id is set");
-            producer
-                .send_offsets_to_transaction(&offsets, &group)
-                .await?;
-            producer.commit_transaction().await
-        }
-        .await;
-        if let Err(e) = result {
-            if e.class() == ErrorClass::Fatal {
-                return Err(e.into()); // fenced by a newer worker, or worse: stop
-            }
-            eprintln!("transaction failed ({e}); aborting and rewinding to the committed offsets");
-            producer.abort_transaction().await?;
-            consumer.rewind_to_committed()?;
-        }
-    }
-}
-
-/// Whether this worker owns every input partition and has committed up to the end of each.
-async fn copied_everything(consumer: &mut Consumer, admin: &Admin) -> AnyResult<bool> {
-    let assigned = consumer.assignment();
-    if assigned.len() != PARTITIONS as usize {
-        return Ok(false);
-    }
-    let specs: Vec<_> = assigned
-        .iter()
-        .map(|tp| (tp.clone(), OffsetSpec::Latest))
-        .collect();
-    let ends = admin
-        .list_offsets(&specs, IsolationLevel::ReadCommitted)
+            std::future::ready(Ok::<_, std::convert::Infallible>(vec![out]))
+        })
         .await?;
-    for tp in &assigned {
-        if consumer.position(tp).await? < ends[tp].offset {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    eprintln!(
+        "worker stopped: {} transactions committed, {} aborted",
+        stats.transactions_committed, stats.transactions_aborted
+    );
+    Ok(())
 }

@@ -13,13 +13,17 @@
 //! closes, and then prints its counts as one line of JSON. The live tests in `tests/pipeline.rs`
 //! start copiers, kill them with SIGKILL and restart them, and check the output with Java's
 //! `read_committed` console consumer. Optional: `--commit-ms` (default 100), `--commit-records`
-//! (default 1000), `--record-delay-ms` (simulated work per record, default 0), `--by-key`
+//! (default 1000), `--record-delay-ms` (simulated work per record, default 0; fractions such as `0.2` are
+//! kept as a per-partition debt slept off a whole millisecond at a time, since tokio's timer
+//! rounds every sleep up to a millisecond), `--by-key`
 //! (output partition from the key, for an output topic with other partition counts),
 //! `--group-protocol classic|consumer` (a dynamic member of a classic or KIP-848 group; without
 //! it a static classic member named after the transactional id; `tests/group_migration.rs` rolls
 //! a group between the protocols with it).
 
+use std::collections::HashMap;
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use josefk::consumer::{AutoOffsetReset, GroupProtocol};
@@ -46,7 +50,13 @@ fn main() -> AnyResult<()> {
     let commit_ms: u64 = get("--commit-ms").map_or(Ok(100), |v| v.parse())?;
     let commit_records: usize = get("--commit-records").map_or(Ok(1000), |v| v.parse())?;
     // Simulated work per record (tests use it so that kills land mid-copy).
-    let delay = Duration::from_millis(get("--record-delay-ms").map_or(Ok(0), |v| v.parse())?);
+    let delay_ms: f64 = get("--record-delay-ms").map_or(Ok(0.0), |v| v.parse())?;
+    if !(0.0..=60_000.0).contains(&delay_ms) {
+        return Err(format!("--record-delay-ms 0..=60000, got {delay_ms}").into());
+    }
+    let delay_us = (delay_ms * 1000.0).round() as u64;
+    // Per input partition, the simulated work owed but not yet slept (below a millisecond).
+    let owed: Arc<Mutex<HashMap<i32, u64>>> = Arc::default();
     // A dynamic member of the named protocol: its graceful leave hands its partitions over at
     // once (a static member's leave keeps them until its session times out, so a replacement
     // with another instance id would wait for that).
@@ -92,9 +102,10 @@ fn main() -> AnyResult<()> {
         let stats = pipeline
             .run(move |record| {
                 let output = output.clone();
+                let sleep = owe(&owed, record.partition, delay_us);
                 async move {
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
+                    if !sleep.is_zero() {
+                        tokio::time::sleep(sleep).await;
                     }
                     let value =
                         String::from_utf8_lossy(record.value.as_deref().unwrap_or_default());
@@ -122,4 +133,18 @@ fn main() -> AnyResult<()> {
         );
         Ok(())
     })
+}
+
+/// Adds `delay_us` to `partition`'s debt and returns the whole milliseconds of it to sleep now
+/// (a partition's records are transformed one after another, so its debt is never slept twice).
+fn owe(owed: &Mutex<HashMap<i32, u64>>, partition: i32, delay_us: u64) -> Duration {
+    if delay_us == 0 {
+        return Duration::ZERO;
+    }
+    let mut owed = owed.lock().unwrap();
+    let debt = owed.entry(partition).or_default();
+    *debt += delay_us;
+    let whole_ms = *debt / 1000;
+    *debt %= 1000;
+    Duration::from_millis(whole_ms)
 }

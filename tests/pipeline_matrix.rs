@@ -9,16 +9,18 @@
 //! graceful stop for copiers) × target brokers or copiers × transaction protocol v2 or v1
 //! (`transaction.version=0`) × group protocol of the copiers' consumer, `classic` or `consumer`
 //! (KIP-848; the copiers are then dynamic members and the brokers drop a killed one after a 10 s
-//! session), plus one cell with input and output on a single partition each, where the output
+//! session; before each bounce the cell asserts with `Admin::list_groups` and
+//! `Admin::describe_consumer_groups` that the group is of that type), plus one cell with input and output on a single partition each, where the output
 //! must also keep the input's order. Each test is one cell; the whole matrix is
 //! `JOSEFK_MATRIX_RECORDS=100000 cargo run -p josefk-harness -- test --test pipeline_matrix --
 //! --include-ignored --test-threads 1` (each cell starts its own cluster). The default test run
 //! (CI) keeps two cells, a SIGKILLed broker under v2 and a SIGKILLed copier under v1 (both
 //! classic), at 20,000 records, to stay within CI's time budget; the others are ignored for that
 //! reason only and default to Kafka's 100,000 records. `JOSEFK_MATRIX_RECORDS` sets the input size
-//! of every cell, `JOSEFK_MATRIX_DELAY_MS` the copiers' simulated work per record (default 1 ms, so
-//! that the bounces land mid-copy; at 100,000 records that makes a cell about 5 minutes on this
-//! project's 2-core machine, so the run measured in the README used 20,000 records).
+//! of every cell, `JOSEFK_MATRIX_DELAY_MS` the copiers' simulated work per record (default 1 ms,
+//! fractions such as `0.25` allowed, so that the bounces land mid-copy; at 100,000 records 1 ms
+//! makes a cell about 5 minutes on this project's 2-core machine; the README's run used 0.25 ms:
+//! 17 cells in 38 minutes, every bounce still at 25/50/75% of the input).
 //!
 //! The input is written by Java's `VerifiableProducer` (values `0` .. `n - 1`, 100 repeating
 //! keys). A `read_committed` josefk consumer reads the output while the copy and the bounces go
@@ -36,6 +38,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::pipeline::*;
+use josefk::admin::Admin;
 use josefk_harness::ClusterSpec;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +182,7 @@ async fn run_cell(cluster: &common::PrivateCluster, bootstrap: &str, cell: Cell)
     let topics = setup_with_java(bootstrap, tag, layout, records).await;
     let group = common::unique_topic(&format!("matrix-{tag}"));
     let watcher = watcher(bootstrap, &group).await;
+    let admin = Admin::connect(common::config(bootstrap)).await.unwrap();
     let tids = [format!("{group}-c0"), format!("{group}-c1")];
     // Simulated work per record (default 1 ms, so that the bounces land mid-copy).
     let delay = std::env::var("JOSEFK_MATRIX_DELAY_MS").unwrap_or_else(|_| "1".into());
@@ -207,6 +211,7 @@ async fn run_cell(cluster: &common::PrivateCluster, bootstrap: &str, cell: Cell)
         })
         .await;
         let at = committed(&watcher, &topics).await;
+        assert_group_protocol(&admin, &group, cell.group, tag).await;
         match target {
             Target::Brokers => {
                 let node = 1 + (k as i32 % 3);
@@ -274,6 +279,66 @@ async fn run_cell(cluster: &common::PrivateCluster, bootstrap: &str, cell: Cell)
         sum("transactions_committed"),
         sum("transactions_aborted"),
     );
+}
+
+/// Asserts, before each bounce, that the copiers' group really is of the cell's protocol: its type
+/// as ListGroups v5 reports it, and for `consumer` groups that every member speaks KIP-848 (a
+/// classic member would make it a group under migration). A broker that has just been restarted
+/// may not answer yet: asked again for up to two minutes.
+async fn assert_group_protocol(admin: &Admin, group: &str, expected: Group, tag: &str) {
+    let want = match expected {
+        Group::Classic => "classic",
+        Group::Consumer => "consumer",
+    };
+    let started = Instant::now();
+    let (listed, members) = loop {
+        let asked = async {
+            let listed = admin
+                .list_groups()
+                .await?
+                .into_iter()
+                .find(|g| g.group_id == group);
+            // Only a consumer group can be described so (a classic one is not found).
+            let is_consumer = listed
+                .as_ref()
+                .is_some_and(|g| g.group_type.as_deref() == Some("consumer"));
+            let members = if is_consumer {
+                admin.describe_consumer_groups(&[group]).await?[0]
+                    .members
+                    .clone()
+            } else {
+                Vec::new()
+            };
+            Ok::<_, josefk::Error>((listed, members))
+        };
+        match asked.await {
+            Ok(answer) => break answer,
+            Err(e) if started.elapsed() < std::time::Duration::from_secs(120) => {
+                eprintln!("[{tag}] asking for the group: {e}; again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("[{tag}] asking for the group: {e}"),
+        }
+    };
+    let listed =
+        listed.unwrap_or_else(|| panic!("[{tag}] the copiers' group {group} is not listed"));
+    assert_eq!(
+        listed.group_type.as_deref(),
+        Some(want),
+        "[{tag}] the copiers' group type (listed as {listed:?})"
+    );
+    assert_eq!(listed.protocol_type, "consumer", "[{tag}] {listed:?}");
+    if expected == Group::Consumer {
+        assert!(!members.is_empty(), "[{tag}] no members in {group}");
+        for m in &members {
+            assert_ne!(
+                m.uses_consumer_protocol,
+                Some(false),
+                "[{tag}] a classic member in the consumer group: {m:?}"
+            );
+        }
+    }
+    eprintln!("[{tag}] the copiers' group is a {want} group");
 }
 
 /// Closes the copier's standard input (its graceful stop: commit, then exit) and returns what it

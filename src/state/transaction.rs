@@ -37,6 +37,14 @@ pub use super::transaction_errors::{
 /// `ADD_PARTITIONS_RETRY_BACKOFF_MS`, KAFKA-5482).
 pub const ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
+/// First retry wait after CONCURRENT_TRANSACTIONS on TxnOffsetCommit or AddOffsetsToTxn; each
+/// further one in a row doubles it up to [`ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF`]. Under v2
+/// the pipeline's TxnOffsetCommit often reaches the group coordinator a millisecond or two after
+/// EndTxn was answered, while the previous markers are still being written (the verification of
+/// `__consumer_offsets` meets the ending transaction): the window is short, and the default
+/// `retry.backoff.ms` (100 ms) made each such transaction ~100 ms longer.
+pub const OFFSETS_CONCURRENT_RETRY_BACKOFF: Duration = Duration::from_millis(2);
+
 /// The states of a transactional producer (Java `TransactionManager.State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum TxnState {
@@ -250,6 +258,8 @@ pub struct TransactionManager {
     completing: Option<bool>,
     /// The outstanding request, to check each response against.
     in_flight: Option<TxnRequest>,
+    /// CONCURRENT_TRANSACTIONS answers to the offsets requests in a row (their retry backoff).
+    offsets_concurrent: u32,
 }
 
 impl TransactionManager {
@@ -694,8 +704,13 @@ impl TransactionManager {
             if let Some(Offsets::AddOffsets(g)) = self.offsets.take() {
                 self.offsets = Some(Offsets::Commit(g));
             }
+            self.offsets_concurrent = 0;
             return Ok(TxnStep::Done { new_producer: None });
         };
+        if code == ResponseError::ConcurrentTransactions {
+            return Ok(self.offsets_concurrent_retry(ApiKey::AddOffsetsToTxn, code));
+        }
+        self.offsets_concurrent = 0;
         Ok(self.apply(ApiKey::AddOffsetsToTxn, code))
     }
 
@@ -711,27 +726,51 @@ impl TransactionManager {
         }
         let api = ApiKey::TxnOffsetCommit;
         let mut retry = None;
+        let mut concurrent = false;
         for code in results.iter().filter_map(|(_, c)| *c) {
             match classify_coordinator_error(api, code, &self.ctx()) {
                 ErrorClass::Retriable => {
                     let lookup = needs_coordinator_lookup(api, code);
                     retry = Some(retry.unwrap_or(false) || lookup);
+                    concurrent |= code == ResponseError::ConcurrentTransactions;
                 }
                 _ => {
                     self.offsets = None;
+                    self.offsets_concurrent = 0;
                     return Ok(self.apply(api, code));
                 }
             }
         }
-        if let Some(lookup_coordinator) = retry {
-            return Ok(TxnStep::Retry {
-                lookup_coordinator,
-                backoff: None,
-            });
+        match retry {
+            Some(false) if concurrent => {
+                return Ok(self.offsets_concurrent_retry(api, ResponseError::ConcurrentTransactions))
+            }
+            Some(lookup_coordinator) => {
+                self.offsets_concurrent = 0;
+                return Ok(TxnStep::Retry {
+                    lookup_coordinator,
+                    backoff: None,
+                });
+            }
+            None => self.offsets_concurrent = 0,
         }
         self.offsets = None;
         self.started = true;
         Ok(TxnStep::Done { new_producer: None })
+    }
+
+    /// A retry after CONCURRENT_TRANSACTIONS on an offsets request: soon, since the previous
+    /// transaction's markers are nearly written (see [`OFFSETS_CONCURRENT_RETRY_BACKOFF`]).
+    fn offsets_concurrent_retry(&mut self, api: ApiKey, code: ResponseError) -> TxnStep {
+        let doublings = self.offsets_concurrent.min(4);
+        self.offsets_concurrent += 1;
+        TxnStep::Retry {
+            lookup_coordinator: needs_coordinator_lookup(api, code),
+            backoff: Some(
+                (OFFSETS_CONCURRENT_RETRY_BACKOFF * (1 << doublings))
+                    .min(ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF),
+            ),
+        }
     }
 
     /// The EndTxn response: on success, the next producer id and epoch EndTxn v5 returned (`None`

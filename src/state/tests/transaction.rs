@@ -842,3 +842,58 @@ fn a_commit_that_fails_abortably_can_then_be_aborted() {
         Some(TxnRequest::EndTxn { commit: false })
     );
 }
+
+#[test]
+fn offsets_retry_soon_after_concurrent_transactions_and_back_off_up_to_the_add_partitions_wait() {
+    let backoff_of = |step: TxnStep| match step {
+        TxnStep::Retry {
+            backoff,
+            lookup_coordinator: false,
+        } => backoff,
+        other => panic!("not a retry: {other:?}"),
+    };
+    let ms = Duration::from_millis;
+    let mut m = in_txn(V2);
+    m.begin_send_offsets("g").unwrap();
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        assert!(matches!(
+            m.next_request(false),
+            Some(TxnRequest::TxnOffsetCommit { .. })
+        ));
+        let step = m
+            .on_txn_offset_commit(&[(tp(0), Some(E::ConcurrentTransactions))])
+            .unwrap();
+        waits.push(backoff_of(step));
+    }
+    let expected = [2, 4, 8, 16, 20, 20].map(|n| Some(ms(n)));
+    assert_eq!(waits, expected);
+    // Other retriable codes keep the configured backoff (a loading coordinator can take long).
+    m.next_request(false);
+    let step = m
+        .on_txn_offset_commit(&[(tp(0), Some(E::CoordinatorLoadInProgress))])
+        .unwrap();
+    assert_eq!(backoff_of(step), None);
+    m.next_request(false);
+    assert!(matches!(
+        m.on_txn_offset_commit(&[(tp(0), None)]).unwrap(),
+        TxnStep::Done { .. }
+    ));
+
+    // Under v1 AddOffsetsToTxn meets the same window; a success resets the doubling.
+    let mut m = in_txn(V1);
+    m.begin_send_offsets("g").unwrap();
+    m.next_request(false);
+    let step = m.on_add_offsets(Some(E::ConcurrentTransactions)).unwrap();
+    assert_eq!(backoff_of(step), Some(OFFSETS_CONCURRENT_RETRY_BACKOFF));
+    m.next_request(false);
+    let step = m.on_add_offsets(Some(E::ConcurrentTransactions)).unwrap();
+    assert_eq!(backoff_of(step), Some(ms(4)));
+    m.next_request(false);
+    m.on_add_offsets(None).unwrap();
+    m.next_request(false);
+    let step = m
+        .on_txn_offset_commit(&[(tp(0), Some(E::ConcurrentTransactions))])
+        .unwrap();
+    assert_eq!(backoff_of(step), Some(OFFSETS_CONCURRENT_RETRY_BACKOFF));
+}

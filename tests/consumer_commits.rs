@@ -197,3 +197,39 @@ async fn manually_assigned_partitions_are_auto_committed_with_a_group_id() {
         vec![(tp, Some(150))]
     );
 }
+
+/// With a `group.id`, a manually assigned partition starts at the group's committed offset (as
+/// Java's consumer does), not per `auto.offset.reset`; a seek before the first poll wins over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn manual_assignment_with_a_group_id_starts_at_the_committed_offset() {
+    let bootstrap = common::bootstrap();
+    let topic = common::unique_topic("assign-resume");
+    let group = format!("{topic}-g");
+    create_topic(&bootstrap, &topic, 1).await;
+    produce(&bootstrap, &topic, "a", 100).await;
+    let tp = TopicPartition::new(&topic, 0);
+    let config = single_partition_config(&bootstrap, &group, CommitMode::Manual);
+
+    let mut c = Consumer::connect(config.clone()).await.unwrap();
+    c.assign(std::slice::from_ref(&tp)).await.unwrap();
+    c.commit_offsets(&[(tp.clone(), 37)]).await.unwrap();
+    c.close().await.unwrap();
+
+    let mut resumed = Consumer::connect(config.clone()).await.unwrap();
+    resumed.assign(std::slice::from_ref(&tp)).await.unwrap();
+    let rest = poll_n(&mut resumed, 63).await;
+    let offsets: Vec<i64> = rest.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (37..100).collect::<Vec<i64>>());
+    resumed.close().await.unwrap();
+
+    let mut rewound = Consumer::connect(config).await.unwrap();
+    rewound.assign(std::slice::from_ref(&tp)).await.unwrap();
+    rewound
+        .seek_to_beginning(std::slice::from_ref(&tp))
+        .await
+        .unwrap();
+    let all = poll_n(&mut rewound, 100).await;
+    assert_eq!(all.first().map(|r| r.offset), Some(0));
+    assert_eq!(all.len(), 100);
+    rewound.close().await.unwrap();
+}

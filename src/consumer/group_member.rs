@@ -740,6 +740,9 @@ impl Consumer {
             self.awaiting_committed.remove(&tp);
             let committed = found.get(&tp).copied().flatten();
             if let (Some(offset), Some(state)) = (committed, self.assignment.get_mut(&tp)) {
+                if state.position.is_some() {
+                    continue;
+                }
                 debug!(%tp, offset, "position from committed offset");
                 state.position = Some(offset);
                 self.last_committed.insert(tp, offset);

@@ -7,7 +7,8 @@
 //! # Design
 //!
 //! - Positions are kept per assigned partition. A partition without one gets one from the group's
-//!   committed offset if the group assigned it, otherwise (or when nothing is committed, or after
+//!   committed offset when `group.id` is set (assigned by the group or by hand, as in Java),
+//!   otherwise (or when nothing is committed, or after
 //!   OFFSET_OUT_OF_RANGE) from ListOffsets per `auto.offset.reset`, or `poll` fails naming it under
 //!   `none`.
 //! - Group membership (the `group` module's join and heartbeat tasks over the IO-free
@@ -251,9 +252,10 @@ impl Consumer {
     }
 
     /// Replaces the assignment with `partitions`. Partitions that stay assigned keep their
-    /// positions and pause state; new ones start without a position (the first `poll` or
-    /// `position` resets it per `auto.offset.reset`). Buffered data of partitions no longer
-    /// assigned is dropped.
+    /// positions and pause state; new ones start without a position: the first `poll` or
+    /// `position` gives them the group's committed offset when `group.id` is set and the group
+    /// has one (as Java's consumer does), otherwise resets them per `auto.offset.reset`. Buffered
+    /// data of partitions no longer assigned is dropped.
     ///
     /// Fails, assigning nothing, if a topic does not exist (after waiting up to
     /// `default.api.timeout.ms` for a just-created topic to appear) or a partition index is beyond
@@ -331,12 +333,24 @@ impl Consumer {
         }
         let mut next = BTreeMap::new();
         for tp in partitions {
-            let state = self.assignment.get(tp).cloned().unwrap_or_default();
+            let state = match self.assignment.get(tp) {
+                Some(kept) => kept.clone(),
+                None => {
+                    // As Java: with a `group.id`, a newly assigned partition starts at the
+                    // group's committed offset, and only without one per `auto.offset.reset`.
+                    if self.config.group_id.is_some() {
+                        self.awaiting_committed.insert(tp.clone());
+                    }
+                    PartitionState::default()
+                }
+            };
             next.insert(tp.clone(), state);
         }
         self.assignment = next;
         let assignment = &self.assignment;
         self.buffered.retain(|f| assignment.contains_key(&f.tp));
+        self.awaiting_committed
+            .retain(|tp| assignment.contains_key(tp));
         self.assignment_changed();
         Ok(())
     }
@@ -374,6 +388,8 @@ impl Consumer {
         // A seek is how a user gets past a batch that cannot be read: fetch at once.
         state.retry.succeeded();
         self.buffered.retain(|f| &f.tp != tp);
+        // The user's position wins over a committed offset still to be looked up.
+        self.awaiting_committed.remove(tp);
         Ok(())
     }
 

@@ -32,13 +32,17 @@ pub use super::transaction_errors::{
     classify_coordinator_error, needs_coordinator_lookup, ErrorContext, TxnError,
 };
 
-/// Retry wait after CONCURRENT_TRANSACTIONS on a transaction's first AddPartitionsToTxn: the
-/// previous transaction is still completing and will be done soon (Java
+/// The longest retry wait after CONCURRENT_TRANSACTIONS on a transaction's first
+/// AddPartitionsToTxn or on its offsets requests: the previous transaction is still completing
+/// and will be done soon (Java waits this long for AddPartitionsToTxn,
 /// `ADD_PARTITIONS_RETRY_BACKOFF_MS`, KAFKA-5482).
 pub const ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
-/// First retry wait after CONCURRENT_TRANSACTIONS on TxnOffsetCommit or AddOffsetsToTxn; each
-/// further one in a row doubles it up to [`ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF`]. Under v2
+/// First retry wait after CONCURRENT_TRANSACTIONS on a transaction's first AddPartitionsToTxn,
+/// on TxnOffsetCommit or on AddOffsetsToTxn; each further one in a row doubles it up to
+/// [`ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF`]. On v1 the first AddPartitionsToTxn of the next
+/// transaction meets the previous one's markers being written, which on a healthy cluster takes
+/// a few milliseconds: Java's fixed 20 ms cost each such transaction more than the wait. Under v2
 /// the pipeline's TxnOffsetCommit often reaches the group coordinator a millisecond or two after
 /// EndTxn was answered, while the previous markers are still being written (the verification of
 /// `__consumer_offsets` meets the ending transaction): the window is short, and the default
@@ -258,8 +262,9 @@ pub struct TransactionManager {
     completing: Option<bool>,
     /// The outstanding request, to check each response against.
     in_flight: Option<TxnRequest>,
-    /// CONCURRENT_TRANSACTIONS answers to the offsets requests in a row (their retry backoff).
-    offsets_concurrent: u32,
+    /// CONCURRENT_TRANSACTIONS answers in a row to the first AddPartitionsToTxn or the offsets
+    /// requests (their retry backoff).
+    concurrent_in_a_row: u32,
 }
 
 impl TransactionManager {
@@ -659,11 +664,13 @@ impl TransactionManager {
             match classify_coordinator_error(api, code, &self.ctx()) {
                 ErrorClass::Retriable => {
                     let first = self.partitions.is_empty();
-                    let concurrent = code == ResponseError::ConcurrentTransactions;
+                    if first && code == ResponseError::ConcurrentTransactions {
+                        return Ok(self.concurrent_retry(api, code));
+                    }
+                    self.concurrent_in_a_row = 0;
                     return Ok(TxnStep::Retry {
                         lookup_coordinator: needs_coordinator_lookup(api, code),
-                        backoff: (concurrent && first)
-                            .then_some(ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF),
+                        backoff: None,
                     });
                 }
                 // Java fails at once on these; other refusals are collected, a topic
@@ -681,6 +688,7 @@ impl TransactionManager {
                 _ => return Ok(self.apply(api, code)),
             }
         }
+        self.concurrent_in_a_row = 0;
         // Failed or not, these are no longer pending: retried batches to the partitions that
         // were added must be able to go (Java comment in AddPartitionsToTxnHandler).
         for (tp, _) in results {
@@ -704,13 +712,13 @@ impl TransactionManager {
             if let Some(Offsets::AddOffsets(g)) = self.offsets.take() {
                 self.offsets = Some(Offsets::Commit(g));
             }
-            self.offsets_concurrent = 0;
+            self.concurrent_in_a_row = 0;
             return Ok(TxnStep::Done { new_producer: None });
         };
         if code == ResponseError::ConcurrentTransactions {
-            return Ok(self.offsets_concurrent_retry(ApiKey::AddOffsetsToTxn, code));
+            return Ok(self.concurrent_retry(ApiKey::AddOffsetsToTxn, code));
         }
-        self.offsets_concurrent = 0;
+        self.concurrent_in_a_row = 0;
         Ok(self.apply(ApiKey::AddOffsetsToTxn, code))
     }
 
@@ -736,34 +744,35 @@ impl TransactionManager {
                 }
                 _ => {
                     self.offsets = None;
-                    self.offsets_concurrent = 0;
+                    self.concurrent_in_a_row = 0;
                     return Ok(self.apply(api, code));
                 }
             }
         }
         match retry {
             Some(false) if concurrent => {
-                return Ok(self.offsets_concurrent_retry(api, ResponseError::ConcurrentTransactions))
+                return Ok(self.concurrent_retry(api, ResponseError::ConcurrentTransactions))
             }
             Some(lookup_coordinator) => {
-                self.offsets_concurrent = 0;
+                self.concurrent_in_a_row = 0;
                 return Ok(TxnStep::Retry {
                     lookup_coordinator,
                     backoff: None,
                 });
             }
-            None => self.offsets_concurrent = 0,
+            None => self.concurrent_in_a_row = 0,
         }
         self.offsets = None;
         self.started = true;
         Ok(TxnStep::Done { new_producer: None })
     }
 
-    /// A retry after CONCURRENT_TRANSACTIONS on an offsets request: soon, since the previous
-    /// transaction's markers are nearly written (see [`OFFSETS_CONCURRENT_RETRY_BACKOFF`]).
-    fn offsets_concurrent_retry(&mut self, api: ApiKey, code: ResponseError) -> TxnStep {
-        let doublings = self.offsets_concurrent.min(4);
-        self.offsets_concurrent += 1;
+    /// A retry after CONCURRENT_TRANSACTIONS on a transaction's first AddPartitionsToTxn or an
+    /// offsets request: soon, since the previous transaction's markers are nearly written (see
+    /// [`OFFSETS_CONCURRENT_RETRY_BACKOFF`]).
+    fn concurrent_retry(&mut self, api: ApiKey, code: ResponseError) -> TxnStep {
+        let doublings = self.concurrent_in_a_row.min(4);
+        self.concurrent_in_a_row += 1;
         TxnStep::Retry {
             lookup_coordinator: needs_coordinator_lookup(api, code),
             backoff: Some(

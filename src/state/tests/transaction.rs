@@ -585,12 +585,28 @@ fn add_partitions_retries_fast_on_the_first_concurrent_transactions() {
     let mut m = in_txn(V1);
     m.maybe_add_partition(&tp(0)).unwrap();
     m.next_request(false);
-    let step = m
-        .on_add_partitions(&[(tp(0), Some(E::ConcurrentTransactions))])
-        .unwrap();
-    assert!(
-        matches!(step, TxnStep::Retry { backoff: Some(b), .. } if b == ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF)
+    // Soon, then doubling up to Java's 20 ms while the previous transaction is still completing.
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let step = m
+            .on_add_partitions(&[(tp(0), Some(E::ConcurrentTransactions))])
+            .unwrap();
+        match step {
+            TxnStep::Retry { backoff, .. } => waits.push(backoff),
+            other => panic!("not a retry: {other:?}"),
+        }
+        m.next_request(false);
+    }
+    let ms = Duration::from_millis;
+    assert_eq!(waits, [2, 4, 8, 16, 20, 20].map(|n| Some(ms(n))));
+    assert_eq!(
+        waits.iter().max(),
+        Some(&Some(ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF))
     );
+    let step = m
+        .on_add_partitions(&[(tp(0), Some(E::CoordinatorLoadInProgress))])
+        .unwrap();
+    assert!(matches!(step, TxnStep::Retry { backoff: None, .. }));
     m.maybe_add_partition(&tp(1)).unwrap();
     let again = m.next_request(false).unwrap();
     assert_eq!(

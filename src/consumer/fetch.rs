@@ -323,6 +323,29 @@ impl PartitionFetch {
                 },
             }
         }
+        self.finish_if_nothing_left();
+    }
+
+    /// A drain that stopped at `limit` right after the last record would leave this data looking
+    /// undrained until the next call. Looking ahead (without decoding anything) lets the poll that
+    /// hands out the last record see it drained, so the consumer fetches the partition again
+    /// before its caller polls next. Anything unusual (bytes after a batch's last record, a
+    /// partial batch) is left to the next `drain` to report as before.
+    fn finish_if_nothing_left(&mut self) {
+        if let Some(current) = &self.current {
+            if current.records.finished() {
+                self.next_offset = self.next_offset.max(current.end);
+                self.current = None;
+            }
+        }
+        if self.current.is_none()
+            && self.unopened.is_none()
+            && self.error.is_none()
+            && !self.exhausted
+            && self.batches.remaining() == 0
+        {
+            self.exhausted = true;
+        }
     }
 
     /// Decompresses (if need be) a delivered batch within what is left of `budget` and makes it

@@ -60,6 +60,7 @@ struct FetchParams {
 impl Consumer {
     /// Starts one fetch per leader that has fetchable partitions and no fetch in flight.
     pub(super) fn send_fetches(&mut self) {
+        self.fetch_due = false;
         let snapshot = self.cluster.metadata();
         let now = Instant::now();
         let buffered: HashSet<&TopicPartition> = self.buffered.iter().map(|f| &f.tp).collect();
@@ -140,6 +141,7 @@ impl Consumer {
     }
 
     pub(super) fn handle_joined(&mut self, joined: std::result::Result<FetchOutcome, JoinError>) {
+        self.fetch_due = true;
         let outcome = match joined {
             Ok(outcome) => outcome,
             Err(e) => {

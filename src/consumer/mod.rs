@@ -136,6 +136,9 @@ pub struct Consumer {
     /// Per leader: fetches in a row that failed or came back empty early, and the backoff.
     node_retry: HashMap<i32, FetchRetry>,
     metadata_stale: bool,
+    /// A fetch was taken in since the last [`Consumer::send_fetches`]: its partitions and its
+    /// node may be fetchable again.
+    fetch_due: bool,
     last_metadata_refresh: Option<Instant>,
     /// An error to report from the next `poll`.
     pending_error: Option<Error>,
@@ -220,6 +223,7 @@ impl Consumer {
             busy_nodes: HashSet::new(),
             node_retry: HashMap::new(),
             metadata_stale: false,
+            fetch_due: false,
             last_metadata_refresh: None,
             pending_error: None,
             sessions: HashMap::new(),
@@ -548,8 +552,10 @@ impl Consumer {
                 return Ok(Vec::new());
             }
             let mut out = Vec::new();
+            let buffered_before = self.buffered.len();
             self.drain_buffered(&mut out, limit)?;
             if !out.is_empty() {
+                self.prefetch(self.buffered.len() < buffered_before);
                 self.count_consumed(out.len());
                 if self.membership.is_some()
                     && self.config.commit_mode == CommitMode::BeforeProcessing
@@ -583,6 +589,43 @@ impl Consumer {
             if let Some(joined) = joined {
                 self.handle_joined(joined);
             }
+        }
+    }
+
+    /// Before records go back to the caller: takes in the fetches that finished meanwhile and
+    /// starts the next ones for partitions with nothing buffered (as Java's consumer does before
+    /// returning), so the broker prepares the next data while the caller handles these records.
+    /// Without it a fetch went out only once everything buffered was drained, and each fetch's
+    /// full round trip (long over TLS, where the broker encrypts every byte) was waited for.
+    /// `emptied`: a partition's buffer ran out in this drain. Only that and a fetch taken in
+    /// since the last [`Consumer::send_fetches`] make a partition fetchable between two drains
+    /// (backoffs are left to the waiting path), so other polls skip the scan (a stream polls
+    /// per record).
+    ///
+    /// Only when a partition that could go out is behind its end offset: a fetch of partitions
+    /// that are all caught up would wait `fetch.max.wait.ms` at the broker, and while it waits the
+    /// partitions being drained could not be fetched (one fetch per broker at a time). Those are
+    /// fetched as before, once everything buffered has been handed out.
+    fn prefetch(&mut self, emptied: bool) {
+        while let Some(joined) = self.in_flight.try_join_next() {
+            self.handle_joined(joined);
+        }
+        if !(emptied || self.fetch_due) || self.metadata_stale {
+            return;
+        }
+        self.fetch_due = false;
+        let buffered: HashSet<&TopicPartition> = self.buffered.iter().map(|f| &f.tp).collect();
+        let behind = self.assignment.iter().any(|(tp, state)| {
+            let Some(position) = state.position else {
+                return false;
+            };
+            !state.paused
+                && !state.in_flight
+                && !buffered.contains(tp)
+                && state.end_offset.is_none_or(|end| position < end)
+        });
+        if behind {
+            self.send_fetches();
         }
     }
 

@@ -349,6 +349,11 @@ impl Records {
         self.data.len()
     }
 
+    /// Every record was read and the batch ended cleanly: the next `next()` is `None`.
+    pub fn finished(&self) -> bool {
+        self.left == 0 && self.pos == self.data.len()
+    }
+
     fn corrupt(&self, reason: &'static str) -> RecordsError {
         RecordsError::Corrupt {
             base_offset: self.base_offset,

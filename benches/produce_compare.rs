@@ -209,14 +209,17 @@ fn orchestrate() -> Result<(), String> {
     );
     let mut baseline_cpu: HashMap<Wire, HashMap<&'static str, f64>> = HashMap::new();
     // A fresh broker's first produce runs are slower (its JIT is cold); an unmeasured josefk run
-    // keeps that cost off whichever client happens to go first.
+    // keeps that cost off whichever client happens to go first. It takes millions of records: on
+    // a quiet 2-core machine, 1.5M-record josefk runs on one broker went 0.9M → 1.2M → 1.6M →
+    // 2.0M rec/s over the first ~8M records and then stayed level, so a warm-up of a fifth of a
+    // run (the earlier default) left the first client at half speed.
     {
         let topic = format!("produce-compare-warmup-{}", std::process::id());
         runtime.block_on(create_topic(&admin, &topic))?;
         let warm = WorkerArgs {
             bootstrap: bootstrap.clone(),
             topic: topic.clone(),
-            records: (records_100 / 5).max(1),
+            records: (records_100 * 3).max(8_000_000),
             size: 100,
             compression: "none".into(),
             linger_ms: LINGER_MS,

@@ -145,11 +145,11 @@ pub async fn run(args: CopierArgs, mut props: Properties) -> CliResult {
     } else {
         let tp = TopicPartition::new(args.input_topic.clone(), args.input_partition);
         consumer.assign(std::slice::from_ref(&tp)).await?;
-        // josefk's `assign` starts a partition at `auto.offset.reset`; Java's consumer (with a
-        // group.id) starts it at the group's committed offset. A restarted copier must resume
-        // there, or it copies again what an earlier run committed.
-        // Before that, `init_transactions` aborts what a killed predecessor with this
-        // transactional.id left open, so its offsets stop being unstable.
+        // A restarted copier must resume at the group's committed offset, or it copies again
+        // what an earlier run committed (`assign` with a group.id would look it up at the first
+        // poll; it is read here so that `remaining` counts from it). Before that,
+        // `init_transactions` aborts what a killed predecessor with this transactional.id left
+        // open, so its offsets stop being unstable.
         producer.init_transactions().await?;
         if let Some((_, Some(offset))) = committed(&consumer, std::slice::from_ref(&tp))
             .await?

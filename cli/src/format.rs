@@ -145,7 +145,10 @@ fn json_bytes(out: &mut String, bytes: Option<&[u8]>) {
     }
 }
 
-fn json_string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string: quotes, backslashes and control characters escaped (control
+/// characters as `\uXXXX` with upper-case hex, as Java's Jackson writes them, which the
+/// verifiable tools must match).
+pub(crate) fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -154,7 +157,9 @@ fn json_string(out: &mut String, s: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if (c as u32) < 0x20 => {
+                let _ = std::fmt::Write::write_fmt(out, format_args!("\\u{:04X}", c as u32));
+            }
             c => out.push(c),
         }
     }
@@ -205,7 +210,7 @@ mod tests {
     #[test]
     fn json_escapes_control_characters() {
         let mut s = String::new();
-        json_string(&mut s, "a\"b\\c\nd\u{1}");
-        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001\"");
+        json_string(&mut s, "a\"b\\c\nd\u{1}\u{1f}");
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001\\u001F\"");
     }
 }

@@ -47,7 +47,7 @@ impl Json {
             self.text.push(',');
         }
         self.empty = false;
-        escape_into(&mut self.text, key);
+        crate::format::json_string(&mut self.text, key);
         self.text.push(':');
     }
 
@@ -55,7 +55,7 @@ impl Json {
     pub fn str(mut self, key: &str, value: Option<&str>) -> Json {
         self.key(key);
         match value {
-            Some(v) => escape_into(&mut self.text, v),
+            Some(v) => crate::format::json_string(&mut self.text, v),
             None => self.text.push_str("null"),
         }
         self
@@ -112,25 +112,6 @@ impl Json {
         // A closed stdout (the reader went away) must not panic the tool.
         let _ = writeln!(out, "{line}");
     }
-}
-
-/// Appends `s` as a JSON string: quotes, backslashes and control characters escaped.
-fn escape_into(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Bytes as Java's `StringDeserializer` turns them into a string (invalid UTF-8 becomes U+FFFD).

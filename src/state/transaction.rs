@@ -313,8 +313,14 @@ impl TransactionManager {
         }
     }
 
-    /// A response-driven transition: an invalid one poisons the manager (KAFKA-14831).
+    /// A response-driven transition: an invalid one poisons the manager (KAFKA-14831). Once
+    /// fatal, later failures change nothing: answers still in flight for the dead epoch (a
+    /// produce refused after the coordinator's fence) must not hide the fence, which is what a
+    /// caller decides on.
     fn force(&mut self, target: TxnState, error: Option<TxnError>) {
+        if self.state() == TxnState::FatalError {
+            return;
+        }
         if matches!(target, TxnState::AbortableError | TxnState::FatalError) {
             // The commit or abort under way has ended, in failure.
             self.completing = None;

@@ -767,6 +767,30 @@ fn a_response_driven_invalid_transition_poisons_the_manager() {
 }
 
 #[test]
+fn the_first_fatal_error_stays_the_reported_cause() {
+    // The coordinator's fence of a timed-out transaction arrives first; the stale epoch's
+    // produce answers arrive after it. The fence must stay the error every later call reports
+    // (a caller recovers from a fence, not from "invalid transition").
+    let mut m = in_txn(V2);
+    m.fatal_error(&Error::Broker {
+        api: ApiKey::TxnOffsetCommit,
+        broker: None,
+        code: crate::error::ErrorCode::from_protocol(E::InvalidProducerEpoch),
+        message: None,
+        class: ErrorClass::Fatal,
+    });
+    m.on_send_failed(&abortable(E::NotEnoughReplicas));
+    m.fatal_error(&Error::Closed);
+    assert_eq!(m.state(), FatalError);
+    let reported = m.begin_abort().unwrap_err();
+    assert_eq!(
+        reported.kafka_code(),
+        Some(crate::error::ErrorCode::InvalidProducerEpoch),
+        "{reported}"
+    );
+}
+
+#[test]
 fn the_transactional_gate_holds_partitions_not_yet_added() {
     let now = Instant::now();
     let mut m = in_txn(V1);

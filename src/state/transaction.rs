@@ -314,11 +314,12 @@ impl TransactionManager {
     }
 
     /// A response-driven transition: an invalid one poisons the manager (KAFKA-14831). Once
-    /// fatal, later failures change nothing: answers still in flight for the dead epoch (a
-    /// produce refused after the coordinator's fence) must not hide the fence, which is what a
-    /// caller decides on.
+    /// fatal, only another fatal error may replace the cause (the producer refines a bare
+    /// PRODUCER_FENCED into "the transaction timed out" that way); anything else changes
+    /// nothing, so answers still in flight for the dead epoch (a produce refused after the
+    /// coordinator's fence) cannot hide the fence, which is what a caller decides on.
     fn force(&mut self, target: TxnState, error: Option<TxnError>) {
-        if self.state() == TxnState::FatalError {
+        if self.state() == TxnState::FatalError && target != TxnState::FatalError {
             return;
         }
         if matches!(target, TxnState::AbortableError | TxnState::FatalError) {

@@ -767,10 +767,11 @@ fn a_response_driven_invalid_transition_poisons_the_manager() {
 }
 
 #[test]
-fn the_first_fatal_error_stays_the_reported_cause() {
+fn once_fatal_only_another_fatal_error_replaces_the_cause() {
     // The coordinator's fence of a timed-out transaction arrives first; the stale epoch's
     // produce answers arrive after it. The fence must stay the error every later call reports
-    // (a caller recovers from a fence, not from "invalid transition").
+    // (a caller recovers from a fence, not from "invalid transition"). A later fatal error may
+    // replace it (the producer's timeout refinement relies on that).
     let mut m = in_txn(V2);
     m.fatal_error(&Error::Broker {
         api: ApiKey::TxnOffsetCommit,
@@ -780,13 +781,19 @@ fn the_first_fatal_error_stays_the_reported_cause() {
         class: ErrorClass::Fatal,
     });
     m.on_send_failed(&abortable(E::NotEnoughReplicas));
-    m.fatal_error(&Error::Closed);
     assert_eq!(m.state(), FatalError);
     let reported = m.begin_abort().unwrap_err();
     assert_eq!(
         reported.kafka_code(),
         Some(crate::error::ErrorCode::InvalidProducerEpoch),
         "{reported}"
+    );
+    m.fatal_error(&abortable(E::ProducerFenced));
+    let refined = m.begin_abort().unwrap_err();
+    assert_eq!(
+        refined.kafka_code(),
+        Some(crate::error::ErrorCode::ProducerFenced),
+        "{refined}"
     );
 }
 

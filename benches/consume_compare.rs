@@ -46,6 +46,10 @@
 //! `RSS MiB` is each client process's peak resident set: its own `ru_maxrss`, read when this
 //! process reaps it with `wait4` (`common::children_usage`); Java's tool runs as a direct child
 //! for that, so the figure is the JVM's.
+//!
+//! `broker s/M`, `busy %` and `other %`: the broker's CPU per million records read, the whole
+//! machine's busy share and the part of it neither client nor broker, while the client ran
+//! (`common::machine`; see produce_compare for `JOSEFK_BENCH_BROKER_PID`).
 
 mod common;
 #[path = "../peers/common/tokio_worker.rs"]
@@ -334,7 +338,7 @@ fn measure(
     ticks: f64,
 ) -> Result<Measured, String> {
     let env = broker.child_env(wire);
-    let (result, usage) = common::children_usage(ticks, || match client {
+    let (result, usage) = broker.usage(ticks, || match client {
         Client::Josefk => {
             let (exe, argv) = common::josefk_command(args.to_args())?;
             common::run_worker_env(&exe, &argv, &env, ConsumeResult::parse)
@@ -442,13 +446,16 @@ fn table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashMap<&st
     let per_m = 1_000_000.0 / records.max(1) as f64;
     let _ = writeln!(
         s,
-        "\n  {:8} {:>12} {:>8} {:>9} {:>11} {:>11} {:>8} {:>10} {:>11}",
+        "\n  {:8} {:>12} {:>8} {:>9} {:>11} {:>11} {:>10} {:>6} {:>7} {:>8} {:>10} {:>11}",
         "client",
         "records/s",
         "MiB/s",
         "elapsed s",
         "CPU s/M",
         "net CPU s/M",
+        "broker s/M",
+        "busy %",
+        "other %",
         "RSS MiB",
         "josefk tp×",
         "josefk CPU×"
@@ -461,13 +468,16 @@ fn table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashMap<&st
         });
         let _ = writeln!(
             s,
-            "  {:8} {:>12.0} {:>8.2} {:>9.2} {:>11.2} {:>11.2} {:>8} {:>10} {:>11}",
+            "  {:8} {:>12.0} {:>8.2} {:>9.2} {:>11.2} {:>11.2} {:>10} {:>6} {:>7} {:>8} {:>10} {:>11}",
             name,
             rate(m),
             m.result.bytes as f64 / m.result.elapsed_s.max(1e-9) / (1024.0 * 1024.0),
             m.result.elapsed_s,
             m.cpu_s * per_m,
             net(name, m),
+            m.usage.broker_s_per_m(records),
+            m.usage.busy_pct(),
+            m.usage.other_pct(),
             m.usage.rss_mib(),
             tp_ratio,
             cpu_ratio
@@ -476,7 +486,8 @@ fn table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashMap<&st
     let _ = write!(
         s,
         "  (josefk tp× = josefk records/s ÷ peer's, higher is better; josefk CPU× = josefk net \
-         CPU ÷ peer's, lower is better; RSS = the client process's peak resident set)"
+         CPU ÷ peer's, lower is better; RSS = the client process's peak resident set;\n  {})",
+        common::MACHINE_LEGEND
     );
     s
 }

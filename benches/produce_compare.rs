@@ -42,6 +42,11 @@
 //! MiB/s is payload MiB as Java's tool prints it. Broker and clients share this machine's cores,
 //! so throughput can hit the broker's ceiling; CPU per million records is the cleaner comparison.
 //! RSS is each client process's peak resident set (see `common::children_usage`).
+//! `broker s/M`, `busy %` and `other %` say what bounds a rate (`common::machine`): the broker
+//! process's CPU per million records while the client ran, the whole machine's busy share (100 =
+//! both cores of a 2-core machine busy) and the part of it neither client nor broker. The broker
+//! is the private node, or `JOSEFK_BENCH_BROKER_PID` (what `josefk-harness start` prints) with
+//! `KAFKA_BOOTSTRAP_SERVERS`; without a pid the broker columns show `-`.
 
 mod common;
 #[path = "../peers/common/tokio_worker.rs"]
@@ -506,7 +511,7 @@ fn measure(
 ) -> Result<Measured, String> {
     let before_log = runtime.block_on(end_offsets(admin, &args.topic))?;
     let env = broker.child_env(wire);
-    let (result, usage) = common::children_usage(ticks, || match client {
+    let (result, usage) = broker.usage(ticks, || match client {
         Client::Josefk => {
             let (exe, argv) = common::josefk_command(args.to_args())?;
             common::run_worker_env(&exe, &argv, &env, parse_worker)
@@ -599,7 +604,7 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
     }
     let per_m = 1_000_000.0 / records as f64;
     println!(
-        "\n  {:8} {:>12} {:>8} {:>8} {:>8} {:>11} {:>11} {:>8} {:>10} {:>10}",
+        "\n  {:8} {:>12} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10} {:>6} {:>7} {:>8} {:>10} {:>10}",
         "client",
         "records/s",
         "MiB/s",
@@ -607,6 +612,9 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
         "p99 ms",
         "CPU s/M",
         "net CPU s/M",
+        "broker s/M",
+        "busy %",
+        "other %",
         "RSS MiB",
         "josefk tp×",
         "josefk CPU×"
@@ -618,7 +626,7 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
             (rate(j) / rate(m), net("josefk", j) / net(name, m))
         });
         println!(
-            "  {:8} {:>12.0} {:>8.2} {:>8.1} {:>8.1} {:>11.2} {:>11.2} {:>8} {:>10} {:>10}",
+            "  {:8} {:>12.0} {:>8.2} {:>8.1} {:>8.1} {:>11.2} {:>11.2} {:>10} {:>6} {:>7} {:>8} {:>10} {:>10}",
             name,
             rate(m),
             m.result.bytes as f64 / m.result.elapsed_s.max(1e-9) / (1024.0 * 1024.0),
@@ -626,12 +634,16 @@ fn print_table(rows: &[(&'static str, Measured)], records: u64, baseline: &HashM
             m.result.p99_ms,
             m.cpu_s * per_m,
             net(name, m),
+            m.usage.broker_s_per_m(records),
+            m.usage.busy_pct(),
+            m.usage.other_pct(),
             m.usage.rss_mib(),
             tp_ratio,
             cpu_ratio
         );
     }
-    println!("  (josefk tp× = josefk records/s ÷ peer's; josefk CPU× = josefk net CPU ÷ peer's, lower is better; RSS = the client process's peak resident set)");
+    println!("  (josefk tp× = josefk records/s ÷ peer's; josefk CPU× = josefk net CPU ÷ peer's, lower is better; RSS = the client process's peak resident set;");
+    println!("  {})", common::MACHINE_LEGEND);
 }
 
 /// The SASL_SSL table: each client's PLAINTEXT and SASL_SSL figures of one scenario side by side,

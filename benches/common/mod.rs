@@ -8,6 +8,8 @@
 // Each bench uses a different subset of this module.
 #![allow(dead_code)]
 
+pub mod machine;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -80,12 +82,19 @@ pub fn wants(list: &Option<Vec<String>>, name: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The broker and the clients.
 
+/// The environment variable naming the pid of a broker given by `KAFKA_BOOTSTRAP_SERVERS` (the
+/// pid `josefk-harness start` prints, or the broker JVM's), so its CPU can be read.
+pub const BROKER_PID_ENV: &str = "JOSEFK_BENCH_BROKER_PID";
+
 /// The broker: `KAFKA_BOOTSTRAP_SERVERS`, or a private single node kept alive while `cluster`
 /// is.
 pub struct Broker {
     pub bootstrap: String,
     pub dist: KafkaDist,
     pub cluster: Option<KafkaCluster>,
+    /// Whose CPU (with its descendants') is the broker's: [`BROKER_PID_ENV`], else the private
+    /// node's; `None` leaves the broker columns `-`.
+    pub pid: Option<u32>,
     /// The SASL_SSL listener, when `JOSEFK_BENCH_SECURITY=sasl_ssl` (see [`SecureListener`]).
     pub secure: Option<SecureListener>,
 }
@@ -104,6 +113,7 @@ impl Broker {
                 bootstrap: s.trim().to_string(),
                 dist: KafkaDist::provision().map_err(|e| e.to_string())?,
                 cluster: None,
+                pid: None,
                 secure: None,
             },
             _ => {
@@ -145,11 +155,33 @@ impl Broker {
                 Broker {
                     bootstrap: cluster.bootstrap_servers(),
                     dist: cluster.dist().clone(),
+                    pid: cluster
+                        .node_ids()
+                        .first()
+                        .and_then(|&id| cluster.node_pid(id)),
                     cluster: Some(cluster),
                     secure,
                 }
             }
         };
+        let mut broker = broker;
+        if let Ok(v) = std::env::var(BROKER_PID_ENV) {
+            let pid: u32 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("{BROKER_PID_ENV}={v}: not a pid"))?;
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(format!("{BROKER_PID_ENV}={pid}: no such process"));
+            }
+            broker.pid = Some(pid);
+        }
+        match broker.pid {
+            Some(pid) => println!("broker CPU: pid {pid} and its descendants"),
+            None => println!(
+                "broker CPU: unknown (set {BROKER_PID_ENV} for a broker given by \
+                 KAFKA_BOOTSTRAP_SERVERS); its columns show `-`"
+            ),
+        }
         if let Some(s) = &broker.secure {
             println!(
                 "SASL_SSL listener {} ({SCRAM_MECHANISM}, user {SCRAM_USER}, CA {})",
@@ -571,9 +603,26 @@ pub struct Usage {
     pub cpu_s: f64,
     /// The largest peak RSS (KiB) of any child reaped by [`run_child`] meanwhile; 0 if none.
     pub peak_rss_kib: u64,
+    /// What the broker and the whole machine spent meanwhile ([`Broker::usage`] only).
+    pub spent: Option<machine::Spent>,
 }
 
 impl Usage {
+    /// The broker's CPU seconds per million `records` (a table cell, `-` when unknown).
+    pub fn broker_s_per_m(&self, records: u64) -> String {
+        self.spent.map_or("-".into(), |s| s.broker_s_per_m(records))
+    }
+
+    /// The machine's busy percent, 100 = every CPU busy (a table cell).
+    pub fn busy_pct(&self) -> String {
+        self.spent.map_or("-".into(), |s| s.busy_pct())
+    }
+
+    /// The machine's percent busy with neither client nor broker (a table cell).
+    pub fn other_pct(&self) -> String {
+        self.spent.map_or("-".into(), |s| s.other_pct(self.cpu_s))
+    }
+
     /// Peak RSS in MiB, `-` when nothing was measured (as a table cell).
     pub fn rss_mib(&self) -> String {
         if self.peak_rss_kib == 0 {
@@ -609,9 +658,28 @@ pub fn children_usage<R>(ticks: f64, run: impl FnOnce() -> R) -> (R, Usage) {
         Usage {
             cpu_s,
             peak_rss_kib,
+            spent: None,
         },
     )
 }
+
+impl Broker {
+    /// [`children_usage`] with what the broker and the machine spent meanwhile
+    /// ([`machine::Spent`] in [`Usage::spent`]).
+    pub fn usage<R>(&self, ticks: f64, run: impl FnOnce() -> R) -> (R, Usage) {
+        let before = machine::Snapshot::take(self.pid);
+        let (result, mut usage) = children_usage(ticks, run);
+        usage.spent = Some(machine::Snapshot::take(self.pid).since(&before, ticks));
+        (result, usage)
+    }
+}
+
+/// The legend of the columns [`Usage::broker_s_per_m`], [`Usage::busy_pct`] and
+/// [`Usage::other_pct`] fill, for under a table.
+pub const MACHINE_LEGEND: &str = "broker s/M = the broker process's CPU s per million records \
+     while the client ran; busy % = the whole machine's busy CPU over that time, 100 = every \
+     core busy; other % = the part of it neither client nor broker (other processes, this \
+     orchestrator); all over the client process's life, start-up included";
 
 /// Runs `cmd` to its exit with stdin from /dev/null and stdout piped (stderr as `cmd` says;
 /// piped streams are drained concurrently, so a chatty child never blocks) and returns its

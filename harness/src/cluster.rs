@@ -349,6 +349,18 @@ impl KafkaCluster {
         Ok(())
     }
 
+    /// The pid of a node's process while it runs: the watcher wrapper whose child is the broker
+    /// JVM (and the JVM's process group id), so the CPU of it and its descendants is the
+    /// broker's. `None` for a stopped or unknown node.
+    pub fn node_pid(&self, node_id: i32) -> Option<u32> {
+        self.nodes
+            .iter()
+            .find(|n| n.layout.id == node_id)?
+            .process
+            .as_ref()
+            .map(JavaProcess::pid)
+    }
+
     /// The provisioned Kafka this cluster runs.
     pub fn dist(&self) -> &KafkaDist {
         &self.dist

@@ -248,6 +248,12 @@ fn start(args: &[String]) -> Result<u8, HarnessError> {
         cluster.data_dir().display()
     );
     println!("KAFKA_BOOTSTRAP_SERVERS={}", cluster.bootstrap_servers());
+    // The compare benches read a reused broker's CPU from this pid (JOSEFK_BENCH_BROKER_PID).
+    for id in cluster.node_ids() {
+        if let Some(pid) = cluster.node_pid(id) {
+            eprintln!("josefk-harness: node {id} pid {pid} (the JVM's parent; JOSEFK_BENCH_BROKER_PID={pid})");
+        }
+    }
     let mut reported = Vec::new();
     while SIGNALLED.load(Ordering::SeqCst) == 0 {
         thread::sleep(Duration::from_millis(200));

@@ -56,6 +56,7 @@ use super::sasl::{exchange, Authenticator};
 use super::tls::TlsConnector;
 use super::transport::Transport;
 
+mod reader;
 mod setup;
 mod task;
 

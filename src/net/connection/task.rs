@@ -2,6 +2,7 @@
 //! in over the channel, go out pipelined in order, and each answer is matched to the oldest
 //! request in flight; failures end the task as described in the parent module.
 
+use super::reader::FrameReader;
 use super::*;
 
 /// A request on the wire (or being written), waiting for its response.
@@ -57,9 +58,6 @@ pub(super) struct ConnectionTask {
     pub(super) latency: Option<::metrics::Histogram>,
 }
 
-/// Reads are done into at least this much spare room, so small responses need one syscall.
-const READ_CHUNK: usize = 64 * 1024;
-
 impl ConnectionTask {
     /// `reauth` is set for SASL connections (kept out of `self`: the session it holds is `Send`
     /// but not `Sync`).
@@ -75,7 +73,7 @@ impl ConnectionTask {
         let mut unflushed = false;
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         let mut writes: VecDeque<PendingWrite> = VecDeque::new();
-        let mut read_buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut frames = FrameReader::new(self.max_response_size);
         let mut next_correlation_id: i32 = 0;
         let mut accepting = true;
         // Requests of this connection counted in the node's `requests-in-flight`.
@@ -93,9 +91,6 @@ impl ConnectionTask {
             if !accepting && in_flight.is_empty() && writes.is_empty() {
                 break Closed::Finished;
             }
-            if read_buf.capacity() - read_buf.len() < READ_CHUNK / 4 {
-                read_buf.reserve(READ_CHUNK);
-            }
             // Requests may carry different timeouts (a long-polling Fetch), so the earliest
             // deadline is not necessarily the oldest request's.
             let deadline = in_flight.iter().map(|f| f.deadline).min();
@@ -108,10 +103,10 @@ impl ConnectionTask {
             tokio::select! {
                 biased;
                 _ = stop.notified() => break Closed::Stopped,
-                read = reader.read_buf(&mut read_buf) => match read {
+                read = reader.read_buf(frames.read_target()) => match read {
                     Ok(0) => break Closed::Broken(self.lost("broker closed the connection")),
                     Ok(_) => loop {
-                        match self.dispatch_responses(&mut read_buf, &mut in_flight) {
+                        match self.dispatch_responses(&mut frames, &mut in_flight) {
                             Ok(None) => break,
                             Ok(Some(reauth_answer)) => {
                                 let next = match reauth.as_mut() {
@@ -229,16 +224,16 @@ impl ConnectionTask {
         self.fail_all(closed, in_flight, writes, rx).await;
     }
 
-    /// Answers every complete response frame in `buf`, in order, stopping early at an answer to
-    /// the connection's own re-authentication, which it returns.
+    /// Answers every complete response frame read so far, in order, stopping early at an answer
+    /// to the connection's own re-authentication, which it returns.
     fn dispatch_responses(
         &self,
-        buf: &mut BytesMut,
+        frames: &mut FrameReader,
         in_flight: &mut VecDeque<InFlight>,
     ) -> Result<Option<Bytes>> {
         loop {
-            let frame = match split_frame(buf, self.max_response_size) {
-                Ok(Some(frame)) => frame.freeze(),
+            let frame = match frames.next_frame() {
+                Ok(Some(frame)) => frame,
                 Ok(None) => return Ok(None),
                 Err(e) => {
                     return Err(self.violation(in_flight.front().map(|f| f.api), e.to_string()))

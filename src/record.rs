@@ -1,6 +1,7 @@
 //! Plain data shared by every layer: topic-partitions and offsets.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -183,8 +184,9 @@ impl ProducerRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RecordMetadata {
-    /// The topic.
-    pub topic: String,
+    /// The topic (use it as a `&str`: `&*meta.topic`, `meta.topic.as_ref()`). Shared by every
+    /// record of its batch, so resolving a delivery copies no string.
+    pub topic: Arc<str>,
     /// The partition (as in [`ConsumerRecord`](crate::consumer::ConsumerRecord)).
     pub partition: i32,
     /// The record's offset, or `None` when the broker does not say: `acks=0`, or a retried batch the
@@ -197,6 +199,6 @@ pub struct RecordMetadata {
 impl RecordMetadata {
     /// The record's topic-partition.
     pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(self.topic.clone(), self.partition)
+        TopicPartition::new(&*self.topic, self.partition)
     }
 }

@@ -78,7 +78,10 @@ pub struct MetadataSnapshot {
     /// Brokers by node id.
     pub brokers: BTreeMap<i32, BrokerInfo>,
     /// Topics by name. Only topics that exist; see `topic_errors` for the others.
-    pub topics: HashMap<String, TopicInfo>,
+    /// Ordered, not hashed: a producer looks its record's topic up on every send, and with the
+    /// few topics a client knows comparing names is cheaper than SipHashing one (measured:
+    /// ~160 instructions per record, 4 % of a 100 B send, with a `HashMap`).
+    pub topics: BTreeMap<String, TopicInfo>,
     /// Topics asked for that metadata reported an error for (UNKNOWN_TOPIC_OR_PARTITION, ...).
     pub topic_errors: HashMap<String, ResponseError>,
     /// When this snapshot was received.
@@ -92,7 +95,7 @@ impl MetadataSnapshot {
             cluster_id: None,
             controller_id: None,
             brokers: BTreeMap::new(),
-            topics: HashMap::new(),
+            topics: BTreeMap::new(),
             topic_errors: HashMap::new(),
             fetched_at: now,
         }
@@ -115,7 +118,7 @@ impl MetadataSnapshot {
                 ))
             })
             .collect();
-        let mut topics = HashMap::new();
+        let mut topics = BTreeMap::new();
         let mut topic_errors = HashMap::new();
         for t in &response.topics {
             let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {

@@ -49,7 +49,10 @@ struct Settled {
 #[derive(Debug)]
 enum Outcome {
     Delivered {
-        tp: TopicPartition,
+        /// Shared with every `RecordMetadata` built from it: one string per settled range, not
+        /// one per record.
+        topic: Arc<str>,
+        partition: i32,
         /// The offset of record `first`, when the broker said.
         base_offset: Option<i64>,
         log_append_time: Option<i64>,
@@ -111,7 +114,8 @@ impl Settler {
             first,
             count,
             Outcome::Delivered {
-                tp: tp.clone(),
+                topic: Arc::from(tp.topic.as_str()),
+                partition: tp.partition,
                 base_offset,
                 log_append_time,
             },
@@ -190,12 +194,13 @@ impl Future for DeliveryFuture {
                 let nth = (index - s.first) as usize;
                 match &mut s.outcome {
                     Outcome::Delivered {
-                        tp,
+                        topic,
+                        partition,
                         base_offset,
                         log_append_time,
                     } => Ok(RecordMetadata {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
+                        topic: topic.clone(),
+                        partition: *partition,
                         offset: base_offset.map(|b| b + nth as i64),
                         timestamp: log_append_time.unwrap_or(this.timestamp),
                     }),
@@ -286,6 +291,28 @@ mod tests {
             panic!("record 1 delivered")
         };
         assert_eq!(m.offset, Some(41));
+    }
+
+    #[test]
+    fn records_of_a_settled_range_share_one_topic_string() {
+        // The topic is built once per settled range, not copied per record (a measured cost
+        // of 100 B produce: one allocation and free per record).
+        let settler = Settler::new();
+        let waker = Waker::from(Arc::new(Count(0.into())));
+        let mut futures: Vec<_> = (0..3)
+            .map(|i| DeliveryFuture::new(settler.completion().clone(), i, 0))
+            .collect();
+        settler.deliver(0, 3, &TopicPartition::new("t", 1), Some(7), None);
+        let metas: Vec<RecordMetadata> = futures
+            .iter_mut()
+            .map(|f| match poll(f, &waker) {
+                Poll::Ready(Ok(m)) => m,
+                other => panic!("delivered, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(&*metas[0].topic, "t");
+        assert!(metas.iter().all(|m| Arc::ptr_eq(&m.topic, &metas[0].topic)));
+        assert_eq!(metas[2].offset, Some(9));
     }
 
     #[test]

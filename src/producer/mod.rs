@@ -133,6 +133,7 @@ impl Producer {
             delivery_timeout: config.delivery_timeout,
             retry_backoff: config.client.retry_backoff,
             retry_backoff_max: config.client.retry_backoff_max,
+            linger_slack: sender::LINGER_SLACK,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(ProducerState::new(

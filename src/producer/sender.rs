@@ -457,6 +457,11 @@ pub(crate) async fn init_producer_id(shared: &Shared) -> Result<ProducerIdAndEpo
     }
 }
 
+/// Half of tokio's timer tick: the sender's linger wait fires on the first whole-millisecond tick
+/// at or after the deadline, so a lingering batch may go this much early (see
+/// `AccumulatorConfig::linger_slack`) and leaves within half a tick of `linger.ms` either way.
+pub(crate) const LINGER_SLACK: Duration = Duration::from_micros(500);
+
 /// The sender task. Ends when the producer is closed and everything has an outcome.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut leaders = LeaderIndex::default();

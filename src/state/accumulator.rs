@@ -53,6 +53,12 @@ pub struct AccumulatorConfig {
     pub retry_backoff: Duration,
     /// `retry.backoff.max.ms`: cap of the doubling retry wait. Default 1 s.
     pub retry_backoff_max: Duration,
+    /// How much earlier than `linger` a lingering batch may go. The sender's timer fires only on
+    /// whole-millisecond ticks at or after the deadline asked for, which made batches wait
+    /// `linger` plus up to a tick (linger.ms is documented as an upper bound on the delay); with
+    /// half a tick of slack they go within half a tick either side of it. Not applied to retry
+    /// backoff, which `drain` checks without it. Default zero (exact, for IO-free callers).
+    pub linger_slack: Duration,
 }
 
 impl Default for AccumulatorConfig {
@@ -64,6 +70,7 @@ impl Default for AccumulatorConfig {
             delivery_timeout: Duration::from_secs(120),
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(1),
+            linger_slack: Duration::ZERO,
         }
     }
 }
@@ -413,7 +420,10 @@ impl<T> Accumulator<T> {
             let waited = now.saturating_duration_since(first.last_attempt);
             let backoff = retry_backoff(&self.config, first.attempts);
             let backing_off = backoff.is_some_and(|b| waited < b);
-            let wait_for = backoff.unwrap_or(self.config.linger);
+            // Slack shortens only the linger wait: `drain` checks backoff without it.
+            let wait_for = backoff.unwrap_or_else(|| {
+                self.config.linger.saturating_sub(self.config.linger_slack)
+            });
             let full = queue.len() > 1 || first.is_full(self.config.batch_size);
             let sendable = full
                 || waited >= wait_for

@@ -19,6 +19,7 @@ fn config() -> AccumulatorConfig {
         delivery_timeout: ms(1000),
         retry_backoff: ms(100),
         retry_backoff_max: ms(400),
+        linger_slack: Duration::ZERO,
     }
 }
 
@@ -128,6 +129,38 @@ fn ready_waits_for_linger_and_says_when_to_look_again() {
     appended(acc.append(&tp(1), (), 300, t0));
     let r = acc.ready(|t| Some(t.partition + 1), t0);
     assert_eq!(r.ready_nodes, BTreeSet::from([2]));
+}
+
+#[test]
+fn linger_slack_sends_a_lingering_batch_early_but_never_shortens_a_retry_backoff() {
+    let t0 = Instant::now();
+    let us = Duration::from_micros;
+    let mut acc = Accumulator::new(AccumulatorConfig {
+        linger_slack: us(500),
+        buffer_memory: 10_000,
+        ..config()
+    });
+    appended(acc.append(&tp(0), 0, 10, t0));
+    // linger 10 ms, slack 0.5 ms: sendable from 9.5 ms, and the sender is told to look then.
+    let r = acc.ready(|_| Some(1), t0 + ms(3));
+    assert!(r.ready_nodes.is_empty());
+    assert_eq!(r.next_check_delay, Some(us(6_500)));
+    assert!(acc.ready(|_| Some(1), t0 + us(9_499)).ready_nodes.is_empty());
+    assert_eq!(acc.ready(|_| Some(1), t0 + us(9_500)).ready_nodes.len(), 1);
+    // A retry waits its full backoff (100 ms): ready and drain agree, so a node reported ready
+    // always has something to drain.
+    let sent = acc.drain(1, &[tp(0)], 10_000, t0 + ms(10), &mut NoGate);
+    let s1 = t0 + ms(20);
+    acc.reenqueue(sent.into_iter().next().unwrap(), s1);
+    let r = acc.ready(|_| Some(1), s1 + us(99_800));
+    assert!(r.ready_nodes.is_empty());
+    assert_eq!(r.next_check_delay, Some(us(200)));
+    assert_eq!(acc.ready(|_| Some(1), s1 + ms(100)).ready_nodes.len(), 1);
+    assert_eq!(
+        acc.drain(1, &[tp(0)], 10_000, s1 + ms(100), &mut NoGate)
+            .len(),
+        1
+    );
 }
 
 #[test]

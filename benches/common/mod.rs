@@ -165,7 +165,10 @@ impl Broker {
             }
         };
         let mut broker = broker;
-        if let Ok(v) = std::env::var(BROKER_PID_ENV) {
+        // Only for a broker given by address: a variable left over from an earlier session must
+        // not make the private node's columns time some other (possibly reused) pid.
+        let reused = std::env::var("KAFKA_BOOTSTRAP_SERVERS").is_ok();
+        if let (true, Ok(v)) = (reused, std::env::var(BROKER_PID_ENV)) {
             let pid: u32 = v
                 .trim()
                 .parse()

@@ -18,7 +18,9 @@ use crate::protocol::frame::{FrameError, LENGTH_PREFIX};
 /// syscall.
 pub(super) const READ_CHUNK: usize = 64 * 1024;
 
-/// Frames up to this size are read into the shared buffer; larger ones into their own.
+/// Frames up to this size are read into the shared buffer; larger ones still arriving into their
+/// own. A larger frame that arrived whole within one read is cut from the shared buffer as it is
+/// (it then pins that buffer's allocation, at most about 2 × [`READ_CHUNK`], while held).
 pub(super) const SMALL_FRAME: usize = READ_CHUNK / 4;
 
 /// A frame larger than [`SMALL_FRAME`] being read into its own buffer.
@@ -55,6 +57,9 @@ impl FrameReader {
     /// bytes of the next frame into it.
     pub(super) fn read_target(&mut self) -> &mut BytesMut {
         if let Some(large) = &mut self.large {
+            // A full buffer would make the read reserve more room and take bytes of the next
+            // frame into this one; `next_frame` hands the frame out before that can happen.
+            debug_assert!(large.buf.len() < large.len, "read into a complete frame");
             return &mut large.buf;
         }
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
@@ -70,7 +75,14 @@ impl FrameReader {
             if large.buf.len() < large.len {
                 return Ok(None);
             }
-            let large = self.large.take().expect("checked above");
+            let mut large = self.large.take().expect("checked above");
+            if large.buf.len() > large.len {
+                // Only if the allocator gave more room than asked and a read filled it: those
+                // bytes start the next frame (the shared buffer is empty while a large frame
+                // arrives).
+                let next = large.buf.split_off(large.len);
+                self.buf.extend_from_slice(&next);
+            }
             return Ok(Some(large.buf.freeze()));
         }
         if self.buf.len() < LENGTH_PREFIX {
@@ -138,6 +150,35 @@ mod tests {
 
     fn payload(len: usize, seed: u8) -> Vec<u8> {
         (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    }
+
+    #[test]
+    fn a_large_buffer_with_more_room_than_asked_gives_the_next_frames_bytes_back() {
+        // `BytesMut::with_capacity` promises at least the size asked; should an allocator give
+        // more, a read may fill the room past the frame's end with the next frame's start.
+        let first = payload(SMALL_FRAME + 100, 1);
+        let second = payload(10, 2);
+        let mut wire = framed(&first);
+        wire.extend(framed(&second));
+        let mut reader = FrameReader::new(1 << 20);
+        reader.read_target().put_slice(&wire[..100]);
+        assert!(reader.next_frame().unwrap().is_none());
+        let large = reader.large.as_mut().expect("a large frame is arriving");
+        let mut roomy = BytesMut::with_capacity(large.len + 64);
+        roomy.extend_from_slice(&large.buf);
+        large.buf = roomy;
+        let target = reader.read_target();
+        let room = target.capacity() - target.len();
+        let rest = &wire[100..];
+        assert!(room >= rest.len(), "one read takes the rest and the next frame");
+        target.put_slice(rest);
+        let mut frames = Vec::new();
+        while let Some(frame) = reader.next_frame().unwrap() {
+            frames.push(frame);
+        }
+        assert_eq!(frames.len(), 2);
+        assert_eq!(&frames[0][..], &first[..]);
+        assert_eq!(&frames[1][..], &second[..]);
     }
 
     #[test]

@@ -13,26 +13,8 @@ use verifiable_common::*;
 
 #[test]
 fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once() {
-    let bootstrap = bootstrap();
     let input = unique("tmc-in");
-    create_topic(&input, 2);
-    java_tool(
-        "org.apache.kafka.tools.VerifiableProducer",
-        &[
-            "--topic",
-            &input,
-            "--max-messages",
-            "600",
-            "--repeating-keys",
-            "10",
-            "--bootstrap-server",
-            &bootstrap,
-        ],
-        None,
-    );
-    let inputs: Vec<Vec<String>> = (0..2)
-        .map(|p| java_read_partition(&input, p, true))
-        .collect();
+    let inputs = verifiable_input(&input, 2, 600, true);
     assert_eq!(inputs[0].len() + inputs[1].len(), 600);
     assert!(!inputs[0].is_empty() && !inputs[1].is_empty());
 
@@ -40,23 +22,8 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
         create_topic(output, 2);
         let id = unique("tmc-txn");
         let group = unique("tmc-group");
-        let mut args = vec![
-            "--input-topic",
-            &input,
-            "--input-partition",
-            "0",
-            "--output-topic",
-            output,
-            "--broker-list",
-            &bootstrap,
-            "--transactional-id",
-            &id,
-            "--consumer-group",
-            &group,
-            "--transaction-size",
-            "40",
-        ];
-        args.extend_from_slice(extra);
+        let args = copier_args(&input, output, &id, &group, "40", extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         if java {
             java_tool(
                 "org.apache.kafka.tools.TransactionalMessageCopier",
@@ -115,43 +82,15 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
 
 #[test]
 fn copier_killed_mid_copy_and_restarted_copies_exactly_once() {
-    let bootstrap = bootstrap();
     let input = unique("tmc-kill-in");
-    create_topic(&input, 1);
-    java_tool(
-        "org.apache.kafka.tools.VerifiableProducer",
-        &[
-            "--topic",
-            &input,
-            "--max-messages",
-            "3000",
-            "--bootstrap-server",
-            &bootstrap,
-        ],
-        None,
-    );
-    let want = java_read_partition(&input, 0, true);
+    let want = verifiable_input(&input, 1, 3000, false).remove(0);
     assert_eq!(want.len(), 3000);
     let output = unique("tmc-kill-out");
     create_topic(&output, 1);
     let (id, group) = (unique("tmc-kill-txn"), unique("tmc-kill-group"));
-    let args = [
-        "transactional-message-copier",
-        "--input-topic",
-        &input,
-        "--input-partition",
-        "0",
-        "--output-topic",
-        &output,
-        "--broker-list",
-        &bootstrap,
-        "--transactional-id",
-        &id,
-        "--consumer-group",
-        &group,
-        "--transaction-size",
-        "10",
-    ];
+    let mut args = vec!["transactional-message-copier".to_owned()];
+    args.extend(copier_args(&input, &output, &id, &group, "10", &[]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // SIGKILL twice, each time after some transactions committed (and one maybe open).
     let mut copied_before = 0;
     for _ in 0..2 {
@@ -184,48 +123,15 @@ fn copier_killed_mid_copy_and_restarted_copies_exactly_once() {
 #[ignore = "CI time: the single-partition kill test above covers the copier's restart; run \
             with --include-ignored"]
 fn copier_in_group_mode_killed_and_restarted_copies_exactly_once() {
-    let bootstrap = bootstrap();
     let input = unique("tmc-gkill-in");
-    create_topic(&input, 2);
-    java_tool(
-        "org.apache.kafka.tools.VerifiableProducer",
-        &[
-            "--topic",
-            &input,
-            "--max-messages",
-            "3000",
-            "--repeating-keys",
-            "10",
-            "--bootstrap-server",
-            &bootstrap,
-        ],
-        None,
-    );
-    let want: Vec<Vec<String>> = (0..2)
-        .map(|p| java_read_partition(&input, p, true))
-        .collect();
+    let want = verifiable_input(&input, 2, 3000, true);
     let output = unique("tmc-gkill-out");
     create_topic(&output, 2);
     let (id, group) = (unique("tmc-gkill-txn"), unique("tmc-gkill-group"));
-    let args = [
-        "transactional-message-copier",
-        "--input-topic",
-        &input,
-        "--input-partition",
-        "0",
-        "--output-topic",
-        &output,
-        "--broker-list",
-        &bootstrap,
-        "--transactional-id",
-        &id,
-        "--consumer-group",
-        &group,
-        "--transaction-size",
-        "10",
-        "--group-mode",
-        "--use-group-metadata",
-    ];
+    let mut args = vec!["transactional-message-copier".to_owned()];
+    let group_mode = ["--group-mode", "--use-group-metadata"];
+    args.extend(copier_args(&input, &output, &id, &group, "10", &group_mode));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (lines, _) = run_until_then_signal(
         &args,
         |lines| {
@@ -255,4 +161,54 @@ fn copier_in_group_mode_killed_and_restarted_copies_exactly_once() {
             "partition {p}: output = input, none lost or twice"
         );
     }
+}
+
+/// Writes `records` records to `topic` (made with `partitions` partitions) with Java's
+/// VerifiableProducer (keyed over 10 keys when `keyed`, so they spread over the partitions) and
+/// returns each partition's values as Java's read_committed console consumer reads them.
+fn verifiable_input(topic: &str, partitions: i32, records: usize, keyed: bool) -> Vec<Vec<String>> {
+    create_topic(topic, partitions);
+    let bootstrap = bootstrap();
+    let records = records.to_string();
+    let mut args = vec!["--topic", topic, "--max-messages", &records];
+    if keyed {
+        args.extend_from_slice(&["--repeating-keys", "10"]);
+    }
+    args.extend_from_slice(&["--bootstrap-server", &bootstrap]);
+    java_tool("org.apache.kafka.tools.VerifiableProducer", &args, None);
+    (0..partitions)
+        .map(|p| java_read_partition(topic, p, true))
+        .collect()
+}
+
+/// The copier's arguments (Java's names) for one run, without the tool name.
+fn copier_args(
+    input: &str,
+    output: &str,
+    id: &str,
+    group: &str,
+    transaction_size: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--input-topic",
+        input,
+        "--input-partition",
+        "0",
+        "--output-topic",
+        output,
+        "--broker-list",
+        &bootstrap(),
+        "--transactional-id",
+        id,
+        "--consumer-group",
+        group,
+        "--transaction-size",
+        transaction_size,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
 }

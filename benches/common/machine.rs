@@ -143,7 +143,8 @@ fn tree_ticks(root: u32) -> Option<u64> {
             if pid == parent {
                 total += t;
             }
-            if ppid == parent && pid != parent {
+            // `contains`: a parent link read across pid reuse mid-scan could form a cycle.
+            if ppid == parent && !tree.contains(&pid) {
                 tree.push(pid);
             }
         }

@@ -33,16 +33,13 @@ impl std::fmt::Display for FrameError {
     }
 }
 
-/// Takes one complete frame (without its length prefix) off the front of `buf`.
-///
-/// Returns `Ok(None)` when more bytes are needed; in that case `buf` has been given room for the
-/// rest of the frame (never more than `max` bytes), so the next read can fill it without
-/// repeated reallocation.
-pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, FrameError> {
-    if buf.len() < LENGTH_PREFIX {
+/// The length of the frame starting `buf` (without its prefix), or `None` until the prefix has
+/// arrived. A negative length or one over `max` is an error, before anything is reserved for it.
+pub fn frame_length(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = buf.first_chunk::<LENGTH_PREFIX>() else {
         return Ok(None);
-    }
-    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    };
+    let len = i32::from_be_bytes(*prefix);
     if len < 0 {
         return Err(FrameError::NegativeLength(len));
     }
@@ -50,6 +47,18 @@ pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, F
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
+    Ok(Some(len))
+}
+
+/// Takes one complete frame (without its length prefix) off the front of `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed; in that case `buf` has been given room for the
+/// rest of the frame (never more than `max` bytes), so the next read can fill it without
+/// repeated reallocation.
+pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, FrameError> {
+    let Some(len) = frame_length(buf, max)? else {
+        return Ok(None);
+    };
     let total = LENGTH_PREFIX + len;
     if buf.len() < total {
         buf.reserve(total - buf.len());

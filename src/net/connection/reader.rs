@@ -12,7 +12,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::protocol::frame::{FrameError, LENGTH_PREFIX};
+use crate::protocol::frame::{frame_length, FrameError, LENGTH_PREFIX};
 
 /// Reads are done into at least a quarter of this much spare room, so small responses need one
 /// syscall.
@@ -85,20 +85,9 @@ impl FrameReader {
             }
             return Ok(Some(large.buf.freeze()));
         }
-        if self.buf.len() < LENGTH_PREFIX {
+        let Some(len) = frame_length(&self.buf, self.max_frame)? else {
             return Ok(None);
-        }
-        let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-        if len < 0 {
-            return Err(FrameError::NegativeLength(len));
-        }
-        let len = len as usize;
-        if len > self.max_frame {
-            return Err(FrameError::TooLarge {
-                len,
-                max: self.max_frame,
-            });
-        }
+        };
         let total = LENGTH_PREFIX + len;
         if self.buf.len() >= total {
             self.buf.advance(LENGTH_PREFIX);

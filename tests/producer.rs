@@ -454,3 +454,68 @@ async fn through_a_broker_restart_at_least_once_may_duplicate_and_idempotence_do
         }
     }
 }
+
+/// `josefk.connections.per.broker=3`: the broker's six partitions are split over three produce
+/// connections, and since a partition always takes the same one, an idempotent producer's records
+/// still land once each and in send order.
+#[tokio::test(flavor = "multi_thread")]
+async fn several_connections_per_broker_keep_each_partitions_records_once_and_in_order() {
+    let bootstrap = common::bootstrap();
+    let admin = admin(&bootstrap).await;
+    let topic = common::unique_topic("lanes");
+    admin
+        .create_topics(&[NewTopic::new(&topic, 6, 1)])
+        .await
+        .unwrap();
+    let mut config = ProducerConfig::from_properties([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("josefk.connections.per.broker", "3"),
+    ])
+    .unwrap();
+    // Small batches: many requests, several in flight on each connection at once.
+    config.batch_size = 1024;
+    let producer = Producer::connect(config).await.unwrap();
+    let single = Producer::connect(producer_config(&bootstrap))
+        .await
+        .unwrap();
+
+    const N: usize = 12_000;
+    let mut deliveries = Vec::with_capacity(N);
+    for i in 0..N {
+        let record = ProducerRecord::new(&topic, value("lane", i)).partition((i % 6) as i32);
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    let mut single_deliveries = Vec::new();
+    for p in 0..6 {
+        let record = ProducerRecord::new(&topic, value("single", p)).partition(p as i32);
+        single_deliveries.push(single.send(record).await.unwrap());
+    }
+    for d in deliveries.into_iter().chain(single_deliveries) {
+        d.await.expect("delivered");
+    }
+    // Both have the same control connections; the first has two more produce connections.
+    let open = producer.metrics().network.connection_count;
+    let open_single = single.metrics().network.connection_count;
+    assert_eq!(
+        open - open_single,
+        2,
+        "three produce connections against one ({open} vs {open_single} open)"
+    );
+    producer.close(Duration::from_secs(10)).await.unwrap();
+    single.close(Duration::from_secs(10)).await.unwrap();
+
+    let log = read_back(&bootstrap, &topic, 6).await;
+    for p in 0..6 {
+        let indexes: Vec<usize> = log[&p]
+            .iter()
+            .map(|r| r.value.as_ref().unwrap())
+            .filter(|v| v.starts_with(b"lane-"))
+            .map(index_of)
+            .collect();
+        let expected: Vec<usize> = (0..N).filter(|i| i % 6 == p as usize).collect();
+        assert_eq!(
+            indexes, expected,
+            "partition {p}: every record once, in send order"
+        );
+    }
+}

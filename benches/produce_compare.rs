@@ -9,8 +9,6 @@
 //! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka,franz-go` (default
 //!   all).
 //! - `JOSEFK_BENCH_SCENARIOS`: comma list among `100-none,100-lz4,1024-none,1024-lz4`.
-//! - `JOSEFK_BENCH_CONNECTIONS_PER_BROKER`: josefk's `josefk.connections.per.broker` (default
-//!   1, as the other clients, which have no such setting); the settings line then says so.
 //! - `JOSEFK_BENCH_SECURITY=sasl_ssl`: the private broker gets a SASL_SSL listener (SCRAM-SHA-512,
 //!   a certificate from a CA made at start) next to PLAINTEXT, and every client runs each
 //!   scenario over both, one right after the other; a last table puts each client's two figures
@@ -109,9 +107,6 @@ async fn josefk_run(args: WorkerArgs) -> (WorkerResult, f64) {
         .batch_size(args.batch_size)
         .compression(args.compression.parse().expect("compression"));
     config.buffer_memory = args.buffer_memory;
-    if let Some(n) = env_u64("JOSEFK_BENCH_CONNECTIONS_PER_BROKER") {
-        config = config.connections_per_broker(n as usize);
-    }
     let producer = Producer::connect(config).await.expect("josefk connect");
     let payloads = common::payloads(args.size);
 
@@ -217,9 +212,6 @@ fn orchestrate() -> Result<(), String> {
          batch.size={BATCH_SIZE} buffer.memory={BUFFER_MEMORY}, keyless records, \
          {PARTITIONS} partitions, replication 1"
     );
-    if let Some(n) = env_u64("JOSEFK_BENCH_CONNECTIONS_PER_BROKER") {
-        println!("josefk only: josefk.connections.per.broker={n} (the others use one connection)");
-    }
     let mut baseline_cpu: HashMap<Wire, HashMap<&'static str, f64>> = HashMap::new();
     // A fresh broker's first produce runs are slower (its JIT is cold); an unmeasured josefk run
     // keeps that cost off whichever client happens to go first. It takes millions of records: on

@@ -27,9 +27,8 @@ use crate::state::backoff::Backoff;
 pub enum Lane {
     /// Metadata, admin and offset lookups.
     Control,
-    /// Produce requests only; the number says which of the producer's connections to the broker
-    /// (`connections_per_broker`), each a lane of its own.
-    Produce(u8),
+    /// Produce requests only.
+    Produce,
     /// Fetch requests only (long polls).
     Fetch,
     /// Group and transaction coordinator requests (JoinGroup waits for a rebalance).

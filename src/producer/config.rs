@@ -105,9 +105,6 @@ impl FromStr for Compression {
     }
 }
 
-/// The most Produce connections to one broker [`ProducerConfig::connections_per_broker`] allows.
-const MAX_CONNECTIONS_PER_BROKER: usize = 16;
-
 /// Producer settings. Every field documents its default and Java property.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -137,16 +134,6 @@ pub struct ProducerConfig {
     pub max_request_size: usize,
     /// `max.in.flight.requests.per.connection`: Produce requests in flight per broker. Default 5.
     pub max_in_flight: usize,
-    /// Produce connections to each broker (josefk's; property `josefk.connections.per.broker`).
-    /// Default 1, as every other client; at most 16.
-    ///
-    /// A broker handles one request per connection at a time, so one connection's Produce
-    /// requests use one broker thread at a time. With more, the partitions a broker leads are
-    /// split between that many connections (by partition number; a partition always takes the
-    /// same one, so its order and the idempotent sequence checks are kept) and the broker works on
-    /// their requests in parallel. Worth it when a broker has idle cores and one client writes
-    /// many partitions to it; each connection costs the broker a socket and its buffers.
-    pub connections_per_broker: usize,
     /// `compression.type`. Default `none`.
     pub compression: Compression,
     /// `transactional.id`. Default none.
@@ -180,7 +167,6 @@ impl ProducerConfig {
             max_block: Duration::from_millis(60_000),
             max_request_size: 1024 * 1024,
             max_in_flight: 5,
-            connections_per_broker: 1,
             compression: Compression::None,
             transactional_id: None,
             transaction_timeout: Duration::from_millis(60_000),
@@ -250,7 +236,6 @@ impl ProducerConfig {
             "max.block.ms" => self.max_block = parse_ms(key, value)?,
             "max.request.size" => self.max_request_size = parse_num(key, value)?,
             "compression.type" => self.compression = value.parse()?,
-            "josefk.connections.per.broker" => self.connections_per_broker = parse_num(key, value)?,
             "transactional.id" => {
                 self.transactional_id = Some(value.to_owned()).filter(|v| !v.is_empty())
             }
@@ -355,13 +340,6 @@ impl ProducerConfig {
         self
     }
 
-    /// Sets how many Produce connections the producer opens to each broker (see
-    /// [`ProducerConfig::connections_per_broker`]).
-    pub fn connections_per_broker(mut self, connections: usize) -> Self {
-        self.connections_per_broker = connections;
-        self
-    }
-
     /// Checks every rule (see the module docs). The config is not changed: where idempotence
     /// turns itself off, the producer does that when it connects.
     pub fn validate(&self) -> Result<()> {
@@ -416,12 +394,6 @@ impl ProducerConfig {
                 "`max.in.flight.requests.per.connection` must be at least 1".into(),
             ));
         }
-        if !(1..=MAX_CONNECTIONS_PER_BROKER).contains(&self.connections_per_broker) {
-            return Err(Error::Config(format!(
-                "`josefk.connections.per.broker` must be from 1 to {MAX_CONNECTIONS_PER_BROKER}, got {}",
-                self.connections_per_broker
-            )));
-        }
         if self.delivery_timeout < self.linger + self.client.request_timeout {
             return Err(Error::Config(
                 "`delivery.timeout.ms` must be at least `linger.ms` + `request.timeout.ms`".into(),
@@ -449,20 +421,6 @@ mod tests {
         let mut all = vec![("bootstrap.servers", "h:1")];
         all.extend_from_slice(extra);
         ProducerConfig::from_properties(all)
-    }
-
-    #[test]
-    fn connections_per_broker_is_a_josefk_property_from_1_to_16() {
-        assert_eq!(props(&[]).unwrap().connections_per_broker, 1);
-        let c = props(&[("josefk.connections.per.broker", "4")]).unwrap();
-        assert_eq!(c.connections_per_broker, 4);
-        for bad in ["0", "17"] {
-            let e = props(&[("josefk.connections.per.broker", bad)]).unwrap_err();
-            assert!(
-                e.to_string().contains("josefk.connections.per.broker"),
-                "{e}"
-            );
-        }
     }
 
     #[test]

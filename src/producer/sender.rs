@@ -35,7 +35,7 @@ use crate::protocol::compression::Compression;
 use crate::protocol::records::{encode_batch, record_size, BatchOptions, RecordInput};
 use crate::record::TopicPartition;
 use crate::state::accumulator::{
-    Accumulator, AccumulatorConfig, AppendResult, NoGate, ProducerBatch, Route,
+    Accumulator, AccumulatorConfig, AppendResult, NoGate, ProducerBatch,
 };
 use crate::state::marker_pacing::MarkerPacing;
 use crate::state::partitioner::StickyPartitioner;
@@ -93,8 +93,8 @@ pub(crate) struct ProducerState {
     /// Sticky partitioners by topic. A tree: finding a topic costs a few string comparisons
     /// (one for a producer of one topic), cheaper per record than SipHashing the name.
     sticky: BTreeMap<String, StickyPartitioner>,
-    /// Produce requests in flight per route (leader and connection).
-    in_flight: HashMap<Route, usize>,
+    /// Produce requests in flight per leader.
+    in_flight: HashMap<i32, usize>,
     pub(crate) closing: bool,
     /// Why the producer cannot go on, once it cannot.
     pub(crate) fatal: Option<String>,
@@ -465,23 +465,23 @@ pub(crate) const LINGER_SLACK: Duration = Duration::from_micros(500);
 /// The sender task. Ends when the producer is closed and everything has an outcome.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut leaders = LeaderIndex::default();
-    let mut sinks: HashMap<Route, mpsc::UnboundedSender<Vec<Batch>>> = HashMap::new();
+    let mut sinks: HashMap<i32, mpsc::UnboundedSender<Vec<Batch>>> = HashMap::new();
     loop {
         let Plan {
             requests,
             sleep_for,
             done,
         } = plan(&shared, &mut leaders);
-        for (route, batches) in requests {
-            let sink = sinks.entry(route).or_insert_with(|| {
+        for (node, batches) in requests {
+            let sink = sinks.entry(node).or_insert_with(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                shared.spawn(sink::sink(shared.clone(), route, rx));
+                shared.spawn(sink::sink(shared.clone(), node, rx));
                 tx
             });
             // A sink stops early only when the producer is stopped: these were never sent.
             if let Err(mpsc::error::SendError(batches)) = sink.send(batches) {
-                sink::settle(&shared, route.node, batches, Err(Error::Closed));
-                sink::finish_request(&shared, route);
+                sink::settle(&shared, node, batches, Err(Error::Closed));
+                sink::finish_request(&shared, node);
             }
         }
         if done {
@@ -508,16 +508,15 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Which partitions each route (leader, connection) carries, rebuilt only when the metadata
-/// snapshot changes.
+/// Which partitions each broker leads, rebuilt only when the metadata snapshot changes.
 #[derive(Default)]
 struct LeaderIndex {
     snapshot: Option<Arc<MetadataSnapshot>>,
-    by_route: HashMap<Route, Vec<TopicPartition>>,
+    by_node: HashMap<i32, Vec<TopicPartition>>,
 }
 
 impl LeaderIndex {
-    fn update(&mut self, snapshot: Arc<MetadataSnapshot>, connections: usize) {
+    fn update(&mut self, snapshot: Arc<MetadataSnapshot>) {
         if self
             .snapshot
             .as_ref()
@@ -525,12 +524,12 @@ impl LeaderIndex {
         {
             return;
         }
-        self.by_route.clear();
+        self.by_node.clear();
         for topic in snapshot.topics.values() {
             for p in &topic.partitions {
                 if let Some(leader) = p.leader {
-                    self.by_route
-                        .entry(route(leader, p.partition, connections))
+                    self.by_node
+                        .entry(leader)
                         .or_default()
                         .push(TopicPartition::new(topic.name.clone(), p.partition));
                 }
@@ -540,21 +539,10 @@ impl LeaderIndex {
     }
 }
 
-/// The connection a partition's batches take to its leader: a function of the partition number
-/// alone, so it never changes while batches of the partition are in flight (the broker must see
-/// a partition's sequences in order, and only one connection keeps an order).
-fn route(leader: i32, partition: i32, connections: usize) -> Route {
-    Route {
-        node: leader,
-        // `connections` is at most 16 (checked by the config), so the remainder fits.
-        connection: (partition.unsigned_abs() as usize % connections.max(1)) as u8,
-    }
-}
-
 /// What one pass of the sender loop decided.
 struct Plan {
-    /// Batches to send, by route (leader and connection).
-    requests: Vec<(Route, Vec<Batch>)>,
+    /// Batches to send, by leader.
+    requests: Vec<(i32, Vec<Batch>)>,
     /// When to look again without a wake-up; `None` means only on a wake-up.
     sleep_for: Option<Duration>,
     /// Closed and nothing left, or failed: the sender stops.
@@ -639,18 +627,10 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                 need_producer_id = false;
             }
         }
-        let connections = shared.config.connections_per_broker;
-        let check = state.accumulator.ready(
-            |tp| {
-                snapshot
-                    .leader(tp)
-                    .map(|leader| route(leader, tp.partition, connections))
-            },
-            now,
-        );
+        let check = state.accumulator.ready(|tp| snapshot.leader(tp), now);
         refresh.extend(check.unknown_leader_topics.iter().cloned());
-        tracing::trace!(ready = ?check.ready_routes, next = ?check.next_check_delay, unknown = ?check.unknown_leader_topics, "sender plan");
-        leaders.update(snapshot, connections);
+        tracing::trace!(ready = ?check.ready_nodes, next = ?check.next_check_delay, unknown = ?check.unknown_leader_topics, "sender plan");
+        leaders.update(snapshot);
         let max_in_flight = shared.config.max_in_flight;
         let blocked = state.reinitializing
             || state
@@ -664,23 +644,23 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
             .as_ref()
             .filter(|t| t.protocol() == TxnProtocol::V2)
             .and_then(|_| state.pacing.hold_until(now))
-            .filter(|_| !check.ready_routes.is_empty());
+            .filter(|_| !check.ready_nodes.is_empty());
         if let Some(at) = paced {
             let until = at.saturating_duration_since(now);
             tracing::trace!(?until, "first produce of the transaction paced");
             pace_for = Some(until);
         } else if !blocked {
-            for route in check.ready_routes {
-                let in_flight = state.in_flight.entry(route).or_default();
+            for node in check.ready_nodes {
+                let in_flight = state.in_flight.entry(node).or_default();
                 if *in_flight >= max_in_flight {
                     continue;
                 }
-                let Some(partitions) = leaders.by_route.get(&route) else {
+                let Some(partitions) = leaders.by_node.get(&node) else {
                     continue;
                 };
                 let batches = match (&mut state.idempotence, &state.txn) {
                     (Some(idem), Some(txn)) => state.accumulator.drain(
-                        route,
+                        node,
                         partitions,
                         shared.config.max_request_size,
                         now,
@@ -690,27 +670,27 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
                         },
                     ),
                     (Some(idem), None) => state.accumulator.drain(
-                        route,
+                        node,
                         partitions,
                         shared.config.max_request_size,
                         now,
                         idem,
                     ),
                     (None, _) => state.accumulator.drain(
-                        route,
+                        node,
                         partitions,
                         shared.config.max_request_size,
                         now,
                         &mut NoGate,
                     ),
                 };
-                tracing::trace!(?route, drained = batches.len(), "drain");
+                tracing::trace!(node, drained = batches.len(), "drain");
                 if !batches.is_empty() {
                     if state.txn.is_some() {
                         state.pacing.on_produce_sent(batches[0].id().0, now);
                     }
-                    *state.in_flight.entry(route).or_default() += 1;
-                    requests.push((route, batches));
+                    *state.in_flight.entry(node).or_default() += 1;
+                    requests.push((node, batches));
                 } else if state.txn.is_some() {
                     // Held back by the transaction gate (partitions not added yet).
                     gated = true;
@@ -795,24 +775,4 @@ fn seed() -> u64 {
     std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_partition_always_takes_the_same_connection_and_partitions_spread_evenly() {
-        for connections in 1..=16 {
-            let mut per_connection = vec![0; connections];
-            for partition in 0..(connections as i32 * 5) {
-                let r = route(7, partition, connections);
-                assert_eq!(r, route(7, partition, connections), "stable");
-                assert_eq!(r.node, 7);
-                per_connection[r.connection as usize] += 1;
-            }
-            assert!(per_connection.iter().all(|&n| n == 5), "{per_connection:?}");
-        }
-        assert_eq!(route(3, 11, 1).connection, 0);
-    }
 }

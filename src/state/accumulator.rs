@@ -9,7 +9,7 @@
 //!   hands the record back ([`AppendResult::NoMemory`]) so the async layer can wait for
 //!   [`Accumulator::release`] and try again;
 //! - [`Accumulator::drain`] takes at most one batch per partition per request, bounded by
-//!   `max.request.size`, rotating its start point per [`Route`] so no partition starves; a
+//!   `max.request.size`, rotating its start point per node so no partition starves; a
 //!   [`DrainGate`] (the idempotence state) may hold partitions back and stamps sequences;
 //! - retried batches go back in base-sequence order at the front ([`Accumulator::reenqueue`],
 //!   Java `insertInSequenceOrder`) and wait out an exponential retry backoff;
@@ -32,27 +32,6 @@ use crate::record::TopicPartition;
 /// Bytes a v2 `RecordBatch` header takes before its first record (`RECORD_BATCH_OVERHEAD` in
 /// Java's `DefaultRecordBatch`); counted in every batch's size.
 pub const RECORD_BATCH_OVERHEAD: usize = 61;
-
-/// Where a request goes: a broker, and which of the producer's connections to it carries the
-/// request. A partition always takes the same connection to its leader (its route is a function of
-/// the partition alone), so its batches reach the broker in sequence order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Route {
-    /// The leader's node id.
-    pub node: i32,
-    /// Which of the connections to that broker (`0..connections per broker`).
-    pub connection: u8,
-}
-
-impl From<i32> for Route {
-    /// The first (with one connection per broker, the only) connection to `node`.
-    fn from(node: i32) -> Self {
-        Route {
-            node,
-            connection: 0,
-        }
-    }
-}
 
 /// Identifies one batch for its whole life: appends, drains, retries, completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -274,8 +253,8 @@ pub enum AppendResult<T> {
 /// The outcome of [`Accumulator::ready`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadyCheck {
-    /// Routes (leader, connection) with at least one sendable partition.
-    pub ready_routes: BTreeSet<Route>,
+    /// Leaders with at least one sendable partition.
+    pub ready_nodes: BTreeSet<i32>,
     /// When to check again for batches still lingering or backing off; `None` if none are.
     pub next_check_delay: Option<Duration>,
     /// Topics with queued batches but no known leader: refresh their metadata.
@@ -297,8 +276,8 @@ pub struct Accumulator<T> {
     memory_waiters: bool,
     /// Partitions with a request in flight, for `max.in.flight = 1` ordering without idempotence.
     muted: HashSet<TopicPartition>,
-    /// Per route, where the last drain stopped (Java `nodesDrainIndex`), so partitions take turns.
-    drain_index: HashMap<Route, usize>,
+    /// Per node, where the last drain stopped (Java `nodesDrainIndex`), so partitions take turns.
+    drain_index: HashMap<i32, usize>,
     flushes: usize,
     closed: bool,
     next_id: u64,
@@ -417,26 +396,25 @@ impl<T> Accumulator<T> {
         })
     }
 
-    /// Which routes have something to send now, and when to look again (Java `ready`).
+    /// Which leaders have something to send now, and when to look again (Java `ready`).
     ///
     /// A partition is sendable when its front batch is not backing off from a retry, not muted,
     /// and any of: the queue holds a full batch, `linger.ms` passed, memory is short, a flush is
-    /// running, or the accumulator is closed. `route_of` maps a partition to its leader and the
-    /// connection it takes (`None`: no leader known).
+    /// running, or the accumulator is closed. `leader_of` maps a partition to its leader's node id.
     pub fn ready(
         &self,
-        route_of: impl Fn(&TopicPartition) -> Option<Route>,
+        leader_of: impl Fn(&TopicPartition) -> Option<i32>,
         now: Instant,
     ) -> ReadyCheck {
         let mut out = ReadyCheck::default();
         for queue in self.queues.values().flatten() {
             let Some(first) = queue.front() else { continue };
             let tp = &first.tp;
-            let Some(route) = route_of(tp) else {
+            let Some(leader) = leader_of(tp) else {
                 out.unknown_leader_topics.insert(tp.topic.clone());
                 continue;
             };
-            if out.ready_routes.contains(&route) || self.muted.contains(tp) {
+            if out.ready_nodes.contains(&leader) || self.muted.contains(tp) {
                 continue;
             }
             let waited = now.saturating_duration_since(first.last_attempt);
@@ -453,7 +431,7 @@ impl<T> Accumulator<T> {
                 || self.closed
                 || self.flushes > 0;
             if sendable && !backing_off {
-                out.ready_routes.insert(route);
+                out.ready_nodes.insert(leader);
             } else {
                 let left = wait_for.saturating_sub(waited);
                 out.next_check_delay = Some(out.next_check_delay.map_or(left, |d| d.min(left)));
@@ -462,16 +440,16 @@ impl<T> Accumulator<T> {
         out
     }
 
-    /// Takes batches for one request on `route` (Java `drainBatchesForOneNode`): at most one batch
-    /// per partition of `partitions` (the partitions routed there), in total at most
+    /// Takes batches for one request to `node` (Java `drainBatchesForOneNode`): at most one batch
+    /// per partition of `partitions` (the partitions `node` leads), in total at most
     /// `max_request_size` bytes (a single larger batch still goes alone). Partitions backing off,
     /// muted, or refused by `gate` are skipped; drained batches are stamped by `gate`.
     ///
-    /// Every non-empty partition of the route is drained, lingering or not: the request is going
+    /// Every non-empty partition of the node is drained, lingering or not: the request is going
     /// anyway, so waiting batches ride along.
     pub fn drain(
         &mut self,
-        route: Route,
+        node: i32,
         partitions: &[TopicPartition],
         max_request_size: usize,
         now: Instant,
@@ -481,11 +459,11 @@ impl<T> Accumulator<T> {
         if partitions.is_empty() {
             return out;
         }
-        let start = self.drain_index.get(&route).copied().unwrap_or(0) % partitions.len();
+        let start = self.drain_index.get(&node).copied().unwrap_or(0) % partitions.len();
         let mut size = 0;
         for step in 0..partitions.len() {
             let idx = (start + step) % partitions.len();
-            self.drain_index.insert(route, idx);
+            self.drain_index.insert(node, idx);
             let tp = &partitions[idx];
             if self.muted.contains(tp) {
                 continue;

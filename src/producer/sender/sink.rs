@@ -39,19 +39,18 @@ fn encode(shared: &Shared, batch: &Batch) -> Result<Bytes> {
     Ok(out.freeze())
 }
 
-/// The produce sink of one route, i.e. one produce connection to a broker (franz-go's
-/// per-broker sink): takes the sender's requests for `route` in drain order and submits each to
-/// that connection before taking the next, so requests reach the broker in sequence order; responses are awaited concurrently (up to
+/// The produce sink of one broker (franz-go's per-broker sink): takes the sender's requests for
+/// `node` in drain order and submits each to the broker's produce connection before taking the
+/// next, so requests reach the broker in sequence order; responses are awaited concurrently (up to
 /// `max.in.flight.requests.per.connection`, enforced by the sender).
 ///
 /// Once the producer is stopped (`close`), nothing more is submitted: requests not yet submitted
 /// fail as never sent, and requests in flight stop waiting and fail as outcome unknown.
 pub(super) async fn sink(
     shared: Arc<Shared>,
-    route: Route,
+    node: i32,
     mut requests: mpsc::UnboundedReceiver<Vec<Batch>>,
 ) {
-    let node = route.node;
     loop {
         let batches = tokio::select! {
             biased;
@@ -79,7 +78,7 @@ pub(super) async fn sink(
         let submitted = tokio::select! {
             biased;
             _ = shared.stopped() => Err(Error::Closed),
-            submitted = submit(&shared, route, &request, connect_by) => submitted,
+            submitted = submit(&shared, node, &request, connect_by) => submitted,
         };
         match submitted {
             Ok((broker, version, pending, span)) => {
@@ -146,14 +145,14 @@ pub(super) async fn sink(
                             tracing::Span::current().record("error", tracing::field::display(e));
                         }
                         settle(&shared, node, batches, result);
-                        finish_request(&shared, route);
+                        finish_request(&shared, node);
                     }
                     .instrument(span),
                 );
             }
             Err(e) => {
                 settle(&shared, node, batches, Err(e));
-                finish_request(&shared, route);
+                finish_request(&shared, node);
             }
         }
     }
@@ -161,7 +160,7 @@ pub(super) async fn sink(
     requests.close();
     while let Ok(batches) = requests.try_recv() {
         settle(&shared, node, batches, Err(Error::Closed));
-        finish_request(&shared, route);
+        finish_request(&shared, node);
     }
 }
 
@@ -207,18 +206,15 @@ fn prepare(shared: &Shared, batches: Vec<Batch>) -> (Vec<Batch>, ProduceRequest)
     (sendable, request)
 }
 
-/// Queues the request on `route`'s produce connection; returns what is needed to read the answer.
+/// Queues the request on `node`'s produce connection; returns what is needed to read the answer.
 /// Gives up getting a connection at `connect_by` (nothing was sent then).
 async fn submit(
     shared: &Shared,
-    route: Route,
+    node: i32,
     request: &ProduceRequest,
     connect_by: Instant,
 ) -> Result<(crate::BrokerRef, i16, PendingResponse, tracing::Span)> {
-    let node = route.node;
-    let connection = shared
-        .cluster
-        .connection(node, Lane::Produce(route.connection));
+    let connection = shared.cluster.connection(node, Lane::Produce);
     let conn = match tokio::time::timeout_at(connect_by, connection).await {
         Ok(conn) => conn?,
         Err(_) => {
@@ -244,10 +240,10 @@ async fn submit(
 }
 
 /// Frees the request's in-flight slot and wakes whoever waits on progress.
-pub(super) fn finish_request(shared: &Shared, route: Route) {
+pub(super) fn finish_request(shared: &Shared, node: i32) {
     {
         let mut state = shared.lock();
-        if let Some(n) = state.in_flight.get_mut(&route) {
+        if let Some(n) = state.in_flight.get_mut(&node) {
             *n = n.saturating_sub(1);
         }
     }

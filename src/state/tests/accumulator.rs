@@ -89,16 +89,16 @@ fn the_memory_bound_hands_records_back_until_memory_is_released() {
     // Appends that fit an open batch still work.
     appended(acc.append(&tp(0), 100, 10, t0));
     // Someone waits for memory: everything is sendable before linger.
-    let ready = acc.ready(|_| Some(1.into()), t0);
-    assert_eq!(ready.ready_routes, BTreeSet::from([Route::from(1)]));
-    let drained = acc.drain(1.into(), &[tp(0)], 10_000, t0, &mut NoGate);
+    let ready = acc.ready(|_| Some(1), t0);
+    assert_eq!(ready.ready_nodes, BTreeSet::from([1]));
+    let drained = acc.drain(1, &[tp(0)], 10_000, t0, &mut NoGate);
     assert_eq!(
         acc.release(drained.into_iter().next().unwrap()),
         vec![0, 100]
     );
     appended(acc.append(&tp(5), 99, 10, t0));
     assert!(
-        acc.ready(|_| Some(1.into()), t0).ready_routes.is_empty(),
+        acc.ready(|_| Some(1), t0).ready_nodes.is_empty(),
         "no waiter any more"
     );
     assert!(matches!(
@@ -113,64 +113,22 @@ fn ready_waits_for_linger_and_says_when_to_look_again() {
     let mut acc = Accumulator::new(config());
     appended(acc.append(&tp(0), (), 10, t0));
     appended(acc.append(&TopicPartition::new("orphan", 0), (), 10, t0));
-    let leader = |t: &TopicPartition| (t.topic == "t").then_some(Route::from(1));
+    let leader = |t: &TopicPartition| (t.topic == "t").then_some(1);
     let r = acc.ready(leader, t0 + ms(3));
-    assert!(r.ready_routes.is_empty());
+    assert!(r.ready_nodes.is_empty());
     assert_eq!(r.next_check_delay, Some(ms(7)));
     assert_eq!(
         r.unknown_leader_topics,
         BTreeSet::from(["orphan".to_owned()])
     );
     assert_eq!(
-        acc.ready(leader, t0 + ms(10)).ready_routes,
-        BTreeSet::from([Route::from(1)])
+        acc.ready(leader, t0 + ms(10)).ready_nodes,
+        BTreeSet::from([1])
     );
     // A full batch does not linger.
     appended(acc.append(&tp(1), (), 300, t0));
-    let r = acc.ready(|t| Some(Route::from(t.partition + 1)), t0);
-    assert_eq!(r.ready_routes, BTreeSet::from([Route::from(2)]));
-}
-
-/// Two connections to one broker are two routes: a full batch on one does not pull the other's
-/// lingering batch into a request early, and each keeps its own drain rotation.
-#[test]
-fn routes_to_one_broker_are_ready_and_drained_apart() {
-    let t0 = Instant::now();
-    let mut acc = Accumulator::new(AccumulatorConfig {
-        buffer_memory: 10_000,
-        ..config()
-    });
-    let route = |p: i32| Route {
-        node: 1,
-        connection: (p % 2) as u8,
-    };
-    for p in 0..4 {
-        // Partitions 0 and 2 (connection 0) full, 1 and 3 (connection 1) lingering.
-        let size = if p % 2 == 0 { 300 } else { 10 };
-        appended(acc.append(&tp(p), p, size, t0));
-    }
-    let r = acc.ready(|t| Some(route(t.partition)), t0 + ms(1));
-    assert_eq!(r.ready_routes, BTreeSet::from([route(0)]));
-    assert_eq!(r.next_check_delay, Some(ms(9)));
-    let on_first: Vec<i32> = acc
-        .drain(route(0), &[tp(0), tp(2)], 10_000, t0 + ms(1), &mut NoGate)
-        .iter()
-        .map(|b| b.tp().partition)
-        .collect();
-    assert_eq!(on_first, [0, 2]);
-    // Connection 1's batches still linger; once due they leave on their own request.
-    assert!(acc
-        .ready(|t| Some(route(t.partition)), t0 + ms(5))
-        .ready_routes
-        .is_empty());
-    let r = acc.ready(|t| Some(route(t.partition)), t0 + ms(10));
-    assert_eq!(r.ready_routes, BTreeSet::from([route(1)]));
-    let on_second: Vec<i32> = acc
-        .drain(route(1), &[tp(1), tp(3)], 10_000, t0 + ms(10), &mut NoGate)
-        .iter()
-        .map(|b| b.tp().partition)
-        .collect();
-    assert_eq!(on_second, [1, 3]);
+    let r = acc.ready(|t| Some(t.partition + 1), t0);
+    assert_eq!(r.ready_nodes, BTreeSet::from([2]));
 }
 
 #[test]
@@ -184,22 +142,22 @@ fn linger_slack_sends_a_lingering_batch_early_but_never_shortens_a_retry_backoff
     });
     appended(acc.append(&tp(0), 0, 10, t0));
     // linger 10 ms, slack 0.5 ms: sendable from 9.5 ms, and the sender is told to look then.
-    let r = acc.ready(|_| Some(1.into()), t0 + ms(3));
-    assert!(r.ready_routes.is_empty());
+    let r = acc.ready(|_| Some(1), t0 + ms(3));
+    assert!(r.ready_nodes.is_empty());
     assert_eq!(r.next_check_delay, Some(us(6_500)));
-    assert!(acc.ready(|_| Some(1.into()), t0 + us(9_499)).ready_routes.is_empty());
-    assert_eq!(acc.ready(|_| Some(1.into()), t0 + us(9_500)).ready_routes.len(), 1);
+    assert!(acc.ready(|_| Some(1), t0 + us(9_499)).ready_nodes.is_empty());
+    assert_eq!(acc.ready(|_| Some(1), t0 + us(9_500)).ready_nodes.len(), 1);
     // A retry waits its full backoff (100 ms): ready and drain agree, so a node reported ready
     // always has something to drain.
-    let sent = acc.drain(1.into(), &[tp(0)], 10_000, t0 + ms(10), &mut NoGate);
+    let sent = acc.drain(1, &[tp(0)], 10_000, t0 + ms(10), &mut NoGate);
     let s1 = t0 + ms(20);
     acc.reenqueue(sent.into_iter().next().unwrap(), s1);
-    let r = acc.ready(|_| Some(1.into()), s1 + us(99_800));
-    assert!(r.ready_routes.is_empty());
+    let r = acc.ready(|_| Some(1), s1 + us(99_800));
+    assert!(r.ready_nodes.is_empty());
     assert_eq!(r.next_check_delay, Some(us(200)));
-    assert_eq!(acc.ready(|_| Some(1.into()), s1 + ms(100)).ready_routes.len(), 1);
+    assert_eq!(acc.ready(|_| Some(1), s1 + ms(100)).ready_nodes.len(), 1);
     assert_eq!(
-        acc.drain(1.into(), &[tp(0)], 10_000, s1 + ms(100), &mut NoGate)
+        acc.drain(1, &[tp(0)], 10_000, s1 + ms(100), &mut NoGate)
             .len(),
         1
     );
@@ -210,13 +168,13 @@ fn flush_and_close_make_everything_sendable() {
     let t0 = Instant::now();
     let mut acc = Accumulator::new(config());
     appended(acc.append(&tp(0), (), 10, t0));
-    assert!(acc.ready(|_| Some(1.into()), t0).ready_routes.is_empty());
+    assert!(acc.ready(|_| Some(1), t0).ready_nodes.is_empty());
     acc.begin_flush();
-    assert_eq!(acc.ready(|_| Some(1.into()), t0).ready_routes.len(), 1);
+    assert_eq!(acc.ready(|_| Some(1), t0).ready_nodes.len(), 1);
     acc.end_flush();
-    assert!(acc.ready(|_| Some(1.into()), t0).ready_routes.is_empty());
+    assert!(acc.ready(|_| Some(1), t0).ready_nodes.is_empty());
     acc.close();
-    assert_eq!(acc.ready(|_| Some(1.into()), t0).ready_routes.len(), 1);
+    assert_eq!(acc.ready(|_| Some(1), t0).ready_nodes.len(), 1);
     assert!(matches!(
         acc.append(&tp(0), (), 10, t0),
         AppendResult::Closed(())
@@ -236,17 +194,17 @@ fn drain_takes_one_batch_per_partition_within_the_request_size_and_rotates() {
             appended(acc.append(p, (), 150, t0));
         }
     }
-    let all = acc.drain(1.into(), &parts, 10_000, t0, &mut NoGate);
+    let all = acc.drain(1, &parts, 10_000, t0, &mut NoGate);
     let tps: Vec<_> = all.iter().map(|b| b.tp().partition).collect();
     assert_eq!(tps, vec![0, 1, 2], "one batch per partition");
     // Room for one 211-byte batch only: each drain continues where the last one stopped.
-    let first = acc.drain(1.into(), &parts, 300, t0, &mut NoGate);
-    let second = acc.drain(1.into(), &parts, 300, t0, &mut NoGate);
+    let first = acc.drain(1, &parts, 300, t0, &mut NoGate);
+    let second = acc.drain(1, &parts, 300, t0, &mut NoGate);
     assert_eq!(first.len(), 1);
     assert_eq!(second.len(), 1);
     assert_ne!(first[0].tp(), second[0].tp());
     // A single batch larger than the limit still goes, alone.
-    let rest = acc.drain(1.into(), &parts, 10, t0, &mut NoGate);
+    let rest = acc.drain(1, &parts, 10, t0, &mut NoGate);
     assert_eq!(rest.len(), 1);
     assert!(!acc.has_undrained());
 }
@@ -256,7 +214,7 @@ fn drained_batches_are_closed_to_appends() {
     let t0 = Instant::now();
     let mut acc = Accumulator::new(config());
     let a = appended(acc.append(&tp(0), 1, 10, t0));
-    let drained = acc.drain(1.into(), &[tp(0)], 10_000, t0, &mut NoGate);
+    let drained = acc.drain(1, &[tp(0)], 10_000, t0, &mut NoGate);
     assert_eq!(drained[0].id(), a.batch);
     let b = appended(acc.append(&tp(0), 2, 10, t0));
     assert!(b.new_batch);
@@ -270,7 +228,7 @@ fn retried_batches_return_in_sequence_order_and_back_off() {
     let mut sent = Vec::new();
     for i in 0..3 {
         appended(acc.append(&tp(0), i, 150, t0));
-        sent.extend(acc.drain(1.into(), &[tp(0)], 10_000, t0, &mut gate));
+        sent.extend(acc.drain(1, &[tp(0)], 10_000, t0, &mut gate));
     }
     appended(acc.append(&tp(0), 9, 10, t0));
     let s1 = t0 + ms(5);
@@ -287,20 +245,20 @@ fn retried_batches_return_in_sequence_order_and_back_off() {
         .collect();
     assert_eq!(order, vec![Some(0), Some(1), Some(2), None]);
     // First retry waits retry.backoff.ms (100 ms) from the re-enqueue.
-    let r = acc.ready(|_| Some(1.into()), s1 + ms(50));
-    assert!(r.ready_routes.is_empty());
+    let r = acc.ready(|_| Some(1), s1 + ms(50));
+    assert!(r.ready_nodes.is_empty());
     assert_eq!(r.next_check_delay, Some(ms(50)));
     assert!(acc
-        .drain(1.into(), &[tp(0)], 10_000, s1 + ms(50), &mut gate)
+        .drain(1, &[tp(0)], 10_000, s1 + ms(50), &mut gate)
         .is_empty());
-    let again = acc.drain(1.into(), &[tp(0)], 10_000, s1 + ms(100), &mut gate);
+    let again = acc.drain(1, &[tp(0)], 10_000, s1 + ms(100), &mut gate);
     assert_eq!(seq(&again[0]), 0);
     assert_eq!(again[0].attempts(), 1);
     // Second retry of the same batch waits twice as long.
     let s2 = s1 + ms(100);
     acc.reenqueue(again.into_iter().next().unwrap(), s2);
-    assert!(acc.ready(|_| Some(1.into()), s2 + ms(150)).ready_routes.is_empty());
-    assert_eq!(acc.ready(|_| Some(1.into()), s2 + ms(200)).ready_routes.len(), 1);
+    assert!(acc.ready(|_| Some(1), s2 + ms(150)).ready_nodes.is_empty());
+    assert_eq!(acc.ready(|_| Some(1), s2 + ms(200)).ready_nodes.len(), 1);
 }
 
 #[test]
@@ -309,7 +267,7 @@ fn expiry_fails_every_batch_past_the_delivery_timeout_unsure_ones_included() {
     let mut acc = Accumulator::new(config());
     let mut gate = Stamp(0);
     appended(acc.append(&tp(0), "sent", 150, t0));
-    let mut b = acc.drain(1.into(), &[tp(0)], 10_000, t0, &mut gate).pop().unwrap();
+    let mut b = acc.drain(1, &[tp(0)], 10_000, t0, &mut gate).pop().unwrap();
     b.mark_outcome_unknown();
     b.set_last_error("lost".into());
     acc.reenqueue(b, t0 + ms(1));
@@ -337,7 +295,7 @@ fn aborting_drops_only_unsent_batches() {
     let mut acc = Accumulator::new(config());
     appended(acc.append(&tp(0), 1, 150, t0));
     let sent = acc
-        .drain(1.into(), &[tp(0)], 10_000, t0, &mut Stamp(0))
+        .drain(1, &[tp(0)], 10_000, t0, &mut Stamp(0))
         .pop()
         .unwrap();
     acc.reenqueue(sent, t0);
@@ -356,10 +314,10 @@ fn muted_partitions_are_neither_ready_nor_drained() {
     let mut acc = Accumulator::new(config());
     appended(acc.append(&tp(0), (), 300, t0));
     acc.mute(&tp(0));
-    assert!(acc.ready(|_| Some(1.into()), t0).ready_routes.is_empty());
-    assert!(acc.drain(1.into(), &[tp(0)], 10_000, t0, &mut NoGate).is_empty());
+    assert!(acc.ready(|_| Some(1), t0).ready_nodes.is_empty());
+    assert!(acc.drain(1, &[tp(0)], 10_000, t0, &mut NoGate).is_empty());
     acc.unmute(&tp(0));
-    assert_eq!(acc.drain(1.into(), &[tp(0)], 10_000, t0, &mut NoGate).len(), 1);
+    assert_eq!(acc.drain(1, &[tp(0)], 10_000, t0, &mut NoGate).len(), 1);
 }
 
 #[test]
@@ -372,11 +330,11 @@ fn a_refused_batch_splits_in_half_by_bytes_and_goes_back_first_in_record_order()
     appended(acc.append(&tp(0), 5, 150, t0)); // does not fit: a second batch
     assert_eq!(acc.used_memory(), 200 + RECORD_BATCH_OVERHEAD + 150);
     let t1 = t0 + ms(50);
-    let mut big = acc.drain(1.into(), &[tp(0)], usize::MAX, t1, &mut NoGate);
+    let mut big = acc.drain(1, &[tp(0)], usize::MAX, t1, &mut NoGate);
     let big = big.pop().unwrap();
     assert_eq!(big.records(), &[1, 2, 3, 4]);
     acc.reenqueue(big, t1);
-    let big = acc.drain(1.into(), &[tp(0)], usize::MAX, t1 + ms(100), &mut NoGate);
+    let big = acc.drain(1, &[tp(0)], usize::MAX, t1 + ms(100), &mut NoGate);
     let big = big.into_iter().next().unwrap();
     assert_eq!(big.attempts(), 1);
     let original = big.id();
@@ -394,17 +352,17 @@ fn a_refused_batch_splits_in_half_by_bytes_and_goes_back_first_in_record_order()
     assert_eq!(acc.queued_batches(&tp(0)), 3);
     // Never tried: no backoff, sendable at once (ahead of the later batch).
     let now = t1 + ms(100);
-    assert!(acc.ready(|_| Some(1.into()), now).ready_routes.contains(&Route::from(1)));
+    assert!(acc.ready(|_| Some(1), now).ready_nodes.contains(&1));
     let a = acc
-        .drain(1.into(), &[tp(0)], usize::MAX, now, &mut NoGate)
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
         .pop()
         .unwrap();
     let b = acc
-        .drain(1.into(), &[tp(0)], usize::MAX, now, &mut NoGate)
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
         .pop()
         .unwrap();
     let c = acc
-        .drain(1.into(), &[tp(0)], usize::MAX, now, &mut NoGate)
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
         .pop()
         .unwrap();
     assert_eq!((a.id(), b.id()), (parts[0].0, parts[1].0));
@@ -423,14 +381,14 @@ fn a_refused_batch_splits_in_half_by_bytes_and_goes_back_first_in_record_order()
     let parts = acc.split_and_reenqueue(b).ok().unwrap();
     assert_eq!((parts[0].1, parts[1].1), (1, 2));
     let d = acc
-        .drain(1.into(), &[tp(0)], usize::MAX, now, &mut NoGate)
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
         .pop()
         .unwrap();
     assert_eq!(d.records(), &[2]);
     let lone = acc.split_and_reenqueue(d).err().unwrap();
     assert_eq!(lone.records(), &[2]);
     let e = acc
-        .drain(1.into(), &[tp(0)], usize::MAX, now, &mut NoGate)
+        .drain(1, &[tp(0)], usize::MAX, now, &mut NoGate)
         .pop()
         .unwrap();
     assert_eq!(e.records(), &[3, 4]);
@@ -449,13 +407,13 @@ fn split_parts_keep_the_original_sequence_range_and_sequence_order() {
         appended(acc.append(&tp(0), r, 20, t0));
     }
     let big = acc
-        .drain(1.into(), &[tp(0)], usize::MAX, t0, &mut gate)
+        .drain(1, &[tp(0)], usize::MAX, t0, &mut gate)
         .pop()
         .unwrap();
     assert_eq!(seq(&big), 10);
     appended(acc.append(&tp(0), 9, 20, t0));
     let later = acc
-        .drain(1.into(), &[tp(0)], usize::MAX, t0, &mut gate)
+        .drain(1, &[tp(0)], usize::MAX, t0, &mut gate)
         .pop()
         .unwrap();
     assert_eq!(seq(&later), 13);
@@ -469,7 +427,7 @@ fn split_parts_keep_the_original_sequence_range_and_sequence_order() {
     let now = t0 + ms(1000);
     let order: Vec<_> = (0..4)
         .map(|_| {
-            acc.drain(1.into(), &[tp(0)], usize::MAX, now, &mut gate)
+            acc.drain(1, &[tp(0)], usize::MAX, now, &mut gate)
                 .pop()
                 .unwrap()
         })

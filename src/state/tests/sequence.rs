@@ -45,7 +45,7 @@ impl Rig {
     fn drain(&mut self, tp: &TopicPartition) -> Option<ProducerBatch<u32>> {
         self.acc
             .drain(
-                1.into(),
+                1,
                 std::slice::from_ref(tp),
                 usize::MAX,
                 self.now,

@@ -810,14 +810,14 @@ fn the_transactional_gate_holds_partitions_not_yet_added() {
         txn: &m,
         idempotence: &mut idem,
     };
-    assert!(acc.drain(1.into(), &[tp(0)], 1 << 20, now, &mut gate).is_empty());
+    assert!(acc.drain(1, &[tp(0)], 1 << 20, now, &mut gate).is_empty());
     m.next_request(false);
     m.on_add_partitions(&[(tp(0), None)]).unwrap();
     let mut gate = TransactionalGate {
         txn: &m,
         idempotence: &mut idem,
     };
-    let drained = acc.drain(1.into(), &[tp(0)], 1 << 20, now, &mut gate);
+    let drained = acc.drain(1, &[tp(0)], 1 << 20, now, &mut gate);
     assert_eq!(drained[0].sequence().unwrap().base_sequence, 0);
 }
 

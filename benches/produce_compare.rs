@@ -145,6 +145,15 @@ async fn josefk_run(args: WorkerArgs) -> (WorkerResult, f64) {
         eprintln!("josefk worker: flush: {e}");
     }
     let mut c = collector.await.expect("collector");
+    // What the requests looked like (stderr only: the result line stays the same for all clients).
+    let m = producer.metrics();
+    eprintln!(
+        "josefk worker: {} batches of {:.0} B avg, {:.1} records per request avg ({} requests)",
+        m.batch_size.count,
+        m.batch_size.avg,
+        m.records_per_request.avg,
+        m.records_per_request.count
+    );
     let _ = producer.close(Duration::from_secs(10)).await;
     let (p50_ms, p99_ms) = c.latencies.p50_p99_ms();
     let p999_ms = c.latencies.percentile_ms(0.999);

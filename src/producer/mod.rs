@@ -98,7 +98,8 @@ impl Drop for Handle {
 
 impl Producer {
     /// Validates `config`, connects to the cluster, obtains a producer id when idempotent, and
-    /// starts the sender task.
+    /// starts the sender task, with a small thread (`josefk-linger`) that wakes it at linger
+    /// deadlines more precisely than tokio's millisecond timer; both end with the producer.
     ///
     /// Bounded by `max.block.ms` ([`Error::Timeout`] naming the request waited for: Metadata
     /// while bootstrapping, InitProducerId while getting a producer id).

@@ -53,10 +53,9 @@ pub struct AccumulatorConfig {
     pub retry_backoff: Duration,
     /// `retry.backoff.max.ms`: cap of the doubling retry wait. Default 1 s.
     pub retry_backoff_max: Duration,
-    /// How much earlier than `linger` a lingering batch may go. The sender's timer fires only on
-    /// whole-millisecond ticks at or after the deadline asked for, which made batches wait
-    /// `linger` plus up to a tick (linger.ms is documented as an upper bound on the delay); with
-    /// half a tick of slack they go within half a tick either side of it. Not applied to retry
+    /// How much earlier than `linger` a lingering batch may go: the producer sets the time its
+    /// sender takes from a timer's wake-up to the drain, so batches leave at `linger` rather than
+    /// after it (linger.ms is documented as an upper bound on the delay). Not applied to retry
     /// backoff, which `drain` checks without it. Default zero (exact, for IO-free callers).
     pub linger_slack: Duration,
 }

@@ -142,7 +142,7 @@ impl Producer {
                 config.enable_idempotence,
                 config.transactional_id.is_some(),
             )),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             progress: Notify::new(),
             txn_wake: Notify::new(),
             cluster,

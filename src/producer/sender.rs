@@ -55,7 +55,9 @@ type Batch = ProducerBatch<PendingRecord>;
 pub(crate) struct Shared {
     pub(crate) state: Mutex<ProducerState>,
     /// Wakes the sender: a batch became sendable, a request finished, a flush or close began.
-    pub(crate) wake: Notify,
+    /// An `Arc` so the linger timer's thread (`timer::PreciseTimer`) can hold it without holding
+    /// the rest of this state (whose last reference must not go away on that thread).
+    pub(crate) wake: Arc<Notify>,
     /// Wakes handles: memory was released, a request finished (flush and close wait on it), a
     /// transactional request finished.
     pub(crate) progress: Notify,
@@ -468,7 +470,7 @@ pub(crate) const LINGER_SLACK: Duration = Duration::from_micros(100);
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut leaders = LeaderIndex::default();
     let mut sinks: HashMap<i32, mpsc::UnboundedSender<Vec<Batch>>> = HashMap::new();
-    let timer = timer::PreciseTimer::start(Arc::downgrade(&shared), |s: &Shared| &s.wake);
+    let timer = timer::PreciseTimer::start(shared.wake.clone());
     loop {
         let Plan {
             requests,

@@ -9,7 +9,7 @@
 //! timed wait ends within tens of microseconds of its deadline. The sender still arms its tokio
 //! sleep as well, so a missing thread only costs precision.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -43,17 +43,16 @@ const STACK: usize = 64 * 1024;
 
 impl PreciseTimer {
     /// Starts the thread, which notifies `wake` at each armed deadline and ends when the handle
-    /// is dropped or `wake`'s owner is gone. `None` if no thread could be started.
-    pub(super) fn start<T: Send + Sync + 'static>(
-        owner: Weak<T>,
-        wake: fn(&T) -> &Notify,
-    ) -> Option<Self> {
+    /// is dropped (the sender task holds it, so also when that task is dropped unfinished). The
+    /// thread holds only `wake`, never the producer's state, so nothing of the producer is ever
+    /// dropped on it. `None` if no thread could be started.
+    pub(super) fn start(wake: Arc<Notify>) -> Option<Self> {
         let inner = Arc::new(Inner::default());
         let thread_inner = inner.clone();
         std::thread::Builder::new()
             .name("josefk-linger".into())
             .stack_size(STACK)
-            .spawn(move || run(&thread_inner, &owner, wake))
+            .spawn(move || run(&thread_inner, &wake))
             .ok()?;
         Some(PreciseTimer { inner })
     }
@@ -92,7 +91,7 @@ fn lock(armed: &Mutex<Armed>) -> MutexGuard<'_, Armed> {
     armed.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn run<T>(inner: &Inner, owner: &Weak<T>, wake: fn(&T) -> &Notify) {
+fn run(inner: &Inner, wake: &Notify) {
     let mut armed = lock(&inner.armed);
     loop {
         if armed.stop {
@@ -121,10 +120,7 @@ fn run<T>(inner: &Inner, owner: &Weak<T>, wake: fn(&T) -> &Notify) {
                 }
                 armed.at = None;
                 drop(armed);
-                match owner.upgrade() {
-                    Some(owner) => wake(&owner).notify_one(),
-                    None => return,
-                }
+                wake.notify_one();
                 armed = lock(&inner.armed);
             }
         }
@@ -139,7 +135,7 @@ mod tests {
     const PATIENCE: Duration = Duration::from_secs(30);
 
     fn start(owner: &Arc<Notify>) -> PreciseTimer {
-        PreciseTimer::start(Arc::downgrade(owner), |n: &Notify| n).expect("timer thread")
+        PreciseTimer::start(owner.clone()).expect("timer thread")
     }
 
     /// Waits until `inner` is held only by the test's `held` references, i.e. the thread has
@@ -192,13 +188,15 @@ mod tests {
     async fn a_later_deadline_replaces_a_sooner_one() {
         let wake = Arc::new(Notify::new());
         let timer = start(&wake);
-        timer.arm(Some(Duration::from_millis(20)));
+        // The first deadline is far enough off that the re-arm, the next statement, comes before
+        // it even on a loaded machine; had it fired, its permit would end the wait below early.
+        timer.arm(Some(Duration::from_millis(500)));
         let rearmed_at = Instant::now();
-        timer.arm(Some(Duration::from_millis(300)));
+        timer.arm(Some(Duration::from_millis(1000)));
         tokio::time::timeout(PATIENCE, wake.notified())
             .await
             .expect("woken");
-        assert!(rearmed_at.elapsed() >= Duration::from_millis(300));
+        assert!(rearmed_at.elapsed() >= Duration::from_millis(1000));
     }
 
     #[tokio::test]
@@ -212,14 +210,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_thread_ends_when_its_owner_is_gone() {
+    async fn the_thread_lets_go_of_the_notify_when_the_handle_is_dropped() {
         let wake = Arc::new(Notify::new());
         let timer = start(&wake);
-        let inner = timer.inner.clone();
-        drop(wake);
         timer.arm(Some(Duration::from_millis(1)));
-        // The handle and `inner`.
-        assert!(thread_ended(&inner, 2).await);
+        tokio::time::timeout(PATIENCE, wake.notified())
+            .await
+            .expect("woken");
+        assert_eq!(Arc::strong_count(&wake), 2, "the thread holds the notify");
         drop(timer);
+        let deadline = Instant::now() + PATIENCE;
+        while Arc::strong_count(&wake) > 1 {
+            assert!(Instant::now() < deadline, "the thread kept the notify");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }

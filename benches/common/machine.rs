@@ -4,12 +4,9 @@
 //! the same wall time (from `/proc/stat`, all CPUs). Both are read just before and just after
 //! the client's process, so they cover its whole life (start-up included), like its own CPU.
 
-use std::time::Instant;
-
 /// The readings at one moment (see [`Snapshot::take`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot {
-    at: Instant,
     /// user+sys clock ticks of the broker's process tree, when its pid is known and it is alive.
     broker_ticks: Option<u64>,
     /// `/proc/stat` "cpu" line: ticks not idle (user, nice, system, irq, softirq, steal).
@@ -21,13 +18,10 @@ pub struct Snapshot {
 /// What was spent between two snapshots.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Spent {
-    pub wall_s: f64,
     /// user+sys seconds of the broker's process tree; `None` when its pid is unknown.
     pub broker_cpu_s: Option<f64>,
     /// CPU seconds every process on the machine used (all CPUs).
     pub machine_busy_s: f64,
-    /// The machine's busy share: 1.0 is every CPU busy for the whole wall time.
-    pub busy_share: f64,
     /// CPU seconds the machine had (wall time × CPUs).
     pub machine_all_s: f64,
 }
@@ -37,7 +31,6 @@ impl Snapshot {
     pub fn take(broker_pid: Option<u32>) -> Snapshot {
         let (busy_ticks, all_ticks) = machine_ticks();
         Snapshot {
-            at: Instant::now(),
             broker_ticks: broker_pid.and_then(tree_ticks),
             busy_ticks,
             all_ticks,
@@ -54,10 +47,8 @@ impl Snapshot {
             _ => None,
         };
         Spent {
-            wall_s: (self.at - earlier.at).as_secs_f64(),
             broker_cpu_s: broker,
             machine_busy_s: busy / ticks,
-            busy_share: if all > 0.0 { busy / all } else { 0.0 },
             machine_all_s: all / ticks,
         }
     }
@@ -72,9 +63,14 @@ impl Spent {
         }
     }
 
-    /// The machine's busy share in percent (a table cell).
+    /// The machine's busy share in percent, 100 = every CPU busy the whole time (a table cell).
     pub fn busy_pct(&self) -> String {
-        format!("{:.0}", self.busy_share * 100.0)
+        let share = if self.machine_all_s > 0.0 {
+            self.machine_busy_s / self.machine_all_s
+        } else {
+            0.0
+        };
+        format!("{:.0}", share * 100.0)
     }
 
     /// The share of the machine (percent) busy with neither the client (`client_cpu_s`) nor

@@ -134,21 +134,17 @@ mod tests {
     /// Generous: the machine running the tests may be loaded.
     const PATIENCE: Duration = Duration::from_secs(30);
 
-    fn start(owner: &Arc<Notify>) -> PreciseTimer {
-        PreciseTimer::start(owner.clone()).expect("timer thread")
+    fn start(wake: &Arc<Notify>) -> PreciseTimer {
+        PreciseTimer::start(wake.clone()).expect("timer thread")
     }
 
-    /// Waits until `inner` is held only by the test's `held` references, i.e. the thread has
-    /// ended (it holds one while it runs).
-    async fn thread_ended(inner: &Arc<Inner>, held: usize) -> bool {
+    /// Waits until `done` holds, failing with `what` after [`PATIENCE`].
+    async fn eventually(what: &str, done: impl Fn() -> bool) {
         let deadline = Instant::now() + PATIENCE;
-        while Arc::strong_count(inner) > held {
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        true
     }
 
     #[tokio::test]
@@ -168,16 +164,13 @@ mod tests {
         let wake = Arc::new(Notify::new());
         let timer = start(&wake);
         timer.arm(Some(Duration::from_secs(3600)));
-        let deadline = Instant::now() + PATIENCE;
-        while timer
-            .inner
-            .timed_waits
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == 0
-        {
-            assert!(Instant::now() < deadline, "the thread never slept");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let timed_waits = || {
+            timer
+                .inner
+                .timed_waits
+                .load(std::sync::atomic::Ordering::SeqCst)
+        };
+        eventually("the thread never slept", || timed_waits() > 0).await;
         timer.arm(Some(Duration::from_millis(10)));
         tokio::time::timeout(PATIENCE, wake.notified())
             .await
@@ -206,7 +199,8 @@ mod tests {
         timer.arm(Some(Duration::from_secs(3600)));
         let inner = timer.inner.clone();
         drop(timer);
-        assert!(thread_ended(&inner, 1).await);
+        // The thread holds a reference to `inner` while it runs.
+        eventually("the thread did not end", || Arc::strong_count(&inner) == 1).await;
     }
 
     #[tokio::test]
@@ -219,10 +213,9 @@ mod tests {
             .expect("woken");
         assert_eq!(Arc::strong_count(&wake), 2, "the thread holds the notify");
         drop(timer);
-        let deadline = Instant::now() + PATIENCE;
-        while Arc::strong_count(&wake) > 1 {
-            assert!(Instant::now() < deadline, "the thread kept the notify");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually("the thread kept the notify", || {
+            Arc::strong_count(&wake) == 1
+        })
+        .await;
     }
 }

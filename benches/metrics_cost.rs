@@ -60,7 +60,7 @@ async fn run(args: WorkerArgs, metrics_on: bool) -> WorkerResult {
     config.buffer_memory = args.buffer_memory;
     let producer = Producer::connect(config).await.expect("josefk connect");
     let payloads = common::payloads(args.size);
-    let (tx, rx) = tokio::sync::mpsc::channel::<DeliveryFuture>(WINDOW);
+    let (tx, rx) = tokio::sync::mpsc::channel::<[DeliveryFuture; 1]>(WINDOW);
     let records = args.records as usize;
     let collector = spawn_collector(rx, |d| (None, d), 0, "metrics_cost worker");
     let start = Instant::now();
@@ -69,7 +69,7 @@ async fn run(args: WorkerArgs, metrics_on: bool) -> WorkerResult {
         let record = ProducerRecord::new(args.topic.as_str(), payloads[i % payloads.len()].clone());
         match producer.send(record).await {
             Ok(delivery) => {
-                if tx.send(delivery).await.is_err() {
+                if tx.send([delivery]).await.is_err() {
                     break;
                 }
             }

@@ -62,7 +62,7 @@ use josefk::producer::{Acks, DeliveryFuture, Producer, ProducerConfig};
 use josefk::ProducerRecord;
 
 use common::{create_topic, end_offsets, env_list, env_u64, wants, Broker, Wire, PARTITIONS};
-use tokio_worker::spawn_collector;
+use tokio_worker::{spawn_collector, Handoff};
 use worker::{WorkerArgs, WorkerResult};
 
 const LINGER_MS: u64 = 5;
@@ -85,6 +85,8 @@ fn main() {
 /// Delivery futures waiting for the collector; only needs to exceed what buffer.memory lets be
 /// unacknowledged (32 MiB / 100 B records ≈ 210k after per-record overhead).
 const WINDOW: usize = 1 << 18;
+/// Futures per handoff to the collector in throughput runs.
+const CHUNK: usize = 256;
 
 fn josefk_worker(argv: &[String]) {
     let args = worker::parse_or_exit("josefk worker", WorkerArgs::parse(argv));
@@ -110,8 +112,10 @@ async fn josefk_run(args: WorkerArgs) -> (WorkerResult, f64) {
     let producer = Producer::connect(config).await.expect("josefk connect");
     let payloads = common::payloads(args.size);
 
-    // Futures are awaited in send order by one task (see `spawn_collector`).
-    let (tx, rx) = tokio::sync::mpsc::channel::<(Instant, DeliveryFuture)>(WINDOW);
+    // Futures are awaited in send order by one task (see `spawn_collector`), handed over in
+    // chunks in throughput runs and one by one at a fixed rate (see `Handoff`).
+    let chunk = if args.rate > 0 { 1 } else { CHUNK };
+    let (mut handoff, rx) = Handoff::<(Instant, DeliveryFuture)>::new(chunk, WINDOW);
     let records = args.records as usize;
     let collector = spawn_collector(rx, |(t, d)| (Some(t), d), records, "josefk worker");
 
@@ -128,7 +132,7 @@ async fn josefk_run(args: WorkerArgs) -> (WorkerResult, f64) {
         let sent = Instant::now();
         match producer.send(record).await {
             Ok(delivery) => {
-                if tx.send((sent, delivery)).await.is_err() {
+                if !handoff.push((sent, delivery)).await {
                     break;
                 }
             }
@@ -140,7 +144,8 @@ async fn josefk_run(args: WorkerArgs) -> (WorkerResult, f64) {
             }
         }
     }
-    drop(tx);
+    handoff.flush().await;
+    drop(handoff);
     if let Err(e) = producer.flush().await {
         eprintln!("josefk worker: flush: {e}");
     }

@@ -127,7 +127,7 @@ async fn josefk_run(args: TxnArgs) -> TxnResult {
     }
     let payloads = common::payloads(args.size);
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<DeliveryFuture>(WINDOW);
+    let (tx, rx) = tokio::sync::mpsc::channel::<[DeliveryFuture; 1]>(WINDOW);
     let collector = spawn_collector(rx, |d| (None, d), 0, "josefk worker");
 
     let mut commits = Latencies::with_capacity(1024);
@@ -146,7 +146,7 @@ async fn josefk_run(args: TxnArgs) -> TxnResult {
         match producer.send(record).await {
             Ok(delivery) => {
                 in_txn += 1;
-                if tx.send(delivery).await.is_err() {
+                if tx.send([delivery]).await.is_err() {
                     break;
                 }
             }

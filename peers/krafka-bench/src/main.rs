@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 use krafka::producer::{Acks, DeliveryHandle};
 use krafka::{Compression, Kafka, Record};
 
-use tokio_worker::spawn_collector;
+use tokio_worker::{spawn_collector, Handoff};
 use worker::{WorkerArgs, WorkerResult};
 
 /// Handles queued for the collector; only needs to exceed what buffer memory lets be in flight.
 const WINDOW: usize = 1 << 18;
+/// Handles per handoff to the collector (as the josefk worker).
+const CHUNK: usize = 256;
 
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -66,7 +68,9 @@ async fn run(args: WorkerArgs) -> WorkerResult {
         .map(bytes::Bytes::from)
         .collect();
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<(Instant, DeliveryHandle)>(WINDOW);
+    // Handed to the collector as the josefk worker does: in chunks in throughput runs.
+    let chunk = if args.rate > 0 { 1 } else { CHUNK };
+    let (mut handoff, rx) = Handoff::<(Instant, DeliveryHandle)>::new(chunk, WINDOW);
     let records = args.records as usize;
     let collector = spawn_collector(rx, |(t, h)| (Some(t), h), records, "krafka-bench");
 
@@ -77,7 +81,7 @@ async fn run(args: WorkerArgs) -> WorkerResult {
         let sent = Instant::now();
         match producer.enqueue(record).await {
             Ok(handle) => {
-                if tx.send((sent, handle)).await.is_err() {
+                if !handoff.push((sent, handle)).await {
                     break;
                 }
             }
@@ -89,7 +93,8 @@ async fn run(args: WorkerArgs) -> WorkerResult {
             }
         }
     }
-    drop(tx);
+    handoff.flush().await;
+    drop(handoff);
     if let Err(e) = producer.flush().await {
         eprintln!("krafka-bench: flush: {e}");
     }

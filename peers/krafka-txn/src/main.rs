@@ -55,7 +55,7 @@ async fn run(args: TxnArgs) -> TxnResult {
         .map(bytes::Bytes::from)
         .collect();
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<DeliveryHandle>(WINDOW);
+    let (tx, rx) = tokio::sync::mpsc::channel::<[DeliveryHandle; 1]>(WINDOW);
     let collector = spawn_collector(rx, |h| (None, h), 0, "krafka-txn");
 
     let record = |i: u64| {
@@ -84,7 +84,7 @@ async fn run(args: TxnArgs) -> TxnResult {
             match producer.enqueue(record(i)).await {
                 Ok(handle) => {
                     in_txn += 1;
-                    if tx.send(handle).await.is_err() {
+                    if tx.send([handle]).await.is_err() {
                         break;
                     }
                 }
@@ -122,7 +122,7 @@ async fn run(args: TxnArgs) -> TxnResult {
         for i in 0..args.records {
             match producer.enqueue(record(i)).await {
                 Ok(handle) => {
-                    if tx.send(handle).await.is_err() {
+                    if tx.send([handle]).await.is_err() {
                         break;
                     }
                 }

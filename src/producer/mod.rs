@@ -25,12 +25,13 @@ mod config;
 mod delivery;
 mod metrics;
 mod request;
+mod send;
 mod sender;
 mod transaction;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -43,17 +44,14 @@ pub use config::{Acks, Compression, ProducerConfig};
 pub use delivery::DeliveryFuture;
 pub use transaction::ConsumerGroupMetadata;
 
-use crate::cluster::{validate_topic_name, Cluster};
+use crate::cluster::Cluster;
 use crate::error::{Error, ErrorClass, Result};
-use crate::metrics::registry::nanos;
 use crate::metrics::ProducerMetrics;
-use crate::protocol::records::{record_fields_len, record_size};
-use crate::record::{Header, ProducerRecord, TopicPartition};
-use crate::state::accumulator::{AccumulatorConfig, AppendResult};
+use crate::record::{Header, TopicPartition};
+use crate::state::accumulator::AccumulatorConfig;
 use crate::state::transaction::TxnState;
 use delivery::Settler;
 use sender::{ProducerState, Shared};
-use std::sync::atomic::Ordering::Relaxed;
 use transaction::txn_error;
 
 /// What `send` keeps of a record until it is encoded.
@@ -192,241 +190,6 @@ impl Producer {
     /// producer's lock once, for the buffer values.
     pub fn metrics(&self) -> ProducerMetrics {
         self.shared().metrics_snapshot()
-    }
-
-    /// Queues `record` and returns a future for its delivery.
-    ///
-    /// Waits (up to `max.block.ms`) for the topic's metadata and for buffer memory, as the Java
-    /// client's `send` does. Errors here mean the record was not queued: too large for
-    /// `max.request.size`, unknown topic, partition out of range, producer closed or failed,
-    /// or [`Error::BufferExhausted`] when `buffer.memory` stayed full for `max.block.ms`.
-    ///
-    /// Cancellation: dropping this future before it resolves leaves the record unqueued; once it
-    /// has resolved, the record is queued and dropping the [`DeliveryFuture`] does not cancel it.
-    ///
-    /// ```no_run
-    /// use josefk::producer::{Producer, ProducerConfig};
-    /// use josefk::ProducerRecord;
-    /// # async fn demo() -> josefk::Result<()> {
-    /// # let producer = Producer::connect(ProducerConfig::new("127.0.0.1:9092")).await?;
-    /// // Queue many, then await their deliveries: each future says where its record landed.
-    /// let mut deliveries = Vec::new();
-    /// for i in 0..100 {
-    ///     let record = ProducerRecord::new("events", format!("event {i}")).key("user-1");
-    ///     deliveries.push(producer.send(record).await?);
-    /// }
-    /// for delivery in deliveries {
-    ///     let written = delivery.await?;
-    ///     println!("{}-{} at {:?}", written.topic, written.partition, written.offset);
-    /// }
-    /// # Ok(()) }
-    /// ```
-    // A `debug` span on the OpenTelemetry messaging conventions; disabled, it costs one
-    // callsite check per record and its fields are never evaluated.
-    #[tracing::instrument(
-        name = "send",
-        level = "debug",
-        skip_all,
-        fields(
-            messaging.system = "kafka",
-            messaging.operation.type = "send",
-            messaging.destination.name = %record.topic,
-        ),
-        err(level = "debug")
-    )]
-    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
-        self.send_by(record, None).await
-    }
-
-    /// [`Producer::send`] waiting until `deadline`, or `max.block.ms` from the first wait.
-    async fn send_by(
-        &self,
-        mut record: ProducerRecord,
-        mut deadline: Option<Instant>,
-    ) -> Result<DeliveryFuture> {
-        let shared = self.shared();
-        if let Some(context) = &shared.config.trace_context {
-            add_trace_parent(&mut record, context);
-        }
-        // `max.block.ms` counts from here, but the clock is read only once something must wait:
-        // the common path never blocks, and a clock read per record is measurable.
-        let started = Instant::now;
-        let fields = record_fields_len(
-            record.key.as_deref(),
-            record.value.as_deref(),
-            &record.headers[..],
-        );
-        let size = estimated_record_size(fields);
-        if size > shared.config.max_request_size {
-            shared.check_usable()?;
-            return Err(Error::InvalidArgument(format!(
-                "record of about {size} bytes exceeds max.request.size ({}); it was not sent",
-                shared.config.max_request_size
-            )));
-        }
-        // One hash lookup of the topic on the common path (the snapshot already knows it).
-        let known = shared.cluster.metadata();
-        let waited;
-        let info = match known.topics.get(&record.topic) {
-            Some(info) => info,
-            None => {
-                // Fail fast rather than wait for metadata on a closed or failed producer, or
-                // ask the cluster about a name it must refuse.
-                shared.check_usable()?;
-                validate_topic_name(&record.topic)?;
-                let at = *deadline.get_or_insert_with(|| started() + shared.config.max_block);
-                // Boxed, as the memory wait below: a future is as large as its largest await,
-                // and `send`'s is moved (copied whole) a few times per record.
-                waited = Box::pin(self.topic_metadata(&record.topic, at)).await?;
-                &waited.topics[&record.topic]
-            }
-        };
-        let num_partitions = info.partitions.len() as i32;
-        let partition = match record.partition {
-            Some(p) if p < 0 || p >= num_partitions => {
-                shared.check_usable()?;
-                return Err(Error::InvalidArgument(format!(
-                    "partition {p} of topic `{}` does not exist (it has {num_partitions})",
-                    record.topic
-                )));
-            }
-            Some(p) => Some(p),
-            None => record
-                .key
-                .as_deref()
-                .map(|k| partition_for_key(k, num_partitions)),
-        };
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let mut pending = RecordData {
-            timestamp,
-            key: record.key,
-            value: record.value,
-            headers: record.headers,
-        };
-        // The record's own topic string becomes the partition key: no copy per record.
-        let mut tp = TopicPartition::new(record.topic, 0);
-        // Registered only once memory ran short: registering costs a lock inside `Notify`, too
-        // much to pay per record.
-        let mut freed = None;
-        loop {
-            {
-                let mut state = shared.lock();
-                // Checked under the lock the append takes anyway: one lock per record, not two.
-                state.check_usable()?;
-                let mut placed = None;
-                let result =
-                    state.append(&mut tp, partition, info, pending, fields, &mut placed)?;
-                if state.txn.is_some() {
-                    shared.wake_txn();
-                }
-                drop(state);
-                match result {
-                    AppendResult::Appended(appended) => {
-                        // Wake the sender only when this append changed what is sendable: a new
-                        // batch (its linger starts, and the one before it is closed) or a batch
-                        // that just filled. Appending behind batches already queued (Java's
-                        // `batchIsFull` for `deque.size() > 1`) changes nothing the sender has
-                        // not seen: it was woken when that queue grew, and is woken when a
-                        // request ends. Waking it per record then costs a context switch and a
-                        // sender pass per record under load.
-                        if appended.new_batch || appended.tail_full {
-                            shared.wake.notify_one();
-                        }
-                        let (completion, index) = placed.expect("an appended record was placed");
-                        return Ok(DeliveryFuture::new(completion, index, timestamp));
-                    }
-                    AppendResult::NoMemory(back) => pending = back,
-                    AppendResult::TooLarge(_) => {
-                        return Err(Error::Config(format!(
-                            "a record of about {size} bytes cannot fit in buffer.memory ({})",
-                            shared.config.buffer_memory
-                        )))
-                    }
-                    AppendResult::Closed(_) => return Err(Error::Closed),
-                }
-            }
-            match freed.take() {
-                None => {
-                    // Register, then try once more, so a release between the failed append and
-                    // the wait is not missed.
-                    let mut notified = Box::pin(shared.progress.notified());
-                    notified.as_mut().enable();
-                    freed = Some(notified);
-                }
-                Some(notified) => {
-                    shared.wake.notify_one();
-                    let at = *deadline.get_or_insert_with(|| started() + shared.config.max_block);
-                    let waiting = Instant::now();
-                    let waited = Box::pin(tokio::time::timeout_at(at, notified)).await;
-                    shared
-                        .registry()
-                        .producer
-                        .bufferpool_wait_ns
-                        .fetch_add(nanos(waiting.elapsed()), Relaxed);
-                    if waited.is_err() {
-                        return Err(Error::BufferExhausted {
-                            record_size: size,
-                            in_use: shared.lock().accumulator.used_memory(),
-                            buffer_memory: shared.config.buffer_memory,
-                            waited: shared.config.max_block,
-                        });
-                    }
-                }
-            }
-        }
-    }
-
-    /// Metadata that knows `topic`, waiting for it until `deadline`.
-    async fn topic_metadata(
-        &self,
-        topic: &str,
-        deadline: Instant,
-    ) -> Result<Arc<crate::cluster::MetadataSnapshot>> {
-        let shared = self.shared();
-        let snapshot = shared.cluster.metadata();
-        if snapshot.topics.contains_key(topic) {
-            return Ok(snapshot);
-        }
-        let wait = deadline.saturating_duration_since(Instant::now());
-        // One metadata request may take up to `request.timeout.ms`: the deadline bounds the whole
-        // wait, not just the pauses between requests.
-        match tokio::time::timeout_at(deadline, shared.cluster.wait_for_topics(&[topic], wait))
-            .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                api: Some(crate::error::ApiKey::Metadata),
-                broker: None,
-                after: shared.config.max_block,
-                outcome_unknown: false,
-            }),
-        }
-    }
-
-    /// Queues a record for a partition chosen by `partitioner` (a custom partitioner); the
-    /// partitioner's `None` falls back to the default choice. One `max.block.ms` bounds the
-    /// whole call.
-    pub async fn send_with(
-        &self,
-        mut record: ProducerRecord,
-        partitioner: &dyn Partitioner,
-    ) -> Result<DeliveryFuture> {
-        let mut limit = None;
-        if record.partition.is_none() {
-            validate_topic_name(&record.topic)?;
-            let deadline = Instant::now() + self.shared().config.max_block;
-            limit = Some(deadline);
-            let n = self.topic_metadata(&record.topic, deadline).await?.topics[&record.topic]
-                .partitions
-                .len() as i32;
-            record.partition = partitioner.partition(
-                &record.topic,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                n,
-            );
-        }
-        self.send_by(record, limit).await
     }
 
     /// Sends everything queued now and waits until every record queued before this call has an
@@ -845,87 +608,5 @@ impl Producer {
             }),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// Adds the current `traceparent` to `record` unless it carries one already (the application's
-/// own propagation wins).
-fn add_trace_parent(record: &mut ProducerRecord, context: &crate::trace_context::TraceContext) {
-    use crate::trace_context::TRACEPARENT;
-    if record.headers.iter().any(|h| h.key == TRACEPARENT) {
-        return;
-    }
-    if let Some(parent) = context.current() {
-        record
-            .headers
-            .push(Header::new(TRACEPARENT, parent.to_string()));
-    }
-}
-
-/// Milliseconds since the epoch, now.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// An upper bound of the batch a record alone would make: the v2 batch header plus the record's
-/// fields with the widest offset and timestamp deltas, as Java's
-/// `DefaultRecordBatch.estimateBatchSizeUpperBound` counts it. Checked against
-/// `max.request.size` and said in errors (so a record Java refuses is refused here too); the
-/// accumulator counts the record's exact size in the batch it joins.
-fn estimated_record_size(fields: usize) -> usize {
-    crate::protocol::records::RECORD_BATCH_OVERHEAD + record_size(fields, i64::MIN, i32::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `send`'s future is moved (copied whole) a few times per record, and a future is as large
-    /// as its largest await: the rare waits (metadata, memory) are boxed to keep it small.
-    #[test]
-    fn send_future_stays_small() {
-        fn size<F>(_: impl Fn(&'static Producer, ProducerRecord) -> F) -> usize {
-            std::mem::size_of::<F>()
-        }
-        let send = size(|p: &'static Producer, r: ProducerRecord| p.send(r));
-        // 5.5 KB before the boxing, 1.2 KB after (debug build; release futures are smaller).
-        assert!(send <= 2048, "send's future takes {send} bytes");
-    }
-
-    #[test]
-    fn size_estimate_bounds_the_encoded_size() {
-        use crate::protocol::records::{encode_batch, BatchOptions, RecordInput};
-        let record = ProducerRecord::new("t", vec![7u8; 300])
-            .key(vec![1u8; 40])
-            .header("a", "x")
-            .header("a", "y");
-        let mut out = bytes::BytesMut::new();
-        let info = encode_batch(
-            &mut out,
-            &BatchOptions::default(),
-            [RecordInput {
-                timestamp: 1,
-                key: record.key.as_deref(),
-                value: record.value.as_deref(),
-                headers: &record.headers[..],
-            }],
-        )
-        .unwrap();
-        // The whole one-record batch, header included, as Java's upper bound counts it.
-        let estimate = estimated_record_size(record_fields_len(
-            record.key.as_deref(),
-            record.value.as_deref(),
-            &record.headers[..],
-        ));
-        assert!(estimate >= info.len, "{estimate} < {}", info.len);
-        // Only the deltas' varints may be wider than written (timestamp 10 vs 1, offset 5 vs 1).
-        assert!(
-            estimate <= info.len + 13,
-            "estimate {estimate} too loose for {}",
-            info.len
-        );
     }
 }

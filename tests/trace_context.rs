@@ -1,9 +1,11 @@
 //! Live test of W3C trace-context propagation through record headers: a producer given a context
 //! source stamps `traceparent` on records without one, keeps a record's own, and a producer
-//! without one adds nothing; the consumer reads each back.
+//! without one adds nothing; the consumer reads each back. The context source runs inside the
+//! `send` span.
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::members::create_topic;
@@ -73,4 +75,53 @@ async fn traceparent_travels_from_producer_to_consumer_only_when_asked() {
     assert!(records[2].headers.to_vec().is_empty(), "off by default");
     traced.close(Duration::from_secs(30)).await.unwrap();
     plain.close(Duration::from_secs(30)).await.unwrap();
+}
+
+/// The context source runs while the `send` span (OpenTelemetry messaging fields) is current, so
+/// a `traceparent` taken from the current span names the send: on the common path and while a
+/// record waits for its topic's metadata, once per record.
+#[tokio::test]
+async fn the_context_source_runs_inside_the_send_span() {
+    let bootstrap = common::bootstrap();
+    let known = common::unique_topic("send-span-known");
+    let later = common::unique_topic("send-span-later");
+    create_topic(&bootstrap, &known, 1).await;
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(std::io::sink)
+        .finish();
+    // This test runs on one thread (current-thread runtime): every `send` is polled here.
+    let _default = tracing::subscriber::set_default(subscriber);
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record_seen = seen.clone();
+    let producer = Producer::connect(
+        ProducerConfig::with_client(common::config(&bootstrap)).trace_context(move || {
+            let span = tracing::Span::current();
+            let described = span.metadata().map(|m| {
+                let fields: Vec<&str> = m.fields().iter().map(|f| f.name()).collect();
+                format!("{} {}", m.name(), fields.join(","))
+            });
+            record_seen
+                .lock()
+                .unwrap()
+                .push(described.unwrap_or_default());
+            None
+        }),
+    )
+    .await
+    .unwrap();
+    // The first send to a topic waits for its metadata; the second takes the common path.
+    for value in ["a", "b"] {
+        let delivery = producer.send(ProducerRecord::new(&known, value)).await;
+        delivery.unwrap().await.unwrap();
+    }
+    // Created after the producer last asked for metadata: this send waits for the topic too.
+    create_topic(&bootstrap, &later, 1).await;
+    let delivery = producer.send(ProducerRecord::new(&later, "c")).await;
+    delivery.unwrap().await.unwrap();
+    producer.close(Duration::from_secs(30)).await.unwrap();
+
+    let span = "send messaging.system,messaging.operation.type,messaging.destination.name";
+    // Once per record, however long it waited.
+    assert_eq!(*seen.lock().unwrap(), vec![span.to_string(); 3]);
 }

@@ -85,7 +85,7 @@ impl Producer {
             messaging.operation.type = "send",
             messaging.destination.name = %record.topic,
         );
-        let attempt = span.in_scope(|| self.attempt(record, None));
+        let attempt = span.in_scope(|| self.attempt(self.stamped(record), None));
         match attempt {
             Ok(Attempt::Queued(delivery)) => Ok(delivery),
             Ok(waiting) => self.wait_and_send(waiting, span).await,
@@ -113,18 +113,23 @@ impl Producer {
         Box::pin(waits.instrument(span))
     }
 
+    /// `record` with the current `traceparent` when the producer has a context source (once
+    /// per record, before anything waits).
+    fn stamped(&self, mut record: ProducerRecord) -> ProducerRecord {
+        if let Some(context) = &self.shared().config.trace_context {
+            add_trace_parent(&mut record, context);
+        }
+        record
+    }
+
     /// Tries to queue `record` without waiting, placing it with `snapshot` (else the current
     /// metadata). Errors mean the record will not be queued.
     fn attempt(
         &self,
-        mut record: ProducerRecord,
+        record: ProducerRecord,
         snapshot: Option<Arc<MetadataSnapshot>>,
     ) -> Result<Attempt> {
         let shared = self.shared();
-        // Idempotent: a record that had to wait for its topic is not given a second header.
-        if let Some(context) = &shared.config.trace_context {
-            add_trace_parent(&mut record, context);
-        }
         let fields = record_fields_len(
             record.key.as_deref(),
             record.value.as_deref(),
@@ -349,7 +354,7 @@ impl Producer {
                 n,
             );
         }
-        let attempt = self.attempt(record, None)?;
+        let attempt = self.attempt(self.stamped(record), None)?;
         self.finish_send(attempt, limit).await
     }
 }

@@ -1,7 +1,7 @@
 //! Live test of W3C trace-context propagation through record headers: a producer given a context
 //! source stamps `traceparent` on records without one, keeps a record's own, and a producer
-//! without one adds nothing; the consumer reads each back. The context source runs inside the
-//! `send` span.
+//! without one adds nothing; the consumer reads each back. The context source runs inside
+//! `Producer::send`'s span.
 
 mod common;
 

@@ -3,8 +3,8 @@
 //! The common case takes no wait: the topic is known and `buffer.memory` has room, so the record
 //! is appended in the call's first poll, under one lock ([`Producer::attempt`]). The rare waits
 //! (the topic's metadata, freed memory; `max.block.ms` bounds both) live in a boxed future of
-//! their own, so the future `send` returns stays small: it is moved, and so copied whole, a few
-//! times per record.
+//! their own, so the future `send` returns stays small: it is moved, and so copied whole, per
+//! record.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -78,7 +78,9 @@ impl Producer {
         // A `debug` span on the OpenTelemetry messaging conventions; disabled, it costs one
         // callsite check per record and its fields are never evaluated. Made here rather than
         // by `#[tracing::instrument]`, whose wrapper futures took this future from 296 to 816
-        // bytes. The record is placed (and a `traceparent` taken) inside it.
+        // bytes. The record is placed (and a `traceparent` taken) inside it. Unlike the
+        // attribute's, this span starts at the first poll rather than at the call, and its
+        // target is this module (`josefk::producer::send`).
         let span = tracing::debug_span!(
             "send",
             messaging.system = "kafka",
@@ -113,8 +115,9 @@ impl Producer {
         Box::pin(waits.instrument(span))
     }
 
-    /// `record` with the current `traceparent` when the producer has a context source (once
-    /// per record, before anything waits).
+    /// `record` with the current `traceparent` when the producer has a context source: once per
+    /// record, before `send` waits for anything (`send_with` stamps after its partitioner's
+    /// metadata wait, and has no span of its own).
     fn stamped(&self, mut record: ProducerRecord) -> ProducerRecord {
         if let Some(context) = &self.shared().config.trace_context {
             add_trace_parent(&mut record, context);
@@ -273,7 +276,8 @@ impl Producer {
         deadline: Option<Instant>,
     ) -> Result<DeliveryFuture> {
         let shared = self.shared();
-        // Placed with this snapshot, which knows the topic: `attempt` found it there.
+        // Placed with this snapshot, which knows the topic: `attempt` found it there, and a
+        // snapshot never changes.
         let info = &snapshot.topics[&outgoing.tp.topic];
         let at = deadline.unwrap_or_else(|| Instant::now() + shared.config.max_block);
         loop {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::members::create_topic;
 use josefk::consumer::{AutoOffsetReset, Consumer, ConsumerConfig};
-use josefk::producer::{Producer, ProducerConfig};
+use josefk::producer::{Partitioner, Producer, ProducerConfig};
 use josefk::trace_context::TraceParent;
 use josefk::{ProducerRecord, TopicPartition};
 use tokio::time::Instant;
@@ -79,7 +79,7 @@ async fn traceparent_travels_from_producer_to_consumer_only_when_asked() {
 
 /// The context source runs while the `send` span (OpenTelemetry messaging fields) is current, so
 /// a `traceparent` taken from the current span names the send: on the common path and while a
-/// record waits for its topic's metadata, once per record.
+/// record waits for its topic's metadata, once per record; and for `send_with` too.
 #[tokio::test]
 async fn the_context_source_runs_inside_the_send_span() {
     let bootstrap = common::bootstrap();
@@ -119,9 +119,24 @@ async fn the_context_source_runs_inside_the_send_span() {
     create_topic(&bootstrap, &later, 1).await;
     let delivery = producer.send(ProducerRecord::new(&later, "c")).await;
     delivery.unwrap().await.unwrap();
+    // A custom partitioner's send has the same span.
+    let delivery = producer
+        .send_with(ProducerRecord::new(&known, "d"), &LastPartition)
+        .await;
+    assert_eq!(delivery.unwrap().await.unwrap().partition, 0);
     producer.close(Duration::from_secs(30)).await.unwrap();
 
     let span = "send messaging.system,messaging.operation.type,messaging.destination.name";
     // Once per record, however long it waited.
-    assert_eq!(*seen.lock().unwrap(), vec![span.to_string(); 3]);
+    assert_eq!(*seen.lock().unwrap(), vec![span.to_string(); 4]);
+}
+
+/// Picks a topic's last partition.
+#[derive(Debug)]
+struct LastPartition;
+
+impl Partitioner for LastPartition {
+    fn partition(&self, _: &str, _: Option<&[u8]>, _: Option<&[u8]>, n: i32) -> Option<i32> {
+        Some(n - 1)
+    }
 }

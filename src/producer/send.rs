@@ -75,18 +75,11 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
-        // A `debug` span on the OpenTelemetry messaging conventions; disabled, it costs one
-        // callsite check per record and its fields are never evaluated. Made here rather than
-        // by `#[tracing::instrument]`, whose wrapper futures took this future from 296 to 816
-        // bytes. The record is placed (and a `traceparent` taken) inside it. Unlike the
-        // attribute's, this span starts at the first poll rather than at the call, and its
-        // target is this module (`josefk::producer::send`).
-        let span = tracing::debug_span!(
-            "send",
-            messaging.system = "kafka",
-            messaging.operation.type = "send",
-            messaging.destination.name = %record.topic,
-        );
+        // Made here rather than by `#[tracing::instrument]`, whose wrapper futures took this
+        // future from 296 to 816 bytes. The record is placed (and a `traceparent` taken) inside
+        // it. Unlike the attribute's, this span starts at the first poll rather than at the
+        // call, and its target is this module (`josefk::producer::send`).
+        let span = send_span(&record.topic);
         let attempt = span.in_scope(|| self.attempt(self.stamped(record), None));
         match attempt {
             Ok(Attempt::Queued(delivery)) => Ok(delivery),
@@ -116,8 +109,7 @@ impl Producer {
     }
 
     /// `record` with the current `traceparent` when the producer has a context source: once per
-    /// record, before `send` waits for anything (`send_with` stamps after its partitioner's
-    /// metadata wait, and has no span of its own).
+    /// record, inside its `send` span, before anything but `send_with`'s partitioner waits.
     fn stamped(&self, mut record: ProducerRecord) -> ProducerRecord {
         if let Some(context) = &self.shared().config.trace_context {
             add_trace_parent(&mut record, context);
@@ -340,6 +332,23 @@ impl Producer {
     /// whole call.
     pub async fn send_with(
         &self,
+        record: ProducerRecord,
+        partitioner: &dyn Partitioner,
+    ) -> Result<DeliveryFuture> {
+        let span = send_span(&record.topic);
+        let result = self
+            .send_partitioned(record, partitioner)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            span.in_scope(|| tracing::debug!(error = %e));
+        }
+        result
+    }
+
+    /// [`Producer::send_with`] inside its span.
+    async fn send_partitioned(
+        &self,
         mut record: ProducerRecord,
         partitioner: &dyn Partitioner,
     ) -> Result<DeliveryFuture> {
@@ -361,6 +370,17 @@ impl Producer {
         let attempt = self.attempt(self.stamped(record), None)?;
         self.finish_send(attempt, limit).await
     }
+}
+
+/// The `debug` span of one `send`, on the OpenTelemetry messaging conventions; disabled, it costs
+/// one callsite check per record and its fields are never evaluated.
+fn send_span(topic: &str) -> tracing::Span {
+    tracing::debug_span!(
+        "send",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = %topic,
+    )
 }
 
 /// Adds the current `traceparent` to `record` unless it carries one already (the application's

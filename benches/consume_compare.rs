@@ -7,7 +7,7 @@
 //! - `JOSEFK_BENCH_RECORDS`: records of the 100 B topics (default 3,000,000); the 1 KiB topics
 //!   hold a third of it.
 //! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka,franz-go` (default
-//!   all).
+//!   all, josefk first), run in the order given.
 //! - `JOSEFK_BENCH_SCENARIOS`: comma list among `100-ru,100-rc,1024-ru,1024-rc`.
 //! - `JOSEFK_BENCH_SECURITY=sasl_ssl`: the private broker gets a SASL_SSL listener (SCRAM-SHA-512,
 //!   a certificate from a CA made at start) next to PLAINTEXT, and every client runs each

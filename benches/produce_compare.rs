@@ -7,7 +7,7 @@
 //! - `JOSEFK_BENCH_RECORDS`: records per 100 B run (default 3,000,000, about 5-15 s per client
 //!   on a 2-core machine); 1 KiB runs send a third of it.
 //! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka,franz-go` (default
-//!   all).
+//!   all, josefk first), run in the order given.
 //! - `JOSEFK_BENCH_SCENARIOS`: comma list among `100-none,100-lz4,1024-none,1024-lz4`.
 //! - `JOSEFK_BENCH_SECURITY=sasl_ssl`: the private broker gets a SASL_SSL listener (SCRAM-SHA-512,
 //!   a certificate from a CA made at start) next to PLAINTEXT, and every client runs each

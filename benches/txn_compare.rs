@@ -5,7 +5,7 @@
 //! private single-node KRaft broker with josefk-harness. Environment:
 //! - `JOSEFK_BENCH_SCALE`: multiplies every count below (default 1; 0.1 for a quick look).
 //! - `JOSEFK_BENCH_CLIENTS`: comma list among `josefk,java,rdkafka,krafka,franz-go` (default
-//!   all).
+//!   all, josefk first), run in the order given.
 //! - `JOSEFK_BENCH_PARTS`: comma list among `1,2` (default both).
 //!
 //! Every client runs acks=all, enable.idempotence=true, linger.ms=5, batch.size=16384, 32 MiB of

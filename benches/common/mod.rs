@@ -441,8 +441,10 @@ pub fn not_run_rows(not_run: &[NotRun]) -> String {
         .collect()
 }
 
-/// The clients `JOSEFK_BENCH_CLIENTS` asks for, in the order josefk, java, the `peers` (built on
-/// demand), and the peers that could not be built. `java` says how Java runs, or `None` (having
+/// The clients `JOSEFK_BENCH_CLIENTS` asks for, in its order (unset: josefk, java, the `peers`,
+/// built on demand), and the peers that could not be built. The order is the run order: the first
+/// client meets the broker right after its warm-up, when it costs the most per record, so
+/// rotating the list between runs spreads that. `java` says how Java runs, or `None` (having
 /// said why) to skip it; every peer skipped says why.
 pub fn clients<J>(
     peers: &[Peer],
@@ -471,6 +473,9 @@ pub fn clients<J>(
                 not_run.push(NotRun { name, why });
             }
         }
+    }
+    if let Some(order) = &wanted {
+        clients.sort_by_key(|c| order.iter().position(|w| w == c.name()));
     }
     Ok((clients, not_run))
 }

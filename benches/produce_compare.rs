@@ -144,8 +144,7 @@ async fn josefk_run(args: WorkerArgs) -> (WorkerResult, f64) {
             }
         }
     }
-    handoff.flush().await;
-    drop(handoff);
+    handoff.finish().await;
     if let Err(e) = producer.flush().await {
         eprintln!("josefk worker: flush: {e}");
     }

@@ -121,8 +121,13 @@ impl<I> Handoff<I> {
         self.flush().await
     }
 
+    /// Sends what is left and closes the channel, so the collector ends after it.
+    pub async fn finish(mut self) {
+        self.flush().await;
+    }
+
     /// Sends what is queued; false once the collector is gone.
-    pub async fn flush(&mut self) -> bool {
+    async fn flush(&mut self) -> bool {
         if self.chunk.is_empty() {
             return true;
         }

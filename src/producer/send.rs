@@ -84,10 +84,7 @@ impl Producer {
         match attempt {
             Ok(Attempt::Queued(delivery)) => Ok(delivery),
             Ok(waiting) => self.wait_and_send(waiting, span).await,
-            Err(e) => {
-                span.in_scope(|| tracing::debug!(error = %e));
-                Err(e)
-            }
+            Err(e) => span.in_scope(|| logged(Err(e))),
         }
     }
 
@@ -98,13 +95,7 @@ impl Producer {
         waiting: Attempt,
         span: tracing::Span,
     ) -> Pin<Box<dyn Future<Output = Result<DeliveryFuture>> + Send + '_>> {
-        let waits = async move {
-            let result = self.finish_send(waiting, None).await;
-            if let Err(e) = &result {
-                tracing::debug!(error = %e);
-            }
-            result
-        };
+        let waits = async move { logged(self.finish_send(waiting, None).await) };
         Box::pin(waits.instrument(span))
     }
 
@@ -336,14 +327,8 @@ impl Producer {
         partitioner: &dyn Partitioner,
     ) -> Result<DeliveryFuture> {
         let span = send_span(&record.topic);
-        let result = self
-            .send_partitioned(record, partitioner)
-            .instrument(span.clone())
-            .await;
-        if let Err(e) = &result {
-            span.in_scope(|| tracing::debug!(error = %e));
-        }
-        result
+        let send = async move { logged(self.send_partitioned(record, partitioner).await) };
+        send.instrument(span).await
     }
 
     /// [`Producer::send_with`] inside its span.
@@ -381,6 +366,15 @@ fn send_span(topic: &str) -> tracing::Span {
         messaging.operation.type = "send",
         messaging.destination.name = %topic,
     )
+}
+
+/// `result`, its error logged at `debug` in the current (`send`) span, as
+/// `#[tracing::instrument(err(level = "debug"))]` would.
+fn logged<T>(result: Result<T>) -> Result<T> {
+    if let Err(e) = &result {
+        tracing::debug!(error = %e);
+    }
+    result
 }
 
 /// Adds the current `traceparent` to `record` unless it carries one already (the application's

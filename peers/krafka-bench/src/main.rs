@@ -93,8 +93,7 @@ async fn run(args: WorkerArgs) -> WorkerResult {
             }
         }
     }
-    handoff.flush().await;
-    drop(handoff);
+    handoff.finish().await;
     if let Err(e) = producer.flush().await {
         eprintln!("krafka-bench: flush: {e}");
     }

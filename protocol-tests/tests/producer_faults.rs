@@ -1,8 +1,8 @@
 //! The idempotent producer against faults a real broker cannot be made to produce on demand: a
 //! Produce never answered, answered after the request timeout, or answered with a frame cut in
 //! half; a broker that never answers Metadata; a leader nobody can reach; topic names the broker
-//! would refuse; `close` while a delivery is stuck (also behind a full socket); and `send` with
-//! `buffer.memory` full.
+//! would refuse; `close` while a delivery is stuck (also behind a full socket); `send` with
+//! `buffer.memory` full; and records queued while `max.in.flight` requests are out.
 //!
 //! One [`ScriptedBroker`] (node 1) plays the cluster through [`Cluster`]: a minimal model answers
 //! ApiVersions, Metadata, InitProducerId and Produce, and each test injects its fault through a
@@ -357,6 +357,69 @@ async fn close_with_time_enough_delivers_everything_first() {
         offsets.push(f.await.expect("delivered").offset.unwrap());
     }
     assert_eq!(offsets, (0..20).collect::<Vec<i64>>());
+}
+
+/// While `max.in.flight` requests to a leader are out, appends do not wake the sender (it could
+/// not send to that leader), so the end of a request must: records queued behind a held Produce
+/// go out, in one batch and in order, as soon as it is answered, not when they expire.
+#[tokio::test]
+async fn records_queued_while_max_in_flight_requests_are_out_go_when_one_ends() {
+    let held = Arc::new(tokio::sync::Notify::new());
+    let hold = held.clone();
+    let cluster = Cluster::start(move |req, model| match req {
+        // The first Produce (one record) is held until the test lets it go.
+        Req::Produce(_) if model.faulty => {
+            model.faulty = false;
+            model.offset += 1;
+            Some(Action::WaitFor(
+                hold.clone(),
+                Box::new(produce_answer(0, 9)),
+            ))
+        }
+        _ => None,
+    })
+    .await;
+    let mut config = cluster.config();
+    config.max_in_flight = 1;
+    config.delivery_timeout = Duration::from_secs(60);
+    config.client = config.client.request_timeout(Duration::from_secs(30));
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let first = producer
+        .send(ProducerRecord::new(TOPIC, "r0"))
+        .await
+        .unwrap();
+    within(async {
+        while cluster.produced().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // A new batch (no wake-up: the one request allowed is out), then a record joining it.
+    let mut queued = Vec::new();
+    for i in 1..3 {
+        let record = ProducerRecord::new(TOPIC, format!("r{i}"));
+        queued.push(producer.send(record).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(cluster.produced().len(), 1, "sent past max.in.flight");
+    held.notify_one();
+    let mut offsets = vec![within(first).await.expect("r0 delivered").offset];
+    for delivery in queued {
+        // Far less than the 60 s delivery timeout at which they would otherwise give up.
+        let written = tokio::time::timeout(Duration::from_secs(10), delivery)
+            .await
+            .expect("queued records sent once the request before them ended")
+            .expect("delivered");
+        offsets.push(written.offset);
+    }
+    assert_eq!(offsets, vec![Some(0), Some(1), Some(2)]);
+    assert_eq!(
+        cluster.produced(),
+        vec![(PRODUCER_ID, 0, 0, 1), (PRODUCER_ID, 0, 1, 2)]
+    );
+    within(producer.close(Duration::from_secs(10)))
+        .await
+        .expect("close");
 }
 
 /// `Producer::connect` against a broker that never answers `api` fails within `max.block.ms`

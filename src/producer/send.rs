@@ -196,18 +196,35 @@ impl Producer {
         if state.txn.is_some() {
             shared.wake_txn();
         }
+        // Wake the sender only when this append changed what is sendable: a new batch (its
+        // linger starts, and the one before it is closed), a batch that just filled, or memory
+        // running out (every batch is then sendable at once). Appending behind batches already
+        // queued (Java's `batchIsFull` for `deque.size() > 1`) changes nothing the sender has
+        // not seen: it was woken when that queue grew, and is woken when a request ends. Nor is
+        // there anything to do for a leader with `max.in.flight` requests out: the sender could
+        // not send to it, and the end of one of them wakes it (decided under this lock, which
+        // that end takes too). Under load each needless wake-up costs a context switch and a
+        // sender pass: without this check two of three passes sent nothing.
+        let wake_sender = match &result {
+            AppendResult::Appended(a) if a.new_batch || a.tail_full => {
+                let partition = outgoing.tp.partition;
+                let leader = usize::try_from(partition)
+                    .ok()
+                    .and_then(|i| info.partitions.get(i))
+                    .filter(|p| p.partition == partition)
+                    .or_else(|| info.partitions.iter().find(|p| p.partition == partition))
+                    .and_then(|p| p.leader);
+                state.may_send_to(leader, shared.config.max_in_flight)
+            }
+            AppendResult::NoMemory(_) => state.may_send_any(shared.config.max_in_flight),
+            _ => false,
+        };
         drop(state);
+        if wake_sender {
+            shared.wake.notify_one();
+        }
         match result {
-            AppendResult::Appended(appended) => {
-                // Wake the sender only when this append changed what is sendable: a new batch
-                // (its linger starts, and the one before it is closed) or a batch that just
-                // filled. Appending behind batches already queued (Java's `batchIsFull` for
-                // `deque.size() > 1`) changes nothing the sender has not seen: it was woken when
-                // that queue grew, and is woken when a request ends. Waking it per record then
-                // costs a context switch and a sender pass per record under load.
-                if appended.new_batch || appended.tail_full {
-                    shared.wake.notify_one();
-                }
+            AppendResult::Appended(_) => {
                 let (completion, index) = placed.expect("an appended record was placed");
                 Ok(Ok(DeliveryFuture::new(
                     completion,
@@ -268,11 +285,11 @@ impl Producer {
             // wait is not missed.
             let mut freed = std::pin::pin!(shared.progress.notified());
             freed.as_mut().enable();
+            // A refused append woke the sender if it can send: memory is freed as requests end.
             match self.append(outgoing, info)? {
                 Ok(delivery) => return Ok(delivery),
                 Err(back) => outgoing = back,
             }
-            shared.wake.notify_one();
             let waiting = Instant::now();
             let waited = tokio::time::timeout_at(at, freed).await;
             shared

@@ -222,6 +222,20 @@ impl ProducerState {
         Ok(result)
     }
 
+    /// Whether the sender could send to `leader` now: false while `max_in_flight` requests to it
+    /// are out (the sender then skips it, and the end of one of them wakes the sender). An
+    /// unknown leader may be sendable once metadata is refreshed: true.
+    pub(crate) fn may_send_to(&self, leader: Option<i32>, max_in_flight: usize) -> bool {
+        leader.is_none_or(|node| self.in_flight.get(&node).is_none_or(|&n| n < max_in_flight))
+    }
+
+    /// Whether the sender could send to some leader now: false only while every leader it has
+    /// sent to has `max_in_flight` requests out, so a request is out and its end wakes the
+    /// sender.
+    pub(crate) fn may_send_any(&self, max_in_flight: usize) -> bool {
+        self.in_flight.is_empty() || self.in_flight.values().any(|&n| n < max_in_flight)
+    }
+
     /// Fails once the producer is closed or broken.
     pub(crate) fn check_usable(&self) -> Result<()> {
         if let Some(e) = self

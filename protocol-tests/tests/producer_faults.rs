@@ -2,7 +2,8 @@
 //! Produce never answered, answered after the request timeout, or answered with a frame cut in
 //! half; a broker that never answers Metadata; a leader nobody can reach; topic names the broker
 //! would refuse; `close` while a delivery is stuck (also behind a full socket); `send` with
-//! `buffer.memory` full; and records queued while `max.in.flight` requests are out.
+//! `buffer.memory` full (for `max.block.ms`, and freed by sending lingering batches at once); and
+//! records queued while `max.in.flight` requests are out.
 //!
 //! One [`ScriptedBroker`] (node 1) plays the cluster through [`Cluster`]: a minimal model answers
 //! ApiVersions, Metadata, InitProducerId and Produce, and each test injects its fault through a
@@ -416,6 +417,47 @@ async fn records_queued_while_max_in_flight_requests_are_out_go_when_one_ends() 
     assert_eq!(
         cluster.produced(),
         vec![(PRODUCER_ID, 0, 0, 1), (PRODUCER_ID, 0, 1, 2)]
+    );
+    within(producer.close(Duration::from_secs(10)))
+        .await
+        .expect("close");
+}
+
+/// Running out of `buffer.memory` makes every queued batch sendable at once, lingering or not:
+/// the refused append wakes the sender, and the send waiting for memory goes through long
+/// before `linger.ms` (30 s here) would have let the first batch go.
+#[tokio::test]
+async fn a_send_out_of_memory_sends_lingering_batches_at_once_and_goes_through() {
+    let cluster = Cluster::start(|_, _| None).await;
+    let mut config = cluster.config();
+    config.linger = Duration::from_secs(30);
+    config.batch_size = 1024;
+    // One small batch plus a record of its own: the second record cannot get its batch's
+    // memory until the first batch is sent.
+    config.buffer_memory = 4096;
+    config.max_request_size = 4096;
+    config.max_block = Duration::from_secs(10);
+    config.delivery_timeout = Duration::from_secs(60);
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let first = producer
+        .send(ProducerRecord::new(TOPIC, vec![1u8; 100]))
+        .await
+        .expect("first record queued");
+    // Let the sender see the first batch and settle down to wait out its linger.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(cluster.produced().is_empty(), "sent before its linger");
+    let started = Instant::now();
+    let second = within(producer.send(ProducerRecord::new(TOPIC, vec![2u8; 3500])))
+        .await
+        .expect("second record queued once memory was freed");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    let first = within(first).await.expect("first delivered");
+    let second = within(second).await.expect("second delivered");
+    assert_eq!((first.offset, second.offset), (Some(0), Some(1)));
+    assert_eq!(
+        cluster.produced(),
+        vec![(PRODUCER_ID, 0, 0, 1), (PRODUCER_ID, 0, 1, 1)]
     );
     within(producer.close(Duration::from_secs(10)))
         .await

@@ -185,6 +185,7 @@ impl Producer {
         // Checked under the lock the append takes anyway: one lock per record, not two.
         state.check_usable()?;
         let mut placed = None;
+        let memory_was_short = state.accumulator.memory_short();
         let result = state.append(
             &mut outgoing.tp,
             outgoing.partition,
@@ -196,27 +197,23 @@ impl Producer {
         if state.txn.is_some() {
             shared.wake_txn();
         }
-        // Wake the sender only when this append changed what is sendable: a new batch (its
-        // linger starts, and the one before it is closed), a batch that just filled, or memory
-        // running out (every batch is then sendable at once). Appending behind batches already
-        // queued (Java's `batchIsFull` for `deque.size() > 1`) changes nothing the sender has
-        // not seen: it was woken when that queue grew, and is woken when a request ends. Nor is
-        // there anything to do for a leader with `max.in.flight` requests out: the sender could
-        // not send to it, and the end of one of them wakes it (decided under this lock, which
-        // that end takes too). Under load each needless wake-up costs a context switch and a
-        // sender pass: without this check two of three passes sent nothing.
+        // Wake the sender only when this append changed what it could send now. That is a new
+        // batch (its linger starts, and the one before it is closed) or a batch that just
+        // filled, for a leader with a free `max.in.flight` slot; or memory running out, which
+        // makes every batch sendable at once (only the first refusal changes that). Appending
+        // behind batches already queued (Java's `batchIsFull` for `deque.size() > 1`) changes
+        // nothing the sender has not been told. A leader with every slot taken can take nothing
+        // until one of its requests ends, which wakes the sender (`sink::finish_request`, under
+        // this lock). Under load each needless wake-up costs a context switch and a sender
+        // pass: without these checks two of three passes sent nothing.
         let wake_sender = match &result {
             AppendResult::Appended(a) if a.new_batch || a.tail_full => {
-                let partition = outgoing.tp.partition;
-                let leader = usize::try_from(partition)
-                    .ok()
-                    .and_then(|i| info.partitions.get(i))
-                    .filter(|p| p.partition == partition)
-                    .or_else(|| info.partitions.iter().find(|p| p.partition == partition))
-                    .and_then(|p| p.leader);
+                // The current metadata: a send waiting for memory placed the record with the
+                // snapshot it started with, whose leader may have moved since.
+                let leader = shared.cluster.metadata().leader(&outgoing.tp);
                 state.may_send_to(leader, shared.config.max_in_flight)
             }
-            AppendResult::NoMemory(_) => state.may_send_any(shared.config.max_in_flight),
+            AppendResult::NoMemory(_) => !memory_was_short,
             _ => false,
         };
         drop(state);

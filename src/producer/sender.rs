@@ -54,7 +54,8 @@ type Batch = ProducerBatch<PendingRecord>;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) state: Mutex<ProducerState>,
-    /// Wakes the sender: a batch became sendable, a request finished, a flush or close began.
+    /// Wakes the sender: a batch became sendable to a leader with a free in-flight slot, memory
+    /// ran out, a request finished, a flush or close began.
     /// An `Arc` so the linger timer's thread (`timer::PreciseTimer`) can hold it without holding
     /// the rest of this state (whose last reference must not go away on that thread).
     pub(crate) wake: Arc<Notify>,
@@ -227,13 +228,6 @@ impl ProducerState {
     /// unknown leader may be sendable once metadata is refreshed: true.
     pub(crate) fn may_send_to(&self, leader: Option<i32>, max_in_flight: usize) -> bool {
         leader.is_none_or(|node| self.in_flight.get(&node).is_none_or(|&n| n < max_in_flight))
-    }
-
-    /// Whether the sender could send to some leader now: false only while every leader it has
-    /// sent to has `max_in_flight` requests out, so a request is out and its end wakes the
-    /// sender.
-    pub(crate) fn may_send_any(&self, max_in_flight: usize) -> bool {
-        self.in_flight.is_empty() || self.in_flight.values().any(|&n| n < max_in_flight)
     }
 
     /// Fails once the producer is closed or broken.

@@ -223,8 +223,8 @@ impl DrainGate for NoGate {
 pub struct Appended {
     /// The batch holding the record.
     pub batch: BatchId,
-    /// The partition has a batch ready to send (queue longer than one, or this batch is full):
-    /// wake the sender (Java `batchIsFull`).
+    /// The partition has a batch ready to send (queue longer than one, or this batch is full;
+    /// Java `batchIsFull`).
     pub batch_full: bool,
     /// A new batch was created for this record.
     pub new_batch: bool,
@@ -732,6 +732,12 @@ impl<T> Accumulator<T> {
             parts.resize_with(partition + 1, VecDeque::new);
         }
         &mut parts[partition]
+    }
+
+    /// An append was refused for memory and none has reserved memory since: [`ready`](Self::ready)
+    /// then treats every batch as sendable (Java `free.queued() > 0`).
+    pub fn memory_short(&self) -> bool {
+        self.memory_waiters
     }
 
     /// Bytes of `buffer.memory` held by unreleased batches.

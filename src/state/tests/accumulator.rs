@@ -82,10 +82,12 @@ fn the_memory_bound_hands_records_back_until_memory_is_released() {
     for p in 0..5 {
         appended(acc.append(&tp(p), p, 10, t0));
     }
+    assert!(!acc.memory_short());
     match acc.append(&tp(5), 99, 10, t0) {
         AppendResult::NoMemory(r) => assert_eq!(r, 99),
         other => panic!("{other:?}"),
     }
+    assert!(acc.memory_short(), "a refused append leaves memory short");
     // Appends that fit an open batch still work.
     appended(acc.append(&tp(0), 100, 10, t0));
     // Someone waits for memory: everything is sendable before linger.
@@ -97,6 +99,7 @@ fn the_memory_bound_hands_records_back_until_memory_is_released() {
         vec![0, 100]
     );
     appended(acc.append(&tp(5), 99, 10, t0));
+    assert!(!acc.memory_short(), "memory reserved again: no longer short");
     assert!(
         acc.ready(|_| Some(1), t0).ready_nodes.is_empty(),
         "no waiter any more"

@@ -197,15 +197,16 @@ impl Producer {
         if state.txn.is_some() {
             shared.wake_txn();
         }
-        // Wake the sender only when this append changed what it could send now. That is a new
-        // batch (its linger starts, and the one before it is closed) or a batch that just
-        // filled, for a leader with a free `max.in.flight` slot; or memory running out, which
-        // makes every batch sendable at once (only the first refusal changes that). Appending
-        // behind batches already queued (Java's `batchIsFull` for `deque.size() > 1`) changes
-        // nothing the sender has not been told. A leader with every slot taken can take nothing
-        // until one of its requests ends, which wakes the sender (`sink::finish_request`, under
-        // this lock). Under load each needless wake-up costs a context switch and a sender
-        // pass: without these checks two of three passes sent nothing.
+        // Wake the sender only when this append changed what it could send now: a new batch
+        // (its linger starts, and the one before it is closed) or a batch that just filled, for
+        // a leader with a free `max.in.flight` slot; or memory running out, which makes every
+        // batch sendable at once (only the first refusal changes that), while some broker has a
+        // free slot. Appending behind batches already queued (Java's `batchIsFull` for
+        // `deque.size() > 1`) changes nothing the sender has not been told. A broker with every
+        // slot taken can take nothing until one of its requests ends, which wakes the sender
+        // (`sink::finish_request`, under this lock). Under load each needless wake-up costs a
+        // context switch and a sender pass: without these checks two of three passes sent
+        // nothing.
         let wake_sender = match &result {
             AppendResult::Appended(a) if a.new_batch || a.tail_full => {
                 // The current metadata: a send waiting for memory placed the record with the
@@ -213,7 +214,11 @@ impl Producer {
                 let leader = shared.cluster.metadata().leader(&outgoing.tp);
                 state.may_send_to(leader, shared.config.max_in_flight)
             }
-            AppendResult::NoMemory(_) => !memory_was_short,
+            AppendResult::NoMemory(_) if !memory_was_short => {
+                let metadata = shared.cluster.metadata();
+                let brokers = metadata.brokers.keys().copied();
+                state.may_send_to_any(brokers, shared.config.max_in_flight)
+            }
             _ => false,
         };
         drop(state);

@@ -1,9 +1,10 @@
 //! The idempotent producer against faults a real broker cannot be made to produce on demand: a
 //! Produce never answered, answered after the request timeout, or answered with a frame cut in
 //! half; a broker that never answers Metadata; a leader nobody can reach; topic names the broker
-//! would refuse; `close` while a delivery is stuck (also behind a full socket); `send` with
-//! `buffer.memory` full (for `max.block.ms`, and freed by sending lingering batches at once); and
-//! records queued while `max.in.flight` requests are out.
+//! would refuse; `close` while a delivery is stuck (also behind a full socket); `flush` while a
+//! batch that lost its leader expires; `send` with `buffer.memory` full (for `max.block.ms`, and freed
+//! by sending a lingering batch at once); and records queued while `max.in.flight` requests are
+//! out.
 //!
 //! One [`ScriptedBroker`] (node 1) plays the cluster through [`Cluster`]: a minimal model answers
 //! ApiVersions, Metadata, InitProducerId and Produce, and each test injects its fault through a
@@ -423,9 +424,48 @@ async fn records_queued_while_max_in_flight_requests_are_out_go_when_one_ends() 
         .expect("close");
 }
 
-/// Running out of `buffer.memory` makes every queued batch sendable at once, lingering or not:
-/// the refused append wakes the sender, and the send waiting for memory goes through long
-/// before `linger.ms` (30 s here) would have let the first batch go.
+/// A batch waiting in the accumulator for a leader expires in the sender at
+/// `delivery.timeout.ms`; `flush` then returns, with the record failed, instead of waiting for a
+/// request to end (none will). The partition loses its leader after the first Produce: the
+/// broker answers NOT_LEADER_OR_FOLLOWER, and metadata then shows none.
+#[tokio::test]
+async fn flush_returns_once_a_batch_waiting_for_a_leader_expires() {
+    let cluster = Cluster::start(|req, model| match req {
+        Req::Produce(_) if model.faulty => {
+            model.faulty = false;
+            model.leader = -1;
+            Some(produce_refusal(NOT_LEADER_OR_FOLLOWER))
+        }
+        _ => None,
+    })
+    .await;
+    let producer = cluster.producer().await;
+    let record = producer
+        .send(ProducerRecord::new(TOPIC, "nowhere"))
+        .await
+        .expect("queued");
+    let started = Instant::now();
+    within(producer.flush()).await.expect("flush");
+    let took = started.elapsed();
+    assert!(took <= DELIVERY_TIMEOUT + SLACK, "flush took {took:?}");
+    let error = within(record).await.unwrap_err();
+    assert!(
+        !error.outcome_unknown(),
+        "refused, then never sent again: {error}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("delivery.timeout.ms (3s) passed"), "{text}");
+    assert!(
+        text.contains("NotLeaderOrFollower"),
+        "says what was last tried: {text}"
+    );
+    assert_eq!(cluster.produced().len(), 1, "sent once, then held");
+    within(producer.close(Duration::from_secs(1))).await.ok();
+}
+
+/// A send refused for `buffer.memory` wakes the sender, which sends the lingering batch ahead of
+/// it at once (here closed by the refusal, so sendable either way), and the send waiting for
+/// memory goes through long before `linger.ms` (30 s here) would have let that batch go.
 #[tokio::test]
 async fn a_send_out_of_memory_sends_lingering_batches_at_once_and_goes_through() {
     let cluster = Cluster::start(|_, _| None).await;
@@ -438,6 +478,8 @@ async fn a_send_out_of_memory_sends_lingering_batches_at_once_and_goes_through()
     config.max_request_size = 4096;
     config.max_block = Duration::from_secs(10);
     config.delivery_timeout = Duration::from_secs(60);
+    // No retry of a Produce slowed by a loaded machine (the log is compared exactly).
+    config.client = config.client.request_timeout(Duration::from_secs(30));
     let producer = within(Producer::connect(config)).await.expect("connect");
     let first = producer
         .send(ProducerRecord::new(TOPIC, vec![1u8; 100]))
@@ -690,6 +732,9 @@ async fn a_refusal_after_an_unanswered_send_still_reports_outcome_unknown() {
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
 /// Partition 0 of [`TOPIC`] refuses its batch with `code`.
+/// Kafka's NOT_LEADER_OR_FOLLOWER error code.
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
 fn produce_refusal(code: i16) -> Action {
     Action::reply(
         &ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()

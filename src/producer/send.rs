@@ -287,7 +287,8 @@ impl Producer {
             // wait is not missed.
             let mut freed = std::pin::pin!(shared.progress.notified());
             freed.as_mut().enable();
-            // A refused append woke the sender if it can send: memory is freed as requests end.
+            // The first refused append woke the sender if some broker had a free slot; else, and
+            // for later refusals, the end of a request wakes it. Memory is freed as requests end.
             match self.append(outgoing, info)? {
                 Ok(delivery) => return Ok(delivery),
                 Err(back) => outgoing = back,

@@ -5,8 +5,9 @@
 //! ask the accumulator which leaders have sendable batches, drain one request per ready leader
 //! with a free in-flight slot, and spawn each request. A request task encodes its batches, sends
 //! them on the broker's produce connection, and feeds every partition's outcome back into the
-//! shared state, which completes, retries or fails the batch. The sender sleeps until a handle
-//! appends, a request finishes, or the accumulator's next linger/backoff deadline.
+//! shared state, which completes, retries or fails the batch. The sender sleeps until an append
+//! makes a batch sendable to a leader with a free in-flight slot (or memory first runs out), a
+//! request finishes, or the accumulator's next linger/backoff deadline.
 //!
 //! The shared state is one `std::sync::Mutex`, held only for bookkeeping (never across an await):
 //! contention is one lock per `send` and per response.
@@ -55,7 +56,7 @@ type Batch = ProducerBatch<PendingRecord>;
 pub(crate) struct Shared {
     pub(crate) state: Mutex<ProducerState>,
     /// Wakes the sender: a batch became sendable to a leader with a free in-flight slot, memory
-    /// ran out, a request finished, a flush or close began.
+    /// first ran out, a request finished, a flush or close began.
     /// An `Arc` so the linger timer's thread (`timer::PreciseTimer`) can hold it without holding
     /// the rest of this state (whose last reference must not go away on that thread).
     pub(crate) wake: Arc<Notify>,
@@ -763,10 +764,16 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
         shared.txn_wake.notify_one();
     }
 
-    for (batch, waiting) in expired {
-        let unknown = batch.outcome_unknown();
-        let error = shared.undelivered(&batch, GiveUp::Expired, unknown, Some(&waiting));
-        shared.fail_batch(batch, &|| error.duplicate());
+    if !expired.is_empty() {
+        for (batch, waiting) in expired {
+            let unknown = batch.outcome_unknown();
+            let error = shared.undelivered(&batch, GiveUp::Expired, unknown, Some(&waiting));
+            shared.fail_batch(batch, &|| error.duplicate());
+        }
+        // Their memory is free, and with them gone the producer may be idle: sends waiting for
+        // memory and `flush`/`close` waiting for the queue to drain must look again (no request
+        // ends to tell them when a batch that never left expires).
+        shared.progress.notify_waiters();
     }
     if !refresh.is_empty() {
         let cluster = shared.cluster.clone();

@@ -113,24 +113,10 @@ async fn produce_reply_cut_mid_frame_settles_then_a_new_epoch_starts() {
 #[tokio::test]
 async fn close_during_a_stuck_delivery_returns_in_time_settles_everything_and_sends_nothing_more() {
     let cluster = Cluster::start(while_faulty(|| Action::NoReply)).await;
-    let mut config = cluster.config();
-    // One request at a time: the second record waits behind the stuck one, never sent.
-    config.max_in_flight = 1;
-    config.delivery_timeout = Duration::from_secs(60);
-    // The stuck request would time out only long after close returned.
-    config.client = config.client.request_timeout(Duration::from_secs(10));
-    let producer = within(Producer::connect(config)).await.expect("connect");
-    let in_flight = producer
-        .send(ProducerRecord::new(TOPIC, "in flight"))
-        .await
-        .unwrap();
-    // Wait until the broker holds the first request.
-    within(async {
-        while cluster.produced().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    // One request at a time: the second record waits behind the stuck one, never sent. The
+    // stuck request would time out only long after close returned.
+    let (producer, in_flight) =
+        producer_with_one_request_out(&cluster, Duration::from_secs(10), "in flight").await;
     let queued = producer
         .send(ProducerRecord::new(TOPIC, "queued"))
         .await
@@ -289,14 +275,8 @@ async fn closing_one_producer_leaves_another_producers_connections_alone() {
 #[tokio::test]
 async fn send_with_buffer_memory_full_for_max_block_says_so_and_queues_nothing() {
     let cluster = Cluster::start(while_faulty(|| Action::NoReply)).await;
-    let mut config = cluster.config();
     // Room for exactly four one-record batches; none is ever answered, so none is freed.
-    config.batch_size = 1024;
-    config.max_request_size = 4096;
-    config.buffer_memory = 4096;
-    config.max_block = Duration::from_secs(1);
-    config.delivery_timeout = Duration::from_secs(30);
-    config.client = config.client.request_timeout(Duration::from_secs(30));
+    let config = small_buffer_config(&cluster, Duration::from_secs(1), Duration::from_secs(30));
     let producer = within(Producer::connect(config)).await.expect("connect");
     let value = vec![b'v'; 900];
     let mut queued = Vec::new();
@@ -381,21 +361,8 @@ async fn records_queued_while_max_in_flight_requests_are_out_go_when_one_ends() 
         _ => None,
     })
     .await;
-    let mut config = cluster.config();
-    config.max_in_flight = 1;
-    config.delivery_timeout = Duration::from_secs(60);
-    config.client = config.client.request_timeout(Duration::from_secs(30));
-    let producer = within(Producer::connect(config)).await.expect("connect");
-    let first = producer
-        .send(ProducerRecord::new(TOPIC, "r0"))
-        .await
-        .unwrap();
-    within(async {
-        while cluster.produced().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let (producer, first) =
+        producer_with_one_request_out(&cluster, Duration::from_secs(30), "r0").await;
     // A new batch (no wake-up: the one request allowed is out), then a record joining it.
     let mut queued = Vec::new();
     for i in 1..3 {
@@ -469,17 +436,11 @@ async fn flush_returns_once_a_batch_waiting_for_a_leader_expires() {
 #[tokio::test]
 async fn a_send_out_of_memory_sends_lingering_batches_at_once_and_goes_through() {
     let cluster = Cluster::start(|_, _| None).await;
-    let mut config = cluster.config();
-    config.linger = Duration::from_secs(30);
-    config.batch_size = 1024;
     // One small batch plus a record of its own: the second record cannot get its batch's
     // memory until the first batch is sent.
-    config.buffer_memory = 4096;
-    config.max_request_size = 4096;
-    config.max_block = Duration::from_secs(10);
-    config.delivery_timeout = Duration::from_secs(60);
-    // No retry of a Produce slowed by a loaded machine (the log is compared exactly).
-    config.client = config.client.request_timeout(Duration::from_secs(30));
+    let mut config =
+        small_buffer_config(&cluster, Duration::from_secs(10), Duration::from_secs(60));
+    config.linger = Duration::from_secs(30);
     let producer = within(Producer::connect(config)).await.expect("connect");
     let first = producer
         .send(ProducerRecord::new(TOPIC, vec![1u8; 100]))

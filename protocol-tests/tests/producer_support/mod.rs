@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
-use josefk::producer::{Producer, ProducerConfig};
+use josefk::producer::{DeliveryFuture, Producer, ProducerConfig};
 use josefk::ClientConfig;
 use protocol_tests::{default_versions, Action, ScriptedBroker};
 
@@ -145,6 +145,50 @@ impl Cluster {
     pub fn revoke_credentials(&self, revoked: bool) {
         self.script.model.lock().unwrap().credentials_revoked = revoked;
     }
+}
+
+/// Settings whose `buffer.memory` (4 KiB) holds four one-record batches of 1 KiB (or one small
+/// batch and a 3.5 KB record), with the given `max.block.ms` and `delivery.timeout.ms`, and a
+/// request timeout (30 s) no loaded machine reaches.
+pub fn small_buffer_config(
+    cluster: &Cluster,
+    max_block: Duration,
+    delivery_timeout: Duration,
+) -> ProducerConfig {
+    let mut config = cluster.config();
+    config.batch_size = 1024;
+    config.max_request_size = 4096;
+    config.buffer_memory = 4096;
+    config.max_block = max_block;
+    config.delivery_timeout = delivery_timeout;
+    config.client = config.client.request_timeout(Duration::from_secs(30));
+    config
+}
+
+/// A producer allowed one request in flight (delivery timeout 60 s, `request_timeout`) whose
+/// first record, `first`, the broker has received: a test whose hook holds that Produce then
+/// has the only slot taken.
+pub async fn producer_with_one_request_out(
+    cluster: &Cluster,
+    request_timeout: Duration,
+    first: &'static str,
+) -> (Producer, DeliveryFuture) {
+    let mut config = cluster.config();
+    config.max_in_flight = 1;
+    config.delivery_timeout = Duration::from_secs(60);
+    config.client = config.client.request_timeout(request_timeout);
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let delivery = producer
+        .send(josefk::ProducerRecord::new(TOPIC, first))
+        .await
+        .expect("queued");
+    within(async {
+        while cluster.produced().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    (producer, delivery)
 }
 
 /// Waits for `f`, failing the test if it hangs.

@@ -2,9 +2,9 @@
 //! Produce never answered, answered after the request timeout, or answered with a frame cut in
 //! half; a broker that never answers Metadata; a leader nobody can reach; topic names the broker
 //! would refuse; `close` while a delivery is stuck (also behind a full socket); `flush` while a
-//! batch that lost its leader expires; `send` with `buffer.memory` full (for `max.block.ms`, and freed
-//! by sending a lingering batch at once); and records queued while `max.in.flight` requests are
-//! out.
+//! batch that lost its leader expires; `send` with `buffer.memory` full (for `max.block.ms`, and
+//! freed by sending a lingering batch at once); and records queued while `max.in.flight`
+//! requests are out.
 //!
 //! One [`ScriptedBroker`] (node 1) plays the cluster through [`Cluster`]: a minimal model answers
 //! ApiVersions, Metadata, InitProducerId and Produce, and each test injects its fault through a
@@ -692,10 +692,10 @@ async fn a_refusal_after_an_unanswered_send_still_reports_outcome_unknown() {
 /// Kafka error TOPIC_AUTHORIZATION_FAILED.
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
-/// Partition 0 of [`TOPIC`] refuses its batch with `code`.
 /// Kafka's NOT_LEADER_OR_FOLLOWER error code.
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 
+/// Partition 0 of [`TOPIC`] refuses its batch with `code`.
 fn produce_refusal(code: i16) -> Action {
     Action::reply(
         &ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()

@@ -215,9 +215,13 @@ impl Producer {
                 state.may_send_to(leader, shared.config.max_in_flight)
             }
             AppendResult::NoMemory(_) if !memory_was_short => {
-                let metadata = shared.cluster.metadata();
-                let brokers = metadata.brokers.keys().copied();
-                state.may_send_to_any(brokers, shared.config.max_in_flight)
+                // Any broker with a free slot (none known yet: let the sender look).
+                let brokers = &shared.cluster.metadata().brokers;
+                let max = shared.config.max_in_flight;
+                brokers.is_empty()
+                    || brokers
+                        .keys()
+                        .any(|&node| state.may_send_to(Some(node), max))
             }
             _ => false,
         };

@@ -231,17 +231,6 @@ impl ProducerState {
         leader.is_none_or(|node| self.in_flight.get(&node).is_none_or(|&n| n < max_in_flight))
     }
 
-    /// Whether the sender could send to any of `nodes` (the cluster's brokers) now; true for
-    /// none at all (metadata not known yet: let the sender look).
-    pub(crate) fn may_send_to_any(
-        &self,
-        nodes: impl IntoIterator<Item = i32>,
-        max_in_flight: usize,
-    ) -> bool {
-        let mut nodes = nodes.into_iter().peekable();
-        nodes.peek().is_none() || nodes.any(|node| self.may_send_to(Some(node), max_in_flight))
-    }
-
     /// Fails once the producer is closed or broken.
     pub(crate) fn check_usable(&self) -> Result<()> {
         if let Some(e) = self

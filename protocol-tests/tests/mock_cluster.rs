@@ -591,3 +591,64 @@ async fn end_txn_after_a_timeout_abort_answers_as_kafka_4() {
     // The timed-out record is behind an abort marker: nothing is stable but the marker's end.
     assert_eq!(cluster.end_offset("t", 0), Some(2));
 }
+
+/// KIP-794 adaptive partitioning: while one broker holds its Produce requests, keyless records
+/// pile up in its partition's queue, and the sticky partitioner's next choices favour the other
+/// partition; with `partitioner.adaptive.partitioning.enable=false` the choice stays uniform.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_partitioning_steers_keyless_records_away_from_a_slow_broker() {
+    const RECORDS: usize = 300;
+    for adaptive in [true, false] {
+        let cluster = MockCluster::start(2).await.unwrap();
+        cluster.create_topic("t", 2).unwrap();
+        for (p, node) in [(0, 1), (1, 2)] {
+            if cluster.leader("t", p) != Some(node) {
+                cluster.move_leader("t", p, node).unwrap();
+            }
+        }
+        let mut config = ProducerConfig::with_client(client(&cluster));
+        config.linger = Duration::ZERO;
+        // Every record fills a batch of its own, so the sticky partitioner moves on after each.
+        config.batch_size = 100;
+        config.adaptive_partitioning = adaptive;
+        let producer = Producer::connect(config).await.unwrap();
+        // Broker 2 answers nothing for 2 s (later requests on its connection wait too).
+        cluster.inject(Fault::delay(Api::Produce, Duration::from_secs(2)).on_broker(2));
+        let mut deliveries = Vec::with_capacity(RECORDS);
+        for _ in 0..RECORDS {
+            deliveries.push(
+                producer
+                    .send(ProducerRecord::new("t", vec![7u8; 150]))
+                    .await
+                    .unwrap(),
+            );
+            // Lets the sender run a pass (it weighs the queues) between records.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut on_slow = 0;
+        for delivery in deliveries {
+            let written = tokio::time::timeout(Duration::from_secs(60), delivery)
+                .await
+                .expect("delivered within 60 s")
+                .expect("delivered");
+            on_slow += usize::from(written.partition == 1);
+        }
+        assert_eq!(cluster.pending_faults(), 0, "the delay fired");
+        let ends = [0, 1].map(|p| cluster.end_offset("t", p).unwrap());
+        assert_eq!(ends, [(RECORDS - on_slow) as i64, on_slow as i64]);
+        eprintln!("adaptive {adaptive}: {on_slow} of {RECORDS} on the slow broker's partition");
+        if adaptive {
+            assert!(
+                on_slow < RECORDS / 4,
+                "{on_slow} of {RECORDS} on the slow partition"
+            );
+        } else {
+            // Uniform: binomial(300, 1/2) stays above 100 but for odds of about 1e-8.
+            assert!(
+                on_slow > RECORDS / 3,
+                "{on_slow} of {RECORDS} on the slow partition"
+            );
+        }
+        producer.close(Duration::from_secs(10)).await.unwrap();
+    }
+}

@@ -136,6 +136,10 @@ pub struct ProducerConfig {
     pub max_in_flight: usize,
     /// `compression.type`. Default `none`.
     pub compression: Compression,
+    /// `partitioner.adaptive.partitioning.enable`: when the sticky partitioner of keyless
+    /// records moves on (after about `batch.size` bytes), it favours partitions with fewer
+    /// batches waiting, so partitions of a slow broker get fewer records (KIP-794). Default true.
+    pub adaptive_partitioning: bool,
     /// `transactional.id`. Default none.
     pub transactional_id: Option<String>,
     /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer. Default 60 s.
@@ -168,6 +172,7 @@ impl ProducerConfig {
             max_request_size: 1024 * 1024,
             max_in_flight: 5,
             compression: Compression::None,
+            adaptive_partitioning: true,
             transactional_id: None,
             transaction_timeout: Duration::from_millis(60_000),
             trace_context: None,
@@ -236,6 +241,9 @@ impl ProducerConfig {
             "max.block.ms" => self.max_block = parse_ms(key, value)?,
             "max.request.size" => self.max_request_size = parse_num(key, value)?,
             "compression.type" => self.compression = value.parse()?,
+            "partitioner.adaptive.partitioning.enable" => {
+                self.adaptive_partitioning = parse_bool(key, value)?
+            }
             "transactional.id" => {
                 self.transactional_id = Some(value.to_owned()).filter(|v| !v.is_empty())
             }
@@ -432,6 +440,9 @@ mod tests {
         assert_eq!(c.batch_size, 16_384);
         assert_eq!(c.max_in_flight, 5);
         assert_eq!(c.delivery_timeout, Duration::from_secs(120));
+        assert!(c.adaptive_partitioning);
+        let c = props(&[("partitioner.adaptive.partitioning.enable", "false")]).unwrap();
+        assert!(!c.adaptive_partitioning);
     }
 
     #[test]

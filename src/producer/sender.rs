@@ -647,6 +647,20 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
             }
         }
         let check = state.accumulator.ready(|tp| snapshot.leader(tp), now);
+        // KIP-794 adaptive partitioning (Java's `partitionReady` does this on every pass): the
+        // sticky partitioner's next choice favours partitions with fewer batches queued, so a
+        // slow broker's partitions get fewer keyless records.
+        if shared.config.adaptive_partitioning {
+            let mut queued = Vec::new();
+            for (topic, sticky) in state.sticky.iter_mut() {
+                if let Some(info) = snapshot.topics.get(topic) {
+                    state
+                        .accumulator
+                        .queue_lengths(topic, &info.available, &mut queued);
+                    sticky.update_load_stats(&queued, info.partitions.len());
+                }
+            }
+        }
         refresh.extend(check.unknown_leader_topics.iter().cloned());
         tracing::trace!(ready = ?check.ready_nodes, next = ?check.next_check_delay, unknown = ?check.unknown_leader_topics, "sender plan");
         leaders.update(snapshot);

@@ -439,6 +439,21 @@ impl<T> Accumulator<T> {
         out
     }
 
+    /// How many batches are queued for each of `partitions` of `topic` (none for a partition that
+    /// never had a batch), into `out`: KIP-794's adaptive partitioning weighs its next sticky
+    /// partition by these (Java collects them in `partitionReady`).
+    pub fn queue_lengths(&self, topic: &str, partitions: &[i32], out: &mut Vec<(i32, usize)>) {
+        out.clear();
+        let queues = self.queues.get(topic);
+        out.extend(partitions.iter().map(|&p| {
+            let queued = usize::try_from(p)
+                .ok()
+                .and_then(|i| queues?.get(i))
+                .map_or(0, VecDeque::len);
+            (p, queued)
+        }));
+    }
+
     /// Takes batches for one request to `node` (Java `drainBatchesForOneNode`): at most one batch
     /// per partition of `partitions` (the partitions `node` leads), in total at most
     /// `max_request_size` bytes (a single larger batch still goes alone). Partitions backing off,

@@ -188,7 +188,6 @@ impl StickyPartitioner {
     /// Mirrors `BuiltInPartitioner.updatePartitionLoadStats`: weights are `max + 1 - queue`, so the
     /// longest queue keeps weight 1 and is never starved entirely; with fewer than two partitions,
     /// or when every partition is listed with the same length, choice stays uniform.
-    #[cfg(test)]
     pub fn update_load_stats(&mut self, queues: &[(i32, usize)], num_partitions: usize) {
         if queues.is_empty() || num_partitions < 2 {
             self.load = None;

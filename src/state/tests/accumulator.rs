@@ -76,6 +76,22 @@ fn records_fill_a_batch_then_a_new_one_opens() {
 }
 
 #[test]
+fn queue_lengths_count_batches_per_partition_asked_for() {
+    let t0 = Instant::now();
+    let mut acc = Accumulator::new(config());
+    for r in 0..3 {
+        appended(acc.append(&tp(2), r, 150, t0));
+    }
+    appended(acc.append(&tp(0), 9, 50, t0));
+    let mut out = vec![(7, 7)];
+    // Partition 1 never had a batch, 5 is beyond every queue: both count as empty.
+    acc.queue_lengths("t", &[0, 1, 2, 5], &mut out);
+    assert_eq!(out, vec![(0, 1), (1, 0), (2, 3), (5, 0)]);
+    acc.queue_lengths("other", &[0], &mut out);
+    assert_eq!(out, vec![(0, 0)]);
+}
+
+#[test]
 fn the_memory_bound_hands_records_back_until_memory_is_released() {
     let t0 = Instant::now();
     let mut acc = Accumulator::new(config());

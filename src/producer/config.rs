@@ -136,9 +136,10 @@ pub struct ProducerConfig {
     pub max_in_flight: usize,
     /// `compression.type`. Default `none`.
     pub compression: Compression,
-    /// `partitioner.adaptive.partitioning.enable`: when the sticky partitioner of keyless
-    /// records moves on (after about `batch.size` bytes), it favours partitions with fewer
-    /// batches waiting, so partitions of a slow broker get fewer records (KIP-794). Default true.
+    /// `partitioner.adaptive.partitioning.enable`: when the sticky partitioner of keyless records
+    /// (records with a key or a partition are not affected) moves on after about `batch.size`
+    /// bytes, it favours partitions with fewer batches waiting, so partitions of a slow broker
+    /// get fewer records (KIP-794). Default true.
     pub adaptive_partitioning: bool,
     /// `transactional.id`. Default none.
     pub transactional_id: Option<String>,

@@ -98,6 +98,8 @@ pub(crate) struct ProducerState {
     /// Sticky partitioners by topic. A tree: finding a topic costs a few string comparisons
     /// (one for a producer of one topic), cheaper per record than SipHashing the name.
     sticky: BTreeMap<String, StickyPartitioner>,
+    /// Scratch for the queue lengths the sender hands the sticky partitioners on each pass.
+    queue_lengths: Vec<(i32, usize)>,
     /// Produce requests in flight per leader.
     in_flight: HashMap<i32, usize>,
     pub(crate) closing: bool,
@@ -140,6 +142,7 @@ impl ProducerState {
             txn_began: None,
             pacing: MarkerPacing::new(),
             sticky: BTreeMap::new(),
+            queue_lengths: Vec::new(),
             in_flight: HashMap::new(),
             closing: false,
             fatal: None,
@@ -651,13 +654,16 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
         // sticky partitioner's next choice favours partitions with fewer batches queued, so a
         // slow broker's partitions get fewer keyless records.
         if shared.config.adaptive_partitioning {
-            let mut queued = Vec::new();
+            let queued = &mut state.queue_lengths;
             for (topic, sticky) in state.sticky.iter_mut() {
-                if let Some(info) = snapshot.topics.get(topic) {
-                    state
-                        .accumulator
-                        .queue_lengths(topic, &info.available, &mut queued);
-                    sticky.update_load_stats(&queued, info.partitions.len());
+                match snapshot.topics.get(topic) {
+                    Some(info) => {
+                        state
+                            .accumulator
+                            .queue_lengths(topic, &info.available, queued);
+                        sticky.update_load_stats(queued, info.partitions.len());
+                    }
+                    None => sticky.clear_load_stats(),
                 }
             }
         }

@@ -125,6 +125,9 @@ pub struct StickyPartitioner {
 struct LoadStats {
     cumulative: Vec<u64>,
     partitions: Vec<i32>,
+    /// The topic's partition count when the table was made: a caller placing a record with
+    /// other metadata (newer, or a send's older snapshot) gets a uniform choice instead.
+    num_partitions: usize,
 }
 
 impl StickyPartitioner {
@@ -199,18 +202,26 @@ impl StickyPartitioner {
             self.load = None;
             return;
         }
-        let mut running = 0u64;
-        let cumulative = queues
-            .iter()
-            .map(|&(_, q)| {
-                running += max + 1 - q as u64;
-                running
-            })
-            .collect();
-        self.load = Some(LoadStats {
-            cumulative,
-            partitions: queues.iter().map(|&(p, _)| p).collect(),
+        // Rebuilt in place: the sender calls this on every pass.
+        let load = self.load.get_or_insert_with(|| LoadStats {
+            cumulative: Vec::new(),
+            partitions: Vec::new(),
+            num_partitions,
         });
+        load.num_partitions = num_partitions;
+        load.cumulative.clear();
+        load.partitions.clear();
+        let mut running = 0u64;
+        for &(p, q) in queues {
+            running += max + 1 - q as u64;
+            load.cumulative.push(running);
+            load.partitions.push(p);
+        }
+    }
+
+    /// Forgets the adaptive weights: the next choices are uniform.
+    pub fn clear_load_stats(&mut self) {
+        self.load = None;
     }
 
     fn next_partition(&mut self, available: &[i32], num_partitions: i32) -> i32 {
@@ -219,7 +230,14 @@ impl StickyPartitioner {
             let total = *load.cumulative.last().unwrap_or(&1);
             let draw = random % total.max(1);
             let idx = load.cumulative.partition_point(|&c| c <= draw);
-            return load.partitions[idx.min(load.partitions.len() - 1)];
+            let p = load.partitions[idx.min(load.partitions.len() - 1)];
+            // The table was made from the sender's last snapshot; the caller's may differ. Only a
+            // choice that is valid in the caller's metadata stands.
+            let known = load.num_partitions == num_partitions.max(0) as usize
+                && (available.is_empty() || available.contains(&p));
+            if known {
+                return p;
+            }
         }
         if available.is_empty() {
             (random % num_partitions.max(1) as u64) as i32

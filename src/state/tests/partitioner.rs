@@ -188,6 +188,31 @@ fn adaptive_load_stats_favour_short_queues() {
 }
 
 #[test]
+fn a_load_table_from_other_metadata_never_names_a_partition_the_caller_cannot_use() {
+    let mut s = StickyPartitioner::new(1, 5);
+    s.partition(&[], 4);
+    // Made when the topic had 4 partitions, 3 of them much busier than partition 3.
+    s.update_load_stats(&[(0, 9), (1, 9), (2, 9), (3, 0)], 4);
+    for _ in 0..200 {
+        // The caller's metadata says 2 partitions now (the topic was recreated smaller).
+        let p = s.on_append(1, true, &[0, 1], 2).unwrap();
+        assert!((0..2).contains(&p), "{p}");
+    }
+    for _ in 0..200 {
+        // Same count, but partition 3 has no leader in the caller's metadata.
+        let p = s.on_append(1, true, &[0, 1, 2], 4).unwrap();
+        assert_ne!(p, 3);
+    }
+    // Forgotten: uniform again over what the caller offers.
+    s.clear_load_stats();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        seen.insert(s.on_append(1, true, &[0, 1, 2, 3], 4).unwrap());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+}
+
+#[test]
 fn same_seed_same_choices() {
     let mut a = StickyPartitioner::new(1, 9);
     let mut b = StickyPartitioner::new(1, 9);

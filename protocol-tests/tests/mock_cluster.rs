@@ -663,3 +663,50 @@ async fn adaptive_partitioning_steers_keyless_records_away_from_a_slow_broker() 
         producer.close(Duration::from_secs(10)).await.unwrap();
     }
 }
+
+/// A send that finds `buffer.memory` full makes every queued batch sendable at once (Java's
+/// `exhausted`), not only the one it refused behind: a batch lingering for 30 s on another
+/// partition is sent, its memory comes back, and the waiting record goes through long before
+/// `max.block.ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_memory_sends_batches_lingering_on_other_partitions() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 2).unwrap();
+    let mut config = ProducerConfig::with_client(client(&cluster));
+    config.linger = Duration::from_secs(30);
+    config.batch_size = 1024;
+    config.max_request_size = 4096;
+    config.buffer_memory = 4096;
+    config.max_block = Duration::from_secs(20);
+    let producer = Producer::connect(config).await.unwrap();
+    let lingering = producer
+        .send(ProducerRecord::new("t", vec![1u8; 100]).partition(0))
+        .await
+        .unwrap();
+    // Let the sender see that batch and settle down to wait out its linger.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        cluster.end_offset("t", 0),
+        Some(0),
+        "sent before its linger"
+    );
+    // Needs the memory the lingering batch holds, on the other partition.
+    let started = std::time::Instant::now();
+    let waiting = producer
+        .send(ProducerRecord::new("t", vec![2u8; 3500]).partition(1))
+        .await
+        .expect("queued once the lingering batch's memory came back");
+    let waited = started.elapsed();
+    let lingering = lingering.await.unwrap();
+    assert_eq!((lingering.partition, lingering.offset), (0, Some(0)));
+    assert!(
+        waited < Duration::from_secs(15),
+        "the send waited {waited:?} (the batch's linger is 30 s, max.block.ms 20 s)"
+    );
+    // The record that waited goes out with the memory pressure over: flush, not its linger.
+    producer.flush().await.unwrap();
+    let waiting = waiting.await.unwrap();
+    assert_eq!((waiting.partition, waiting.offset), (1, Some(0)));
+    assert_eq!([0, 1].map(|p| cluster.end_offset("t", p).unwrap()), [1, 1]);
+    producer.close(Duration::from_secs(10)).await.unwrap();
+}

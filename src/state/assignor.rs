@@ -315,18 +315,27 @@ pub fn cooperative_sticky_plan(
 
     // Chains that move only partitions their holder did not own before cost no stickiness, so
     // they are tried first; owned partitions move only when nothing else balances.
-    let chain = |held: &[BTreeSet<(usize, i32)>]| {
-        find_improving_chain(held, &subs, Some(&kept_before))
-            .or_else(|| find_improving_chain(held, &subs, None))
-    };
-    while let Some(path) = chain(&held) {
+    // What each member holds that it did not keep from before, kept alongside `held` so neither
+    // the search nor a move scans a member's kept partitions to find them.
+    let mut fresh: Vec<BTreeSet<(usize, i32)>> = held
+        .iter()
+        .zip(&kept_before)
+        .map(|(h, k)| h.difference(k).copied().collect())
+        .collect();
+    while let Some(path) = find_improving_chain(&held, &subs, Some(&fresh))
+        .or_else(|| find_improving_chain(&held, &subs, None))
+    {
         for w in path.windows(2) {
             let (a, b) = (w[0], w[1]);
-            let movable = || held[a].iter().rev().filter(|p| subs[b][p.0]);
-            let fresh = movable().find(|p| !kept_before[a].contains(p));
-            let p = *fresh.or_else(|| movable().next()).expect("edge exists");
+            let fresh_one = fresh[a].iter().rev().find(|p| subs[b][p.0]);
+            let any = || held[a].iter().rev().find(|p| subs[b][p.0]);
+            let p = *fresh_one.or_else(any).expect("edge exists");
             held[a].remove(&p);
+            fresh[a].remove(&p);
             held[b].insert(p);
+            if !kept_before[b].contains(&p) {
+                fresh[b].insert(p);
+            }
         }
     }
 
@@ -359,7 +368,14 @@ pub fn cooperative_sticky_plan(
 /// A chain `src → … → dst` of members where each can take a partition from the previous one (it
 /// subscribes to a topic the previous one holds) and `dst` has at least two fewer than `src`.
 /// Sources are tried from the most loaded; among reachable targets the least loaded, then nearest.
-/// With `fresh_only`, a member passes on only partitions it did not keep from before.
+/// With `fresh_only` (per member, what it holds but did not keep from before), a member passes on
+/// only those.
+///
+/// The search walks member → topic → subscriber and expands each topic once per source, so one
+/// call costs O(members × topics) time and memory: a member-to-member table would be quadratic in
+/// the group's size, which a JoinGroup response of many small members makes huge. Members reached
+/// from one member are queued in index order, as a scan of such a table would queue them, so the
+/// chains (and the assignment) are the same.
 fn find_improving_chain(
     held: &[BTreeSet<(usize, i32)>],
     subs: &[Vec<bool>],
@@ -368,40 +384,60 @@ fn find_improving_chain(
     let n = held.len();
     let load = |m: usize| held[m].len();
     let min_load = (0..n).map(load).min()?;
-    // What each member could pass on, per topic; then who can pass to whom.
-    let mut movable = vec![vec![false; subs[0].len()]; n];
-    for (u, parts) in held.iter().enumerate() {
+    let max_load = (0..n).map(load).max()?;
+    if max_load < min_load + 2 {
+        return None;
+    }
+    let topics = subs.first().map_or(0, Vec::len);
+    // Who subscribes to each topic, in member order.
+    let mut subscribers: Vec<Vec<usize>> = vec![Vec::new(); topics];
+    for (m, row) in subs.iter().enumerate() {
+        for (t, _) in row.iter().enumerate().filter(|(_, &s)| s) {
+            subscribers[t].push(m);
+        }
+    }
+    // The topics each member could pass on.
+    let mut movable: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (u, parts) in fresh_only.unwrap_or(held).iter().enumerate() {
         for p in parts {
-            if fresh_only.is_none_or(|kept| !kept[u].contains(p)) {
-                movable[u][p.0] = true;
+            if movable[u].last() != Some(&p.0) {
+                movable[u].push(p.0);
             }
         }
     }
-    let adj: Vec<Vec<bool>> = (0..n)
-        .map(|u| {
-            (0..n)
-                .map(|v| u != v && movable[u].iter().zip(&subs[v]).any(|(&a, &b)| a && b))
-                .collect()
-        })
-        .collect();
     let mut sources: Vec<usize> = (0..n).collect();
     sources.sort_by_key(|&m| (Reverse(load(m)), m));
+    let mut prev = vec![usize::MAX; n];
+    let mut dist = vec![usize::MAX; n];
+    let mut expanded = vec![false; topics];
+    let mut reached = Vec::new();
     for src in sources {
         if load(src) < min_load + 2 {
             break;
         }
-        let mut prev = vec![usize::MAX; n];
-        let mut dist = vec![usize::MAX; n];
+        prev.fill(usize::MAX);
+        dist.fill(usize::MAX);
+        expanded.fill(false);
         dist[src] = 0;
         let mut queue = VecDeque::from([src]);
         let mut best: Option<usize> = None;
         while let Some(u) = queue.pop_front() {
-            for v in 0..n {
-                if !adj[u][v] || dist[v] != usize::MAX {
+            reached.clear();
+            for &t in &movable[u] {
+                if std::mem::replace(&mut expanded[t], true) {
+                    // Everyone subscribed to `t` was reached from an earlier member.
                     continue;
                 }
-                dist[v] = dist[u] + 1;
-                prev[v] = u;
+                for &v in &subscribers[t] {
+                    if v != u && dist[v] == usize::MAX {
+                        dist[v] = dist[u] + 1;
+                        prev[v] = u;
+                        reached.push(v);
+                    }
+                }
+            }
+            reached.sort_unstable();
+            for &v in &reached {
                 queue.push_back(v);
                 let better = best.is_none_or(|b| (load(v), dist[v]) < (load(b), dist[b]));
                 if load(v) + 2 <= load(src) && better {

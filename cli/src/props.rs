@@ -225,9 +225,18 @@ fn reject_java_only(key: &str) -> CliResult {
 fn split_pair<'a>(pair: &'a str, flag: &str) -> CliResult<(&'a str, &'a str)> {
     match pair.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim(), v)),
-        _ => Err(CliError::usage(format!(
-            "{flag} expects KEY=VALUE, got `{pair}`"
-        ))),
+        // Only the start is echoed: the rest of a malformed pair may be a secret.
+        _ => {
+            let start: String = pair
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != ':')
+                .take(60)
+                .collect();
+            let cut = if start.len() < pair.len() { "…" } else { "" };
+            Err(CliError::usage(format!(
+                "{flag} expects KEY=VALUE, got `{start}{cut}`"
+            )))
+        }
     }
 }
 
@@ -289,6 +298,15 @@ mod tests {
             props.producer().unwrap().linger,
             std::time::Duration::from_millis(20)
         );
+    }
+
+    #[test]
+    fn a_malformed_pair_is_echoed_only_up_to_its_first_space() {
+        let pair = r#"sasl.jaas.config: PlainLoginModule required password:"hunter2""#;
+        let e = split_pair(pair, "-X").unwrap_err();
+        assert_eq!(e.code, crate::exit::USAGE);
+        assert!(e.message.contains("`sasl.jaas.config…`"), "{e}");
+        assert!(!e.message.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -118,8 +118,8 @@ api_requests! {
 /// api key (2 bytes) and api version (2 bytes). It sits there in every request header version.
 pub const CORRELATION_ID_OFFSET: usize = LENGTH_PREFIX + 4;
 
-/// A request encoded into one complete frame, waiting for its correlation id.
-#[derive(Debug)]
+/// A request encoded into one complete frame, waiting for its correlation id. `Debug` shows the
+/// frame's length, not its bytes (a SaslAuthenticate frame holds credentials).
 pub struct EncodedRequest {
     /// The API.
     pub api_key: ApiKey,
@@ -131,6 +131,17 @@ pub struct EncodedRequest {
     pub frame: BytesMut,
     /// False only for Produce with `acks=0`, which the broker never answers.
     pub expects_response: bool,
+}
+
+impl std::fmt::Debug for EncodedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedRequest")
+            .field("api_key", &self.api_key)
+            .field("api_version", &self.api_version)
+            .field("frame_len", &self.frame.len())
+            .field("expects_response", &self.expects_response)
+            .finish()
+    }
 }
 
 impl EncodedRequest {

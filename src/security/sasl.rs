@@ -95,8 +95,9 @@ impl PartialEq for TokenProviderHandle {
     }
 }
 
-/// OAUTHBEARER settings: where tokens come from, and SASL extensions sent with them.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// OAUTHBEARER settings: where tokens come from, and SASL extensions sent with them. `Debug`
+/// shows the extensions' names, not their values (some deployments carry credentials in them).
+#[derive(Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct OAuthBearerConfig {
     /// `unsecuredLoginStringClaim_sub` in the JAAS line: use unsecured JWS tokens for this
@@ -140,8 +141,9 @@ pub struct SaslConfig {
     pub login_callback_handler_class: Option<String>,
 }
 
-/// What a connection authenticates with: a checked, resolved [`SaslConfig`].
-#[derive(Clone, Debug)]
+/// What a connection authenticates with: a checked, resolved [`SaslConfig`]. `Debug` hides the
+/// password and the extensions' values.
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum SaslLogin {
     /// PLAIN.
@@ -167,6 +169,60 @@ pub enum SaslLogin {
         /// SASL extensions sent with the token.
         extensions: Vec<(String, String)>,
     },
+}
+
+impl fmt::Debug for OAuthBearerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthBearerConfig")
+            .field("unsecured_subject", &self.unsecured_subject)
+            .field("unsecured_lifetime", &self.unsecured_lifetime)
+            .field("unsecured_scope", &self.unsecured_scope)
+            .field("token_endpoint_url", &self.token_endpoint_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("scope", &self.scope)
+            .field("extensions", &ExtensionNames(&self.extensions))
+            .field("provider", &self.provider)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SaslLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SaslLogin::Plain { username, password } => f
+                .debug_struct("Plain")
+                .field("username", username)
+                .field("password", password)
+                .finish(),
+            SaslLogin::Scram {
+                mechanism,
+                username,
+                password,
+            } => f
+                .debug_struct("Scram")
+                .field("mechanism", mechanism)
+                .field("username", username)
+                .field("password", password)
+                .finish(),
+            SaslLogin::OAuthBearer { source, extensions } => f
+                .debug_struct("OAuthBearer")
+                .field("source", source)
+                .field("extensions", &ExtensionNames(extensions))
+                .finish(),
+        }
+    }
+}
+
+/// SASL extensions in `Debug`: their names only.
+struct ExtensionNames<'a>(&'a [(String, String)]);
+
+impl fmt::Debug for ExtensionNames<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| name))
+            .finish()
+    }
 }
 
 impl SaslLogin {
@@ -195,7 +251,7 @@ pub enum TokenSource {
 /// The OIDC client-credentials settings, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OidcSettings {
-    /// Token endpoint URL (`http://` only until TLS lands).
+    /// Token endpoint URL (`https://` verified with the client's `ssl.truststore.*`, or `http://`).
     pub token_endpoint_url: String,
     /// OAuth client id.
     pub client_id: String,
@@ -474,6 +530,22 @@ mod tests {
         assert!(e.to_string().contains("Krb5LoginModule"), "{e}");
         let e = config(&[("sasl.login.callback.handler.class", "com.example.Mine")]).unwrap_err();
         assert!(e.to_string().contains("OAuthBearerTokenProvider"), "{e}");
+    }
+
+    #[test]
+    fn debug_names_extensions_without_their_values() {
+        let c = config(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            (
+                "sasl.jaas.config",
+                r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="alice" unsecuredLoginExtension_apiKey="s3cr3t";"#,
+            ),
+        ])
+        .unwrap();
+        for shown in [format!("{c:?}"), format!("{:?}", c.login().unwrap())] {
+            assert!(shown.contains("apiKey"), "{shown}");
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+        }
     }
 
     #[test]

@@ -31,13 +31,22 @@ use crate::error::{BrokerRef, Error, Result};
 use crate::security::sasl::TokenSource;
 use crate::security::{OAuthBearerToken, OAuthBearerTokenProvider, SaslLogin, SaslMechanism};
 
-/// What a mechanism does with the broker's latest message.
-#[derive(Debug)]
+/// What a mechanism does with the broker's latest message. `Debug` shows the response's length
+/// only: it carries the PLAIN password or the bearer token.
 pub(crate) enum Step {
     /// Send these bytes in the next SaslAuthenticate.
     Respond(Vec<u8>),
     /// The exchange succeeded.
     Done,
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Respond(bytes) => write!(f, "Respond({} bytes)", bytes.len()),
+            Step::Done => f.write_str("Done"),
+        }
+    }
 }
 
 /// One authentication exchange of one mechanism, IO-free. Errors are messages for

@@ -51,10 +51,12 @@ impl ClientCredentialsProvider {
 
     async fn fetch(&self) -> Result<OAuthBearerToken, TokenError> {
         let url = &self.settings.token_endpoint_url;
+        // Errors name the endpoint without credentials its user info or query may hold.
+        let shown = shown_url(url);
         let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
             (Some(rest), _) => (false, rest),
             (None, Some(rest)) => (true, rest),
-            _ => return Err(format!("token endpoint `{url}` is not an http(s):// URL").into()),
+            _ => return Err(format!("token endpoint `{shown}` is not an http(s):// URL").into()),
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -89,25 +91,45 @@ impl ClientCredentialsProvider {
         );
         let stream = TcpStream::connect(&address)
             .await
-            .map_err(|e| format!("cannot reach token endpoint `{url}`: {e}"))?;
+            .map_err(|e| format!("cannot reach token endpoint `{shown}`: {e}"))?;
         let answer = if https {
             self.over_tls(stream, &address, request.as_bytes()).await?
         } else {
             http_exchange(stream, request.as_bytes()).await
         }
-        .map_err(|e| format!("token endpoint `{url}`: {e}"))?;
+        .map_err(|e| format!("token endpoint `{shown}`: {e}"))?;
         let (status, body) = parse_http_response(&answer)
-            .ok_or_else(|| format!("token endpoint `{url}` sent a malformed HTTP answer"))?;
+            .ok_or_else(|| format!("token endpoint `{shown}` sent a malformed HTTP answer"))?;
         if status != 200 {
             let text: String = String::from_utf8_lossy(&body)
                 .chars()
                 .filter(|c| !c.is_control())
                 .take(300)
                 .collect();
-            return Err(format!("token endpoint `{url}` answered HTTP {status}: {text}").into());
+            return Err(format!("token endpoint `{shown}` answered HTTP {status}: {text}").into());
         }
-        token_from_json(&body).map_err(|e| format!("token endpoint `{url}`: {e}").into())
+        token_from_json(&body).map_err(|e| format!("token endpoint `{shown}`: {e}").into())
     }
+}
+
+/// `url` without what may hold credentials: user info becomes `***@`, a query `?…`.
+fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((path, _)) => format!("{path}?…"),
+        None => path.to_owned(),
+    };
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{scheme}{authority}{path}")
 }
 
 impl ClientCredentialsProvider {
@@ -267,6 +289,16 @@ fn jwt_lifetime(token: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_show_the_endpoint_without_user_info_or_query() {
+        assert_eq!(
+            shown_url("https://id:secret@idp.example:8443/token?key=abc"),
+            "https://***@idp.example:8443/token?…"
+        );
+        assert_eq!(shown_url("http://idp/t"), "http://idp/t");
+        assert_eq!(shown_url("https://idp?x=1"), "https://idp?…");
+    }
 
     #[test]
     fn reads_content_length_and_chunked_answers() {

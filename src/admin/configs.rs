@@ -109,6 +109,8 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: dropping the future changes nothing (it only reads).
     #[tracing::instrument(
         name = "kafka.admin.describe_configs",
         level = "debug",
@@ -176,6 +178,8 @@ impl Admin {
     ///     .await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: if dropped after the request was sent, the configs may have been changed.
     #[tracing::instrument(
         name = "kafka.admin.alter_configs",
         level = "debug",

@@ -110,6 +110,8 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: dropping the future changes nothing (it only reads).
     #[tracing::instrument(
         name = "kafka.admin.list_groups",
         level = "debug",
@@ -161,6 +163,8 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: dropping the future changes nothing (it only reads).
     #[tracing::instrument(
         name = "kafka.admin.describe_groups",
         level = "debug",
@@ -229,6 +233,8 @@ impl Admin {
 
     /// Every offset `group` has committed, by partition (Java `listConsumerGroupOffsets`). Empty
     /// for a group that has committed nothing or does not exist.
+    ///
+    /// Cancellation: dropping the future changes nothing (it only reads).
     #[tracing::instrument(
         name = "kafka.admin.list_group_offsets",
         level = "debug",
@@ -330,6 +336,8 @@ impl Admin {
     /// admin.delete_groups(&["old-group"]).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: if dropped after the request was sent, the groups may have been deleted.
     #[tracing::instrument(
         name = "kafka.admin.delete_groups",
         level = "debug",
@@ -361,6 +369,8 @@ impl Admin {
     /// Sets `group`'s committed offsets (Java `alterConsumerGroupOffsets`, the tools'
     /// `--reset-offsets`). The group must have no active members, or the coordinator refuses
     /// with UNKNOWN_MEMBER_ID; offsets of partitions not named are left as they are.
+    ///
+    /// Cancellation: if dropped after the request was sent, the offsets may have been committed.
     #[tracing::instrument(
         name = "kafka.admin.alter_group_offsets",
         level = "debug",
@@ -416,6 +426,8 @@ impl Admin {
 
     /// Deletes `group`'s committed offsets of `partitions` (Java `deleteConsumerGroupOffsets`).
     /// Refused with GROUP_SUBSCRIBED_TO_TOPIC while a member of the group consumes the topic.
+    ///
+    /// Cancellation: if dropped after the request was sent, the offsets may have been deleted.
     #[tracing::instrument(
         name = "kafka.admin.delete_group_offsets",
         level = "debug",

@@ -144,6 +144,8 @@ pub struct Admin {
 
 impl Admin {
     /// Connects to the cluster.
+    ///
+    /// Cancellation: dropping the future drops the connections opened so far; nothing is changed.
     pub async fn connect(config: ClientConfig) -> Result<Admin> {
         let cluster = Cluster::connect(config).await?;
         let registry = std::sync::Arc::downgrade(&cluster.pool().metrics().0);
@@ -374,6 +376,8 @@ impl Admin {
     /// println!("{} brokers", cluster.brokers.len());
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: dropping the future changes nothing (it only reads).
     #[tracing::instrument(
         name = "kafka.admin.describe_cluster",
         level = "debug",
@@ -401,6 +405,8 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: dropping the future changes nothing (it only reads).
     #[tracing::instrument(
         name = "kafka.admin.list_topics",
         level = "debug",
@@ -427,6 +433,8 @@ impl Admin {
     /// }
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: dropping the future changes nothing (it only reads).
     #[tracing::instrument(
         name = "kafka.admin.describe_topics",
         level = "debug",
@@ -482,6 +490,8 @@ impl Admin {
     /// println!("end of {tp}: {}", ends[&tp].offset);
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: dropping the future changes nothing (it only reads).
     #[tracing::instrument(
         name = "kafka.admin.list_offsets",
         level = "debug",

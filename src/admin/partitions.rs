@@ -30,6 +30,8 @@ impl Admin {
     /// admin.create_partitions("orders", 12).await?; // grow to 12 partitions in total
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: if dropped after the request was sent, the partitions may have been created.
     #[tracing::instrument(
         name = "kafka.admin.create_partitions",
         level = "debug",
@@ -91,6 +93,8 @@ impl Admin {
     /// Deletes the records of each partition before the given offset (`-1`: up to the high
     /// watermark, i.e. everything), by moving its log start offset. Returns each partition's new
     /// log start offset (low watermark); every partition asked for is in the answer.
+    ///
+    /// Cancellation: if dropped after the request was sent, the records may have been deleted.
     #[tracing::instrument(
         name = "kafka.admin.delete_records",
         level = "debug",

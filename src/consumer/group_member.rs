@@ -224,6 +224,10 @@ impl Consumer {
     /// consumer.close().await?; // commits (auto-commit modes) and leaves the group at once
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: a dropped `close` may have committed (auto-commit modes) and may not have
+    /// left the group; the group then drops this member after `session.timeout.ms`, as it always
+    /// does a static member.
     pub async fn close(mut self) -> Result<()> {
         let telemetry = self.telemetry.take();
         let wait = self.config.client.request_timeout;
@@ -356,6 +360,8 @@ impl Consumer {
 
     /// The group's committed offsets for `partitions` (`None` where none is), waiting for
     /// transactions still open on them to end (KIP-447).
+    ///
+    /// Cancellation: dropping the future changes nothing (it only reads).
     pub async fn committed(
         &self,
         partitions: &[TopicPartition],

@@ -58,10 +58,8 @@
 //!
 //! # Not yet
 //!
-//! KIP-1251 assignment epochs, classic ↔ consumer group migration,
-//! closing fetch sessions on
-//! close (the broker evicts them), fetching from followers (KIP-392), leader-epoch validation of positions after a
-//! leader change (KIP-320's OffsetForLeaderEpoch).
+//! Closing fetch sessions on close (the broker evicts them), fetching from followers (KIP-392),
+//! leader-epoch validation of positions after a leader change (KIP-320's OffsetForLeaderEpoch).
 
 mod config;
 mod fetch;

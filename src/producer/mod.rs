@@ -111,6 +111,8 @@ impl Producer {
     /// # drop(producer);
     /// # Ok(()) }
     /// ```
+    ///
+    /// Cancellation: dropping the future drops the connections opened so far; nothing is sent.
     pub async fn connect(config: ProducerConfig) -> Result<Producer> {
         let config = config.resolved()?;
         let deadline = Instant::now() + config.max_block;

@@ -345,6 +345,8 @@ impl Producer {
     /// Queues a record for a partition chosen by `partitioner` (a custom partitioner); the
     /// partitioner's `None` falls back to the default choice. One `max.block.ms` bounds the
     /// whole call.
+    ///
+    /// Cancellation: as [`send`](Self::send).
     pub async fn send_with(
         &self,
         record: ProducerRecord,

@@ -3,8 +3,9 @@
 //! One task per producer (Java's `Sender` thread) loops: expire batches past
 //! `delivery.timeout.ms`, settle the idempotence bookkeeping (epoch bumps, unresolved sequences),
 //! ask the accumulator which leaders have sendable batches, drain one request per ready leader
-//! with a free in-flight slot, and spawn each request. A request task encodes its batches, sends
-//! them on the broker's produce connection, and feeds every partition's outcome back into the
+//! with a free in-flight slot, and hand each request to that broker's sink task (`sink`), which
+//! encodes its batches, submits them on the broker's produce connection in drain order, and spawns
+//! a task per request that awaits the answer and feeds every partition's outcome back into the
 //! shared state, which completes, retries or fails the batch. The sender sleeps until an append
 //! makes a batch sendable to a leader with a free in-flight slot (or memory first runs out), a
 //! request finishes, or the accumulator's next linger/backoff deadline.

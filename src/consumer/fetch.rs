@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::error::{BrokerRef, Error};
 use crate::protocol::compression::{Compression, CompressionError};
+use crate::protocol::records::decode::MAX_CONTROL_BATCH_BYTES;
 use crate::protocol::records::{
     ControlRecordType, DecodeOptions, Headers, RecordBatch, RecordBatches, Records, RecordsError,
     TimestampType,
@@ -112,6 +113,19 @@ impl DecompressBudget {
 
     fn room(&self) -> usize {
         self.limit.saturating_sub(self.held)
+    }
+
+    /// Counts decompression whose output is dropped at once (a compressed control batch read for
+    /// its marker): nothing stays held, but a fetch of many such batches is worked through over
+    /// several polls instead of in one.
+    fn spend(&mut self, bytes: usize) {
+        if bytes == 0 {
+            return;
+        }
+        self.held = self.held.saturating_add(bytes);
+        if self.held >= self.limit {
+            self.full = true;
+        }
     }
 
     /// Charges a batch of `bytes` already decompressed (carried over from an earlier poll). Fails,
@@ -316,11 +330,21 @@ impl PartitionFetch {
                     let at = self.next_offset;
                     self.fail(e, at);
                 }
-                Some(Ok(batch)) => match self.start_batch(batch) {
-                    Ok(Some(deliver)) => self.open(deliver, budget),
-                    Ok(None) => {}
-                    Err((e, at)) => self.fail(e, at),
-                },
+                Some(Ok(batch)) => {
+                    // The most its marker's decoding can decompress: an upper bound, since the
+                    // decoder does not report how much it did.
+                    let control_work = if batch.is_control && batch.needs_decompression() {
+                        MAX_CONTROL_BATCH_BYTES
+                    } else {
+                        0
+                    };
+                    match self.start_batch(batch) {
+                        Ok(Some(deliver)) => self.open(deliver, budget),
+                        Ok(None) => {}
+                        Err((e, at)) => self.fail(e, at),
+                    }
+                    budget.spend(control_work);
+                }
             }
         }
         self.finish_if_nothing_left();

@@ -320,3 +320,98 @@ fn data_the_position_cannot_move_past_says_why() {
     f.drain(100, &mut unlimited(), &mut Vec::new());
     assert!(f.stall().is_none());
 }
+
+/// A gzip control batch (an abort marker of producer 7) at `base_offset`; with `padding`, a
+/// second record of that many zero bytes follows the marker.
+fn gzip_control_batch(base_offset: i64, padding: usize) -> Bytes {
+    let (key, value) = ControlRecord::marker(false, 0);
+    let zeros = vec![0u8; padding];
+    let marker = RecordInput::<crate::record::Header> {
+        timestamp: 0,
+        key: Some(&key),
+        value: Some(&value),
+        headers: &[],
+    };
+    let mut records = vec![marker];
+    if padding > 0 {
+        records.push(RecordInput {
+            timestamp: 0,
+            key: None,
+            value: Some(&zeros),
+            headers: &[],
+        });
+    }
+    let options = crate::protocol::records::BatchOptions {
+        base_offset,
+        producer_id: 7,
+        producer_epoch: 0,
+        transactional: true,
+        control: true,
+        compression: Compression::Gzip,
+        ..Default::default()
+    };
+    let mut out = bytes::BytesMut::new();
+    encode_batch(&mut out, &options, records).expect("encodes");
+    out.freeze()
+}
+
+#[test]
+fn an_oversized_compressed_control_batch_is_an_error_not_a_decompression() {
+    // A valid marker followed by 32 MiB of zeros, well under the per-batch limit of 128 MiB.
+    let bomb = gzip_control_batch(2, 32 << 20);
+    assert!(bomb.len() < 1 << 20, "{} bytes on the wire", bomb.len());
+    for isolation in [
+        IsolationLevel::ReadCommitted,
+        IsolationLevel::ReadUncommitted,
+    ] {
+        let data = concat(&[batch(0, 2, 7, true, None), bomb.clone()]);
+        let mut f = PartitionFetch::new(
+            TopicPartition::new("t", 0),
+            None,
+            0,
+            data,
+            isolation,
+            -1,
+            [],
+            true,
+            128 << 20,
+        );
+        let mut out = Vec::new();
+        let mut budget = DecompressBudget::new(128 << 20);
+        f.drain(100, &mut budget, &mut out);
+        assert_eq!(offsets(&out), vec![0, 1], "{isolation:?}");
+        let text = f.take_error().expect("refused").to_string();
+        for needle in ["t-0", "control batch at offset 2", "more than 4096 bytes"] {
+            assert!(text.contains(needle), "{isolation:?}: `{needle}` in {text}");
+        }
+        assert_eq!(
+            f.next_offset(),
+            2,
+            "{isolation:?}: the position stays at it"
+        );
+    }
+}
+
+#[test]
+fn compressed_control_batches_are_read_and_count_against_the_poll_budget() {
+    // Ten small gzip abort markers, then two records: a poll allowed three markers' worth of
+    // decompression reads three of them and leaves the rest to the next polls.
+    let mut parts: Vec<Bytes> = (0..10).map(|i| gzip_control_batch(i, 0)).collect();
+    parts.push(batch(10, 2, -1, false, None));
+    let mut f = fetch(concat(&parts), 0, IsolationLevel::ReadCommitted, &[]);
+    let mut out = Vec::new();
+    let mut budget = DecompressBudget::new(3 * MAX_CONTROL_BATCH_BYTES);
+    f.drain(100, &mut budget, &mut out);
+    assert!(out.is_empty() && budget.is_full());
+    assert_eq!(f.next_offset(), 3);
+    let mut polls = 1;
+    while !f.is_drained() {
+        polls += 1;
+        assert!(polls < 10, "no progress");
+        let mut budget = DecompressBudget::new(3 * MAX_CONTROL_BATCH_BYTES);
+        f.drain(100, &mut budget, &mut out);
+    }
+    assert_eq!(offsets(&out), vec![10, 11]);
+    assert_eq!(polls, 4, "3 + 3 + 3 + 1 markers");
+    assert!(f.take_error().is_none());
+}

@@ -18,7 +18,21 @@ use super::{
     ControlRecord, RecordHeader, RecordsError, TimestampType, LOG_OVERHEAD, MAGIC_V2,
     RECORD_BATCH_OVERHEAD,
 };
-use crate::protocol::compression::{Compression, DEFAULT_MAX_DECOMPRESSED_BYTES};
+use crate::protocol::compression::{Compression, CompressionError, DEFAULT_MAX_DECOMPRESSED_BYTES};
+
+/// Most bytes a compressed control batch may decompress to. A control batch holds one control
+/// record (Kafka's record format docs): a transaction marker is about 20 bytes (a 4-byte key, a
+/// 6-byte value, a few varints), and the KRaft control records of `__cluster_metadata` (leader
+/// change, voters, snapshot header and footer) are a few hundred bytes for any real quorum.
+/// Brokers write control batches uncompressed anyway (`MemoryRecords.withEndTransactionMarker`
+/// uses no compression), so this only bounds what a hostile or broken broker can make one cost.
+pub(crate) const MAX_CONTROL_BATCH_BYTES: usize = 4096;
+
+/// Why a control batch over [`MAX_CONTROL_BATCH_BYTES`] is refused (the figure repeated, as the
+/// reason is static text).
+const CONTROL_BATCH_TOO_LARGE: &str =
+    "compressed control batch decompresses to more than 4096 bytes (a control record is a few \
+     dozen bytes); refused without decompressing the rest";
 
 /// Smallest `batchLength` that can be any message format at all (Java's
 /// `LegacyRecord.RECORD_OVERHEAD_V0`); shorter means the length field itself is garbage.
@@ -309,6 +323,9 @@ impl RecordBatch {
 
     /// For a control batch, its control record (a commit or abort marker on data partitions);
     /// `None` for data batches.
+    ///
+    /// A compressed control batch is decompressed to at most 4 KiB: a larger one is a
+    /// [`RecordsError::InvalidControlRecord`], whatever the options' limit.
     pub fn control_record(&self) -> Result<Option<ControlRecord>, RecordsError> {
         if !self.is_control {
             return Ok(None);
@@ -317,8 +334,17 @@ impl RecordBatch {
             base_offset: self.base_offset,
             reason,
         };
-        let record = self
-            .records()?
+        // Only the first record is read, and the consumer reads it for every control batch
+        // outside any poll's decompression budget: the full per-batch limit would let each small
+        // compressed control batch of a fetch cost that much decompression.
+        let mut records = match self.records_within(MAX_CONTROL_BATCH_BYTES) {
+            Err(RecordsError::Decompress {
+                source: CompressionError::TooLarge { .. },
+                ..
+            }) => return Err(invalid(CONTROL_BATCH_TOO_LARGE)),
+            other => other?,
+        };
+        let record = records
             .next()
             .ok_or_else(|| invalid("control batch has no record"))??;
         ControlRecord::parse(record.key.as_deref(), record.value.as_deref())

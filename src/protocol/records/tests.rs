@@ -547,6 +547,71 @@ fn control_batches_parse_into_markers() {
 }
 
 #[test]
+fn a_compressed_control_batch_is_decoded_within_a_few_kib() {
+    // A marker first, then a record of 8 MiB of zeros: a few KiB once compressed.
+    let (key, value) = ControlRecord::marker(false, 3);
+    let zeros = vec![0u8; 8 << 20];
+    let encode = |codec, padded: bool| {
+        let opts = BatchOptions {
+            control: true,
+            transactional: true,
+            producer_id: 5,
+            producer_epoch: 0,
+            compression: codec,
+            ..BatchOptions::default()
+        };
+        let marker = RecordInput::<Header> {
+            timestamp: T,
+            key: Some(&key),
+            value: Some(&value),
+            headers: &[],
+        };
+        let padding = RecordInput::<Header> {
+            timestamp: T,
+            key: None,
+            value: Some(&zeros),
+            headers: &[],
+        };
+        let records = if padded {
+            vec![marker, padding]
+        } else {
+            vec![marker]
+        };
+        let mut out = BytesMut::new();
+        encode_batch(&mut out, &opts, records).unwrap();
+        let decode = DecodeOptions {
+            check_crc: true,
+            max_decompressed_bytes: 128 << 20,
+        };
+        RecordBatches::with_options(out.freeze(), decode)
+            .next()
+            .unwrap()
+            .unwrap()
+    };
+    for codec in Compression::ALL {
+        if codec == Compression::None {
+            continue;
+        }
+        let small = encode(codec, false);
+        assert_eq!(
+            small.control_record().unwrap().unwrap().kind,
+            ControlRecordType::Abort,
+            "{codec}"
+        );
+        let big = encode(codec, true);
+        assert!(big.size_in_bytes() < 1 << 20, "{codec}: {}", big.size_in_bytes());
+        match big.control_record() {
+            Err(RecordsError::InvalidControlRecord { reason, .. }) => {
+                assert!(reason.contains("more than 4096 bytes"), "{codec}: {reason}");
+            }
+            other => panic!("{codec}: expected a refused control batch, got {other:?}"),
+        }
+        // The message's figure is the limit.
+        assert_eq!(super::decode::MAX_CONTROL_BATCH_BYTES, 4096);
+    }
+}
+
+#[test]
 fn rewriting_producer_state_matches_a_fresh_encoding() {
     for codec in Compression::ALL {
         let mut bytes = encode_java_records(codec).to_vec();

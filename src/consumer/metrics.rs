@@ -78,6 +78,27 @@ pub(super) fn count_fetch(cells: &ConsumerCells, response: &FetchResponse, took:
 /// `SubscriptionState.partitionLag`), when both are known.
 pub(super) fn note_lag(cells: &ConsumerCells, tp: &TopicPartition, state: &PartitionState) {
     if let (Some(end), Some(position)) = (state.end_offset, state.position) {
-        cells.set_lag(tp, (end - position).max(0));
+        cells.set_lag(tp, lag(end, position));
+    }
+}
+
+/// Records between `position` and `end`, never negative. Both come from the broker (the end
+/// from a fetch answer, the position from ListOffsets or fetched batches), so their difference
+/// may not fit in an i64.
+fn lag(end: i64, position: i64) -> i64 {
+    end.saturating_sub(position).max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag;
+
+    #[test]
+    fn lag_of_hostile_offsets_saturates_instead_of_overflowing() {
+        assert_eq!(lag(10, 4), 6);
+        assert_eq!(lag(4, 10), 0);
+        assert_eq!(lag(i64::MAX, -1), i64::MAX);
+        assert_eq!(lag(i64::MAX, i64::MIN), i64::MAX);
+        assert_eq!(lag(i64::MIN, i64::MAX), 0);
     }
 }

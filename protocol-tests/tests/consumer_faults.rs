@@ -5,7 +5,7 @@
 //! Each test asserts what the user gets (records, in order, none twice; or an error naming the
 //! partition, the offset and what is wrong) and how many Fetch requests the broker saw over a
 //! window of seconds: nothing may be asked more than a few times a second while nothing
-//! progresses. Counts are bounds with wide margins (the machine is shared and loaded), derived
+//! progresses (Fetch, and the ListOffsets and OffsetCommit requests around it). Counts are bounds with wide margins (the machine is shared and loaded), derived
 //! from the backoff: retry.backoff.ms 100 doubling to retry.backoff.max.ms 1000.
 
 mod consumer_support;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use consumer_support::{
-    concat, gzip_bomb_batch, plain_batch, poll_for, FetchAnswer, FetchCluster, TOPIC,
+    concat, gzip_bomb_batch, plain_batch, poll_for, CommitAnswer, FetchAnswer, FetchCluster, TOPIC,
 };
 
 /// Kafka error codes the broker answers with.
@@ -389,4 +389,45 @@ async fn a_batch_larger_than_the_poll_budget_is_an_error_naming_it() {
     let tp = josefk::TopicPartition::new(TOPIC, 0);
     consumer.seek(&tp, 3).unwrap();
     assert_eq!(consumer.position(&tp).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn commit_answers_that_leave_the_partition_out_are_retried_after_backoff() {
+    let cluster = FetchCluster::start(|_| FetchAnswer::EmptyAfterWait).await;
+    cluster.answer_commits_with(CommitAnswer::LeaveOut);
+    let mut config = cluster
+        .config()
+        .group_id("g")
+        .commit_mode(josefk::consumer::CommitMode::Manual)
+        .default_api_timeout(Duration::from_secs(3));
+    config.client = config
+        .client
+        .retry_backoff(Duration::from_millis(500), Duration::from_millis(500));
+    let mut consumer = cluster.consumer(config, 0).await;
+    let tp = josefk::TopicPartition::new(TOPIC, 0);
+    let error = consumer
+        .commit_offsets(&[(tp.clone(), 5)])
+        .await
+        .expect_err("never confirmed");
+    assert!(
+        matches!(
+            error,
+            josefk::Error::Timeout {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // One try, then one every 0.5 s (with jitter) for 3 s: about 7; without the backoff, one per
+    // round trip.
+    let commits = cluster.commits().len();
+    eprintln!("{commits} OffsetCommit requests in 3 s");
+    assert!(
+        (2..=12).contains(&commits),
+        "{commits} OffsetCommit requests"
+    );
+
+    cluster.answer_commits_with(CommitAnswer::Commit);
+    consumer.commit_offsets(&[(tp, 5)]).await.expect("commit");
 }

@@ -167,7 +167,6 @@ async fn commit_until_done(
             }
             Err(e) => return Err(e),
         };
-        let mut retry_after_backoff = false;
         for topic in &response.topics {
             for p in &topic.partitions {
                 let tp = TopicPartition::new(topic.name.0.as_str(), p.partition_index);
@@ -177,10 +176,9 @@ async fn commit_until_done(
                 };
                 let reaction = membership.on_commit_error(code);
                 match reaction {
-                    Reaction::RetryAfterBackoff | Reaction::RetryNow => retry_after_backoff = true,
+                    Reaction::RetryAfterBackoff | Reaction::RetryNow => {}
                     Reaction::FindCoordinator => {
                         cluster.invalidate_coordinator(CoordinatorKind::Group, group_id, node);
-                        retry_after_backoff = true;
                     }
                     Reaction::Rejoin | Reaction::Fatal | Reaction::Done => {
                         let class = if code.is_retriable() {
@@ -208,9 +206,17 @@ async fn commit_until_done(
                     outcome_unknown: true,
                 });
             }
-            if retry_after_backoff {
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
+            // Partitions the answer left out are not committed either (Java's classic consumer
+            // takes such an answer as success; this one does not): they are sent again after the
+            // same backoff as a retriable error, so a coordinator that keeps leaving them out is
+            // not asked again at once until the deadline.
+            debug!(
+                group_id,
+                partitions = pending.len(),
+                "OffsetCommit not confirmed for every partition; retrying after backoff"
+            );
+            let wake = (Instant::now() + backoff.next_delay()).min(deadline);
+            tokio::time::sleep_until(wake).await;
         }
     }
     Ok(())

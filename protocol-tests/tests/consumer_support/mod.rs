@@ -3,6 +3,10 @@
 //! test's [`FetchAnswer`] for it. Each Fetch is logged with when it arrived and the offset asked
 //! for, so tests count requests over a window (bounds, never exact timings).
 //!
+//! It also answers what a consumer with `group.id` and a position reset need: FindCoordinator
+//! (itself), OffsetCommit (as [`FetchCluster::answer_commits_with`] says) and ListOffsets (the
+//! offset [`FetchCluster::list_offsets_answer`] says, without error), logging when each arrived.
+//!
 //! Also builds the record batches the tests serve: plain ones, and gzip batches that inflate to
 //! a chosen size from a few KiB of wire bytes (concatenated gzip members, which Kafka's and
 //! josefk's gzip readers accept).
@@ -14,11 +18,19 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, MetadataResponse, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, FindCoordinatorResponse, ListOffsetsResponse,
+    MetadataResponse, OffsetCommitResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -59,12 +71,25 @@ pub enum FetchAnswer {
     Close,
 }
 
+/// How the broker answers an OffsetCommit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitAnswer {
+    /// Every partition committed.
+    Commit,
+    /// An answer without error that names no partition.
+    LeaveOut,
+}
+
 type Answer = dyn Fn(&FetchSeen) -> FetchAnswer + Send + Sync;
 
 struct Script {
     port: Mutex<i32>,
     fetches: Mutex<Vec<FetchSeen>>,
     answer: Mutex<Arc<Answer>>,
+    commits: Mutex<Vec<Instant>>,
+    commit_answer: Mutex<CommitAnswer>,
+    list_offsets: Mutex<Vec<Instant>>,
+    list_offsets_answer: Mutex<i64>,
 }
 
 /// The scripted one-partition cluster.
@@ -82,6 +107,10 @@ impl FetchCluster {
             port: Mutex::new(0),
             fetches: Mutex::new(Vec::new()),
             answer: Mutex::new(Arc::new(answer)),
+            commits: Mutex::new(Vec::new()),
+            commit_answer: Mutex::new(CommitAnswer::Commit),
+            list_offsets: Mutex::new(Vec::new()),
+            list_offsets_answer: Mutex::new(0),
         });
         let broker = {
             let script = script.clone();
@@ -95,6 +124,26 @@ impl FetchCluster {
     /// Replaces how Fetch requests are answered from now on.
     pub fn answer_with(&self, answer: impl Fn(&FetchSeen) -> FetchAnswer + Send + Sync + 'static) {
         *self.script.answer.lock().unwrap() = Arc::new(answer);
+    }
+
+    /// Answers OffsetCommit requests like this from now on (at first: [`CommitAnswer::Commit`]).
+    pub fn answer_commits_with(&self, answer: CommitAnswer) {
+        *self.script.commit_answer.lock().unwrap() = answer;
+    }
+
+    /// Answers ListOffsets with this offset, without error, from now on (at first: 0).
+    pub fn list_offsets_answer(&self, offset: i64) {
+        *self.script.list_offsets_answer.lock().unwrap() = offset;
+    }
+
+    /// When each OffsetCommit arrived.
+    pub fn commits(&self) -> Vec<Instant> {
+        self.script.commits.lock().unwrap().clone()
+    }
+
+    /// When each ListOffsets arrived.
+    pub fn list_offsets(&self) -> Vec<Instant> {
+        self.script.list_offsets.lock().unwrap().clone()
     }
 
     /// Every Fetch so far.
@@ -118,13 +167,21 @@ impl FetchCluster {
 
     /// A consumer with `config`, assigned `t-0` at offset `start`.
     pub async fn consumer(&self, config: ConsumerConfig, start: i64) -> Consumer {
+        let mut consumer = self.consumer_without_position(config).await;
+        let tp = TopicPartition::new(TOPIC, 0);
+        consumer.seek(&tp, start).expect("seek");
+        consumer
+    }
+
+    /// A consumer with `config`, assigned `t-0` without a position (`auto.offset.reset` or the
+    /// group's commit gives it one).
+    pub async fn consumer_without_position(&self, config: ConsumerConfig) -> Consumer {
         let mut consumer = Consumer::connect(config).await.expect("connect");
         let tp = TopicPartition::new(TOPIC, 0);
         consumer
             .assign(std::slice::from_ref(&tp))
             .await
             .expect("assign");
-        consumer.seek(&tp, start).expect("seek");
         consumer
     }
 }
@@ -165,8 +222,61 @@ impl Script {
                     FetchAnswer::Close => Action::Close,
                 }
             }
+            Ok(ApiKey::FindCoordinator) => self.find_coordinator(version),
+            Ok(ApiKey::OffsetCommit) => {
+                self.commits.lock().unwrap().push(Instant::now());
+                let partitions = match *self.commit_answer.lock().unwrap() {
+                    CommitAnswer::Commit => {
+                        vec![OffsetCommitResponsePartition::default().with_partition_index(0)]
+                    }
+                    CommitAnswer::LeaveOut => Vec::new(),
+                };
+                let topics = if partitions.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![OffsetCommitResponseTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                        .with_partitions(partitions)]
+                };
+                Action::reply(
+                    &OffsetCommitResponse::default().with_topics(topics),
+                    version,
+                )
+            }
+            Ok(ApiKey::ListOffsets) => {
+                self.list_offsets.lock().unwrap().push(Instant::now());
+                let offset = *self.list_offsets_answer.lock().unwrap();
+                let topic = ListOffsetsTopicResponse::default()
+                    .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+                    .with_partitions(vec![ListOffsetsPartitionResponse::default()
+                        .with_partition_index(0)
+                        .with_offset(offset)]);
+                Action::reply(
+                    &ListOffsetsResponse::default().with_topics(vec![topic]),
+                    version,
+                )
+            }
             _ => Action::Default,
         }
+    }
+
+    fn find_coordinator(&self, version: i16) -> Action {
+        let port = *self.port.lock().unwrap();
+        let host = StrBytes::from_static_str("127.0.0.1");
+        let mut response = FindCoordinatorResponse::default();
+        if version >= 4 {
+            response.coordinators = vec![Coordinator::default()
+                .with_key(StrBytes::from_static_str("g"))
+                .with_node_id(BrokerId(1))
+                .with_host(host)
+                .with_port(port)];
+        } else {
+            response = response
+                .with_node_id(BrokerId(1))
+                .with_host(host)
+                .with_port(port);
+        }
+        Action::reply(&response, version)
     }
 
     fn metadata(&self, version: i16) -> Action {

@@ -21,6 +21,7 @@ use consumer_support::{
 /// Kafka error codes the broker answers with.
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 /// The window over which request rates are measured, and the most fetches allowed in it while
 /// nothing progresses: with waits of 0.1, 0.2, 0.4, 0.8, then 1 s, about 6 go out in 3 s; a
@@ -391,6 +392,11 @@ async fn a_batch_larger_than_the_poll_budget_is_an_error_naming_it() {
     assert_eq!(consumer.position(&tp).await.unwrap(), 3);
 }
 
+/// Requests logged at or after `since`.
+fn count_since(log: &[Instant], since: Instant) -> usize {
+    log.iter().filter(|at| **at >= since).count()
+}
+
 #[tokio::test]
 async fn commit_answers_that_leave_the_partition_out_are_retried_after_backoff() {
     let cluster = FetchCluster::start(|_| FetchAnswer::EmptyAfterWait).await;
@@ -430,4 +436,87 @@ async fn commit_answers_that_leave_the_partition_out_are_retried_after_backoff()
 
     cluster.answer_commits_with(CommitAnswer::Commit);
     consumer.commit_offsets(&[(tp, 5)]).await.expect("commit");
+}
+
+#[tokio::test]
+async fn list_offsets_answering_minus_one_is_retried_after_backoff_and_never_fetched_from() {
+    let cluster = FetchCluster::start(|f| {
+        if f.offset < 0 {
+            FetchAnswer::PartitionError(OFFSET_OUT_OF_RANGE)
+        } else if f.offset == 0 {
+            FetchAnswer::Records(plain_batch(0, 3))
+        } else {
+            FetchAnswer::EmptyAfterWait
+        }
+    })
+    .await;
+    cluster.list_offsets_answer(-1);
+    let config = cluster.config().default_api_timeout(Duration::from_secs(2));
+    let mut consumer = cluster.consumer_without_position(config).await;
+    let tp = josefk::TopicPartition::new(TOPIC, 0);
+
+    // position() asks with backoff until default.api.timeout.ms, then gives up.
+    let error = consumer.position(&tp).await.expect_err("no offset known");
+    assert!(matches!(error, josefk::Error::Timeout { .. }), "{error:?}");
+    let asked = cluster.list_offsets().len();
+    eprintln!("position: {asked} ListOffsets in 2 s");
+    assert!(
+        (2..=MAX_FETCHES_IN_WINDOW).contains(&asked),
+        "{asked} ListOffsets"
+    );
+
+    let since = Instant::now();
+    let (records, errors) = poll_for(&mut consumer, WINDOW).await;
+    let asked = count_since(&cluster.list_offsets(), since);
+    eprintln!("{}: {asked} ListOffsets in {WINDOW:?}", line!());
+    assert!(records.is_empty() && errors.is_empty(), "{errors:?}");
+    assert!(
+        (1..=MAX_FETCHES_IN_WINDOW).contains(&asked),
+        "{asked} ListOffsets in {WINDOW:?}"
+    );
+    assert!(
+        cluster.fetches().is_empty(),
+        "fetched from an offset the broker never gave: {:?}",
+        cluster.fetches()
+    );
+
+    cluster.list_offsets_answer(0);
+    let (records, errors) = poll_for(&mut consumer, WINDOW).await;
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![0, 1, 2], "errors: {errors:?}");
+}
+
+#[tokio::test]
+async fn a_reset_offset_the_fetch_calls_out_of_range_is_asked_again_after_backoff() {
+    // ListOffsets answers 0; every Fetch from 0 answers OFFSET_OUT_OF_RANGE.
+    let cluster = FetchCluster::start(|_| FetchAnswer::PartitionError(OFFSET_OUT_OF_RANGE)).await;
+    let mut consumer = cluster.consumer_without_position(cluster.config()).await;
+    let since = Instant::now();
+    let (records, errors) = poll_for(&mut consumer, WINDOW).await;
+    let asked = count_since(&cluster.list_offsets(), since);
+    let fetched = cluster.fetches_since(since);
+    eprintln!(
+        "{}: {asked} ListOffsets, {fetched} fetches in {WINDOW:?}",
+        line!()
+    );
+    assert!(records.is_empty() && errors.is_empty(), "{errors:?}");
+    assert!(
+        (2..=MAX_FETCHES_IN_WINDOW).contains(&asked),
+        "{asked} ListOffsets"
+    );
+    assert!(
+        (2..=MAX_FETCHES_IN_WINDOW).contains(&fetched),
+        "{fetched} fetches"
+    );
+
+    cluster.answer_with(|f| {
+        if f.offset == 0 {
+            FetchAnswer::Records(plain_batch(0, 3))
+        } else {
+            FetchAnswer::EmptyAfterWait
+        }
+    });
+    let (records, errors) = poll_for(&mut consumer, WINDOW).await;
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![0, 1, 2], "errors: {errors:?}");
 }

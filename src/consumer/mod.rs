@@ -427,12 +427,28 @@ impl Consumer {
     /// Cancellation: dropping the future leaves the position as it was.
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
         self.state_mut(tp)?;
-        self.ensure_positions().await?;
-        Ok(self
-            .assignment
-            .get(tp)
-            .and_then(|s| s.position)
-            .expect("ensure_positions set every position"))
+        let timeout = self.config.default_api_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.ensure_positions().await?;
+            let state = self.state_mut(tp)?;
+            if let Some(position) = state.position {
+                return Ok(position);
+            }
+            // The reset found no offset (ListOffsets answered -1) and is backing off.
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Timeout {
+                    api: Some(crate::error::ApiKey::ListOffsets),
+                    broker: None,
+                    after: timeout,
+                    outcome_unknown: false,
+                });
+            }
+            let retry_at = state.retry.not_before().unwrap_or(now);
+            let wake = retry_at.max(now + Duration::from_millis(1)).min(deadline);
+            tokio::time::sleep_until(wake).await;
+        }
     }
 
     /// Stops handing out records of `partitions` and stops fetching them, keeping their positions
@@ -722,10 +738,11 @@ impl Consumer {
     /// partitions the group assigned, otherwise per `auto.offset.reset`.
     async fn ensure_positions(&mut self) -> Result<()> {
         self.positions_from_committed().await?;
+        let now = Instant::now();
         let missing: Vec<TopicPartition> = self
             .assignment
             .iter()
-            .filter(|(_, s)| s.position.is_none())
+            .filter(|(_, s)| s.position.is_none() && s.retry.ready(now))
             .map(|(tp, _)| tp.clone())
             .collect();
         if missing.is_empty() {
@@ -743,13 +760,28 @@ impl Consumer {
             }
         };
         let offsets = self.list_offsets(&missing, spec).await?;
+        let (initial, max) = (
+            self.config.client.retry_backoff,
+            self.config.client.retry_backoff_max,
+        );
         for (tp, offset) in offsets {
-            if let Some(state) = self.assignment.get_mut(&tp) {
-                if state.position.is_none() {
-                    debug!(%tp, offset, ?spec, "position reset");
-                    state.position = Some(offset);
-                }
+            let Some(state) = self.assignment.get_mut(&tp) else {
+                continue;
+            };
+            if state.position.is_some() {
+                continue;
             }
+            if offset < 0 {
+                // No offset known (-1, UNKNOWN_OFFSET) though no error: like Java's OffsetFetcher,
+                // the partition stays without a position and is asked again later. Taken as the
+                // position, the fetch from it would be answered OFFSET_OUT_OF_RANGE and reset
+                // again, round after round.
+                let failures = state.retry.failed(Instant::now(), initial, max);
+                debug!(%tp, offset, failures, "ListOffsets answered no offset; reset backs off");
+                continue;
+            }
+            debug!(%tp, offset, ?spec, "position reset");
+            state.position = Some(offset);
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 //!   are brokers of `describe_cluster`), configs checked three ways (DescribeConfigs, Kafka's own
 //!   `TopicCommand --describe`, and the broker enforcing `max.message.bytes`), create again
 //!   (TOPIC_ALREADY_EXISTS naming the topic), delete (then UNKNOWN_TOPIC_OR_PARTITION), delete
-//!   again.
+//!   again; `list_topics` forgets a deleted topic.
 //! - Errors the broker raises for bad requests reach the caller with the topic named
 //!   (INVALID_REPLICATION_FACTOR, INVALID_PARTITIONS).
 //! - Offsets: earliest/latest are 0/0 on an empty topic; after records written by josefk (raw
@@ -298,6 +298,32 @@ async fn invalid_topic_requests_are_refused_with_the_topic_named() {
 
     let names = admin.list_topics().await.unwrap();
     assert!(!names.contains(&topic) && !names.contains(&topic2));
+}
+
+/// `list_topics` after another client deleted a topic no longer names it, though this client saw it
+/// (the cached metadata once kept every topic an answer about all topics left out).
+#[tokio::test(flavor = "multi_thread")]
+async fn list_topics_forgets_a_deleted_topic() {
+    let (admin, other) = (admin().await, admin().await);
+    let topic = unique_topic("listed-then-deleted");
+    admin
+        .create_topics(&[NewTopic::new(&topic, 2, 1)])
+        .await
+        .expect("create topic");
+    assert!(admin.list_topics().await.unwrap().contains(&topic));
+    // Deleted by another client, so this one learns of it only from its next answers.
+    other.delete_topics(&[&topic]).await.expect("delete");
+    // The broker's metadata follows the controller's deletion within moments.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while admin.list_topics().await.unwrap().contains(&topic) {
+        assert!(
+            Instant::now() < deadline,
+            "{topic} still listed 15 s after deletion"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And it stays gone: the next answer about every topic does not bring it back.
+    assert!(!admin.list_topics().await.unwrap().contains(&topic));
 }
 
 /// Earliest/latest offsets are 0/0 on an empty topic; after josefk writes 5 records to one

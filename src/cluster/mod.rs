@@ -150,6 +150,9 @@ impl Cluster {
     ///
     /// Cancellation: dropping the future leaves the previous snapshot in place.
     pub async fn refresh_metadata(&self, topics: TopicsQuery<'_>) -> Result<Arc<MetadataSnapshot>> {
+        // An answer about every topic replaces the snapshot's topics (a deleted topic is gone);
+        // an answer about some keeps the others.
+        let every_topic = matches!(topics, TopicsQuery::All);
         let request = MetadataRequest::default()
             .with_allow_auto_topic_creation(false)
             .with_topics(match topics {
@@ -184,7 +187,11 @@ impl Cluster {
                         .set_addresses(fresh.brokers.values().map(|b| (b.node_id, b.address())));
                     let snapshot = {
                         let mut slot = self.inner.metadata.write().expect("metadata lock poisoned");
-                        let merged = Arc::new(slot.merged_into(fresh));
+                        let merged = Arc::new(if every_topic {
+                            fresh
+                        } else {
+                            slot.merged_into(fresh)
+                        });
                         *slot = merged.clone();
                         merged
                     };

@@ -1325,3 +1325,42 @@ async fn v1_produce_never_answered_times_out_as_unknown_and_the_abort_bumps_the_
         ]
     );
 }
+
+// ---- answers that leave requested partitions out ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn txn_offset_commit_answer_leaving_a_partition_out_sends_it_again_before_the_commit() {
+    let cluster = TxnCluster::start(false, (7, 0), |_, req, model| match req {
+        Req::TxnOffsetCommit { partitions, .. } if model.nth(ApiKey::TxnOffsetCommit) == 1 => {
+            // Partition 0 committed; partition 1 not in the answer at all.
+            let codes = partitions
+                .iter()
+                .filter(|&&(p, _)| p != 1)
+                .map(|&(p, _)| (p, 0));
+            Some(txn_offset_commit_answer(codes, model.version))
+        }
+        _ => None,
+    })
+    .await;
+    let producer = cluster.producer().await;
+    producer.begin_transaction().unwrap();
+    let offsets = [
+        (TopicPartition::new(TOPIC, 0), 10, None),
+        (TopicPartition::new(TOPIC, 1), 20, None),
+    ];
+    within(producer.send_offsets_to_transaction(&offsets, &ConsumerGroupMetadata::new(GROUP)))
+        .await
+        .expect("offsets committed");
+    // Before the call returned, partition 1 was sent again and answered.
+    let commits: Vec<Vec<(i32, i64)>> = cluster
+        .requests(|r| matches!(r, Req::TxnOffsetCommit { .. }))
+        .into_iter()
+        .map(|(_, r)| match r {
+            Req::TxnOffsetCommit { partitions, .. } => partitions,
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(commits, vec![vec![(0, 10), (1, 20)], vec![(1, 20)]]);
+    within(producer.commit_transaction()).await.expect("commit");
+    assert_eq!(cluster.end_txns(), vec![end_txn(1, 7, 0, true, V1_END_TXN)]);
+}

@@ -69,6 +69,11 @@ pub(crate) struct PendingOffsets {
 }
 
 impl PendingOffsets {
+    /// The partitions whose offsets are still to be committed.
+    pub(crate) fn partitions(&self) -> Vec<TopicPartition> {
+        self.offsets.iter().map(|(tp, _, _)| tp.clone()).collect()
+    }
+
     /// Drops the partitions `results` reports committed, so a retry resends only the ones that
     /// failed with a retriable error (Java `TxnOffsetCommitHandler` removes each committed
     /// partition from `pendingTxnOffsetCommits`). A partition the response left out stays: its
@@ -334,7 +339,13 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
         (TxnRequest::AddOffsetsToTxn { .. }, Ok(Answer::Code(c))) => txn.on_add_offsets(expired(c)),
         (TxnRequest::AddOffsetsToTxn { .. }, _) => txn.on_add_offsets(Some(network)),
         (TxnRequest::TxnOffsetCommit { .. }, Ok(Answer::Partitions(r))) => {
-            let step = txn.on_txn_offset_commit(&r);
+            // What was sent: the offsets cannot change while their commit is outstanding.
+            let requested = state
+                .pending_offsets
+                .as_ref()
+                .map(PendingOffsets::partitions)
+                .unwrap_or_default();
+            let step = txn.on_txn_offset_commit(&requested, &r);
             if matches!(step, Ok(TxnStep::Retry { .. })) {
                 if let Some(pending) = &mut state.pending_offsets {
                     pending.keep_uncommitted(&r);
@@ -343,7 +354,7 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
             step
         }
         (TxnRequest::TxnOffsetCommit { .. }, _) => {
-            txn.on_txn_offset_commit(&[(TopicPartition::new("", 0), Some(network))])
+            txn.on_txn_offset_commit(&[], &[(TopicPartition::new("", 0), Some(network))])
         }
         (TxnRequest::EndTxn { commit }, Ok(Answer::End(Err(code)))) => match expired(Some(code)) {
             // The abort the coordinator already did: this one is done.

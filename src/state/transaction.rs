@@ -729,10 +729,15 @@ impl TransactionManager {
         Ok(self.apply(ApiKey::AddOffsetsToTxn, code))
     }
 
-    /// The TxnOffsetCommit response: each partition's error. On `Retry`, resend the partitions
-    /// whose error was retriable.
+    /// The TxnOffsetCommit response to a request for the `requested` partitions: each
+    /// partition's error. On `Retry`, resend the requested partitions not answered without an
+    /// error (Java `TxnOffsetCommitHandler` re-sends while `pendingTxnOffsetCommits` is not
+    /// empty): those whose error was retriable, and those the answer left out, whose offsets the
+    /// group coordinator may never have written. Reporting them committed would let the
+    /// transaction commit its output without its input offsets.
     pub fn on_txn_offset_commit(
         &mut self,
+        requested: &[TopicPartition],
         results: &[(TopicPartition, Option<ResponseError>)],
     ) -> Result<TxnStep> {
         self.take_in_flight(ApiKey::TxnOffsetCommit)?;
@@ -768,6 +773,13 @@ impl TransactionManager {
                 });
             }
             None => self.concurrent_in_a_row = 0,
+        }
+        let committed = |tp: &TopicPartition| results.iter().any(|(r, c)| r == tp && c.is_none());
+        if !requested.iter().all(committed) {
+            return Ok(TxnStep::Retry {
+                lookup_coordinator: false,
+                backoff: None,
+            });
         }
         self.offsets = None;
         self.started = true;

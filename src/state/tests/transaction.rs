@@ -682,7 +682,7 @@ fn offsets_go_through_add_offsets_under_v1_and_straight_to_the_group_under_v2() 
         })
     );
     let step = m
-        .on_txn_offset_commit(&[(tp(0), Some(E::CoordinatorLoadInProgress))])
+        .on_txn_offset_commit(&[tp(0)], &[(tp(0), Some(E::CoordinatorLoadInProgress))])
         .unwrap();
     assert!(matches!(
         step,
@@ -693,7 +693,7 @@ fn offsets_go_through_add_offsets_under_v1_and_straight_to_the_group_under_v2() 
     ));
     m.next_request(false);
     let step = m
-        .on_txn_offset_commit(&[(tp(0), Some(E::IllegalGeneration))])
+        .on_txn_offset_commit(&[tp(0)], &[(tp(0), Some(E::IllegalGeneration))])
         .unwrap();
     assert_eq!(class_of(&step), Some(ErrorClass::Abortable));
 
@@ -706,7 +706,7 @@ fn offsets_go_through_add_offsets_under_v1_and_straight_to_the_group_under_v2() 
         })
     );
     assert!(matches!(
-        m.on_txn_offset_commit(&[(tp(0), None)]).unwrap(),
+        m.on_txn_offset_commit(&[tp(0)], &[(tp(0), None)]).unwrap(),
         TxnStep::Done { .. }
     ));
     assert_eq!(m.next_request(false), None);
@@ -909,7 +909,7 @@ fn offsets_retry_soon_after_concurrent_transactions_and_back_off_up_to_the_add_p
             Some(TxnRequest::TxnOffsetCommit { .. })
         ));
         let step = m
-            .on_txn_offset_commit(&[(tp(0), Some(E::ConcurrentTransactions))])
+            .on_txn_offset_commit(&[tp(0)], &[(tp(0), Some(E::ConcurrentTransactions))])
             .unwrap();
         waits.push(backoff_of(step));
     }
@@ -918,12 +918,12 @@ fn offsets_retry_soon_after_concurrent_transactions_and_back_off_up_to_the_add_p
     // Other retriable codes keep the configured backoff (a loading coordinator can take long).
     m.next_request(false);
     let step = m
-        .on_txn_offset_commit(&[(tp(0), Some(E::CoordinatorLoadInProgress))])
+        .on_txn_offset_commit(&[tp(0)], &[(tp(0), Some(E::CoordinatorLoadInProgress))])
         .unwrap();
     assert_eq!(backoff_of(step), None);
     m.next_request(false);
     assert!(matches!(
-        m.on_txn_offset_commit(&[(tp(0), None)]).unwrap(),
+        m.on_txn_offset_commit(&[tp(0)], &[(tp(0), None)]).unwrap(),
         TxnStep::Done { .. }
     ));
 
@@ -940,7 +940,10 @@ fn offsets_retry_soon_after_concurrent_transactions_and_back_off_up_to_the_add_p
     m.on_add_offsets(None).unwrap();
     m.next_request(false);
     let step = m
-        .on_txn_offset_commit(&[(tp(0), Some(E::ConcurrentTransactions))])
+        .on_txn_offset_commit(&[tp(0)], &[(tp(0), Some(E::ConcurrentTransactions))])
         .unwrap();
     assert_eq!(backoff_of(step), Some(OFFSETS_CONCURRENT_RETRY_BACKOFF));
 }
+
+#[path = "transaction_answers.rs"]
+mod answers;

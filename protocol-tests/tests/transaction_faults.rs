@@ -1364,3 +1364,62 @@ async fn txn_offset_commit_answer_leaving_a_partition_out_sends_it_again_before_
     within(producer.commit_transaction()).await.expect("commit");
     assert_eq!(cluster.end_txns(), vec![end_txn(1, 7, 0, true, V1_END_TXN)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_partitions_answer_leaving_a_partition_out_is_asked_again_after_the_backoff() {
+    let cluster = TxnCluster::start(false, (7, 0), |_, req, model| match req {
+        Req::AddPartitions { partitions, .. } if model.faulty => {
+            // Partition 1 is never in the answer while the fault lasts.
+            let results = partitions
+                .iter()
+                .filter(|&&p| p != 1)
+                .map(|&p| AddPartitionsToTxnPartitionResult::default().with_partition_index(p))
+                .collect();
+            Some(Action::reply(
+                &AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(vec![
+                    AddPartitionsToTxnTopicResult::default()
+                        .with_name(TopicName(sb(TOPIC)))
+                        .with_results_by_partition(results),
+                ]),
+                model.version,
+            ))
+        }
+        _ => None,
+    })
+    .await;
+    let producer = cluster.producer().await;
+    producer.begin_transaction().unwrap();
+    let futures = send_all(&producer, &[0, 1]).await;
+    let window = Duration::from_millis(500);
+    tokio::time::sleep(window).await;
+    let asked = cluster
+        .requests(|r| matches!(r, Req::AddPartitions { .. }))
+        .len();
+    // With retry.backoff.ms 10..50 ms about a dozen; paced by the round trip alone, thousands.
+    assert!(
+        (2..=30).contains(&asked),
+        "{asked} AddPartitionsToTxn in {window:?}"
+    );
+    assert!(
+        cluster.produced().iter().all(|&(p, ..)| p != 1),
+        "partition 1 was never added: nothing may be produced to it"
+    );
+    cluster.script.model.lock().unwrap().faulty = false;
+    within(producer.commit_transaction()).await.expect("commit");
+    delivered(futures).await;
+    let log = cluster.log();
+    // The last AddPartitionsToTxn is the one answered for partition 1.
+    let added = log
+        .iter()
+        .rposition(
+            |(_, r)| matches!(r, Req::AddPartitions { partitions, .. } if partitions == &[1]),
+        )
+        .expect("partition 1 asked for alone");
+    let produced = log
+        .iter()
+        .position(
+            |(_, r)| matches!(r, Req::Produce { batches, .. } if batches.iter().any(|b| b.0 == 1)),
+        )
+        .expect("partition 1 produced");
+    assert!(added < produced);
+}

@@ -655,12 +655,18 @@ impl TransactionManager {
         })
     }
 
-    /// The AddPartitionsToTxn response: each requested partition's error, if any.
+    /// The AddPartitionsToTxn response: each requested partition's error, if any. Every error
+    /// counts, as in Java; unlike Java, only a partition we asked for can join the transaction,
+    /// and one the answer left out is asked for again after the retry backoff (Java keeps it
+    /// pending and never asks again).
     pub fn on_add_partitions(
         &mut self,
         results: &[(TopicPartition, Option<ResponseError>)],
     ) -> Result<TxnStep> {
-        self.take_in_flight(ApiKey::AddPartitionsToTxn)?;
+        let requested = match self.take_in_flight(ApiKey::AddPartitionsToTxn)? {
+            TxnRequest::AddPartitionsToTxn { partitions } => partitions,
+            _ => Vec::new(),
+        };
         for (_, code) in results {
             self.note_outcome(*code);
         }
@@ -696,17 +702,35 @@ impl TransactionManager {
             }
         }
         self.concurrent_in_a_row = 0;
+        let answered: Vec<&TopicPartition> = results
+            .iter()
+            .map(|(tp, _)| tp)
+            .filter(|tp| requested.contains(tp))
+            .collect();
         // Failed or not, these are no longer pending: retried batches to the partitions that
         // were added must be able to go (Java comment in AddPartitionsToTxnHandler).
-        for (tp, _) in results {
-            self.pending_partitions.remove(tp);
+        for tp in &answered {
+            self.pending_partitions.remove(*tp);
         }
         if let Some(code) = refused {
             return Ok(self.apply(api, code));
         }
-        self.partitions
-            .extend(results.iter().map(|(tp, _)| tp.clone()));
-        self.started = true;
+        // Only partitions we asked for join: one the coordinator named unasked was never
+        // registered by us, and its batches would go out unregistered. With nothing added the
+        // coordinator has no transaction, so no EndTxn is owed yet.
+        self.started |= !answered.is_empty();
+        self.partitions.extend(answered.into_iter().cloned());
+        // A partition the answer left out is still pending (an abort clears it): its batches
+        // wait, so ask again, paced like a retriable error rather than by the round trip.
+        if requested
+            .iter()
+            .any(|tp| self.pending_partitions.contains(tp))
+        {
+            return Ok(TxnStep::Retry {
+                lookup_coordinator: false,
+                backoff: None,
+            });
+        }
         Ok(TxnStep::Done { new_producer: None })
     }
 

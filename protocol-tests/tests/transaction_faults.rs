@@ -1423,3 +1423,68 @@ async fn add_partitions_answer_leaving_a_partition_out_is_asked_again_after_the_
         .expect("partition 1 produced");
     assert!(added < produced);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_refused_then_aborted_do_not_block_the_next_transactions_offsets() {
+    const ILLEGAL_GENERATION: i16 = 22;
+    let cluster = TxnCluster::start(false, (7, 0), |_, req, model| match req {
+        Req::TxnOffsetCommit { .. } if model.nth(ApiKey::TxnOffsetCommit) == 1 => {
+            Some(refuse(req, ILLEGAL_GENERATION, model))
+        }
+        _ => None,
+    })
+    .await;
+    let producer = cluster.producer().await;
+    let group = ConsumerGroupMetadata::new(GROUP);
+    producer.begin_transaction().unwrap();
+    let offsets = [(TopicPartition::new(TOPIC, 0), 10, None)];
+    let err = within(producer.send_offsets_to_transaction(&offsets, &group))
+        .await
+        .expect_err("the group refused the generation");
+    assert_eq!(err.class(), ErrorClass::Abortable, "{err}");
+    within(producer.abort_transaction()).await.expect("abort");
+    producer.begin_transaction().unwrap();
+    let offsets = [(TopicPartition::new(TOPIC, 0), 11, None)];
+    within(producer.send_offsets_to_transaction(&offsets, &group))
+        .await
+        .expect("the next transaction's offsets are sent");
+    within(producer.commit_transaction()).await.expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_still_retried_when_aborted_do_not_block_the_next_transactions_offsets() {
+    let cluster = TxnCluster::start(false, (7, 0), |_, req, model| match req {
+        Req::TxnOffsetCommit { .. } if model.faulty => {
+            Some(refuse(req, COORDINATOR_LOAD_IN_PROGRESS, model))
+        }
+        _ => None,
+    })
+    .await;
+    let mut config = cluster.config();
+    config.max_block = Duration::from_millis(500);
+    let producer = Producer::connect(config).await.expect("connect");
+    within(producer.init_transactions()).await.expect("init");
+    let group = ConsumerGroupMetadata::new(GROUP);
+    producer.begin_transaction().unwrap();
+    let offsets = [(TopicPartition::new(TOPIC, 0), 10, None)];
+    let err = within(producer.send_offsets_to_transaction(&offsets, &group))
+        .await
+        .expect_err("the group coordinator is still loading");
+    assert!(matches!(err, Error::Timeout { .. }), "{err}");
+    within(producer.abort_transaction()).await.expect("abort");
+    cluster.script.model.lock().unwrap().faulty = false;
+    producer.begin_transaction().unwrap();
+    let offsets = [(TopicPartition::new(TOPIC, 0), 11, None)];
+    within(producer.send_offsets_to_transaction(&offsets, &group))
+        .await
+        .expect("the next transaction's offsets are sent");
+    within(producer.commit_transaction()).await.expect("commit");
+    let last = cluster
+        .requests(|r| matches!(r, Req::TxnOffsetCommit { .. }))
+        .pop()
+        .map(|(_, r)| r);
+    assert!(
+        matches!(last, Some(Req::TxnOffsetCommit { ref partitions, .. }) if partitions == &[(0, 11)]),
+        "{last:?}"
+    );
+}

@@ -380,7 +380,9 @@ impl Producer {
             if offsets.is_empty() {
                 return Ok(None);
             }
-            if state.pending_offsets.is_some() {
+            let txn = state.txn.as_ref().expect("checked");
+            // Offsets the manager no longer holds were dropped with their aborted transaction.
+            if state.pending_offsets.is_some() && txn.offsets_pending() {
                 // Replacing them would drop the earlier call's offsets from the transaction
                 // (Java refuses a call while another is pending too: `throwIfPendingState`).
                 return Err(Error::InvalidState(

@@ -242,10 +242,6 @@ pub(crate) async fn driver(shared: Arc<Shared>) {
                             idem.set_producer_id(*p, true);
                         }
                     }
-                    if matches!(request, TxnRequest::TxnOffsetCommit { .. }) {
-                        state.pending_offsets = None;
-                        state.offsets_committed += 1;
-                    }
                 }
                 TxnStep::Retry { backoff: b, .. } => {
                     retry_after = Some(b.unwrap_or_else(|| backoff.next_delay()));
@@ -351,10 +347,22 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
                     pending.keep_uncommitted(&r);
                 }
             }
+            settle_offsets(
+                &step,
+                &mut state.pending_offsets,
+                &mut state.offsets_committed,
+            );
             step
         }
         (TxnRequest::TxnOffsetCommit { .. }, _) => {
-            txn.on_txn_offset_commit(&[], &[(TopicPartition::new("", 0), Some(network))])
+            let step =
+                txn.on_txn_offset_commit(&[], &[(TopicPartition::new("", 0), Some(network))]);
+            settle_offsets(
+                &step,
+                &mut state.pending_offsets,
+                &mut state.offsets_committed,
+            );
+            step
         }
         (TxnRequest::EndTxn { commit }, Ok(Answer::End(Err(code)))) => match expired(Some(code)) {
             // The abort the coordinator already did: this one is done.
@@ -418,6 +426,25 @@ async fn execute(shared: &Shared, request: &TxnRequest) -> TxnStep {
             txn.fatal_error(&e);
             TxnStep::Failed(e)
         }
+    }
+}
+
+/// The caller's offsets after their TxnOffsetCommit was answered, under the same lock as the
+/// manager's step: a `send_offsets_to_transaction` never sees the manager done with them while
+/// they are still held. Committed, they are counted; refused, they are dropped, so the abort and
+/// the next transaction's offsets are not refused as "still being committed".
+fn settle_offsets(
+    step: &Result<TxnStep>,
+    pending: &mut Option<PendingOffsets>,
+    committed: &mut u64,
+) {
+    match step {
+        Ok(TxnStep::Done { .. }) => {
+            *pending = None;
+            *committed += 1;
+        }
+        Ok(TxnStep::Retry { .. }) => {}
+        Ok(TxnStep::Failed(_)) | Err(_) => *pending = None,
     }
 }
 

@@ -508,6 +508,12 @@ impl TransactionManager {
         Ok(())
     }
 
+    /// Whether offsets of `begin_send_offsets` are still to be committed: false once they were,
+    /// or were dropped (refused, or their transaction aborted).
+    pub fn offsets_pending(&self) -> bool {
+        self.offsets.is_some()
+    }
+
     /// `commitTransaction`: fails if the transaction is abort-only. Calling it again while the
     /// commit is under way resumes it.
     pub fn begin_commit(&mut self) -> Result<()> {

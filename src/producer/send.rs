@@ -131,7 +131,7 @@ impl Producer {
         }
         // One lookup of the topic on the common path (the snapshot already knows it).
         let known = snapshot.unwrap_or_else(|| shared.cluster.metadata());
-        let Some(info) = known.topics.get(&record.topic) else {
+        let Some(info) = usable_topic(&known, &record.topic) else {
             // Fail fast rather than wait for metadata on a closed or failed producer, or ask the
             // cluster about a name it must refuse.
             shared.check_usable()?;
@@ -323,7 +323,7 @@ impl Producer {
     ) -> Result<Arc<crate::cluster::MetadataSnapshot>> {
         let shared = self.shared();
         let snapshot = shared.cluster.metadata();
-        if snapshot.topics.contains_key(topic) {
+        if usable_topic(&snapshot, topic).is_some() {
             return Ok(snapshot);
         }
         let wait = deadline.saturating_duration_since(Instant::now());
@@ -381,6 +381,18 @@ impl Producer {
         let attempt = self.attempt(self.stamped(record), None)?;
         self.finish_send(attempt, limit).await
     }
+}
+
+/// `topic` as metadata knows it, if records can be placed on it: a topic listed without an error
+/// but with no partitions (a broker's answer mid-creation, or a faulty one) has nowhere to put a
+/// record, so `send` waits for it as for a topic metadata does not know yet, refreshing until
+/// `max.block.ms`; `wait_for_topics` only returns a topic with partitions. Placed anyway, a keyed
+/// record would be hashed modulo 0 and a keyless one queued for a partition that does not exist.
+fn usable_topic<'a>(snapshot: &'a MetadataSnapshot, topic: &str) -> Option<&'a TopicInfo> {
+    snapshot
+        .topics
+        .get(topic)
+        .filter(|info| !info.partitions.is_empty())
 }
 
 /// The `debug` span of one `send`, on the OpenTelemetry messaging conventions; disabled, it costs

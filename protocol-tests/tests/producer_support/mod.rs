@@ -26,6 +26,8 @@ use protocol_tests::{default_versions, Action, ScriptedBroker};
 pub const TOPIC: &str = "t";
 /// A name valid locally that the model's broker refuses with INVALID_TOPIC_EXCEPTION.
 pub const REFUSED_TOPIC: &str = "refused";
+/// A topic the model lists without an error and with no partitions.
+pub const EMPTY_TOPIC: &str = "empty";
 /// The producer id InitProducerId hands out.
 pub const PRODUCER_ID: i64 = 4000;
 /// Kafka error INVALID_TOPIC_EXCEPTION.
@@ -304,7 +306,7 @@ impl Script {
     }
 
     /// Node 1 (this broker) and node 2 (an address that refuses connections), [`TOPIC`] led by
-    /// `leader`, and [`REFUSED_TOPIC`] refused as invalid.
+    /// `leader`, [`REFUSED_TOPIC`] refused as invalid, and [`EMPTY_TOPIC`] with no partitions.
     pub fn metadata(&self, version: i16, asked: Option<Vec<String>>, leader: i32) -> Action {
         let port = *self.port.lock().unwrap();
         // Port 1 (tcpmux) is privileged and unused on test machines: dialling it is refused.
@@ -329,6 +331,7 @@ impl Script {
                         .with_replica_nodes(vec![BrokerId(leader)])
                         .with_isr_nodes(vec![BrokerId(leader)])]),
                     REFUSED_TOPIC => topic.with_error_code(INVALID_TOPIC_EXCEPTION),
+                    EMPTY_TOPIC => topic,
                     // UNKNOWN_TOPIC_OR_PARTITION
                     _ => topic.with_error_code(3),
                 }

@@ -1,0 +1,110 @@
+//! The producer against Metadata answers a real broker gives only mid-creation or when faulty: a
+//! topic listed without an error and with no partitions has nowhere to put a record, so `send`
+//! waits for it as for an unknown topic (refreshing until `max.block.ms`) and then fails the same
+//! way, queueing nothing, asking no partitioner about zero partitions, and never panicking.
+//!
+//! The cluster is the producer fault tests' scripted one-node cluster ([`producer_support`]).
+
+#[allow(dead_code)] // this file uses part of the shared scripted cluster
+mod producer_support;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use josefk::producer::{Partitioner, Producer};
+use josefk::{ApiKey, Error, ErrorClass, ProducerRecord};
+
+use producer_support::*;
+
+/// A partitioner that remembers every partition count it was asked with.
+#[derive(Debug, Default)]
+struct Recording(Mutex<Vec<i32>>);
+
+impl Partitioner for Recording {
+    fn partition(&self, _: &str, _: Option<&[u8]>, _: Option<&[u8]>, n: i32) -> Option<i32> {
+        self.0.lock().unwrap().push(n);
+        Some(0)
+    }
+}
+
+/// How `send` fails when metadata never makes the topic usable within `max.block.ms`.
+fn is_metadata_wait_failure(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Broker {
+            api: ApiKey::Metadata,
+            class: ErrorClass::Retriable,
+            ..
+        } | Error::Timeout {
+            api: Some(ApiKey::Metadata),
+            ..
+        }
+    )
+}
+
+#[tokio::test]
+async fn a_topic_listed_with_no_partitions_is_waited_for_like_an_unknown_one_and_nothing_is_queued()
+{
+    let cluster = Cluster::start(|_, _| None).await;
+    let mut config = cluster.config();
+    let max_block = Duration::from_secs(1);
+    config.max_block = max_block;
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let metadata_requests = || {
+        cluster
+            .log()
+            .iter()
+            .filter(|(_, r)| *r == Req::Metadata)
+            .count()
+    };
+    let recording = Recording::default();
+    // The first send to the topic finds it in no metadata yet; the later ones find it listed.
+    let cases = [
+        ("unknown topic", "not-there", None, None),
+        ("keyless", EMPTY_TOPIC, None, None),
+        ("keyed", EMPTY_TOPIC, Some("k"), None),
+        ("keyless again", EMPTY_TOPIC, None, None),
+        ("explicit partition 0", EMPTY_TOPIC, None, Some(0)),
+        ("custom partitioner", EMPTY_TOPIC, Some("k"), None),
+    ];
+    for (what, topic, key, partition) in cases {
+        let mut record = ProducerRecord::new(topic, "v");
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        let asked_before = metadata_requests();
+        let started = Instant::now();
+        let sent = if what == "custom partitioner" {
+            within(producer.send_with(record, &recording)).await
+        } else {
+            within(producer.send(record)).await
+        };
+        let error = sent.expect_err(what);
+        let waited = started.elapsed();
+        assert!(is_metadata_wait_failure(&error), "{what}: {error:?}");
+        assert!(
+            !error.outcome_unknown(),
+            "{what}: nothing was queued: {error}"
+        );
+        // It waited for metadata (not a fail-fast refusal) and no longer than it may.
+        assert!(
+            waited >= max_block / 2 && waited <= max_block + SLACK,
+            "{what}: failed after {waited:?}"
+        );
+        assert!(
+            metadata_requests() - asked_before >= 2,
+            "{what}: metadata was refreshed while waiting"
+        );
+    }
+    assert!(
+        recording.0.lock().unwrap().is_empty(),
+        "a partitioner is never asked about a topic with no partitions: {:?}",
+        recording.0.lock().unwrap()
+    );
+    assert!(cluster.produced().is_empty(), "{:?}", cluster.produced());
+    let record = producer.send(ProducerRecord::new(TOPIC, "after")).await;
+    within(record.expect("queued")).await.expect("delivered");
+}

@@ -201,7 +201,9 @@ impl Future for DeliveryFuture {
                     } => Ok(RecordMetadata {
                         topic: topic.clone(),
                         partition: *partition,
-                        offset: base_offset.map(|b| b + nth as i64),
+                        // The sender checked the batch's offsets fit; checked all the same,
+                        // as an overflow here would panic in the caller's task.
+                        offset: base_offset.and_then(|b| b.checked_add(nth as i64)),
                         timestamp: log_append_time.unwrap_or(this.timestamp),
                     }),
                     // Taken once; a future polled again after its error gets `Closed`.
@@ -291,6 +293,25 @@ mod tests {
             panic!("record 1 delivered")
         };
         assert_eq!(m.offset, Some(41));
+    }
+
+    /// A base offset whose later records would pass `i64::MAX` gives those records no offset
+    /// rather than a panic in the caller's task.
+    #[test]
+    fn offsets_past_i64_max_are_unknown_not_a_panic() {
+        let settler = Settler::new();
+        let waker = Waker::from(Arc::new(Count(0.into())));
+        settler.deliver(0, 3, &TopicPartition::new("t", 0), Some(i64::MAX - 1), None);
+        let offsets: Vec<Option<i64>> = (0..3)
+            .map(|i| {
+                let mut f = DeliveryFuture::new(settler.completion().clone(), i, 0);
+                match poll(&mut f, &waker) {
+                    Poll::Ready(Ok(m)) => m.offset,
+                    other => panic!("record {i}: {other:?}"),
+                }
+            })
+            .collect();
+        assert_eq!(offsets, [Some(i64::MAX - 1), Some(i64::MAX), None]);
     }
 
     #[test]

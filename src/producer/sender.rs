@@ -42,7 +42,8 @@ use crate::state::accumulator::{
 use crate::state::marker_pacing::MarkerPacing;
 use crate::state::partitioner::StickyPartitioner;
 use crate::state::sequence::{
-    Decision, EpochBump, IdempotenceState, PartitionResponse, ProducerIdAndEpoch, Resolution,
+    written_offset, Decision, EpochBump, IdempotenceState, PartitionResponse, ProducerIdAndEpoch,
+    Resolution,
 };
 use crate::state::transaction::{TransactionManager, TransactionalGate, TxnProtocol, TxnState};
 

@@ -264,6 +264,15 @@ impl PartitionResponse {
     }
 }
 
+/// The offset a batch of `records` records was written at, from the broker's `base_offset`:
+/// `None` (offset unknown, as for acks=0) for -1 (the broker did not say) and for any offset no
+/// batch can have, negative or with its last record past `i64::MAX`. Record offsets are then
+/// `base + index`, which cannot overflow.
+pub fn written_offset(base_offset: i64, records: i32) -> Option<i64> {
+    let last = base_offset.checked_add(i64::from(records.max(1)) - 1);
+    (base_offset >= 0 && last.is_some()).then_some(base_offset)
+}
+
 /// What to do with a batch after a produce outcome.
 #[derive(Debug)]
 pub enum Decision {
@@ -460,7 +469,7 @@ impl IdempotenceState {
         retry_allowed: bool,
     ) -> Decision {
         let Some(code) = response.error else {
-            return self.complete(tp, id, Some(response.base_offset).filter(|&o| o >= 0));
+            return self.complete(tp, id, Some(response.base_offset));
         };
         let entry = self.partitions.entry(tp.clone()).or_default();
         let mut unknown = false;
@@ -742,10 +751,14 @@ impl IdempotenceState {
     /// Java `handleCompletedBatch`.
     fn complete(&mut self, tp: &TopicPartition, id: BatchId, base_offset: Option<i64>) -> Decision {
         let entry = self.partitions.entry(tp.clone()).or_default();
-        if let Some(b) = entry.remove(id) {
+        let removed = entry.remove(id);
+        // A batch no longer tracked still has at least one record.
+        let records = removed.as_ref().map_or(1, |b| b.record_count);
+        let base_offset = base_offset.and_then(|o| written_offset(o, records));
+        if let Some(b) = removed {
             entry.ack(b.last_sequence());
             if let Some(base) = base_offset {
-                let last = base + i64::from(b.record_count) - 1;
+                let last = base + (i64::from(b.record_count) - 1);
                 if entry.last_acked_offset.is_none_or(|o| o < last) {
                     entry.last_acked_offset = Some(last);
                 }

@@ -477,7 +477,7 @@ fn decide(
     }
     match response.error {
         None => Decision::Complete {
-            base_offset: Some(response.base_offset),
+            base_offset: written_offset(response.base_offset, batch.record_count()),
         },
         Some(code) if crate::error::is_retriable_code(code) && retry_allowed => Decision::Retry {
             outcome_unknown: matches!(
@@ -598,5 +598,50 @@ mod tests {
             records += batch.records().len();
         }
         assert_eq!(records, queued);
+    }
+
+    /// Without idempotence a success's base offset is checked as with it: -1 (the broker did
+    /// not say) or an offset whose batch would pass `i64::MAX` leaves every record's offset
+    /// unknown (Java reports -1 for each), never -1, 0, 1, ... or an overflow.
+    #[test]
+    fn a_non_idempotent_success_at_an_impossible_offset_leaves_the_offsets_unknown() {
+        let mut state = ProducerState::new(AccumulatorConfig::default(), false, false);
+        let tp = TopicPartition::new("t", 0);
+        let settler = Settler::new();
+        for index in 0..3 {
+            let data = RecordData {
+                timestamp: 0,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Vec::new(),
+            };
+            let appended = state.accumulator.append_with(
+                &tp,
+                data,
+                |batch| size_in_batch(1, 0, batch),
+                std::time::Instant::now,
+                |data, _| PendingRecord {
+                    data,
+                    settler: settler.clone(),
+                    index,
+                },
+            );
+            assert!(matches!(appended, AppendResult::Appended(_)));
+        }
+        let batch = state.accumulator.abort_all().pop().expect("one batch");
+        assert_eq!(batch.record_count(), 3);
+        for (base, want) in [
+            (-1, None),
+            (-5, None),
+            (i64::MAX - 1, None),
+            (i64::MAX - 2, Some(i64::MAX - 2)),
+            (40, Some(40)),
+        ] {
+            let d = decide(&mut state, &batch, &PartitionResponse::ok(base), true, None);
+            assert!(
+                matches!(d, Decision::Complete { base_offset } if base_offset == want),
+                "{base}: {d:?}"
+            );
+        }
     }
 }

@@ -95,6 +95,34 @@ fn sequence_arithmetic_wraps_like_the_broker() {
     assert!(sequence_precedes(3, 4) && !sequence_precedes(4, 3) && !sequence_precedes(4, 4));
 }
 
+/// A success whose base offset no batch can have (-1, negative, or a last record past
+/// `i64::MAX`) completes the batch with its offset unknown, as acks=0 does; no arithmetic
+/// overflows (which would panic under the producer's lock and poison it), and the offset the
+/// partition last acked keeps its last real value.
+#[test]
+fn an_impossible_base_offset_completes_the_batch_with_its_offset_unknown() {
+    let mut rig = Rig::new(false);
+    let a = rig.send(&tp(0), 3);
+    let d = rig.respond(&a, PartitionResponse::ok(10));
+    assert!(matches!(d, Decision::Complete { base_offset: Some(10) }), "{d:?}");
+    for base_offset in [i64::MAX - 3, i64::MAX, -1, -7, i64::MIN] {
+        let b = rig.send(&tp(0), 5);
+        let d = rig.respond(&b, PartitionResponse::ok(base_offset));
+        assert!(matches!(d, Decision::Complete { base_offset: None }), "{base_offset}: {d:?}");
+        assert_eq!(rig.entry(&tp(0)).last_acked_offset(), Some(12));
+    }
+    assert_eq!(rig.entry(&tp(0)).next_sequence(), 28);
+    assert_eq!(rig.entry(&tp(0)).first_in_flight_sequence(), None);
+    // The last offset that fits is a real one.
+    let c = rig.send(&tp(0), 4);
+    let d = rig.respond(&c, PartitionResponse::ok(i64::MAX - 3));
+    assert!(matches!(d, Decision::Complete { base_offset: Some(o) } if o == i64::MAX - 3), "{d:?}");
+    assert_eq!(rig.entry(&tp(0)).last_acked_offset(), Some(i64::MAX));
+    assert_eq!(written_offset(0, 1), Some(0));
+    assert_eq!(written_offset(i64::MAX, 1), Some(i64::MAX));
+    assert_eq!(written_offset(i64::MAX, 2), None);
+}
+
 #[test]
 fn sequences_are_stamped_at_drain_and_acks_advance_the_partition() {
     let mut rig = Rig::new(false);

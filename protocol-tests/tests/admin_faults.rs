@@ -1,10 +1,14 @@
 //! Admin answers a real broker would not give, from a scripted one-node cluster: a ListOffsets,
 //! DeleteRecords or DescribeProducers answer that leaves out a partition asked for is a clear protocol error (not
 //! a missing entry a caller would index into), and a DescribeGroups member whose assignment bytes
-//! do not decode is described with no assignment rather than failing the whole call.
+//! do not decode is described with no assignment rather than failing the whole call; a
+//! FindCoordinator answer without the key asked for, or naming a node no client can reach, is
+//! COORDINATOR_NOT_AVAILABLE, retried until the request timeout, never a coordinator.
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::delete_records_response::{
@@ -29,7 +33,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use josefk::admin::{Admin, OffsetSpec};
-use josefk::{ClientConfig, Error, IsolationLevel, TopicPartition};
+use josefk::{ClientConfig, Error, ErrorClass, ErrorCode, IsolationLevel, TopicPartition};
 use protocol_tests::{Action, ScriptedBroker};
 
 const TOPIC: &str = "t";
@@ -132,11 +136,27 @@ fn answer(port: i32, header: &RequestHeader) -> Action {
 }
 
 async fn admin_on_script() -> (ScriptedBroker, Admin) {
+    admin_finding(|_, _| None).await
+}
+
+/// [`admin_on_script`] whose `n`th FindCoordinator (from 0) gets `find(n, port)` when that is
+/// some answer.
+async fn admin_finding(
+    find: impl Fn(usize, i32) -> Option<FindCoordinatorResponse> + Send + Sync + 'static,
+) -> (ScriptedBroker, Admin) {
     let port = Arc::new(Mutex::new(0));
     let shared = port.clone();
-    let broker =
-        ScriptedBroker::start(move |header, _body: Bytes| answer(*shared.lock().unwrap(), header))
-            .await;
+    let finds = AtomicUsize::new(0);
+    let broker = ScriptedBroker::start(move |header, _body: Bytes| {
+        let port = *shared.lock().unwrap();
+        if header.request_api_key == ApiKey::FindCoordinator as i16 {
+            if let Some(r) = find(finds.fetch_add(1, SeqCst), port) {
+                return Action::reply(&r, header.request_api_version);
+            }
+        }
+        answer(port, header)
+    })
+    .await;
     *port.lock().unwrap() = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
     let config = ClientConfig::new(&broker.addr())
         .request_timeout(Duration::from_secs(2))
@@ -212,4 +232,73 @@ async fn an_undecodable_member_assignment_is_described_as_unknown() {
     assert_eq!(member.member_id, "m-1");
     assert_eq!(member.assignment, None);
     assert_eq!(described[0].protocol, "range");
+}
+
+/// FindCoordinator answers naming no coordinator for the group: no entry at all (which leaves
+/// the v0-3 fields at node 0, `:0`), another key's, node 0 at `:0` under our key.
+fn no_coordinator_for_g(n: usize, port: i32) -> FindCoordinatorResponse {
+    let coordinator = |key: &str, port| {
+        Coordinator::default()
+            .with_key(sb(key))
+            .with_node_id(BrokerId(if port == 0 { 0 } else { 1 }))
+            .with_host(sb(if port == 0 { "" } else { "127.0.0.1" }))
+            .with_port(port)
+    };
+    let coordinators = match n % 3 {
+        0 => Vec::new(),
+        1 => vec![coordinator("other", port)],
+        _ => vec![coordinator("g", 0)],
+    };
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
+}
+
+#[tokio::test]
+async fn find_coordinator_answers_naming_no_reachable_coordinator_are_retried() {
+    let finds = Arc::new(AtomicUsize::new(0));
+    let counted = finds.clone();
+    let (_broker, admin) = admin_finding(move |n, port| {
+        counted.fetch_add(1, SeqCst);
+        (n < 3).then(|| no_coordinator_for_g(n, port))
+    })
+    .await;
+    let described = tokio::time::timeout(Duration::from_secs(30), admin.describe_groups(&["g"]))
+        .await
+        .expect("no hang")
+        .expect("found on the fourth answer");
+    assert_eq!(described[0].group_id, "g");
+    assert_eq!(finds.load(SeqCst), 4, "each bad answer was asked again");
+}
+
+#[tokio::test]
+async fn find_coordinator_never_naming_a_reachable_coordinator_is_not_available_by_the_timeout() {
+    let finds = Arc::new(AtomicUsize::new(0));
+    let counted = finds.clone();
+    let (_broker, admin) = admin_finding(move |n, port| {
+        counted.fetch_add(1, SeqCst);
+        Some(no_coordinator_for_g(n, port))
+    })
+    .await;
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(30), admin.describe_groups(&["g"]))
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Broker {
+                code: ErrorCode::CoordinatorNotAvailable,
+                class: ErrorClass::Retriable,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The request timeout (2 s) bounds the retries, with slack for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(finds.load(SeqCst) >= 3, "retried: {}", finds.load(SeqCst));
 }

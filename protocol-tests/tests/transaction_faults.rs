@@ -393,7 +393,10 @@ impl Script {
                 let port = self.port(node);
                 let mut r = FindCoordinatorResponse::default();
                 if version >= 4 {
+                    // A broker names each key it answers (KIP-699).
+                    let key = if *key_type == 1 { TXN_ID } else { GROUP };
                     r.coordinators = vec![Coordinator::default()
+                        .with_key(sb(key))
                         .with_node_id(BrokerId(node))
                         .with_host(sb("127.0.0.1"))
                         .with_port(port)];

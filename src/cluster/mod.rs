@@ -23,6 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use tracing::debug;
 
+use coordinator::coordinator_in;
 #[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
 pub use coordinator::{CoordinatorCache, CoordinatorKind};
 #[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))] // the tests' facade
@@ -314,31 +315,8 @@ impl Cluster {
             request.key = key_bytes;
         }
         let response = conn.send_version(&request, version, None).await?;
-        let (error_code, message, node, host, port) = match response.coordinators.first() {
-            Some(c) if version >= 4 => (
-                c.error_code,
-                c.error_message.clone(),
-                c.node_id.0,
-                c.host.clone(),
-                c.port,
-            ),
-            _ => (
-                response.error_code,
-                response.error_message.clone(),
-                response.node_id.0,
-                response.host.clone(),
-                response.port,
-            ),
-        };
-        Error::check_code(
-            ApiKey::FindCoordinator,
-            Some(conn.broker()),
-            error_code,
-            message.as_deref(),
-        )?;
-        self.inner
-            .pool
-            .set_addresses([(node, format!("{host}:{port}"))]);
+        let (node, address) = coordinator_in(&response, version, key, Some(conn.broker()))?;
+        self.inner.pool.set_addresses([(node, address)]);
         Ok(node)
     }
 

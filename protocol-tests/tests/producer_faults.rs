@@ -17,8 +17,7 @@ mod producer_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceResponse, TopicName};
+use kafka_protocol::messages::ApiKey;
 
 use josefk::producer::Producer;
 use josefk::{Error, ErrorClass, ProducerRecord};
@@ -691,22 +690,6 @@ async fn a_refusal_after_an_unanswered_send_still_reports_outcome_unknown() {
 
 /// Kafka error TOPIC_AUTHORIZATION_FAILED.
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-
-/// Kafka's NOT_LEADER_OR_FOLLOWER error code.
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-
-/// Partition 0 of [`TOPIC`] refuses its batch with `code`.
-fn produce_refusal(code: i16) -> Action {
-    Action::reply(
-        &ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
-            .with_name(TopicName(sb(TOPIC)))
-            .with_partition_responses(vec![PartitionProduceResponse::default()
-                .with_index(0)
-                .with_error_code(code)
-                .with_base_offset(-1)])]),
-        9,
-    )
-}
 
 #[tokio::test]
 async fn credentials_refused_on_a_redial_fail_the_record_at_once_and_the_producer_stays_usable() {

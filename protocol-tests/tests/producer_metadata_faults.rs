@@ -108,3 +108,48 @@ async fn a_topic_listed_with_no_partitions_is_waited_for_like_an_unknown_one_and
     let record = producer.send(ProducerRecord::new(TOPIC, "after")).await;
     within(record.expect("queued")).await.expect("delivered");
 }
+
+/// A partition that lost its leader makes every sender pass ask for metadata; with Metadata
+/// answers slow (1 s here) those asks once piled up as concurrent requests (each task alive up to
+/// three request timeouts). Now one refresh runs at a time: never more than one request in flight.
+#[tokio::test]
+async fn refreshes_for_a_leaderless_partition_run_one_at_a_time() {
+    let cluster = Cluster::start(|req, model| match req {
+        // Refused until the end: the partition's leader is gone.
+        Req::Produce(_) => {
+            model.leader = -1;
+            model.metadata_delay = Some(Duration::from_secs(1));
+            Some(produce_refusal(NOT_LEADER_OR_FOLLOWER))
+        }
+        _ => None,
+    })
+    .await;
+    let mut config = cluster.config();
+    config.delivery_timeout = Duration::from_secs(4);
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let record = producer
+        .send(ProducerRecord::new(TOPIC, "nowhere"))
+        .await
+        .expect("queued");
+    let mut most = 0;
+    let watch_until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < watch_until {
+        most = most.max(producer.metrics().network.requests_in_flight);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let metadata_requests = cluster
+        .log()
+        .iter()
+        .filter(|(_, r)| *r == Req::Metadata)
+        .count();
+    assert!(
+        metadata_requests >= 2,
+        "it did look again: {metadata_requests}"
+    );
+    assert!(
+        most <= 2,
+        "requests in flight at most: {most} (one Metadata, one Produce)"
+    );
+    assert!(within(record).await.is_err(), "no leader came back");
+    within(producer.close(Duration::from_secs(1))).await.ok();
+}

@@ -151,6 +151,7 @@ impl Producer {
             stop: tokio::sync::watch::channel(false).0,
             live_tasks: 0.into(),
             tasks_ended: Notify::new(),
+            metadata_refreshing: false.into(),
         });
         if shared.config.transactional_id.is_some() {
             shared.spawn_until_stopped(transaction::driver(shared.clone()));

@@ -14,7 +14,7 @@
 //! contention is one lock per `send` and per response.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) live_tasks: AtomicUsize,
     /// Notified when `live_tasks` drops to zero.
     pub(crate) tasks_ended: Notify,
+    /// A background metadata refresh is running (see [`Shared::refresh_metadata_in_background`]).
+    pub(crate) metadata_refreshing: AtomicBool,
 }
 
 /// Why the producer stopped trying to deliver a batch (the start of its records' error).
@@ -787,13 +789,7 @@ fn plan(shared: &Arc<Shared>, leaders: &mut LeaderIndex) -> Plan {
         shared.progress.notify_waiters();
     }
     if !refresh.is_empty() {
-        let cluster = shared.cluster.clone();
-        shared.spawn_until_stopped(async move {
-            let topics: Vec<&str> = refresh.iter().map(String::as_str).collect();
-            if let Err(e) = cluster.refresh_metadata(TopicsQuery::Some(&topics)).await {
-                debug!(error = %e, "metadata refresh for leaderless partitions failed");
-            }
-        });
+        shared.refresh_metadata_in_background(Some(refresh), "leaderless partitions");
     }
     if need_producer_id {
         let task_shared = shared.clone();

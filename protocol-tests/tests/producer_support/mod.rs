@@ -65,6 +65,8 @@ pub struct Model {
     pub faulty: bool,
     /// SaslAuthenticate refuses every client while set.
     pub credentials_revoked: bool,
+    /// Metadata answers wait this long first (answers behind them on the connection too).
+    pub metadata_delay: Option<Duration>,
 }
 
 pub type Fault = dyn Fn(&Req, &mut Model) -> Option<Action> + Send + Sync;
@@ -93,6 +95,7 @@ impl Cluster {
                 offset: 0,
                 faulty: true,
                 credentials_revoked: false,
+                metadata_delay: None,
             }),
             log: Mutex::new(Vec::new()),
             fault: Box::new(fault),
@@ -279,7 +282,12 @@ impl Script {
                     .collect();
                 Action::reply(&ApiVersionsResponse::default().with_api_keys(keys), version)
             }
-            Req::Metadata => self.metadata(version, asked, model.leader),
+            Req::Metadata => match model.metadata_delay {
+                Some(wait) => {
+                    Action::Delay(wait, Box::new(self.metadata(version, asked, model.leader)))
+                }
+                None => self.metadata(version, asked, model.leader),
+            },
             Req::InitProducerId => Action::reply(
                 &InitProducerIdResponse::default()
                     .with_producer_id(ProducerId(PRODUCER_ID))
@@ -361,4 +369,20 @@ pub fn produce_answer(base: i64, version: i16) -> Action {
 /// While the model is faulty, every Produce gets `fault` instead of its answer.
 pub fn while_faulty(fault: fn() -> Action) -> impl Fn(&Req, &mut Model) -> Option<Action> {
     move |req, model| (model.faulty && matches!(req, Req::Produce(_))).then(fault)
+}
+
+/// Kafka's NOT_LEADER_OR_FOLLOWER error code.
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+
+/// Partition 0 of [`TOPIC`] refuses its batch with `code`.
+pub fn produce_refusal(code: i16) -> Action {
+    Action::reply(
+        &ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_name(TopicName(sb(TOPIC)))
+            .with_partition_responses(vec![PartitionProduceResponse::default()
+                .with_index(0)
+                .with_error_code(code)
+                .with_base_offset(-1)])]),
+        9,
+    )
 }

@@ -433,12 +433,11 @@ pub(super) fn settle(
         shared.fail_batch(batch, &|| error.duplicate());
     }
     if stale {
-        let cluster = shared.cluster.clone();
-        shared.spawn_until_stopped(async move {
-            if let Err(e) = cluster.refresh_metadata(TopicsQuery::All).await {
-                debug!(error = %e, node, "metadata refresh after produce error failed");
-            }
-        });
+        debug!(
+            node,
+            "produce answer says the metadata is stale; refreshing"
+        );
+        shared.refresh_metadata_in_background(None, "produce error");
     }
     if let Some(e) = fatal {
         shared.fail_fatally(&e);

@@ -50,6 +50,43 @@ impl Shared {
         });
     }
 
+    /// Refreshes metadata (`topics`, or all with `None`) in a task of its own, unless a refresh
+    /// started here is still running: with partitions that stay leaderless every sender pass (or,
+    /// with a broker failing every answer, every answer) asks for one, and unchecked those piled
+    /// up as concurrent requests, each alive for up to three request timeouts. A skipped ask is
+    /// repeated by the next pass or answer that needs it.
+    pub(crate) fn refresh_metadata_in_background(
+        self: &Arc<Self>,
+        topics: Option<Vec<String>>,
+        why: &'static str,
+    ) {
+        if self.metadata_refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        /// Clears the flag however the refresh ends (finished, failed, or dropped on close).
+        struct Refreshing(Arc<Shared>);
+        impl Drop for Refreshing {
+            fn drop(&mut self) {
+                self.0.metadata_refreshing.store(false, Ordering::Release);
+            }
+        }
+        let refreshing = Refreshing(self.clone());
+        let cluster = self.cluster.clone();
+        self.spawn_until_stopped(async move {
+            let _refreshing = refreshing;
+            let result = match &topics {
+                Some(topics) => {
+                    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+                    cluster.refresh_metadata(TopicsQuery::Some(&names)).await
+                }
+                None => cluster.refresh_metadata(TopicsQuery::All).await,
+            };
+            if let Err(e) = result {
+                debug!(error = %e, why, "background metadata refresh failed");
+            }
+        });
+    }
+
     /// Resolves once `close` has stopped the producer.
     pub(crate) async fn stopped(&self) {
         let mut stop = self.stop.subscribe();

@@ -121,6 +121,13 @@ impl Cluster {
     /// A connection on `lane` to any broker that answers: pooled live brokers first, then every
     /// broker metadata knows, then the bootstrap servers.
     pub async fn any_connection(&self, lane: Lane) -> Result<Connection> {
+        self.any_connection_from(lane, 0).await
+    }
+
+    /// [`Cluster::any_connection`], starting `skip` places further down its list (wrapping): a
+    /// retry after a broker failed to answer asks the next one, not the same one again (a broker
+    /// that accepts connections but never answers would otherwise take every attempt).
+    async fn any_connection_from(&self, lane: Lane, skip: usize) -> Result<Connection> {
         let snapshot = self.metadata();
         let mut candidates: Vec<Endpoint> = Vec::new();
         for id in self.inner.pool.live_nodes() {
@@ -133,6 +140,10 @@ impl Cluster {
         }
         for addr in &self.inner.config.bootstrap_servers {
             candidates.push(Endpoint::Bootstrap(addr.clone()));
+        }
+        if !candidates.is_empty() {
+            let start = skip % candidates.len();
+            candidates.rotate_left(start);
         }
         let mut failures = Vec::new();
         for endpoint in candidates {
@@ -170,9 +181,9 @@ impl Cluster {
                 ),
             });
         let mut last_error = None;
-        // A broker may die between being chosen and answering: try the next one.
-        for _ in 0..3 {
-            let conn = self.any_connection(Lane::Control).await?;
+        // A broker may die, or never answer, between being chosen and answering: try the next one.
+        for attempt in 0..3 {
+            let conn = self.any_connection_from(Lane::Control, attempt).await?;
             match conn.send(&request).await {
                 Ok(response) => {
                     Error::check_code(

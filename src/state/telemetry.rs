@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 /// interval, after a failed request, and before any subscription is known.
 pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(300);
 
+/// The shortest push interval taken from a broker: Kafka refuses a client-metrics `interval.ms`
+/// below 100, so a shorter one comes from a broken broker and would have the client push
+/// (encode, compress, send) all the time.
+pub const MIN_PUSH_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Kafka error codes the machine tells apart.
 pub mod codes {
     /// UNSUPPORTED_VERSION.
@@ -250,7 +255,7 @@ impl Telemetry {
         let push_interval = if answer.push_interval_ms <= 0 {
             DEFAULT_PUSH_INTERVAL
         } else {
-            Duration::from_millis(answer.push_interval_ms as u64)
+            Duration::from_millis(answer.push_interval_ms as u64).max(MIN_PUSH_INTERVAL)
         };
         let reset_last_values = self
             .subscription

@@ -82,6 +82,20 @@ fn the_first_push_is_spread_over_half_to_one_and_a_half_intervals() {
 }
 
 #[test]
+fn a_push_interval_below_what_kafka_allows_is_raised_to_100_ms() {
+    let t0 = Instant::now();
+    let mut m = Telemetry::new(42);
+    m.next(t0);
+    m.on_subscriptions(t0, answer(1, &["org.apache.kafka.producer."]));
+    let due = first_push(&mut m, t0);
+    assert!(due - t0 >= Duration::from_millis(50), "{:?}", due - t0);
+    m.next(due);
+    m.on_push(due, 0);
+    // Pushes then come every 100 ms, not every millisecond.
+    assert_eq!(m.next(due), Next::WaitUntil(due + MIN_PUSH_INTERVAL));
+}
+
+#[test]
 fn the_second_subscription_request_sends_the_assigned_instance_id() {
     let t0 = Instant::now();
     let mut m = subscribed(t0);

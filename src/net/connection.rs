@@ -19,6 +19,10 @@
 //!   timed out, [`Error::Protocol`] for the one whose response broke the protocol); requests still
 //!   queued fail with `outcome_unknown: false`. The handle reports [`Connection::is_closed`] before
 //!   any caller hears of the failure, so a caller that retries at once gets a fresh connection.
+//! - **Every request has a deadline.** One that expects a response times out without it; one that
+//!   expects none (acks=0 Produce) times out unless fully written in time: a broker that stops
+//!   reading (hung, stopped) fills the socket buffers, and the write then neither completes nor
+//!   fails.
 //! - **Bounded memory.** The response length prefix is checked against `max_response_size` before a
 //!   buffer is reserved for it.
 //!
@@ -70,7 +74,8 @@ use task::ConnectionTask;
 pub struct ConnectionOptions {
     /// Sent in every request header.
     pub client_id: Arc<str>,
-    /// Default time allowed for a response once a request is accepted by the connection task.
+    /// Default time allowed for a response once a request is accepted by the connection task (for
+    /// a request that expects none, for writing it).
     pub request_timeout: Duration,
     /// Time allowed for the whole set-up: TCP connect, TLS handshake, ApiVersions, SASL.
     pub setup_timeout: Duration,

@@ -2,6 +2,8 @@
 //! (ApiVersions, Metadata, InitProducerId, Produce, SASL), a per-test fault hook, and the log of
 //! every request with what it carried.
 
+#![allow(dead_code)] // each test binary uses part of it
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

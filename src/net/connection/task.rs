@@ -17,11 +17,25 @@ struct InFlight {
     reply: Option<oneshot::Sender<Result<Bytes>>>,
 }
 
-/// A frame waiting to be written. `reply` is set only for requests that expect no response: they
-/// are answered once their last byte is written.
+/// A frame waiting to be written.
 struct PendingWrite {
     frame: Bytes,
-    reply: Option<oneshot::Sender<Result<Bytes>>>,
+    /// Some bytes of the frame were handed to the stream.
+    started: bool,
+    /// Set only for requests that expect no response (acks=0 Produce). A request that expects one
+    /// is timed through its `InFlight` entry, from the moment it is taken.
+    no_answer: Option<NoAnswer>,
+}
+
+/// A request that expects no response: answered once its last byte is written.
+struct NoAnswer {
+    correlation_id: i32,
+    api: ApiKey,
+    /// A broker that stops reading (hung, stopped) leaves a write pending forever without
+    /// failing it: past this deadline the connection is broken, as for a request timeout.
+    deadline: Instant,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<Bytes>>,
 }
 
 /// Why the connection task stopped.
@@ -35,11 +49,14 @@ enum Closed {
     /// The response to the oldest request in flight broke the protocol (over the size cap, wrong
     /// correlation id): that request gets this error, the rest have an unknown outcome.
     Violation(Error),
-    /// A request passed its deadline.
+    /// A request passed its deadline: one expecting an answer got none, or one expecting none
+    /// could not be written.
     TimedOut {
         correlation_id: i32,
         api: ApiKey,
         after: Duration,
+        /// No byte of the request was written (only possible for a request expecting no answer).
+        unsent: bool,
     },
 }
 
@@ -93,7 +110,11 @@ impl ConnectionTask {
             }
             // Requests may carry different timeouts (a long-polling Fetch), so the earliest
             // deadline is not necessarily the oldest request's.
-            let deadline = in_flight.iter().map(|f| f.deadline).min();
+            let deadline = in_flight
+                .iter()
+                .map(|f| f.deadline)
+                .chain(writes.iter().filter_map(|w| w.no_answer.as_ref().map(|n| n.deadline)))
+                .min();
             // A request that expects an answer is counted once, in `in_flight`, while it is also
             // being written; `writes` bounds the rest (acks=0 frames).
             let room = in_flight.len() < self.max_in_flight && writes.len() < self.max_in_flight;
@@ -144,10 +165,11 @@ impl ConnectionTask {
                             unflushed = S::NEEDS_FLUSH;
                             let front = writes.front_mut().expect("checked non-empty");
                             front.frame.advance(n);
+                            front.started = true;
                             if front.frame.is_empty() {
                                 let done = writes.pop_front().expect("checked non-empty");
-                                if let Some(reply) = done.reply {
-                                    let _ = reply.send(Ok(Bytes::new()));
+                                if let Some(done) = done.no_answer {
+                                    let _ = done.reply.send(Ok(Bytes::new()));
                                 }
                             }
                         }
@@ -185,8 +207,8 @@ impl ConnectionTask {
                             node.requests_sent.fetch_add(1, Relaxed);
                             node.outgoing_bytes.fetch_add(frame.len() as u64, Relaxed);
                         }
+                        let accepted = Instant::now();
                         if request.expects_response {
-                            let accepted = Instant::now();
                             in_flight.push_back(InFlight {
                                 correlation_id: next_correlation_id,
                                 api: request.api_key,
@@ -195,22 +217,40 @@ impl ConnectionTask {
                                 timeout,
                                 reply: Some(reply),
                             });
-                            writes.push_back(PendingWrite { frame, reply: None });
+                            writes.push_back(PendingWrite {
+                                frame,
+                                started: false,
+                                no_answer: None,
+                            });
                         } else {
-                            writes.push_back(PendingWrite { frame, reply: Some(reply) });
+                            let no_answer = NoAnswer {
+                                correlation_id: next_correlation_id,
+                                api: request.api_key,
+                                deadline: accepted + timeout,
+                                timeout,
+                                reply,
+                            };
+                            writes.push_back(PendingWrite {
+                                frame,
+                                started: false,
+                                no_answer: Some(no_answer),
+                            });
                         }
                     }
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    let expired = in_flight
+                    let answered = in_flight
                         .iter()
-                        .min_by_key(|f| f.deadline)
-                        .expect("deadline implies in-flight");
-                    break Closed::TimedOut {
-                        correlation_id: expired.correlation_id,
-                        api: expired.api,
-                        after: expired.timeout,
-                    };
+                        .map(|f| (f.deadline, f.correlation_id, f.api, f.timeout, false));
+                    let unanswered = writes.iter().filter_map(|w| {
+                        let n = w.no_answer.as_ref()?;
+                        Some((n.deadline, n.correlation_id, n.api, n.timeout, !w.started))
+                    });
+                    let (_, correlation_id, api, after, unsent) = answered
+                        .chain(unanswered)
+                        .min_by_key(|expired| expired.0)
+                        .expect("a deadline implies a request that has it");
+                    break Closed::TimedOut { correlation_id, api, after, unsent };
                 }
             }
         };
@@ -318,6 +358,7 @@ impl ConnectionTask {
                 correlation_id,
                 api,
                 after,
+                unsent,
             } => {
                 culprit = Some(correlation_id);
                 warn!(broker = %self.broker, ?api, "request timed out; closing connection");
@@ -326,7 +367,7 @@ impl ConnectionTask {
                     api: Some(api_key),
                     broker: Some(self.broker.clone()),
                     after,
-                    outcome_unknown: !api_key.only_reads(),
+                    outcome_unknown: !unsent && !api_key.only_reads(),
                 };
                 (format!("{api:?} request timed out"), Some(error))
             }
@@ -350,9 +391,17 @@ impl ConnectionTask {
             }
         }
         for w in writes {
-            if let Some(reply) = w.reply {
-                let _ = reply.send(Err(self.lost(&reason)));
-            }
+            let Some(n) = w.no_answer else { continue };
+            let error = own_error
+                .take_if(|_| culprit == Some(n.correlation_id))
+                .unwrap_or_else(|| Error::ConnectionLost {
+                    api: Some(crate::error::ApiKey::from_protocol(n.api)),
+                    broker: self.broker.clone(),
+                    // A frame not started never reached the broker, whatever follows.
+                    outcome_unknown: w.started,
+                    reason: reason.clone(),
+                });
+            let _ = n.reply.send(Err(error));
         }
         while let Some(envelope) = rx.recv().await {
             let _ = envelope.reply.send(Err(Error::ConnectionLost {
@@ -405,7 +454,8 @@ fn push_own_request(
     });
     writes.push_back(PendingWrite {
         frame: request.frame.freeze(),
-        reply: None,
+        started: false,
+        no_answer: None,
     });
 }
 

@@ -5,7 +5,6 @@
 //!
 //! The cluster is the producer fault tests' scripted one-node cluster ([`producer_support`]).
 
-#[allow(dead_code)] // this file uses part of the shared scripted cluster
 mod producer_support;
 
 use std::sync::Mutex;

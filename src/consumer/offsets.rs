@@ -155,7 +155,10 @@ async fn commit_until_done(
                 .with_group_instance_id(instance_id.clone().map(StrBytes::from_string))
                 .with_retention_time_ms(-1)
                 .with_topics(topics);
-            let response = conn.send(&request).await?;
+            let response = conn
+                .send(&request)
+                .await
+                .inspect_err(|e| forget_silent_coordinator(cluster, group_id, node, e))?;
             Ok::<_, Error>((node, conn.broker().clone(), response))
         };
         let (node, broker, response) = match attempt.await {
@@ -313,6 +316,15 @@ pub(crate) async fn fetch_committed(
     Ok(out)
 }
 
+/// After a request to the group coordinator failed in transit (timed out, connection lost), the
+/// next attempt looks the coordinator up again instead of asking the same broker (Java marks the
+/// coordinator unknown on a disconnect or timeout): a coordinator that hangs or moved is left.
+fn forget_silent_coordinator(cluster: &Cluster, group_id: &str, node: i32, error: &Error) {
+    if error.is_retriable() {
+        cluster.invalidate_coordinator(CoordinatorKind::Group, group_id, node);
+    }
+}
+
 fn is_retriable_fetch(code: ResponseError) -> bool {
     matches!(
         code,
@@ -367,7 +379,10 @@ async fn fetch_once(
                 .collect(),
         );
     }
-    let response = conn.send_version(&request, version, None).await?;
+    let response = conn
+        .send_version(&request, version, None)
+        .await
+        .inspect_err(|e| forget_silent_coordinator(cluster, group_id, node, e))?;
     let mut answers = FetchAnswers::new();
     let mut group_error = ResponseError::try_from_code(response.error_code);
     let mut add = |topic: &str, partition: i32, offset: i64, code: i16| {

@@ -520,3 +520,28 @@ async fn a_reset_offset_the_fetch_calls_out_of_range_is_asked_again_after_backof
     let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, vec![0, 1, 2], "errors: {errors:?}");
 }
+
+/// A position that falls out of range for a reason of its own (a seek past the end here;
+/// retention in real life) is reset at once, as Java does: only a reset whose own answer is out
+/// of range waits `retry.backoff.ms` (30 s here, far past the poll) before asking again.
+#[tokio::test]
+async fn a_position_out_of_range_is_reset_at_once() {
+    let cluster = FetchCluster::start(|f| {
+        if f.offset == 0 {
+            FetchAnswer::Records(plain_batch(0, 3))
+        } else if f.offset == 100 {
+            FetchAnswer::PartitionError(OFFSET_OUT_OF_RANGE)
+        } else {
+            FetchAnswer::EmptyAfterWait
+        }
+    })
+    .await;
+    let mut config = cluster.config();
+    config.client = config
+        .client
+        .retry_backoff(Duration::from_secs(30), Duration::from_secs(30));
+    let mut consumer = cluster.consumer(config, 100).await;
+    let (records, errors) = poll_for(&mut consumer, WINDOW).await;
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![0, 1, 2], "errors: {errors:?}");
+}

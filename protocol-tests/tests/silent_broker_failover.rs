@@ -59,7 +59,7 @@ async fn a_commit_finds_the_new_coordinator_when_the_old_one_stops_answering() {
     .await
     .unwrap();
     let tp = TopicPartition::new("orders", 0);
-    consumer.assign(&[tp.clone()]).await.unwrap();
+    consumer.assign(std::slice::from_ref(&tp)).await.unwrap();
     consumer.commit_offsets(&[(tp.clone(), 0)]).await.unwrap();
     // The coordinator hangs; the group moves to the other broker.
     let old = cluster.group_coordinator(group);

@@ -32,7 +32,7 @@ pub use metadata::{BrokerInfo, MetadataSnapshot, PartitionInfo, TopicInfo};
 pub use topic_name::{validate_topic_name, MAX_TOPIC_NAME_LENGTH};
 
 use crate::config::ClientConfig;
-use crate::error::{Error, ErrorClass, Result};
+use crate::error::{BrokerRef, Error, ErrorClass, Result};
 use crate::net::{BrokerPool, Connection, Endpoint, Lane};
 use crate::state::backoff::Backoff;
 
@@ -121,13 +121,13 @@ impl Cluster {
     /// A connection on `lane` to any broker that answers: pooled live brokers first, then every
     /// broker metadata knows, then the bootstrap servers.
     pub async fn any_connection(&self, lane: Lane) -> Result<Connection> {
-        self.any_connection_from(lane, 0).await
+        self.any_connection_avoiding(lane, &[]).await
     }
 
-    /// [`Cluster::any_connection`], starting `skip` places further down its list (wrapping): a
-    /// retry after a broker failed to answer asks the next one, not the same one again (a broker
+    /// [`Cluster::any_connection`], trying the brokers in `avoid` (by node id or address) last: a
+    /// retry after a broker failed to answer asks another one, not the same one again (a broker
     /// that accepts connections but never answers would otherwise take every attempt).
-    async fn any_connection_from(&self, lane: Lane, skip: usize) -> Result<Connection> {
+    async fn any_connection_avoiding(&self, lane: Lane, avoid: &[BrokerRef]) -> Result<Connection> {
         let snapshot = self.metadata();
         let mut candidates: Vec<Endpoint> = Vec::new();
         for id in self.inner.pool.live_nodes() {
@@ -141,10 +141,18 @@ impl Cluster {
         for addr in &self.inner.config.bootstrap_servers {
             candidates.push(Endpoint::Bootstrap(addr.clone()));
         }
-        if !candidates.is_empty() {
-            let start = skip % candidates.len();
-            candidates.rotate_left(start);
-        }
+        let avoided = |endpoint: &Endpoint| match endpoint {
+            Endpoint::Node(id) => avoid.iter().any(|b| {
+                b.node_id == Some(*id)
+                    || snapshot
+                        .brokers
+                        .get(id)
+                        .is_some_and(|known| known.address() == b.addr)
+            }),
+            Endpoint::Bootstrap(addr) => avoid.iter().any(|b| &b.addr == addr),
+        };
+        // Stable: the avoided ones keep their order behind the others.
+        candidates.sort_by_key(avoided);
         let mut failures = Vec::new();
         for endpoint in candidates {
             match self.inner.pool.get(endpoint.clone(), lane).await {
@@ -181,9 +189,10 @@ impl Cluster {
                 ),
             });
         let mut last_error = None;
-        // A broker may die, or never answer, between being chosen and answering: try the next one.
-        for attempt in 0..3 {
-            let conn = self.any_connection_from(Lane::Control, attempt).await?;
+        // A broker may die, or never answer, between being chosen and answering: try another one.
+        let mut tried: Vec<BrokerRef> = Vec::new();
+        for _ in 0..3 {
+            let conn = self.any_connection_avoiding(Lane::Control, &tried).await?;
             match conn.send(&request).await {
                 Ok(response) => {
                     Error::check_code(
@@ -214,7 +223,10 @@ impl Cluster {
                     );
                     return Ok(snapshot);
                 }
-                Err(e) if e.is_retriable() => last_error = Some(e),
+                Err(e) if e.is_retriable() => {
+                    tried.push(conn.broker().clone());
+                    last_error = Some(e);
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -276,10 +276,13 @@ impl Consumer {
                         } else {
                             debug!(%tp, offset = asked.offset, "offset out of range; resetting");
                             state.position = None;
-                            // The reset waits: a broker whose ListOffsets answer is itself out of
-                            // range for its Fetch would otherwise have the two asked in turn with
-                            // no pause. Records handed out again end the backoff.
-                            state.retry.failed(now, initial, max);
+                            // Reset at once (as Java does), unless the position out of range is
+                            // the one the last reset gave: a broker whose ListOffsets answer is
+                            // itself out of range for its Fetch would otherwise have the two asked
+                            // in turn with no pause. Records handed out again end the backoff.
+                            if state.reset_to == Some(asked.offset) {
+                                state.retry.failed(now, initial, max);
+                            }
                         }
                     }
                     Some(code) if is_stale_metadata_error(code) => {

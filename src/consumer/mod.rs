@@ -118,6 +118,9 @@ struct PartitionState {
     in_flight: bool,
     /// Fetches of this partition in a row that made no progress, and the backoff they set.
     retry: FetchRetry,
+    /// The position the last `auto.offset.reset` lookup gave, until records are handed out from
+    /// it: a fetch that finds that one out of range backs off before resetting again.
+    reset_to: Option<i64>,
 }
 
 /// A consumer of manually assigned or group-assigned partitions. See the module docs.
@@ -387,6 +390,7 @@ impl Consumer {
         }
         let state = self.state_mut(tp)?;
         state.position = Some(offset);
+        state.reset_to = None;
         // A seek is how a user gets past a batch that cannot be read: fetch at once.
         state.retry.succeeded();
         self.buffered.retain(|f| &f.tp != tp);
@@ -689,6 +693,7 @@ impl Consumer {
             fetch.drain(limit, &mut budget, out);
             if state.position != Some(fetch.next_offset()) {
                 state.retry.succeeded();
+                state.reset_to = None;
             }
             state.position = Some(fetch.next_offset());
             let registry = &self.cluster.pool().metrics().0;
@@ -782,6 +787,7 @@ impl Consumer {
             }
             debug!(%tp, offset, ?spec, "position reset");
             state.position = Some(offset);
+            state.reset_to = Some(offset);
         }
         Ok(())
     }

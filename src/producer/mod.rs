@@ -112,7 +112,8 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     ///
-    /// Cancellation: dropping the future drops the connections opened so far; nothing is sent.
+    /// Cancellation: dropping the future drops the connections opened so far; no record is sent
+    /// (an idempotent or transactional producer's InitProducerId may have been).
     pub async fn connect(config: ProducerConfig) -> Result<Producer> {
         let config = config.resolved()?;
         let deadline = Instant::now() + config.max_block;
@@ -151,7 +152,7 @@ impl Producer {
             stop: tokio::sync::watch::channel(false).0,
             live_tasks: 0.into(),
             tasks_ended: Notify::new(),
-            metadata_refreshing: false.into(),
+            metadata_refresh: Mutex::default(),
         });
         if shared.config.transactional_id.is_some() {
             shared.spawn_until_stopped(transaction::driver(shared.clone()));

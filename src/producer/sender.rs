@@ -14,7 +14,7 @@
 //! contention is one lock per `send` and per response.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -76,8 +76,20 @@ pub(crate) struct Shared {
     pub(crate) live_tasks: AtomicUsize,
     /// Notified when `live_tasks` drops to zero.
     pub(crate) tasks_ended: Notify,
-    /// A background metadata refresh is running (see [`Shared::refresh_metadata_in_background`]).
-    pub(crate) metadata_refreshing: AtomicBool,
+    /// The background metadata refresh: whether it runs, and what was asked of it since its last
+    /// round (see [`Shared::refresh_metadata_in_background`]).
+    pub(crate) metadata_refresh: Mutex<RefreshAsks>,
+}
+
+/// Metadata refreshes asked for while the background refresh task runs.
+#[derive(Debug, Default)]
+pub(crate) struct RefreshAsks {
+    /// The task is running (it takes the asks below before each round).
+    pub(crate) running: bool,
+    /// Some ask was for every topic.
+    pub(crate) all: bool,
+    /// Topics asked for.
+    pub(crate) topics: std::collections::BTreeSet<String>,
 }
 
 /// Why the producer stopped trying to deliver a batch (the start of its records' error).

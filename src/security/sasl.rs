@@ -177,7 +177,10 @@ impl fmt::Debug for OAuthBearerConfig {
             .field("unsecured_subject", &self.unsecured_subject)
             .field("unsecured_lifetime", &self.unsecured_lifetime)
             .field("unsecured_scope", &self.unsecured_scope)
-            .field("token_endpoint_url", &self.token_endpoint_url)
+            .field(
+                "token_endpoint_url",
+                &self.token_endpoint_url.as_deref().map(shown_url),
+            )
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scope", &self.scope)
@@ -248,8 +251,9 @@ pub enum TokenSource {
     Custom(TokenProviderHandle),
 }
 
-/// The OIDC client-credentials settings, checked.
-#[derive(Clone, Debug, PartialEq)]
+/// The OIDC client-credentials settings, checked. `Debug` shows the endpoint without the
+/// credentials its user info or query may hold, and hides the secret.
+#[derive(Clone, PartialEq)]
 pub struct OidcSettings {
     /// Token endpoint URL (`https://` verified with the client's `ssl.truststore.*`, or `http://`).
     pub token_endpoint_url: String,
@@ -259,6 +263,37 @@ pub struct OidcSettings {
     pub client_secret: Password,
     /// Requested scope, if any.
     pub scope: Option<String>,
+}
+
+impl fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("token_endpoint_url", &shown_url(&self.token_endpoint_url))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// `url` without what may hold credentials: user info becomes `***@`, a query `?…`.
+pub(crate) fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    let path = match path.split_once('?') {
+        Some((path, _)) => format!("{path}?…"),
+        None => path.to_owned(),
+    };
+    let scheme = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    format!("{scheme}{authority}{path}")
 }
 
 impl SaslConfig {
@@ -417,7 +452,8 @@ impl SaslConfig {
             };
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(Error::Config(format!(
-                    "`sasl.oauthbearer.token.endpoint.url` must be an http:// or https:// URL, got `{url}`"
+                    "`sasl.oauthbearer.token.endpoint.url` must be an http:// or https:// URL, got `{}`",
+                    shown_url(url)
                 )));
             }
             return Ok(TokenSource::ClientCredentials(OidcSettings {
@@ -546,6 +582,38 @@ mod tests {
             assert!(shown.contains("apiKey"), "{shown}");
             assert!(!shown.contains("s3cr3t"), "{shown}");
         }
+    }
+
+    #[test]
+    fn debug_shows_the_token_endpoint_without_its_credentials() {
+        let c = config(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.login.callback.handler.class", OIDC_HANDLERS[0]),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://id:hunter2@idp.example/token?key=abc123",
+            ),
+            ("sasl.oauthbearer.client.credentials.client.id", "app1"),
+            (
+                "sasl.oauthbearer.client.credentials.client.secret",
+                "s3cr3t",
+            ),
+            (
+                "sasl.jaas.config",
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
+            ),
+        ])
+        .unwrap();
+        for shown in [format!("{c:?}"), format!("{:?}", c.login().unwrap())] {
+            assert!(shown.contains("idp.example/token"), "{shown}");
+            for secret in ["hunter2", "abc123", "s3cr3t"] {
+                assert!(!shown.contains(secret), "{secret} in {shown}");
+            }
+        }
+        let mut bad = c.clone();
+        bad.oauthbearer.token_endpoint_url = Some("ftp://id:hunter2@idp/t".into());
+        let e = bad.login().unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 #[cfg(feature = "tls")]
 use crate::net::tls::TlsConnector;
 
-use crate::security::sasl::OidcSettings;
+use crate::security::sasl::{shown_url, OidcSettings};
 use crate::security::token::{OAuthBearerToken, OAuthBearerTokenProvider, TokenError, TokenFuture};
 
 /// Largest token endpoint answer read.
@@ -110,26 +110,6 @@ impl ClientCredentialsProvider {
         }
         token_from_json(&body).map_err(|e| format!("token endpoint `{shown}`: {e}").into())
     }
-}
-
-/// `url` without what may hold credentials: user info becomes `***@`, a query `?…`.
-fn shown_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_owned(),
-    };
-    let path = match path.split_once('?') {
-        Some((path, _)) => format!("{path}?…"),
-        None => path.to_owned(),
-    };
-    let scheme = if scheme.is_empty() {
-        String::new()
-    } else {
-        format!("{scheme}://")
-    };
-    format!("{scheme}{authority}{path}")
 }
 
 impl ClientCredentialsProvider {

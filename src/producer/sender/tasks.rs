@@ -50,39 +50,69 @@ impl Shared {
         });
     }
 
-    /// Refreshes metadata (`topics`, or all with `None`) in a task of its own, unless a refresh
-    /// started here is still running: with partitions that stay leaderless every sender pass (or,
-    /// with a broker failing every answer, every answer) asks for one, and unchecked those piled
-    /// up as concurrent requests, each alive for up to three request timeouts. A skipped ask is
-    /// repeated by the next pass or answer that needs it.
+    /// Refreshes metadata (`topics`, or all with `None`) in a task of its own. One such task runs
+    /// at a time: with partitions that stay leaderless every sender pass (or, with a broker
+    /// failing every answer, every answer) asks for one, and unchecked those piled up as
+    /// concurrent requests, each alive for up to three request timeouts. An ask made while the
+    /// task runs is recorded and merged into its next round (all topics if any ask was for all),
+    /// so none is lost; the sender is woken after each round to look at the new leaders.
     pub(crate) fn refresh_metadata_in_background(
         self: &Arc<Self>,
         topics: Option<Vec<String>>,
         why: &'static str,
     ) {
-        if self.metadata_refreshing.swap(true, Ordering::AcqRel) {
-            return;
+        {
+            let mut asks = self.metadata_refresh.lock().expect("refresh asks poisoned");
+            match topics {
+                None => asks.all = true,
+                Some(topics) => asks.topics.extend(topics),
+            }
+            if asks.running {
+                return;
+            }
+            asks.running = true;
         }
-        /// Clears the flag however the refresh ends (finished, failed, or dropped on close).
-        struct Refreshing(Arc<Shared>);
-        impl Drop for Refreshing {
+        /// Lets the next ask start a task however this one ends (done, or dropped on close).
+        struct Running(Arc<Shared>);
+        impl Drop for Running {
             fn drop(&mut self) {
-                self.0.metadata_refreshing.store(false, Ordering::Release);
+                if let Ok(mut asks) = self.0.metadata_refresh.lock() {
+                    asks.running = false;
+                }
             }
         }
-        let refreshing = Refreshing(self.clone());
-        let cluster = self.cluster.clone();
+        let running = Running(self.clone());
+        let shared = self.clone();
         self.spawn_until_stopped(async move {
-            let _refreshing = refreshing;
-            let result = match &topics {
-                Some(topics) => {
+            let _running = running;
+            loop {
+                let (all, topics) = {
+                    let mut asks = shared
+                        .metadata_refresh
+                        .lock()
+                        .expect("refresh asks poisoned");
+                    if !asks.all && asks.topics.is_empty() {
+                        asks.running = false;
+                        return;
+                    }
+                    (
+                        std::mem::take(&mut asks.all),
+                        std::mem::take(&mut asks.topics),
+                    )
+                };
+                let result = if all {
+                    shared.cluster.refresh_metadata(TopicsQuery::All).await
+                } else {
                     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-                    cluster.refresh_metadata(TopicsQuery::Some(&names)).await
+                    shared
+                        .cluster
+                        .refresh_metadata(TopicsQuery::Some(&names))
+                        .await
+                };
+                if let Err(e) = result {
+                    debug!(error = %e, why, "background metadata refresh failed");
                 }
-                None => cluster.refresh_metadata(TopicsQuery::All).await,
-            };
-            if let Err(e) = result {
-                debug!(error = %e, why, "background metadata refresh failed");
+                shared.wake.notify_one();
             }
         });
     }

@@ -157,3 +157,31 @@ async fn refreshes_for_a_leaderless_partition_run_one_at_a_time() {
     assert!(within(record).await.is_err(), "no leader came back");
     within(producer.close(Duration::from_secs(1))).await.ok();
 }
+
+/// A topic whose partition has no leader yet is known, and that is all `send` waits for (Java's
+/// `waitOnMetadata` waits for the partition count only): the record is queued at once and goes
+/// out when a leader appears, here after `max.block.ms` has long passed. Waiting for every leader
+/// failed the send with LEADER_NOT_AVAILABLE instead.
+#[tokio::test]
+async fn a_record_for_a_partition_without_a_leader_is_queued_not_refused() {
+    let cluster = Cluster::start(|_, _| None).await;
+    cluster.script.model.lock().unwrap().leader = -1;
+    let mut config = cluster.config();
+    config.max_block = Duration::from_millis(500);
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let record = within(producer.send(ProducerRecord::new(TOPIC, "later")))
+        .await
+        .expect("queued though no leader is known yet");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        cluster.produced().is_empty(),
+        "nothing sent without a leader"
+    );
+    cluster.script.model.lock().unwrap().leader = 1;
+    let metadata = within(record)
+        .await
+        .expect("delivered once the leader appeared");
+    assert_eq!(metadata.offset, Some(0));
+    assert_eq!(cluster.produced().len(), 1);
+    within(producer.close(Duration::from_secs(1))).await.ok();
+}

@@ -241,16 +241,29 @@ impl Cluster {
         topics: &[&str],
         timeout: Duration,
     ) -> Result<Arc<MetadataSnapshot>> {
+        self.wait_for_topics_where(topics, timeout, MetadataSnapshot::topic_ready)
+            .await
+    }
+
+    /// [`Cluster::wait_for_topics`] with the caller's idea of a usable topic (the producer needs
+    /// only its partitions known, not a leader for each: records for a partition without one
+    /// wait in the accumulator as in Java).
+    pub async fn wait_for_topics_where(
+        &self,
+        topics: &[&str],
+        timeout: Duration,
+        ready: impl Fn(&MetadataSnapshot, &str) -> bool,
+    ) -> Result<Arc<MetadataSnapshot>> {
         let deadline = Instant::now() + timeout;
         let mut backoff = self.retry_backoff();
         let snapshot = self.metadata();
         let fresh_enough = snapshot.fetched_at.elapsed() < self.inner.config.metadata_max_age;
-        if fresh_enough && topics.iter().all(|t| snapshot.topic_ready(t)) {
+        if fresh_enough && topics.iter().all(|t| ready(&snapshot, t)) {
             return Ok(snapshot);
         }
         loop {
             let snapshot = self.refresh_metadata(TopicsQuery::Some(topics)).await?;
-            let missing: Vec<&&str> = topics.iter().filter(|t| !snapshot.topic_ready(t)).collect();
+            let missing: Vec<&&str> = topics.iter().filter(|t| !ready(&snapshot, t)).collect();
             if missing.is_empty() {
                 return Ok(snapshot);
             }

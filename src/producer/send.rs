@@ -329,9 +329,14 @@ impl Producer {
         let wait = deadline.saturating_duration_since(Instant::now());
         // One metadata request may take up to `request.timeout.ms`: the deadline bounds the whole
         // wait, not just the pauses between requests.
-        match tokio::time::timeout_at(deadline, shared.cluster.wait_for_topics(&[topic], wait))
-            .await
-        {
+        // Known partitions are enough: a partition without a leader holds only the records
+        // placed on it (keyless ones go to the others), as in Java's `waitOnMetadata`.
+        let known = |snapshot: &crate::cluster::MetadataSnapshot, topic: &str| {
+            usable_topic(snapshot, topic).is_some()
+        };
+        let topics = [topic];
+        let waited = shared.cluster.wait_for_topics_where(&topics, wait, known);
+        match tokio::time::timeout_at(deadline, waited).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
                 api: Some(crate::error::ApiKey::Metadata),

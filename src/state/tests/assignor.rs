@@ -320,18 +320,21 @@ fn cooperative_chains_balance_what_single_moves_cannot() {
     assert!(target.values().all(|v| v.len() == 2), "{target:?}");
 }
 
+/// The next value of a deterministic xorshift generator, reduced below `n`.
+fn below(rng: &std::cell::Cell<u64>, n: usize) -> usize {
+    let mut x = rng.get();
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    rng.set(x);
+    (x % n as u64) as usize
+}
+
 #[test]
 fn cooperative_randomized_balance_stickiness_and_convergence() {
-    // Deterministic xorshift, shared by the scenario builder and the perturbations.
+    // Shared by the scenario builder and the perturbations.
     let rng = std::cell::Cell::new(0x2545_f491_4f6c_dd1du64);
-    let next = |n: usize| {
-        let mut x = rng.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        rng.set(x);
-        (x % n as u64) as usize
-    };
+    let next = |n: usize| below(&rng, n);
     for scenario in 0..150 {
         let topics: Vec<String> = (0..1 + next(4)).map(|t| format!("t{t}")).collect();
         let n: HashMap<String, i32> = topics
@@ -464,14 +467,7 @@ fn chain_by_member_table(
 #[test]
 fn chain_search_agrees_with_the_member_table_search() {
     let rng = std::cell::Cell::new(0x9e37_79b9_7f4a_7c15u64);
-    let next = |n: usize| {
-        let mut x = rng.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        rng.set(x);
-        (x % n as u64) as usize
-    };
+    let next = |n: usize| below(&rng, n);
     let mut found = 0;
     for _ in 0..3000 {
         let (members, topics) = (1 + next(9), 1 + next(5));

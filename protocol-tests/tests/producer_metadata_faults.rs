@@ -185,3 +185,42 @@ async fn a_record_for_a_partition_without_a_leader_is_queued_not_refused() {
     assert_eq!(cluster.produced().len(), 1);
     within(producer.close(Duration::from_secs(1))).await.ok();
 }
+
+/// While a partition stays leaderless the background refresh is asked for on every sender pass,
+/// and each round wakes the sender: rounds are spaced by the retry backoff (50 ms doubling to
+/// 200 ms here), not run back to back at the broker's answer rate.
+#[tokio::test]
+async fn refresh_rounds_for_a_leaderless_partition_are_spaced_by_the_backoff() {
+    let cluster = Cluster::start(|req, model| match req {
+        Req::Produce(_) => {
+            model.leader = -1;
+            Some(produce_refusal(NOT_LEADER_OR_FOLLOWER))
+        }
+        _ => None,
+    })
+    .await;
+    let mut config = cluster.config();
+    config.delivery_timeout = Duration::from_secs(5);
+    let producer = within(Producer::connect(config)).await.expect("connect");
+    let record = producer
+        .send(ProducerRecord::new(TOPIC, "nowhere"))
+        .await
+        .expect("queued");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = cluster.log();
+    let first_produce = log
+        .iter()
+        .position(|(_, r)| matches!(r, Req::Produce(_)))
+        .expect("a Produce was sent");
+    let metadata_requests = log[first_produce..]
+        .iter()
+        .filter(|(_, r)| *r == Req::Metadata)
+        .count();
+    // About 2 s / 200 ms; unpaced, the answers came back to back (thousands).
+    assert!(
+        (2..=40).contains(&metadata_requests),
+        "{metadata_requests} Metadata requests in 2 s"
+    );
+    assert!(within(record).await.is_err(), "no leader came back");
+    within(producer.close(Duration::from_secs(1))).await.ok();
+}

@@ -241,17 +241,19 @@ impl Cluster {
         topics: &[&str],
         timeout: Duration,
     ) -> Result<Arc<MetadataSnapshot>> {
-        self.wait_for_topics_where(topics, timeout, MetadataSnapshot::topic_ready)
+        let ready = MetadataSnapshot::topic_ready;
+        self.wait_for_topics_where(topics, timeout, "with leaders", ready)
             .await
     }
 
     /// [`Cluster::wait_for_topics`] with the caller's idea of a usable topic (the producer needs
     /// only its partitions known, not a leader for each: records for a partition without one
-    /// wait in the accumulator as in Java).
+    /// wait in the accumulator as in Java), which `usable` names in the timeout's message.
     pub async fn wait_for_topics_where(
         &self,
         topics: &[&str],
         timeout: Duration,
+        usable: &str,
         ready: impl Fn(&MetadataSnapshot, &str) -> bool,
     ) -> Result<Arc<MetadataSnapshot>> {
         let deadline = Instant::now() + timeout;
@@ -291,7 +293,7 @@ impl Cluster {
                     broker: None,
                     code: crate::error::ErrorCode::from_protocol(code),
                     message: Some(format!(
-                        "topics {missing:?} not available with leaders after {}",
+                        "topics {missing:?} not available {usable} after {}",
                         crate::error::Millis(timeout)
                     )),
                     class: ErrorClass::Retriable,

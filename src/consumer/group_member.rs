@@ -387,6 +387,7 @@ impl Consumer {
         self.group_id()?;
         for (tp, state) in &mut self.assignment {
             state.position = None;
+            state.reset_to = None;
             self.awaiting_committed.insert(tp.clone());
         }
         self.buffered.clear();
@@ -751,6 +752,7 @@ impl Consumer {
                 }
                 debug!(%tp, offset, "position from committed offset");
                 state.position = Some(offset);
+                state.reset_to = None;
                 self.last_committed.insert(tp, offset);
             }
         }

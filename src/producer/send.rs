@@ -335,7 +335,9 @@ impl Producer {
             usable_topic(snapshot, topic).is_some()
         };
         let topics = [topic];
-        let waited = shared.cluster.wait_for_topics_where(&topics, wait, known);
+        let waited = shared
+            .cluster
+            .wait_for_topics_where(&topics, wait, "with partitions", known);
         match tokio::time::timeout_at(deadline, waited).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {

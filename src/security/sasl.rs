@@ -276,24 +276,22 @@ impl fmt::Debug for OidcSettings {
     }
 }
 
-/// `url` without what may hold credentials: user info becomes `***@`, a query `?…`.
+/// `url` without what may hold credentials: everything up to the last `@` before the query
+/// (user info, even with an unencoded `/` in a password) becomes `***@`, the query `?…`.
 pub(crate) fn shown_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let (authority, path) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let authority = match authority.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None => authority.to_owned(),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
     };
-    let path = match path.split_once('?') {
-        Some((path, _)) => format!("{path}?…"),
-        None => path.to_owned(),
+    let (main, query) = match rest.split_once('?') {
+        Some((main, _)) => (main, "?…"),
+        None => (rest, ""),
     };
-    let scheme = if scheme.is_empty() {
-        String::new()
-    } else {
-        format!("{scheme}://")
+    let main = match main.rsplit_once('@') {
+        Some((_, after)) => format!("***@{after}"),
+        None => main.to_owned(),
     };
-    format!("{scheme}{authority}{path}")
+    format!("{scheme}{main}{query}")
 }
 
 impl SaslConfig {

@@ -144,11 +144,13 @@ impl StickyPartitioner {
 
 
     /// The partition for the next keyless record. Chooses one on first use; otherwise stays on the
-    /// current one. `available` lists the partitions that have a leader now; when it is empty any
-    /// of `0..num_partitions` may be chosen (Java `BuiltInPartitioner.nextPartition`).
+    /// current one while it has a leader or none has. `available` (sorted) lists the partitions
+    /// that have a leader now; when it is empty any of `0..num_partitions` may be chosen (Java
+    /// `BuiltInPartitioner.nextPartition`).
     pub fn partition(&mut self, available: &[i32], num_partitions: i32) -> i32 {
+        let usable = |p: i32| available.is_empty() || available.binary_search(&p).is_ok();
         match self.current {
-            Some(p) if p < num_partitions => p,
+            Some(p) if p < num_partitions && usable(p) => p,
             _ => {
                 let p = self.next_partition(available, num_partitions);
                 self.current = Some(p);

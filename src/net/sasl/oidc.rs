@@ -278,6 +278,7 @@ mod tests {
         );
         assert_eq!(shown_url("http://idp/t"), "http://idp/t");
         assert_eq!(shown_url("https://idp?x=1"), "https://idp?…");
+        assert_eq!(shown_url("https://id:p/ss@idp/t"), "https://***@idp/t");
     }
 
     #[test]

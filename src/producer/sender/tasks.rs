@@ -72,20 +72,30 @@ impl Shared {
             }
             asks.running = true;
         }
-        /// Lets the next ask start a task however this one ends (done, or dropped on close).
-        struct Running(Arc<Shared>);
+        /// Lets the next ask start a task if this one is dropped (on close) before it ends; a task
+        /// that ends clears `running` itself, under the lock, and disarms this.
+        struct Running(Option<Arc<Shared>>);
         impl Drop for Running {
             fn drop(&mut self) {
-                if let Ok(mut asks) = self.0.metadata_refresh.lock() {
-                    asks.running = false;
+                if let Some(shared) = self.0.take() {
+                    if let Ok(mut asks) = shared.metadata_refresh.lock() {
+                        asks.running = false;
+                    }
                 }
             }
         }
-        let running = Running(self.clone());
+        let running = Running(Some(self.clone()));
         let shared = self.clone();
         self.spawn_until_stopped(async move {
-            let _running = running;
+            let mut running = running;
+            // Rounds are spaced by the retry backoff: a partition that stays leaderless is asked
+            // about on every sender pass, and each round wakes the sender.
+            let mut backoff = shared.cluster.retry_backoff();
+            let mut first = true;
             loop {
+                if !std::mem::take(&mut first) {
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
                 let (all, topics) = {
                     let mut asks = shared
                         .metadata_refresh
@@ -93,6 +103,7 @@ impl Shared {
                         .expect("refresh asks poisoned");
                     if !asks.all && asks.topics.is_empty() {
                         asks.running = false;
+                        running.0.take();
                         return;
                     }
                     (

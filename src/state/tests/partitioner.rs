@@ -224,3 +224,18 @@ fn same_seed_same_choices() {
         .collect();
     assert_eq!(xs, ys);
 }
+
+#[test]
+fn the_sticky_partition_is_left_when_it_loses_its_leader_and_others_have_one() {
+    let mut s = StickyPartitioner::new(16_384, 7);
+    // No partition has a leader yet: any may be chosen, and it is kept while none has one.
+    let first = s.partition(&[], 4);
+    assert_eq!(s.partition(&[], 4), first);
+    // Now the others have leaders but not this one: the next record goes to one of them.
+    let others: Vec<i32> = (0..4).filter(|&p| p != first).collect();
+    let next = s.partition(&others, 4);
+    assert!(others.contains(&next), "{next} of {others:?}");
+    // And it sticks there while it keeps its leader.
+    assert_eq!(s.partition(&others, 4), next);
+    assert_eq!(s.partition(&[0, 1, 2, 3], 4), next);
+}

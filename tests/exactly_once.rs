@@ -19,15 +19,16 @@ fn copy_with_three_sigkills_has_no_duplicate_and_no_loss_by_javas_read_committed
     let bootstrap = common::bootstrap();
     let records = RECORDS.to_string();
     let stdout = common::run_example("exactly_once", &["--records", &records, "--kills", "3"]);
-    judge(&bootstrap, &stdout, RECORDS);
+    judge(&bootstrap, &stdout, RECORDS, 3);
 }
 
 /// The same on a KIP-848 `consumer` group: the transactional offset commits carry the member
 /// epoch, and each restarted worker (a dynamic member) takes the partitions over when the broker
-/// fences the killed one after its session timeout (45 s by default), so fewer records keep the
-/// run short.
+/// fences the killed one after its session timeout (45 s by default, set by the broker). Each
+/// kill can cost one such wait, so this run has two kills and fewer records (three kills took
+/// 92–158 s, enough to put CI's 30-minute budget at risk); the classic test above has three.
 #[test]
-fn copy_on_a_consumer_protocol_group_with_three_sigkills_has_no_duplicate_and_no_loss() {
+fn copy_on_a_consumer_protocol_group_with_two_sigkills_has_no_duplicate_and_no_loss() {
     let bootstrap = common::bootstrap();
     let records = 30_000;
     let stdout = common::run_example(
@@ -36,22 +37,22 @@ fn copy_on_a_consumer_protocol_group_with_three_sigkills_has_no_duplicate_and_no
             "--records",
             &records.to_string(),
             "--kills",
-            "3",
+            "2",
             "--group-protocol",
             "consumer",
         ],
     );
-    judge(&bootstrap, &stdout, records);
+    judge(&bootstrap, &stdout, records, 2);
 }
 
 /// Java's read_committed ConsoleConsumer reads the demo's output: exactly the copies of the
 /// `records` input records, each once.
-fn judge(bootstrap: &str, stdout: &str, records: usize) {
-    let kills = stdout
+fn judge(bootstrap: &str, stdout: &str, records: usize, kills: usize) {
+    let killed = stdout
         .lines()
         .filter(|l| l.starts_with("killed worker"))
         .count();
-    assert_eq!(kills, 3, "the worker was killed three times");
+    assert_eq!(killed, kills, "times the worker was killed");
     let output_topic = stdout
         .lines()
         .find_map(|l| l.strip_prefix("output topic "))

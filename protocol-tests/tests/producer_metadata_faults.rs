@@ -137,15 +137,7 @@ async fn refreshes_for_a_leaderless_partition_run_one_at_a_time() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Refreshes after the leader was lost (each answer takes 1 s): the task kept going.
-    let log = cluster.log();
-    let first_produce = log
-        .iter()
-        .position(|(_, r)| matches!(r, Req::Produce(_)))
-        .expect("a Produce was sent");
-    let metadata_requests = log[first_produce..]
-        .iter()
-        .filter(|(_, r)| *r == Req::Metadata)
-        .count();
+    let metadata_requests = metadata_requests_after_the_first_produce(&cluster);
     assert!(
         metadata_requests >= 2,
         "it did look again: {metadata_requests}"
@@ -207,15 +199,7 @@ async fn refresh_rounds_for_a_leaderless_partition_are_spaced_by_the_backoff() {
         .await
         .expect("queued");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let log = cluster.log();
-    let first_produce = log
-        .iter()
-        .position(|(_, r)| matches!(r, Req::Produce(_)))
-        .expect("a Produce was sent");
-    let metadata_requests = log[first_produce..]
-        .iter()
-        .filter(|(_, r)| *r == Req::Metadata)
-        .count();
+    let metadata_requests = metadata_requests_after_the_first_produce(&cluster);
     // About 2 s / 200 ms; unpaced, the answers came back to back (thousands).
     assert!(
         (2..=40).contains(&metadata_requests),
@@ -223,4 +207,18 @@ async fn refresh_rounds_for_a_leaderless_partition_are_spaced_by_the_backoff() {
     );
     assert!(within(record).await.is_err(), "no leader came back");
     within(producer.close(Duration::from_secs(1))).await.ok();
+}
+
+/// Metadata requests the broker saw from the first Produce on (the refreshes the lost leader
+/// caused, not connect's or the first send's lookup).
+fn metadata_requests_after_the_first_produce(cluster: &Cluster) -> usize {
+    let log = cluster.log();
+    let first_produce = log
+        .iter()
+        .position(|(_, r)| matches!(r, Req::Produce(_)))
+        .expect("a Produce was sent");
+    log[first_produce..]
+        .iter()
+        .filter(|(_, r)| *r == Req::Metadata)
+        .count()
 }

@@ -34,10 +34,12 @@ pub enum CommitMode {
     /// Only when the application calls `commit` / `commit_offsets` (`enable.auto.commit=false`).
     Manual,
     /// Java's auto-commit (`enable.auto.commit=true`, the default): every
-    /// `auto.commit.interval.ms`, `poll` first commits the positions reached by the records the
-    /// previous polls returned, and they are committed again before partitions are revoked and on
-    /// close. Records are committed after the application had them until the next poll:
-    /// at-least-once when processing finishes before polling again.
+    /// `auto.commit.interval.ms`, `poll` starts committing the positions reached by the records
+    /// the previous polls returned (in the background, as Java's auto-commit: the poll does not
+    /// wait for the answer, and one commit is out at a time), and they are committed again,
+    /// waited for, before partitions are revoked and on close. Records are committed after the
+    /// application had them until the next poll: at-least-once when processing finishes before
+    /// polling again.
     #[default]
     AutoAfterPoll,
     /// At-most-once: `poll` commits the positions past the records it is about to return *before*

@@ -385,10 +385,13 @@ impl Consumer {
     /// application does after aborting a transaction. The lookup happens in the next `poll`.
     pub fn rewind_to_committed(&mut self) -> Result<()> {
         self.group_id()?;
-        for (tp, state) in &mut self.assignment {
+        for state in self.assignment.values_mut() {
             state.position = None;
             state.reset_to = None;
-            self.awaiting_committed.insert(tp.clone());
+        }
+        let partitions: Vec<TopicPartition> = self.assignment.keys().cloned().collect();
+        for tp in partitions {
+            self.await_committed(tp);
         }
         self.buffered.clear();
         Ok(())
@@ -410,7 +413,7 @@ impl Consumer {
         }
     }
 
-    fn group_id(&self) -> Result<&str> {
+    pub(super) fn group_id(&self) -> Result<&str> {
         self.config
             .group_id
             .as_deref()
@@ -426,6 +429,8 @@ impl Consumer {
     }
 
     async fn commit_offsets_map(&mut self, offsets: BTreeMap<TopicPartition, i64>) -> Result<()> {
+        // Not overtaken at the coordinator by an auto-commit still running.
+        self.settle_auto_commit().await;
         if offsets.is_empty() {
             return Ok(());
         }
@@ -446,30 +451,25 @@ impl Consumer {
         Ok(())
     }
 
-    /// Auto-commit, from `poll`: the positions reached by earlier polls, once per interval.
-    /// Failures are logged, as Java's asynchronous auto-commit does; the next interval retries.
-    pub(super) async fn maybe_auto_commit(&mut self) {
-        if self.config.commit_mode != CommitMode::AutoAfterPoll
-            || self.last_auto_commit.elapsed() < self.config.auto_commit_interval
-        {
-            return;
-        }
-        self.last_auto_commit = Instant::now();
-        if let Err(e) = self.commit_changed_positions(None).await {
-            warn!(error = %e, "auto-commit failed");
-        }
-    }
-
     /// Commits positions that moved since the last commit (of `only` partitions, if given).
     async fn commit_changed_positions(&mut self, only: Option<&[TopicPartition]>) -> Result<()> {
-        let offsets: BTreeMap<TopicPartition, i64> = self
-            .positions()
+        // Settled first: the auto-commit it may wait for changes what counts as changed.
+        self.settle_auto_commit().await;
+        let offsets = self.changed_positions(only);
+        self.commit_offsets_map(offsets).await
+    }
+
+    /// Positions that moved since the last commit (of `only` partitions, if given).
+    pub(super) fn changed_positions(
+        &self,
+        only: Option<&[TopicPartition]>,
+    ) -> BTreeMap<TopicPartition, i64> {
+        self.positions()
             .into_iter()
             .filter(|(tp, p)| {
                 only.is_none_or(|o| o.contains(tp)) && self.last_committed.get(tp) != Some(p)
             })
-            .collect();
-        self.commit_offsets_map(offsets).await
+            .collect()
     }
 
     /// At-most-once: commit the positions past `records` before handing them out. On failure the
@@ -679,7 +679,7 @@ impl Consumer {
         for tp in &added {
             self.assignment
                 .insert(tp.clone(), PartitionState::default());
-            self.awaiting_committed.insert(tp.clone());
+            self.await_committed(tp.clone());
         }
         added
     }
@@ -726,36 +726,5 @@ impl Consumer {
         );
         self.assignment_changed();
         self.listener.with(|l| l.on_partitions_assigned(&added));
-    }
-
-    /// Positions for group-assigned partitions from their committed offsets. Partitions with
-    /// nothing committed are left without a position for `auto.offset.reset`.
-    pub(super) async fn positions_from_committed(&mut self) -> Result<()> {
-        if self.awaiting_committed.is_empty() {
-            return Ok(());
-        }
-        let partitions: Vec<TopicPartition> = self.awaiting_committed.iter().cloned().collect();
-        let group_id = self.group_id()?.to_owned();
-        let found = offsets::fetch_committed(
-            &self.cluster,
-            &group_id,
-            &partitions,
-            self.config.default_api_timeout,
-        )
-        .await?;
-        for tp in partitions {
-            self.awaiting_committed.remove(&tp);
-            let committed = found.get(&tp).copied().flatten();
-            if let (Some(offset), Some(state)) = (committed, self.assignment.get_mut(&tp)) {
-                if state.position.is_some() {
-                    continue;
-                }
-                debug!(%tp, offset, "position from committed offset");
-                state.position = Some(offset);
-                state.reset_to = None;
-                self.last_committed.insert(tp, offset);
-            }
-        }
-        Ok(())
     }
 }

@@ -10,7 +10,8 @@
 //!   committed offset when `group.id` is set (assigned by the group or by hand, as in Java),
 //!   otherwise (or when nothing is committed, or after
 //!   OFFSET_OUT_OF_RANGE) from ListOffsets per `auto.offset.reset`, or `poll` fails naming it under
-//!   `none`.
+//!   `none`. These lookups and auto-commits run in the background (`background`), so `poll`
+//!   keeps its timeout while the broker is slow to answer them.
 //! - Group membership (the `group` module's join and heartbeat tasks over the IO-free
 //!   `state::membership::Membership`) is driven from `poll`: a rejoin first revokes (eager
 //!   protocol) or keeps (cooperative) the partitions, committing them under auto-commit and calling
@@ -53,7 +54,8 @@
 //! or not a `poll` is waiting.
 //!
 //! Commits (`commit`, auto-commit) may be left in flight by a dropped future; committing an offset
-//! twice is harmless. A join left running by a dropped `poll` completes in the background and the
+//! twice is harmless. A position lookup or auto-commit a `poll` started goes on after that `poll`
+//! returns or is dropped, and the next `poll` applies its answer. A join left running by a dropped `poll` completes in the background and the
 //! next `poll` applies its assignment.
 //!
 //! # Not yet
@@ -61,6 +63,7 @@
 //! Closing fetch sessions on close (the broker evicts them), fetching from followers (KIP-392),
 //! leader-epoch validation of positions after a leader change (KIP-320's OffsetForLeaderEpoch).
 
+mod background;
 mod config;
 mod fetch;
 mod fetcher;
@@ -123,6 +126,14 @@ struct PartitionState {
     reset_to: Option<i64>,
 }
 
+/// What ended a wait in `poll`.
+enum Woken {
+    Fetch(std::result::Result<FetchOutcome, tokio::task::JoinError>),
+    Lookup(std::result::Result<background::LookupAnswer, tokio::task::JoinError>),
+    AutoCommit(std::result::Result<background::AutoCommitAnswer, tokio::task::JoinError>),
+    Timer,
+}
+
 /// A consumer of manually assigned or group-assigned partitions. See the module docs.
 #[derive(Debug)]
 pub struct Consumer {
@@ -170,6 +181,8 @@ pub struct Consumer {
     /// a change means the group must rebalance to assign the new partitions.
     group_topic_counts: Option<BTreeMap<String, usize>>,
     last_group_metadata_check: Instant,
+    /// Position lookups and auto-commits running as tasks, so `poll` keeps its timeout.
+    background: background::Background,
 }
 
 impl Consumer {
@@ -241,6 +254,7 @@ impl Consumer {
             last_auto_commit: Instant::now(),
             group_topic_counts: None,
             last_group_metadata_check: Instant::now(),
+            background: background::Background::default(),
         })
     }
 
@@ -344,7 +358,7 @@ impl Consumer {
                     // As Java: with a `group.id`, a newly assigned partition starts at the
                     // group's committed offset, and only without one per `auto.offset.reset`.
                     if self.config.group_id.is_some() {
-                        self.awaiting_committed.insert(tp.clone());
+                        self.await_committed(tp.clone());
                     }
                     PartitionState::default()
                 }
@@ -418,7 +432,10 @@ impl Consumer {
         for tp in partitions {
             self.state_mut(tp)?;
         }
-        let offsets = self.list_offsets(partitions, spec).await?;
+        let admin = Admin::from_cluster(self.cluster.clone());
+        let (isolation, timeout) = (self.config.isolation_level, self.config.default_api_timeout);
+        let offsets =
+            background::list_offsets(&admin, partitions, spec, isolation, timeout).await?;
         for (tp, offset) in offsets {
             self.seek(&tp, offset)?;
         }
@@ -428,18 +445,22 @@ impl Consumer {
     /// The offset of the next record `poll` will return for `tp`, resetting it first (ListOffsets)
     /// if it has none.
     ///
-    /// Cancellation: dropping the future leaves the position as it was.
+    /// Cancellation: dropping the future leaves the position as it was; a lookup it started goes
+    /// on in the background and the next `poll` (or `position`) applies its answer.
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
         self.state_mut(tp)?;
         let timeout = self.config.default_api_timeout;
         let deadline = Instant::now() + timeout;
         loop {
-            self.ensure_positions().await?;
+            self.take_finished_background();
+            if let Some(e) = self.background.lookup_error.take() {
+                return Err(e);
+            }
             let state = self.state_mut(tp)?;
             if let Some(position) = state.position {
                 return Ok(position);
             }
-            // The reset found no offset (ListOffsets answered -1) and is backing off.
+            self.start_position_lookup()?;
             let now = Instant::now();
             if now >= deadline {
                 return Err(Error::Timeout {
@@ -449,9 +470,11 @@ impl Consumer {
                     outcome_unknown: false,
                 });
             }
-            let retry_at = state.retry.not_before().unwrap_or(now);
+            // Wakes when the lookup ends, or when a reset that found no offset (ListOffsets
+            // answered -1) or a failed lookup may be tried again.
+            let retry_at = self.next_retry(now).unwrap_or(deadline);
             let wake = retry_at.max(now + Duration::from_millis(1)).min(deadline);
-            tokio::time::sleep_until(wake).await;
+            self.wait_for_lookup(wake).await;
         }
     }
 
@@ -563,7 +586,7 @@ impl Consumer {
         // With `group.id`, manually assigned partitions are committed too (generation -1), as in
         // Java.
         if self.membership.is_some() {
-            self.maybe_auto_commit().await;
+            self.maybe_auto_commit();
         }
         loop {
             if self.subscribed() && !self.ensure_group(deadline).await? {
@@ -582,10 +605,14 @@ impl Consumer {
                 }
                 return Ok(out);
             }
+            self.take_finished_background();
             if let Some(e) = self.pending_error.take() {
                 return Err(e);
             }
-            self.ensure_positions().await?;
+            if let Some(e) = self.background.lookup_error.take() {
+                return Err(e);
+            }
+            self.start_position_lookup()?;
             self.refresh_metadata_if_stale().await?;
             self.send_fetches();
             let now = Instant::now();
@@ -594,18 +621,24 @@ impl Consumer {
             }
             // Partitions or leaders backing off become fetchable again by themselves.
             let retry_at = self.next_retry(now).unwrap_or(deadline).min(deadline);
-            if self.in_flight.is_empty() {
+            if self.in_flight.is_empty() && !self.background.busy() {
                 // Nothing fetchable now (all paused, or backing off): wait a little.
                 let wake = retry_at.min(now + self.config.client.retry_backoff);
                 tokio::time::sleep_until(wake).await;
                 continue;
             }
-            let joined = tokio::select! {
-                joined = self.in_flight.join_next() => joined,
-                () = tokio::time::sleep_until(retry_at) => None,
+            let background = &mut self.background;
+            let woken = tokio::select! {
+                Some(joined) = self.in_flight.join_next() => Woken::Fetch(joined),
+                Some(joined) = background.lookups.join_next() => Woken::Lookup(joined),
+                Some(joined) = background.auto_commits.join_next() => Woken::AutoCommit(joined),
+                () = tokio::time::sleep_until(retry_at) => Woken::Timer,
             };
-            if let Some(joined) = joined {
-                self.handle_joined(joined);
+            match woken {
+                Woken::Fetch(joined) => self.handle_joined(joined),
+                Woken::Lookup(joined) => self.apply_lookup(joined),
+                Woken::AutoCommit(joined) => self.apply_auto_commit(joined),
+                Woken::Timer => {}
             }
         }
     }
@@ -737,81 +770,6 @@ impl Consumer {
             self.buffered.remove(i);
         }
         Ok(())
-    }
-
-    /// Gives every assigned partition without a position one: the group's committed offset for
-    /// partitions the group assigned, otherwise per `auto.offset.reset`.
-    async fn ensure_positions(&mut self) -> Result<()> {
-        self.positions_from_committed().await?;
-        let now = Instant::now();
-        let missing: Vec<TopicPartition> = self
-            .assignment
-            .iter()
-            .filter(|(_, s)| s.position.is_none() && s.retry.ready(now))
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let spec = match self.config.auto_offset_reset {
-            AutoOffsetReset::Earliest => OffsetSpec::Earliest,
-            AutoOffsetReset::Latest => OffsetSpec::Latest,
-            AutoOffsetReset::None => {
-                let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
-                return Err(Error::InvalidState(format!(
-                    "no position for partition(s) {} and `auto.offset.reset` is none: call seek first",
-                    names.join(", ")
-                )));
-            }
-        };
-        let offsets = self.list_offsets(&missing, spec).await?;
-        let (initial, max) = (
-            self.config.client.retry_backoff,
-            self.config.client.retry_backoff_max,
-        );
-        for (tp, offset) in offsets {
-            let Some(state) = self.assignment.get_mut(&tp) else {
-                continue;
-            };
-            if state.position.is_some() {
-                continue;
-            }
-            if offset < 0 {
-                // No offset known (-1, UNKNOWN_OFFSET) though no error: like Java's OffsetFetcher,
-                // the partition stays without a position and is asked again later. Taken as the
-                // position, the fetch from it would be answered OFFSET_OUT_OF_RANGE and reset
-                // again, round after round.
-                let failures = state.retry.failed(Instant::now(), initial, max);
-                debug!(%tp, offset, failures, "ListOffsets answered no offset; reset backs off");
-                continue;
-            }
-            debug!(%tp, offset, ?spec, "position reset");
-            state.position = Some(offset);
-            state.reset_to = Some(offset);
-        }
-        Ok(())
-    }
-
-    async fn list_offsets(
-        &self,
-        partitions: &[TopicPartition],
-        spec: OffsetSpec,
-    ) -> Result<Vec<(TopicPartition, i64)>> {
-        let specs: Vec<(TopicPartition, OffsetSpec)> =
-            partitions.iter().map(|tp| (tp.clone(), spec)).collect();
-        let admin = Admin::from_cluster(self.cluster.clone());
-        let answers = tokio::time::timeout(
-            self.config.default_api_timeout,
-            admin.list_offsets(&specs, self.config.isolation_level),
-        )
-        .await
-        .map_err(|_| Error::Timeout {
-            api: Some(crate::error::ApiKey::ListOffsets),
-            broker: None,
-            after: self.config.default_api_timeout,
-            outcome_unknown: false,
-        })??;
-        Ok(answers.into_iter().map(|(tp, o)| (tp, o.offset)).collect())
     }
 
     async fn refresh_metadata_if_stale(&mut self) -> Result<()> {

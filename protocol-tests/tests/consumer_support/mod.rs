@@ -5,7 +5,9 @@
 //!
 //! It also answers what a consumer with `group.id` and a position reset need: FindCoordinator
 //! (itself), OffsetCommit (as [`FetchCluster::answer_commits_with`] says) and ListOffsets (the
-//! offset [`FetchCluster::list_offsets_answer`] says, without error), logging when each arrived.
+//! offset [`FetchCluster::list_offsets_answer`] says, without error), logging when each arrived,
+//! and OffsetFetch (the offset [`FetchCluster::committed_answer`] says). [`FetchCluster::hold`]
+//! keeps one of those unanswered until the test releases it.
 //!
 //! Also builds the record batches the tests serve: plain ones, and gzip batches that inflate to
 //! a chosen size from a few KiB of wire bytes (concatenated gzip members, which Kafka's and
@@ -29,8 +31,8 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, FindCoordinatorResponse, ListOffsetsResponse,
-    MetadataResponse, OffsetCommitResponse, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, FindCoordinatorResponse, GroupId,
+    ListOffsetsResponse, MetadataResponse, OffsetCommitResponse, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -41,6 +43,7 @@ use josefk::protocol::records::{
 use josefk::protocol::Compression;
 use josefk::{ClientConfig, Header, TopicPartition};
 use protocol_tests::{Action, ScriptedBroker};
+use tokio::sync::Notify;
 
 /// The only topic; it has one partition.
 pub const TOPIC: &str = "t";
@@ -90,6 +93,10 @@ struct Script {
     commit_answer: Mutex<CommitAnswer>,
     list_offsets: Mutex<Vec<Instant>>,
     list_offsets_answer: Mutex<i64>,
+    offset_fetches: Mutex<Vec<Instant>>,
+    committed_answer: Mutex<i64>,
+    /// Requests of this API wait for the gate's permit.
+    hold: Mutex<Option<(ApiKey, Arc<Notify>)>>,
 }
 
 /// The scripted one-partition cluster.
@@ -111,6 +118,9 @@ impl FetchCluster {
             commit_answer: Mutex::new(CommitAnswer::Commit),
             list_offsets: Mutex::new(Vec::new()),
             list_offsets_answer: Mutex::new(0),
+            offset_fetches: Mutex::new(Vec::new()),
+            committed_answer: Mutex::new(-1),
+            hold: Mutex::new(None),
         });
         let broker = {
             let script = script.clone();
@@ -134,6 +144,30 @@ impl FetchCluster {
     /// Answers ListOffsets with this offset, without error, from now on (at first: 0).
     pub fn list_offsets_answer(&self, offset: i64) {
         *self.script.list_offsets_answer.lock().unwrap() = offset;
+    }
+
+    /// Answers OffsetFetch with this committed offset for `t-0` from now on (at first: -1,
+    /// nothing committed).
+    pub fn committed_answer(&self, offset: i64) {
+        *self.script.committed_answer.lock().unwrap() = offset;
+    }
+
+    /// Leaves requests of `api` (ListOffsets, OffsetFetch or OffsetCommit) unanswered until
+    /// [`FetchCluster::release`]; the connection stays open.
+    pub fn hold(&self, api: ApiKey) {
+        *self.script.hold.lock().unwrap() = Some((api, Arc::new(Notify::new())));
+    }
+
+    /// Answers the held request (one) and stops holding.
+    pub fn release(&self) {
+        if let Some((_, gate)) = self.script.hold.lock().unwrap().take() {
+            gate.notify_one();
+        }
+    }
+
+    /// When each OffsetFetch arrived.
+    pub fn offset_fetches(&self) -> Vec<Instant> {
+        self.script.offset_fetches.lock().unwrap().clone()
     }
 
     /// When each OffsetCommit arrived.
@@ -187,7 +221,18 @@ impl FetchCluster {
 }
 
 impl Script {
-    fn handle(&self, header: &kafka_protocol::messages::RequestHeader, mut body: Bytes) -> Action {
+    fn handle(&self, header: &kafka_protocol::messages::RequestHeader, body: Bytes) -> Action {
+        let action = self.answer(header, body);
+        let api = ApiKey::try_from(header.request_api_key).ok();
+        match &*self.hold.lock().unwrap() {
+            Some((held, gate)) if Some(*held) == api => {
+                Action::WaitFor(gate.clone(), Box::new(action))
+            }
+            _ => action,
+        }
+    }
+
+    fn answer(&self, header: &kafka_protocol::messages::RequestHeader, mut body: Bytes) -> Action {
         let version = header.request_api_version;
         match ApiKey::try_from(header.request_api_key) {
             Ok(ApiKey::Metadata) => self.metadata(version),
@@ -256,6 +301,11 @@ impl Script {
                     version,
                 )
             }
+            Ok(ApiKey::OffsetFetch) => {
+                self.offset_fetches.lock().unwrap().push(Instant::now());
+                let offset = *self.committed_answer.lock().unwrap();
+                Action::reply(&offset_fetch_reply(version, offset), version)
+            }
             _ => Action::Default,
         }
     }
@@ -298,6 +348,34 @@ impl Script {
             .with_topics(vec![topic]);
         Action::reply(&response, version)
     }
+}
+
+/// An OffsetFetch answer committing `offset` for `t-0` in group `g` (v8+ per group).
+fn offset_fetch_reply(version: i16, offset: i64) -> OffsetFetchResponse {
+    use kafka_protocol::messages::offset_fetch_response::{
+        OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+        OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+    };
+    let name = || TopicName(StrBytes::from_static_str(TOPIC));
+    if version >= 8 {
+        let partition = OffsetFetchResponsePartitions::default()
+            .with_partition_index(0)
+            .with_committed_offset(offset);
+        let topic = OffsetFetchResponseTopics::default()
+            .with_name(name())
+            .with_partitions(vec![partition]);
+        let group = OffsetFetchResponseGroup::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_topics(vec![topic]);
+        return OffsetFetchResponse::default().with_groups(vec![group]);
+    }
+    let partition = OffsetFetchResponsePartition::default()
+        .with_partition_index(0)
+        .with_committed_offset(offset);
+    let topic = OffsetFetchResponseTopic::default()
+        .with_name(name())
+        .with_partitions(vec![partition]);
+    OffsetFetchResponse::default().with_topics(vec![topic])
 }
 
 /// A Fetch response (no session) with `t-0`'s error code and records.

@@ -1,0 +1,181 @@
+//! `poll` keeps its timeout while a broker leaves the consumer's own requests unanswered: the
+//! ListOffsets of `auto.offset.reset`, the OffsetFetch that gives a group's partitions their
+//! positions, and an auto-commit. Each is held by the scripted broker until the test releases it;
+//! meanwhile short polls must keep returning (before the fix the first one waited for the answer,
+//! up to `default.api.timeout.ms`), and the request must not be sent again by every poll; once
+//! answered, records flow from the position it gave.
+//!
+//! No timing is asserted: the polls returning at all while the request is held (within an outer
+//! bound far below `default.api.timeout.ms`) is the outcome, and requests are counted.
+
+mod consumer_support;
+
+use std::time::Duration;
+
+use josefk::consumer::{CommitMode, Consumer};
+use kafka_protocol::messages::ApiKey;
+
+use consumer_support::{plain_batch, FetchAnswer, FetchCluster};
+
+/// Polls `n` times with a short timeout, all of which must return without records and without
+/// error; panics if they take longer than `limit` in all (a poll held by the unanswered request).
+async fn short_empty_polls(consumer: &mut Consumer, n: usize, limit: Duration) {
+    let polls = async {
+        for i in 0..n {
+            let got = consumer.poll(Duration::from_millis(20)).await;
+            match got {
+                Ok(records) => assert!(records.is_empty(), "poll {i}: records before the answer"),
+                Err(e) => panic!("poll {i}: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(limit, polls)
+        .await
+        .unwrap_or_else(|_| panic!("{n} polls of 20 ms did not return within {limit:?}"));
+}
+
+/// Polls until records come (within `limit`); returns their offsets.
+async fn first_records(consumer: &mut Consumer, limit: Duration) -> Vec<i64> {
+    let polls = async {
+        loop {
+            let records = consumer
+                .poll(Duration::from_millis(100))
+                .await
+                .expect("poll");
+            if !records.is_empty() {
+                return records.iter().map(|r| r.offset).collect::<Vec<i64>>();
+            }
+        }
+    };
+    tokio::time::timeout(limit, polls)
+        .await
+        .expect("records after the answer")
+}
+
+/// Serves 5 records from any offset asked.
+fn records_anywhere(f: &consumer_support::FetchSeen) -> FetchAnswer {
+    if f.offset < 0 {
+        FetchAnswer::EmptyAtOnce
+    } else {
+        FetchAnswer::Records(plain_batch(f.offset, 5))
+    }
+}
+
+#[tokio::test]
+async fn polls_return_while_the_reset_list_offsets_is_unanswered() {
+    let cluster = FetchCluster::start(records_anywhere).await;
+    cluster.list_offsets_answer(7);
+    cluster.hold(ApiKey::ListOffsets);
+    // A request timeout beyond the test's bounds: the held request stays the same one.
+    let mut config = cluster.config();
+    config.client = config.client.request_timeout(Duration::from_secs(60));
+    let mut consumer = cluster.consumer_without_position(config).await;
+
+    short_empty_polls(&mut consumer, 10, Duration::from_secs(20)).await;
+    assert_eq!(cluster.list_offsets().len(), 1, "the lookup is asked once");
+    assert!(cluster.fetches().is_empty(), "fetched without a position");
+
+    cluster.release();
+    let offsets = first_records(&mut consumer, Duration::from_secs(20)).await;
+    assert_eq!(offsets, vec![7, 8, 9, 10, 11]);
+    assert_eq!(cluster.list_offsets().len(), 1);
+}
+
+#[tokio::test]
+async fn polls_return_while_the_committed_offset_fetch_is_unanswered() {
+    let cluster = FetchCluster::start(records_anywhere).await;
+    cluster.committed_answer(42);
+    cluster.hold(ApiKey::OffsetFetch);
+    let mut config = cluster
+        .config()
+        .group_id("g")
+        .commit_mode(CommitMode::Manual);
+    config.client = config.client.request_timeout(Duration::from_secs(60));
+    let mut consumer = cluster.consumer_without_position(config).await;
+
+    short_empty_polls(&mut consumer, 10, Duration::from_secs(20)).await;
+    assert_eq!(
+        cluster.offset_fetches().len(),
+        1,
+        "the lookup is asked once"
+    );
+    assert!(
+        cluster.list_offsets().is_empty(),
+        "reset before the committed offset came"
+    );
+    assert!(cluster.fetches().is_empty(), "fetched without a position");
+
+    cluster.release();
+    let offsets = first_records(&mut consumer, Duration::from_secs(20)).await;
+    assert_eq!(offsets, vec![42, 43, 44, 45, 46]);
+    assert_eq!(cluster.offset_fetches().len(), 1);
+}
+
+/// A partition assigned again while its committed-offset lookup is out: the answer (asked
+/// before the new assignment, so possibly older than a commit made meanwhile) is not used, and
+/// the position comes from a lookup asked after it.
+#[tokio::test]
+async fn a_committed_offset_asked_before_a_rewind_is_asked_again() {
+    let cluster = FetchCluster::start(records_anywhere).await;
+    cluster.committed_answer(42);
+    cluster.hold(ApiKey::OffsetFetch);
+    let mut config = cluster
+        .config()
+        .group_id("g")
+        .commit_mode(CommitMode::Manual);
+    config.client = config.client.request_timeout(Duration::from_secs(60));
+    let mut consumer = cluster.consumer_without_position(config).await;
+    short_empty_polls(&mut consumer, 3, Duration::from_secs(20)).await;
+    assert_eq!(cluster.offset_fetches().len(), 1);
+
+    // What an exactly-once application does after an abort; the group's offset moved meanwhile.
+    consumer.rewind_to_committed().expect("rewind");
+    cluster.committed_answer(60);
+    cluster.release();
+    let offsets = first_records(&mut consumer, Duration::from_secs(20)).await;
+    assert_eq!(offsets, vec![60, 61, 62, 63, 64]);
+    assert_eq!(cluster.offset_fetches().len(), 2);
+}
+
+#[tokio::test]
+async fn polls_hand_out_records_while_an_auto_commit_is_unanswered() {
+    let cluster = FetchCluster::start(records_anywhere).await;
+    let mut config = cluster
+        .config()
+        .group_id("g")
+        .commit_mode(CommitMode::AutoAfterPoll)
+        .auto_commit_interval(Duration::from_millis(1));
+    config.client = config.client.request_timeout(Duration::from_secs(60));
+    let mut consumer = cluster.consumer(config, 0).await;
+    cluster.hold(ApiKey::OffsetCommit);
+
+    let mut next = 0;
+    let polls = async {
+        while next < 100 {
+            for record in consumer
+                .poll(Duration::from_millis(20))
+                .await
+                .expect("poll")
+            {
+                assert_eq!(record.offset, next, "in order, none twice");
+                next += 1;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), polls)
+        .await
+        .expect("records handed out while the auto-commit waits for its answer");
+    assert_eq!(
+        cluster.commits().len(),
+        1,
+        "one auto-commit at a time, however many intervals passed"
+    );
+
+    cluster.release();
+    // A commit now waits for the auto-commit first, so it cannot be overtaken by it.
+    tokio::time::timeout(Duration::from_secs(20), consumer.commit())
+        .await
+        .expect("commit after the auto-commit's answer")
+        .expect("commit");
+    assert_eq!(cluster.commits().len(), 2);
+}

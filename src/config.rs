@@ -29,6 +29,12 @@ pub struct ClientConfig {
     /// `request.timeout.ms`: how long to wait for a response before the connection is closed and
     /// every request in flight on it fails with an unknown outcome. Default 30 s (Java's).
     pub request_timeout: Duration,
+    /// `default.api.timeout.ms`: the overall bound on each [`crate::admin::Admin`] call, across
+    /// its metadata and coordinator lookups, retries and waits (Java's admin `timeoutMs`
+    /// default); past it the call fails with [`Error::Timeout`]. Each request within it is still
+    /// bounded by `request.timeout.ms`. A consumer's own `default_api_timeout` replaces it for
+    /// that consumer. Default 60 s (Java's).
+    pub default_api_timeout: Duration,
     /// `socket.connection.setup.timeout.ms`: the whole connection set-up: TCP connect, TLS
     /// handshake, ApiVersions, SASL. Default 10 s (Java's).
     pub connection_setup_timeout: Duration,
@@ -77,6 +83,7 @@ impl Default for ClientConfig {
             bootstrap_servers: Vec::new(),
             client_id: "josefk".to_owned(),
             request_timeout: Duration::from_millis(30_000),
+            default_api_timeout: Duration::from_millis(60_000),
             connection_setup_timeout: Duration::from_millis(10_000),
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_millis(1_000),
@@ -201,6 +208,7 @@ impl ClientConfig {
             "bootstrap.servers" => self.bootstrap_servers = split_list(value),
             "client.id" => self.client_id = value.to_owned(),
             "request.timeout.ms" => self.request_timeout = parse_ms(key, value)?,
+            "default.api.timeout.ms" => self.default_api_timeout = parse_ms(key, value)?,
             "socket.connection.setup.timeout.ms" => {
                 self.connection_setup_timeout = parse_ms(key, value)?
             }
@@ -244,6 +252,12 @@ impl ClientConfig {
     /// Sets `request.timeout.ms`.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets `default.api.timeout.ms`: the overall bound on each admin call.
+    pub fn default_api_timeout(mut self, timeout: Duration) -> Self {
+        self.default_api_timeout = timeout;
         self
     }
 
@@ -378,6 +392,7 @@ impl ClientConfig {
         }
         for (key, value) in [
             ("request.timeout.ms", self.request_timeout),
+            ("default.api.timeout.ms", self.default_api_timeout),
             (
                 "socket.connection.setup.timeout.ms",
                 self.connection_setup_timeout,
@@ -486,6 +501,7 @@ mod tests {
             ("bootstrap.servers", "a:1, b:2"),
             ("client.id", "svc"),
             ("request.timeout.ms", "1500"),
+            ("default.api.timeout.ms", "2500"),
             ("retry.backoff.ms", "10"),
             ("retry.backoff.max.ms", "20"),
             ("receive.message.max.bytes", "2048"),
@@ -500,6 +516,12 @@ mod tests {
         assert_eq!(c.bootstrap_servers, vec!["a:1", "b:2"]);
         assert_eq!(c.client_id, "svc");
         assert_eq!(c.request_timeout, Duration::from_millis(1500));
+        assert_eq!(c.default_api_timeout, Duration::from_millis(2500));
+        assert_eq!(
+            ClientConfig::default().default_api_timeout,
+            Duration::from_secs(60),
+            "Java's default"
+        );
         assert_eq!(c.retry_backoff_max, Duration::from_millis(20));
         assert_eq!(c.max_response_size, 2048);
     }
@@ -591,6 +613,8 @@ mod tests {
         assert!(ClientConfig::new("h:99999").validate().is_err());
         assert!(ClientConfig::new("h:9092").validate().is_ok());
         let zero = ClientConfig::new("h:1").request_timeout(Duration::ZERO);
+        assert!(zero.validate().is_err());
+        let zero = ClientConfig::new("h:1").default_api_timeout(Duration::ZERO);
         assert!(zero.validate().is_err());
         let inverted =
             ClientConfig::new("h:1").retry_backoff(Duration::from_secs(2), Duration::from_secs(1));

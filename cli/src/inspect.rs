@@ -410,7 +410,7 @@ pub async fn offsets(command: OffsetsCommand, props: &Properties) -> CliResult {
         OffsetsCommand::Group { group } => {
             let committed = admin.list_group_offsets(&group).await?;
             // Offsets outlive their topic: a deleted topic's are shown without latest and lag
-            // (looking up its offsets would wait for the topic until the request timeout).
+            // (looking up its offsets would wait for the topic until the call's timeout).
             let existing: std::collections::BTreeSet<String> =
                 admin.list_topics().await?.into_iter().collect();
             let partitions: Vec<TopicPartition> = committed

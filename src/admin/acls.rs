@@ -338,10 +338,12 @@ impl Admin {
                 })
                 .collect(),
         );
-        self.retrying(|conn| {
+        let call = self.call(ApiKey::CreateAcls);
+        let create = self.retrying(|conn| {
             let request = request.clone();
+            let call = &call;
             async move {
-                let response = conn.send(&request).await?;
+                let response = call.send(&conn, &request).await?;
                 if response.results.len() != bindings.len() {
                     return Err(Error::Protocol {
                         api: Some(crate::error::ApiKey::CreateAcls),
@@ -367,8 +369,8 @@ impl Admin {
                 }
                 Ok(())
             }
-        })
-        .await
+        });
+        call.run(create).await
     }
 
     /// The ACL bindings `filter` matches, sorted.
@@ -401,21 +403,21 @@ impl Admin {
             .with_host_filter(filter.host.as_deref().map(text))
             .with_operation(filter.operation.code())
             .with_permission_type(filter.permission.code());
-        let response = self
-            .retrying(|conn| {
-                let request = request.clone();
-                async move {
-                    let response = conn.send(&request).await?;
-                    Error::check_code(
-                        ApiKey::DescribeAcls,
-                        Some(conn.broker()),
-                        response.error_code,
-                        response.error_message.as_deref(),
-                    )?;
-                    Ok(response)
-                }
-            })
-            .await?;
+        let call = self.call(ApiKey::DescribeAcls);
+        let describe = self.retrying(|conn| {
+            let request = request.clone();
+            async move {
+                let response = conn.send(&request).await?;
+                Error::check_code(
+                    ApiKey::DescribeAcls,
+                    Some(conn.broker()),
+                    response.error_code,
+                    response.error_message.as_deref(),
+                )?;
+                Ok(response)
+            }
+        });
+        let response = call.run(describe).await?;
         let mut out: Vec<AclBinding> = response
             .resources
             .iter()
@@ -476,27 +478,28 @@ impl Admin {
                 })
                 .collect(),
         );
-        let response = self
-            .retrying(|conn| {
-                let request = request.clone();
-                async move {
-                    let response = conn.send(&request).await?;
-                    for (f, r) in filters.iter().zip(&response.filter_results) {
-                        let message = match &r.error_message {
-                            Some(m) => format!("{f:?}: {m}"),
-                            None => format!("{f:?}"),
-                        };
-                        Error::check_code(
-                            ApiKey::DeleteAcls,
-                            Some(conn.broker()),
-                            r.error_code,
-                            Some(&message),
-                        )?;
-                    }
-                    Ok(response)
+        let call = self.call(ApiKey::DeleteAcls);
+        let delete = self.retrying(|conn| {
+            let request = request.clone();
+            let call = &call;
+            async move {
+                let response = call.send(&conn, &request).await?;
+                for (f, r) in filters.iter().zip(&response.filter_results) {
+                    let message = match &r.error_message {
+                        Some(m) => format!("{f:?}: {m}"),
+                        None => format!("{f:?}"),
+                    };
+                    Error::check_code(
+                        ApiKey::DeleteAcls,
+                        Some(conn.broker()),
+                        r.error_code,
+                        Some(&message),
+                    )?;
                 }
-            })
-            .await?;
+                Ok(response)
+            }
+        });
+        let response = call.run(delete).await?;
         let mut out = Vec::new();
         for r in &response.filter_results {
             for m in &r.matching_acls {

@@ -125,24 +125,24 @@ impl Admin {
                 .with_resource_name(StrBytes::from_string(name.clone()))
                 .with_configuration_keys(None),
         ]);
-        let response = self
-            .config_request(resource, |conn| {
-                let request = request.clone();
-                let name = name.clone();
-                async move {
-                    let response = conn.send(&request).await?;
-                    for r in &response.results {
-                        Error::check_code(
-                            ApiKey::DescribeConfigs,
-                            Some(conn.broker()),
-                            r.error_code,
-                            Some(&describe(r.error_message.as_deref(), &name)),
-                        )?;
-                    }
-                    Ok(response)
+        let call = self.call(ApiKey::DescribeConfigs);
+        let describe_configs = self.config_request(resource, |conn| {
+            let request = request.clone();
+            let name = name.clone();
+            async move {
+                let response = conn.send(&request).await?;
+                for r in &response.results {
+                    Error::check_code(
+                        ApiKey::DescribeConfigs,
+                        Some(conn.broker()),
+                        r.error_code,
+                        Some(&describe(r.error_message.as_deref(), &name)),
+                    )?;
                 }
-            })
-            .await?;
+                Ok(response)
+            }
+        });
+        let response = call.run(describe_configs).await?;
         let mut out: Vec<ConfigEntry> = response
             .results
             .into_iter()
@@ -213,11 +213,13 @@ impl Admin {
                 .with_resource_name(StrBytes::from_string(name.clone()))
                 .with_configs(configs),
         ]);
-        self.config_request(resource, |conn| {
+        let call = self.call(ApiKey::IncrementalAlterConfigs);
+        let alter = self.config_request(resource, |conn| {
             let request = request.clone();
             let name = name.clone();
+            let call = &call;
             async move {
-                let response = conn.send(&request).await?;
+                let response = call.send(&conn, &request).await?;
                 for r in &response.responses {
                     Error::check_code(
                         ApiKey::IncrementalAlterConfigs,
@@ -228,8 +230,8 @@ impl Admin {
                 }
                 Ok(())
             }
-        })
-        .await
+        });
+        call.run(alter).await
     }
 
     /// A broker's configs are answered by that broker; a topic's by any.

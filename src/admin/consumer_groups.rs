@@ -9,6 +9,7 @@
 use kafka_protocol::messages::consumer_group_describe_response::Assignment;
 use kafka_protocol::messages::{ApiKey, ConsumerGroupDescribeRequest};
 
+use super::deadline::Call;
 use super::groups::group_id;
 use super::Admin;
 use crate::error::{Error, Result};
@@ -92,10 +93,20 @@ impl Admin {
         &self,
         groups: &[&str],
     ) -> Result<Vec<ConsumerGroupDescription>> {
+        let call = self.call(ApiKey::ConsumerGroupDescribe);
+        call.run(self.describe_consumer_groups_in(&call, groups))
+            .await
+    }
+
+    async fn describe_consumer_groups_in(
+        &self,
+        call: &Call,
+        groups: &[&str],
+    ) -> Result<Vec<ConsumerGroupDescription>> {
         let mut out = Vec::with_capacity(groups.len());
         for group in groups {
             let (node, described) = self
-                .with_group_coordinator(group, |conn| async move {
+                .with_group_coordinator(call, group, |conn| async move {
                     let request = ConsumerGroupDescribeRequest::default()
                         .with_group_ids(vec![group_id(group)]);
                     let response = conn.send(&request).await?;

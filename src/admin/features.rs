@@ -59,24 +59,22 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn describe_features(&self) -> Result<FeatureMetadata> {
-        let (broker, response) = self
-            .retrying(|conn| async move {
-                // v3+ requests must name the client software with these characters only.
-                let request = ApiVersionsRequest::default()
-                    .with_client_software_name(StrBytes::from_static_str("josefk"))
-                    .with_client_software_version(StrBytes::from_static_str(env!(
-                        "CARGO_PKG_VERSION"
-                    )));
-                let response = conn.send(&request).await?;
-                Error::check_code(
-                    ApiKey::ApiVersions,
-                    Some(conn.broker()),
-                    response.error_code,
-                    None,
-                )?;
-                Ok((conn.broker().node_id, response))
-            })
-            .await?;
+        let call = self.call(ApiKey::ApiVersions);
+        let ask = self.retrying(|conn| async move {
+            // v3+ requests must name the client software with these characters only.
+            let request = ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str("josefk"))
+                .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+            let response = conn.send(&request).await?;
+            Error::check_code(
+                ApiKey::ApiVersions,
+                Some(conn.broker()),
+                response.error_code,
+                None,
+            )?;
+            Ok((conn.broker().node_id, response))
+        });
+        let (broker, response) = call.run(ask).await?;
         let range = |min, max| FeatureRange { min, max };
         Ok(FeatureMetadata {
             finalized: response

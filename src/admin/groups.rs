@@ -4,7 +4,7 @@
 //!
 //! Each group call goes to the group's coordinator (FindCoordinator through [`Cluster`]) and
 //! retries what Java's admin client retries there (coordinator loading, moved or unavailable) until
-//! `request.timeout.ms`.
+//! the call's timeout (`default.api.timeout.ms`, see [`crate::admin`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,8 +20,9 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetDeleteRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use tokio::time::Instant;
+use tracing::debug;
 
+use super::deadline::Call;
 use super::Admin;
 use crate::cluster::{CoordinatorKind, TopicsQuery};
 use crate::error::{Error, Result};
@@ -119,6 +120,11 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let call = self.call(ApiKey::ListGroups);
+        call.run(self.list_groups_in()).await
+    }
+
+    async fn list_groups_in(&self) -> Result<Vec<GroupListing>> {
         let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
         let brokers: Vec<i32> = snapshot.brokers.keys().copied().collect();
         let mut out = Vec::new();
@@ -172,10 +178,19 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn describe_groups(&self, groups: &[&str]) -> Result<Vec<GroupDescription>> {
+        let call = self.call(ApiKey::DescribeGroups);
+        call.run(self.describe_groups_in(&call, groups)).await
+    }
+
+    async fn describe_groups_in(
+        &self,
+        call: &Call,
+        groups: &[&str],
+    ) -> Result<Vec<GroupDescription>> {
         let mut out = Vec::with_capacity(groups.len());
         for group in groups {
             let (node, described) = self
-                .with_group_coordinator(group, |conn| async move {
+                .with_group_coordinator(call, group, |conn| async move {
                     let request =
                         DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
                     let response = conn.send(&request).await?;
@@ -245,48 +260,64 @@ impl Admin {
         &self,
         group: &str,
     ) -> Result<BTreeMap<TopicPartition, CommittedOffset>> {
-        let (_, response) = self
-            .with_group_coordinator(group, |conn| async move {
-                let version = conn.version_for::<OffsetFetchRequest>()?;
-                let mut request = OffsetFetchRequest::default();
-                // `topics: None` asks for every partition the group has committed.
-                if version >= 8 {
-                    request.groups = vec![OffsetFetchRequestGroup::default()
-                        .with_group_id(group_id(group))
-                        .with_topics(None)];
-                } else {
-                    request.group_id = group_id(group);
-                    request.topics = None;
-                }
-                let response = conn.send_version(&request, version, None).await?;
-                let mut group_error = response.error_code;
-                let mut offsets = BTreeMap::new();
-                let mut add = |topic: &str, partition: i32, offset, epoch: i32, meta, code| {
-                    let tp = TopicPartition::new(topic, partition);
-                    Error::check_code(
-                        ApiKey::OffsetFetch,
-                        Some(conn.broker()),
-                        code,
-                        Some(&format!("group `{group}`, partition {tp}")),
-                    )?;
-                    if offset >= 0 {
-                        offsets.insert(
-                            tp,
-                            CommittedOffset {
-                                offset,
-                                leader_epoch: (epoch >= 0).then_some(epoch),
-                                metadata: meta,
-                            },
-                        );
+        let call = self.call(ApiKey::OffsetFetch);
+        let (_, response) = call
+            .run(
+                self.with_group_coordinator(&call, group, |conn| async move {
+                    let version = conn.version_for::<OffsetFetchRequest>()?;
+                    let mut request = OffsetFetchRequest::default();
+                    // `topics: None` asks for every partition the group has committed.
+                    if version >= 8 {
+                        request.groups = vec![OffsetFetchRequestGroup::default()
+                            .with_group_id(group_id(group))
+                            .with_topics(None)];
+                    } else {
+                        request.group_id = group_id(group);
+                        request.topics = None;
                     }
-                    Ok::<(), Error>(())
-                };
-                if version >= 8 {
-                    for g in &response.groups {
-                        if g.error_code != 0 {
-                            group_error = g.error_code;
+                    let response = conn.send_version(&request, version, None).await?;
+                    let mut group_error = response.error_code;
+                    let mut offsets = BTreeMap::new();
+                    let mut add = |topic: &str, partition: i32, offset, epoch: i32, meta, code| {
+                        let tp = TopicPartition::new(topic, partition);
+                        Error::check_code(
+                            ApiKey::OffsetFetch,
+                            Some(conn.broker()),
+                            code,
+                            Some(&format!("group `{group}`, partition {tp}")),
+                        )?;
+                        if offset >= 0 {
+                            offsets.insert(
+                                tp,
+                                CommittedOffset {
+                                    offset,
+                                    leader_epoch: (epoch >= 0).then_some(epoch),
+                                    metadata: meta,
+                                },
+                            );
                         }
-                        for t in &g.topics {
+                        Ok::<(), Error>(())
+                    };
+                    if version >= 8 {
+                        for g in &response.groups {
+                            if g.error_code != 0 {
+                                group_error = g.error_code;
+                            }
+                            for t in &g.topics {
+                                for p in &t.partitions {
+                                    add(
+                                        t.name.0.as_str(),
+                                        p.partition_index,
+                                        p.committed_offset,
+                                        p.committed_leader_epoch,
+                                        p.metadata.as_ref().map(|m| m.to_string()),
+                                        p.error_code,
+                                    )?;
+                                }
+                            }
+                        }
+                    } else {
+                        for t in &response.topics {
                             for p in &t.partitions {
                                 add(
                                     t.name.0.as_str(),
@@ -299,28 +330,15 @@ impl Admin {
                             }
                         }
                     }
-                } else {
-                    for t in &response.topics {
-                        for p in &t.partitions {
-                            add(
-                                t.name.0.as_str(),
-                                p.partition_index,
-                                p.committed_offset,
-                                p.committed_leader_epoch,
-                                p.metadata.as_ref().map(|m| m.to_string()),
-                                p.error_code,
-                            )?;
-                        }
-                    }
-                }
-                Error::check_code(
-                    ApiKey::OffsetFetch,
-                    Some(conn.broker()),
-                    group_error,
-                    Some(&format!("group `{group}`")),
-                )?;
-                Ok(offsets)
-            })
+                    Error::check_code(
+                        ApiKey::OffsetFetch,
+                        Some(conn.broker()),
+                        group_error,
+                        Some(&format!("group `{group}`")),
+                    )?;
+                    Ok(offsets)
+                }),
+            )
             .await?;
         Ok(response)
     }
@@ -345,12 +363,17 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn delete_groups(&self, groups: &[&str]) -> Result<()> {
+        let call = self.call(ApiKey::DeleteGroups);
+        call.run(self.delete_groups_in(&call, groups)).await
+    }
+
+    async fn delete_groups_in(&self, call: &Call, groups: &[&str]) -> Result<()> {
         let unique: BTreeSet<&str> = groups.iter().copied().collect();
         for group in unique {
-            self.with_group_coordinator(group, |conn| async move {
+            self.with_group_coordinator(call, group, |conn| async move {
                 let request =
                     DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
-                let response = conn.send(&request).await?;
+                let response = call.send(&conn, &request).await?;
                 for r in &response.results {
                     Error::check_code(
                         ApiKey::DeleteGroups,
@@ -404,10 +427,12 @@ impl Admin {
                     })
                     .collect(),
             );
-        self.with_group_coordinator(group, |conn| {
+        let call = self.call(ApiKey::OffsetCommit);
+        let commit = self.with_group_coordinator(&call, group, |conn| {
             let request = request.clone();
+            let call = &call;
             async move {
-                let response = conn.send(&request).await?;
+                let response = call.send(&conn, &request).await?;
                 check_partition_codes(
                     ApiKey::OffsetCommit,
                     &conn,
@@ -419,8 +444,8 @@ impl Admin {
                     }),
                 )
             }
-        })
-        .await?;
+        });
+        call.run(commit).await?;
         Ok(())
     }
 
@@ -458,10 +483,12 @@ impl Admin {
                     })
                     .collect(),
             );
-        self.with_group_coordinator(group, |conn| {
+        let call = self.call(ApiKey::OffsetDelete);
+        let delete = self.with_group_coordinator(&call, group, |conn| {
             let request = request.clone();
+            let call = &call;
             async move {
-                let response = conn.send(&request).await?;
+                let response = call.send(&conn, &request).await?;
                 Error::check_code(
                     ApiKey::OffsetDelete,
                     Some(conn.broker()),
@@ -479,16 +506,17 @@ impl Admin {
                     }),
                 )
             }
-        })
-        .await?;
+        });
+        call.run(delete).await?;
         Ok(())
     }
 
     /// Runs `op` against `group`'s coordinator, finding it again and retrying while the answer is
-    /// a coordinator error (loading, moved, unavailable) or the connection failed, until
-    /// `request.timeout.ms`. Returns the coordinator's node id with the result.
+    /// a coordinator error (loading, moved, unavailable) or the connection failed, after each
+    /// backoff until `call`'s deadline ends it. Returns the coordinator's node id with the result.
     pub(super) async fn with_group_coordinator<T, F, Fut>(
         &self,
+        call: &Call,
         group: &str,
         op: F,
     ) -> Result<(i32, T)>
@@ -496,7 +524,7 @@ impl Admin {
         F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        self.with_coordinator(CoordinatorKind::Group, group, op)
+        self.with_coordinator(call, CoordinatorKind::Group, group, op)
             .await
     }
 
@@ -504,6 +532,7 @@ impl Admin {
     /// [`Admin::with_group_coordinator`] does for groups.
     pub(super) async fn with_coordinator<T, F, Fut>(
         &self,
+        call: &Call,
         kind: CoordinatorKind,
         key: &str,
         op: F,
@@ -513,10 +542,23 @@ impl Admin {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let group = key;
-        let deadline = Instant::now() + self.timeout();
         let mut backoff = self.cluster.retry_backoff();
         loop {
-            let (node, conn) = self.cluster.coordinator(kind, group).await?;
+            let (node, conn) = match self
+                .cluster
+                .coordinator_by(kind, group, call.deadline())
+                .await
+            {
+                Ok(found) => found,
+                // The lookup's own retries ran to the deadline, or no broker answered: the
+                // call's deadline decides when to stop.
+                Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
+                    debug!(error = %e, ?kind, key, "coordinator lookup will be retried");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let error = match op(conn).await {
                 Ok(value) => return Ok((node, value)),
                 Err(e) => e,
@@ -543,22 +585,18 @@ impl Admin {
             if moved || connection {
                 self.cluster.invalidate_coordinator(kind, group, node);
             }
-            let delay = backoff.next_delay();
-            if Instant::now() + delay > deadline {
-                return Err(error);
-            }
-            tokio::time::sleep(delay).await;
+            debug!(error = %error, ?kind, key, "coordinator request will be retried");
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
     /// Runs `op` against broker `node`, retrying connection failures and retriable broker errors
-    /// until `request.timeout.ms`.
+    /// after each backoff until the call's deadline ends it.
     pub(super) async fn retrying_on<T, F, Fut>(&self, node: i32, op: F) -> Result<T>
     where
         F: Fn(Connection) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let deadline = Instant::now() + self.timeout();
         let mut backoff = self.cluster.retry_backoff();
         loop {
             let attempt = match self.cluster.connection(node, Lane::Control).await {
@@ -567,11 +605,8 @@ impl Admin {
             };
             match attempt {
                 Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
-                    let delay = backoff.next_delay();
-                    if Instant::now() + delay > deadline {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(delay).await;
+                    debug!(error = %e, node, "admin request will be retried");
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 other => return other,
             }

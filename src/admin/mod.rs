@@ -7,6 +7,17 @@
 //! Semantics follow the Java `Admin` client, with one convenience: [`Admin::create_topics`] returns
 //! only once every new partition's leader answers for it, so the topic can be produced to at once
 //! (Java's returns when the controller has accepted the topic, and callers poll).
+//!
+//! Timeouts: every call is bounded as a whole by `default.api.timeout.ms`
+//! ([`ClientConfig`]'s `default_api_timeout`, 60 s by default), across its metadata and coordinator
+//! lookups, its retries of retriable errors (each after the retry backoff) and its waits; when that
+//! passes the call fails with [`Error::Timeout`] naming the call's API and the time allowed. Its
+//! `outcome_unknown` is true when a request that changes something (CreateTopics, an ACL or
+//! config change, ...) was sent and its answer never came: the change may have been applied. Each
+//! request inside is still bounded by `request.timeout.ms`; one left unanswered that long ends the
+//! call with its own [`Error::Timeout`] rather than being sent again blindly (a change may have
+//! been applied), except the metadata waits and ListOffsets lookups, which only read and ask
+//! again. Calls whose timeout says more note it in their docs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -19,7 +30,7 @@ use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use tokio::time::Instant;
+use tracing::debug;
 
 use crate::cluster::{is_stale_metadata_error, validate_topic_name, Cluster, TopicsQuery};
 use crate::config::ClientConfig;
@@ -30,6 +41,7 @@ use crate::record::{IsolationLevel, TopicPartition};
 mod acls;
 mod configs;
 mod consumer_groups;
+mod deadline;
 mod features;
 mod groups;
 mod partitions;
@@ -143,11 +155,21 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Connects to the cluster.
+    /// Connects to the cluster (one Metadata request), within `default.api.timeout.ms` like
+    /// every call.
     ///
     /// Cancellation: dropping the future drops the connections opened so far; nothing is changed.
     pub async fn connect(config: ClientConfig) -> Result<Admin> {
-        let cluster = Cluster::connect(config).await?;
+        config.validate()?;
+        let after = config.default_api_timeout;
+        let cluster = tokio::time::timeout(after, Cluster::connect(config))
+            .await
+            .map_err(|_| Error::Timeout {
+                api: Some(crate::error::ApiKey::Metadata),
+                broker: None,
+                after,
+                outcome_unknown: false,
+            })??;
         let registry = std::sync::Arc::downgrade(&cluster.pool().metrics().0);
         let enabled = cluster.config().metrics_enabled;
         let exported = registry.clone();
@@ -191,7 +213,7 @@ impl Admin {
         }
     }
 
-    fn timeout(&self) -> Duration {
+    fn request_timeout(&self) -> Duration {
         self.cluster.config().request_timeout
     }
 
@@ -199,6 +221,9 @@ impl Admin {
     /// A topic that exists already fails with TOPIC_ALREADY_EXISTS.
     ///
     /// Cancellation: if dropped after the request was sent, the topics may have been created.
+    ///
+    /// Timeout: one naming Metadata or ListOffsets (not CreateTopics) means the topics were created
+    /// and the wait for their leaders ran out.
     ///
     /// ```no_run
     /// use josefk::admin::Admin;
@@ -224,35 +249,39 @@ impl Admin {
         if topics.is_empty() {
             return Ok(());
         }
-        let timeout = self.timeout();
-        let request = CreateTopicsRequest::default()
-            .with_timeout_ms(timeout.as_millis().try_into().unwrap_or(i32::MAX))
-            .with_topics(
-                topics
-                    .iter()
-                    .map(|t| {
-                        CreatableTopic::default()
-                            .with_name(topic_name(&t.name))
-                            .with_num_partitions(t.num_partitions)
-                            .with_replication_factor(t.replication_factor)
-                            .with_configs(
-                                t.configs
-                                    .iter()
-                                    .map(|(k, v)| {
-                                        CreatableTopicConfig::default()
-                                            .with_name(StrBytes::from_string(k.clone()))
-                                            .with_value(Some(StrBytes::from_string(v.clone())))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            );
+        let call = self.call(ApiKey::CreateTopics);
+        call.run(self.create_topics_in(&call, topics)).await
+    }
+
+    async fn create_topics_in(&self, call: &deadline::Call, topics: &[NewTopic]) -> Result<()> {
+        let request = CreateTopicsRequest::default().with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    CreatableTopic::default()
+                        .with_name(topic_name(&t.name))
+                        .with_num_partitions(t.num_partitions)
+                        .with_replication_factor(t.replication_factor)
+                        .with_configs(
+                            t.configs
+                                .iter()
+                                .map(|(k, v)| {
+                                    CreatableTopicConfig::default()
+                                        .with_name(StrBytes::from_string(k.clone()))
+                                        .with_value(Some(StrBytes::from_string(v.clone())))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        );
         let response = self
             .retrying(|conn| {
-                let request = request.clone();
+                let request = request
+                    .clone()
+                    .with_timeout_ms(call.broker_timeout_ms(self.request_timeout()));
                 async move {
-                    let response = conn.send(&request).await?;
+                    let response = call.send(&conn, &request).await?;
                     // NOT_CONTROLLER and friends are retriable for the whole request.
                     for t in &response.topics {
                         if let Some(code) = ResponseError::try_from_code(t.error_code) {
@@ -286,8 +315,9 @@ impl Admin {
                 Some(&message),
             )?;
         }
+        call.waiting_for(ApiKey::Metadata);
         let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
-        self.cluster.wait_for_topics(&names, timeout).await?;
+        self.topics_ready(call, &names).await?;
         // Metadata names a leader a moment before that broker serves the partition (a Produce
         // right then gets NOT_LEADER_OR_FOLLOWER); a ListOffsets per partition, retried on
         // stale-metadata errors, waits out that window.
@@ -298,7 +328,8 @@ impl Admin {
                     .map(move |p| (TopicPartition::new(t.name.clone(), p), OffsetSpec::Latest))
             })
             .collect();
-        self.list_offsets(&partitions, IsolationLevel::ReadUncommitted)
+        call.waiting_for(ApiKey::ListOffsets);
+        self.list_offsets_in(call, &partitions, IsolationLevel::ReadUncommitted)
             .await?;
         Ok(())
     }
@@ -306,6 +337,9 @@ impl Admin {
     /// Deletes topics. A topic that does not exist fails with UNKNOWN_TOPIC_OR_PARTITION.
     ///
     /// Cancellation: if dropped after the request was sent, the topics may have been deleted.
+    ///
+    /// Timeout: one naming Metadata means the topics were deleted and the metadata refresh after
+    /// it ran out.
     ///
     /// ```no_run
     /// use josefk::admin::Admin;
@@ -328,10 +362,15 @@ impl Admin {
         if names.is_empty() {
             return Ok(());
         }
-        let timeout_ms = self.timeout().as_millis().try_into().unwrap_or(i32::MAX);
+        let call = self.call(ApiKey::DeleteTopics);
+        call.run(self.delete_topics_in(&call, names)).await
+    }
+
+    async fn delete_topics_in(&self, call: &deadline::Call, names: &[&str]) -> Result<()> {
         let (broker, response) = self
             .retrying(|conn| async move {
                 let version = conn.version_for::<DeleteTopicsRequest>()?;
+                let timeout_ms = call.broker_timeout_ms(self.request_timeout());
                 let mut request = DeleteTopicsRequest::default().with_timeout_ms(timeout_ms);
                 // Version 6 names topics in a list of (name, id) states (KIP-516).
                 if version >= 6 {
@@ -342,7 +381,7 @@ impl Admin {
                 } else {
                     request.topic_names = names.iter().map(|n| topic_name(n)).collect();
                 }
-                let response = conn.send_version(&request, version, None).await?;
+                let response = call.send_version(&conn, &request, version).await?;
                 Ok((conn.broker().clone(), response))
             })
             .await?;
@@ -359,6 +398,7 @@ impl Admin {
                 Some(&message),
             )?;
         }
+        call.waiting_for(ApiKey::Metadata);
         self.cluster
             .refresh_metadata(TopicsQuery::Some(names))
             .await?;
@@ -385,7 +425,10 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
-        let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
+        let call = self.call(ApiKey::Metadata);
+        let snapshot = call
+            .run(self.cluster.refresh_metadata(TopicsQuery::None))
+            .await?;
         Ok(ClusterDescription {
             cluster_id: snapshot.cluster_id.clone(),
             controller_id: snapshot.controller_id,
@@ -414,7 +457,10 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn list_topics(&self) -> Result<Vec<String>> {
-        let snapshot = self.cluster.refresh_metadata(TopicsQuery::All).await?;
+        let call = self.call(ApiKey::Metadata);
+        let snapshot = call
+            .run(self.cluster.refresh_metadata(TopicsQuery::All))
+            .await?;
         let mut names: Vec<String> = snapshot.topics.keys().cloned().collect();
         names.sort();
         Ok(names)
@@ -445,9 +491,9 @@ impl Admin {
         for name in names {
             validate_topic_name(name)?;
         }
-        let snapshot = self
-            .cluster
-            .refresh_metadata(TopicsQuery::Some(names))
+        let call = self.call(ApiKey::Metadata);
+        let snapshot = call
+            .run(self.cluster.refresh_metadata(TopicsQuery::Some(names)))
             .await?;
         names
             .iter()
@@ -472,9 +518,9 @@ impl Admin {
             .collect()
     }
 
-    /// Looks up offsets of partitions from their leaders, retrying stale-metadata errors until
-    /// `request.timeout.ms`. Every partition asked for is in the answer (a leader that leaves one
-    /// out is a protocol error).
+    /// Looks up offsets of partitions from their leaders, waiting for a topic that does not
+    /// exist yet and retrying stale-metadata errors until the call's timeout. Every partition asked
+    /// for is in the answer (a leader that leaves one out is a protocol error).
     ///
     /// ```no_run
     /// use josefk::admin::Admin;
@@ -506,16 +552,24 @@ impl Admin {
         for (tp, _) in specs {
             validate_topic_name(&tp.topic)?;
         }
-        let deadline = Instant::now() + self.timeout();
+        let call = self.call(ApiKey::ListOffsets);
+        call.run(self.list_offsets_in(&call, specs, isolation))
+            .await
+    }
+
+    /// [`Admin::list_offsets`] within `call`, retrying until its deadline ends it.
+    async fn list_offsets_in(
+        &self,
+        call: &deadline::Call,
+        specs: &[(TopicPartition, OffsetSpec)],
+        isolation: IsolationLevel,
+    ) -> Result<HashMap<TopicPartition, ListedOffset>> {
         let mut backoff = self.cluster.retry_backoff();
         let mut pending: Vec<(TopicPartition, OffsetSpec)> = specs.to_vec();
         let mut found = HashMap::new();
         loop {
             let topics: Vec<&str> = pending.iter().map(|(tp, _)| tp.topic.as_str()).collect();
-            let snapshot = self
-                .cluster
-                .wait_for_topics(&topics, self.timeout())
-                .await?;
+            let snapshot = self.topics_ready(call, &topics).await?;
             let mut by_leader: BTreeMap<i32, Vec<&(TopicPartition, OffsetSpec)>> = BTreeMap::new();
             for item in &pending {
                 let leader = snapshot.leader(&item.0).ok_or_else(|| {
@@ -529,7 +583,6 @@ impl Admin {
                 by_leader.entry(leader).or_default().push(item);
             }
             let mut retry = Vec::new();
-            let mut last_error = None;
             for (leader, items) in by_leader {
                 match self.list_offsets_from(leader, &items, isolation).await {
                     Ok(answers) => {
@@ -542,7 +595,7 @@ impl Admin {
                                     if !e.is_retriable() {
                                         return Err(e);
                                     }
-                                    last_error = Some(e);
+                                    debug!(error = %e, "ListOffsets will be retried");
                                     retry.extend(
                                         items
                                             .iter()
@@ -554,7 +607,7 @@ impl Admin {
                         }
                     }
                     Err(e) if e.is_retriable() => {
-                        last_error = Some(e);
+                        debug!(error = %e, leader, "ListOffsets will be retried");
                         retry.extend(items.into_iter().cloned());
                     }
                     Err(e) => return Err(e),
@@ -566,14 +619,8 @@ impl Admin {
             if retry.is_empty() {
                 return Ok(found);
             }
-            let delay = backoff.next_delay();
-            if Instant::now() + delay > deadline {
-                return Err(last_error.expect("retry implies an error"));
-            }
-            self.cluster
-                .refresh_metadata(TopicsQuery::Some(&topics))
-                .await?;
-            tokio::time::sleep(delay).await;
+            self.refresh_for_retry(&topics).await?;
+            tokio::time::sleep(backoff.next_delay()).await;
             pending = retry;
         }
     }
@@ -640,14 +687,14 @@ impl Admin {
         Ok(out)
     }
 
-    /// Runs `op` against some broker, retrying retriable errors (on another connection) until
-    /// `request.timeout.ms`.
+    /// Runs `op` against some broker, retrying retriable errors (on another connection) after
+    /// each backoff until the call's deadline ends it. A request that timed out is not sent again:
+    /// its outcome is unknown.
     async fn retrying<T, F, Fut>(&self, op: F) -> Result<T>
     where
         F: Fn(crate::net::Connection) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let deadline = Instant::now() + self.timeout();
         let mut backoff = self.cluster.retry_backoff();
         loop {
             let attempt = match self.cluster.any_connection(Lane::Control).await {
@@ -656,14 +703,24 @@ impl Admin {
             };
             match attempt {
                 Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
-                    let delay = backoff.next_delay();
-                    if Instant::now() + delay > deadline {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(delay).await;
+                    debug!(error = %e, "admin request will be retried");
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Fresh metadata for `topics` before a retry; a failed refresh leaves the retry to find out
+    /// again (the next round's wait refreshes too).
+    async fn refresh_for_retry(&self, topics: &[&str]) -> Result<()> {
+        match self
+            .cluster
+            .refresh_metadata(TopicsQuery::Some(topics))
+            .await
+        {
+            Err(e) if !e.is_retriable() => Err(e),
+            _ => Ok(()),
         }
     }
 }

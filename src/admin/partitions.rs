@@ -9,10 +9,11 @@ use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, DeleteRecordsRequest};
-use tokio::time::Instant;
+use tracing::debug;
 
+use super::deadline::Call;
 use super::{topic_name, Admin};
-use crate::cluster::{is_stale_metadata_error, TopicsQuery};
+use crate::cluster::is_stale_metadata_error;
 use crate::error::{Error, Result};
 use crate::net::Lane;
 use crate::record::TopicPartition;
@@ -32,6 +33,9 @@ impl Admin {
     /// ```
     ///
     /// Cancellation: if dropped after the request was sent, the partitions may have been created.
+    ///
+    /// Timeout: one naming Metadata (not CreatePartitions) means the partitions were created and
+    /// the wait for their leaders ran out.
     #[tracing::instrument(
         name = "kafka.admin.create_partitions",
         level = "debug",
@@ -39,17 +43,23 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
-        let timeout = self.timeout();
-        let request = CreatePartitionsRequest::default()
-            .with_timeout_ms(timeout.as_millis().try_into().unwrap_or(i32::MAX))
-            .with_topics(vec![CreatePartitionsTopic::default()
+        let call = self.call(ApiKey::CreatePartitions);
+        call.run(self.create_partitions_in(&call, topic, total))
+            .await
+    }
+
+    async fn create_partitions_in(&self, call: &Call, topic: &str, total: i32) -> Result<()> {
+        let request =
+            CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(topic_name(topic))
                 .with_count(total)
                 .with_assignments(None)]);
         self.retrying(|conn| {
-            let request = request.clone();
+            let request = request
+                .clone()
+                .with_timeout_ms(call.broker_timeout_ms(self.request_timeout()));
             async move {
-                let response = conn.send(&request).await?;
+                let response = call.send(&conn, &request).await?;
                 for r in &response.results {
                     let message = match &r.error_message {
                         Some(m) => format!("topic `{topic}`: {m}"),
@@ -66,27 +76,16 @@ impl Admin {
             }
         })
         .await?;
-        let deadline = Instant::now() + timeout;
+        call.waiting_for(ApiKey::Metadata);
         let mut backoff = self.cluster.retry_backoff();
         loop {
-            let snapshot = self.cluster.wait_for_topics(&[topic], timeout).await?;
+            let snapshot = self.topics_ready(call, &[topic]).await?;
             let count = snapshot.topics.get(topic).map_or(0, |t| t.partitions.len());
             if count >= total as usize {
                 return Ok(());
             }
-            let delay = backoff.next_delay();
-            if Instant::now() + delay > deadline {
-                return Err(Error::Timeout {
-                    api: Some(crate::error::ApiKey::Metadata),
-                    broker: None,
-                    after: timeout,
-                    outcome_unknown: false,
-                });
-            }
-            tokio::time::sleep(delay).await;
-            self.cluster
-                .refresh_metadata(TopicsQuery::Some(&[topic]))
-                .await?;
+            tokio::time::sleep(backoff.next_delay()).await;
+            self.refresh_for_retry(&[topic]).await?;
         }
     }
 
@@ -105,14 +104,21 @@ impl Admin {
         &self,
         before: &[(TopicPartition, i64)],
     ) -> Result<HashMap<TopicPartition, i64>> {
-        let timeout = self.timeout();
-        let deadline = Instant::now() + timeout;
+        let call = self.call(ApiKey::DeleteRecords);
+        call.run(self.delete_records_in(&call, before)).await
+    }
+
+    async fn delete_records_in(
+        &self,
+        call: &Call,
+        before: &[(TopicPartition, i64)],
+    ) -> Result<HashMap<TopicPartition, i64>> {
         let mut backoff = self.cluster.retry_backoff();
         let mut pending: Vec<(TopicPartition, i64)> = before.to_vec();
         let mut done = HashMap::new();
         loop {
             let topics: Vec<&str> = pending.iter().map(|(tp, _)| tp.topic.as_str()).collect();
-            let snapshot = self.cluster.wait_for_topics(&topics, timeout).await?;
+            let snapshot = self.topics_ready(call, &topics).await?;
             let mut by_leader: BTreeMap<i32, Vec<&(TopicPartition, i64)>> = BTreeMap::new();
             for item in &pending {
                 let leader = snapshot.leader(&item.0).ok_or_else(|| {
@@ -126,12 +132,11 @@ impl Admin {
                 by_leader.entry(leader).or_default().push(item);
             }
             let mut retry = Vec::new();
-            let mut last_error = None;
             for (leader, items) in by_leader {
                 let conn = match self.cluster.connection(leader, Lane::Control).await {
                     Ok(c) => c,
                     Err(e) if e.is_retriable() => {
-                        last_error = Some(e);
+                        debug!(error = %e, leader, "DeleteRecords will be retried");
                         retry.extend(items.into_iter().cloned());
                         continue;
                     }
@@ -146,7 +151,7 @@ impl Admin {
                     );
                 }
                 let request = DeleteRecordsRequest::default()
-                    .with_timeout_ms(timeout.as_millis().try_into().unwrap_or(i32::MAX))
+                    .with_timeout_ms(call.broker_timeout_ms(self.request_timeout()))
                     .with_topics(
                         topics
                             .into_iter()
@@ -157,10 +162,10 @@ impl Admin {
                             })
                             .collect(),
                     );
-                let response = match conn.send(&request).await {
+                let response = match call.send(&conn, &request).await {
                     Ok(r) => r,
                     Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
-                        last_error = Some(e);
+                        debug!(error = %e, leader, "DeleteRecords will be retried");
                         retry.extend(items.into_iter().cloned());
                         continue;
                     }
@@ -174,12 +179,7 @@ impl Admin {
                                 done.insert(tp, p.low_watermark);
                             }
                             Some(code) if is_stale_metadata_error(code) => {
-                                last_error = Some(Error::from_code(
-                                    ApiKey::DeleteRecords,
-                                    Some(conn.broker().clone()),
-                                    code,
-                                    Some(format!("partition {tp}")),
-                                ));
+                                debug!(%tp, ?code, "DeleteRecords will be retried");
                                 retry.extend(
                                     items.iter().filter(|i| i.0 == tp).map(|i| (*i).clone()),
                                 );
@@ -202,14 +202,8 @@ impl Admin {
             if retry.is_empty() {
                 return Ok(done);
             }
-            let delay = backoff.next_delay();
-            if Instant::now() + delay > deadline {
-                return Err(last_error.expect("a retry has an error"));
-            }
-            tokio::time::sleep(delay).await;
-            self.cluster
-                .refresh_metadata(TopicsQuery::Some(&topics))
-                .await?;
+            tokio::time::sleep(backoff.next_delay()).await;
+            self.refresh_for_retry(&topics).await?;
             pending = retry;
         }
     }

@@ -22,8 +22,9 @@ use kafka_protocol::messages::{
     ProducerId, TransactionalId, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use tokio::time::Instant;
+use tracing::debug;
 
+use super::deadline::Call;
 use super::{topic_name, Admin};
 use crate::cluster::{is_stale_metadata_error, CoordinatorKind, TopicsQuery};
 use crate::error::{Error, Result};
@@ -284,6 +285,14 @@ impl Admin {
                     .as_ref()
                     .map(|p| StrBytes::from_string(p.clone())),
             );
+        let call = self.call(ApiKey::ListTransactions);
+        call.run(self.list_transactions_in(&request)).await
+    }
+
+    async fn list_transactions_in(
+        &self,
+        request: &ListTransactionsRequest,
+    ) -> Result<Vec<TransactionListing>> {
         let snapshot = self.cluster.refresh_metadata(TopicsQuery::None).await?;
         let brokers: Vec<i32> = snapshot.brokers.keys().copied().collect();
         let mut out = Vec::new();
@@ -358,10 +367,21 @@ impl Admin {
         &self,
         transactional_ids: &[&str],
     ) -> Result<Vec<TransactionDescription>> {
+        let call = self.call(ApiKey::DescribeTransactions);
+        call.run(self.describe_transactions_in(&call, transactional_ids))
+            .await
+    }
+
+    async fn describe_transactions_in(
+        &self,
+        call: &Call,
+        transactional_ids: &[&str],
+    ) -> Result<Vec<TransactionDescription>> {
         let mut out = Vec::with_capacity(transactional_ids.len());
         for id in transactional_ids {
+            let kind = CoordinatorKind::Transaction;
             let (node, state) = self
-                .with_coordinator(CoordinatorKind::Transaction, id, |conn| async move {
+                .with_coordinator(call, kind, id, |conn| async move {
                     let request =
                         DescribeTransactionsRequest::default().with_transactional_ids(vec![
                             TransactionalId(StrBytes::from_string((*id).to_owned())),
@@ -414,7 +434,8 @@ impl Admin {
 
     /// The producers each partition's leader tracks, with the start offset of any open
     /// transaction (Java `describeProducers`). Every partition asked for is in the answer; stale
-    /// leadership is retried until `request.timeout.ms`.
+    /// leadership is retried, and a topic that does not exist yet waited for, until the call's
+    /// timeout.
     ///
     /// Cancellation: dropping the future changes nothing (it only reads).
     ///
@@ -441,14 +462,22 @@ impl Admin {
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, Vec<ProducerState>>> {
-        let timeout = self.timeout();
-        let deadline = Instant::now() + timeout;
+        let call = self.call(ApiKey::DescribeProducers);
+        call.run(self.describe_producers_in(&call, partitions))
+            .await
+    }
+
+    async fn describe_producers_in(
+        &self,
+        call: &Call,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Vec<ProducerState>>> {
         let mut backoff = self.cluster.retry_backoff();
         let mut pending: BTreeSet<TopicPartition> = partitions.iter().cloned().collect();
         let mut done = BTreeMap::new();
         loop {
             let topics: Vec<&str> = pending.iter().map(|tp| tp.topic.as_str()).collect();
-            let snapshot = self.cluster.wait_for_topics(&topics, timeout).await?;
+            let snapshot = self.topics_ready(call, &topics).await?;
             let mut by_leader: BTreeMap<i32, Vec<&TopicPartition>> = BTreeMap::new();
             for tp in &pending {
                 let leader = snapshot.leader(tp).ok_or_else(|| {
@@ -462,7 +491,6 @@ impl Admin {
                 by_leader.entry(leader).or_default().push(tp);
             }
             let mut retry = BTreeSet::new();
-            let mut last_error = None;
             for (leader, tps) in by_leader {
                 let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
                 for tp in &tps {
@@ -488,7 +516,7 @@ impl Admin {
                 let (broker, response) = match answer {
                     Ok(answer) => answer,
                     Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
-                        last_error = Some(e);
+                        debug!(error = %e, leader, "DescribeProducers will be retried");
                         retry.extend(tps.into_iter().cloned());
                         continue;
                     }
@@ -534,7 +562,7 @@ impl Admin {
                                 if !is_stale_metadata_error(code) {
                                     return Err(e);
                                 }
-                                last_error = Some(e);
+                                debug!(error = %e, "DescribeProducers will be retried");
                                 retry.insert(tp);
                             }
                         }
@@ -554,15 +582,9 @@ impl Admin {
             if retry.is_empty() {
                 return Ok(done);
             }
-            let delay = backoff.next_delay();
-            if Instant::now() + delay > deadline {
-                return Err(last_error.expect("a retry has an error"));
-            }
-            tokio::time::sleep(delay).await;
+            tokio::time::sleep(backoff.next_delay()).await;
             let topics: Vec<&str> = retry.iter().map(|tp| tp.topic.as_str()).collect();
-            self.cluster
-                .refresh_metadata(TopicsQuery::Some(&topics))
-                .await?;
+            self.refresh_for_retry(&topics).await?;
             pending = retry;
         }
     }
@@ -609,11 +631,20 @@ impl Admin {
                 .with_topics(vec![WritableTxnMarkerTopic::default()
                     .with_name(topic_name(&tp.topic))
                     .with_partition_indexes(vec![tp.partition])])]);
-        let timeout = self.timeout();
-        let deadline = Instant::now() + timeout;
+        let call = self.call(ApiKey::WriteTxnMarkers);
+        call.run(self.abort_transaction_in(&call, tp, &request))
+            .await
+    }
+
+    async fn abort_transaction_in(
+        &self,
+        call: &Call,
+        tp: &TopicPartition,
+        request: &WriteTxnMarkersRequest,
+    ) -> Result<()> {
         let mut backoff = self.cluster.retry_backoff();
         loop {
-            let snapshot = self.cluster.wait_for_topics(&[&tp.topic], timeout).await?;
+            let snapshot = self.topics_ready(call, &[&tp.topic]).await?;
             let leader = snapshot.leader(tp).ok_or_else(|| {
                 Error::from_code(
                     ApiKey::WriteTxnMarkers,
@@ -624,7 +655,7 @@ impl Admin {
             })?;
             let attempt = async {
                 let conn = self.cluster.connection(leader, Lane::Control).await?;
-                let response = conn.send(&request).await?;
+                let response = call.send(&conn, request).await?;
                 let code = response
                     .markers
                     .iter()
@@ -659,14 +690,9 @@ impl Admin {
             .await;
             match attempt {
                 Err(e) if e.is_retriable() && !matches!(e, Error::Timeout { .. }) => {
-                    let delay = backoff.next_delay();
-                    if Instant::now() + delay > deadline {
-                        return Err(e);
-                    }
-                    tokio::time::sleep(delay).await;
-                    self.cluster
-                        .refresh_metadata(TopicsQuery::Some(&[&tp.topic]))
-                        .await?;
+                    debug!(error = %e, %tp, "WriteTxnMarkers will be retried");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    self.refresh_for_retry(&[&tp.topic]).await?;
                 }
                 other => return other,
             }

@@ -69,7 +69,8 @@ impl CoordinatorCache {
 /// the top-level fields of versions 0-3 at their defaults (no error, node 0 at `:0`), which must
 /// not be read as an answer. Neither that nor a node no client can reach (negative id, empty
 /// host, port outside 1..=65535) is ever cached or dialled: each is COORDINATOR_NOT_AVAILABLE,
-/// which the caller retries with backoff until `request.timeout.ms`.
+/// which the caller retries with backoff until its deadline (`request.timeout.ms`, or an admin
+/// call's timeout).
 pub(crate) fn coordinator_in(
     response: &FindCoordinatorResponse,
     version: i16,

@@ -307,13 +307,23 @@ impl Cluster {
     /// COORDINATOR_NOT_AVAILABLE and COORDINATOR_LOAD_IN_PROGRESS until `request.timeout.ms`.
     /// Returns the coordinator's node id and a connection to it on the coordinator lane.
     pub async fn coordinator(&self, kind: CoordinatorKind, key: &str) -> Result<(i32, Connection)> {
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        self.coordinator_by(kind, key, deadline).await
+    }
+
+    /// [`Cluster::coordinator`], retrying until `deadline` (an admin call's own deadline).
+    pub async fn coordinator_by(
+        &self,
+        kind: CoordinatorKind,
+        key: &str,
+        deadline: Instant,
+    ) -> Result<(i32, Connection)> {
         if let Some(node) = self.inner.coordinators.get(kind, key) {
             match self.connection(node, Lane::Coordinator).await {
                 Ok(conn) => return Ok((node, conn)),
                 Err(_) => self.inner.coordinators.invalidate(kind, key, node),
             }
         }
-        let deadline = Instant::now() + self.inner.config.request_timeout;
         let mut backoff = self.retry_backoff();
         loop {
             match self.find_coordinator(kind, key).await {

@@ -203,7 +203,10 @@ impl Consumer {
     /// ```
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
-        let cluster = Cluster::connect(config.client.clone()).await?;
+        // The consumer's own `default.api.timeout.ms` bounds the admin calls it makes too.
+        let mut client = config.client.clone();
+        client.default_api_timeout = config.default_api_timeout;
+        let cluster = Cluster::connect(client).await?;
         let registry = Arc::downgrade(&cluster.pool().metrics().0);
         let exported = registry.clone();
         crate::metrics::spawn_exporter(config.client.metrics_enabled, move || {

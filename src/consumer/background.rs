@@ -15,8 +15,6 @@
 //! answer only fills positions still missing; a `seek` made meanwhile wins.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
-
 use tokio::task::{JoinError, JoinSet};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -137,9 +135,9 @@ impl Consumer {
             }
         };
         let admin = Admin::from_cluster(self.cluster.clone());
-        let (isolation, timeout) = (self.config.isolation_level, self.config.default_api_timeout);
+        let isolation = self.config.isolation_level;
         self.background.lookups.spawn(async move {
-            let found = list_offsets(&admin, &missing, spec, isolation, timeout).await;
+            let found = list_offsets(&admin, &missing, spec, isolation).await;
             LookupAnswer::Reset { spec, found }
         });
         Ok(())
@@ -310,23 +308,16 @@ impl Consumer {
     }
 }
 
-/// ListOffsets for `partitions`, bounded by `timeout` (Admin's own retries inside).
+/// ListOffsets for `partitions`; the admin call's own deadline is the consumer's
+/// `default.api.timeout.ms` (`Consumer::connect` gives it to the cluster's config).
 pub(super) async fn list_offsets(
     admin: &Admin,
     partitions: &[TopicPartition],
     spec: OffsetSpec,
     isolation: IsolationLevel,
-    timeout: Duration,
 ) -> Result<Vec<(TopicPartition, i64)>> {
     let specs: Vec<(TopicPartition, OffsetSpec)> =
         partitions.iter().map(|tp| (tp.clone(), spec)).collect();
-    let answers = tokio::time::timeout(timeout, admin.list_offsets(&specs, isolation))
-        .await
-        .map_err(|_| Error::Timeout {
-            api: Some(crate::error::ApiKey::ListOffsets),
-            broker: None,
-            after: timeout,
-            outcome_unknown: false,
-        })??;
+    let answers = admin.list_offsets(&specs, isolation).await?;
     Ok(answers.into_iter().map(|(tp, o)| (tp, o.offset)).collect())
 }

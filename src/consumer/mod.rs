@@ -436,9 +436,8 @@ impl Consumer {
             self.state_mut(tp)?;
         }
         let admin = Admin::from_cluster(self.cluster.clone());
-        let (isolation, timeout) = (self.config.isolation_level, self.config.default_api_timeout);
-        let offsets =
-            background::list_offsets(&admin, partitions, spec, isolation, timeout).await?;
+        let isolation = self.config.isolation_level;
+        let offsets = background::list_offsets(&admin, partitions, spec, isolation).await?;
         for (tp, offset) in offsets {
             self.seek(&tp, offset)?;
         }

@@ -179,3 +179,35 @@ async fn polls_hand_out_records_while_an_auto_commit_is_unanswered() {
         .expect("commit");
     assert_eq!(cluster.commits().len(), 2);
 }
+
+/// `close` is bounded as Java's: at most 30 s and no longer than `request.timeout.ms` (1 s
+/// here), even while its last auto-commit is unanswered (a commit alone may retry until
+/// `default.api.timeout.ms`, 60 s here).
+#[tokio::test]
+async fn close_returns_by_its_bound_while_the_last_commit_is_unanswered() {
+    let cluster = FetchCluster::start(records_anywhere).await;
+    let mut config = cluster
+        .config()
+        .group_id("g")
+        .commit_mode(CommitMode::AutoAfterPoll)
+        .auto_commit_interval(Duration::from_secs(3600))
+        .default_api_timeout(Duration::from_secs(60));
+    config.client = config.client.request_timeout(Duration::from_secs(1));
+    let mut consumer = cluster.consumer(config, 0).await;
+    let offsets = first_records(&mut consumer, Duration::from_secs(20)).await;
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4]);
+    cluster.hold(ApiKey::OffsetCommit);
+
+    let closed = tokio::time::timeout(Duration::from_secs(20), consumer.close())
+        .await
+        .expect("close ended by its own bound");
+    match closed {
+        Err(josefk::Error::Timeout {
+            after,
+            outcome_unknown: true,
+            ..
+        }) => assert_eq!(after, Duration::from_secs(1)),
+        other => panic!("expected close to time out after 1 s, got {other:?}"),
+    }
+    assert!(!cluster.commits().is_empty(), "the last commit was sent");
+}

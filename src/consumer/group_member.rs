@@ -19,6 +19,10 @@ use crate::record::TopicPartition;
 use crate::state::assignor::RebalanceProtocol;
 use crate::state::membership::MemberTimers;
 
+/// Java's `KafkaConsumer.close()` bound (`DEFAULT_CLOSE_TIMEOUT_MS`), itself capped by
+/// `request.timeout.ms` as Java's `createTimerForRequest` does.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Called inside [`Consumer::poll`] when a rebalance changes the assignment (Java
 /// `ConsumerRebalanceListener`). Calls are synchronous and should be quick: a slow callback
 /// delays the rebalance for the whole group.
@@ -225,16 +229,36 @@ impl Consumer {
     /// # Ok(()) }
     /// ```
     ///
+    /// Bounded as Java's `close()`: 30 s, and no longer than `request.timeout.ms`, for the
+    /// commit, the leave and the last metrics push together. Past it the consumer is closed
+    /// anyway and `close` fails with [`Error::Timeout`] (outcome unknown: the commit or the leave
+    /// may still have reached the broker); a member that did not leave is dropped by the group
+    /// after `session.timeout.ms`.
+    ///
     /// Cancellation: a dropped `close` may have committed (auto-commit modes) and may not have
     /// left the group; the group then drops this member after `session.timeout.ms`, as it always
     /// does a static member.
     pub async fn close(mut self) -> Result<()> {
         let telemetry = self.telemetry.take();
-        let wait = self.config.client.request_timeout;
-        let result = self.leave_on_close().await;
+        let bound = CLOSE_TIMEOUT.min(self.config.client.request_timeout);
+        let deadline = Instant::now() + bound;
+        let result = match tokio::time::timeout_at(deadline, self.leave_on_close()).await {
+            Ok(result) => result,
+            Err(_) => {
+                warn!(after = ?bound, "consumer close timed out before its last commit and leave were answered");
+                Err(Error::Timeout {
+                    api: None,
+                    broker: None,
+                    after: bound,
+                    outcome_unknown: true,
+                })
+            }
+        };
         if let Some(telemetry) = telemetry {
             // The last metrics push (KIP-714), after the last commit and the leave.
-            telemetry.close(wait).await;
+            telemetry
+                .close(deadline.saturating_duration_since(Instant::now()))
+                .await;
         }
         result
     }

@@ -545,3 +545,44 @@ async fn a_position_out_of_range_is_reset_at_once() {
     let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, vec![0, 1, 2], "errors: {errors:?}");
 }
+
+/// `seek_to_beginning` on a broker that answers ListOffsets with -1 (no offset known): asked
+/// again after the backoff until `default.api.timeout.ms`, then a timeout naming ListOffsets;
+/// the position stays where it was (no seek to -1, no "negative offset" error).
+#[tokio::test]
+async fn seek_to_beginning_answered_minus_one_asks_again_then_times_out() {
+    let cluster = FetchCluster::start(|_| FetchAnswer::EmptyAfterWait).await;
+    cluster.list_offsets_answer(-1);
+    let config = cluster.config().default_api_timeout(Duration::from_secs(2));
+    let mut consumer = cluster.consumer(config, 5).await;
+    let tp = josefk::TopicPartition::new(TOPIC, 0);
+
+    let error = consumer
+        .seek_to_beginning(std::slice::from_ref(&tp))
+        .await
+        .expect_err("no offset known");
+    assert!(
+        matches!(
+            error,
+            josefk::Error::Timeout {
+                api: Some(josefk::error::ApiKey::ListOffsets),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let asked = cluster.list_offsets().len();
+    eprintln!("seek_to_beginning: {asked} ListOffsets in 2 s");
+    assert!(
+        (2..=MAX_FETCHES_IN_WINDOW).contains(&asked),
+        "{asked} ListOffsets"
+    );
+    assert_eq!(consumer.position(&tp).await.unwrap(), 5);
+
+    cluster.list_offsets_answer(3);
+    consumer
+        .seek_to_beginning(std::slice::from_ref(&tp))
+        .await
+        .expect("seek");
+    assert_eq!(consumer.position(&tp).await.unwrap(), 3);
+}

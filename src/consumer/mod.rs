@@ -416,7 +416,9 @@ impl Consumer {
         Ok(())
     }
 
-    /// Moves `partitions` to their log start offsets (ListOffsets, earliest).
+    /// Moves `partitions` to their log start offsets (ListOffsets, earliest). A partition the
+    /// broker knows no offset for yet (-1) is asked again after the backoff until
+    /// `default.api.timeout.ms` ([`Error::Timeout`]); no position moves unless all do.
     ///
     /// Cancellation: dropping the future leaves the positions unchanged.
     pub async fn seek_to_beginning(&mut self, partitions: &[TopicPartition]) -> Result<()> {
@@ -424,21 +426,53 @@ impl Consumer {
     }
 
     /// Moves `partitions` to their ends: the high watermark, or the last stable offset under
-    /// `read_committed`.
+    /// `read_committed`. Retried and bounded as [`Consumer::seek_to_beginning`].
     ///
     /// Cancellation: dropping the future leaves the positions unchanged.
     pub async fn seek_to_end(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.seek_to(partitions, OffsetSpec::Latest).await
     }
 
+    /// Partitions answered with no offset (-1: the broker knows none yet) are asked again after
+    /// the backoff, as Java's offset reset does, until `default.api.timeout.ms`; positions move
+    /// only once every partition has its offset.
     async fn seek_to(&mut self, partitions: &[TopicPartition], spec: OffsetSpec) -> Result<()> {
         for tp in partitions {
             self.state_mut(tp)?;
         }
         let admin = Admin::from_cluster(self.cluster.clone());
         let isolation = self.config.isolation_level;
-        let offsets = background::list_offsets(&admin, partitions, spec, isolation).await?;
-        for (tp, offset) in offsets {
+        let timeout = self.config.default_api_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut backoff = self.cluster.retry_backoff();
+        let mut pending: Vec<TopicPartition> = partitions.to_vec();
+        let mut found: Vec<(TopicPartition, i64)> = Vec::with_capacity(partitions.len());
+        loop {
+            let answers = background::list_offsets(&admin, &pending, spec, isolation).await?;
+            pending.clear();
+            for (tp, offset) in answers {
+                if offset < 0 {
+                    pending.push(tp);
+                } else {
+                    found.push((tp, offset));
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let wake = Instant::now() + backoff.next_delay();
+            if wake >= deadline {
+                return Err(Error::Timeout {
+                    api: Some(crate::error::ApiKey::ListOffsets),
+                    broker: None,
+                    after: timeout,
+                    outcome_unknown: false,
+                });
+            }
+            debug!(partitions = ?pending, ?spec, "ListOffsets answered no offset; asking again");
+            tokio::time::sleep_until(wake).await;
+        }
+        for (tp, offset) in found {
             self.seek(&tp, offset)?;
         }
         Ok(())

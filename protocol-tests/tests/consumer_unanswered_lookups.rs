@@ -211,3 +211,29 @@ async fn close_returns_by_its_bound_while_the_last_commit_is_unanswered() {
     }
     assert!(!cluster.commits().is_empty(), "the last commit was sent");
 }
+
+/// A lookup that failed (here: ListOffsets unanswered past `default.api.timeout.ms`) is reported
+/// once, and the next `position` starts a new one after the backoff instead of sleeping out its
+/// whole timeout.
+#[tokio::test]
+async fn position_after_a_failed_lookup_asks_again_after_the_backoff() {
+    let cluster = FetchCluster::start(records_anywhere).await;
+    cluster.list_offsets_answer(7);
+    cluster.hold(ApiKey::ListOffsets);
+    let config = cluster.config().default_api_timeout(Duration::from_secs(1));
+    let mut consumer = cluster.consumer_without_position(config).await;
+    let tp = josefk::TopicPartition::new(consumer_support::TOPIC, 0);
+
+    let first = tokio::time::timeout(Duration::from_secs(20), consumer.position(&tp))
+        .await
+        .expect("position ends by its timeout");
+    assert!(
+        matches!(first, Err(josefk::Error::Timeout { .. })),
+        "{first:?}"
+    );
+    cluster.release();
+    let second = tokio::time::timeout(Duration::from_secs(20), consumer.position(&tp))
+        .await
+        .expect("position ends by its timeout");
+    assert_eq!(second.expect("asked again, answered"), 7);
+}

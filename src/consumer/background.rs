@@ -59,8 +59,9 @@ pub(super) struct Background {
     /// Bumped whenever partitions start waiting for their committed offsets.
     epoch: u64,
     /// After a failed lookup, the next one waits until then (`retry.backoff.ms`).
-    next_lookup: Option<Instant>,
-    /// A failed lookup's error, for the next `poll` (or `position`).
+    pub(super) next_lookup: Option<Instant>,
+    /// A lookup's error that retrying cannot mend (authorization, say), for the next `poll` (or
+    /// `position`); retriable ones are only retried.
     pub(super) lookup_error: Option<Error>,
 }
 
@@ -187,10 +188,16 @@ impl Consumer {
         match failed {
             None => self.background.next_lookup = None,
             Some(e) => {
-                debug!(error = %e, "position lookup failed");
                 let retry = self.config.client.retry_backoff;
                 self.background.next_lookup = Some(Instant::now() + retry);
-                self.background.lookup_error.get_or_insert(e);
+                if e.is_retriable() {
+                    // As Java's offset reset: retried after the backoff, not thrown from poll
+                    // (a caller's own timeout still ends `position`).
+                    debug!(error = %e, "position lookup failed; asking again after the backoff");
+                } else {
+                    warn!(error = %e, "position lookup failed");
+                    self.background.lookup_error.get_or_insert(e);
+                }
             }
         }
     }

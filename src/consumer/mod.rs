@@ -717,11 +717,13 @@ impl Consumer {
     }
 
     /// The earliest time after `now` a partition or leader that is backing off may be fetched.
+    /// A position lookup that failed counts too: the next one may start then.
     fn next_retry(&self, now: Instant) -> Option<Instant> {
         let partitions = self.assignment.values().map(|s| &s.retry);
         partitions
             .chain(self.node_retry.values())
             .filter_map(FetchRetry::not_before)
+            .chain(self.background.next_lookup)
             .filter(|at| *at > now)
             .min()
     }

@@ -237,3 +237,43 @@ async fn position_after_a_failed_lookup_asks_again_after_the_backoff() {
         .expect("position ends by its timeout");
     assert_eq!(second.expect("asked again, answered"), 7);
 }
+
+/// Auto-commits keep going while every poll is served from the buffer (3,000 records fetched at
+/// once, one handed out per poll): a finished auto-commit is taken in by the next poll, not only
+/// by one that finds nothing buffered. Before, one auto-commit went out in 2,000 polls.
+#[tokio::test]
+async fn auto_commits_keep_coming_while_polls_are_served_from_the_buffer() {
+    let cluster = FetchCluster::start(|f| {
+        if f.offset < 0 {
+            FetchAnswer::EmptyAtOnce
+        } else {
+            FetchAnswer::Records(plain_batch(f.offset, 3000))
+        }
+    })
+    .await;
+    let mut config = cluster
+        .config()
+        .group_id("g")
+        .commit_mode(CommitMode::AutoAfterPoll)
+        .max_poll_records(1)
+        .auto_commit_interval(Duration::from_millis(1));
+    config.client = config.client.request_timeout(Duration::from_secs(60));
+    let mut consumer = cluster.consumer(config, 0).await;
+    let mut next = 0;
+    while next < 2000 {
+        for record in consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .expect("poll")
+        {
+            assert_eq!(record.offset, next, "in order, none twice");
+            next += 1;
+        }
+        if next % 100 == 0 {
+            // Time for the commits to be answered.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let commits = cluster.commits().len();
+    assert!(commits > 5, "only {commits} auto-commits in 2,000 polls");
+}

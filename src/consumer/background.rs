@@ -74,9 +74,12 @@ impl Background {
 
 impl Consumer {
     /// `tp` gets its position from the group's committed offset (looked up in the background).
+    /// A lookup still running was asked before this and cannot be used: it is stopped (it only
+    /// reads) rather than waited for, since it may be waiting out a dead owner's transaction.
     pub(super) fn await_committed(&mut self, tp: TopicPartition) {
         self.awaiting_committed.insert(tp);
         self.background.epoch += 1;
+        self.background.lookups.abort_all();
     }
 
     /// Applies lookups and auto-commits that finished, without waiting.
@@ -161,17 +164,17 @@ impl Consumer {
 
     pub(super) fn apply_lookup(&mut self, joined: std::result::Result<LookupAnswer, JoinError>) {
         let failed = match joined {
+            // Stopped by `await_committed`: the next lookup asks again.
+            Err(e) if e.is_cancelled() => None,
             Err(e) => Some(Error::Failed(format!("position lookup task failed: {e}"))),
+            Ok(LookupAnswer::Committed { epoch, .. }) if epoch != self.background.epoch => {
+                debug!("committed offsets asked before the assignment changed: asking again");
+                None
+            }
             Ok(LookupAnswer::Committed {
-                epoch,
-                partitions,
-                found,
+                partitions, found, ..
             }) => match found {
                 Err(e) => Some(e),
-                Ok(_) if epoch != self.background.epoch => {
-                    debug!("committed offsets asked before the assignment changed: asking again");
-                    None
-                }
                 Ok(found) => {
                     self.apply_committed(partitions, &found);
                     None
@@ -260,6 +263,12 @@ impl Consumer {
     /// task (Java's auto-commit is asynchronous too); one still running skips this interval.
     /// Failures are logged; the next interval retries.
     pub(super) fn maybe_auto_commit(&mut self) {
+        // A finished one counts as running until taken in, and a poll that hands out buffered
+        // records never reaches the loop that takes it: without this, auto-commits stopped for
+        // as long as records stayed buffered.
+        while let Some(joined) = self.background.auto_commits.try_join_next() {
+            self.apply_auto_commit(joined);
+        }
         if self.config.commit_mode != CommitMode::AutoAfterPoll
             || self.last_auto_commit.elapsed() < self.config.auto_commit_interval
             || !self.background.auto_commits.is_empty()

@@ -240,6 +240,10 @@ impl Consumer {
     /// does a static member.
     pub async fn close(mut self) -> Result<()> {
         let telemetry = self.telemetry.take();
+        // Only a commit can have been applied without an answer.
+        let may_commit = self.membership.is_some()
+            && (self.config.commit_mode == CommitMode::AutoAfterPoll
+                || !self.background.auto_commits.is_empty());
         let bound = CLOSE_TIMEOUT.min(self.config.client.request_timeout);
         let deadline = Instant::now() + bound;
         let result = match tokio::time::timeout_at(deadline, self.leave_on_close()).await {
@@ -250,7 +254,7 @@ impl Consumer {
                     api: None,
                     broker: None,
                     after: bound,
-                    outcome_unknown: true,
+                    outcome_unknown: may_commit,
                 })
             }
         };
@@ -334,7 +338,8 @@ impl Consumer {
     /// Starts committing the current positions without waiting (Java `commitAsync()`): the commit
     /// runs as its own task; await the handle for its outcome, or drop it. Commits started one
     /// after another are sent in order, but one retried after a coordinator error may land after
-    /// a later one: commit synchronously before closing or on revocation, as with Java.
+    /// a later one (so may an auto-commit still running under `CommitMode::AutoAfterPoll`):
+    /// commit synchronously before closing or on revocation, as with Java.
     pub fn commit_async(&mut self) -> Result<CommitHandle> {
         self.group_id()?;
         let offsets = self.positions();
@@ -660,6 +665,9 @@ impl Consumer {
         }
         if lost {
             debug!(partitions = held.len(), "partitions lost");
+            // An auto-commit still retrying would be sent under the member's next identity and
+            // could move back offsets the partitions' new owner has committed since.
+            self.background.auto_commits.abort_all();
             self.listener.with(|l| l.on_partitions_lost(&held));
         } else {
             debug!(partitions = held.len(), "revoking every partition");

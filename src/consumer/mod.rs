@@ -447,8 +447,17 @@ impl Consumer {
         let mut backoff = self.cluster.retry_backoff();
         let mut pending: Vec<TopicPartition> = partitions.to_vec();
         let mut found: Vec<(TopicPartition, i64)> = Vec::with_capacity(partitions.len());
+        let timed_out = || Error::Timeout {
+            api: Some(crate::error::ApiKey::ListOffsets),
+            broker: None,
+            after: timeout,
+            outcome_unknown: false,
+        };
         loop {
-            let answers = background::list_offsets(&admin, &pending, spec, isolation).await?;
+            let ask = background::list_offsets(&admin, &pending, spec, isolation);
+            let answers = tokio::time::timeout_at(deadline, ask)
+                .await
+                .map_err(|_| timed_out())??;
             pending.clear();
             for (tp, offset) in answers {
                 if offset < 0 {
@@ -462,12 +471,7 @@ impl Consumer {
             }
             let wake = Instant::now() + backoff.next_delay();
             if wake >= deadline {
-                return Err(Error::Timeout {
-                    api: Some(crate::error::ApiKey::ListOffsets),
-                    broker: None,
-                    after: timeout,
-                    outcome_unknown: false,
-                });
+                return Err(timed_out());
             }
             debug!(partitions = ?pending, ?spec, "ListOffsets answered no offset; asking again");
             tokio::time::sleep_until(wake).await;
@@ -624,6 +628,12 @@ impl Consumer {
         if self.membership.is_some() {
             self.maybe_auto_commit();
         }
+        // Here too, not only in the loop below: a poll that hands out buffered records returns
+        // before reaching it, and a partition assigned meanwhile would get no position until
+        // the other partitions' buffers ran dry. An error (`auto.offset.reset=none`) is left to
+        // the loop, which reports it once nothing buffered is left to hand out.
+        self.take_finished_background();
+        let _ = self.start_position_lookup();
         loop {
             if self.subscribed() && !self.ensure_group(deadline).await? {
                 return Ok(Vec::new());

@@ -1,6 +1,7 @@
 //! The transactional producer's state machine and its coordinator requests. How coordinator errors
 //! are classified ([`classify_coordinator_error`], [`ErrorContext`], [`TxnError`]) lives in
-//! `transaction_errors` and is re-exported here.
+//! `transaction_errors`, and what is in a transaction (its partitions and offsets, their requests'
+//! answers, [`TransactionalGate`]) in `contents`; both are re-exported here.
 //!
 //! [`TxnState`] is Java's `TransactionManager.State` (without KIP-939's `PREPARED_TRANSACTION`,
 //! whose public API Kafka 4.1/4.2 removed), and [`TxnState::transition`] is its
@@ -22,8 +23,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::accumulator::{DrainGate, ProducerBatch};
-use super::sequence::{IdempotenceState, ProducerIdAndEpoch};
+use super::sequence::ProducerIdAndEpoch;
 use kafka_protocol::error::ResponseError;
 use crate::error::{ApiKey, Error, ErrorClass, Result};
 use crate::record::TopicPartition;
@@ -32,22 +32,11 @@ pub use super::transaction_errors::{
     classify_coordinator_error, needs_coordinator_lookup, ErrorContext, TxnError,
 };
 
-/// The longest retry wait after CONCURRENT_TRANSACTIONS on a transaction's first
-/// AddPartitionsToTxn or on its offsets requests: the previous transaction is still completing
-/// and will be done soon (Java waits this long for AddPartitionsToTxn,
-/// `ADD_PARTITIONS_RETRY_BACKOFF_MS`, KAFKA-5482).
-pub const ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF: Duration = Duration::from_millis(20);
-
-/// First retry wait after CONCURRENT_TRANSACTIONS on a transaction's first AddPartitionsToTxn,
-/// on TxnOffsetCommit or on AddOffsetsToTxn; each further one in a row doubles it up to
-/// [`ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF`]. On v1 the first AddPartitionsToTxn of the next
-/// transaction meets the previous one's markers being written, which on a healthy cluster takes
-/// a few milliseconds: Java's fixed 20 ms cost each such transaction more than the wait. Under v2
-/// the pipeline's TxnOffsetCommit often reaches the group coordinator a millisecond or two after
-/// EndTxn was answered, while the previous markers are still being written (the verification of
-/// `__consumer_offsets` meets the ending transaction): the window is short, and the default
-/// `retry.backoff.ms` (100 ms) made each such transaction ~100 ms longer.
-pub const OFFSETS_CONCURRENT_RETRY_BACKOFF: Duration = Duration::from_millis(2);
+mod contents;
+pub use contents::TransactionalGate;
+// Used by the unit tests and, with `unstable-internals`, the tests' facade.
+#[cfg_attr(not(feature = "unstable-internals"), allow(unused_imports))]
+pub use contents::{ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF, OFFSETS_CONCURRENT_RETRY_BACKOFF};
 
 /// The states of a transactional producer (Java `TransactionManager.State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -194,6 +183,8 @@ pub enum TxnRequest {
 pub enum TxnStep {
     /// The request succeeded. With `new_producer`, call
     /// [`IdempotenceState::set_producer_id`]`(p, true)`: a new epoch restarts every sequence.
+    ///
+    /// [`IdempotenceState::set_producer_id`]: super::sequence::IdempotenceState::set_producer_id
     Done {
         /// The producer id and epoch from now on, if they changed.
         new_producer: Option<ProducerIdAndEpoch>,
@@ -465,55 +456,6 @@ impl TransactionManager {
         Ok(())
     }
 
-    /// A record is about to be sent to `tp` (Java `maybeAddPartition`). v1 queues it for
-    /// AddPartitionsToTxn; v2 adds it implicitly (Produce v12 does it on the broker).
-    pub fn maybe_add_partition(&mut self, tp: &TopicPartition) -> Result<()> {
-        self.fail_if_error()?;
-        if !self.producer().is_valid() || self.state() != TxnState::InTransaction {
-            return Err(Error::InvalidState(format!(
-                "cannot add {tp} to a transaction in state {:?}",
-                self.state()
-            )));
-        }
-        if self.partitions.contains(tp) || self.pending_partitions.contains(tp) {
-            return Ok(());
-        }
-        match self.protocol {
-            TxnProtocol::V2 => self.partitions.insert(tp.clone()),
-            TxnProtocol::V1 => self.new_partitions.insert(tp.clone()),
-        };
-        Ok(())
-    }
-
-    /// Whether batches for `tp` may be sent (Java `isSendToPartitionAllowed`): under v1 only once
-    /// the coordinator has added it.
-    pub fn is_send_to_partition_allowed(&self, tp: &TopicPartition) -> bool {
-        self.state() != TxnState::FatalError
-            && (self.protocol == TxnProtocol::V2 || self.partitions.contains(tp))
-    }
-
-    /// `sendOffsetsToTransaction` for `group_id`: v1 sends AddOffsetsToTxn first, v2 goes straight
-    /// to TxnOffsetCommit v5.
-    pub fn begin_send_offsets(&mut self, group_id: &str) -> Result<()> {
-        self.fail_if_error()?;
-        if self.state() != TxnState::InTransaction {
-            return Err(Error::InvalidState(
-                "cannot send offsets outside a transaction".into(),
-            ));
-        }
-        self.offsets = Some(match self.protocol {
-            TxnProtocol::V1 => Offsets::AddOffsets(group_id.to_owned()),
-            TxnProtocol::V2 => Offsets::Commit(group_id.to_owned()),
-        });
-        Ok(())
-    }
-
-    /// Whether offsets of `begin_send_offsets` are still to be committed: false once they were,
-    /// or were dropped (refused, or their transaction aborted).
-    pub fn offsets_pending(&self) -> bool {
-        self.offsets.is_some()
-    }
-
     /// `commitTransaction`: fails if the transaction is abort-only. Calling it again while the
     /// commit is under way resumes it.
     pub fn begin_commit(&mut self) -> Result<()> {
@@ -661,176 +603,6 @@ impl TransactionManager {
         })
     }
 
-    /// The AddPartitionsToTxn response: each requested partition's error, if any. Every error
-    /// counts, as in Java; unlike Java, only a partition we asked for can join the transaction,
-    /// and one the answer left out is asked for again after the retry backoff (Java keeps it
-    /// pending and never asks again).
-    pub fn on_add_partitions(
-        &mut self,
-        results: &[(TopicPartition, Option<ResponseError>)],
-    ) -> Result<TxnStep> {
-        let requested = match self.take_in_flight(ApiKey::AddPartitionsToTxn)? {
-            TxnRequest::AddPartitionsToTxn { partitions } => partitions,
-            _ => Vec::new(),
-        };
-        for (_, code) in results {
-            self.note_outcome(*code);
-        }
-        let api = ApiKey::AddPartitionsToTxn;
-        let mut refused = None;
-        for (_, code) in results {
-            let Some(code) = *code else { continue };
-            match classify_coordinator_error(api, code, &self.ctx()) {
-                ErrorClass::Retriable => {
-                    let first = self.partitions.is_empty();
-                    if first && code == ResponseError::ConcurrentTransactions {
-                        return Ok(self.concurrent_retry(api, code));
-                    }
-                    self.concurrent_in_a_row = 0;
-                    return Ok(TxnStep::Retry {
-                        lookup_coordinator: needs_coordinator_lookup(api, code),
-                        backoff: None,
-                    });
-                }
-                // Java fails at once on these; other refusals are collected, a topic
-                // authorization failure being the reason reported.
-                ErrorClass::Abortable
-                    if !matches!(
-                        code,
-                        ResponseError::TransactionAbortable | ResponseError::UnknownProducerId
-                    ) =>
-                {
-                    if refused.is_none() || code == ResponseError::TopicAuthorizationFailed {
-                        refused = Some(code);
-                    }
-                }
-                _ => return Ok(self.apply(api, code)),
-            }
-        }
-        self.concurrent_in_a_row = 0;
-        let answered: Vec<&TopicPartition> = results
-            .iter()
-            .map(|(tp, _)| tp)
-            .filter(|tp| requested.contains(tp))
-            .collect();
-        // Failed or not, these are no longer pending: retried batches to the partitions that
-        // were added must be able to go (Java comment in AddPartitionsToTxnHandler).
-        for tp in &answered {
-            self.pending_partitions.remove(*tp);
-        }
-        if let Some(code) = refused {
-            return Ok(self.apply(api, code));
-        }
-        // Only partitions we asked for join: one the coordinator named unasked was never
-        // registered by us, and its batches would go out unregistered. With nothing added the
-        // coordinator has no transaction, so no EndTxn is owed yet.
-        self.started |= !answered.is_empty();
-        self.partitions.extend(answered.into_iter().cloned());
-        // A partition the answer left out is still pending (an abort clears it): its batches
-        // wait, so ask again, paced like a retriable error rather than by the round trip.
-        if requested
-            .iter()
-            .any(|tp| self.pending_partitions.contains(tp))
-        {
-            return Ok(TxnStep::Retry {
-                lookup_coordinator: false,
-                backoff: None,
-            });
-        }
-        Ok(TxnStep::Done { new_producer: None })
-    }
-
-    /// The AddOffsetsToTxn response; on success TxnOffsetCommit is queued.
-    pub fn on_add_offsets(&mut self, code: Option<ResponseError>) -> Result<TxnStep> {
-        self.take_in_flight(ApiKey::AddOffsetsToTxn)?;
-        self.note_outcome(code);
-        let Some(code) = code else {
-            self.started = true;
-            if let Some(Offsets::AddOffsets(g)) = self.offsets.take() {
-                self.offsets = Some(Offsets::Commit(g));
-            }
-            self.concurrent_in_a_row = 0;
-            return Ok(TxnStep::Done { new_producer: None });
-        };
-        if code == ResponseError::ConcurrentTransactions {
-            return Ok(self.concurrent_retry(ApiKey::AddOffsetsToTxn, code));
-        }
-        self.concurrent_in_a_row = 0;
-        Ok(self.apply(ApiKey::AddOffsetsToTxn, code))
-    }
-
-    /// The TxnOffsetCommit response to a request for the `requested` partitions: each
-    /// partition's error. On `Retry`, resend the requested partitions not answered without an
-    /// error (Java `TxnOffsetCommitHandler` re-sends while `pendingTxnOffsetCommits` is not
-    /// empty): those whose error was retriable, and those the answer left out, whose offsets the
-    /// group coordinator may never have written. Reporting them committed would let the
-    /// transaction commit its output without its input offsets.
-    pub fn on_txn_offset_commit(
-        &mut self,
-        requested: &[TopicPartition],
-        results: &[(TopicPartition, Option<ResponseError>)],
-    ) -> Result<TxnStep> {
-        self.take_in_flight(ApiKey::TxnOffsetCommit)?;
-        for (_, code) in results {
-            self.note_outcome(*code);
-        }
-        let api = ApiKey::TxnOffsetCommit;
-        let mut retry = None;
-        let mut concurrent = false;
-        for code in results.iter().filter_map(|(_, c)| *c) {
-            match classify_coordinator_error(api, code, &self.ctx()) {
-                ErrorClass::Retriable => {
-                    let lookup = needs_coordinator_lookup(api, code);
-                    retry = Some(retry.unwrap_or(false) || lookup);
-                    concurrent |= code == ResponseError::ConcurrentTransactions;
-                }
-                _ => {
-                    self.offsets = None;
-                    self.concurrent_in_a_row = 0;
-                    return Ok(self.apply(api, code));
-                }
-            }
-        }
-        match retry {
-            Some(false) if concurrent => {
-                return Ok(self.concurrent_retry(api, ResponseError::ConcurrentTransactions))
-            }
-            Some(lookup_coordinator) => {
-                self.concurrent_in_a_row = 0;
-                return Ok(TxnStep::Retry {
-                    lookup_coordinator,
-                    backoff: None,
-                });
-            }
-            None => self.concurrent_in_a_row = 0,
-        }
-        let committed = |tp: &TopicPartition| results.iter().any(|(r, c)| r == tp && c.is_none());
-        if !requested.iter().all(committed) {
-            return Ok(TxnStep::Retry {
-                lookup_coordinator: false,
-                backoff: None,
-            });
-        }
-        self.offsets = None;
-        self.started = true;
-        Ok(TxnStep::Done { new_producer: None })
-    }
-
-    /// A retry after CONCURRENT_TRANSACTIONS on a transaction's first AddPartitionsToTxn or an
-    /// offsets request: soon, since the previous transaction's markers are nearly written (see
-    /// [`OFFSETS_CONCURRENT_RETRY_BACKOFF`]).
-    fn concurrent_retry(&mut self, api: ApiKey, code: ResponseError) -> TxnStep {
-        let doublings = self.concurrent_in_a_row.min(4);
-        self.concurrent_in_a_row += 1;
-        TxnStep::Retry {
-            lookup_coordinator: needs_coordinator_lookup(api, code),
-            backoff: Some(
-                (OFFSETS_CONCURRENT_RETRY_BACKOFF * (1 << doublings))
-                    .min(ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF),
-            ),
-        }
-    }
-
     /// The EndTxn response: on success, the next producer id and epoch EndTxn v5 returned (`None`
     /// before v5 or when its producer id is -1).
     pub fn on_end_txn(
@@ -880,26 +652,6 @@ impl TransactionManager {
         self.new_partitions.clear();
         self.pending_partitions.clear();
         self.partitions.clear();
-    }
-}
-
-/// The [`DrainGate`] of a transactional producer: a partition drains only once it is in the
-/// transaction, and then as the idempotence rules allow.
-#[derive(Debug)]
-pub struct TransactionalGate<'a> {
-    /// The transaction manager.
-    pub txn: &'a TransactionManager,
-    /// The sequence state.
-    pub idempotence: &'a mut IdempotenceState,
-}
-
-impl DrainGate for TransactionalGate<'_> {
-    fn may_drain<T>(&mut self, batch: &ProducerBatch<T>) -> bool {
-        self.txn.is_send_to_partition_allowed(batch.tp()) && self.idempotence.may_drain(batch)
-    }
-
-    fn on_drain<T>(&mut self, batch: &mut ProducerBatch<T>) {
-        self.idempotence.on_drain(batch);
     }
 }
 

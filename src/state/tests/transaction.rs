@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::state::accumulator::{Accumulator, AccumulatorConfig};
+use crate::state::sequence::IdempotenceState;
 use std::time::Instant;
 use ResponseError as E;
 use TxnState::*;

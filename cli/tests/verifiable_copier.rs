@@ -8,15 +8,15 @@
 mod common;
 mod verifiable_common;
 
+use std::collections::BTreeMap;
+
 use common::*;
 use verifiable_common::*;
 
 #[test]
 fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once() {
     let input = unique("tmc-in");
-    let inputs = verifiable_input(&input, 2, 600, true);
-    assert_eq!(inputs[0].len() + inputs[1].len(), 600);
-    assert!(!inputs[0].is_empty() && !inputs[1].is_empty());
+    write_verifiable_input(&input, 2, 600, true);
 
     let run = |java: bool, output: &str, extra: &[&str]| -> String {
         create_topic(output, 2);
@@ -49,7 +49,7 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
     // Group mode adds the `RebalanceComplete` line.
     assert_same_shapes(&java_group_out, &group_out, "stage");
 
-    for (who, out, output, partitions) in [
+    let runs = [
         ("Java", &java_out, &java_output, 1),
         ("josefk", &our_out, &our_output, 1),
         (
@@ -60,7 +60,22 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
         ),
         ("Java in group mode", &java_group_out, &java_group_output, 2),
         ("josefk in group mode", &group_out, &group_output, 2),
-    ] {
+    ];
+    // Both partitions of the input and of every output (partition 1 of a single-partition copy
+    // must stay empty), read side by side.
+    let reads: Vec<(&str, i32)> = std::iter::once(&input)
+        .chain(runs.iter().map(|r| r.2))
+        .flat_map(|t| [(t.as_str(), 0), (t.as_str(), 1)])
+        .collect();
+    let mut read_back: BTreeMap<(&str, i32), Vec<String>> = reads
+        .iter()
+        .copied()
+        .zip(java_read_partitions(&reads, true))
+        .collect();
+    let inputs = [0, 1].map(|p| read_back.remove(&(input.as_str(), p)).unwrap());
+    assert_eq!(inputs[0].len() + inputs[1].len(), 600);
+    assert!(!inputs[0].is_empty() && !inputs[1].is_empty());
+    for (who, out, output, partitions) in runs {
         let lines = json_lines(out);
         let last = lines.last().unwrap();
         assert_eq!(last["stage"], "ShutdownComplete", "{who}");
@@ -68,12 +83,12 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
         let copied: usize = inputs[..partitions].iter().map(Vec::len).sum();
         assert_eq!(last["totalProcessed"], copied, "{who}: {last}");
         for (p, want) in inputs[..partitions].iter().enumerate() {
-            let got = java_read_partition(output, p as i32, true);
+            let got = read_back.remove(&(output.as_str(), p as i32)).unwrap();
             assert_eq!(&got, want, "{who}: output partition {p} = input, in order");
         }
         if partitions == 1 {
             assert!(
-                java_read_partition(output, 1, true).is_empty(),
+                read_back[&(output.as_str(), 1)].is_empty(),
                 "{who}: only partition 0 copied"
             );
         }
@@ -83,8 +98,7 @@ fn transactional_message_copier_prints_what_java_prints_and_copies_exactly_once(
 #[test]
 fn copier_killed_mid_copy_and_restarted_copies_exactly_once() {
     let input = unique("tmc-kill-in");
-    let want = verifiable_input(&input, 1, 3000, false).remove(0);
-    assert_eq!(want.len(), 3000);
+    write_verifiable_input(&input, 1, 3000, false);
     let output = unique("tmc-kill-out");
     create_topic(&output, 1);
     let (id, group) = (unique("tmc-kill-txn"), unique("tmc-kill-group"));
@@ -114,7 +128,11 @@ fn copier_killed_mid_copy_and_restarted_copies_exactly_once() {
     let last = json_lines(&out).pop().unwrap();
     assert_eq!(last["stage"], "ShutdownComplete");
     assert_eq!(last["remaining"], 0, "{last}");
-    let got = java_read_partition(&output, 0, true);
+    // The input and the output, read side by side.
+    let [want, got]: [Vec<String>; 2] = java_read_partitions(&[(&input, 0), (&output, 0)], true)
+        .try_into()
+        .unwrap();
+    assert_eq!(want.len(), 3000);
     assert_eq!(got.len(), want.len(), "no record lost or copied twice");
     assert_eq!(got, want, "output = input, in order");
 }
@@ -124,7 +142,7 @@ fn copier_killed_mid_copy_and_restarted_copies_exactly_once() {
             with --include-ignored"]
 fn copier_in_group_mode_killed_and_restarted_copies_exactly_once() {
     let input = unique("tmc-gkill-in");
-    let want = verifiable_input(&input, 2, 3000, true);
+    write_verifiable_input(&input, 2, 3000, true);
     let output = unique("tmc-gkill-out");
     create_topic(&output, 2);
     let (id, group) = (unique("tmc-gkill-txn"), unique("tmc-gkill-group"));
@@ -154,19 +172,24 @@ fn copier_in_group_mode_killed_and_restarted_copies_exactly_once() {
     let last = lines.last().unwrap();
     assert_eq!(last["stage"], "ShutdownComplete");
     assert_eq!(last["remaining"], 0, "{last}");
-    for (p, want) in want.iter().enumerate() {
-        let got = java_read_partition(&output, p as i32, true);
+    let read = java_read_partitions(
+        &[(&input, 0), (&input, 1), (&output, 0), (&output, 1)],
+        true,
+    );
+    let (want, got) = read.split_at(2);
+    for (p, (want, got)) in want.iter().zip(got).enumerate() {
         assert_eq!(
-            &got, want,
+            got, want,
             "partition {p}: output = input, none lost or twice"
         );
     }
 }
 
 /// Writes `records` records to `topic` (made with `partitions` partitions) with Java's
-/// VerifiableProducer (keyed over 10 keys when `keyed`, so they spread over the partitions) and
-/// returns each partition's values as Java's read_committed console consumer reads them.
-fn verifiable_input(topic: &str, partitions: i32, records: usize, keyed: bool) -> Vec<Vec<String>> {
+/// VerifiableProducer (keyed over 10 keys when `keyed`, so they spread over the partitions). The
+/// tests read it back with Java's read_committed console consumer at their end, beside the
+/// output (the reads take 10 s each, side by side they overlap).
+fn write_verifiable_input(topic: &str, partitions: i32, records: usize, keyed: bool) {
     create_topic(topic, partitions);
     let bootstrap = bootstrap();
     let records = records.to_string();
@@ -176,9 +199,6 @@ fn verifiable_input(topic: &str, partitions: i32, records: usize, keyed: bool) -
     }
     args.extend_from_slice(&["--bootstrap-server", &bootstrap]);
     java_tool("org.apache.kafka.tools.VerifiableProducer", &args, None);
-    (0..partitions)
-        .map(|p| java_read_partition(topic, p, true))
-        .collect()
 }
 
 /// The copier's arguments (Java's names) for one run, without the tool name.

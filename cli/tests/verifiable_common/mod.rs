@@ -175,6 +175,27 @@ pub fn java_read_partition(topic: &str, partition: i32, read_committed: bool) ->
     .collect()
 }
 
+/// [`java_read_partition`] of each (topic, partition), in that order. The reads run side by side,
+/// a few at a time: each ends only after 10 s without a record (so that an extra record has its
+/// chance to show), which one after another cost 10 s apiece of CI's time budget.
+pub fn java_read_partitions(reads: &[(&str, i32)], read_committed: bool) -> Vec<Vec<String>> {
+    // Bounded: every read is a JVM start (seconds of CPU) on a 2-core machine.
+    const AT_ONCE: usize = 6;
+    let mut out = Vec::with_capacity(reads.len());
+    for batch in reads.chunks(AT_ONCE) {
+        std::thread::scope(|s| {
+            let running: Vec<_> = batch
+                .iter()
+                .map(|&(topic, p)| s.spawn(move || java_read_partition(topic, p, read_committed)))
+                .collect();
+            for r in running {
+                out.push(r.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+        });
+    }
+    out
+}
+
 pub fn named<'a>(lines: &'a [Value], name: &str) -> Vec<&'a Value> {
     lines.iter().filter(|v| v["name"] == name).collect()
 }

@@ -64,6 +64,17 @@ fn verifiable_producer_prints_what_java_prints_and_its_acks_are_in_the_log() {
     );
     assert_same_shapes(&java_out, &our_out, "name");
 
+    // Both topics' partitions as Java reads them back, the reads side by side.
+    let reads: Vec<(&str, i32)> = [&java_topic, &our_topic]
+        .iter()
+        .flat_map(|t| (0..3).map(move |p| (t.as_str(), p)))
+        .collect();
+    let mut read_back: BTreeMap<(&str, i32), Vec<String>> = reads
+        .iter()
+        .copied()
+        .zip(java_read_partitions(&reads, false))
+        .collect();
+
     let mut key_partition: Vec<BTreeMap<String, i64>> = Vec::new();
     for (who, out, topic) in [
         ("Java", &java_out, &java_topic),
@@ -105,7 +116,7 @@ fn verifiable_producer_prints_what_java_prints_and_its_acks_are_in_the_log() {
                 (0..acked.len() as i64).collect::<Vec<_>>(),
                 "{who}: partition {p}: dense offsets from 0"
             );
-            let log = java_read_partition(topic, p, false);
+            let log = read_back.remove(&(topic.as_str(), p)).unwrap();
             let acked_values: Vec<&str> = acked.iter().map(|(_, v)| *v).collect();
             assert_eq!(log, acked_values, "{who}: partition {p} read back by Java");
         }

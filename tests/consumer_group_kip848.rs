@@ -9,8 +9,9 @@
 //! its member did not hold. The listener order (revoked before assigned, lost for a fenced
 //! member) falls out of the same replay.
 //!
-//! The broker's `group.consumer.session.timeout.ms` (45 s by default) decides when a killed
-//! member's partitions move; timeouts are generous for that.
+//! The broker's `group.consumer.session.timeout.ms` decides when a killed member's partitions
+//! move: 45 s by default; the test that kills a member runs on a private broker where it is
+//! [`KILL_TEST_SESSION`], so that it does not wait out the default.
 
 mod common;
 
@@ -23,11 +24,18 @@ use josefk::consumer::{
     AutoOffsetReset, CommitMode, Consumer, ConsumerConfig, GroupProtocol, RebalanceListener,
 };
 use josefk::TopicPartition;
+use josefk_harness::ClusterSpec;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-const BROKER_SESSION: Duration = Duration::from_secs(45);
+/// The session of the private broker of the test that kills a member: a third of the default.
+/// A live member on a loaded machine still keeps its partitions: it would have to miss every
+/// heartbeat for 13 s (the heartbeat interval there is [`KILL_TEST_HEARTBEAT`]).
+const KILL_TEST_SESSION: Duration = Duration::from_secs(15);
+/// The heartbeat interval there (5 s by default): a member learns of a leave or join at its next
+/// heartbeat, so each rebalance of that test takes about this long.
+const KILL_TEST_HEARTBEAT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
@@ -270,7 +278,27 @@ async fn wait_delivered(log: &SharedLog, expected: usize, within: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn members_share_partitions_and_take_over_from_leaving_killed_and_joining_members() {
-    let bootstrap = common::bootstrap();
+    // Fail, never skip, without a broker: the shared one must exist even for this test.
+    let _ = common::bootstrap();
+    let session = KILL_TEST_SESSION.as_millis().to_string();
+    let heartbeat = KILL_TEST_HEARTBEAT.as_millis().to_string();
+    let cluster = common::PrivateCluster::start(
+        ClusterSpec::single()
+            .broker_property("group.consumer.min.session.timeout.ms", &session)
+            .broker_property("group.consumer.session.timeout.ms", &session)
+            .broker_property("group.consumer.min.heartbeat.interval.ms", &heartbeat)
+            .broker_property("group.consumer.heartbeat.interval.ms", &heartbeat),
+    )
+    .await;
+    let bootstrap = cluster.bootstrap_servers();
+    let result = tokio::spawn(share_take_over_kill_join(bootstrap)).await;
+    cluster.shutdown().await;
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn share_take_over_kill_join(bootstrap: String) {
     let topic = common::unique_topic("kip848-share");
     let group = format!("{topic}-g");
     create_topic(&bootstrap, &topic, 6).await;
@@ -315,7 +343,7 @@ async fn members_share_partitions_and_take_over_from_leaving_killed_and_joining_
         &[2, 3],
         &topic,
         6,
-        BROKER_SESSION + Duration::from_secs(60),
+        KILL_TEST_SESSION + Duration::from_secs(60),
     )
     .await;
     eprintln!("after kill ({:?}): {after_kill:?}", t.elapsed());

@@ -147,6 +147,6 @@ async fn classic_to_consumer_to_classic_while_copying_exactly_once() {
         "the group ends as a classic group"
     );
 
-    let out = java_read_committed(&bootstrap, &topics.output, RECORDS);
+    let out = java_read_committed(&bootstrap, &topics.output, RECORDS).await;
     assert_exactly("migration", &out, &all(RECORDS));
 }

@@ -79,7 +79,7 @@ async fn two_instances(bootstrap: &str, tag: &str) {
         RECORDS as u64,
         "committed input records, counted by the pipelines"
     );
-    let out = java_read_committed(bootstrap, &topics.output, RECORDS);
+    let out = java_read_committed(bootstrap, &topics.output, RECORDS).await;
     assert_exactly(tag, &out, &all(RECORDS));
 }
 
@@ -121,7 +121,7 @@ async fn dead_letters(bootstrap: &str, tag: &str) {
     let poisoned: BTreeSet<usize> = (0..RECORDS).filter(|&i| poison(i)).collect();
     assert_eq!(stats.dead_letters, poisoned.len() as u64);
     let healthy: BTreeSet<usize> = all(RECORDS).difference(&poisoned).copied().collect();
-    let out = java_read_committed(bootstrap, &topics.output, healthy.len());
+    let out = java_read_committed(bootstrap, &topics.output, healthy.len()).await;
     assert_exactly(tag, &out, &healthy);
     // The dead letters, read_committed, with their headers.
     let letters = read_committed(bootstrap, &dlq).await;
@@ -192,7 +192,7 @@ async fn fail_policy(bootstrap: &str, tag: &str) {
     let watcher = watcher(bootstrap, &group).await;
     let done = committed(&watcher, &topics).await as usize;
     assert!(done <= POISON, "committed past the poison: {done}");
-    let out = java_read_committed(bootstrap, &topics.output, done);
+    let out = java_read_committed(bootstrap, &topics.output, done).await;
     assert_exactly(tag, &out, &(0..done).collect());
 }
 
@@ -241,7 +241,7 @@ async fn stalled_transform(bootstrap: &str, tag: &str, v1: bool) -> PipelineStat
             "v1 cannot abort in place after the coordinator's timeout: {stats:?}"
         );
     }
-    let out = java_read_committed(bootstrap, &topics.output, RECORDS);
+    let out = java_read_committed(bootstrap, &topics.output, RECORDS).await;
     assert_exactly(tag, &out, &all(RECORDS));
     stats
 }
@@ -303,7 +303,7 @@ async fn fenced(bootstrap: &str, tag: &str) {
         expected.len() < RECORDS,
         "the copy was not finished when it was fenced"
     );
-    let out = java_read_committed(bootstrap, &topics.output, expected.len());
+    let out = java_read_committed(bootstrap, &topics.output, expected.len()).await;
     assert_exactly(tag, &out, &expected);
 }
 
@@ -345,7 +345,7 @@ async fn sigkilled_copiers(bootstrap: &str, tag: &str) {
         let stdout = String::from_utf8_lossy(&out.stdout);
         eprintln!("[{tag}] copier: {}", stdout.trim());
     }
-    let out = java_read_committed(bootstrap, &topics.output, RECORDS);
+    let out = java_read_committed(bootstrap, &topics.output, RECORDS).await;
     assert_exactly(tag, &out, &all(RECORDS));
 }
 

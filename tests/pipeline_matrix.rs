@@ -255,11 +255,12 @@ async fn run_cell(cluster: &common::PrivateCluster, bootstrap: &str, cell: Cell)
             .sum()
     };
     stop_reader.store(true, Ordering::Relaxed);
-    let out = java_read_committed(bootstrap, &topics.output, records);
+    // Done before the judge appends its end marks to the output.
+    let mut seen_during = reader.await.expect("the concurrent reader");
+    let out = java_read_committed(bootstrap, &topics.output, records).await;
     let expected: BTreeSet<usize> = (0..records).collect();
     // With two input partitions, two feed each output partition: no order to check across them.
     assert_exactly_ordered(tag, &out, &expected, cell.ordered);
-    let mut seen_during = reader.await.expect("the concurrent reader");
     assert_exactly_ordered(
         &format!("{tag} concurrent reader"),
         &seen_during,

@@ -194,14 +194,30 @@ pub async fn watcher(bootstrap: &str, group: &str) -> Consumer {
         .unwrap()
 }
 
+/// Value of the record [`java_read_committed`] appends to every partition it judges.
+const END_MARK: &str = "josefk-test: end of the output";
+
 /// Reads `topic` with Java's ConsoleConsumer in `read_committed`: (partition, value) in the order
-/// printed (each partition's records in offset order).
-pub fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec<(i32, String)> {
+/// printed (each partition's records in offset order). Call it once the copy has stopped (no
+/// transaction left open).
+///
+/// The judge must see any record beyond the `expected` ones. So that it need not wait out a
+/// timeout for one, every partition first gets an end mark, written outside any transaction:
+/// its last record, which read_committed shows only after every transaction before it ended.
+/// The tool asks for `expected` records plus the marks, and so stops when it has read every
+/// partition to its mark; a record too many makes the count run out before some mark, and the
+/// records read then hold a duplicate or an unexpected one, which [`assert_exactly`] reports. A
+/// read that ended by its timeout must still have reached every mark (else a transaction was
+/// left open and the records behind it were never judged). The marks are not returned.
+pub async fn java_read_committed(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+) -> Vec<(i32, String)> {
+    let partitions = mark_the_end(bootstrap, topic).await;
     let dist = KafkaDist::provision().expect("provision Kafka's tools");
-    // One more than expected, so the reader stops only at its timeout, after having had the
-    // chance to see any extra record.
-    let max = (expected + 1).to_string();
-    let args = [
+    let max = expected + partitions.len();
+    let args: Vec<String> = [
         "--bootstrap-server",
         bootstrap,
         "--topic",
@@ -212,18 +228,26 @@ pub fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec
         "--formatter-property",
         "print.partition=true",
         "--max-messages",
-        &max,
+        &max.to_string(),
+        // Only a lost record (or a transaction left open) lets the read end this way.
         "--timeout-ms",
         "10000",
-    ];
-    let out = josefk_harness::run_java_tool(
-        &dist,
-        "org.apache.kafka.tools.consumer.ConsoleConsumer",
-        &args,
-        Duration::from_secs(180),
-    )
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        josefk_harness::run_java_tool(
+            &dist,
+            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+            &args,
+            Duration::from_secs(180),
+        )
+    })
+    .await
+    .expect("the judge's thread")
     .expect("ConsoleConsumer");
-    String::from_utf8_lossy(&out.stdout)
+    let printed: Vec<(i32, String)> = String::from_utf8_lossy(&out.stdout)
         .lines()
         // Only records: the tool may print notices on stdout too.
         .filter(|l| l.starts_with("Partition:"))
@@ -235,7 +259,50 @@ pub fn java_read_committed(bootstrap: &str, topic: &str, expected: usize) -> Vec
                 .unwrap_or_else(|| panic!("line {l:?}"));
             (partition, value.to_owned())
         })
-        .collect()
+        .collect();
+    let read = printed.len();
+    let marked: BTreeSet<i32> = printed
+        .iter()
+        .filter(|(_, v)| v == END_MARK)
+        .map(|(p, _)| *p)
+        .collect();
+    let records: Vec<(i32, String)> = printed.into_iter().filter(|(_, v)| v != END_MARK).collect();
+    eprintln!(
+        "judge of {topic}: {} records, end marks of partitions {marked:?} of {partitions:?}",
+        records.len()
+    );
+    if read < max {
+        assert_eq!(
+            marked, partitions,
+            "the read_committed judge of {topic} stopped at its timeout before the end of every \
+             partition: a transaction left open?"
+        );
+    }
+    records
+}
+
+/// Appends [`END_MARK`] to every partition of `topic` (a plain producer, `acks=all`); returns the
+/// partitions.
+async fn mark_the_end(bootstrap: &str, topic: &str) -> BTreeSet<i32> {
+    let admin = Admin::connect(super::config(bootstrap)).await.unwrap();
+    let partitions: BTreeSet<i32> = admin.describe_topics(&[topic]).await.unwrap()[0]
+        .partitions
+        .iter()
+        .map(|p| p.partition)
+        .collect();
+    let producer = Producer::connect(ProducerConfig::with_client(super::config(bootstrap)))
+        .await
+        .unwrap();
+    let mut acks = Vec::new();
+    for &p in &partitions {
+        let mark = ProducerRecord::new(topic, END_MARK).partition(p);
+        acks.push(producer.send(mark).await.unwrap());
+    }
+    for a in acks {
+        a.await.expect("the end mark is written");
+    }
+    producer.close(Duration::from_secs(30)).await.unwrap();
+    partitions
 }
 
 /// Asserts the committed output is exactly `expected` (input indexes), each once, and that each

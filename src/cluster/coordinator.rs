@@ -146,7 +146,13 @@ mod tests {
             .clone()
             .with_coordinators(vec![coordinator("other", 1, "h", 9092)]);
         assert!(is_not_available(&coordinator_in(&other_key, 4, "g", None)));
-        for (node, host, port) in [(0, "", 0), (-1, "h", 9092), (1, "", 9092), (1, "h", 0), (1, "h", 70000)] {
+        for (node, host, port) in [
+            (0, "", 0),
+            (-1, "h", 9092),
+            (1, "", 9092),
+            (1, "h", 0),
+            (1, "h", 70000),
+        ] {
             let list = empty
                 .clone()
                 .with_coordinators(vec![coordinator("g", node, host, port)]);
@@ -164,14 +170,31 @@ mod tests {
             coordinator("other", 2, "x", 1),
             coordinator("g", 0, "h", 9092),
         ]);
-        assert_eq!(coordinator_in(&good, 4, "g", None).unwrap(), (0, "h:9092".to_owned()));
-        let good = empty.clone().with_node_id(BrokerId(3)).with_host("h".into()).with_port(9093);
-        assert_eq!(coordinator_in(&good, 0, "g", None).unwrap(), (3, "h:9093".to_owned()));
+        assert_eq!(
+            coordinator_in(&good, 4, "g", None).unwrap(),
+            (0, "h:9092".to_owned())
+        );
+        let good = empty
+            .clone()
+            .with_node_id(BrokerId(3))
+            .with_host("h".into())
+            .with_port(9093);
+        assert_eq!(
+            coordinator_in(&good, 0, "g", None).unwrap(),
+            (3, "h:9093".to_owned())
+        );
         // The broker's own error still wins, with its class.
-        let loading = empty.with_coordinators(vec![coordinator("g", -1, "", -1).with_error_code(14)]);
+        let loading =
+            empty.with_coordinators(vec![coordinator("g", -1, "", -1).with_error_code(14)]);
         let r = coordinator_in(&loading, 4, "g", None);
         assert!(
-            matches!(&r, Err(Error::Broker { code: crate::ErrorCode::CoordinatorLoadInProgress, .. })),
+            matches!(
+                &r,
+                Err(Error::Broker {
+                    code: crate::ErrorCode::CoordinatorLoadInProgress,
+                    ..
+                })
+            ),
             "{r:?}"
         );
     }

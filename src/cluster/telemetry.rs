@@ -169,9 +169,7 @@ async fn run(
                         client_id: &client_id,
                         start_ns,
                         now_ns: now_ns(),
-                        delta: machine
-                            .subscription()
-                            .is_some_and(|s| s.delta_temporality),
+                        delta: machine.subscription().is_some_and(|s| s.delta_temporality),
                     }
                 })
                 .await;

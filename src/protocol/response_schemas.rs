@@ -870,10 +870,7 @@ const DESCRIBE_TRANSACTIONS: Schema = Schema {
                 f("transaction_start_time_ms", Int64),
                 f("producer_id", Int64),
                 f("producer_epoch", Int16),
-                f(
-                    "topics",
-                    Array(&[f("topic", Str), f("partitions", Int32s)]),
-                ),
+                f("topics", Array(&[f("topic", Str), f("partitions", Int32s)])),
             ]),
         ),
     ],

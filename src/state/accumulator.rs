@@ -420,9 +420,8 @@ impl<T> Accumulator<T> {
             let backoff = retry_backoff(&self.config, first.attempts);
             let backing_off = backoff.is_some_and(|b| waited < b);
             // Slack shortens only the linger wait: `drain` checks backoff without it.
-            let wait_for = backoff.unwrap_or_else(|| {
-                self.config.linger.saturating_sub(self.config.linger_slack)
-            });
+            let wait_for = backoff
+                .unwrap_or_else(|| self.config.linger.saturating_sub(self.config.linger_slack));
             let full = queue.len() > 1 || first.is_full(self.config.batch_size);
             let sendable = full
                 || waited >= wait_for

@@ -142,7 +142,6 @@ impl StickyPartitioner {
         }
     }
 
-
     /// The partition for the next keyless record. Chooses one on first use; otherwise stays on the
     /// current one while it has a leader or none has. `available` (sorted) lists the partitions
     /// that have a leader now; when it is empty any of `0..num_partitions` may be chosen (Java

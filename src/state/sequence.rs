@@ -26,9 +26,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::accumulator::{BatchId, DrainGate, ProducerBatch};
-use kafka_protocol::error::ResponseError;
 use crate::error::{ApiKey, Error, ErrorClass};
 use crate::record::TopicPartition;
+use kafka_protocol::error::ResponseError;
 
 mod partition;
 // Used by the unit tests and, with `unstable-internals`, the tests' facade.

@@ -387,7 +387,9 @@ impl Telemetry {
             }
             codes::TELEMETRY_TOO_LARGE | codes::THROTTLING_QUOTA_EXCEEDED => Some(Some(interval)),
             // The broker will never accept what this client sends: telemetry off for good.
-            codes::INVALID_REQUEST | codes::INVALID_RECORD | codes::UNSUPPORTED_VERSION => Some(None),
+            codes::INVALID_REQUEST | codes::INVALID_RECORD | codes::UNSUPPORTED_VERSION => {
+                Some(None)
+            }
             // Anything unmapped is treated the same way, as Java does.
             _ => Some(None),
         }

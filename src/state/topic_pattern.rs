@@ -61,7 +61,10 @@ mod tests {
         let p = TopicPattern::new("orders-.*").unwrap();
         assert!(p.matches("orders-eu"));
         assert!(p.matches("orders-"));
-        assert!(!p.matches("old-orders-eu"), "a match inside the name is not enough");
+        assert!(
+            !p.matches("old-orders-eu"),
+            "a match inside the name is not enough"
+        );
         let p = TopicPattern::new("a|b").unwrap();
         assert!(p.matches("a") && p.matches("b"));
         assert!(!p.matches("ab"), "alternation is anchored as a whole");

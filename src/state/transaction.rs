@@ -24,9 +24,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::sequence::ProducerIdAndEpoch;
-use kafka_protocol::error::ResponseError;
 use crate::error::{ApiKey, Error, ErrorClass, Result};
 use crate::record::TopicPartition;
+use kafka_protocol::error::ResponseError;
 
 pub use super::transaction_errors::{
     classify_coordinator_error, needs_coordinator_lookup, ErrorContext, TxnError,

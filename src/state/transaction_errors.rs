@@ -6,8 +6,8 @@
 //! are `crate::state::transaction::{ErrorContext, TxnError, ...}`.
 
 use super::transaction::TxnProtocol;
-use kafka_protocol::error::ResponseError;
 use crate::error::{ApiKey, Error, ErrorClass, ErrorCode};
+use kafka_protocol::error::ResponseError;
 
 /// What decides a coordinator error's class besides the API and the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

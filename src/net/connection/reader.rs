@@ -138,7 +138,9 @@ mod tests {
     }
 
     fn payload(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
     }
 
     #[test]
@@ -159,7 +161,10 @@ mod tests {
         let target = reader.read_target();
         let room = target.capacity() - target.len();
         let rest = &wire[100..];
-        assert!(room >= rest.len(), "one read takes the rest and the next frame");
+        assert!(
+            room >= rest.len(),
+            "one read takes the rest and the next frame"
+        );
         target.put_slice(rest);
         let mut frames = Vec::new();
         while let Some(frame) = reader.next_frame().unwrap() {
@@ -172,7 +177,16 @@ mod tests {
 
     #[test]
     fn small_and_large_frames_come_out_whole_and_in_order() {
-        let sizes = [0, 3, SMALL_FRAME, SMALL_FRAME + 1, 3 * READ_CHUNK, 17, 6 << 20, 5];
+        let sizes = [
+            0,
+            3,
+            SMALL_FRAME,
+            SMALL_FRAME + 1,
+            3 * READ_CHUNK,
+            17,
+            6 << 20,
+            5,
+        ];
         let payloads: Vec<Vec<u8>> = sizes
             .iter()
             .enumerate()
@@ -203,11 +217,17 @@ mod tests {
         let mut reader = FrameReader::new(8 << 20);
         // The first read: the prefix and the frame's first bytes, in the shared buffer.
         let first = reader.read_target().capacity();
-        reader.read_target().put_slice(&wire[..first.min(wire.len())]);
+        reader
+            .read_target()
+            .put_slice(&wire[..first.min(wire.len())]);
         assert!(reader.next_frame().unwrap().is_none());
         // From now on reads go into the frame's own buffer, sized to the frame.
         let own = reader.read_target();
-        assert_eq!(own.capacity(), len, "the frame's buffer is exactly its size");
+        assert_eq!(
+            own.capacity(),
+            len,
+            "the frame's buffer is exactly its size"
+        );
         assert_eq!(own.len(), first - LENGTH_PREFIX);
         let rest = &wire[first..];
         own.put_slice(rest);
@@ -221,7 +241,18 @@ mod tests {
     fn the_shared_buffer_stays_small_after_large_frames() {
         // Fetch-like answers of mixed sizes, the last few still held (records not yet handed
         // out) while the next arrive, as the consumer does; reads as large as the room allows.
-        let sizes = [6 << 20, 100, 1 << 20, 40, 1 << 20, 3 << 20, 200 << 10, 1 << 20, 6 << 20, 9];
+        let sizes = [
+            6 << 20,
+            100,
+            1 << 20,
+            40,
+            1 << 20,
+            3 << 20,
+            200 << 10,
+            1 << 20,
+            6 << 20,
+            9,
+        ];
         let mut reader = FrameReader::new(8 << 20);
         let mut held: std::collections::VecDeque<Bytes> = Default::default();
         for round in 0..3 {

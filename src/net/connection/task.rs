@@ -113,7 +113,11 @@ impl ConnectionTask {
             let deadline = in_flight
                 .iter()
                 .map(|f| f.deadline)
-                .chain(writes.iter().filter_map(|w| w.no_answer.as_ref().map(|n| n.deadline)))
+                .chain(
+                    writes
+                        .iter()
+                        .filter_map(|w| w.no_answer.as_ref().map(|n| n.deadline)),
+                )
                 .min();
             // A request that expects an answer is counted once, in `in_flight`, while it is also
             // being written; `writes` bounds the rest (acks=0 frames).
@@ -405,7 +409,9 @@ impl ConnectionTask {
         }
         while let Some(envelope) = rx.recv().await {
             let _ = envelope.reply.send(Err(Error::ConnectionLost {
-                api: Some(crate::error::ApiKey::from_protocol(envelope.request.api_key)),
+                api: Some(crate::error::ApiKey::from_protocol(
+                    envelope.request.api_key,
+                )),
                 broker: self.broker.clone(),
                 outcome_unknown: false,
                 reason: reason.clone(),

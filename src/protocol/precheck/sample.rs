@@ -122,7 +122,9 @@ impl Writer {
                 self.out.push(1);
                 self.fields(fields);
             }
-            Kind::Array(_) | Kind::Int8s | Kind::Int32s | Kind::Strs if null => self.length(-1, true),
+            Kind::Array(_) | Kind::Int8s | Kind::Int32s | Kind::Strs if null => {
+                self.length(-1, true)
+            }
             Kind::Array(fields) => {
                 let n = if self.fill == Fill::Nulls { 1 } else { 2 };
                 self.length(n, true);

@@ -599,7 +599,11 @@ fn a_compressed_control_batch_is_decoded_within_a_few_kib() {
             "{codec}"
         );
         let big = encode(codec, true);
-        assert!(big.size_in_bytes() < 1 << 20, "{codec}: {}", big.size_in_bytes());
+        assert!(
+            big.size_in_bytes() < 1 << 20,
+            "{codec}: {}",
+            big.size_in_bytes()
+        );
         match big.control_record() {
             Err(RecordsError::InvalidControlRecord { reason, .. }) => {
                 assert!(reason.contains("more than 4096 bytes"), "{codec}: {reason}");
@@ -819,9 +823,31 @@ fn emptied_batches_kept_by_compaction_have_no_records() {
 fn record_size_is_what_the_builder_writes() {
     // Deltas and lengths around each varint width boundary, nulls, empty and repeated headers.
     let big = vec![b'v'; 20_000];
-    let values: [Option<&[u8]>; 5] = [None, Some(b""), Some(&big[..63]), Some(&big[..64]), Some(&big)];
-    let headers = [header("a", Some("x")), header("dup", None), header("dup", Some(""))];
-    let deltas = [0i64, 1, -1, 63, 64, -64, -65, 8191, 8192, 1 << 40, i64::MIN / 2];
+    let values: [Option<&[u8]>; 5] = [
+        None,
+        Some(b""),
+        Some(&big[..63]),
+        Some(&big[..64]),
+        Some(&big),
+    ];
+    let headers = [
+        header("a", Some("x")),
+        header("dup", None),
+        header("dup", Some("")),
+    ];
+    let deltas = [
+        0i64,
+        1,
+        -1,
+        63,
+        64,
+        -64,
+        -65,
+        8191,
+        8192,
+        1 << 40,
+        i64::MIN / 2,
+    ];
     let mut builder = BatchBuilder::new(BatchOptions::default(), BytesMut::new());
     let mut count = 0i32;
     // Twice over, so offset deltas reach two varint bytes (64 and up).
@@ -830,14 +856,21 @@ fn record_size_is_what_the_builder_writes() {
             let key: Option<&[u8]> = if d % 2 == 0 { None } else { Some(b"key") };
             let hs = &headers[..(i + d) % 4];
             // The first record sets the base timestamp T; each later one is `delta` after it.
-            let timestamp = if count == 0 { T } else { T.wrapping_add(*delta) };
+            let timestamp = if count == 0 {
+                T
+            } else {
+                T.wrapping_add(*delta)
+            };
             let expected = record_size(
                 record_fields_len(key, *value, hs),
                 timestamp.wrapping_sub(T),
                 count,
             );
             let written = builder.append(timestamp, key, *value, hs).unwrap();
-            assert_eq!(written, expected, "record {count}: delta {delta}, value {i}");
+            assert_eq!(
+                written, expected,
+                "record {count}: delta {delta}, value {i}"
+            );
             count += 1;
         }
     }

@@ -115,7 +115,10 @@ fn the_memory_bound_hands_records_back_until_memory_is_released() {
         vec![0, 100]
     );
     appended(acc.append(&tp(5), 99, 10, t0));
-    assert!(!acc.memory_short(), "memory reserved again: no longer short");
+    assert!(
+        !acc.memory_short(),
+        "memory reserved again: no longer short"
+    );
     assert!(
         acc.ready(|_| Some(1), t0).ready_nodes.is_empty(),
         "no waiter any more"
@@ -164,7 +167,10 @@ fn linger_slack_sends_a_lingering_batch_early_but_never_shortens_a_retry_backoff
     let r = acc.ready(|_| Some(1), t0 + ms(3));
     assert!(r.ready_nodes.is_empty());
     assert_eq!(r.next_check_delay, Some(us(6_500)));
-    assert!(acc.ready(|_| Some(1), t0 + us(9_499)).ready_nodes.is_empty());
+    assert!(acc
+        .ready(|_| Some(1), t0 + us(9_499))
+        .ready_nodes
+        .is_empty());
     assert_eq!(acc.ready(|_| Some(1), t0 + us(9_500)).ready_nodes.len(), 1);
     // A retry waits its full backoff (100 ms): ready and drain agree, so a node reported ready
     // always has something to drain.

@@ -104,11 +104,22 @@ fn an_impossible_base_offset_completes_the_batch_with_its_offset_unknown() {
     let mut rig = Rig::new(false);
     let a = rig.send(&tp(0), 3);
     let d = rig.respond(&a, PartitionResponse::ok(10));
-    assert!(matches!(d, Decision::Complete { base_offset: Some(10) }), "{d:?}");
+    assert!(
+        matches!(
+            d,
+            Decision::Complete {
+                base_offset: Some(10)
+            }
+        ),
+        "{d:?}"
+    );
     for base_offset in [i64::MAX - 3, i64::MAX, -1, -7, i64::MIN] {
         let b = rig.send(&tp(0), 5);
         let d = rig.respond(&b, PartitionResponse::ok(base_offset));
-        assert!(matches!(d, Decision::Complete { base_offset: None }), "{base_offset}: {d:?}");
+        assert!(
+            matches!(d, Decision::Complete { base_offset: None }),
+            "{base_offset}: {d:?}"
+        );
         assert_eq!(rig.entry(&tp(0)).last_acked_offset(), Some(12));
     }
     assert_eq!(rig.entry(&tp(0)).next_sequence(), 28);
@@ -116,7 +127,10 @@ fn an_impossible_base_offset_completes_the_batch_with_its_offset_unknown() {
     // The last offset that fits is a real one.
     let c = rig.send(&tp(0), 4);
     let d = rig.respond(&c, PartitionResponse::ok(i64::MAX - 3));
-    assert!(matches!(d, Decision::Complete { base_offset: Some(o) } if o == i64::MAX - 3), "{d:?}");
+    assert!(
+        matches!(d, Decision::Complete { base_offset: Some(o) } if o == i64::MAX - 3),
+        "{d:?}"
+    );
     assert_eq!(rig.entry(&tp(0)).last_acked_offset(), Some(i64::MAX));
     assert_eq!(written_offset(0, 1), Some(0));
     assert_eq!(written_offset(i64::MAX, 1), Some(i64::MAX));

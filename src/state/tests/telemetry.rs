@@ -150,7 +150,10 @@ fn push_errors_are_handled_as_java_does() {
         let due = first_push(&mut m, t0);
         m.on_push(due, code);
         assert!(m.enabled());
-        assert!(matches!(m.next(due), Next::GetSubscriptions { .. }), "{code}");
+        assert!(
+            matches!(m.next(due), Next::GetSubscriptions { .. }),
+            "{code}"
+        );
     }
     // Retry the subscription after the push interval.
     for code in [codes::TELEMETRY_TOO_LARGE, codes::THROTTLING_QUOTA_EXCEEDED] {

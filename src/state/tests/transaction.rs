@@ -441,7 +441,10 @@ fn a_failed_send_forbids_commit_and_the_abort_bumps_the_epoch_under_v1() {
     assert_eq!(m.state(), AbortableError);
     let err = m.begin_commit().unwrap_err();
     assert_eq!(err.class(), ErrorClass::Abortable);
-    assert_eq!(err.kafka_code(), Some(crate::error::ErrorCode::OutOfOrderSequenceNumber));
+    assert_eq!(
+        err.kafka_code(),
+        Some(crate::error::ErrorCode::OutOfOrderSequenceNumber)
+    );
     assert_eq!(m.state(), AbortableError, "a refused call changes nothing");
     m.begin_abort().unwrap();
     assert_eq!(
@@ -530,7 +533,10 @@ fn fencing_on_end_txn_is_fatal() {
     let step = m.on_end_txn(Err(E::ProducerFenced)).unwrap();
     assert_eq!(class_of(&step), Some(ErrorClass::Fatal));
     assert_eq!(m.state(), FatalError);
-    assert_eq!(m.last_error().unwrap().code, Some(crate::error::ErrorCode::ProducerFenced));
+    assert_eq!(
+        m.last_error().unwrap().code,
+        Some(crate::error::ErrorCode::ProducerFenced)
+    );
     assert_eq!(
         m.begin_transaction().unwrap_err().kafka_code(),
         Some(crate::error::ErrorCode::ProducerFenced)
@@ -641,7 +647,10 @@ fn refused_partitions_make_the_transaction_abort_only() {
     ];
     let step = m.on_add_partitions(&results).unwrap();
     match step {
-        TxnStep::Failed(e) => assert_eq!(e.kafka_code(), Some(crate::error::ErrorCode::TopicAuthorizationFailed)),
+        TxnStep::Failed(e) => assert_eq!(
+            e.kafka_code(),
+            Some(crate::error::ErrorCode::TopicAuthorizationFailed)
+        ),
         other => panic!("{other:?}"),
     }
     assert_eq!(m.state(), AbortableError);

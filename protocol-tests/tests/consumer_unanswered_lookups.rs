@@ -52,6 +52,17 @@ async fn first_records(consumer: &mut Consumer, limit: Duration) -> Vec<i64> {
         .expect("records after the answer")
 }
 
+/// Group `g`, manual commits, and a request timeout beyond the tests' bounds, so that a held
+/// request stays the same one.
+fn manual_group_config(cluster: &FetchCluster) -> josefk::consumer::ConsumerConfig {
+    let mut config = cluster
+        .config()
+        .group_id("g")
+        .commit_mode(CommitMode::Manual);
+    config.client = config.client.request_timeout(Duration::from_secs(60));
+    config
+}
+
 /// Serves 5 records from any offset asked.
 fn records_anywhere(f: &consumer_support::FetchSeen) -> FetchAnswer {
     if f.offset < 0 {
@@ -86,12 +97,9 @@ async fn polls_return_while_the_committed_offset_fetch_is_unanswered() {
     let cluster = FetchCluster::start(records_anywhere).await;
     cluster.committed_answer(42);
     cluster.hold(ApiKey::OffsetFetch);
-    let mut config = cluster
-        .config()
-        .group_id("g")
-        .commit_mode(CommitMode::Manual);
-    config.client = config.client.request_timeout(Duration::from_secs(60));
-    let mut consumer = cluster.consumer_without_position(config).await;
+    let mut consumer = cluster
+        .consumer_without_position(manual_group_config(&cluster))
+        .await;
 
     short_empty_polls(&mut consumer, 10, Duration::from_secs(20)).await;
     assert_eq!(
@@ -119,12 +127,9 @@ async fn a_committed_offset_asked_before_a_rewind_is_asked_again() {
     let cluster = FetchCluster::start(records_anywhere).await;
     cluster.committed_answer(42);
     cluster.hold(ApiKey::OffsetFetch);
-    let mut config = cluster
-        .config()
-        .group_id("g")
-        .commit_mode(CommitMode::Manual);
-    config.client = config.client.request_timeout(Duration::from_secs(60));
-    let mut consumer = cluster.consumer_without_position(config).await;
+    let mut consumer = cluster
+        .consumer_without_position(manual_group_config(&cluster))
+        .await;
     short_empty_polls(&mut consumer, 3, Duration::from_secs(20)).await;
     assert_eq!(cluster.offset_fetches().len(), 1);
 

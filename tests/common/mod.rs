@@ -495,9 +495,14 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
 /// Builds and runs example `name` with `args` against the shared broker; returns its stdout once
 /// it exited successfully (its own checks passed), failing the test with its output otherwise.
 pub fn run_example(name: &str, args: &[&str]) -> String {
+    run_example_on(name, args, &bootstrap())
+}
+
+/// [`run_example`] against the broker(s) at `bootstrap`.
+pub fn run_example_on(name: &str, args: &[&str], bootstrap: &str) -> String {
     let out = std::process::Command::new(example_binary(name))
         .args(args)
-        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
         .output()
         .unwrap_or_else(|e| panic!("run the {name} example: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

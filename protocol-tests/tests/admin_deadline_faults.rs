@@ -319,3 +319,60 @@ async fn a_broker_that_never_answers_ends_each_call_at_the_deadline() {
     )
     .await;
 }
+
+/// The metadata calls (`describe_cluster`, `list_topics`, `describe_topics`) ride out retriable
+/// failures within their deadline, as Java's admin client does: here the broker closes the
+/// connection on the first four Metadata requests of each call (one metadata refresh tries three
+/// times without backoff, then fails); each call still answers.
+#[tokio::test]
+async fn metadata_calls_ask_again_after_a_lost_connection() {
+    let port = Arc::new(Mutex::new(0));
+    // Metadata requests to drop before answering again; the bootstrap's is answered.
+    let drop_next = Arc::new(Mutex::new(0usize));
+    let (shared_port, shared_drop) = (port.clone(), drop_next.clone());
+    let broker = ScriptedBroker::start(move |header: &RequestHeader, _body: Bytes| {
+        let port = *shared_port.lock().unwrap();
+        match ApiKey::try_from(header.request_api_key) {
+            Ok(ApiKey::Metadata) => {
+                let mut left = shared_drop.lock().unwrap();
+                if *left > 0 {
+                    *left -= 1;
+                    return Action::Close;
+                }
+                metadata(port, header.request_api_version)
+            }
+            _ => Action::Default,
+        }
+    })
+    .await;
+    *port.lock().unwrap() = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let config = ClientConfig::new(&broker.addr())
+        .request_timeout(Duration::from_secs(10))
+        .default_api_timeout(Duration::from_secs(15))
+        .retry_backoff(Duration::from_millis(50), Duration::from_millis(200));
+    let admin = Admin::connect(config).await.expect("connect");
+
+    *drop_next.lock().unwrap() = 4;
+    let cluster = tokio::time::timeout(HANG_GUARD, admin.describe_cluster())
+        .await
+        .expect("within the guard")
+        .expect("describe_cluster after four lost connections");
+    assert_eq!(cluster.brokers.len(), 1);
+    *drop_next.lock().unwrap() = 4;
+    let topics = tokio::time::timeout(HANG_GUARD, admin.list_topics())
+        .await
+        .expect("within the guard")
+        .expect("list_topics after four lost connections");
+    assert_eq!(topics, vec![TOPIC.to_owned()]);
+    *drop_next.lock().unwrap() = 4;
+    let described = tokio::time::timeout(HANG_GUARD, admin.describe_topics(&[TOPIC]))
+        .await
+        .expect("within the guard")
+        .expect("describe_topics after four lost connections");
+    assert_eq!(described[0].partitions.len(), 1);
+    assert_eq!(
+        *drop_next.lock().unwrap(),
+        0,
+        "every dropped request was asked again"
+    );
+}

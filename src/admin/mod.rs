@@ -405,6 +405,24 @@ impl Admin {
         Ok(())
     }
 
+    /// Fresh metadata, asked again after the backoff while the failure is retriable (a broker
+    /// restarting, a connection lost), as Java's admin client retries; the call's deadline ends it.
+    async fn fresh_metadata(
+        &self,
+        query: TopicsQuery<'_>,
+    ) -> Result<std::sync::Arc<crate::cluster::MetadataSnapshot>> {
+        let mut backoff = self.cluster.retry_backoff();
+        loop {
+            match self.cluster.refresh_metadata(query).await {
+                Err(e) if e.is_retriable() => {
+                    debug!(error = %e, "metadata will be asked again");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                answered => return answered,
+            }
+        }
+    }
+
     /// The cluster id, controller and brokers, from fresh metadata.
     ///
     /// ```no_run
@@ -426,9 +444,7 @@ impl Admin {
     )]
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let call = self.call(ApiKey::Metadata);
-        let snapshot = call
-            .run(self.cluster.refresh_metadata(TopicsQuery::None))
-            .await?;
+        let snapshot = call.run(self.fresh_metadata(TopicsQuery::None)).await?;
         Ok(ClusterDescription {
             cluster_id: snapshot.cluster_id.clone(),
             controller_id: snapshot.controller_id,
@@ -458,9 +474,7 @@ impl Admin {
     )]
     pub async fn list_topics(&self) -> Result<Vec<String>> {
         let call = self.call(ApiKey::Metadata);
-        let snapshot = call
-            .run(self.cluster.refresh_metadata(TopicsQuery::All))
-            .await?;
+        let snapshot = call.run(self.fresh_metadata(TopicsQuery::All)).await?;
         let mut names: Vec<String> = snapshot.topics.keys().cloned().collect();
         names.sort();
         Ok(names)
@@ -493,7 +507,7 @@ impl Admin {
         }
         let call = self.call(ApiKey::Metadata);
         let snapshot = call
-            .run(self.cluster.refresh_metadata(TopicsQuery::Some(names)))
+            .run(self.fresh_metadata(TopicsQuery::Some(names)))
             .await?;
         names
             .iter()

@@ -99,8 +99,10 @@ pub struct ConsumerConfig {
     /// `client.rack`: sent with fetches (v11+) for rack-aware brokers; josefk still fetches from the
     /// leader only (no follower fetching yet). Default empty.
     pub client_rack: String,
-    /// `default.api.timeout.ms`: bound on the metadata and offset lookups of `assign` and
-    /// `position`, and on offset commits. Default 60 s.
+    /// `default.api.timeout.ms`: bound on the metadata and offset lookups of `assign`,
+    /// `position`, `seek_to_beginning`/`seek_to_end` and those `poll` starts in the background,
+    /// and on offset commits; it replaces [`crate::ClientConfig::default_api_timeout`] for this
+    /// consumer. Default 60 s.
     pub default_api_timeout: Duration,
     /// `group.id`: the consumer group, needed for `subscribe` and offset commits. Default none.
     pub group_id: Option<String>,

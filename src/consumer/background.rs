@@ -262,13 +262,10 @@ impl Consumer {
     /// Auto-commit, from `poll`: the positions reached by earlier polls, once per interval, as a
     /// task (Java's auto-commit is asynchronous too); one still running skips this interval.
     /// Failures are logged; the next interval retries.
+    ///
+    /// `poll` takes finished work in first ([`Consumer::take_finished_background`]), so a finished
+    /// auto-commit does not count as running.
     pub(super) fn maybe_auto_commit(&mut self) {
-        // A finished one counts as running until taken in, and a poll that hands out buffered
-        // records never reaches the loop that takes it: without this, auto-commits stopped for
-        // as long as records stayed buffered.
-        while let Some(joined) = self.background.auto_commits.try_join_next() {
-            self.apply_auto_commit(joined);
-        }
         if self.config.commit_mode != CommitMode::AutoAfterPoll
             || self.last_auto_commit.elapsed() < self.config.auto_commit_interval
             || !self.background.auto_commits.is_empty()

@@ -625,15 +625,18 @@ impl Consumer {
         }
         // With `group.id`, manually assigned partitions are committed too (generation -1), as in
         // Java.
+        // Here too, not only in the loop below: a poll that hands out buffered records returns
+        // before reaching it. A finished auto-commit counts as running until taken in (so none
+        // would start while records stay buffered), and a partition assigned meanwhile would get
+        // no position until the other partitions' buffers ran dry. Only the committed-offset
+        // lookup is started here: it needs no scan of the assignment (a stream polls per record).
+        self.take_finished_background();
         if self.membership.is_some() {
             self.maybe_auto_commit();
         }
-        // Here too, not only in the loop below: a poll that hands out buffered records returns
-        // before reaching it, and a partition assigned meanwhile would get no position until
-        // the other partitions' buffers ran dry. An error (`auto.offset.reset=none`) is left to
-        // the loop, which reports it once nothing buffered is left to hand out.
-        self.take_finished_background();
-        let _ = self.start_position_lookup();
+        if !self.awaiting_committed.is_empty() {
+            self.start_position_lookup()?;
+        }
         loop {
             if self.subscribed() && !self.ensure_group(deadline).await? {
                 return Ok(Vec::new());

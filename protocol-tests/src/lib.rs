@@ -437,3 +437,20 @@ fn response_frame(correlation_id: i32, api: ApiKey, version: i16, body: &[u8]) -
     frame.put_slice(body);
     frame.to_vec()
 }
+
+/// The scripted brokers' view of a Produce request's records: (producer id, epoch, base sequence, record count) of each v2 record batch in `records`.
+pub fn batches(mut records: &[u8]) -> Vec<(i64, i16, i32, i32)> {
+    let mut out = Vec::new();
+    while records.len() >= 61 {
+        let len = i32::from_be_bytes(records[8..12].try_into().unwrap()) as usize + 12;
+        let at = |o: usize, n: usize| &records[o..o + n];
+        out.push((
+            i64::from_be_bytes(at(43, 8).try_into().unwrap()),
+            i16::from_be_bytes(at(51, 2).try_into().unwrap()),
+            i32::from_be_bytes(at(53, 4).try_into().unwrap()),
+            i32::from_be_bytes(at(57, 4).try_into().unwrap()),
+        ));
+        records = &records[len.min(records.len())..];
+    }
+    out
+}

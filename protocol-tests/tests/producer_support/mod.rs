@@ -22,6 +22,7 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use josefk::producer::{DeliveryFuture, Producer, ProducerConfig};
 use josefk::ClientConfig;
+pub use protocol_tests::batches;
 use protocol_tests::{default_versions, Action, ScriptedBroker};
 
 /// The topic every test produces to: one partition, led by [`Model::leader`].
@@ -207,23 +208,6 @@ pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
 
 pub fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
-}
-
-/// (producer id, epoch, base sequence, record count) of each v2 record batch in `records`.
-pub fn batches(mut records: &[u8]) -> Vec<(i64, i16, i32, i32)> {
-    let mut out = Vec::new();
-    while records.len() >= 61 {
-        let len = i32::from_be_bytes(records[8..12].try_into().unwrap()) as usize + 12;
-        let at = |o: usize, n: usize| &records[o..o + n];
-        out.push((
-            i64::from_be_bytes(at(43, 8).try_into().unwrap()),
-            i16::from_be_bytes(at(51, 2).try_into().unwrap()),
-            i32::from_be_bytes(at(53, 4).try_into().unwrap()),
-            i32::from_be_bytes(at(57, 4).try_into().unwrap()),
-        ));
-        records = &records[len.min(records.len())..];
-    }
-    out
 }
 
 impl Script {

@@ -2,7 +2,8 @@
 //! answers a real broker gives only under failures: NOT_COORDINATOR must send the member to
 //! FindCoordinator again and make its next heartbeat carry every field; FENCED_MEMBER_EPOCH must
 //! make the next `poll` report the partitions *lost* (not revoked) and the member rejoin with
-//! epoch 0 under the same member id, then take its new assignment.
+//! epoch 0 under the same member id, then take its new assignment; and an auto-commit still
+//! retrying when the member is fenced must end there, not go on under the next epoch.
 //!
 //! Every ConsumerGroupHeartbeat is logged with what it carried; the test asserts what was sent
 //! and what the listener heard, not how long anything took.
@@ -20,10 +21,13 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, FetchRequest,
     FetchResponse, FindCoordinatorResponse, ListOffsetsResponse, MetadataResponse,
-    OffsetFetchResponse, RequestHeader, TopicName,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchResponse, RequestHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -37,6 +41,7 @@ const TOPIC: &str = "t";
 const TOPIC_ID: [u8; 16] = [7; 16];
 const NOT_COORDINATOR: i16 = 16;
 const FENCED_MEMBER_EPOCH: i16 = 110;
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
 
 /// One heartbeat as the coordinator saw it.
 #[derive(Debug, Clone)]
@@ -55,6 +60,12 @@ struct Script {
     find_coordinators: Mutex<usize>,
     /// Error codes for the next heartbeats, in order; then the model's answer.
     faults: Mutex<Vec<i16>>,
+    /// (member epoch, offset) of every OffsetCommit, as sent.
+    commits: Mutex<Vec<(i32, i64)>>,
+    /// The error every OffsetCommit is answered with, if any.
+    commit_error: Mutex<Option<i16>>,
+    /// The offset ListOffsets answers (the position a partition without a commit starts at).
+    reset_offset: Mutex<i64>,
 }
 
 impl Script {
@@ -146,13 +157,38 @@ impl Script {
             }
             // Nothing committed: an answer without the partition.
             Ok(ApiKey::OffsetFetch) => Action::reply(&OffsetFetchResponse::default(), v),
+            Ok(ApiKey::OffsetCommit) => {
+                let r = OffsetCommitRequest::decode(&mut body, v).unwrap();
+                let mut topics = Vec::new();
+                for t in &r.topics {
+                    let mut partitions = Vec::new();
+                    for p in &t.partitions {
+                        let epoch = r.generation_id_or_member_epoch;
+                        self.commits
+                            .lock()
+                            .unwrap()
+                            .push((epoch, p.committed_offset));
+                        partitions.push(
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(self.commit_error.lock().unwrap().unwrap_or(0)),
+                        );
+                    }
+                    topics.push(
+                        OffsetCommitResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(partitions),
+                    );
+                }
+                Action::reply(&OffsetCommitResponse::default().with_topics(topics), v)
+            }
             Ok(ApiKey::ListOffsets) => Action::reply(
                 &ListOffsetsResponse::default().with_topics(vec![
                     ListOffsetsTopicResponse::default()
                         .with_name(TopicName(sb(TOPIC)))
                         .with_partitions(vec![ListOffsetsPartitionResponse::default()
                             .with_partition_index(0)
-                            .with_offset(0)]),
+                            .with_offset(*self.reset_offset.lock().unwrap())]),
                 ]),
                 v,
             ),
@@ -292,6 +328,74 @@ async fn coordinator_moves_and_fencing_are_survived() {
         heard.lock().unwrap().last(),
         Some(&Heard::Revoked(vec![tp]))
     );
+}
+
+/// An auto-commit still retrying when the member is fenced must not go on under the member's
+/// next epoch: its offsets were read before the partitions were lost, and under the new epoch the
+/// coordinator would accept them over what the partitions' new owner commits. Every commit is
+/// refused retriably, so without the abort the old auto-commit keeps retrying past the rejoin
+/// and is the first commit sent with epoch 20.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_commit_retrying_when_the_member_is_fenced_is_not_sent_under_the_next_epoch() {
+    let script = Arc::new(Script::default());
+    let broker = {
+        let script = script.clone();
+        ScriptedBroker::start(move |h, b| script.handle(h, b)).await
+    };
+    *script.port.lock().unwrap() = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
+    *script.commit_error.lock().unwrap() = Some(COORDINATOR_LOAD_IN_PROGRESS);
+    *script.reset_offset.lock().unwrap() = 7;
+    let client = ClientConfig::new(&broker.addr())
+        .client_id("kip848-auto-commit")
+        .request_timeout(Duration::from_secs(5))
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(50));
+    let mut consumer = Consumer::connect(
+        ConsumerConfig::with_client(client)
+            .group_id("g")
+            .group_protocol(GroupProtocol::Consumer)
+            .auto_offset_reset(AutoOffsetReset::Earliest)
+            .commit_mode(CommitMode::AutoAfterPoll)
+            .auto_commit_interval(Duration::from_millis(50))
+            .fetch_max_wait(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let heard: Arc<Mutex<Vec<Heard>>> = Arc::default();
+    consumer.set_rebalance_listener(Listener(heard.clone()));
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let commits = |s: &Script| s.commits.lock().unwrap().clone();
+
+    // Epoch 10, position 7: the auto-commit of 7 is refused and retried.
+    poll_until(&mut consumer, "an auto-commit retried at epoch 10", || {
+        commits(&script).iter().filter(|c| **c == (10, 7)).count() >= 2
+    })
+    .await;
+
+    // Fenced: lost, rejoined at epoch 20, where the partition starts at 11.
+    *script.reset_offset.lock().unwrap() = 11;
+    script.faults.lock().unwrap().push(FENCED_MEMBER_EPOCH);
+    poll_until(&mut consumer, "a commit at epoch 20", || {
+        commits(&script).iter().any(|(epoch, _)| *epoch == 20)
+    })
+    .await;
+    assert_eq!(
+        heard.lock().unwrap()[..2],
+        [
+            Heard::Assigned(vec![TopicPartition::new(TOPIC, 0)]),
+            Heard::Lost(vec![TopicPartition::new(TOPIC, 0)]),
+        ]
+    );
+    let at_20: Vec<i64> = commits(&script)
+        .iter()
+        .filter(|(epoch, _)| *epoch == 20)
+        .map(|(_, offset)| *offset)
+        .collect();
+    assert!(
+        at_20.iter().all(|offset| *offset == 11),
+        "the lost partition's old offset went out under the new epoch: {at_20:?}"
+    );
+    *script.commit_error.lock().unwrap() = None;
+    consumer.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

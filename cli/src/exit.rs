@@ -15,6 +15,8 @@ pub const UNREACHABLE: u8 = 3;
 pub const INCOMPLETE: u8 = 4;
 /// Stopped by Ctrl-C (SIGINT), after closing cleanly; the shell's convention.
 pub const INTERRUPTED: u8 = 130;
+/// Stdout's reader went away (`| head`), after stopping cleanly; the shell's code for SIGPIPE.
+pub const OUTPUT_CLOSED: u8 = 141;
 
 /// Why a command failed, with the exit code it maps to.
 #[derive(Debug)]

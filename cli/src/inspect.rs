@@ -9,6 +9,7 @@ use josefk::{IsolationLevel, TopicPartition};
 
 use crate::args::{ConfigTarget, ConfigsCommand, GroupsCommand, OffsetsCommand, TopicsCommand};
 use crate::exit::{CliError, CliResult};
+use crate::output::{diagln, outln};
 use crate::props::{parse_pairs, Properties};
 
 async fn admin(props: &Properties) -> CliResult<Admin> {
@@ -19,15 +20,15 @@ async fn admin(props: &Properties) -> CliResult<Admin> {
 pub async fn metadata(props: &Properties) -> CliResult {
     let admin = admin(props).await?;
     let cluster = admin.describe_cluster().await?;
-    println!(
+    outln!(
         "cluster {} controller {}",
         cluster.cluster_id.as_deref().unwrap_or("-"),
         cluster
             .controller_id
             .map_or("-".to_owned(), |c| c.to_string())
-    );
+    )?;
     for b in &cluster.brokers {
-        println!(
+        outln!(
             "broker {} {}:{}{}",
             b.node_id,
             b.host,
@@ -36,7 +37,7 @@ pub async fn metadata(props: &Properties) -> CliResult {
                 .as_deref()
                 .map(|r| format!(" rack {r}"))
                 .unwrap_or_default()
-        );
+        )?;
     }
     let names = admin.list_topics().await?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -62,7 +63,7 @@ pub async fn topics(command: TopicsCommand, props: &Properties, quiet: bool) -> 
                     .collect()
             };
             for name in described {
-                println!("{name}");
+                outln!("{name}")?;
             }
         }
         TopicsCommand::Describe { topics } => {
@@ -81,7 +82,7 @@ pub async fn topics(command: TopicsCommand, props: &Properties, quiet: bool) -> 
             }
             admin.create_topics(&[new]).await?;
             if !quiet {
-                eprintln!(
+                diagln!(
                     "created topic `{topic}` ({partitions} partitions, replication factor \
                      {replication_factor})"
                 );
@@ -91,13 +92,13 @@ pub async fn topics(command: TopicsCommand, props: &Properties, quiet: bool) -> 
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
             admin.delete_topics(&names).await?;
             if !quiet {
-                eprintln!("deleted {}", topics.join(", "));
+                diagln!("deleted {}", topics.join(", "));
             }
         }
         TopicsCommand::AddPartitions { topic, partitions } => {
             admin.create_partitions(&topic, partitions).await?;
             if !quiet {
-                eprintln!("topic `{topic}` now has {partitions} partitions");
+                diagln!("topic `{topic}` now has {partitions} partitions");
             }
         }
         TopicsCommand::DeleteRecords {
@@ -114,9 +115,9 @@ pub async fn topics(command: TopicsCommand, props: &Properties, quiet: bool) -> 
             let chosen = partitions_of(&admin, &topic, &partitions).await?;
             let specs: Vec<_> = chosen.iter().map(|tp| (tp.clone(), before)).collect();
             let low = admin.delete_records(&specs).await?;
-            println!("partition log-start-offset");
+            outln!("partition log-start-offset")?;
             for tp in &chosen {
-                println!("{} {}", tp.partition, low[tp]);
+                outln!("{} {}", tp.partition, low[tp])?;
             }
         }
     }
@@ -166,12 +167,12 @@ pub async fn configs(command: ConfigsCommand, props: &Properties, quiet: bool) -
                     (Some(v), false) => v.clone(),
                     (None, false) => "(none)".to_owned(),
                 };
-                println!(
+                outln!(
                     "{}={value} source {}{}",
                     e.name,
                     source_name(e.source),
                     if e.read_only { " read-only" } else { "" }
-                );
+                )?;
             }
         }
         ConfigsCommand::Alter {
@@ -189,7 +190,7 @@ pub async fn configs(command: ConfigsCommand, props: &Properties, quiet: bool) -
             }
             admin.alter_configs(&resource(&target), &changes).await?;
             if !quiet {
-                eprintln!("{} config(s) changed", changes.len());
+                diagln!("{} config(s) changed", changes.len());
             }
         }
     }
@@ -210,20 +211,20 @@ fn source_name(source: ConfigSource) -> String {
 
 async fn describe_topics(admin: &Admin, names: &[&str]) -> CliResult {
     for t in admin.describe_topics(names).await? {
-        println!(
+        outln!(
             "topic {} partitions {}{}",
             t.name,
             t.partitions.len(),
             if t.internal { " internal" } else { "" }
-        );
+        )?;
         for p in &t.partitions {
-            println!(
+            outln!(
                 "  partition {} leader {} replicas {} isr {}",
                 p.partition,
                 p.leader.map_or("none".to_owned(), |l| l.to_string()),
                 join(&p.replicas),
                 join(&p.isr)
-            );
+            )?;
         }
     }
     Ok(())
@@ -239,7 +240,7 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
     match command {
         GroupsCommand::List => {
             for g in admin.list_groups().await? {
-                println!(
+                outln!(
                     "{} state {} protocol-type {} coordinator {}",
                     g.group_id,
                     g.state.as_deref().unwrap_or("-"),
@@ -249,13 +250,13 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
                         &g.protocol_type
                     },
                     g.coordinator
-                );
+                )?;
             }
         }
         GroupsCommand::Describe { groups } => {
             let names: Vec<&str> = groups.iter().map(String::as_str).collect();
             for g in admin.describe_groups(&names).await? {
-                println!(
+                outln!(
                     "group {} state {} protocol-type {} assignor {} coordinator {} members {}",
                     g.group_id,
                     g.state,
@@ -263,7 +264,7 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
                     or_dash(&g.protocol),
                     g.coordinator,
                     g.members.len()
-                );
+                )?;
                 for m in &g.members {
                     let assignment = m.assignment.as_ref().map_or("?".to_owned(), |a| {
                         a.iter()
@@ -271,7 +272,7 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
                             .collect::<Vec<_>>()
                             .join(",")
                     });
-                    println!(
+                    outln!(
                         "  member {} client-id {} host {}{} assigned {}",
                         m.member_id,
                         m.client_id,
@@ -285,7 +286,7 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
                         } else {
                             &assignment
                         }
-                    );
+                    )?;
                 }
             }
         }
@@ -293,7 +294,7 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
             let names: Vec<&str> = groups.iter().map(String::as_str).collect();
             admin.delete_groups(&names).await?;
             if !quiet {
-                eprintln!("deleted {}", groups.join(", "));
+                diagln!("deleted {}", groups.join(", "));
             }
         }
         GroupsCommand::ResetOffsets {
@@ -305,9 +306,9 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
             let chosen = partitions_of(&admin, &topic, &partitions).await?;
             let offsets = reset_targets(&admin, &chosen, &to).await?;
             admin.alter_group_offsets(&group, &offsets).await?;
-            println!("topic partition new-offset");
+            outln!("topic partition new-offset")?;
             for (tp, o) in &offsets {
-                println!("{} {} {o}", tp.topic, tp.partition);
+                outln!("{} {} {o}", tp.topic, tp.partition)?;
             }
         }
         GroupsCommand::DeleteOffsets {
@@ -318,7 +319,7 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
             let chosen = partitions_of(&admin, &topic, &partitions).await?;
             admin.delete_group_offsets(&group, &chosen).await?;
             if !quiet {
-                eprintln!(
+                diagln!(
                     "deleted group `{group}`'s offsets of {} partition(s) of `{topic}`",
                     chosen.len()
                 );
@@ -402,9 +403,9 @@ pub async fn offsets(command: OffsetsCommand, props: &Properties) -> CliResult {
                 .map(|p| TopicPartition::new(&topic, p.partition))
                 .collect();
             let (earliest, latest) = ends(&admin, &partitions, isolation).await?;
-            println!("partition earliest latest");
+            outln!("partition earliest latest")?;
             for tp in &partitions {
-                println!("{} {} {}", tp.partition, earliest[tp], latest[tp]);
+                outln!("{} {} {}", tp.partition, earliest[tp], latest[tp])?;
             }
         }
         OffsetsCommand::Group { group } => {
@@ -419,17 +420,17 @@ pub async fn offsets(command: OffsetsCommand, props: &Properties) -> CliResult {
                 .cloned()
                 .collect();
             let (_, latest) = ends(&admin, &partitions, IsolationLevel::ReadUncommitted).await?;
-            println!("topic partition committed latest lag");
+            outln!("topic partition committed latest lag")?;
             for (tp, c) in &committed {
                 match latest.get(tp) {
-                    Some(end) => println!(
+                    Some(end) => outln!(
                         "{} {} {} {end} {}",
                         tp.topic,
                         tp.partition,
                         c.offset,
                         (end - c.offset).max(0)
-                    ),
-                    None => println!("{} {} {} - -", tp.topic, tp.partition, c.offset),
+                    )?,
+                    None => outln!("{} {} {} - -", tp.topic, tp.partition, c.offset)?,
                 }
             }
         }

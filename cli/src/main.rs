@@ -3,7 +3,7 @@
 //! public API (producer, consumer, admin, configs, records, errors).
 //!
 //! Files: `args.rs` the grammar (and so `--help`), `props.rs` Java properties (`-F`, `-X`),
-//! `exit.rs` exit codes, `produce.rs`, `consume.rs` (+ `format.rs` for output), `inspect.rs`
+//! `exit.rs` exit codes, `output.rs` stdout and stderr without panics, `produce.rs`, `consume.rs` (+ `format.rs` for output), `inspect.rs`
 //! (metadata, topics, configs, groups, offsets), `copy.rs`, `perf.rs`, `progress.rs` (stderr
 //! progress), `verifiable/` (Kafka's system-test tools: verifiable producer and consumer,
 //! transactional message copier).
@@ -14,6 +14,7 @@ mod copy;
 mod exit;
 mod format;
 mod inspect;
+mod output;
 mod perf;
 mod produce;
 mod progress;
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::from(exit::OK),
-        Err(e) if e.code == exit::INTERRUPTED => e.exit_code(),
+        Err(e) if e.code == exit::INTERRUPTED || e.code == exit::OUTPUT_CLOSED => e.exit_code(),
         Err(e) => {
             eprintln!("josefk: error: {e}");
             e.exit_code()

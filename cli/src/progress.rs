@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::output::diagln;
+
 /// How often a progress line is printed.
 const EVERY: Duration = Duration::from_secs(2);
 
@@ -49,13 +51,13 @@ impl Progress {
             line.push_str(&format!(", {:.2} MB/s", bytes as f64 / secs / 1e6));
         }
         line.push(')');
-        eprintln!("{line}");
+        diagln!("{line}");
     }
 
     /// Prints the summary line.
     pub fn finish(&self, summary: &str) {
         if !self.quiet {
-            eprintln!(
+            diagln!(
                 "{}: {summary} in {:.2} s",
                 self.what,
                 self.elapsed().as_secs_f64()

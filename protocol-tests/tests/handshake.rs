@@ -248,6 +248,29 @@ async fn oversized_handshake_reply_is_refused_at_once() {
     assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
 }
 
+/// A bootstrap address that is an HTTP server (a proxy, a REST port) answers ApiVersions with
+/// text; its first four bytes, read as a frame length, are far over the cap. The error must say
+/// the peer is not Kafka, not only that a frame was too large.
+#[tokio::test]
+async fn an_http_server_is_named_as_such_not_only_as_an_oversized_frame() {
+    let broker = ScriptedBroker::start(|_, _| {
+        Action::ReplyRaw(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec())
+    })
+    .await;
+    match broker.connect(test_options()).await.unwrap_err() {
+        Error::Protocol {
+            api: Some(josefk::ApiKey::ApiVersions),
+            message,
+            ..
+        } => {
+            assert!(message.contains("HTTP server"), "{message}");
+            assert!(message.contains("HTTP/1.1 400"), "{message}");
+            assert!(message.contains("bootstrap.servers"), "{message}");
+        }
+        other => panic!("expected a protocol error naming HTTP, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn broker_hanging_up_during_handshake_loses_the_connection() {
     let broker = ScriptedBroker::start(|_, _| Action::CloseMidFrame(6)).await;

@@ -388,7 +388,19 @@ fn no_broker_answered(config: &ClientConfig, mut failures: Vec<Error>) -> Error 
     if let Some(i) = failures.iter().position(|e| !e.is_retriable()) {
         return failures.swap_remove(i);
     }
-    let detail: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    // One address tried: its own error already names it.
+    if let [Error::Connect { .. }] = failures.as_slice() {
+        return failures.swap_remove(0);
+    }
+    // Each failure by its address and cause, not its whole message (which would repeat
+    // "cannot connect to bootstrap broker ..." inside this error's own).
+    let detail: Vec<String> = failures
+        .iter()
+        .map(|e| match e {
+            Error::Connect { broker, source } => format!("{}: {source}", broker.addr),
+            other => other.to_string(),
+        })
+        .collect();
     Error::Connect {
         broker: crate::BrokerRef {
             node_id: None,
@@ -398,5 +410,46 @@ fn no_broker_answered(config: &ClientConfig, mut failures: Vec<Error>) -> Error 
             std::io::ErrorKind::NotConnected,
             format!("no broker answered: {}", detail.join("; ")),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(addr: &str) -> Error {
+        Error::Connect {
+            broker: crate::BrokerRef {
+                node_id: None,
+                addr: addr.into(),
+            },
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        }
+    }
+
+    #[test]
+    fn one_address_refused_is_its_own_error_said_once() {
+        let config = ClientConfig::new("127.0.0.1:1");
+        let e = no_broker_answered(&config, vec![refused("127.0.0.1:1")]);
+        let text = e.to_string();
+        assert!(matches!(e, Error::Connect { .. }), "{e:?}");
+        assert_eq!(text.matches("127.0.0.1:1").count(), 1, "{text}");
+        assert_eq!(text.matches("cannot connect").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn several_addresses_refused_name_each_once_with_its_cause() {
+        let config = ClientConfig::new("127.0.0.1:1,127.0.0.1:2");
+        let e = no_broker_answered(
+            &config,
+            vec![refused("127.0.0.1:1"), refused("127.0.0.1:2")],
+        );
+        let text = e.to_string();
+        assert!(e.is_retriable(), "{e:?}");
+        assert_eq!(text.matches("cannot connect").count(), 1, "{text}");
+        for addr in ["127.0.0.1:1", "127.0.0.1:2"] {
+            let cause = format!("{addr}: connection refused");
+            assert_eq!(text.matches(&cause).count(), 1, "{text}");
+        }
     }
 }

@@ -42,13 +42,13 @@ pub(super) async fn handshake<S: Transport>(
                 Ok(Some(frame)) => break frame.freeze(),
                 Ok(None) => {}
                 Err(e) => {
-                    return Err(
-                        not_tls_expected::<S>(&buf, broker).unwrap_or(Error::Protocol {
+                    return Err(not_tls_expected::<S>(&buf, broker).unwrap_or_else(|| {
+                        Error::Protocol {
                             api: Some(crate::error::ApiKey::ApiVersions),
                             broker: Some(broker.clone()),
-                            message: e.to_string(),
-                        }),
-                    )
+                            message: format!("{e}{}", not_kafka_hint(&buf)),
+                        }
+                    }))
                 }
             }
             if stream.read_buf(&mut buf).await.map_err(io_lost)? == 0 {
@@ -116,6 +116,33 @@ fn not_tls_expected<S: Transport>(received: &[u8], broker: &BrokerRef) -> Option
                   `security.protocol=SSL` (or SASL_SSL) and the `ssl.*` settings"
             .into(),
     })
+}
+
+/// When the bytes where a frame length belongs are text (an HTTP server's `HTTP/1.1 400`, an SSH
+/// banner, an SMTP greeting), the peer is not a Kafka listener: say what it sent, so the user
+/// checks the address instead of `receive.message.max.bytes`.
+fn not_kafka_hint(received: &[u8]) -> String {
+    let Some(start) = received.first_chunk::<4>() else {
+        return String::new();
+    };
+    if !start.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        return String::new();
+    }
+    let text: String = received
+        .iter()
+        .take(24)
+        .take_while(|b| b.is_ascii_graphic() || **b == b' ')
+        .map(|b| char::from(*b))
+        .collect();
+    let what = if start == b"HTTP" {
+        "an HTTP server or proxy"
+    } else {
+        "not a Kafka listener"
+    };
+    format!(
+        ": the peer answered with text ({text:?}), so it is {what}: check the address and port of \
+         `bootstrap.servers` (or what the cluster advertises)"
+    )
 }
 
 /// Dials `addr` over TCP.

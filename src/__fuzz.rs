@@ -2,6 +2,10 @@
 //! (`protocol-tests/tests/fuzz_corpus.rs`), behind the `fuzzing` feature. Not public API: nothing
 //! here is stable, and it exists so both run exactly josefk's own decode path.
 
+mod sasl;
+
+pub use sasl::{fuzz_sasl, sasl_input, sasl_seed_inputs, SaslOutcome, SaslTarget};
+
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 

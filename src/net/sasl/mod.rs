@@ -14,11 +14,11 @@
 //! that signs per host or fetches credentials fits without touching the exchange.
 
 pub(crate) mod exchange;
-mod oauthbearer;
+pub(crate) mod oauthbearer;
 pub mod oidc;
-mod plain;
+pub(crate) mod plain;
 pub(crate) mod reauth;
-mod scram;
+pub(crate) mod scram;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -194,7 +194,7 @@ fn form_encode(text: &str) -> String {
 }
 
 /// Status code and body of a complete HTTP/1.x answer (`Content-Length`, chunked, or to EOF).
-fn parse_http_response(answer: &[u8]) -> Option<(u16, Vec<u8>)> {
+pub(crate) fn parse_http_response(answer: &[u8]) -> Option<(u16, Vec<u8>)> {
     let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&answer[..head_end]).ok()?;
     let mut lines = head.split("\r\n");
@@ -233,7 +233,7 @@ fn parse_http_response(answer: &[u8]) -> Option<(u16, Vec<u8>)> {
 }
 
 /// The token and its lifetime from a token endpoint's JSON: `expires_in`, or else the JWT's `exp`.
-fn token_from_json(body: &[u8]) -> Result<OAuthBearerToken, String> {
+pub(crate) fn token_from_json(body: &[u8]) -> Result<OAuthBearerToken, String> {
     let json: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| "the answer is not JSON".to_owned())?;
     let token = json

@@ -80,6 +80,27 @@ impl Reauthenticator {
         }
     }
 
+    /// A schedule whose exchange `exchange` is already on the wire (the fuzz target feeds it
+    /// answers without a runtime).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn exchanging(
+        authenticator: Arc<Authenticator>,
+        versions: ApiVersions,
+        broker: BrokerRef,
+        client_id: Arc<str>,
+        exchange: SaslExchange,
+        metrics: crate::metrics::ClientMetrics,
+    ) -> Self {
+        Reauthenticator {
+            authenticator,
+            versions,
+            broker,
+            client_id,
+            metrics,
+            state: State::Exchanging(exchange),
+        }
+    }
+
     /// Whether the connection may take new requests (no exchange due or under way).
     pub(crate) fn is_idle(&self) -> bool {
         match self.state {

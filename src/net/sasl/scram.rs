@@ -100,7 +100,8 @@ impl ScramSession {
         Ok(Self::with_nonce(hash, username, password, B64.encode(raw)))
     }
 
-    fn with_nonce(hash: ScramHash, username: String, password: Password, nonce: String) -> Self {
+    /// A session with the client nonce `nonce` (tests and fuzzing replay fixed exchanges).
+    pub(crate) fn with_nonce(hash: ScramHash, username: String, password: Password, nonce: String) -> Self {
         ScramSession {
             hash,
             username,
@@ -169,6 +170,16 @@ impl ScramSession {
             server_signature: h.hmac(&server_key, auth_message.as_bytes()),
         };
         Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
+    }
+
+    /// The server signature this session will accept, once it has sent its client-final; the
+    /// fuzz target checks that nothing else is ever accepted.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn expected_server_signature(&self) -> Option<&[u8]> {
+        match &self.state {
+            State::SentFinal { server_signature } => Some(server_signature),
+            _ => None,
+        }
     }
 }
 

@@ -29,6 +29,21 @@ const SASL_AUTHENTICATION_FAILED: i16 = 58;
 /// broker that keeps challenging cannot loop the client forever.
 const MAX_ROUNDS: u32 = 8;
 
+/// Most characters of broker-chosen text (its error message, its mechanism list) put in an
+/// error: the broker may send up to 32 KiB of anything, terminal escapes included, and the error
+/// ends up in logs.
+const MAX_BROKER_TEXT: usize = 300;
+
+/// `text` without control characters, cut at [`MAX_BROKER_TEXT`] characters.
+fn broker_text(text: &str) -> String {
+    let mut printable = text.chars().filter(|c| !c.is_control());
+    let mut out: String = printable.by_ref().take(MAX_BROKER_TEXT).collect();
+    if printable.next().is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// What to do after a response.
 #[derive(Debug)]
 pub(crate) enum Progress {
@@ -133,7 +148,7 @@ impl SaslExchange {
                             "SASL mechanism {} is not enabled on this listener; it offers [{}] \
                              (check `sasl.mechanism` and that the port is the SASL listener's)",
                             self.mechanism,
-                            enabled.join(", ")
+                            broker_text(&enabled.join(", "))
                         )));
                     }
                     ILLEGAL_SASL_STATE => {
@@ -159,7 +174,7 @@ impl SaslExchange {
                     let said = response
                         .error_message
                         .as_ref()
-                        .map(|m| m.as_str().to_owned())
+                        .map(|m| broker_text(m.as_str()))
                         .unwrap_or_else(|| format!("Kafka error {}", response.error_code));
                     let what = match response.error_code {
                         SASL_AUTHENTICATION_FAILED => "authentication failed",
@@ -427,6 +442,31 @@ mod tests {
         let text = x.on_response(failed).unwrap_err().to_string();
         assert!(text.contains("broker status `invalid_token`"), "{text}");
         assert!(text.contains("OAUTHBEARER authentication failed"), "{text}");
+    }
+
+    #[test]
+    fn broker_text_in_errors_is_printable_and_bounded() {
+        // Found by the `sasl` fuzz target: the broker's error message went into the error as
+        // sent, NULs and escapes included.
+        let long = format!("bad\u{1b}[31mred\0{}", "x".repeat(30_000));
+        let mut x = plain_exchange();
+        x.on_response(handshake(0, &[])).unwrap();
+        let refused = authenticate(SASL_AUTHENTICATION_FAILED, Some(&long), b"", 0);
+        let text = x.on_response(refused).unwrap_err().to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("bad[31mredxxx"), "{text}");
+        assert!(text.chars().count() < 500, "{} characters", text.chars().count());
+
+        let mechanism = format!("M\u{7}{}", "E".repeat(100));
+        let offered = vec![mechanism.as_str(); 300];
+        let mut x = plain_exchange();
+        let text = x
+            .on_response(handshake(UNSUPPORTED_SASL_MECHANISM, &offered))
+            .unwrap_err()
+            .to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains("[MEEE"), "{text}");
+        assert!(text.chars().count() < 600, "{} characters", text.chars().count());
     }
 
     #[test]

@@ -151,9 +151,13 @@ impl SaslExchange {
                             broker_text(&enabled.join(", "))
                         )));
                     }
+                    // The broker's request handler answers SaslHandshake this way only on a
+                    // connection it already counts as authenticated: a PLAINTEXT or SSL listener.
                     ILLEGAL_SASL_STATE => {
                         return Err(self.refused(
-                            "the broker refused SaslHandshake in its current state (ILLEGAL_SASL_STATE)"
+                            "the broker refused SaslHandshake (ILLEGAL_SASL_STATE): this port is \
+                             not a SASL listener (a PLAINTEXT or SSL listener answers so); check \
+                             the port and `security.protocol`"
                                 .into(),
                         ))
                     }
@@ -393,6 +397,18 @@ mod tests {
     }
 
     #[test]
+    fn a_listener_without_sasl_is_named_with_what_to_check() {
+        let mut x = plain_exchange();
+        let e = x
+            .on_response(handshake(ILLEGAL_SASL_STATE, &[]))
+            .unwrap_err();
+        assert!(matches!(e, Error::Authentication { .. }), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("not a SASL listener"), "{text}");
+        assert!(text.contains("security.protocol"), "{text}");
+    }
+
+    #[test]
     fn bad_credentials_carry_the_brokers_message() {
         let mut x = plain_exchange();
         x.on_response(handshake(0, &[])).unwrap();
@@ -455,7 +471,11 @@ mod tests {
         let text = x.on_response(refused).unwrap_err().to_string();
         assert!(!text.chars().any(char::is_control), "{text:?}");
         assert!(text.contains("bad[31mredxxx"), "{text}");
-        assert!(text.chars().count() < 500, "{} characters", text.chars().count());
+        assert!(
+            text.chars().count() < 500,
+            "{} characters",
+            text.chars().count()
+        );
 
         let mechanism = format!("M\u{7}{}", "E".repeat(100));
         let offered = vec![mechanism.as_str(); 300];
@@ -466,7 +486,11 @@ mod tests {
             .to_string();
         assert!(!text.chars().any(char::is_control), "{text:?}");
         assert!(text.contains("[MEEE"), "{text}");
-        assert!(text.chars().count() < 600, "{} characters", text.chars().count());
+        assert!(
+            text.chars().count() < 600,
+            "{} characters",
+            text.chars().count()
+        );
     }
 
     #[test]

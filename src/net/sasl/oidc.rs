@@ -223,7 +223,12 @@ pub(crate) fn parse_http_response(answer: &[u8]) -> Option<(u16, Vec<u8>)> {
                 return Some((status, body));
             }
             body.extend_from_slice(rest.get(..size)?);
-            rest = rest.get(size + 2..)?;
+            // A chunk's data ends with CRLF; anything else means its size line lied, and the
+            // body read so far would be cut or padded.
+            if rest.get(size..size + 2)? != b"\r\n" {
+                return None;
+            }
+            rest = &rest[size + 2..];
         }
     }
     match length {
@@ -294,6 +299,11 @@ mod tests {
         assert!(parse_http_response(b"garbage").is_none());
         assert!(parse_http_response(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+        )
+        .is_none());
+        // A chunk size shorter than its data: the data's end is not where CRLF must be.
+        assert!(parse_http_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n"
         )
         .is_none());
     }

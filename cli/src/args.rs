@@ -26,18 +26,18 @@ const HELP_FOOTER: &str = "\
 Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 no broker reachable,
             4 count not reached before --timeout-ms, 130 interrupted.
 Properties: -F FILE (Java .properties) is read first, then each -X key=value, then the
-            command's own options; `josefk <command> --help` lists those.";
+            command's own options; `josefk <command> --help` lists those.
+Bootstrap:  -b beats -X bootstrap.servers, which beats the -F file's bootstrap.servers,
+            which beats the KAFKA_BOOTSTRAP_SERVERS environment variable.";
 
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Bootstrap servers, `host:port[,host:port...]` (`bootstrap.servers`).
-    #[arg(
-        short = 'b',
-        long = "bootstrap-server",
-        env = "KAFKA_BOOTSTRAP_SERVERS",
-        global = true
-    )]
+    /// Bootstrap servers, `host:port[,host:port...]` (`bootstrap.servers`). Without it,
+    /// `-X bootstrap.servers`, then the `-F` file's, then the environment variable
+    /// KAFKA_BOOTSTRAP_SERVERS.
+    // Not clap's `env`: that would make the variable count as `-b` and beat `-X` and `-F`.
+    #[arg(short = 'b', long = "bootstrap-server", global = true)]
     pub bootstrap: Option<String>,
     /// A Java client property, `key=value` (repeatable), e.g. `-X linger.ms=20`. Applied after
     /// `-F` and before the command's own options.
@@ -99,7 +99,7 @@ pub struct ProduceArgs {
     /// sticky for keyless records).
     #[arg(short = 'p', long)]
     pub partition: Option<i32>,
-    /// The byte that ends a record (escapes: `\n`, `\t`, `\0`, `\\`).
+    /// The byte that ends a record (escapes: `\n`, `\t`, `\r`, `\0`, `\\`).
     #[arg(short = 'D', long, default_value = "\\n")]
     pub delimiter: String,
     /// Split each record into key and value at the first occurrence of this string
@@ -163,7 +163,8 @@ pub struct ConsumeArgs {
     /// after MS milliseconds since the epoch). With a group, only `beginning`/`end`/`stored`
     /// (where the group has committed nothing). Default: `beginning` without a group,
     /// `stored` with one.
-    #[arg(short = 'o', long)]
+    // `-o -10`, as kcat users type it, not `-o=-10`.
+    #[arg(short = 'o', long, allow_negative_numbers = true)]
     pub offset: Option<String>,
     /// Stop after this many records.
     #[arg(short = 'c', long)]
@@ -179,7 +180,7 @@ pub struct ConsumeArgs {
     pub read_committed: bool,
     /// Output template: %t topic, %p partition, %o offset, %k key, %v value, %h headers
     /// (`k=v,k2=v2`), %T timestamp (ms), %K key length, %S value length, %% a percent sign;
-    /// escapes `\n`, `\t`, `\\`. A null key or value prints as nothing (or `--null-marker`).
+    /// escapes `\n`, `\t`, `\r`, `\0`, `\\`. A null key or value prints as nothing (or `--null-marker`).
     #[arg(short = 'f', long, default_value = "%v\\n", conflicts_with = "json")]
     pub format: String,
     /// Print one JSON object per record: topic, partition, offset, timestamp, key, value,

@@ -20,9 +20,23 @@ pub struct Properties {
 }
 
 impl Properties {
-    /// `-F`, `-X` and `-b` of the common options, in that order of precedence (last wins).
+    /// KAFKA_BOOTSTRAP_SERVERS, then `-F`, `-X` and `-b` of the common options, in that order
+    /// of precedence (last wins).
     pub fn from_common(common: &Common) -> CliResult<Properties> {
+        Properties::from_common_and_env(common, std::env::var("KAFKA_BOOTSTRAP_SERVERS").ok())
+    }
+
+    /// [`Properties::from_common`] with the environment's bootstrap servers given: the variable
+    /// is a default for the shell session, so anything written on the command line or in the
+    /// `-F` file for this run wins over it.
+    fn from_common_and_env(
+        common: &Common,
+        env_bootstrap: Option<String>,
+    ) -> CliResult<Properties> {
         let mut props = Properties::default();
+        if let Some(servers) = env_bootstrap.filter(|s| !s.trim().is_empty()) {
+            props.set("bootstrap.servers", &servers);
+        }
         if let Some(path) = &common.config_file {
             props.entries.extend(read_properties_file(path)?);
         }
@@ -298,6 +312,40 @@ mod tests {
             props.producer().unwrap().linger,
             std::time::Duration::from_millis(20)
         );
+    }
+
+    #[test]
+    fn bootstrap_servers_precedence_is_b_then_x_then_file_then_environment() {
+        let path = std::env::temp_dir().join(format!("josefk-cli-boot-{}", std::process::id()));
+        std::fs::write(&path, "bootstrap.servers=file:1\n").unwrap();
+        let servers = |b: Option<&str>, x: Option<&str>, file: bool, env: Option<&str>| {
+            let common = Common {
+                bootstrap: b.map(str::to_owned),
+                properties: x
+                    .map(|x| vec![format!("bootstrap.servers={x}")])
+                    .unwrap_or_default(),
+                config_file: file.then(|| path.clone()),
+                quiet: false,
+            };
+            let props = Properties::from_common_and_env(&common, env.map(str::to_owned));
+            props.unwrap().client().unwrap().bootstrap_servers.join(",")
+        };
+        assert_eq!(servers(None, None, false, Some("env:1")), "env:1");
+        assert_eq!(servers(None, None, true, Some("env:1")), "file:1");
+        assert_eq!(servers(None, Some("x:1"), true, Some("env:1")), "x:1");
+        assert_eq!(
+            servers(Some("b:1"), Some("x:1"), true, Some("env:1")),
+            "b:1"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let common = Common {
+            bootstrap: None,
+            properties: Vec::new(),
+            config_file: None,
+            quiet: false,
+        };
+        let none = Properties::from_common_and_env(&common, Some(" ".into())).unwrap();
+        assert_eq!(none.client().unwrap_err().code, crate::exit::USAGE);
     }
 
     #[test]

@@ -349,3 +349,54 @@ fn a_count_not_reached_before_the_timeout_exits_4_with_what_was_read() {
         "{took:?}"
     );
 }
+
+#[test]
+fn a_negative_offset_reads_the_last_records_of_a_partition() {
+    let topic = unique("last-n");
+    create_topic(&topic, 2);
+    let input: String = (0..10).map(|i| format!("r{i}\n")).collect();
+    ok(
+        &["produce", "-t", &topic, "-p", "0", "-q"],
+        input.as_bytes(),
+    );
+    ok(&["produce", "-t", &topic, "-p", "1", "-q"], b"other\n");
+    // As kcat users type it: `-o -3`, not `-o=-3`.
+    for flag in ["-o", "--offset"] {
+        let last = ok(
+            &["consume", "-t", &topic, "-p", "0", flag, "-3", "-e", "-q"],
+            b"",
+        );
+        assert_eq!(last, "r7\nr8\nr9\n", "{flag} -3");
+    }
+}
+
+#[test]
+fn the_environment_bootstrap_loses_to_x_and_to_the_properties_file() {
+    let bootstrap = bootstrap();
+    let topic = unique("env-bootstrap");
+    create_topic(&topic, 1);
+    // Nothing listens on port 1: were the variable used, the command would exit 3.
+    let with_env = |args: &[&str]| {
+        Command::new(JOSEFK)
+            .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let x = format!("bootstrap.servers={bootstrap}");
+    let out = with_env(&["-X", &x, "topics", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "-X lost to the variable: {stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&topic));
+    let dir = std::env::temp_dir().join(unique("env-props"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("client.properties");
+    std::fs::write(&file, format!("{x}\n")).unwrap();
+    let out = with_env(&["-F", file.to_str().unwrap(), "topics", "list"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "-F lost to the variable: {stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    // Alone, the variable is used.
+    let out = with_env(&["topics", "list"]);
+    assert_eq!(out.status.code(), Some(3));
+}

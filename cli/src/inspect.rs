@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use josefk::admin::{Admin, ConfigChange, ConfigResource, ConfigSource, NewTopic, OffsetSpec};
-use josefk::{IsolationLevel, TopicPartition};
+use josefk::admin::{
+    Admin, ConfigChange, ConfigResource, ConfigSource, ConsumerGroupDescription, GroupDescription,
+    NewTopic, OffsetSpec,
+};
+use josefk::{ErrorCode, IsolationLevel, TopicPartition};
 
 use crate::args::{ConfigTarget, ConfigsCommand, GroupsCommand, OffsetsCommand, TopicsCommand};
 use crate::exit::{CliError, CliResult};
@@ -254,40 +257,16 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
             }
         }
         GroupsCommand::Describe { groups } => {
-            let names: Vec<&str> = groups.iter().map(String::as_str).collect();
-            for g in admin.describe_groups(&names).await? {
-                outln!(
-                    "group {} state {} protocol-type {} assignor {} coordinator {} members {}",
-                    g.group_id,
-                    g.state,
-                    or_dash(&g.protocol_type),
-                    or_dash(&g.protocol),
-                    g.coordinator,
-                    g.members.len()
-                )?;
-                for m in &g.members {
-                    let assignment = m.assignment.as_ref().map_or("?".to_owned(), |a| {
-                        a.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    });
-                    outln!(
-                        "  member {} client-id {} host {}{} assigned {}",
-                        m.member_id,
-                        m.client_id,
-                        m.client_host,
-                        m.group_instance_id
-                            .as_deref()
-                            .map(|i| format!(" instance {i}"))
-                            .unwrap_or_default(),
-                        if assignment.is_empty() {
-                            "-"
-                        } else {
-                            &assignment
-                        }
-                    )?;
+            let mut missing = Vec::new();
+            for group in &groups {
+                match describe_group(&admin, group).await? {
+                    Some(Described::Consumer(g)) => print_consumer_group(&g, quiet)?,
+                    Some(Described::Classic(g)) => print_classic_group(&g, quiet)?,
+                    None => missing.push(group.as_str()),
                 }
+            }
+            if !missing.is_empty() {
+                return Err(does_not_exist(&missing));
             }
         }
         GroupsCommand::Delete { groups } => {
@@ -303,9 +282,32 @@ pub async fn groups(command: GroupsCommand, props: &Properties, quiet: bool) -> 
             partitions,
             to,
         } => {
+            // As Kafka's tool: only a group without members (or none at all) can be reset; the
+            // coordinator would refuse the commit of an outsider with a bare UNKNOWN_MEMBER_ID.
+            if let Some(described) = describe_group(&admin, &group).await? {
+                let state = described.state();
+                if state != "Empty" {
+                    return Err(not_inactive(&group, state));
+                }
+            }
             let chosen = partitions_of(&admin, &topic, &partitions).await?;
             let offsets = reset_targets(&admin, &chosen, &to).await?;
-            admin.alter_group_offsets(&group, &offsets).await?;
+            admin
+                .alter_group_offsets(&group, &offsets)
+                .await
+                .map_err(|e| match e.kafka_code() {
+                    // A member joined since the check.
+                    Some(
+                        ErrorCode::UnknownMemberId
+                        | ErrorCode::IllegalGeneration
+                        | ErrorCode::RebalanceInProgress
+                        | ErrorCode::StaleMemberEpoch,
+                    ) => CliError::runtime(format!(
+                        "Assignments can only be reset if the group '{group}' is inactive, but \
+                         a member joined it meanwhile ({e}). Stop its members first."
+                    )),
+                    _ => e.into(),
+                })?;
             outln!("topic partition new-offset")?;
             for (tp, o) in &offsets {
                 outln!("{} {} {o}", tp.topic, tp.partition)?;
@@ -364,13 +366,203 @@ async fn reset_targets(
                     .collect());
             }
             let n: i64 = other.parse().ok().filter(|n| *n >= 0).ok_or_else(bad)?;
-            return Ok(partitions.iter().map(|tp| (tp.clone(), n)).collect());
+            // Kafka's tool moves an offset outside the log to its nearest end, with a warning:
+            // committed as given, it would make the group reset by `auto.offset.reset` later.
+            let earliest = lookup(OffsetSpec::Earliest).await?;
+            let latest = lookup(OffsetSpec::Latest).await?;
+            return Ok(partitions
+                .iter()
+                .map(|tp| {
+                    let (low, high) = (earliest[tp].offset, latest[tp].offset);
+                    let o = if n > high {
+                        diagln!(
+                            "josefk: warning: New offset ({n}) is higher than latest offset for \
+                             topic partition {tp}. Value will be set to {high}"
+                        );
+                        high
+                    } else if n < low {
+                        diagln!(
+                            "josefk: warning: New offset ({n}) is lower than earliest offset for \
+                             topic partition {tp}. Value will be set to {low}"
+                        );
+                        low
+                    } else {
+                        n
+                    };
+                    (tp.clone(), o)
+                })
+                .collect());
         }
     };
     Ok(partitions
         .iter()
         .map(|tp| (tp.clone(), offsets[tp].offset))
         .collect())
+}
+
+/// A group as its coordinator describes it.
+enum Described {
+    /// A KIP-848 `consumer` group (ConsumerGroupDescribe).
+    Consumer(ConsumerGroupDescription),
+    /// A classic group (DescribeGroups): consumer groups of the classic protocol, Connect, and
+    /// groups that only hold committed offsets.
+    Classic(GroupDescription),
+}
+
+impl Described {
+    fn state(&self) -> &str {
+        match self {
+            Described::Consumer(g) => &g.state,
+            Described::Classic(g) => &g.state,
+        }
+    }
+}
+
+/// Describes `group` as Java's admin client does: ConsumerGroupDescribe first, and DescribeGroups
+/// when the broker says it is not a `consumer` group (GROUP_ID_NOT_FOUND) or does not know the
+/// API. DescribeGroups alone reports a `consumer` group as `Dead` with no members. `None`: the
+/// group does not exist.
+async fn describe_group(admin: &Admin, group: &str) -> CliResult<Option<Described>> {
+    match admin.describe_consumer_groups(&[group]).await {
+        Ok(described) => {
+            if let Some(g) = described.into_iter().next() {
+                return Ok((g.state != "Dead").then_some(Described::Consumer(g)));
+            }
+        }
+        Err(e)
+            if matches!(e, josefk::Error::UnsupportedVersion { .. })
+                || matches!(
+                    e.kafka_code(),
+                    Some(ErrorCode::GroupIdNotFound | ErrorCode::UnsupportedVersion)
+                ) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let classic = admin.describe_groups(&[group]).await?.into_iter().next();
+    Ok(classic
+        .filter(|g| !g.state.is_empty() && g.state != "Dead")
+        .map(Described::Classic))
+}
+
+/// Kafka's tool prints "Consumer group 'x' does not exist." and exits 0; here it is an error, so
+/// scripts can tell.
+fn does_not_exist(groups: &[&str]) -> CliError {
+    let names: Vec<String> = groups.iter().map(|g| format!("`{g}`")).collect();
+    CliError::runtime(if names.len() == 1 {
+        format!("consumer group {} does not exist", names[0])
+    } else {
+        format!("consumer groups {} do not exist", names.join(", "))
+    })
+}
+
+fn not_inactive(group: &str, state: &str) -> CliError {
+    CliError::runtime(format!(
+        "Assignments can only be reset if the group '{group}' is inactive, but the current \
+         state is {state}. Stop its members first."
+    ))
+}
+
+fn partition_list(partitions: &[TopicPartition]) -> String {
+    if partitions.is_empty() {
+        return "-".to_owned();
+    }
+    partitions
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn instance(id: Option<&str>) -> String {
+    id.map(|i| format!(" instance {i}")).unwrap_or_default()
+}
+
+/// The fields both kinds of group share come first, in the same order, so `awk` columns agree.
+fn print_classic_group(g: &GroupDescription, quiet: bool) -> CliResult {
+    outln!(
+        "group {} state {} protocol-type {} assignor {} coordinator {} members {} group-type \
+         classic",
+        g.group_id,
+        g.state,
+        or_dash(&g.protocol_type),
+        or_dash(&g.protocol),
+        g.coordinator,
+        g.members.len()
+    )?;
+    for m in &g.members {
+        outln!(
+            "  member {} client-id {} host {}{} assigned {}",
+            m.member_id,
+            m.client_id,
+            m.client_host,
+            instance(m.group_instance_id.as_deref()),
+            m.assignment
+                .as_deref()
+                .map_or("?".to_owned(), partition_list)
+        )?;
+    }
+    note_state(&g.group_id, &g.state, quiet);
+    Ok(())
+}
+
+fn print_consumer_group(g: &ConsumerGroupDescription, quiet: bool) -> CliResult {
+    outln!(
+        "group {} state {} protocol-type consumer assignor {} coordinator {} members {} \
+         group-type consumer group-epoch {} assignment-epoch {}",
+        g.group_id,
+        g.state,
+        or_dash(&g.assignor),
+        g.coordinator,
+        g.members.len(),
+        g.group_epoch,
+        g.assignment_epoch
+    )?;
+    for m in &g.members {
+        let mut subscribed = m.subscribed_topics.join(",");
+        if let Some(regex) = &m.subscribed_topic_regex {
+            let sep = if subscribed.is_empty() { "" } else { "," };
+            subscribed = format!("{subscribed}{sep}regex:{regex}");
+        }
+        outln!(
+            "  member {} client-id {} host {}{} assigned {} epoch {} subscribed {}{}{}{}",
+            m.member_id,
+            m.client_id,
+            m.client_host,
+            instance(m.group_instance_id.as_deref()),
+            partition_list(&m.assignment),
+            m.member_epoch,
+            or_dash(&subscribed),
+            if m.target_assignment == m.assignment {
+                String::new()
+            } else {
+                format!(" target {}", partition_list(&m.target_assignment))
+            },
+            m.rack
+                .as_deref()
+                .map(|r| format!(" rack {r}"))
+                .unwrap_or_default(),
+            if m.uses_consumer_protocol == Some(false) {
+                " classic-member"
+            } else {
+                ""
+            }
+        )?;
+    }
+    note_state(&g.group_id, &g.state, quiet);
+    Ok(())
+}
+
+/// Kafka's tool's notes for a group without members or in a rebalance.
+fn note_state(group: &str, state: &str, quiet: bool) {
+    if quiet {
+        return;
+    }
+    match state {
+        "Empty" => diagln!("consumer group `{group}` has no active members"),
+        "PreparingRebalance" | "CompletingRebalance" | "Assigning" | "Reconciling" => {
+            diagln!("warning: consumer group `{group}` is rebalancing")
+        }
+        _ => {}
+    }
 }
 
 fn or_dash(s: &str) -> &str {
@@ -410,6 +602,11 @@ pub async fn offsets(command: OffsetsCommand, props: &Properties) -> CliResult {
         }
         OffsetsCommand::Group { group } => {
             let committed = admin.list_group_offsets(&group).await?;
+            // OffsetFetch answers a group that does not exist with no offsets, like one that has
+            // committed nothing; scripts need to tell a typo from an idle group.
+            if committed.is_empty() && describe_group(&admin, &group).await?.is_none() {
+                return Err(does_not_exist(&[&group]));
+            }
             // Offsets outlive their topic: a deleted topic's are shown without latest and lag
             // (looking up its offsets would wait for the topic until the call's timeout).
             let existing: std::collections::BTreeSet<String> =

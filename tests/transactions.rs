@@ -227,6 +227,56 @@ async fn commit_and_abort(bootstrap: &str, tag: &str) {
         .expect("close");
 }
 
+/// Transactions with nothing in them (a consume-transform-produce loop whose poll returned
+/// nothing commits or aborts one) end without a fault, before, between and after real ones, and
+/// the producer goes on: its records after them are committed exactly once.
+async fn empty_transactions(bootstrap: &str, tag: &str) {
+    let admin = admin(bootstrap).await;
+    let names = topics(&admin, &format!("txn-empty-{tag}-"), 1).await;
+    let producer = Producer::connect(txn_config(bootstrap, &common::unique_topic("tid-empty")))
+        .await
+        .expect("connect");
+    producer.init_transactions().await.expect("init");
+    let mut committed = Vec::new();
+    // (records to send, commit?): empty ones first, after a commit, after an abort, and last.
+    let plan = [
+        (0, true),
+        (0, false),
+        (2, true),
+        (0, true),
+        (2, false),
+        (0, false),
+        (0, true),
+        (1, true),
+    ];
+    for (round, (records, commit)) in plan.into_iter().enumerate() {
+        producer.begin_transaction().expect("begin");
+        for i in 0..records {
+            let v = format!("r{round}-{i}");
+            producer.send(rec(&names[0], 0, &v)).await.expect("send");
+            if commit {
+                committed.push(v);
+            }
+        }
+        let how = if commit { "commit" } else { "abort" };
+        let ended = if commit {
+            producer.commit_transaction().await
+        } else {
+            producer.abort_transaction().await
+        };
+        if let Err(e) = ended {
+            panic!("[{tag}] {how} of round {round} ({records} records): {e}");
+        }
+    }
+    committed.sort();
+    let seen = all(&read(bootstrap, &admin, &names[0], IsolationLevel::ReadCommitted).await);
+    assert_eq!(seen, committed, "read_committed sees the non-empty commits");
+    producer
+        .close(Duration::from_secs(10))
+        .await
+        .expect("close");
+}
+
 /// The committed offset of `tp` for `group`, by raw OffsetFetch (require_stable) to the group
 /// coordinator; `None` when the group has none.
 async fn committed_offset(
@@ -579,6 +629,9 @@ async fn run_all(bootstrap: &str, tag: &str, expect_version: i16) {
     let t = Instant::now();
     commit_and_abort(bootstrap, tag).await;
     eprintln!("[{tag}] commit_and_abort: {:?}", t.elapsed());
+    let t = Instant::now();
+    empty_transactions(bootstrap, tag).await;
+    eprintln!("[{tag}] empty: {:?}", t.elapsed());
     let t = Instant::now();
     offsets_follow_the_transaction(bootstrap, tag).await;
     eprintln!("[{tag}] offsets: {:?}", t.elapsed());

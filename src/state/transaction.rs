@@ -242,7 +242,8 @@ pub struct TransactionManager {
     pending_partitions: BTreeSet<TopicPartition>,
     /// Partitions in the transaction.
     partitions: BTreeSet<TopicPartition>,
-    /// A partition or offsets were added, so v1 must send EndTxn (Java `transactionStarted`).
+    /// A partition or offsets were added (v1: answered; v2: a record or offsets sent), so EndTxn
+    /// must be sent (Java `transactionStarted`).
     started: bool,
     init: Option<Init>,
     offsets: Option<Offsets>,
@@ -545,7 +546,9 @@ impl TransactionManager {
             if has_incomplete_batches {
                 return None;
             }
-            if self.protocol == TxnProtocol::V1 && !self.started {
+            // Nothing was added or sent: the coordinator has no transaction to end, and would
+            // refuse EndTxn (INVALID_TXN_STATE), so end it here as Java does on both protocols.
+            if !self.started {
                 self.end = None;
                 self.complete_transaction();
                 return self.next_request(has_incomplete_batches);

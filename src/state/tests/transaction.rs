@@ -422,8 +422,26 @@ fn v2_adds_partitions_implicitly_and_adopts_the_epoch_from_end_txn() {
     let step = m.on_end_txn(Ok(Some(pid(1)))).unwrap();
     assert!(matches!(step, TxnStep::Done { new_producer: Some(p) } if p == pid(1)));
     assert_eq!((m.state(), m.producer()), (Ready, pid(1)));
-    // Even an empty v2 transaction ends with EndTxn: the epoch moves on every transaction.
+    // An empty transaction ends without EndTxn on v2 too: the coordinator has none to end and
+    // refuses the commit (INVALID_TXN_STATE, on Kafka 4.4); Java skips it on both protocols.
+    for commit in [true, false] {
+        m.begin_transaction().unwrap();
+        if commit {
+            m.begin_commit().unwrap();
+        } else {
+            m.begin_abort().unwrap();
+        }
+        assert_eq!(m.next_request(false), None);
+        assert_eq!((m.state(), m.producer()), (Ready, pid(1)));
+    }
+    // Offsets alone begin it: TxnOffsetCommit v5 does on the coordinator.
     m.begin_transaction().unwrap();
+    m.begin_send_offsets("g").unwrap();
+    assert!(matches!(
+        m.next_request(false),
+        Some(TxnRequest::TxnOffsetCommit { .. })
+    ));
+    m.on_txn_offset_commit(&[tp(0)], &[(tp(0), None)]).unwrap();
     m.begin_commit().unwrap();
     assert_eq!(
         m.next_request(false),
@@ -494,6 +512,7 @@ fn a_leader_refusing_tls_or_credentials_makes_the_transaction_abortable_not_fata
 #[test]
 fn under_v2_the_coordinator_bumps_so_the_abort_sends_only_end_txn() {
     let mut m = in_txn(V2);
+    m.maybe_add_partition(&tp(0)).unwrap();
     m.on_send_failed(&Error::Timeout {
         api: Some(ApiKey::Produce),
         broker: None,
@@ -528,6 +547,7 @@ fn a_send_failure_during_commit_cancels_end_txn() {
 #[test]
 fn fencing_on_end_txn_is_fatal() {
     let mut m = in_txn(V2);
+    m.maybe_add_partition(&tp(0)).unwrap();
     m.begin_commit().unwrap();
     m.next_request(false);
     let step = m.on_end_txn(Err(E::ProducerFenced)).unwrap();
@@ -546,6 +566,7 @@ fn fencing_on_end_txn_is_fatal() {
 #[test]
 fn transaction_abortable_aborts_a_commit_but_is_fatal_for_an_abort() {
     let mut m = in_txn(V2);
+    m.maybe_add_partition(&tp(0)).unwrap();
     m.begin_commit().unwrap();
     m.next_request(false);
     let step = m.on_end_txn(Err(E::TransactionAbortable)).unwrap();
@@ -565,6 +586,7 @@ fn transaction_abortable_aborts_a_commit_but_is_fatal_for_an_abort() {
 #[test]
 fn retriable_end_txn_errors_resend_and_a_repeated_abort_resumes() {
     let mut m = in_txn(V2);
+    m.maybe_add_partition(&tp(0)).unwrap();
     m.begin_abort().unwrap();
     m.next_request(false);
     let step = m.on_end_txn(Err(E::NotCoordinator)).unwrap();

@@ -49,9 +49,16 @@ impl TransactionManager {
             return Ok(());
         }
         match self.protocol {
-            TxnProtocol::V2 => self.partitions.insert(tp.clone()),
-            TxnProtocol::V1 => self.new_partitions.insert(tp.clone()),
-        };
+            // The first Produce adds the partition on the broker, so the transaction has begun
+            // there once a record is on its way (Java sets `transactionStarted` here under v2).
+            TxnProtocol::V2 => {
+                self.partitions.insert(tp.clone());
+                self.started = true;
+            }
+            TxnProtocol::V1 => {
+                self.new_partitions.insert(tp.clone());
+            }
+        }
         Ok(())
     }
 
@@ -73,7 +80,12 @@ impl TransactionManager {
         }
         self.offsets = Some(match self.protocol {
             TxnProtocol::V1 => Offsets::AddOffsets(group_id.to_owned()),
-            TxnProtocol::V2 => Offsets::Commit(group_id.to_owned()),
+            TxnProtocol::V2 => {
+                // TxnOffsetCommit v5 begins the transaction on the coordinator (Java sets
+                // `transactionStarted` when it queues it under v2).
+                self.started = true;
+                Offsets::Commit(group_id.to_owned())
+            }
         });
         Ok(())
     }

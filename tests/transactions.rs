@@ -253,7 +253,8 @@ async fn empty_transactions(bootstrap: &str, tag: &str) {
         producer.begin_transaction().expect("begin");
         for i in 0..records {
             let v = format!("r{round}-{i}");
-            producer.send(rec(&names[0], 0, &v)).await.expect("send");
+            // The commit settles the delivery; an abort fails it, which the read below checks.
+            let _delivery = producer.send(rec(&names[0], 0, &v)).await.expect("send");
             if commit {
                 committed.push(v);
             }

@@ -340,10 +340,22 @@ impl Producer {
     /// use josefk::ProducerRecord;
     /// use std::time::Duration;
     /// use josefk::consumer::{Consumer, ConsumerConfig};
+    /// use josefk::Guarantee;
     /// # async fn demo() -> josefk::Result<()> {
-    /// # let producer = Producer::connect(ProducerConfig::new("k:9092").transactional_id("copier-1")).await?;
-    /// # producer.init_transactions().await?;
-    /// # let mut consumer = Consumer::connect(ConsumerConfig::new("k:9092").group_id("copier")).await?;
+    /// let producer = Producer::connect(
+    ///     ProducerConfig::new("k:9092").transactional_id("copier-1"),
+    /// )
+    /// .await?;
+    /// producer.init_transactions().await?;
+    /// // ExactlyOnce: read_committed, and no commits of the consumer's own (the default
+    /// // auto-commit would mark input done even when its transaction aborts).
+    /// let mut consumer = Consumer::connect(
+    ///     ConsumerConfig::new("k:9092")
+    ///         .group_id("copier")
+    ///         .guarantee(Guarantee::ExactlyOnce),
+    /// )
+    /// .await?;
+    /// # consumer.subscribe(&["in"])?;
     /// // Consume-transform-produce: the input offsets commit with the output, exactly once.
     /// producer.begin_transaction()?;
     /// let records = consumer.poll(Duration::from_secs(1)).await?;

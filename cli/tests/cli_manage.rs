@@ -257,6 +257,10 @@ fn an_unreachable_broker_exits_3_in_bounded_time() {
             "socket.connection.setup.timeout.ms=2000",
             "-X",
             "request.timeout.ms=3000",
+            // The client asks again until this bound while no broker answers (Java's wait for
+            // its first metadata); keep the test short.
+            "-X",
+            "default.api.timeout.ms=6000",
             "topics",
             "list",
         ],
@@ -397,8 +401,8 @@ fn the_environment_bootstrap_loses_to_x_and_to_the_properties_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "-F lost to the variable: {stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
-    // Alone, the variable is used.
-    let out = with_env(&["topics", "list"]);
+    // Alone, the variable is used (and refused until the client's short bound here).
+    let out = with_env(&["-X", "default.api.timeout.ms=2000", "topics", "list"]);
     assert_eq!(out.status.code(), Some(3));
 }
 

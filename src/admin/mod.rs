@@ -155,21 +155,16 @@ pub struct Admin {
 }
 
 impl Admin {
-    /// Connects to the cluster (one Metadata request), within `default.api.timeout.ms` like
-    /// every call.
+    /// Connects to the cluster (a Metadata request), within `default.api.timeout.ms` like every
+    /// call: while no bootstrap broker answers it asks again after the backoff, then fails with
+    /// the last cause (a retriable [`Error::Connect`] naming each address). A `bootstrap.servers`
+    /// of which no address resolves, refused credentials and TLS failures fail at once.
     ///
     /// Cancellation: dropping the future drops the connections opened so far; nothing is changed.
     pub async fn connect(config: ClientConfig) -> Result<Admin> {
         config.validate()?;
-        let after = config.default_api_timeout;
-        let cluster = tokio::time::timeout(after, Cluster::connect(config))
-            .await
-            .map_err(|_| Error::Timeout {
-                api: Some(crate::error::ApiKey::Metadata),
-                broker: None,
-                after,
-                outcome_unknown: false,
-            })??;
+        let deadline = tokio::time::Instant::now() + config.default_api_timeout;
+        let cluster = Cluster::connect_by(config, deadline).await?;
         let registry = std::sync::Arc::downgrade(&cluster.pool().metrics().0);
         let enabled = cluster.config().metrics_enabled;
         let exported = registry.clone();

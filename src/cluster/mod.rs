@@ -8,6 +8,7 @@
 //! FENCED/UNKNOWN_LEADER_EPOCH — see [`is_stale_metadata_error`]); retries back off between
 //! `retry.backoff.ms` and `retry.backoff.max.ms`.
 
+mod bootstrap;
 pub mod coordinator;
 pub mod metadata;
 pub(crate) mod telemetry;
@@ -77,21 +78,28 @@ struct Inner {
 
 impl Cluster {
     /// Validates `config` and fetches the cluster's brokers from the first bootstrap server that
-    /// answers.
+    /// answers: one attempt (the clients use [`Cluster::connect_by`], which asks again until a
+    /// deadline).
     ///
     /// Cancellation: dropping the future abandons the bootstrap; nothing is left running.
+    #[cfg_attr(not(feature = "unstable-internals"), allow(dead_code))] // the tests' facade
     pub async fn connect(config: ClientConfig) -> Result<Cluster> {
         config.validate()?;
-        let cluster = Cluster {
+        let cluster = Cluster::unconnected(config)?;
+        cluster.refresh_metadata(TopicsQuery::None).await?;
+        Ok(cluster)
+    }
+
+    /// The cluster with no metadata yet and no connection open.
+    fn unconnected(config: ClientConfig) -> Result<Cluster> {
+        Ok(Cluster {
             inner: Arc::new(Inner {
                 pool: BrokerPool::new(&config)?,
                 metadata: RwLock::new(Arc::new(MetadataSnapshot::empty(std::time::Instant::now()))),
                 coordinators: CoordinatorCache::default(),
                 config,
             }),
-        };
-        cluster.refresh_metadata(TopicsQuery::None).await?;
-        Ok(cluster)
+        })
     }
 
     /// The configuration this cluster was connected with.

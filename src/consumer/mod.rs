@@ -188,6 +188,11 @@ pub struct Consumer {
 impl Consumer {
     /// Validates `config` and connects to the cluster. No partition is assigned yet.
     ///
+    /// Bounded by `default.api.timeout.ms`: while no bootstrap broker answers it asks again after
+    /// the backoff, then fails with the last cause (a retriable [`Error::Connect`] naming each
+    /// address). A `bootstrap.servers` of which no address resolves, refused credentials and TLS
+    /// failures fail at once.
+    ///
     /// Cancellation: dropping the future abandons the bootstrap; nothing is left running.
     ///
     /// ```no_run
@@ -206,7 +211,8 @@ impl Consumer {
         // The consumer's own `default.api.timeout.ms` bounds the admin calls it makes too.
         let mut client = config.client.clone();
         client.default_api_timeout = config.default_api_timeout;
-        let cluster = Cluster::connect(client).await?;
+        let deadline = Instant::now() + config.default_api_timeout;
+        let cluster = Cluster::connect_by(client, deadline).await?;
         let registry = Arc::downgrade(&cluster.pool().metrics().0);
         let exported = registry.clone();
         crate::metrics::spawn_exporter(config.client.metrics_enabled, move || {

@@ -99,8 +99,12 @@ impl Producer {
     /// starts the sender task, with a small thread (`josefk-linger`) that wakes it at linger
     /// deadlines more precisely than tokio's millisecond timer; both end with the producer.
     ///
-    /// Bounded by `max.block.ms` ([`Error::Timeout`] naming the request waited for: Metadata
-    /// while bootstrapping, InitProducerId while getting a producer id).
+    /// Bounded by `max.block.ms`: while no bootstrap broker answers it asks again after the
+    /// backoff, as Java's producer waits for its first metadata, then fails with the last cause
+    /// (a retriable [`Error::Connect`] naming each address), or [`Error::Timeout`] naming the
+    /// request waited for (InitProducerId while getting a producer id). A `bootstrap.servers` of
+    /// which no address resolves, refused credentials, TLS failures and a peer that is not Kafka
+    /// fail at once.
     ///
     /// ```no_run
     /// use josefk::producer::{Producer, ProducerConfig};
@@ -125,9 +129,7 @@ impl Producer {
             after: max_block,
             outcome_unknown: false,
         };
-        let cluster = tokio::time::timeout_at(deadline, Cluster::connect(config.client.clone()))
-            .await
-            .map_err(|_| timed_out(crate::error::ApiKey::Metadata))??;
+        let cluster = Cluster::connect_by(config.client.clone(), deadline).await?;
         let accumulator = AccumulatorConfig {
             batch_size: config.batch_size,
             linger: config.linger,

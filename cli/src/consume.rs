@@ -3,10 +3,12 @@
 //!
 //! A group member commits exactly the records it printed (after each poll, and on exit), never
 //! records a `--count` cut off, so a later run of the same group starts right after the last
-//! record printed.
+//! record printed. Printed means written to stdout: a record still buffered when stdout's reader
+//! went away is not committed. SIGINT and SIGTERM stop it the same clean way (commit, leave,
+//! close; exit 130 or 143); a closed stdout too (exit 141).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use josefk::admin::{Admin, OffsetSpec};
@@ -17,7 +19,9 @@ use tokio::time::Instant;
 use crate::args::ConsumeArgs;
 use crate::exit::{self, CliError, CliResult};
 use crate::format::{write_json, Template};
+use crate::output;
 use crate::props::Properties;
+use crate::stop::Stop;
 
 /// Where reading starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +69,7 @@ enum Output {
 }
 
 /// Runs `consume`.
-pub async fn run(args: ConsumeArgs, mut props: Properties, quiet: bool) -> CliResult {
+pub async fn run(args: ConsumeArgs, mut props: Properties, quiet: bool, stop: Stop) -> CliResult {
     let start = match &args.offset {
         Some(s) => StartAt::parse(s).map_err(CliError::usage)?,
         None if args.group.is_some() => StartAt::Stored,
@@ -160,21 +164,24 @@ pub async fn run(args: ConsumeArgs, mut props: Properties, quiet: bool) -> CliRe
     let deadline = args
         .timeout_ms
         .map(|ms| Instant::now() + Duration::from_millis(ms));
-    let mut out = BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    let mut printed: u64 = 0;
+    let mut out = Printer::default();
     let mut to_commit: BTreeMap<TopicPartition, i64> = BTreeMap::new();
     let mut progress = crate::progress::Progress::new("consume", quiet);
-    let mut interrupted = false;
-    let mut closed_pipe = false;
+    let mut stopped = None;
     let outcome: CliResult = async {
         loop {
-            if args.count.is_some_and(|c| printed >= c) {
+            if args.count.is_some_and(|c| out.printed >= c) {
+                return Ok(());
+            }
+            if let Some(signal) = stop.requested() {
+                stopped = Some(signal);
                 return Ok(());
             }
             if args.exit_at_end && at_end(&mut consumer, &ends, grouped).await? {
                 return Ok(());
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
+                let printed = out.printed;
                 return match args.count {
                     Some(c) => Err(CliError {
                         code: exit::INCOMPLETE,
@@ -189,46 +196,35 @@ pub async fn run(args: ConsumeArgs, mut props: Properties, quiet: bool) -> CliRe
             }
             let records = tokio::select! {
                 r = consumer.poll(Duration::from_millis(500)) => r?,
-                _ = tokio::signal::ctrl_c() => {
-                    interrupted = true;
+                // Records a poll returned after this are neither printed nor committed.
+                signal = stop.wait() => {
+                    stopped = Some(signal);
                     return Ok(());
                 }
             };
             let mut bytes = 0u64;
             for r in &records {
-                if args.count.is_some_and(|c| printed >= c) {
+                if args.count.is_some_and(|c| out.printed + out.buffered >= c) {
                     break;
                 }
-                if let Err(e) = print(&mut out, &output, r) {
-                    if e.kind() == std::io::ErrorKind::BrokenPipe {
-                        closed_pipe = true;
-                        return Ok(());
-                    }
-                    return Err(e.into());
-                }
-                printed += 1;
+                print(&mut out.buffer, &output, r)?;
+                out.add(r);
                 bytes += r.value.as_ref().map_or(0, |v| v.len() as u64);
-                to_commit.insert(r.topic_partition(), r.offset + 1);
-            }
-            match out.flush() {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                    closed_pipe = true;
-                    return Ok(());
+                if out.buffer.len() >= FLUSH_AT {
+                    out.write(&mut to_commit)?;
                 }
-                other => other?,
             }
+            out.write(&mut to_commit)?;
             if grouped && !to_commit.is_empty() {
                 let offsets: Vec<_> = std::mem::take(&mut to_commit).into_iter().collect();
                 consumer.commit_offsets(&offsets).await?;
             }
-            progress.tick(printed, bytes);
+            progress.tick(out.printed, bytes);
         }
     }
     .await;
-    if !closed_pipe {
-        let _ = out.flush();
-    }
-    // Commit what was printed and leave, even after an error; the first error is reported.
+    // Commit what was written and leave, even after an error (a closed stdout, say); the first
+    // error is reported. Records whose write failed are not in `to_commit`.
     let cleanup: CliResult = async {
         if grouped && !to_commit.is_empty() {
             let offsets: Vec<_> = std::mem::take(&mut to_commit).into_iter().collect();
@@ -238,23 +234,67 @@ pub async fn run(args: ConsumeArgs, mut props: Properties, quiet: bool) -> CliRe
         Ok(())
     }
     .await;
+    let summary = crate::progress::records(out.printed);
+    if outcome
+        .as_ref()
+        .is_err_and(|e| e.code == exit::OUTPUT_CLOSED)
+    {
+        progress.finish(&format!("{summary} (stdout was closed)"));
+    }
     outcome?;
     cleanup?;
-    progress.finish(&format!("{printed} records"));
-    if interrupted {
-        return Err(CliError {
-            code: exit::INTERRUPTED,
-            message: "interrupted".into(),
-        });
+    progress.finish(&summary);
+    match stopped {
+        Some(signal) => Err(signal.error()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-fn print(out: &mut impl Write, output: &Output, r: &ConsumerRecord) -> std::io::Result<()> {
+/// Records are written to stdout once this much is buffered, and at the end of each poll.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// Printed records waiting in `buffer` until written to stdout: only records whose bytes stdout
+/// took (written and flushed) count as printed and may be committed, so a reader that went
+/// away (`| head`, `| true`) does not have records committed that it never received.
+#[derive(Default)]
+struct Printer {
+    buffer: Vec<u8>,
+    /// The next offset of each partition with records in `buffer`.
+    offsets: BTreeMap<TopicPartition, i64>,
+    buffered: u64,
+    printed: u64,
+}
+
+impl Printer {
+    fn add(&mut self, r: &ConsumerRecord) {
+        self.offsets.insert(r.topic_partition(), r.offset + 1);
+        self.buffered += 1;
+    }
+
+    /// Writes and flushes the buffer; its records then join `to_commit`. On failure they are
+    /// dropped, not committed.
+    fn write(&mut self, to_commit: &mut BTreeMap<TopicPartition, i64>) -> CliResult {
+        if self.buffered == 0 && self.buffer.is_empty() {
+            return Ok(());
+        }
+        let mut stdout = std::io::stdout().lock();
+        let written = stdout.write_all(&self.buffer).and_then(|()| stdout.flush());
+        self.buffer.clear();
+        let offsets = std::mem::take(&mut self.offsets);
+        let count = std::mem::take(&mut self.buffered);
+        written.map_err(output::from_io)?;
+        to_commit.extend(offsets);
+        self.printed += count;
+        Ok(())
+    }
+}
+
+fn print(out: &mut Vec<u8>, output: &Output, r: &ConsumerRecord) -> CliResult {
     match output {
         Output::Template(t) => t.write(out, r),
         Output::Json => write_json(out, r),
     }
+    .map_err(|e| CliError::runtime(format!("formatting a record: {e}")))
 }
 
 /// Whether every assigned partition's position reached the end it had at the start. A group

@@ -3,6 +3,7 @@
 //! transaction (`send_offsets_to_transaction`). On an abortable error the transaction is aborted
 //! and the consumer rewound to the committed offsets, so nothing is lost or written twice; a
 //! fatal one (fenced by a newer copier with the same `transactional.id`) stops the copy.
+//! SIGINT and SIGTERM stop it between transactions: close, leave the group, exit 130 or 143.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,11 +16,13 @@ use tokio::time::Instant;
 
 use crate::args::CopyArgs;
 use crate::exit::{self, CliError, CliResult};
-use crate::progress::Progress;
+use crate::output::diagln;
+use crate::progress::{records, Progress};
 use crate::props::Properties;
+use crate::stop::Stop;
 
 /// Runs `copy`.
-pub async fn run(args: CopyArgs, mut props: Properties, quiet: bool) -> CliResult {
+pub async fn run(args: CopyArgs, mut props: Properties, quiet: bool, stop: Stop) -> CliResult {
     let transactional_id = args
         .transactional_id
         .clone()
@@ -57,9 +60,14 @@ pub async fn run(args: CopyArgs, mut props: Properties, quiet: bool) -> CliResul
     let mut progress = Progress::new("copy", quiet);
     let mut copied: u64 = 0;
     let mut aborted: u64 = 0;
-    let mut interrupted = false;
+    let mut stopped = None;
     let outcome: CliResult = async {
         loop {
+            // Checked between transactions: one under way is committed (or aborted) first.
+            if let Some(signal) = stop.requested() {
+                stopped = Some(signal);
+                return Ok(());
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 if args.exit_at_end {
                     return Err(CliError {
@@ -71,8 +79,9 @@ pub async fn run(args: CopyArgs, mut props: Properties, quiet: bool) -> CliResul
             }
             let records = tokio::select! {
                 r = consumer.poll(Duration::from_millis(500)) => r?,
-                _ = tokio::signal::ctrl_c() => {
-                    interrupted = true;
+                // Records a poll returned after this are not copied; the next run reads them.
+                signal = stop.wait() => {
+                    stopped = Some(signal);
                     return Ok(());
                 }
             };
@@ -90,7 +99,7 @@ pub async fn run(args: CopyArgs, mut props: Properties, quiet: bool) -> CliResul
                 Err(e) if e.class() == ErrorClass::Fatal => return Err(e.into()),
                 Err(e) => {
                     if !quiet {
-                        eprintln!(
+                        diagln!(
                             "copy: transaction aborted ({e}); rewinding to the committed offsets"
                         );
                     }
@@ -110,16 +119,16 @@ pub async fn run(args: CopyArgs, mut props: Properties, quiet: bool) -> CliResul
     producer_closed?;
     consumer_closed?;
     progress.finish(&format!(
-        "{copied} records copied from `{}` to `{}` ({aborted} transactions aborted and retried)",
-        args.from, args.to
+        "{} copied from `{}` to `{}` ({aborted} transaction{} aborted and retried)",
+        records(copied),
+        args.from,
+        args.to,
+        if aborted == 1 { "" } else { "s" }
     ));
-    if interrupted {
-        return Err(CliError {
-            code: exit::INTERRUPTED,
-            message: "interrupted".into(),
-        });
+    match stopped {
+        Some(signal) => Err(signal.error()),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Writes `records` and the consumer's next offsets, then commits.

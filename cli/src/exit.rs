@@ -13,8 +13,11 @@ pub const USAGE: u8 = 2;
 pub const UNREACHABLE: u8 = 3;
 /// `--count` / `--num-records` not reached before `--timeout-ms`.
 pub const INCOMPLETE: u8 = 4;
-/// Stopped by Ctrl-C (SIGINT), after closing cleanly; the shell's convention.
+/// Stopped by Ctrl-C (SIGINT), after closing cleanly; the shell's convention (128 + 2).
 pub const INTERRUPTED: u8 = 130;
+/// Stopped by SIGTERM (`timeout`, `docker stop`, systemd), after closing cleanly as for Ctrl-C;
+/// the shell's convention (128 + 15).
+pub const TERMINATED: u8 = 143;
 /// Stdout's reader went away (`| head`), after stopping cleanly; the shell's code for SIGPIPE.
 pub const OUTPUT_CLOSED: u8 = 141;
 

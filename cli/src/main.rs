@@ -3,10 +3,11 @@
 //! public API (producer, consumer, admin, configs, records, errors).
 //!
 //! Files: `args.rs` the grammar (and so `--help`), `props.rs` Java properties (`-F`, `-X`),
-//! `exit.rs` exit codes, `output.rs` stdout and stderr without panics, `produce.rs`, `consume.rs` (+ `format.rs` for output), `inspect.rs`
-//! (metadata, topics, configs, groups, offsets), `copy.rs`, `perf.rs`, `progress.rs` (stderr
-//! progress), `verifiable/` (Kafka's system-test tools: verifiable producer and consumer,
-//! transactional message copier).
+//! `exit.rs` exit codes, `output.rs` stdout and stderr without panics, `stop.rs` SIGINT and
+//! SIGTERM, `produce.rs`, `consume.rs` (+ `format.rs` for output), `inspect.rs` (metadata,
+//! topics, configs, groups, offsets), `copy.rs`, `perf.rs`, `progress.rs` (stderr progress),
+//! `verifiable/` (Kafka's system-test tools: verifiable producer and consumer, transactional
+//! message copier).
 
 mod args;
 mod consume;
@@ -19,19 +20,22 @@ mod perf;
 mod produce;
 mod progress;
 mod props;
+mod stop;
 mod verifiable;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args as _, CommandFactory, FromArgMatches};
 
 use args::{Cli, Command, PerfCommand};
-use exit::{CliError, CliResult};
+use exit::CliResult;
+use output::diagln;
 use props::Properties;
+use stop::Stop;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let (cli, perf_idle) = match parse() {
+        Ok(parsed) => parsed,
         Err(e) => {
             // clap prints help and version on stdout (exit 0) and usage errors on stderr (exit 2).
             let _ = e.print();
@@ -44,40 +48,82 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("josefk: cannot start the async runtime: {e}");
+            diagln!("josefk: cannot start the async runtime: {e}");
             return ExitCode::from(exit::RUNTIME);
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(async {
+        // Before any work, so no signal is lost (see stop.rs).
+        let stop = Stop::install();
+        run(cli, perf_idle, stop).await
+    });
     // Tasks still waiting on the network must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::from(exit::OK),
-        Err(e) if e.code == exit::INTERRUPTED || e.code == exit::OUTPUT_CLOSED => e.exit_code(),
+        // The command stopped as asked (a signal) or because stdout's reader left: nothing to say.
+        Err(e) if [exit::INTERRUPTED, exit::TERMINATED, exit::OUTPUT_CLOSED].contains(&e.code) => {
+            e.exit_code()
+        }
         Err(e) => {
-            eprintln!("josefk: error: {e}");
+            diagln!("josefk: error: {e}");
             e.exit_code()
         }
     }
 }
 
-async fn run(cli: Cli) -> CliResult {
+/// The grammar of args.rs, plus `perf consume --timeout`, which is declared in perf.rs (next to
+/// its only use) and joined here; the matches give it back.
+fn parse() -> Result<(Cli, Option<perf::IdleTimeout>), clap::Error> {
+    let matches = Cli::command()
+        .mut_subcommand("perf", |perf| {
+            perf.mut_subcommand("consume", perf::IdleTimeout::augment_args)
+        })
+        .try_get_matches()?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let idle = match matches
+        .subcommand_matches("perf")
+        .and_then(|m| m.subcommand_matches("consume"))
+    {
+        Some(m) => Some(perf::IdleTimeout::from_arg_matches(m)?),
+        None => None,
+    };
+    Ok((cli, idle))
+}
+
+async fn run(cli: Cli, perf_idle: Option<perf::IdleTimeout>, stop: Stop) -> CliResult {
     let props = Properties::from_common(&cli.common)?;
     let quiet = cli.common.quiet;
+    let s = stop.clone();
     match cli.command {
-        Command::Produce(a) => produce::run(a, props, quiet).await,
-        Command::Consume(a) => consume::run(a, props, quiet).await,
-        Command::Metadata => inspect::metadata(&props).await,
-        Command::Topics(c) => inspect::topics(c, &props, quiet).await,
-        Command::Configs(c) => inspect::configs(c, &props, quiet).await,
-        Command::Groups(c) => inspect::groups(c, &props, quiet).await,
-        Command::Offsets(c) => inspect::offsets(c, &props).await,
-        Command::Copy(a) => copy::run(a, props, quiet).await,
-        Command::Perf(PerfCommand::Produce(a)) => perf::produce(a, props, quiet).await,
-        Command::Perf(PerfCommand::Consume(a)) => perf::consume(a, props, quiet).await,
-        Command::VerifiableProducer(a) => verifiable::producer::run(a, props).await,
-        Command::VerifiableConsumer(a) => verifiable::consumer::run(a, props).await,
-        Command::TransactionalMessageCopier(a) => verifiable::copier::run(a, props).await,
+        // These stop cleanly on a signal themselves.
+        Command::Produce(a) => produce::run(a, props, quiet, stop).await,
+        Command::Consume(a) => consume::run(a, props, quiet, stop).await,
+        Command::Copy(a) => copy::run(a, props, quiet, stop).await,
+        Command::Perf(PerfCommand::Produce(a)) => perf::produce(a, props, quiet, stop).await,
+        Command::Perf(PerfCommand::Consume(a)) => {
+            let idle = perf_idle.unwrap_or_default();
+            perf::consume(a, idle, props, quiet, stop).await
+        }
+        Command::VerifiableProducer(a) => verifiable::producer::run(a, props, stop).await,
+        Command::VerifiableConsumer(a) => verifiable::consumer::run(a, props, stop).await,
+        Command::TransactionalMessageCopier(a) => verifiable::copier::run(a, props, stop).await,
+        // These hold nothing to close: a signal ends them where they are.
+        Command::Metadata => until_stopped(&s, inspect::metadata(&props)).await,
+        Command::Topics(c) => until_stopped(&s, inspect::topics(c, &props, quiet)).await,
+        Command::Configs(c) => until_stopped(&s, inspect::configs(c, &props, quiet)).await,
+        Command::Groups(c) => until_stopped(&s, inspect::groups(c, &props, quiet)).await,
+        Command::Offsets(c) => until_stopped(&s, inspect::offsets(c, &props)).await,
     }
-    .map_err(|e: CliError| e)
+}
+
+/// `work`, or the signal's error if one comes first.
+async fn until_stopped(
+    stop: &Stop,
+    work: impl std::future::Future<Output = CliResult>,
+) -> CliResult {
+    tokio::select! {
+        result = work => result,
+        signal = stop.wait() => Err(signal.error()),
+    }
 }

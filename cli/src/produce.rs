@@ -16,8 +16,10 @@ use tokio::sync::mpsc;
 use crate::args::ProduceArgs;
 use crate::exit::{CliError, CliResult};
 use crate::format::unescape;
-use crate::progress::Progress;
+use crate::output::diagln;
+use crate::progress::{records, Progress};
 use crate::props::{parse_pairs, Properties};
+use crate::stop::Stop;
 
 /// Acknowledgements awaited behind at most this many records sent.
 const ACK_WINDOW: usize = 50_000;
@@ -176,8 +178,20 @@ pub fn read_record(
     }
 }
 
+/// With the default delimiter, a line ending `\r\n` (Windows) loses its `\r` too, as Java's
+/// console producer (`BufferedReader.readLine`) drops it.
+fn strip_line_end(record: &mut Vec<u8>, delimiter: u8) {
+    if delimiter == b'\n' && record.last() == Some(&b'\r') {
+        record.pop();
+    }
+}
+
 /// Runs `produce`.
-pub async fn run(args: ProduceArgs, mut props: Properties, quiet: bool) -> CliResult {
+///
+/// On SIGINT or SIGTERM it stops reading; the records already read are delivered (flushed) and
+/// the producer closed, or, with `--transactional-id`, the open transaction is aborted so
+/// read_committed readers are not held up until the broker's transaction timeout.
+pub async fn run(args: ProduceArgs, mut props: Properties, quiet: bool, stop: Stop) -> CliResult {
     for (key, value) in [
         ("acks", &args.acks),
         ("compression.type", &args.compression),
@@ -212,11 +226,15 @@ pub async fn run(args: ProduceArgs, mut props: Properties, quiet: bool) -> CliRe
     };
     let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(1024);
     let max = args.max_record_bytes;
+    // The thread may stay blocked on a read after a stop; the process ends without it.
     std::thread::spawn(move || {
         let mut reader = BufReader::with_capacity(256 * 1024, input);
         loop {
             let item = read_record(&mut reader, delimiter, max).transpose();
-            let Some(item) = item else { break };
+            let Some(mut item) = item else { break };
+            if let Ok(record) = &mut item {
+                strip_line_end(record, delimiter);
+            }
             let failed = item.is_err();
             if tx.blocking_send(item).is_err() || failed {
                 break;
@@ -231,73 +249,67 @@ pub async fn run(args: ProduceArgs, mut props: Properties, quiet: bool) -> CliRe
         producer.begin_transaction()?;
     }
     let mut progress = Progress::new("produce", quiet);
-    let mut pending: VecDeque<DeliveryFuture> = VecDeque::new();
-    let mut sent: u64 = 0;
-    let mut acked: u64 = 0;
-    let mut in_transaction: u64 = 0;
+    let mut run = Sending {
+        producer: &producer,
+        parser,
+        transaction_records: args.transaction_records.filter(|_| transactional),
+        pending: VecDeque::new(),
+        sent: 0,
+        acked: 0,
+        in_transaction: 0,
+    };
+    let mut stopped = None;
     let mut failure: Option<CliError> = None;
-    while let Some(item) = rx.recv().await {
-        let bytes = match item {
-            Ok(b) => b,
-            Err(e) => {
-                failure = Some(CliError::runtime(format!(
-                    "reading record {}: {e}",
-                    sent + 1
-                )));
+    loop {
+        let item = tokio::select! {
+            // A stop wins over more input: reading ends here.
+            biased;
+            signal = stop.wait() => {
+                stopped = Some(signal);
                 break;
             }
+            item = rx.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
         };
-        let record = match parser.parse(&bytes) {
-            Ok(r) => r,
-            Err(e) => {
-                failure = Some(CliError::runtime(format!("record {}: {e}", sent + 1)));
-                break;
-            }
-        };
-        match producer.send(record).await {
-            Ok(delivery) => pending.push_back(delivery),
-            Err(e) => {
-                failure = Some(e.into());
-                break;
-            }
-        }
-        sent += 1;
-        in_transaction += 1;
-        while pending.len() > ACK_WINDOW {
-            if let Err(e) = pending.pop_front().expect("non-empty").await {
-                failure = Some(e.into());
-                break;
-            }
-            acked += 1;
-        }
-        if failure.is_some() {
+        if let Err(e) = run.send(item).await {
+            failure = Some(e);
             break;
         }
-        if transactional && args.transaction_records == Some(in_transaction) {
-            if let Err(e) = settle(&mut pending, &mut acked).await {
+        progress.tick(run.sent, 0);
+    }
+    if stopped.is_some() && !transactional && failure.is_none() {
+        // What the reader thread has read already is delivered too; nothing more is read.
+        rx.close();
+        while let Some(item) = rx.recv().await {
+            if let Err(e) = run.send(item).await {
                 failure = Some(e);
                 break;
             }
-            producer.commit_transaction().await?;
-            producer.begin_transaction()?;
-            in_transaction = 0;
         }
-        progress.tick(sent, 0);
     }
-    if failure.is_none() {
-        failure = settle(&mut pending, &mut acked).await.err();
-    }
-    if transactional && failure.is_none() {
-        failure = producer
-            .commit_transaction()
-            .await
-            .err()
-            .map(CliError::from);
-    }
-    if transactional && failure.is_some() {
-        // The failure that made the transaction abort is the one to report.
-        if let Err(e) = producer.abort_transaction().await {
-            eprintln!("josefk: aborting the transaction failed too: {e}");
+    let mut aborted = None;
+    if transactional && stopped.is_some() && failure.is_none() {
+        // Its records were read but the input did not end: the transaction is incomplete.
+        aborted = Some(run.in_transaction);
+        failure = producer.abort_transaction().await.err().map(CliError::from);
+    } else {
+        if failure.is_none() {
+            failure = run.settle().await.err();
+        }
+        if transactional && failure.is_none() {
+            failure = producer
+                .commit_transaction()
+                .await
+                .err()
+                .map(CliError::from);
+        }
+        if transactional && failure.is_some() {
+            // The failure that made the transaction abort is the one to report.
+            if let Err(e) = producer.abort_transaction().await {
+                diagln!("josefk: aborting the transaction failed too: {e}");
+            }
         }
     }
     let closed = producer.close(Duration::from_secs(30)).await;
@@ -305,11 +317,69 @@ pub async fn run(args: ProduceArgs, mut props: Properties, quiet: bool) -> CliRe
         return Err(e);
     }
     closed?;
-    progress.finish(&format!(
-        "{acked} records acknowledged by topic `{}`",
+    let mut summary = format!(
+        "{} acknowledged by topic `{}`",
+        records(run.acked),
         args.topic
-    ));
-    Ok(())
+    );
+    if let Some(n) = aborted {
+        summary.push_str(&format!(
+            "; stopped: the open transaction ({}) was aborted",
+            records(n)
+        ));
+    }
+    progress.finish(&summary);
+    match stopped {
+        Some(signal) => Err(signal.error()),
+        None => Ok(()),
+    }
+}
+
+/// The records sent so far and their outstanding acknowledgements.
+struct Sending<'a> {
+    producer: &'a Producer,
+    parser: RecordParser,
+    /// `--transaction-records`, for a transactional producer.
+    transaction_records: Option<u64>,
+    pending: VecDeque<DeliveryFuture>,
+    sent: u64,
+    acked: u64,
+    in_transaction: u64,
+}
+
+impl Sending<'_> {
+    /// Parses and sends one input record (committing the transaction when it is full).
+    async fn send(&mut self, item: std::io::Result<Vec<u8>>) -> CliResult {
+        let bytes =
+            item.map_err(|e| CliError::runtime(format!("reading record {}: {e}", self.sent + 1)))?;
+        let record = self
+            .parser
+            .parse(&bytes)
+            .map_err(|e| CliError::runtime(format!("record {}: {e}", self.sent + 1)))?;
+        self.pending.push_back(self.producer.send(record).await?);
+        self.sent += 1;
+        self.in_transaction += 1;
+        while self.pending.len() > ACK_WINDOW {
+            self.pending.pop_front().expect("non-empty").await?;
+            self.acked += 1;
+        }
+        if self.transaction_records == Some(self.in_transaction) {
+            self.settle().await?;
+            self.producer.commit_transaction().await?;
+            self.producer.begin_transaction()?;
+            self.in_transaction = 0;
+        }
+        Ok(())
+    }
+
+    /// Awaits every outstanding acknowledgement; the first failure is returned.
+    async fn settle(&mut self) -> CliResult {
+        while let Some(delivery) = self.pending.pop_front() {
+            delivery.await?;
+            self.acked += 1;
+        }
+        Ok(())
+    }
 }
 
 /// Fails at once, naming the topic, when it (or the partition) does not exist: the producer
@@ -328,15 +398,6 @@ pub async fn check_topic(
         ))),
         _ => Ok(()),
     }
-}
-
-/// Awaits every outstanding acknowledgement; the first failure is returned.
-async fn settle(pending: &mut VecDeque<DeliveryFuture>, acked: &mut u64) -> CliResult {
-    while let Some(delivery) = pending.pop_front() {
-        delivery.await?;
-        *acked += 1;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -396,5 +457,28 @@ mod tests {
         );
         let mut long = &b"0123456789\n"[..];
         assert!(read_record(&mut long, b'\n', 8).is_err());
+    }
+
+    #[test]
+    fn a_crlf_line_loses_its_cr_as_in_java() {
+        let mut input = &b"one\r\ntwo\r\n\r\nin\rside\r"[..];
+        let mut got = Vec::new();
+        while let Some(mut r) = read_record(&mut input, b'\n', 64).unwrap() {
+            strip_line_end(&mut r, b'\n');
+            got.push(r);
+        }
+        assert_eq!(
+            got,
+            vec![
+                b"one".to_vec(),
+                b"two".to_vec(),
+                vec![],
+                b"in\rside".to_vec()
+            ]
+        );
+        // Another delimiter keeps every byte.
+        let mut r = b"v\r".to_vec();
+        strip_line_end(&mut r, b'\0');
+        assert_eq!(r, b"v\r");
     }
 }

@@ -8,6 +8,11 @@ use crate::output::diagln;
 /// How often a progress line is printed.
 const EVERY: Duration = Duration::from_secs(2);
 
+/// `1 record`, `2 records`.
+pub fn records(n: u64) -> String {
+    format!("{n} record{}", if n == 1 { "" } else { "s" })
+}
+
 /// Counts records and bytes over time for one command.
 #[derive(Debug)]
 pub struct Progress {
@@ -42,8 +47,9 @@ impl Progress {
         self.last_print = Instant::now();
         let secs = self.elapsed().as_secs_f64().max(1e-9);
         let mut line = format!(
-            "{}: {records} records in {:.1} s ({:.0} records/s",
+            "{}: {} in {:.1} s ({:.0} records/s",
             self.what,
+            self::records(records),
             secs,
             records as f64 / secs
         );
@@ -63,5 +69,15 @@ impl Progress {
                 self.elapsed().as_secs_f64()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_record_is_singular() {
+        assert_eq!(super::records(1), "1 record");
+        assert_eq!(super::records(0), "0 records");
+        assert_eq!(super::records(2), "2 records");
     }
 }

@@ -11,9 +11,10 @@ use clap::Args;
 use josefk::consumer::{Consumer, ConsumerRecord, RebalanceListener};
 use josefk::TopicPartition;
 
-use super::{text, Json, Stop};
+use super::{text, Json};
 use crate::exit::{CliError, CliResult};
 use crate::props::Properties;
+use crate::stop::Stop;
 
 /// `verifiable-consumer`: the arguments of Java's `VerifiableConsumer` (kafka-tools 4.4).
 #[derive(Debug, Args)]
@@ -94,11 +95,12 @@ fn partitions_event(name: &str, partitions: &[TopicPartition]) {
 }
 
 /// Runs `verifiable-consumer`.
-pub async fn run(args: VerifiableConsumerArgs, mut props: Properties) -> CliResult {
+pub async fn run(args: VerifiableConsumerArgs, mut props: Properties, stop: Stop) -> CliResult {
     // Java's order: the file first, then the tool's options over it.
     if args.consumer_config.is_some() {
         // Java prints this on stdout too (not JSON; the system tests skip such lines).
-        println!(
+        // Ignored if stdout is closed, as Java's `System.out` does.
+        let _ = crate::output::outln!(
             "Option --consumer.config has been deprecated and will be removed in a future \
              version. Use --command-config instead."
         );
@@ -135,7 +137,6 @@ pub async fn run(args: VerifiableConsumerArgs, mut props: Properties) -> CliResu
 
     let mut consumer = Consumer::connect(config).await?;
     consumer.set_rebalance_listener(PrintRebalances);
-    let stop = Stop::listen();
     Json::event("startup_complete").emit();
     consumer.subscribe(&[&args.topic])?;
 
@@ -173,7 +174,9 @@ pub async fn run(args: VerifiableConsumerArgs, mut props: Properties) -> CliResu
     }
     .await;
     if let Err(e) = &outcome {
-        eprintln!("josefk: verifiable-consumer: error during processing, stopping: {e}");
+        crate::output::diagln!(
+            "josefk: verifiable-consumer: error during processing, stopping: {e}"
+        );
     }
     let closed =
         tokio::time::timeout(Duration::from_millis(args.close_timeout), consumer.close()).await;

@@ -15,9 +15,10 @@ use josefk::consumer::{Consumer, ConsumerRecord, RebalanceListener};
 use josefk::producer::{ConsumerGroupMetadata, Producer};
 use josefk::{ErrorClass, IsolationLevel, ProducerRecord, TopicPartition};
 
-use super::{Json, Stop};
+use super::Json;
 use crate::exit::{CliError, CliResult};
 use crate::props::Properties;
+use crate::stop::Stop;
 
 /// `transactional-message-copier`: the arguments of Java's `TransactionalMessageCopier`
 /// (kafka-tools 4.4).
@@ -99,7 +100,7 @@ impl Status<'_> {
 }
 
 /// Runs `transactional-message-copier`.
-pub async fn run(args: CopierArgs, mut props: Properties) -> CliResult {
+pub async fn run(args: CopierArgs, mut props: Properties, stop: Stop) -> CliResult {
     if let Some(brokers) = &args.broker_list {
         props.set("bootstrap.servers", brokers);
     }
@@ -165,10 +166,9 @@ pub async fn run(args: CopierArgs, mut props: Properties) -> CliResult {
         producer.init_transactions().await?;
     }
 
-    let stop = Stop::listen();
     let mut random = Random::seeded();
     let outcome: CliResult = async {
-        while !stop.requested() && status.remaining > 0 {
+        while stop.requested().is_none() && status.remaining > 0 {
             status.emit("ProcessLoop");
             let records = tokio::select! {
                 r = consumer.poll(Duration::from_millis(200)) => r?,

@@ -3,19 +3,15 @@
 //! `TransactionalMessageCopier` of kafka-tools 4.4) spoken by josefk: the same arguments and the
 //! same JSON lines on stdout, so Kafka's own system tests (and scripts written for them) can
 //! drive josefk. This module owns what the three share: the JSON-line writer (fields in Java's
-//! order), the clock, and the stop signal (SIGTERM or Ctrl-C, the tools' shutdown hook).
+//! order) and the clock. The process's stop listener (`crate::stop`, SIGTERM or Ctrl-C) stands
+//! for the tools' shutdown hook.
 
 pub mod consumer;
 pub mod copier;
 pub mod producer;
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use tokio::sync::Notify;
 
 /// One JSON object, built field by field so the fields come out in the order Java's Jackson
 /// writes them (serde would need a dependency in the binary for what is a few dozen lines).
@@ -108,9 +104,9 @@ impl Json {
     /// line buffered), as Java's `System.out.println` is: the system tests read it live.
     pub fn emit(self) {
         let line = self.finish();
-        let mut out = std::io::stdout().lock();
-        // A closed stdout (the reader went away) must not panic the tool.
-        let _ = writeln!(out, "{line}");
+        // As Java's `System.out`, which swallows write errors: a closed stdout neither panics nor
+        // stops the tool (SIGTERM does).
+        let _ = crate::output::outln!("{line}");
     }
 }
 
@@ -125,63 +121,6 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Set once SIGTERM or SIGINT arrives: the Java tools' shutdown hook, which the system tests
-/// trigger with SIGTERM for a clean stop.
-#[derive(Debug, Clone, Default)]
-pub struct Stop {
-    requested: Arc<AtomicBool>,
-    notify: Arc<Notify>,
-}
-
-impl Stop {
-    /// Starts listening for SIGTERM and SIGINT.
-    pub fn listen() -> Stop {
-        let stop = Stop::default();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            terminated().await;
-            s.requested.store(true, Ordering::SeqCst);
-            s.notify.notify_waiters();
-        });
-        stop
-    }
-
-    /// Whether a stop was asked for.
-    pub fn requested(&self) -> bool {
-        self.requested.load(Ordering::SeqCst)
-    }
-
-    /// Resolves when a stop is asked for (at once if it was already).
-    pub async fn wait(&self) {
-        let notified = self.notify.notified();
-        if self.requested() {
-            return;
-        }
-        notified.await;
-    }
-}
-
-#[cfg(unix)]
-async fn terminated() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(not(unix))]
-async fn terminated() {
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

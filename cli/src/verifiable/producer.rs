@@ -17,9 +17,10 @@ use josefk::ProducerRecord;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{now_ms, Json, Stop};
+use super::{now_ms, Json};
 use crate::exit::CliResult;
 use crate::props::Properties;
+use crate::stop::Stop;
 
 /// `verifiable-producer`: the arguments of Java's `VerifiableProducer` (kafka-tools 4.4).
 #[derive(Debug, Args)]
@@ -56,7 +57,7 @@ pub struct VerifiableProducerArgs {
 }
 
 /// Runs `verifiable-producer`.
-pub async fn run(args: VerifiableProducerArgs, mut props: Properties) -> CliResult {
+pub async fn run(args: VerifiableProducerArgs, mut props: Properties, stop: Stop) -> CliResult {
     // Java's order: its own settings first, then the file (which may override them).
     props.set("acks", &args.acks);
     // As Java's tool: no retries, so each failure is reported, not hidden by a retry (this turns
@@ -64,7 +65,8 @@ pub async fn run(args: VerifiableProducerArgs, mut props: Properties) -> CliResu
     props.set("retries", "0");
     if args.producer_config.is_some() {
         // Java prints this on stdout too (not JSON; the system tests skip such lines).
-        println!(
+        // Ignored if stdout is closed, as Java's `System.out` does.
+        let _ = crate::output::outln!(
             "Option --producer.config has been deprecated and will be removed in a future \
              version. Use --command-config instead."
         );
@@ -79,7 +81,6 @@ pub async fn run(args: VerifiableProducerArgs, mut props: Properties) -> CliResu
         )));
     }
     let producer = Producer::connect(props.producer()?).await?;
-    let stop = Stop::listen();
     let start_ms = now_ms();
     let started = Instant::now();
     let acked = Arc::new(AtomicI64::new(0));
@@ -99,7 +100,7 @@ pub async fn run(args: VerifiableProducerArgs, mut props: Properties) -> CliResu
     let mut key_counter = 0i32;
     let mut sent: i64 = 0;
     for i in 0..max {
-        if stop.requested() {
+        if stop.requested().is_some() {
             break;
         }
         let key = args.repeating_keys.map(|n| {
@@ -125,12 +126,19 @@ pub async fn run(args: VerifiableProducerArgs, mut props: Properties) -> CliResu
             timestamp,
         };
         sent += 1;
-        // Not raced with the stop signal: like Java's `send`, a message counted as sent is
-        // handed to the producer (which waits at most `max.block.ms` for room).
+        // Counted as sent before the send, as in Java. A send still waiting (for the metadata of
+        // a topic that does not exist, for buffer room) when the stop comes fails at once: Java's
+        // shutdown hook closes the producer, which wakes such a send with "Producer closed while
+        // send in progress", so the tool ends promptly instead of waiting out `max.block.ms`.
+        let delivery = tokio::select! {
+            biased;
+            d = producer.send(record) => d,
+            _ = stop.wait() => Err(josefk::Error::Closed),
+        };
         let pending = Pending {
             key,
             value,
-            delivery: producer.send(record).await,
+            delivery,
         };
         if tx.send(pending).await.is_err() {
             break;

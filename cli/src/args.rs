@@ -10,7 +10,8 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Exit codes: 0 success; 1 runtime error (the broker refused, a record failed, I/O);
 /// 2 usage error (bad arguments, unknown or invalid property); 3 no broker could be reached;
-/// 4 `--count`/`--num-records` not reached before `--timeout-ms`; 130 interrupted (Ctrl-C).
+/// 4 `--count`/`--num-records` not reached before `--timeout-ms`; 130 interrupted (Ctrl-C);
+/// 141 stdout closed (`| head`); 143 terminated (SIGTERM).
 #[derive(Debug, Parser)]
 #[command(name = "josefk", version, about, long_about = None, after_help = HELP_FOOTER)]
 pub struct Cli {
@@ -24,7 +25,8 @@ pub struct Cli {
 
 const HELP_FOOTER: &str = "\
 Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 no broker reachable,
-            4 count not reached before --timeout-ms, 130 interrupted.
+            4 count not reached before --timeout-ms, 130 interrupted (Ctrl-C),
+            141 stdout closed, 143 terminated (SIGTERM).
 Properties: -F FILE (Java .properties) is read first, then each -X key=value, then the
             command's own options; `josefk <command> --help` lists those.
 Bootstrap:  -b beats -X bootstrap.servers, which beats the -F file's bootstrap.servers,
@@ -415,6 +417,10 @@ pub struct PerfConsumeArgs {
     /// Give up after this long (exit code 4).
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+    /// Give up when no record has come for this long, in ms (exit code 4): the topic holds fewer
+    /// records than `--num-records` (Kafka's `ConsumerPerformance --timeout`).
+    #[arg(long = "timeout", value_name = "MS", default_value_t = 10_000)]
+    pub idle_timeout: u64,
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ mod verifiable;
 
 use std::process::ExitCode;
 
-use clap::{Args as _, CommandFactory, FromArgMatches};
+use clap::Parser;
 
 use args::{Cli, Command, PerfCommand};
 use exit::CliResult;
@@ -34,8 +34,8 @@ use props::Properties;
 use stop::Stop;
 
 fn main() -> ExitCode {
-    let (cli, perf_idle) = match parse() {
-        Ok(parsed) => parsed,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
             // clap prints help and version on stdout (exit 0) and usage errors on stderr (exit 2).
             let _ = e.print();
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         // Before any work, so no signal is lost (see stop.rs).
         let stop = Stop::install();
-        run(cli, perf_idle, stop).await
+        run(cli, stop).await
     });
     // Tasks still waiting on the network must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -72,26 +72,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// The grammar of args.rs, plus `perf consume --timeout`, which is declared in perf.rs (next to
-/// its only use) and joined here; the matches give it back.
-fn parse() -> Result<(Cli, Option<perf::IdleTimeout>), clap::Error> {
-    let matches = Cli::command()
-        .mut_subcommand("perf", |perf| {
-            perf.mut_subcommand("consume", perf::IdleTimeout::augment_args)
-        })
-        .try_get_matches()?;
-    let cli = Cli::from_arg_matches(&matches)?;
-    let idle = match matches
-        .subcommand_matches("perf")
-        .and_then(|m| m.subcommand_matches("consume"))
-    {
-        Some(m) => Some(perf::IdleTimeout::from_arg_matches(m)?),
-        None => None,
-    };
-    Ok((cli, idle))
-}
-
-async fn run(cli: Cli, perf_idle: Option<perf::IdleTimeout>, stop: Stop) -> CliResult {
+async fn run(cli: Cli, stop: Stop) -> CliResult {
     let props = Properties::from_common(&cli.common)?;
     let quiet = cli.common.quiet;
     let s = stop.clone();
@@ -101,10 +82,7 @@ async fn run(cli: Cli, perf_idle: Option<perf::IdleTimeout>, stop: Stop) -> CliR
         Command::Consume(a) => consume::run(a, props, quiet, stop).await,
         Command::Copy(a) => copy::run(a, props, quiet, stop).await,
         Command::Perf(PerfCommand::Produce(a)) => perf::produce(a, props, quiet, stop).await,
-        Command::Perf(PerfCommand::Consume(a)) => {
-            let idle = perf_idle.unwrap_or_default();
-            perf::consume(a, idle, props, quiet, stop).await
-        }
+        Command::Perf(PerfCommand::Consume(a)) => perf::consume(a, props, quiet, stop).await,
         Command::VerifiableProducer(a) => verifiable::producer::run(a, props, stop).await,
         Command::VerifiableConsumer(a) => verifiable::consumer::run(a, props, stop).await,
         Command::TransactionalMessageCopier(a) => verifiable::copier::run(a, props, stop).await,

@@ -202,28 +202,9 @@ pub async fn produce(
     stop.check()
 }
 
-// `perf consume --timeout`: Kafka's `ConsumerPerformance --timeout`, the longest wait for the
-// next record. Declared here and joined to the grammar in main.rs. (Not a doc comment: clap
-// would make it the subcommand's description.)
-#[allow(missing_docs)]
-#[derive(Debug, Clone, clap::Args)]
-pub struct IdleTimeout {
-    /// Give up when no record has come for this long, in ms (exit code 4): the topic holds fewer
-    /// records than `--num-records`.
-    #[arg(long = "timeout", value_name = "MS", default_value_t = 10_000)]
-    pub timeout: u64,
-}
-
-impl Default for IdleTimeout {
-    fn default() -> IdleTimeout {
-        IdleTimeout { timeout: 10_000 }
-    }
-}
-
 /// Runs `perf consume`: every partition of the topic from the beginning.
 pub async fn consume(
     args: PerfConsumeArgs,
-    idle: IdleTimeout,
     mut props: Properties,
     quiet: bool,
     stop: Stop,
@@ -250,7 +231,7 @@ pub async fn consume(
     let mut progress = Progress::new("perf consume", quiet);
     let started = Instant::now();
     let (mut count, mut bytes) = (0u64, 0u64);
-    let idle_limit = Duration::from_millis(idle.timeout);
+    let idle_limit = Duration::from_millis(args.idle_timeout);
     let mut last_record = Instant::now();
     let mut stopped = None;
     let mut incomplete = None;
@@ -266,7 +247,7 @@ pub async fn consume(
             incomplete = Some(format!(
                 "no record for {} ms (--timeout) after {count} of {} records: the topic holds \
                  fewer",
-                idle.timeout, args.num_records
+                args.idle_timeout, args.num_records
             ));
             break;
         }

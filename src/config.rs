@@ -118,7 +118,8 @@ pub fn parse_properties(text: &str) -> Result<Vec<(String, String)>> {
 }
 
 /// Whether `key` is a property only the Java client has (serializer, interceptor and other class
-/// names, JMX metrics settings): the configs' `from_properties_str` skip these with one warning.
+/// names, JMX metrics settings, settings of Java features josefk does not have such as
+/// compression levels): the configs' `from_properties_str` skip these with one warning.
 ///
 /// ```
 /// assert!(josefk::config::is_java_only_property("key.serializer"));
@@ -459,11 +460,11 @@ pub(crate) fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<
     })
 }
 
-/// Parses a `true`/`false` property.
+/// Parses a `true`/`false` property, in any letter case as Java's `ConfigDef` does.
 pub(crate) fn parse_bool(key: &str, value: &str) -> Result<bool> {
     match value.trim() {
-        "true" => Ok(true),
-        "false" => Ok(false),
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
         _ => Err(Error::Config(format!(
             "`{key}` must be `true` or `false`, got `{value}`"
         ))),

@@ -9,8 +9,11 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Java client keys josefk has no equivalent for: they name Java classes or JVM machinery.
-/// A file loaded with `from_properties_str` may carry them; they are skipped with one warning.
+/// Java client keys josefk has no equivalent for: they name Java classes or JVM machinery, or
+/// set a Java feature josefk does not have (compression levels, rebootstrap, JCA provider
+/// names, the login-refresh and JWKS settings of Java's OAuth login module). A file written for
+/// the Java client may carry them; loaded with `from_properties_str` they are skipped with one
+/// warning naming them, as the Java client warns about keys it does not use.
 pub(crate) const JAVA_ONLY_KEYS: &[&str] = &[
     "key.serializer",
     "value.serializer",
@@ -37,6 +40,40 @@ pub(crate) const JAVA_ONLY_KEYS: &[&str] = &[
     "send.buffer.bytes",
     "receive.buffer.bytes",
     "connections.max.idle.ms",
+    "allow.auto.create.topics",
+    "exclude.internal.topics",
+    "compression.gzip.level",
+    "compression.lz4.level",
+    "compression.zstd.level",
+    "metadata.max.idle.ms",
+    "metadata.recovery.strategy",
+    "metadata.recovery.rebootstrap.trigger.ms",
+    "partitioner.availability.timeout.ms",
+    "partitioner.ignore.keys",
+    "socket.connection.setup.timeout.max.ms",
+    "ssl.cipher.suites",
+    "ssl.provider",
+    "ssl.keymanager.algorithm",
+    "ssl.trustmanager.algorithm",
+    "ssl.secure.random.implementation",
+    "sasl.login.connect.timeout.ms",
+    "sasl.login.read.timeout.ms",
+    "sasl.login.refresh.buffer.seconds",
+    "sasl.login.refresh.min.period.seconds",
+    "sasl.login.refresh.window.factor",
+    "sasl.login.refresh.window.jitter",
+    "sasl.login.retry.backoff.ms",
+    "sasl.login.retry.backoff.max.ms",
+    "sasl.oauthbearer.clock.skew.seconds",
+    "sasl.oauthbearer.expected.audience",
+    "sasl.oauthbearer.expected.issuer",
+    "sasl.oauthbearer.header.urlencode",
+    "sasl.oauthbearer.jwks.endpoint.url",
+    "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
+    "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+    "sasl.oauthbearer.scope.claim.name",
+    "sasl.oauthbearer.sub.claim.name",
 ];
 
 /// Reads a properties file (UTF-8; Java's own ISO-8859-1 files are the same for ASCII).
@@ -248,6 +285,27 @@ mod tests {
         assert!(e
             .to_string()
             .contains("unknown producer property `nonsense`"));
+    }
+
+    /// Java 3.x/4.x settings of features josefk lacks, as a tuned Java file carries them: they
+    /// load (skipped with the warning), and the booleans in it parse in any letter case.
+    #[test]
+    fn java_settings_josefk_lacks_load_and_booleans_ignore_case() {
+        let text = "bootstrap.servers=k:9092\ncompression.type=zstd\ncompression.zstd.level=3\n\
+                    partitioner.ignore.keys=false\nmetadata.max.idle.ms=300000\n\
+                    socket.connection.setup.timeout.max.ms=30000\n\
+                    metadata.recovery.strategy=rebootstrap\nssl.cipher.suites=\n\
+                    sasl.login.refresh.buffer.seconds=300\nenable.idempotence=FALSE\n";
+        let p = crate::producer::ProducerConfig::from_properties_str(text).unwrap();
+        assert!(!p.enable_idempotence);
+        let text = "bootstrap.servers=k:9092\nallow.auto.create.topics=false\n\
+                    exclude.internal.topics=true\nenable.auto.commit=False\n";
+        let c = crate::consumer::ConsumerConfig::from_properties_str(text).unwrap();
+        assert_eq!(c.commit_mode, crate::consumer::CommitMode::Manual);
+        assert!(crate::producer::ProducerConfig::from_properties_str(
+            "bootstrap.servers=k:9092\nenable.idempotence=yes\n"
+        )
+        .is_err());
     }
 
     /// A producer.properties as a Java application ships it: serializers, an interceptor, JMX

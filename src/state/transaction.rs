@@ -91,8 +91,24 @@ impl TxnState {
     /// [`Error::InvalidState`].
     pub fn transition(&mut self, target: TxnState) -> Result<()> {
         if !self.can_transition_to(target) {
+            use TxnState::*;
+            // Say what to do: the states are this crate's, not the caller's vocabulary.
+            let what = match (*self, target) {
+                (Uninitialized | Initializing, _) => "call init_transactions first",
+                (Ready, CommittingTransaction | AbortingTransaction) => {
+                    "no transaction is open: call begin_transaction first"
+                }
+                (InTransaction, InTransaction) => {
+                    "a transaction is already open: commit or abort it first"
+                }
+                (CommittingTransaction | AbortingTransaction, _) => {
+                    "the last commit or abort has not finished: call it again to resume it"
+                }
+                (AbortableError, _) => "the transaction hit an abortable error: abort it",
+                _ => "not allowed now",
+            };
             return Err(Error::InvalidState(format!(
-                "invalid transaction state transition from {self:?} to {target:?}"
+                "{what} (transaction state {self:?}, asked for {target:?})"
             )));
         }
         *self = target;

@@ -979,3 +979,19 @@ fn offsets_retry_soon_after_concurrent_transactions_and_back_off_up_to_the_add_p
 
 #[path = "transaction_answers.rs"]
 mod answers;
+
+#[test]
+fn calls_out_of_order_say_what_to_do_not_only_the_states() {
+    let mut m = ready(V2);
+    let e = m.begin_commit().unwrap_err();
+    assert!(
+        e.to_string().contains("call begin_transaction first"),
+        "{e}"
+    );
+    m.begin_transaction().unwrap();
+    let e = m.begin_transaction().unwrap_err();
+    assert!(e.to_string().contains("already open"), "{e}");
+    let mut fresh = TransactionManager::new();
+    let e = fresh.begin_transaction().unwrap_err();
+    assert!(e.to_string().contains("init_transactions"), "{e}");
+}

@@ -32,8 +32,11 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// (as the examples do) and nothing is left uncommitted when a revocation comes at the next
 /// `poll`.
 pub trait RebalanceListener: Send {
-    /// Partitions this member gives up in an orderly rebalance; their offsets can still be
-    /// committed.
+    /// Partitions this member gives up in an orderly rebalance. The listener has no handle on
+    /// the consumer, so unlike Java's it cannot commit here: under auto-commit josefk has
+    /// committed their positions just before this call; with manual commits, commit after each
+    /// `poll`'s records (or keep what the listener learns and commit after the `poll` returns,
+    /// while the group still accepts this member's generation).
     fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
         let _ = partitions;
     }

@@ -35,8 +35,7 @@ pub trait RebalanceListener: Send {
     /// Partitions this member gives up in an orderly rebalance. The listener has no handle on
     /// the consumer, so unlike Java's it cannot commit here: under auto-commit josefk has
     /// committed their positions just before this call; with manual commits, commit after each
-    /// `poll`'s records (or keep what the listener learns and commit after the `poll` returns,
-    /// while the group still accepts this member's generation).
+    /// `poll`'s records, so nothing is left uncommitted when a revocation comes.
     fn on_partitions_revoked(&mut self, partitions: &[TopicPartition]) {
         let _ = partitions;
     }

@@ -3,7 +3,9 @@
 //! a missing entry a caller would index into), and a DescribeGroups member whose assignment bytes
 //! do not decode is described with no assignment rather than failing the whole call; a
 //! FindCoordinator answer without the key asked for, or naming a node no client can reach, is
-//! COORDINATOR_NOT_AVAILABLE, retried until the call's timeout, never a coordinator.
+//! COORDINATOR_NOT_AVAILABLE, retried until the call's timeout, never a coordinator. A
+//! DescribeGroups group error is the group's: a loading coordinator is asked again, an
+//! authorization failure fails the call, GROUP_ID_NOT_FOUND is the documented `Dead`.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::SeqCst;
@@ -26,11 +28,11 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, DeleteRecordsResponse, DescribeGroupsResponse, DescribeProducersResponse,
-    FindCoordinatorResponse, GroupId, ListOffsetsResponse, MetadataResponse, ProducerId,
-    RequestHeader, TopicName,
+    ApiKey, BrokerId, DeleteRecordsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    DescribeProducersResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    ListOffsetsResponse, MetadataResponse, ProducerId, RequestHeader, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use josefk::admin::{Admin, OffsetSpec};
 use josefk::{ClientConfig, Error, IsolationLevel, TopicPartition};
@@ -303,4 +305,89 @@ async fn find_coordinator_never_naming_a_reachable_coordinator_ends_the_call_at_
         started.elapsed()
     );
     assert!(finds.load(SeqCst) >= 3, "retried: {}", finds.load(SeqCst));
+}
+
+/// DescribeGroups answers per group: `loading` is COORDINATOR_LOAD_IN_PROGRESS twice, then
+/// described; `secret` is GROUP_AUTHORIZATION_FAILED; `gone` is GROUP_ID_NOT_FOUND (v6+).
+#[tokio::test]
+async fn describe_groups_heeds_each_groups_error() {
+    let port = Arc::new(Mutex::new(0));
+    let shared = port.clone();
+    let loading_answers = Arc::new(AtomicUsize::new(0));
+    let counted = loading_answers.clone();
+    let broker = ScriptedBroker::start(move |header, mut body: Bytes| {
+        let port = *shared.lock().unwrap();
+        let v = header.request_api_version;
+        if header.request_api_key == ApiKey::FindCoordinator as i16 {
+            // Node 1 for whichever group is asked about.
+            let request = FindCoordinatorRequest::decode(&mut body, v).unwrap();
+            let keys = if v >= 4 {
+                request
+                    .coordinator_keys
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect()
+            } else {
+                vec![request.key.to_string()]
+            };
+            let coordinator = |key: &str| {
+                Coordinator::default()
+                    .with_key(sb(key))
+                    .with_node_id(BrokerId(1))
+                    .with_host(sb("127.0.0.1"))
+                    .with_port(port)
+            };
+            let response = if v >= 4 {
+                FindCoordinatorResponse::default()
+                    .with_coordinators(keys.iter().map(|k| coordinator(k)).collect())
+            } else {
+                FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(sb("127.0.0.1"))
+                    .with_port(port)
+            };
+            return Action::reply(&response, v);
+        }
+        if header.request_api_key != ApiKey::DescribeGroups as i16 {
+            return answer(port, header);
+        }
+        let request = DescribeGroupsRequest::decode(&mut body, v).unwrap();
+        let group = request.groups[0].0.to_string();
+        let code = match group.as_str() {
+            "loading" if counted.fetch_add(1, SeqCst) < 2 => 14,
+            "secret" => 30,
+            "gone" => 69,
+            _ => 0,
+        };
+        let state = if code == 69 { "Dead" } else { "Stable" };
+        Action::reply(
+            &DescribeGroupsResponse::default().with_groups(vec![DescribedGroup::default()
+                .with_error_code(code)
+                .with_group_id(GroupId(sb(&group)))
+                .with_group_state(sb(state))
+                .with_protocol_type(sb("consumer"))]),
+            v,
+        )
+    })
+    .await;
+    *port.lock().unwrap() = broker.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let config = ClientConfig::new(&broker.addr())
+        .default_api_timeout(Duration::from_secs(5))
+        .retry_backoff(Duration::from_millis(10), Duration::from_millis(50));
+    let admin = Admin::connect(config).await.expect("connect");
+
+    let described = admin.describe_groups(&["loading"]).await.unwrap();
+    assert_eq!(described[0].state, "Stable");
+    assert_eq!(loading_answers.load(SeqCst), 3, "asked again while loading");
+
+    let e = admin.describe_groups(&["secret"]).await.unwrap_err();
+    assert_eq!(
+        e.kafka_code(),
+        Some(josefk::ErrorCode::GroupAuthorizationFailed),
+        "{e}"
+    );
+
+    let described = admin.describe_groups(&["gone"]).await.unwrap();
+    assert_eq!(described[0].state, "Dead");
+    assert!(described[0].members.is_empty());
 }

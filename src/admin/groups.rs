@@ -155,9 +155,12 @@ impl Admin {
         Ok(out)
     }
 
-    /// Describes groups: state, chosen assignor, members with their subscriptions and assigned
-    /// partitions. A group that does not exist is described with state `Dead` and no members (as
-    /// the coordinator answers).
+    /// Describes classic groups: state, chosen assignor, members with their subscriptions and
+    /// assigned partitions. A group that does not exist is described with state `Dead` and no
+    /// members (as the coordinator answers), and so is a KIP-848 `consumer` group, which this
+    /// API does not describe (use [`Admin::describe_consumer_groups`]). Any other error the
+    /// coordinator gives for a group (GROUP_AUTHORIZATION_FAILED, ...) fails the call; a moved or
+    /// loading coordinator is asked again until `default.api.timeout.ms`.
     ///
     /// ```no_run
     /// use josefk::admin::Admin;
@@ -204,6 +207,18 @@ impl Admin {
                                 broker: Some(conn.broker().clone()),
                                 message: format!("no answer for group `{group}`"),
                             })?;
+                    // GROUP_ID_NOT_FOUND (DescribeGroups v6+) is the documented `Dead`
+                    // description; any other error is the group's: a moved or loading
+                    // coordinator is retried, an authorization failure reaches the caller.
+                    const GROUP_ID_NOT_FOUND: i16 = 69;
+                    if described.error_code != GROUP_ID_NOT_FOUND {
+                        Error::check_code(
+                            ApiKey::DescribeGroups,
+                            Some(conn.broker()),
+                            described.error_code,
+                            described.error_message.as_ref().map(|m| m.as_str()),
+                        )?;
+                    }
                     Ok(described)
                 })
                 .await?;

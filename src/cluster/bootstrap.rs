@@ -18,11 +18,13 @@ impl Cluster {
     /// cause), or [`Error::Timeout`] on Metadata if the deadline cut the first attempt.
     pub async fn connect_by(config: ClientConfig, deadline: Instant) -> Result<Cluster> {
         config.validate()?;
+        // The caller's whole bound, as its own timeout errors state it.
+        let bound = deadline.saturating_duration_since(Instant::now());
         let timed_out = |last: Option<Error>| {
-            last.unwrap_or_else(|| Error::Timeout {
+            last.unwrap_or(Error::Timeout {
                 api: Some(ApiKey::Metadata),
                 broker: None,
-                after: deadline.saturating_duration_since(Instant::now()),
+                after: bound,
                 outcome_unknown: false,
             })
         };

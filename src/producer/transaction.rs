@@ -195,6 +195,16 @@ pub(crate) fn txn_error(state: &super::sender::ProducerState) -> Option<Error> {
     }
 }
 
+/// Ends the flush `commit_transaction` began (every batch sent at once, linger.ms aside) once the
+/// transaction is no longer committing.
+fn end_commit_flush(state: &mut super::sender::ProducerState) {
+    let txn_state = state.txn.as_ref().map(|t| t.state());
+    if !matches!(txn_state, Some(TxnState::CommittingTransaction)) && state.txn_flush {
+        state.txn_flush = false;
+        state.end_flush();
+    }
+}
+
 /// The driver task: sends the manager's coordinator requests one at a time. Ends when the producer
 /// is closed or has failed.
 pub(crate) async fn driver(shared: Arc<Shared>) {
@@ -212,8 +222,13 @@ pub(crate) async fn driver(shared: Arc<Shared>) {
             let txn = state.txn.as_mut();
             let before = txn.as_ref().map(|t| t.state());
             let request = txn.and_then(|t| t.next_request(incomplete));
-            // next_request may end a transaction by itself (v1, nothing added): tell the waiters.
+            // next_request may end a transaction by itself (nothing was sent in it): tell the
+            // waiters, and end the flush its commit began, or the next transaction would run
+            // with linger.ms ignored.
             let changed = state.txn.as_ref().map(|t| t.state()) != before;
+            if changed {
+                end_commit_flush(&mut state);
+            }
             (request, changed)
         };
         let Some(request) = request else {
@@ -248,11 +263,7 @@ pub(crate) async fn driver(shared: Arc<Shared>) {
                 }
                 TxnStep::Failed(e) => debug!(error = %e, "transactional request failed"),
             }
-            let txn_state = state.txn.as_ref().map(|t| t.state());
-            if !matches!(txn_state, Some(TxnState::CommittingTransaction)) && state.txn_flush {
-                state.txn_flush = false;
-                state.end_flush();
-            }
+            end_commit_flush(&mut state);
         }
         if let Some(Err(e)) = check_fatal(&shared) {
             shared.fail_fatally(&e);

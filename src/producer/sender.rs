@@ -214,8 +214,8 @@ impl ProducerState {
                 Some(sticky)
             }
         };
-        if let Some(txn) = &mut self.txn {
-            txn.maybe_add_partition(tp)?;
+        if let Some(txn) = &self.txn {
+            txn.check_add_partition(tp)?;
         }
         let timestamp = record.timestamp;
         let result = self.accumulator.append_with(
@@ -239,6 +239,11 @@ impl ProducerState {
         );
         if let (Some(sticky), AppendResult::Appended(a)) = (&mut sticky, &result) {
             sticky.on_append(a.appended_bytes, a.tail_full, &info.available, n);
+        }
+        // Only a queued record joins the transaction (checked above under the same lock, so this
+        // cannot fail): one refused for memory or size must not make its commit send EndTxn.
+        if let (Some(txn), AppendResult::Appended(_)) = (&mut self.txn, &result) {
+            txn.maybe_add_partition(tp)?;
         }
         Ok(result)
     }

@@ -38,13 +38,7 @@ impl TransactionManager {
     /// A record is about to be sent to `tp` (Java `maybeAddPartition`). v1 queues it for
     /// AddPartitionsToTxn; v2 adds it implicitly (Produce v12 does it on the broker).
     pub fn maybe_add_partition(&mut self, tp: &TopicPartition) -> Result<()> {
-        self.fail_if_error()?;
-        if !self.producer().is_valid() || self.state() != TxnState::InTransaction {
-            return Err(Error::InvalidState(format!(
-                "cannot add {tp} to a transaction in state {:?}",
-                self.state()
-            )));
-        }
+        self.check_add_partition(tp)?;
         if self.partitions.contains(tp) || self.pending_partitions.contains(tp) {
             return Ok(());
         }
@@ -58,6 +52,21 @@ impl TransactionManager {
             TxnProtocol::V1 => {
                 self.new_partitions.insert(tp.clone());
             }
+        }
+        Ok(())
+    }
+
+    /// Whether a record for `tp` may join the transaction now: the checks of
+    /// [`TransactionManager::maybe_add_partition`] without adding it, for a caller that adds the
+    /// partition only once the record is queued (Java adds after the append: a record refused
+    /// before it is queued must not count as sent in the transaction).
+    pub fn check_add_partition(&self, tp: &TopicPartition) -> Result<()> {
+        self.fail_if_error()?;
+        if !self.producer().is_valid() || self.state() != TxnState::InTransaction {
+            return Err(Error::InvalidState(format!(
+                "cannot add {tp} to a transaction in state {:?}",
+                self.state()
+            )));
         }
         Ok(())
     }

@@ -45,12 +45,39 @@ impl Cluster {
             };
             let wake = Instant::now() + backoff.next_delay();
             if wake >= deadline {
-                return Err(e);
+                return Err(with_listener_hint(e, &cluster.inner.config));
             }
             debug!(error = %e, "no bootstrap broker answered yet; asking again");
             last = Some(e);
             tokio::time::sleep_until(wake).await;
         }
+    }
+}
+
+/// A client without SASL whose Metadata request makes the broker hang up (after ApiVersions
+/// was answered) is most likely on a SASL listener, which closes connections that skip
+/// authentication: say so, as the ApiVersions set-up does for TLS and SASL mix-ups.
+fn with_listener_hint(e: Error, config: &ClientConfig) -> Error {
+    use crate::security::SecurityProtocol::{Plaintext, Ssl};
+    match e {
+        Error::ConnectionLost {
+            api: Some(ApiKey::Metadata),
+            broker,
+            outcome_unknown,
+            mut reason,
+        } if matches!(config.security_protocol, Plaintext | Ssl) => {
+            reason.push_str(
+                " (a SASL listener closes the connection of a client that does not \
+                 authenticate: check the port and `security.protocol`)",
+            );
+            Error::ConnectionLost {
+                api: Some(ApiKey::Metadata),
+                broker,
+                outcome_unknown,
+                reason,
+            }
+        }
+        other => other,
     }
 }
 

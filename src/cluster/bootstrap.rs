@@ -20,17 +20,15 @@ impl Cluster {
         config.validate()?;
         // The caller's whole bound, as its own timeout errors state it.
         let bound = deadline.saturating_duration_since(Instant::now());
-        let timed_out = |last: Option<Error>| {
-            last.unwrap_or(Error::Timeout {
-                api: Some(ApiKey::Metadata),
-                broker: None,
-                after: bound,
-                outcome_unknown: false,
-            })
+        let timed_out = || Error::Timeout {
+            api: Some(ApiKey::Metadata),
+            broker: None,
+            after: bound,
+            outcome_unknown: false,
         };
         match tokio::time::timeout_at(deadline, resolvable(&config)).await {
             Ok(resolved) => resolved?,
-            Err(_) => return Err(timed_out(None)),
+            Err(_) => return Err(timed_out()),
         }
         let cluster = Cluster::unconnected(config)?;
         let mut backoff = cluster.retry_backoff();
@@ -41,7 +39,11 @@ impl Cluster {
                 Ok(Ok(_)) => return Ok(cluster),
                 Ok(Err(e)) if e.is_retriable() => e,
                 Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(timed_out(last)),
+                // The deadline cut this attempt: the last one that ended says more.
+                Err(_) => {
+                    return Err(last
+                        .map_or_else(timed_out, |e| with_listener_hint(e, &cluster.inner.config)))
+                }
             };
             let wake = Instant::now() + backoff.next_delay();
             if wake >= deadline {

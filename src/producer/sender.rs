@@ -240,10 +240,10 @@ impl ProducerState {
         if let (Some(sticky), AppendResult::Appended(a)) = (&mut sticky, &result) {
             sticky.on_append(a.appended_bytes, a.tail_full, &info.available, n);
         }
-        // Only a queued record joins the transaction (checked above under the same lock, so this
-        // cannot fail): one refused for memory or size must not make its commit send EndTxn.
+        // Only a queued record joins the transaction (checked above under the same lock): one
+        // refused for memory or size must not make its commit send EndTxn.
         if let (Some(txn), AppendResult::Appended(_)) = (&mut self.txn, &result) {
-            txn.maybe_add_partition(tp)?;
+            txn.add_partition(tp);
         }
         Ok(result)
     }

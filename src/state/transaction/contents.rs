@@ -35,12 +35,19 @@ pub const ADD_PARTITIONS_CONCURRENT_RETRY_BACKOFF: Duration = Duration::from_mil
 pub const OFFSETS_CONCURRENT_RETRY_BACKOFF: Duration = Duration::from_millis(2);
 
 impl TransactionManager {
-    /// A record is about to be sent to `tp` (Java `maybeAddPartition`). v1 queues it for
-    /// AddPartitionsToTxn; v2 adds it implicitly (Produce v12 does it on the broker).
+    /// A record for `tp` may join the transaction (Java `maybeAddPartition`): checks, then adds.
     pub fn maybe_add_partition(&mut self, tp: &TopicPartition) -> Result<()> {
         self.check_add_partition(tp)?;
+        self.add_partition(tp);
+        Ok(())
+    }
+
+    /// A record for `tp` was queued after [`TransactionManager::check_add_partition`] passed
+    /// (under the same lock, so nothing to check again per record). v1 queues the partition for
+    /// AddPartitionsToTxn; v2 adds it implicitly (Produce v12 does it on the broker).
+    pub fn add_partition(&mut self, tp: &TopicPartition) {
         if self.partitions.contains(tp) || self.pending_partitions.contains(tp) {
-            return Ok(());
+            return;
         }
         match self.protocol {
             // The first Produce adds the partition on the broker, so the transaction has begun
@@ -53,7 +60,6 @@ impl TransactionManager {
                 self.new_partitions.insert(tp.clone());
             }
         }
-        Ok(())
     }
 
     /// Whether a record for `tp` may join the transaction now: the checks of

@@ -36,6 +36,8 @@ pub const OFFSETS_CONCURRENT_RETRY_BACKOFF: Duration = Duration::from_millis(2);
 
 impl TransactionManager {
     /// A record for `tp` may join the transaction (Java `maybeAddPartition`): checks, then adds.
+    /// The producer runs the two halves apart, around its append; the state tests use this.
+    #[cfg(test)]
     pub fn maybe_add_partition(&mut self, tp: &TopicPartition) -> Result<()> {
         self.check_add_partition(tp)?;
         self.add_partition(tp);
@@ -62,10 +64,9 @@ impl TransactionManager {
         }
     }
 
-    /// Whether a record for `tp` may join the transaction now: the checks of
-    /// [`TransactionManager::maybe_add_partition`] without adding it, for a caller that adds the
-    /// partition only once the record is queued (Java adds after the append: a record refused
-    /// before it is queued must not count as sent in the transaction).
+    /// Whether a record for `tp` may join the transaction now, without adding it, for a caller
+    /// that adds the partition only once the record is queued (Java adds after the append: a
+    /// record refused before it is queued must not count as sent in the transaction).
     pub fn check_add_partition(&self, tp: &TopicPartition) -> Result<()> {
         self.fail_if_error()?;
         if !self.producer().is_valid() || self.state() != TxnState::InTransaction {

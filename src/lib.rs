@@ -87,6 +87,9 @@ pub mod testing;
 #[doc(hidden)]
 pub mod __fuzz;
 
+/// The shared, cheaply cloned byte buffer of record keys, values and headers (the `bytes`
+/// crate's), re-exported so that applications need not depend on `bytes` to name it.
+pub use bytes::Bytes;
 pub use config::{ClientConfig, Guarantee};
 pub use consumer::{Headers, TimestampType};
 pub use error::{ApiKey, BrokerRef, Error, ErrorClass, ErrorCode, Result};

@@ -115,6 +115,17 @@ async fn stream_yields_records_one_at_a_time_and_commit_async_lands() {
                 .expect("endless")
                 .expect("record");
             offsets.push(record.offset);
+            if offsets.len() == 10 {
+                // Between items the consumer is reachable through the stream.
+                let consumer = stream.consumer().expect("idle between items");
+                consumer.commit().await.expect("commit while streaming");
+                let tp = TopicPartition::new(&topic, 0);
+                assert_eq!(
+                    consumer.committed(std::slice::from_ref(&tp)).await.unwrap(),
+                    vec![(tp, Some(10))],
+                    "the commit covers exactly the records the stream yielded"
+                );
+            }
         }
     } // dropped between items: nothing it took is lost, nothing is skipped
     let tp = TopicPartition::new(&topic, 0);

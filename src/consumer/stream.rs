@@ -65,6 +65,33 @@ impl Consumer {
     }
 }
 
+impl RecordStream<'_> {
+    /// The consumer behind the stream, to commit, seek or pause between items.
+    ///
+    /// `None` only while an item is in progress: a `next()` was polled and dropped before it
+    /// finished (in a `select!`, say). The consumer comes back when the stream is polled again
+    /// and that item is ready.
+    ///
+    /// ```no_run
+    /// use josefk::consumer::{Consumer, ConsumerConfig};
+    /// # async fn demo(mut consumer: Consumer) -> josefk::Result<()> {
+    /// use futures_core::Stream;
+    /// let mut stream = consumer.stream();
+    /// while let Some(record) =
+    ///     std::future::poll_fn(|cx| std::pin::Pin::new(&mut stream).poll_next(cx)).await
+    /// {
+    ///     println!("{}", record?.offset);
+    ///     if let Some(consumer) = stream.consumer() {
+    ///         consumer.commit().await?;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn consumer(&mut self) -> Option<&mut Consumer> {
+        self.idle.as_deref_mut()
+    }
+}
+
 impl<'a> Stream for RecordStream<'a> {
     type Item = Result<ConsumerRecord>;
 

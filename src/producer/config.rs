@@ -289,6 +289,48 @@ impl ProducerConfig {
         self
     }
 
+    /// Sets `retries` (0 turns retries off, and with them the default idempotence).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Sets `buffer.memory`.
+    pub fn buffer_memory(mut self, bytes: usize) -> Self {
+        self.buffer_memory = bytes;
+        self
+    }
+
+    /// Sets `max.block.ms`.
+    pub fn max_block(mut self, timeout: Duration) -> Self {
+        self.max_block = timeout;
+        self
+    }
+
+    /// Sets `max.request.size`.
+    pub fn max_request_size(mut self, bytes: usize) -> Self {
+        self.max_request_size = bytes;
+        self
+    }
+
+    /// Sets `max.in.flight.requests.per.connection` (above 5 turns the default idempotence off).
+    pub fn max_in_flight(mut self, requests: usize) -> Self {
+        self.max_in_flight = requests;
+        self
+    }
+
+    /// Sets `partitioner.adaptive.partitioning.enable`.
+    pub fn adaptive_partitioning(mut self, enabled: bool) -> Self {
+        self.adaptive_partitioning = enabled;
+        self
+    }
+
+    /// Sets `transaction.timeout.ms`.
+    pub fn transaction_timeout(mut self, timeout: Duration) -> Self {
+        self.transaction_timeout = timeout;
+        self
+    }
+
     /// Sets `compression.type` (`set("compression.type", "lz4")` takes the Java name).
     pub fn compression(mut self, codec: Compression) -> Self {
         self.compression = codec;
@@ -444,6 +486,34 @@ mod tests {
         assert!(c.adaptive_partitioning);
         let c = props(&[("partitioner.adaptive.partitioning.enable", "false")]).unwrap();
         assert!(!c.adaptive_partitioning);
+    }
+
+    #[test]
+    fn builders_set_what_the_java_keys_set() {
+        let built = ProducerConfig::new("h:1")
+            .retries(3)
+            .buffer_memory(1 << 26)
+            .max_block(Duration::from_secs(7))
+            .max_request_size(1 << 21)
+            .max_in_flight(2)
+            .adaptive_partitioning(false)
+            .transaction_timeout(Duration::from_secs(9));
+        let keyed = props(&[
+            ("retries", "3"),
+            ("buffer.memory", "67108864"),
+            ("max.block.ms", "7000"),
+            ("max.request.size", "2097152"),
+            ("max.in.flight.requests.per.connection", "2"),
+            ("partitioner.adaptive.partitioning.enable", "false"),
+            ("transaction.timeout.ms", "9000"),
+        ])
+        .unwrap();
+        assert_eq!(format!("{built:?}"), format!("{keyed:?}"));
+        let off = ProducerConfig::new("h:1").retries(0).resolved().unwrap();
+        assert!(
+            !off.enable_idempotence,
+            "no retries, so no default idempotence"
+        );
     }
 
     #[test]

@@ -40,8 +40,6 @@ pub(crate) const JAVA_ONLY_KEYS: &[&str] = &[
     "send.buffer.bytes",
     "receive.buffer.bytes",
     "connections.max.idle.ms",
-    "allow.auto.create.topics",
-    "exclude.internal.topics",
     "compression.gzip.level",
     "compression.lz4.level",
     "compression.zstd.level",
@@ -67,7 +65,6 @@ pub(crate) const JAVA_ONLY_KEYS: &[&str] = &[
     "sasl.oauthbearer.clock.skew.seconds",
     "sasl.oauthbearer.expected.audience",
     "sasl.oauthbearer.expected.issuer",
-    "sasl.oauthbearer.header.urlencode",
     "sasl.oauthbearer.jwks.endpoint.url",
     "sasl.oauthbearer.jwks.endpoint.refresh.ms",
     "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
@@ -302,6 +299,21 @@ mod tests {
                     exclude.internal.topics=true\nenable.auto.commit=False\n";
         let c = crate::consumer::ConsumerConfig::from_properties_str(text).unwrap();
         assert_eq!(c.commit_mode, crate::consumer::CommitMode::Manual);
+        // Settings josefk honours only one way: the other value is refused, not dropped.
+        for (line, named) in [
+            (
+                "allow.auto.create.topics=TRUE",
+                "allow.auto.create.topics=true",
+            ),
+            (
+                "exclude.internal.topics=false",
+                "exclude.internal.topics=false",
+            ),
+        ] {
+            let text = format!("bootstrap.servers=k:9092\n{line}\n");
+            let e = crate::consumer::ConsumerConfig::from_properties_str(&text).unwrap_err();
+            assert!(e.to_string().contains(named), "{e}");
+        }
         assert!(crate::producer::ProducerConfig::from_properties_str(
             "bootstrap.servers=k:9092\nenable.idempotence=yes\n"
         )

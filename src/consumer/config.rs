@@ -273,6 +273,26 @@ impl ConsumerConfig {
                 }
             }
             "group.remote.assignor" => self.group_remote_assignor = non_empty(value),
+            // Java settings with one value josefk always behaves as: that value is accepted, the
+            // other is refused, so a file asking for the other behaviour is not silently ignored.
+            "allow.auto.create.topics" => {
+                if parse_bool(key, value)? {
+                    return Err(Error::Config(
+                        "`allow.auto.create.topics=true` is not supported: josefk's consumer \
+                         never asks the broker to create a topic (create it first, or set false)"
+                            .into(),
+                    ));
+                }
+            }
+            "exclude.internal.topics" => {
+                if !parse_bool(key, value)? {
+                    return Err(Error::Config(
+                        "`exclude.internal.topics=false` is not supported: josefk's pattern \
+                         subscriptions never select internal topics (subscribe to them by name)"
+                            .into(),
+                    ));
+                }
+            }
             _ => {
                 if !self.client.set_if_known(key, value)? {
                     return Err(Error::Config(format!("unknown consumer property `{key}`")));

@@ -115,6 +115,9 @@ pub struct OAuthBearerConfig {
     pub client_secret: Option<Password>,
     /// `sasl.oauthbearer.scope` (or `scope` in the JAAS line).
     pub scope: Option<String>,
+    /// `sasl.oauthbearer.header.urlencode`: form-encode the client id and secret before they go
+    /// into the token request's `Basic` header (RFC 6749 §2.3.1). Default false, as in Java.
+    pub header_urlencode: bool,
     /// SASL extensions (`unsecuredLoginExtension_<name>` / `extension_<name>` in the JAAS line).
     pub extensions: Vec<(String, String)>,
     /// A token provider of the user's own; takes precedence over everything above.
@@ -184,6 +187,7 @@ impl fmt::Debug for OAuthBearerConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scope", &self.scope)
+            .field("header_urlencode", &self.header_urlencode)
             .field("extensions", &ExtensionNames(&self.extensions))
             .field("provider", &self.provider)
             .finish()
@@ -254,6 +258,7 @@ pub enum TokenSource {
 /// The OIDC client-credentials settings, checked. `Debug` shows the endpoint without the
 /// credentials its user info or query may hold, and hides the secret.
 #[derive(Clone, PartialEq)]
+#[non_exhaustive]
 pub struct OidcSettings {
     /// Token endpoint URL (`https://` verified with the client's `ssl.truststore.*`, or `http://`).
     pub token_endpoint_url: String,
@@ -263,6 +268,9 @@ pub struct OidcSettings {
     pub client_secret: Password,
     /// Requested scope, if any.
     pub scope: Option<String>,
+    /// Whether id and secret are form-encoded in the `Basic` header
+    /// (`sasl.oauthbearer.header.urlencode`).
+    pub header_urlencode: bool,
 }
 
 impl fmt::Debug for OidcSettings {
@@ -272,6 +280,7 @@ impl fmt::Debug for OidcSettings {
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scope", &self.scope)
+            .field("header_urlencode", &self.header_urlencode)
             .finish()
     }
 }
@@ -319,6 +328,9 @@ impl SaslConfig {
                 o.client_secret = Some(Password::new(value))
             }
             "sasl.oauthbearer.scope" => o.scope = non_empty(value),
+            "sasl.oauthbearer.header.urlencode" => {
+                o.header_urlencode = crate::config::parse_bool(key, value)?
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -459,6 +471,7 @@ impl SaslConfig {
                 client_id: client_id.clone(),
                 client_secret: client_secret.clone(),
                 scope: o.scope.clone(),
+                header_urlencode: o.header_urlencode,
             }));
         }
         if self.login_callback_handler_class.is_some() {
@@ -648,6 +661,7 @@ mod tests {
                 "app1-secret",
             ),
             ("sasl.oauthbearer.scope", "kafka"),
+            ("sasl.oauthbearer.header.urlencode", "true"),
             (
                 "sasl.jaas.config",
                 "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;",
@@ -662,6 +676,7 @@ mod tests {
                 assert_eq!(s.client_id, "app1");
                 assert_eq!(s.client_secret.expose(), "app1-secret");
                 assert_eq!(s.scope.as_deref(), Some("kafka"));
+                assert!(s.header_urlencode);
             }
             other => panic!("{other:?}"),
         }

@@ -77,12 +77,7 @@ impl ClientCredentialsProvider {
             body.push_str("&scope=");
             body.push_str(&form_encode(scope));
         }
-        // RFC 6749 §2.3.1: id and secret are form-encoded before going into basic auth.
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            form_encode(&self.settings.client_id),
-            form_encode(self.settings.client_secret.expose())
-        ));
+        let basic = basic_credentials(&self.settings);
         let request = format!(
             "POST {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Basic {basic}\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nAccept: application/json\r\n\
@@ -176,6 +171,19 @@ impl OAuthBearerTokenProvider for ClientCredentialsProvider {
     fn token(&self) -> TokenFuture<'_> {
         Box::pin(self.fetch())
     }
+}
+
+/// The `Basic` credentials of the token request. RFC 6749 §2.3.1 form-encodes id and secret
+/// first; Java does so only with `sasl.oauthbearer.header.urlencode=true` (default false, KIP-1025,
+/// because identity providers that decode nothing reject an encoded secret), and josefk follows.
+fn basic_credentials(settings: &OidcSettings) -> String {
+    let (id, secret) = (&settings.client_id, settings.client_secret.expose());
+    let joined = if settings.header_urlencode {
+        format!("{}:{}", form_encode(id), form_encode(secret))
+    } else {
+        format!("{id}:{secret}")
+    };
+    base64::engine::general_purpose::STANDARD.encode(joined)
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
@@ -324,6 +332,27 @@ mod tests {
         assert!(token_from_json(br#"{"access_token":"x","expires_in":-1}"#).is_err());
         assert!(token_from_json(br#"{"access_token":"notajwt"}"#).is_err());
         assert!(token_from_json(b"<html>").is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_form_encoded_only_when_asked() {
+        use base64::Engine;
+        let mut settings = OidcSettings {
+            token_endpoint_url: "http://idp/t".into(),
+            client_id: "app 1".into(),
+            client_secret: crate::security::Password::new("s:e+c/r%t"),
+            scope: None,
+            header_urlencode: false,
+        };
+        let decoded = |s: &OidcSettings| {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(basic_credentials(s))
+                .unwrap();
+            String::from_utf8(raw).unwrap()
+        };
+        assert_eq!(decoded(&settings), "app 1:s:e+c/r%t", "Java's default");
+        settings.header_urlencode = true;
+        assert_eq!(decoded(&settings), "app+1:s%3Ae%2Bc%2Fr%25t");
     }
 
     #[test]

@@ -17,6 +17,10 @@ use crate::exit::{CliError, CliResult};
 #[derive(Debug, Default, Clone)]
 pub struct Properties {
     entries: Vec<(String, String)>,
+    /// Where the config files' entries end: a tool's config file read later goes here, so the
+    /// command line's `-X` and `-b` still win over it (Java's tools set `--bootstrap-server`
+    /// over their config files too).
+    files_end: usize,
 }
 
 impl Properties {
@@ -40,6 +44,7 @@ impl Properties {
         if let Some(path) = &common.config_file {
             props.entries.extend(read_properties_file(path)?);
         }
+        props.files_end = props.entries.len();
         for pair in &common.properties {
             let (k, v) = split_pair(pair, "-X")?;
             props.set(k, v);
@@ -67,7 +72,10 @@ impl Properties {
                 "the tool's config file option and --command-config are mutually exclusive",
             )),
             (Some(path), None) | (None, Some(path)) => {
-                self.entries.extend(read_properties_file(path)?);
+                let file = read_properties_file(path)?;
+                let n = file.len();
+                self.entries.splice(self.files_end..self.files_end, file);
+                self.files_end += n;
                 Ok(())
             }
             (None, None) => Ok(()),
@@ -307,7 +315,10 @@ mod tests {
                 ("linger.ms".into(), "20".into()),
             ]
         );
-        let props = Properties { entries: pairs };
+        let props = Properties {
+            entries: pairs,
+            files_end: 0,
+        };
         assert_eq!(
             props.producer().unwrap().linger,
             std::time::Duration::from_millis(20)
@@ -337,6 +348,21 @@ mod tests {
             servers(Some("b:1"), Some("x:1"), true, Some("env:1")),
             "b:1"
         );
+        // A verifiable tool's --command-config is read after the common options, yet `-b` and
+        // `-X` still win over it.
+        let common = Common {
+            bootstrap: Some("b:1".into()),
+            properties: vec!["client.id=x".into()],
+            config_file: None,
+            quiet: false,
+        };
+        let mut props = Properties::from_common_and_env(&common, None).unwrap();
+        std::fs::write(&path, "bootstrap.servers=file:1\nclient.id=file\nacks=1\n").unwrap();
+        props.extend_from_args_file(None, Some(&path)).unwrap();
+        let client = props.client().unwrap();
+        assert_eq!(client.bootstrap_servers.join(","), "b:1");
+        assert_eq!(client.client_id, "x");
+        assert!(props.entries.contains(&("acks".into(), "1".into())));
         std::fs::remove_file(&path).unwrap();
         let common = Common {
             bootstrap: None,

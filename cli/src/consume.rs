@@ -166,6 +166,7 @@ pub async fn run(args: ConsumeArgs, mut props: Properties, quiet: bool, stop: St
         .map(|ms| Instant::now() + Duration::from_millis(ms));
     let mut out = Printer::default();
     let mut to_commit: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    stop.set_up_done();
     let mut progress = crate::progress::Progress::new("consume", quiet);
     let mut stopped = None;
     let outcome: CliResult = async {

@@ -57,6 +57,7 @@ pub async fn run(args: CopyArgs, mut props: Properties, quiet: bool, stop: Stop)
     let deadline = args
         .timeout_ms
         .map(|ms| Instant::now() + Duration::from_millis(ms));
+    stop.set_up_done();
     let mut progress = Progress::new("copy", quiet);
     let mut copied: u64 = 0;
     let mut aborted: u64 = 0;

@@ -77,21 +77,42 @@ async fn run(cli: Cli, stop: Stop) -> CliResult {
     let quiet = cli.common.quiet;
     let s = stop.clone();
     match cli.command {
-        // These stop cleanly on a signal themselves.
-        Command::Produce(a) => produce::run(a, props, quiet, stop).await,
-        Command::Consume(a) => consume::run(a, props, quiet, stop).await,
-        Command::Copy(a) => copy::run(a, props, quiet, stop).await,
-        Command::Perf(PerfCommand::Produce(a)) => perf::produce(a, props, quiet, stop).await,
-        Command::Perf(PerfCommand::Consume(a)) => perf::consume(a, props, quiet, stop).await,
-        Command::VerifiableProducer(a) => verifiable::producer::run(a, props, stop).await,
-        Command::VerifiableConsumer(a) => verifiable::consumer::run(a, props, stop).await,
-        Command::TransactionalMessageCopier(a) => verifiable::copier::run(a, props, stop).await,
+        // These stop cleanly on a signal themselves once set up; before that a signal ends them.
+        Command::Produce(a) => set_up_or_stop(&s, produce::run(a, props, quiet, stop)).await,
+        Command::Consume(a) => set_up_or_stop(&s, consume::run(a, props, quiet, stop)).await,
+        Command::Copy(a) => set_up_or_stop(&s, copy::run(a, props, quiet, stop)).await,
+        Command::Perf(PerfCommand::Produce(a)) => {
+            set_up_or_stop(&s, perf::produce(a, props, quiet, stop)).await
+        }
+        Command::Perf(PerfCommand::Consume(a)) => {
+            set_up_or_stop(&s, perf::consume(a, props, quiet, stop)).await
+        }
+        Command::VerifiableProducer(a) => {
+            set_up_or_stop(&s, verifiable::producer::run(a, props, stop)).await
+        }
+        Command::VerifiableConsumer(a) => {
+            set_up_or_stop(&s, verifiable::consumer::run(a, props, stop)).await
+        }
+        Command::TransactionalMessageCopier(a) => {
+            set_up_or_stop(&s, verifiable::copier::run(a, props, stop)).await
+        }
         // These hold nothing to close: a signal ends them where they are.
         Command::Metadata => until_stopped(&s, inspect::metadata(&props)).await,
         Command::Topics(c) => until_stopped(&s, inspect::topics(c, &props, quiet)).await,
         Command::Configs(c) => until_stopped(&s, inspect::configs(c, &props, quiet)).await,
         Command::Groups(c) => until_stopped(&s, inspect::groups(c, &props, quiet)).await,
         Command::Offsets(c) => until_stopped(&s, inspect::offsets(c, &props)).await,
+    }
+}
+
+/// `work`, or the signal's error if one comes while `work` is still setting up.
+async fn set_up_or_stop(
+    stop: &Stop,
+    work: impl std::future::Future<Output = CliResult>,
+) -> CliResult {
+    tokio::select! {
+        result = work => result,
+        signal = stop.during_set_up() => Err(signal.error()),
     }
 }
 

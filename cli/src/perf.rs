@@ -138,6 +138,7 @@ pub async fn produce(
         }
         (histogram, failed)
     });
+    stop.set_up_done();
     let mut progress = Progress::new("perf produce", quiet);
     let started = Instant::now();
     let mut send_error = None;
@@ -228,6 +229,7 @@ pub async fn consume(
     let deadline = args
         .timeout_ms
         .map(|ms| Instant::now() + Duration::from_millis(ms));
+    stop.set_up_done();
     let mut progress = Progress::new("perf consume", quiet);
     let started = Instant::now();
     let (mut count, mut bytes) = (0u64, 0u64);

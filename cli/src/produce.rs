@@ -248,6 +248,7 @@ pub async fn run(args: ProduceArgs, mut props: Properties, quiet: bool, stop: St
         producer.init_transactions().await?;
         producer.begin_transaction()?;
     }
+    stop.set_up_done();
     let mut progress = Progress::new("produce", quiet);
     let mut run = Sending {
         producer: &producer,

@@ -9,7 +9,7 @@
 //! the group, close. A second one ends the process at once, for a clean stop stuck on a broker
 //! that no longer answers.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Notify;
@@ -66,6 +66,9 @@ impl Signal {
 struct Inner {
     /// 0 until the first signal, then [`Signal::as_u8`] of it.
     signal: AtomicU8,
+    /// Set by the command once its set-up (connecting, looking up topics, joining a
+    /// transaction's producer) is over and its own clean stop takes over.
+    set_up: AtomicBool,
     notify: Notify,
 }
 
@@ -126,6 +129,23 @@ impl Stop {
             }
             notified.await;
         }
+    }
+
+    /// Marks the command's set-up as over: from here a signal is the command's to handle.
+    pub fn set_up_done(&self) {
+        self.inner.set_up.store(true, Ordering::SeqCst);
+    }
+
+    /// Resolves with a signal that arrives while the command is still setting up; pends for
+    /// ever once [`Stop::set_up_done`] was called. Set-up writes nothing a stop must settle, so
+    /// the caller drops it: Ctrl-C does not wait out a connect to a cluster that does not answer
+    /// (`connect` keeps asking for `default.api.timeout.ms`, 60 s).
+    pub async fn during_set_up(&self) -> Signal {
+        let signal = self.wait().await;
+        if self.inner.set_up.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        signal
     }
 
     /// `Err` with the signal's exit code if a stop was asked for.

@@ -8,7 +8,8 @@
 //!   the test read; copy: the records in the output);
 //! - a closed stdout stops `consume` (nothing committed that was not written) and `perf produce`
 //!   quietly with 141, without a panic;
-//! - `perf consume --timeout` ends a run that asks for more records than the topic holds (4).
+//! - `perf consume --timeout` ends a run that asks for more records than the topic holds (4);
+//! - a signal during set-up (a listener that never answers) ends the command at once.
 
 mod common;
 
@@ -32,10 +33,13 @@ struct Running {
 
 impl Running {
     fn start(args: &[&str], limit: Duration) -> Running {
-        let bootstrap = bootstrap();
+        Running::start_at(&bootstrap(), args, limit)
+    }
+
+    fn start_at(bootstrap: &str, args: &[&str], limit: Duration) -> Running {
         let child = Command::new(JOSEFK)
             .arg("-b")
-            .arg(&bootstrap)
+            .arg(bootstrap)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -444,4 +448,29 @@ fn sigterm_to_verifiable_producer_ends_a_send_waiting_for_a_missing_topic() {
         ["producer_send_error", "shutdown_complete", "tool_data"]
     );
     assert!(rest[2].contains(r#""sent":1,"acked":0"#), "{}", rest[2]);
+}
+
+/// A signal while the command is still connecting, to a "cluster" that accepts connections and
+/// never answers: the set-up is abandoned at once with the signal's code, not waited out for
+/// `default.api.timeout.ms` (60 s; the guard kills the child at 20 s, so waiting fails the test).
+#[test]
+fn a_signal_during_set_up_ends_the_command_at_once() {
+    for (args, signal, code) in [
+        (&["consume", "-t", "t", "-g", "g"][..], "-INT", 130),
+        (&["produce", "-t", "t"][..], "-TERM", 143),
+        (
+            &["verifiable-consumer", "--topic", "t", "--group-id", "g"][..],
+            "-INT",
+            130,
+        ),
+    ] {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = silent.local_addr().unwrap().to_string();
+        let run = Running::start_at(&address, args, Duration::from_secs(20));
+        // Its first connection means the stop listener is installed (it is, before any work).
+        let (_held, _) = silent.accept().unwrap();
+        run.signal(signal);
+        let (status, stderr) = run.finish();
+        assert_eq!(status.code(), Some(code), "{args:?}: {status}: {stderr}");
+    }
 }

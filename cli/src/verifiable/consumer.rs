@@ -137,6 +137,7 @@ pub async fn run(args: VerifiableConsumerArgs, mut props: Properties, stop: Stop
 
     let mut consumer = Consumer::connect(config).await?;
     consumer.set_rebalance_listener(PrintRebalances);
+    stop.set_up_done();
     Json::event("startup_complete").emit();
     consumer.subscribe(&[&args.topic])?;
 

@@ -166,6 +166,7 @@ pub async fn run(args: CopierArgs, mut props: Properties, stop: Stop) -> CliResu
         producer.init_transactions().await?;
     }
 
+    stop.set_up_done();
     let mut random = Random::seeded();
     let outcome: CliResult = async {
         while stop.requested().is_none() && status.remaining > 0 {

@@ -90,6 +90,7 @@ pub async fn run(args: VerifiableProducerArgs, mut props: Properties, stop: Stop
     let (tx, rx) = mpsc::channel::<Pending>(16 * 1024);
     let collector = tokio::spawn(collect(rx, args.topic.clone(), acked.clone()));
 
+    stop.set_up_done();
     Json::event("startup_complete").emit();
     let max = if args.max_messages < 0 {
         i64::MAX

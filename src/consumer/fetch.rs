@@ -152,6 +152,9 @@ pub(crate) struct PartitionFetch {
     fetch_offset: i64,
     batches: RecordBatches,
     filter: TransactionFilter,
+    /// `read_committed`: only then are control markers read (read_uncommitted skips their
+    /// batches unopened, as Java does, so a malformed marker cannot stop the partition).
+    reads_markers: bool,
     current: Option<CurrentBatch>,
     unopened: Option<UnopenedBatch>,
     /// Batches skipped because every record in them is below the fetch offset (re-sent), and the
@@ -194,6 +197,7 @@ impl PartitionFetch {
             fetch_offset,
             batches: RecordBatches::with_options(data, options),
             filter: TransactionFilter::new(isolation, fetch_offset, last_stable_offset, aborted),
+            reads_markers: isolation == IsolationLevel::ReadCommitted,
             current: None,
             unopened: None,
             resent_batches: 0,
@@ -453,7 +457,7 @@ impl PartitionFetch {
     fn read_header(&mut self, batch: &RecordBatch) -> Result<BatchAction, RecordsError> {
         let control = if batch.is_control {
             // Compaction can empty a control batch; like Java, that is not an abort marker.
-            let marker = if batch.record_count == 0 {
+            let marker = if batch.record_count == 0 || !self.reads_markers {
                 ControlMarker::Other
             } else {
                 match batch.control_record()?.map(|c| c.kind) {

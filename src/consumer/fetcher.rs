@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, To
 use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinError;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::fetch::PartitionFetch;
 use super::{AutoOffsetReset, Consumer};
@@ -53,7 +53,6 @@ struct FetchParams {
     max_bytes: i32,
     partition_max_bytes: i32,
     isolation: i8,
-    rack: String,
     timeout: Duration,
 }
 
@@ -96,7 +95,6 @@ impl Consumer {
             max_bytes: self.config.fetch_max_bytes as i32,
             partition_max_bytes: self.config.max_partition_fetch_bytes as i32,
             isolation: self.config.isolation_level.wire(),
-            rack: self.config.client_rack.clone(),
             timeout: self.config.client.request_timeout + self.config.fetch_max_wait,
         };
         for (node, partitions) in by_node {
@@ -198,7 +196,16 @@ impl Consumer {
             self.node_failed(outcome.node);
             return;
         }
-        if let Err(e) = Error::check_code(ApiKey::Fetch, Some(&broker), response.error_code, None) {
+        if let Err(mut e) =
+            Error::check_code(ApiKey::Fetch, Some(&broker), response.error_code, None)
+        {
+            if e.kafka_code() == Some(crate::error::ErrorCode::UnknownServerError) {
+                // A broker's passing failure, not the consumer's: backed off and fetched again,
+                // as Java's fetcher does with any top-level error.
+                if let Error::Broker { class, .. } = &mut e {
+                    *class = crate::error::ErrorClass::Retriable;
+                }
+            }
             self.fetch_failed(outcome.node, e);
             return;
         }
@@ -209,16 +216,18 @@ impl Consumer {
         for topic in response.responses {
             let name = topic.topic.0.to_string();
             for p in topic.partitions {
-                if p.error_code != 0 || p.records.as_ref().is_some_and(|r| !r.is_empty()) {
-                    answered_something = true;
-                }
                 let Some(asked) = outcome
                     .partitions
                     .iter()
                     .find(|f| f.tp.partition == p.partition_index && f.tp.topic == name)
                 else {
+                    // Not asked for: dropped, and no sign the broker is serving this consumer
+                    // (counted as progress it would end the backoff and let fetches spin).
                     continue;
                 };
+                if p.error_code != 0 || p.records.as_ref().is_some_and(|r| !r.is_empty()) {
+                    answered_something = true;
+                }
                 let tp = asked.tp.clone();
                 let Some(state) = self.assignment.get_mut(&tp) else {
                     continue; // no longer assigned
@@ -290,18 +299,33 @@ impl Consumer {
                         self.metadata_stale = true;
                         state.retry.failed(now, initial, max);
                     }
-                    Some(code) if code.is_retriable() => {
+                    Some(ResponseError::UnknownServerError) => {
+                        // Java logs it and fetches again; the backoff keeps that slow.
+                        warn!(%tp, offset = asked.offset, "fetch answered UNKNOWN_SERVER_ERROR; retrying");
+                        state.retry.failed(now, initial, max);
+                    }
+                    Some(code) if code.is_retriable() && code != ResponseError::CorruptMessage => {
                         debug!(%tp, ?code, "retriable fetch error");
                         state.retry.failed(now, initial, max);
                     }
                     Some(code) => {
+                        // Reported (Java throws these from poll), then fetched again after the
+                        // backoff: a corrupt log, a denied topic. They concern this partition
+                        // only, so the consumer stays usable: CORRUPT_MESSAGE keeps its
+                        // retriable class, the rest are this partition's refusal.
                         state.retry.failed(now, initial, max);
-                        self.pending_error = Some(Error::from_code(
+                        let mut e = Error::from_code(
                             ApiKey::Fetch,
                             Some(broker.clone()),
                             code,
-                            Some(format!("partition {tp}")),
-                        ));
+                            Some(format!("partition {tp} at offset {}", asked.offset)),
+                        );
+                        if let Error::Broker { class, .. } = &mut e {
+                            if *class == crate::error::ErrorClass::Fatal {
+                                *class = crate::error::ErrorClass::Rejected;
+                            }
+                        }
+                        self.pending_error = Some(e);
                     }
                 }
             }
@@ -402,7 +426,7 @@ async fn fetch_from(
     } else {
         (session.session_id, session.epoch)
     };
-    let mut request = FetchRequest::default()
+    let request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(params.max_wait_ms)
         .with_min_bytes(params.min_bytes)
@@ -412,9 +436,9 @@ async fn fetch_from(
         .with_session_epoch(epoch)
         .with_topics(topics)
         .with_forgotten_topics_data(forgotten);
-    if version >= 11 && !params.rack.is_empty() {
-        request.rack_id = StrBytes::from_string(params.rack.clone());
-    }
+    // No `rack_id` (`client.rack`): a rack-aware leader answers a fetch from another rack with no
+    // records and a preferred read replica (KIP-392), which josefk does not fetch from yet, so
+    // sending it would stop the partition. The rack still goes to the group's assignors.
     let response = conn
         .send_version(&request, version, Some(params.timeout))
         .await?;

@@ -36,7 +36,12 @@
 //!   and the other stale-metadata errors refresh metadata and retry; OFFSET_OUT_OF_RANGE resets per
 //!   `auto.offset.reset` (or fails under `none`); a corrupt batch or CRC mismatch fails `poll` with
 //!   the partition and offset once the records before it were handed out, and the position stays
-//!   at the bad batch (seek past it to skip it).
+//!   at the bad batch (seek past it to skip it). UNKNOWN_SERVER_ERROR is retried after the
+//!   backoff, as Java does; other refusals of one partition (TOPIC_AUTHORIZATION_FAILED,
+//!   CORRUPT_MESSAGE) fail `poll` naming it, the consumer staying usable (class `Rejected`, or
+//!   `Retriable` for CORRUPT_MESSAGE), and the partition is fetched again after the backoff.
+//!   Data for a partition the fetch did not ask for is dropped and is no progress. In
+//!   `read_uncommitted` control batches are skipped unopened.
 //! - Memory: batches are decompressed one at a time as their records are handed out, and the
 //!   records of one `poll` pin at most `max.poll.decompressed.bytes` of decompressed data; a batch
 //!   that does not fit waits for the next poll, one that never fits is an error naming it.
@@ -564,8 +569,9 @@ impl Consumer {
     /// position under `none`, invalid fetched data (CRC, corrupt batch; the position stays at the
     /// bad batch), a batch that decompresses to more than `max.poll.decompressed.bytes`, fetched
     /// data the position cannot move past (a truncated or over-long batch, only records before
-    /// the position) in several fetches while the position does not move, and non-retriable broker errors, each naming the
-    /// partition. Retriable failures (leader moves, lost connections) are retried inside `poll`
+    /// the position) in several fetches while the position does not move, and a broker's
+    /// refusal of a partition (a denied topic: class [`ErrorClass::Rejected`](crate::ErrorClass),
+    /// the consumer stays usable), each naming the partition. Retriable failures (leader moves, lost connections) are retried inside `poll`
     /// with backoff.
     ///
     /// Cancellation: safe at any await. A dropped `poll` returned nothing and moved no position;

@@ -153,6 +153,12 @@ impl FetchSession {
             self.session_id = session_id;
             self.next_epoch = 1;
         } else {
+            if session_id != self.session_id {
+                // An incremental answer from another session (as Java's FetchSessionHandler
+                // checks): which partitions that session holds is unknown, so start over.
+                self.reset();
+                return;
+            }
             self.next_epoch = if self.next_epoch == i32::MAX {
                 1
             } else {

@@ -57,6 +57,8 @@ pub struct FetchSeen {
     pub offset: i64,
     /// How many Fetch requests arrived before this one.
     pub nth: usize,
+    /// Whether it named the client's rack (`rack_id`, v11+).
+    pub rack: bool,
 }
 
 /// How the broker answers one Fetch.
@@ -70,6 +72,8 @@ pub enum FetchAnswer {
     EmptyAtOnce,
     /// A partition error code for `t-0`, at once.
     PartitionError(i16),
+    /// These bytes as the records of `t-1`, a partition the fetch did not ask for, at once.
+    UnaskedPartition(Bytes),
     /// The connection is closed without an answer.
     Close,
 }
@@ -251,6 +255,7 @@ impl Script {
                         at: Instant::now(),
                         offset,
                         nth: fetches.len(),
+                        rack: !request.rack_id.is_empty(),
                     };
                     fetches.push(seen);
                     seen
@@ -264,6 +269,9 @@ impl Script {
                     }
                     FetchAnswer::EmptyAtOnce => fetch_reply(version, 0, None),
                     FetchAnswer::PartitionError(code) => fetch_reply(version, code, None),
+                    FetchAnswer::UnaskedPartition(records) => {
+                        fetch_reply_for(version, 1, 0, Some(records))
+                    }
                     FetchAnswer::Close => Action::Close,
                 }
             }
@@ -380,8 +388,18 @@ fn offset_fetch_reply(version: i16, offset: i64) -> OffsetFetchResponse {
 
 /// A Fetch response (no session) with `t-0`'s error code and records.
 fn fetch_reply(version: i16, error_code: i16, records: Option<Bytes>) -> Action {
+    fetch_reply_for(version, 0, error_code, records)
+}
+
+/// A Fetch response (no session) with one partition of `t`: its error code and records.
+fn fetch_reply_for(
+    version: i16,
+    partition: i32,
+    error_code: i16,
+    records: Option<Bytes>,
+) -> Action {
     let partition = PartitionData::default()
-        .with_partition_index(0)
+        .with_partition_index(partition)
         .with_error_code(error_code)
         .with_high_watermark(1 << 40)
         .with_last_stable_offset(1 << 40)

@@ -360,10 +360,17 @@ fn an_oversized_compressed_control_batch_is_an_error_not_a_decompression() {
     // A valid marker followed by 32 MiB of zeros, well under the per-batch limit of 128 MiB.
     let bomb = gzip_control_batch(2, 32 << 20);
     assert!(bomb.len() < 1 << 20, "{} bytes on the wire", bomb.len());
-    for isolation in [
-        IsolationLevel::ReadCommitted,
-        IsolationLevel::ReadUncommitted,
-    ] {
+    // read_uncommitted never opens a control batch: skipped whole, nothing decompressed.
+    let data = concat(&[batch(0, 2, 7, true, None), bomb.clone()]);
+    let mut f = fetch(data, 0, IsolationLevel::ReadUncommitted, &[]);
+    let mut out = Vec::new();
+    let mut budget = DecompressBudget::new(128 << 20);
+    f.drain(100, &mut budget, &mut out);
+    assert_eq!(offsets(&out), vec![0, 1]);
+    assert!(f.take_error().is_none());
+    assert_eq!(f.next_offset(), 4, "past the control batch");
+    {
+        let isolation = IsolationLevel::ReadCommitted;
         let data = concat(&[batch(0, 2, 7, true, None), bomb.clone()]);
         let mut f = PartitionFetch::new(
             TopicPartition::new("t", 0),
@@ -390,6 +397,42 @@ fn an_oversized_compressed_control_batch_is_an_error_not_a_decompression() {
             "{isolation:?}: the position stays at it"
         );
     }
+}
+
+#[test]
+fn a_malformed_marker_stops_read_committed_only() {
+    // A control batch whose one record's key is 1 byte: no marker can be read from it.
+    let mut out = bytes::BytesMut::new();
+    let record = RecordInput::<crate::record::Header> {
+        timestamp: 0,
+        key: Some(b"x"),
+        value: None,
+        headers: &[],
+    };
+    let options = crate::protocol::records::BatchOptions {
+        base_offset: 2,
+        producer_id: 7,
+        producer_epoch: 0,
+        transactional: true,
+        control: true,
+        ..Default::default()
+    };
+    encode_batch(&mut out, &options, [record]).expect("encodes");
+    let data = concat(&[
+        batch(0, 2, 7, true, None),
+        out.freeze(),
+        batch(3, 1, -1, false, None),
+    ]);
+    let mut f = fetch(data.clone(), 0, IsolationLevel::ReadUncommitted, &[]);
+    let mut got = Vec::new();
+    f.drain(100, &mut unlimited(), &mut got);
+    assert_eq!(offsets(&got), vec![0, 1, 3], "skipped unread, as Java does");
+    assert!(f.take_error().is_none());
+    let mut f = fetch(data, 0, IsolationLevel::ReadCommitted, &[]);
+    let mut got = Vec::new();
+    f.drain(100, &mut unlimited(), &mut got);
+    assert_eq!(offsets(&got), vec![0, 1]);
+    assert!(f.take_error().is_some(), "read_committed needs the marker");
 }
 
 #[test]

@@ -96,6 +96,19 @@ fn session_errors_and_lost_answers_start_over_with_a_full_request() {
 }
 
 #[test]
+fn an_incremental_answer_from_another_session_starts_over() {
+    let mut s = FetchSession::new();
+    s.build(&wanted(&[(0, 10), (1, 20)]));
+    s.on_response(None, 9);
+    s.build(&wanted(&[(0, 11), (1, 20)]));
+    s.on_response(None, 10);
+    let r = s.build(&wanted(&[(0, 11), (1, 20)]));
+    assert!(r.full, "session 10 never held partition 1");
+    assert_eq!((r.session_id, r.epoch), (0, 0));
+    assert_eq!(sent(&r), vec![(0, 11), (1, 20)]);
+}
+
+#[test]
 fn no_session_from_the_broker_means_full_requests_every_time() {
     let mut s = FetchSession::new();
     s.build(&wanted(&[(0, 10)]));

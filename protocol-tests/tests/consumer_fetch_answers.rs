@@ -1,6 +1,6 @@
 //! The consumer against Fetch answers a faulty broker gives (found by a review against Java's
 //! fetcher): data for a partition it did not ask for, UNKNOWN_SERVER_ERROR on its partition, a
-//! partition-level refusal, and what it tells a rack-aware broker.
+//! partition-level refusal. (Follower fetching: consumer_follower_fetch.rs.)
 //!
 //! Counts of Fetch requests are bounds with wide margins over a window of seconds (the machine
 //! is shared and loaded), derived from the backoff: retry.backoff.ms 100 doubling to
@@ -95,27 +95,4 @@ async fn a_partition_refusal_leaves_the_consumer_usable() {
     let (records, errors) = poll_for(&mut consumer, WINDOW).await;
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(records.len(), 2, "the same consumer reads on");
-}
-
-/// `client.rack` is not sent with fetches: a rack-aware broker would answer a fetch from another
-/// rack with no records and a preferred read replica (KIP-392), which josefk does not fetch from.
-#[tokio::test]
-async fn client_rack_is_not_sent_with_fetches() {
-    let cluster = FetchCluster::start(|seen| match seen.offset {
-        0 => FetchAnswer::Records(plain_batch(0, 2)),
-        _ => FetchAnswer::EmptyAfterWait,
-    })
-    .await;
-    let mut config = cluster.config();
-    config.client_rack = "rack-a".into();
-    let mut consumer = cluster.consumer(config, 0).await;
-    let (records, errors) = poll_for(&mut consumer, Duration::from_secs(1)).await;
-    assert!(errors.is_empty(), "{errors:?}");
-    assert_eq!(records.len(), 2);
-    let fetches = cluster.fetches();
-    assert!(!fetches.is_empty());
-    assert!(
-        fetches.iter().all(|f| !f.rack),
-        "a fetch named the rack: {fetches:?}"
-    );
 }

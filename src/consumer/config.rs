@@ -96,10 +96,10 @@ pub struct ConsumerConfig {
     pub max_poll_decompressed_bytes: usize,
     /// `check.crcs`: verify each fetched batch's CRC-32C. Default true.
     pub check_crcs: bool,
-    /// `client.rack`: given to the group's rack-aware assignors (classic subscription v3+,
-    /// KIP-848 heartbeat). Not sent with fetches: josefk fetches from the leader only (no
-    /// follower fetching, KIP-392, yet), and a rack-aware broker told the rack would point the
-    /// fetch at a follower instead of answering it. Default empty.
+    /// `client.rack`: sent with fetches (v11+), so that a broker with a rack-aware
+    /// `replica.selector.class` can point this consumer at a replica in its rack, which it then
+    /// fetches from until `metadata.max.age.ms` has passed or that replica errs (KIP-392, as
+    /// Java); also given to the group's rack-aware assignors. Default empty.
     pub client_rack: String,
     /// `default.api.timeout.ms`: bound on the metadata and offset lookups of `assign`,
     /// `position`, `seek_to_beginning`/`seek_to_end` and those `poll` starts in the background,

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::fetch::PartitionFetch;
+use super::ReadReplica;
 use super::{AutoOffsetReset, Consumer};
 use crate::cluster::{is_stale_metadata_error, Cluster};
 use crate::error::{BrokerRef, Error, Result};
@@ -54,6 +55,8 @@ struct FetchParams {
     partition_max_bytes: i32,
     isolation: i8,
     timeout: Duration,
+    /// `client.rack`, for the leader to pick a replica in this rack (KIP-392).
+    rack: String,
 }
 
 impl Consumer {
@@ -79,11 +82,17 @@ impl Consumer {
                 self.metadata_stale = true;
                 continue;
             };
-            let backing_off = self.node_retry.get(&leader).is_some_and(|r| !r.ready(now));
-            if self.busy_nodes.contains(&leader) || backing_off {
+            // The leader's choice of replica for this rack, while it lasts and the broker is
+            // still in the cluster.
+            let node = match state.read_replica {
+                Some(r) if r.until > now && snapshot.brokers.contains_key(&r.node) => r.node,
+                _ => leader,
+            };
+            let backing_off = self.node_retry.get(&node).is_some_and(|r| !r.ready(now));
+            if self.busy_nodes.contains(&node) || backing_off {
                 continue;
             }
-            by_node.entry(leader).or_default().push(Fetching {
+            by_node.entry(node).or_default().push(Fetching {
                 tp: tp.clone(),
                 offset,
                 leader_epoch: info.leader_epoch,
@@ -96,6 +105,7 @@ impl Consumer {
             partition_max_bytes: self.config.max_partition_fetch_bytes as i32,
             isolation: self.config.isolation_level.wire(),
             timeout: self.config.client.request_timeout + self.config.fetch_max_wait,
+            rack: self.config.client_rack.clone(),
         };
         for (node, partitions) in by_node {
             for f in &partitions {
@@ -166,6 +176,15 @@ impl Consumer {
             Ok(ok) => ok,
             Err(e) => {
                 session.on_failure();
+                // A replica that cannot be reached is given up for the leader (as Java does on
+                // any fetch failure from it).
+                for f in &outcome.partitions {
+                    if let Some(state) = self.assignment.get_mut(&f.tp) {
+                        if state.read_replica.is_some_and(|r| r.node == outcome.node) {
+                            state.read_replica = None;
+                        }
+                    }
+                }
                 self.fetch_failed(outcome.node, e);
                 return;
             }
@@ -236,10 +255,37 @@ impl Consumer {
                     continue; // seeked while the fetch was in flight
                 }
                 let now = Instant::now();
+                let preferred = p.preferred_read_replica.0;
+                if p.error_code == 0 && preferred >= 0 {
+                    // KIP-392: the leader names the replica this rack should read from (its
+                    // answer then holds no records); it is followed until metadata.max.age.ms.
+                    debug!(%tp, replica = preferred, "preferred read replica");
+                    answered_something = true;
+                    state.read_replica = Some(ReadReplica {
+                        node: preferred,
+                        until: now + self.config.client.metadata_max_age,
+                    });
+                }
+                // An error from the read replica sends this partition back to its leader; only
+                // an error from the leader itself is the partition's (Java: an out-of-range
+                // offset on a follower, which may lag, is not reset). The partition backs off
+                // first: a leader that names the same failing replica again must not make the
+                // consumer spin between the two.
                 let (initial, max) = (
                     self.config.client.retry_backoff,
                     self.config.client.retry_backoff_max,
                 );
+                let from_replica = state
+                    .read_replica
+                    .is_some_and(|r| r.node == outcome.node && p.error_code != 0);
+                if from_replica {
+                    debug!(%tp, node = outcome.node, code = p.error_code, "read replica erred; back to the leader");
+                    state.read_replica = None;
+                    if p.error_code == ResponseError::OffsetOutOfRange.code() {
+                        state.retry.failed(now, initial, max);
+                        continue;
+                    }
+                }
                 if p.error_code == 0 {
                     let end = match self.config.isolation_level {
                         IsolationLevel::ReadCommitted => p.last_stable_offset,
@@ -426,7 +472,7 @@ async fn fetch_from(
     } else {
         (session.session_id, session.epoch)
     };
-    let request = FetchRequest::default()
+    let mut request = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(params.max_wait_ms)
         .with_min_bytes(params.min_bytes)
@@ -436,9 +482,9 @@ async fn fetch_from(
         .with_session_epoch(epoch)
         .with_topics(topics)
         .with_forgotten_topics_data(forgotten);
-    // No `rack_id` (`client.rack`): a rack-aware leader answers a fetch from another rack with no
-    // records and a preferred read replica (KIP-392), which josefk does not fetch from yet, so
-    // sending it would stop the partition. The rack still goes to the group's assignors.
+    if version >= 11 && !params.rack.is_empty() {
+        request.rack_id = StrBytes::from_string(params.rack.clone());
+    }
     let response = conn
         .send_version(&request, version, Some(params.timeout))
         .await?;

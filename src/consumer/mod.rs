@@ -40,7 +40,11 @@
 //!   backoff, as Java does; other refusals of one partition (TOPIC_AUTHORIZATION_FAILED,
 //!   CORRUPT_MESSAGE) fail `poll` naming it, the consumer staying usable (class `Rejected`, or
 //!   `Retriable` for CORRUPT_MESSAGE), and the partition is fetched again after the backoff.
-//!   Data for a partition the fetch did not ask for is dropped and is no progress. In
+//!   Data for a partition the fetch did not ask for is dropped and is no progress.
+//! - Follower fetching (KIP-392): with `client.rack` set, a leader may answer with a preferred
+//!   read replica; the partition is fetched from it until `metadata.max.age.ms` has passed,
+//!   the replica leaves the metadata, or a fetch from it fails or errs (an out-of-range offset
+//!   there is not reset: the follower may lag), then from the leader again. In
 //!   `read_uncommitted` control batches are skipped unopened.
 //! - Memory: batches are decompressed one at a time as their records are handed out, and the
 //!   records of one `poll` pin at most `max.poll.decompressed.bytes` of decompressed data; a batch
@@ -65,8 +69,7 @@
 //!
 //! # Not yet
 //!
-//! Closing fetch sessions on close (the broker evicts them), fetching from followers (KIP-392),
-//! leader-epoch validation of positions after a leader change (KIP-320's OffsetForLeaderEpoch).
+//! Closing fetch sessions on close (the broker evicts them), leader-epoch validation of positions after a leader change (KIP-320's OffsetForLeaderEpoch).
 
 mod background;
 mod config;
@@ -129,6 +132,16 @@ struct PartitionState {
     /// The position the last `auto.offset.reset` lookup gave, until records are handed out from
     /// it: a fetch that finds that one out of range backs off before resetting again.
     reset_to: Option<i64>,
+    /// The replica the leader pointed this consumer's rack at (KIP-392), fetched from instead of
+    /// the leader until `metadata.max.age.ms` after the leader said so, or until it errs.
+    read_replica: Option<ReadReplica>,
+}
+
+/// A follower to fetch one partition from (KIP-392 `preferred_read_replica`).
+#[derive(Debug, Clone, Copy)]
+struct ReadReplica {
+    node: i32,
+    until: tokio::time::Instant,
 }
 
 /// What ended a wait in `poll`.

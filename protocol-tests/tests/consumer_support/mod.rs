@@ -57,8 +57,6 @@ pub struct FetchSeen {
     pub offset: i64,
     /// How many Fetch requests arrived before this one.
     pub nth: usize,
-    /// Whether it named the client's rack (`rack_id`, v11+).
-    pub rack: bool,
 }
 
 /// How the broker answers one Fetch.
@@ -255,7 +253,6 @@ impl Script {
                         at: Instant::now(),
                         offset,
                         nth: fetches.len(),
-                        rack: !request.rack_id.is_empty(),
                     };
                     fetches.push(seen);
                     seen

@@ -55,6 +55,13 @@ async fn three_nodes_replicate_and_fail_over_to_a_new_leader() {
     // default, shortened so failover takes a few seconds.
     let kafka = PrivateCluster::start(
         ClusterSpec::three_nodes()
+            // Stage 2b: one rack per node, and leaders that point consumers at their rack's
+            // replica (KIP-392).
+            .broker_property("broker.rack", "rack-{node_id}")
+            .broker_property(
+                "replica.selector.class",
+                "org.apache.kafka.common.replica.RackAwareReplicaSelector",
+            )
             .broker_property("broker.session.timeout.ms", "4000")
             .broker_property("broker.heartbeat.interval.ms", "500"),
     )
@@ -128,6 +135,8 @@ async fn three_nodes_replicate_and_fail_over_to_a_new_leader() {
         assert!(replicas.contains(&p.leader.expect("a leader")));
         assert_eq!(p.isr.iter().copied().collect::<BTreeSet<_>>(), replicas);
     }
+
+    reads_from_the_replica_in_its_rack(&kafka, &admin).await;
 
     // 3. Ten acknowledged records on partition 0, then its leader dies.
     let tp0 = TopicPartition::new(&topic, 0);
@@ -289,6 +298,51 @@ async fn poll_values(consumer: &mut Consumer, n: usize, within: Duration) -> Vec
         }
     }
     out
+}
+
+/// Stage 2b (see the module docs): a consumer in a follower's rack reads every record. The
+/// leader answers its fetches with no records and that follower as preferred read replica, so
+/// the records can only have come from the follower.
+async fn reads_from_the_replica_in_its_rack(kafka: &PrivateCluster, admin: &Admin) {
+    let bootstrap = kafka.bootstrap_servers();
+    let topic = unique_topic("rack");
+    admin
+        .create_topics(&[NewTopic::new(&topic, 1, 3)])
+        .await
+        .expect("create topic");
+    let partition = wait_until("replicas in sync", Duration::from_secs(30), || {
+        let admin = admin.clone();
+        let topic = topic.clone();
+        async move {
+            let mut t = admin
+                .describe_topics(&[&topic])
+                .await
+                .map_err(|e| e.to_string())?
+                .remove(0);
+            let p = t.partitions.remove(0);
+            match p.leader {
+                Some(_) if p.isr.len() == 3 => Ok(p),
+                _ => Err(format!("{p:?}")),
+            }
+        }
+    })
+    .await;
+    let leader = partition.leader.unwrap();
+    let follower = *partition.replicas.iter().find(|r| **r != leader).unwrap();
+    produce_values(&bootstrap, &topic, "rack", 50).await;
+    let mut config = ConsumerConfig::with_client(config(&bootstrap));
+    config.client_rack = format!("rack-{follower}");
+    let mut consumer = Consumer::connect(config).await.expect("consumer");
+    let tp = TopicPartition::new(&topic, 0);
+    consumer.assign(std::slice::from_ref(&tp)).await.unwrap();
+    consumer.seek(&tp, 0).unwrap();
+    let values = poll_values(&mut consumer, 50, Duration::from_secs(60)).await;
+    let expected: Vec<String> = (0..50).map(|i| format!("rack-{i}")).collect();
+    assert_eq!(
+        values, expected,
+        "leader {leader}, read from rack-{follower}'s replica"
+    );
+    consumer.close().await.unwrap();
 }
 
 /// Stage 5 (see the module docs).

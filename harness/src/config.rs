@@ -232,7 +232,8 @@ impl ClusterSpec {
     }
 
     /// Adds a `server.properties` line for every node, replacing a harness default
-    /// with the same key.
+    /// with the same key. `{node_id}` in the value becomes each node's id (e.g.
+    /// `broker.rack=rack-{node_id}`).
     pub fn broker_property(mut self, key: &str, value: &str) -> Self {
         self.broker_properties.retain(|(k, _)| k != key);
         self.broker_properties
@@ -361,9 +362,10 @@ pub(crate) fn server_properties(spec: &ClusterSpec, all: &[NodeLayout], me: &Nod
         }
     }
     for (key, value) in &spec.broker_properties {
+        let value = value.replace("{node_id}", &me.id.to_string());
         match props.iter_mut().find(|(k, _)| k == key) {
-            Some(existing) => existing.1 = value.clone(),
-            None => props.push((key.clone(), value.clone())),
+            Some(existing) => existing.1 = value,
+            None => props.push((key.clone(), value)),
         }
     }
     let mut out = String::from("# Written by josefk-harness.\n");
@@ -549,6 +551,15 @@ mod tests {
             1
         );
         assert_eq!(value(&p, "log.retention.ms"), Some("1000"));
+        let nodes = layout(3);
+        let spec = ClusterSpec::three_nodes().broker_property("broker.rack", "rack-{node_id}");
+        for n in &nodes {
+            let p = server_properties(&spec, &nodes, n);
+            assert_eq!(
+                value(&p, "broker.rack"),
+                Some(format!("rack-{}", n.id).as_str())
+            );
+        }
     }
 
     #[test]

@@ -403,6 +403,14 @@ impl ClientConfig {
                 return Err(Error::Config(format!("`{key}` must be greater than 0")));
             }
         }
+        // Java's int settings (its long ones, e.g. `max.block.ms`, may be anything: deadlines
+        // saturate).
+        for (key, value) in [
+            ("request.timeout.ms", self.request_timeout),
+            ("default.api.timeout.ms", self.default_api_timeout),
+        ] {
+            check_int_ms(key, value)?;
+        }
         if self.reconnect_backoff > self.reconnect_backoff_max {
             return Err(Error::Config(
                 "`reconnect.backoff.ms` must not exceed `reconnect.backoff.max.ms`".into(),
@@ -434,6 +442,18 @@ impl ClientConfig {
         }
         Ok(())
     }
+}
+
+/// A Java `int` milliseconds setting: at most `i32::MAX` ms (about 24.8 days), as Java's
+/// `ConfigDef` requires; several go on the wire as an `int32`.
+pub(crate) fn check_int_ms(key: &str, value: Duration) -> Result<()> {
+    if value.as_millis() > i32::MAX as u128 {
+        return Err(Error::Config(format!(
+            "`{key}` must be at most {} ms, got {value:?}",
+            i32::MAX
+        )));
+    }
+    Ok(())
 }
 
 /// Splits a comma-separated property value, trimming blanks.

@@ -67,6 +67,7 @@ macro_rules! internal_fn {
 }
 
 pub mod admin;
+mod clock;
 pub mod config;
 pub mod consumer;
 pub mod error;

@@ -38,7 +38,7 @@ pub(super) struct Call {
 impl Call {
     fn new(api: kafka_protocol::messages::ApiKey, after: Duration) -> Call {
         Call {
-            at: Instant::now() + after,
+            at: crate::clock::from_now(after),
             after,
             api: Mutex::new(ApiKey::from_protocol(api)),
             in_flight: AtomicUsize::new(0),

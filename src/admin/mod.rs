@@ -163,7 +163,7 @@ impl Admin {
     /// Cancellation: dropping the future drops the connections opened so far; nothing is changed.
     pub async fn connect(config: ClientConfig) -> Result<Admin> {
         config.validate()?;
-        let deadline = tokio::time::Instant::now() + config.default_api_timeout;
+        let deadline = crate::clock::from_now(config.default_api_timeout);
         let cluster = Cluster::connect_by(config, deadline).await?;
         let registry = std::sync::Arc::downgrade(&cluster.pool().metrics().0);
         let enabled = cluster.config().metrics_enabled;

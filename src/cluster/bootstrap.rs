@@ -45,7 +45,7 @@ impl Cluster {
                         .map_or_else(timed_out, |e| with_listener_hint(e, &cluster.inner.config)))
                 }
             };
-            let wake = Instant::now() + backoff.next_delay();
+            let wake = crate::clock::from_now(backoff.next_delay());
             if wake >= deadline {
                 return Err(with_listener_hint(e, &cluster.inner.config));
             }

@@ -264,7 +264,7 @@ impl Cluster {
         usable: &str,
         ready: impl Fn(&MetadataSnapshot, &str) -> bool,
     ) -> Result<Arc<MetadataSnapshot>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::from_now(timeout);
         let mut backoff = self.retry_backoff();
         let snapshot = self.metadata();
         let fresh_enough = snapshot.fetched_at.elapsed() < self.inner.config.metadata_max_age;
@@ -291,7 +291,7 @@ impl Cluster {
                 });
             }
             let delay = backoff.next_delay();
-            if Instant::now() + delay > deadline {
+            if crate::clock::from_now(delay) > deadline {
                 let code = missing
                     .iter()
                     .find_map(|t| snapshot.topic_errors.get(**t).copied())
@@ -315,7 +315,7 @@ impl Cluster {
     /// COORDINATOR_NOT_AVAILABLE and COORDINATOR_LOAD_IN_PROGRESS until `request.timeout.ms`.
     /// Returns the coordinator's node id and a connection to it on the coordinator lane.
     pub async fn coordinator(&self, kind: CoordinatorKind, key: &str) -> Result<(i32, Connection)> {
-        let deadline = Instant::now() + self.inner.config.request_timeout;
+        let deadline = crate::clock::from_now(self.inner.config.request_timeout);
         self.coordinator_by(kind, key, deadline).await
     }
 
@@ -342,7 +342,7 @@ impl Cluster {
                 }
                 Err(e) if e.is_retriable() => {
                     let delay = backoff.next_delay();
-                    if Instant::now() + delay > deadline {
+                    if crate::clock::from_now(delay) > deadline {
                         return Err(e);
                     }
                     debug!(error = %e, ?kind, key, "FindCoordinator will be retried");

@@ -192,7 +192,7 @@ impl Consumer {
             None => self.background.next_lookup = None,
             Some(e) => {
                 let retry = self.config.client.retry_backoff;
-                self.background.next_lookup = Some(Instant::now() + retry);
+                self.background.next_lookup = Some(crate::clock::from_now(retry));
                 if e.is_retriable() {
                     // As Java's offset reset: retried after the backoff, not thrown from poll
                     // (a caller's own timeout still ends `position`).

@@ -104,7 +104,11 @@ impl Consumer {
             max_bytes: self.config.fetch_max_bytes as i32,
             partition_max_bytes: self.config.max_partition_fetch_bytes as i32,
             isolation: self.config.isolation_level.wire(),
-            timeout: self.config.client.request_timeout + self.config.fetch_max_wait,
+            timeout: self
+                .config
+                .client
+                .request_timeout
+                .saturating_add(self.config.fetch_max_wait),
             rack: self.config.client_rack.clone(),
         };
         for (node, partitions) in by_node {
@@ -263,7 +267,7 @@ impl Consumer {
                     answered_something = true;
                     state.read_replica = Some(ReadReplica {
                         node: preferred,
-                        until: now + self.config.client.metadata_max_age,
+                        until: crate::clock::after(now, self.config.client.metadata_max_age),
                     });
                 }
                 // An error from the read replica sends this partition back to its leader; only

@@ -247,7 +247,7 @@ impl Consumer {
             && (self.config.commit_mode == CommitMode::AutoAfterPoll
                 || !self.background.auto_commits.is_empty());
         let bound = CLOSE_TIMEOUT.min(self.config.client.request_timeout);
-        let deadline = Instant::now() + bound;
+        let deadline = crate::clock::from_now(bound);
         let result = match tokio::time::timeout_at(deadline, self.leave_on_close()).await {
             Ok(result) => result,
             Err(_) => {

@@ -229,7 +229,7 @@ impl Consumer {
         // The consumer's own `default.api.timeout.ms` bounds the admin calls it makes too.
         let mut client = config.client.clone();
         client.default_api_timeout = config.default_api_timeout;
-        let deadline = Instant::now() + config.default_api_timeout;
+        let deadline = crate::clock::from_now(config.default_api_timeout);
         let cluster = Cluster::connect_by(client, deadline).await?;
         let registry = Arc::downgrade(&cluster.pool().metrics().0);
         let exported = registry.clone();
@@ -467,7 +467,7 @@ impl Consumer {
         let admin = Admin::from_cluster(self.cluster.clone());
         let isolation = self.config.isolation_level;
         let timeout = self.config.default_api_timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::from_now(timeout);
         let mut backoff = self.cluster.retry_backoff();
         let mut pending: Vec<TopicPartition> = partitions.to_vec();
         let mut found: Vec<(TopicPartition, i64)> = Vec::with_capacity(partitions.len());
@@ -493,7 +493,7 @@ impl Consumer {
             if pending.is_empty() {
                 break;
             }
-            let wake = Instant::now() + backoff.next_delay();
+            let wake = crate::clock::from_now(backoff.next_delay());
             if wake >= deadline {
                 return Err(timed_out());
             }
@@ -514,7 +514,7 @@ impl Consumer {
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
         self.state_mut(tp)?;
         let timeout = self.config.default_api_timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::from_now(timeout);
         loop {
             self.take_finished_background();
             if let Some(e) = self.background.lookup_error.take() {
@@ -635,7 +635,7 @@ impl Consumer {
         timeout: Duration,
         limit: usize,
     ) -> Result<Vec<ConsumerRecord>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::from_now(timeout);
         if self.subscribed() {
             self.on_poll_member();
             if !self.resolve_pattern(deadline).await? {
@@ -697,7 +697,7 @@ impl Consumer {
             let retry_at = self.next_retry(now).unwrap_or(deadline).min(deadline);
             if self.in_flight.is_empty() && !self.background.busy() {
                 // Nothing fetchable now (all paused, or backing off): wait a little.
-                let wake = retry_at.min(now + self.config.client.retry_backoff);
+                let wake = retry_at.min(crate::clock::after(now, self.config.client.retry_backoff));
                 tokio::time::sleep_until(wake).await;
                 continue;
             }

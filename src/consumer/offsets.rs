@@ -124,7 +124,7 @@ async fn commit_until_done(
     offsets: &BTreeMap<TopicPartition, i64>,
     timeout: Duration,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::clock::from_now(timeout);
     let mut backoff = cluster.retry_backoff();
     let mut pending = offsets.clone();
     while !pending.is_empty() {
@@ -218,7 +218,7 @@ async fn commit_until_done(
                 partitions = pending.len(),
                 "OffsetCommit not confirmed for every partition; retrying after backoff"
             );
-            let wake = (Instant::now() + backoff.next_delay()).min(deadline);
+            let wake = crate::clock::from_now(backoff.next_delay()).min(deadline);
             tokio::time::sleep_until(wake).await;
         }
     }
@@ -250,7 +250,7 @@ pub(crate) async fn fetch_committed(
     partitions: &[TopicPartition],
     timeout: Duration,
 ) -> Result<HashMap<TopicPartition, Option<i64>>> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::clock::from_now(timeout);
     let mut backoff = cluster.retry_backoff();
     let mut out = HashMap::new();
     let mut pending: Vec<TopicPartition> = partitions.to_vec();

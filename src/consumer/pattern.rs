@@ -133,7 +133,7 @@ impl Consumer {
             Ok(snapshot) => snapshot,
             Err(e) if e.is_retriable() || p.resolved => {
                 debug!(error = %e, pattern = %p.source, "listing topics for the pattern failed");
-                let retry_at = Instant::now() + self.config.client.retry_backoff;
+                let retry_at = crate::clock::from_now(self.config.client.retry_backoff);
                 p.next_check = retry_at;
                 if !p.resolved {
                     // Not a busy loop for a caller polling in a loop.
@@ -150,7 +150,7 @@ impl Consumer {
                 .map(|t| (t.name.as_str(), t.internal)),
         );
         p.resolved = true;
-        p.next_check = Instant::now() + self.config.client.metadata_max_age;
+        p.next_check = crate::clock::from_now(self.config.client.metadata_max_age);
         if matched != self.subscription {
             info!(
                 pattern = %p.source,

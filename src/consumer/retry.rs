@@ -48,7 +48,7 @@ impl FetchRetry {
     /// Records a fetch without progress at `now`; returns how many there were in a row.
     pub(super) fn failed(&mut self, now: Instant, initial: Duration, max: Duration) -> u32 {
         self.failures = self.failures.saturating_add(1);
-        self.not_before = Some(now + delay(self.failures, initial, max));
+        self.not_before = Some(crate::clock::after(now, delay(self.failures, initial, max)));
         self.failures
     }
 

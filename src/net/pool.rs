@@ -171,7 +171,7 @@ impl BrokerPool {
                 Ok(conn)
             }
             Err(e) => {
-                slot.next_dial = Some(Instant::now() + slot.backoff.next_delay());
+                slot.next_dial = Some(crate::clock::from_now(slot.backoff.next_delay()));
                 Err(e)
             }
         }

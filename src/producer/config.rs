@@ -445,7 +445,13 @@ impl ProducerConfig {
                 "`max.in.flight.requests.per.connection` must be at least 1".into(),
             ));
         }
-        if self.delivery_timeout < self.linger + self.client.request_timeout {
+        for (key, value) in [
+            ("delivery.timeout.ms", self.delivery_timeout),
+            ("transaction.timeout.ms", self.transaction_timeout),
+        ] {
+            crate::config::check_int_ms(key, value)?;
+        }
+        if self.delivery_timeout < self.linger.saturating_add(self.client.request_timeout) {
             return Err(Error::Config(
                 "`delivery.timeout.ms` must be at least `linger.ms` + `request.timeout.ms`".into(),
             ));

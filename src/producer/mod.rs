@@ -120,7 +120,7 @@ impl Producer {
     /// (an idempotent or transactional producer's InitProducerId may have been).
     pub async fn connect(config: ProducerConfig) -> Result<Producer> {
         let config = config.resolved()?;
-        let deadline = Instant::now() + config.max_block;
+        let deadline = crate::clock::from_now(config.max_block);
         let compression = config.compression.codec();
         let max_block = config.max_block;
         let timed_out = |api| Error::Timeout {
@@ -264,7 +264,7 @@ impl Producer {
 
     async fn init_transactions_inner(&self) -> Result<()> {
         let shared = self.shared();
-        let deadline = Instant::now() + shared.config.max_block;
+        let deadline = crate::clock::from_now(shared.config.max_block);
         self.with_txn(|_| Ok(()))?;
         // Learn the coordinator's capabilities first: they choose the protocol.
         match tokio::time::timeout_at(deadline, shared.txn_coordinator()).await {
@@ -391,7 +391,7 @@ impl Producer {
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
         let shared = self.shared();
-        let deadline = Instant::now() + shared.config.max_block;
+        let deadline = crate::clock::from_now(shared.config.max_block);
         let target = self.with_txn(|state| {
             if offsets.is_empty() {
                 return Ok(None);
@@ -471,7 +471,7 @@ impl Producer {
 
     async fn commit_transaction_inner(&self) -> Result<()> {
         let shared = self.shared();
-        let deadline = Instant::now() + shared.config.max_block;
+        let deadline = crate::clock::from_now(shared.config.max_block);
         self.with_txn(|state| {
             state.txn.as_mut().expect("checked").begin_commit()?;
             if !state.txn_flush {
@@ -516,7 +516,7 @@ impl Producer {
 
     async fn abort_transaction_inner(&self) -> Result<()> {
         let shared = self.shared();
-        let deadline = Instant::now() + shared.config.max_block;
+        let deadline = crate::clock::from_now(shared.config.max_block);
         let dropped = self.with_txn(|state| {
             state.txn.as_mut().expect("checked").begin_abort()?;
             Ok(state.accumulator.abort_undrained())
@@ -608,7 +608,7 @@ impl Producer {
     /// ```
     pub async fn close(&self, timeout: Duration) -> Result<()> {
         let shared = &self.handle.shared;
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::from_now(timeout);
         shared.begin_close();
         let flushed = shared.wait_until_idle(Some(deadline)).await;
         if let Some(telemetry) = &self.handle.telemetry {

@@ -262,7 +262,7 @@ impl Producer {
             attempt = match attempt {
                 Attempt::Queued(delivery) => return Ok(delivery),
                 Attempt::NeedsTopic(record) => {
-                    let at = *deadline.get_or_insert_with(|| Instant::now() + max_block);
+                    let at = *deadline.get_or_insert_with(|| crate::clock::from_now(max_block));
                     let snapshot = self.topic_metadata(&record.topic, at).await?;
                     self.attempt(record, Some(snapshot))?
                 }
@@ -285,7 +285,7 @@ impl Producer {
         // Placed with this snapshot, which knows the topic: `attempt` found it there, and a
         // snapshot never changes.
         let info = &snapshot.topics[&outgoing.tp.topic];
-        let at = deadline.unwrap_or_else(|| Instant::now() + shared.config.max_block);
+        let at = deadline.unwrap_or_else(|| crate::clock::from_now(shared.config.max_block));
         loop {
             // Register, then try once more, so a release between the failed append and the
             // wait is not missed.
@@ -373,7 +373,7 @@ impl Producer {
         let mut limit = None;
         if record.partition.is_none() {
             validate_topic_name(&record.topic)?;
-            let deadline = Instant::now() + self.shared().config.max_block;
+            let deadline = crate::clock::from_now(self.shared().config.max_block);
             limit = Some(deadline);
             let n = self.topic_metadata(&record.topic, deadline).await?.topics[&record.topic]
                 .partitions

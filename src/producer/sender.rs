@@ -450,7 +450,7 @@ impl Shared {
 /// InitProducerId for an idempotent (non-transactional) producer, from any broker, retrying
 /// retriable errors until `request.timeout.ms`.
 pub(crate) async fn init_producer_id(shared: &Shared) -> Result<ProducerIdAndEpoch> {
-    let deadline = Instant::now() + shared.config.client.request_timeout;
+    let deadline = crate::clock::from_now(shared.config.client.request_timeout);
     let mut backoff = shared.cluster.retry_backoff();
     let request = InitProducerIdRequest::default()
         .with_transactional_id(None)
@@ -483,7 +483,7 @@ pub(crate) async fn init_producer_id(shared: &Shared) -> Result<ProducerIdAndEpo
             }
             Err(e) if e.is_retriable() => {
                 let delay = backoff.next_delay();
-                if Instant::now() + delay > deadline {
+                if crate::clock::from_now(delay) > deadline {
                     return Err(e);
                 }
                 tokio::time::sleep(delay).await;

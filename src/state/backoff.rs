@@ -36,6 +36,8 @@ impl Backoff {
             .initial
             .saturating_mul(1u32 << exp)
             .min(self.max)
+            // A `retry.backoff.max.ms` near `Duration::MAX` would overflow the jitter below.
+            .min(crate::clock::FAR)
             .as_secs_f64();
         // Jitter spreads clients that failed together so they do not retry in lock-step.
         let jitter = 0.8 + 0.4 * self.next_unit();

@@ -217,7 +217,7 @@ impl ConnectionTask {
                                 correlation_id: next_correlation_id,
                                 api: request.api_key,
                                 accepted,
-                                deadline: accepted + timeout,
+                                deadline: crate::clock::after(accepted, timeout),
                                 timeout,
                                 reply: Some(reply),
                             });
@@ -230,7 +230,7 @@ impl ConnectionTask {
                             let no_answer = NoAnswer {
                                 correlation_id: next_correlation_id,
                                 api: request.api_key,
-                                deadline: accepted + timeout,
+                                deadline: crate::clock::after(accepted, timeout),
                                 timeout,
                                 reply,
                             };
@@ -454,7 +454,7 @@ fn push_own_request(
         correlation_id,
         api: request.api_key,
         accepted,
-        deadline: accepted + timeout,
+        deadline: crate::clock::after(accepted, timeout),
         timeout,
         reply: None,
     });

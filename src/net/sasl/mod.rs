@@ -239,7 +239,7 @@ impl Authenticator {
                 message: "OAUTHBEARER token provider returned an already expired token".into(),
             });
         }
-        let refresh_at = Instant::now() + token.lifetime.mul_f64(0.8);
+        let refresh_at = crate::clock::from_now(token.lifetime.mul_f64(0.8));
         *cached = Some((token.clone(), refresh_at));
         Ok(token)
     }

@@ -55,7 +55,7 @@ fn due(lifetime: Option<Duration>) -> Option<Instant> {
         Ok(()) => f64::from(u32::from_le_bytes(raw)) / f64::from(u32::MAX),
         Err(_) => 0.5,
     };
-    Some(Instant::now() + lifetime.mul_f64(0.85 + 0.10 * unit))
+    Some(crate::clock::from_now(lifetime.mul_f64(0.85 + 0.10 * unit)))
 }
 
 impl Reauthenticator {
@@ -192,5 +192,9 @@ mod tests {
                 "{after:?}"
             );
         }
+        // A broker granting i64::MAX ms: far in the future, not an overflow panic in the
+        // connection task.
+        let at = due(Some(Duration::from_millis(i64::MAX as u64))).unwrap();
+        assert!(at > Instant::now() + Duration::from_secs(86_400 * 365));
     }
 }

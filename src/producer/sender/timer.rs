@@ -65,7 +65,7 @@ impl PreciseTimer {
     /// pass (a request sent or answered, a batch opened), mostly with the deadline it already
     /// armed, so this keeps most passes free of a thread wake-up.
     pub(super) fn arm(&self, after: Option<Duration>) {
-        let at = after.map(|d| Instant::now() + d);
+        let at = after.map(|d| crate::clock::after_std(Instant::now(), d));
         let mut armed = lock(&self.inner.armed);
         let sooner = match (at, armed.at) {
             (Some(new), Some(old)) => new + SAME_DEADLINE < old,

@@ -6,8 +6,9 @@
 //!
 //! - The **heartbeat task** lives as long as the [`Group`]. It asks the membership what to do,
 //!   sends Heartbeats while the member is stable, and leaves the group (or, for a static member,
-//!   forgets its generation) when `max.poll.interval.ms` passes without a poll. A fatal answer
-//!   (FENCED_INSTANCE_ID) is stored for the next `poll`.
+//!   forgets its generation) when `max.poll.interval.ms` passes without a poll. An answer the
+//!   application must hear of (FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED) is stored for the
+//!   next `poll`; the task goes on either way, as a member must heartbeat again once it rejoins.
 //! - A **join task** is spawned by `poll` when the member must (re)join, and runs until the
 //!   member has an assignment or a fatal error. `poll` waits for it only until its own deadline:
 //!   a dropped or timed-out `poll` leaves the join running, so no JoinGroup answer (and no member
@@ -145,6 +146,20 @@ impl Group {
     /// A fatal error the heartbeat task met, once.
     pub fn take_fatal(&self) -> Option<Error> {
         self.fatal.lock().expect("fatal slot poisoned").take()
+    }
+
+    /// Starts the heartbeat task again if it ended (it only ends by panicking): without it the
+    /// coordinator would drop this member every `session.timeout.ms` while it kept consuming.
+    pub fn ensure_heartbeat(&mut self) {
+        if self.heartbeat.is_finished() {
+            warn!(group = %self.settings.group_id, "heartbeat task ended; starting it again");
+            self.heartbeat = tokio::spawn(heartbeat_loop(
+                self.cluster.clone(),
+                self.settings.clone(),
+                self.membership.clone(),
+                self.fatal.clone(),
+            ));
+        }
     }
 
     /// Whether a join task is running.
@@ -450,8 +465,8 @@ async fn leader_assignments(
     Ok(out)
 }
 
-/// Heartbeats while the member is stable; leaves on a poll timeout. Runs until aborted or a
-/// fatal answer.
+/// Heartbeats while the member is stable; leaves on a poll timeout. Runs until aborted: a failed
+/// heartbeat is tried again, and an error for the application is stored in `fatal`.
 async fn heartbeat_loop(
     cluster: Cluster,
     settings: Arc<GroupSettings>,
@@ -497,7 +512,10 @@ async fn heartbeat_loop(
                     match answer {
                         Ok((node, code)) => match m.on_heartbeat_response(generation, code, now) {
                             Reaction::Fatal => {
+                                // Reported by the next poll; the task goes on, so a member that
+                                // joins again (or is authorized again) heartbeats again.
                                 let code = code.expect("fatal has a code");
+                                warn!(group, ?code, "heartbeat failed; the next poll reports it");
                                 *fatal.lock().expect("fatal slot poisoned") = Some(Error::Broker {
                                     api: crate::error::ApiKey::Heartbeat,
                                     broker: None,
@@ -505,13 +523,18 @@ async fn heartbeat_loop(
                                     message: Some(format!("group `{group}`: {code:?}")),
                                     class: ErrorClass::Fatal,
                                 });
-                                return;
+                                back_off = true;
                             }
                             Reaction::FindCoordinator => {
                                 cluster.invalidate_coordinator(CoordinatorKind::Group, group, node);
+                                back_off = true;
+                            }
+                            Reaction::RetryAfterBackoff => {
+                                debug!(group, ?code, "heartbeat failed; trying again");
+                                back_off = true;
                             }
                             Reaction::Rejoin => info!(group, ?code, "heartbeat says rejoin"),
-                            _ => {}
+                            Reaction::Done | Reaction::RetryNow => {}
                         },
                         Err((node, e)) => {
                             debug!(error = %e, group, "heartbeat failed");

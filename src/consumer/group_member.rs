@@ -537,9 +537,10 @@ impl Consumer {
             self.ensure_consumer_group().await?;
             return Ok(true);
         }
-        let Some(group) = &self.group else {
+        let Some(group) = &mut self.group else {
             return Ok(true);
         };
+        group.ensure_heartbeat();
         if let Some(e) = group.take_fatal() {
             return Err(e);
         }

@@ -299,6 +299,12 @@ impl Membership {
 
     /// A heartbeat's answer for `generation` (None for success). Answers for a generation that
     /// is no longer current are ignored.
+    ///
+    /// As in Java's heartbeat thread, only FENCED_INSTANCE_ID ends the membership; any other
+    /// error the group rules do not name is a failed heartbeat, tried again after the backoff
+    /// (past `session.timeout.ms` without a good answer, the coordinator is looked for again).
+    /// GROUP_AUTHORIZATION_FAILED is `Fatal` so that the application hears of it, but the member
+    /// stays as it is and heartbeats go on.
     pub fn on_heartbeat_response(
         &mut self,
         generation: i32,
@@ -314,7 +320,22 @@ impl Membership {
                 self.last_heartbeat_ok = now;
                 Reaction::Done
             }
-            Some(code) => self.on_group_error(code, "Heartbeat"),
+            Some(ResponseError::FencedInstanceId) => {
+                // Another process took this `group.instance.id`: what this member owned is
+                // gone with its place in the group.
+                self.reset(true);
+                Reaction::Fatal
+            }
+            Some(ResponseError::GroupAuthorizationFailed) => Reaction::Fatal,
+            Some(
+                code @ (ResponseError::RebalanceInProgress
+                | ResponseError::IllegalGeneration
+                | ResponseError::UnknownMemberId
+                | ResponseError::CoordinatorNotAvailable
+                | ResponseError::NotCoordinator
+                | ResponseError::CoordinatorLoadInProgress),
+            ) => self.on_group_error(code, "Heartbeat"),
+            Some(_) => self.on_heartbeat_failure(now),
         }
     }
 

@@ -243,3 +243,68 @@ fn sync_failure_with_moved_coordinator_rejoins() {
     assert!(m.needs_rejoin());
     assert_eq!(m.state(), MemberState::Unjoined);
 }
+
+#[test]
+fn unexpected_heartbeat_errors_are_retried_and_keep_the_member() {
+    let t0 = Instant::now();
+    let mut m = stable(None, t0);
+    assert!(matches!(m.heartbeat_step(t0), HeartbeatStep::Send { .. }));
+    for code in [
+        ResponseError::UnknownServerError,
+        ResponseError::InvalidRequest,
+        ResponseError::GroupIdNotFound,
+    ] {
+        assert_eq!(
+            m.on_heartbeat_response(5, Some(code), t0),
+            Reaction::RetryAfterBackoff,
+            "{code:?}"
+        );
+        assert_eq!(m.state(), MemberState::Stable, "{code:?}");
+        assert_eq!((m.member_id(), m.generation()), ("m-1", 5));
+        assert!(!m.needs_rejoin() && !m.partitions_lost());
+    }
+    // The next heartbeat goes out when due.
+    let t1 = t0 + Duration::from_secs(3);
+    assert!(matches!(m.heartbeat_step(t1), HeartbeatStep::Send { .. }));
+    // Only failures for a whole session send the member to look for the coordinator again.
+    assert_eq!(
+        m.on_heartbeat_response(
+            5,
+            Some(ResponseError::UnknownServerError),
+            t0 + Duration::from_secs(46)
+        ),
+        Reaction::FindCoordinator
+    );
+    assert_eq!(m.state(), MemberState::Stable);
+}
+
+#[test]
+fn group_authorization_failure_on_heartbeat_is_reported_and_heartbeats_go_on() {
+    let t0 = Instant::now();
+    let mut m = stable(None, t0);
+    m.heartbeat_step(t0);
+    assert_eq!(
+        m.on_heartbeat_response(5, Some(ResponseError::GroupAuthorizationFailed), t0),
+        Reaction::Fatal
+    );
+    assert_eq!(m.state(), MemberState::Stable);
+    assert!(!m.partitions_lost());
+    assert!(matches!(
+        m.heartbeat_step(t0 + Duration::from_secs(3)),
+        HeartbeatStep::Send { .. }
+    ));
+}
+
+#[test]
+fn fenced_instance_id_on_heartbeat_loses_the_partitions() {
+    let now = Instant::now();
+    let mut m = stable(Some("static-1"), now);
+    m.heartbeat_step(now);
+    assert_eq!(
+        m.on_heartbeat_response(5, Some(ResponseError::FencedInstanceId), now),
+        Reaction::Fatal
+    );
+    assert_eq!(m.state(), MemberState::Unjoined);
+    assert!(m.partitions_lost() && m.needs_rejoin());
+    assert_eq!(m.heartbeat_step(now), HeartbeatStep::Idle);
+}

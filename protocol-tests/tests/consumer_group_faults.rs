@@ -1,14 +1,18 @@
 //! A classic consumer group member (JoinGroup/SyncGroup/Heartbeat) against answers a healthy
-//! coordinator rarely gives: an unexpected Heartbeat error and GROUP_AUTHORIZATION_FAILED on a
-//! heartbeat, on `josefk::testing::MockCluster` with injected faults.
+//! coordinator rarely gives: an unexpected Heartbeat error, GROUP_AUTHORIZATION_FAILED on a
+//! heartbeat, and commits racing a cooperative rebalance, on `josefk::testing::MockCluster` with
+//! injected faults.
 //!
-//! Each test asserts what the application sees (poll errors, the assignment) and that the member
-//! keeps its place in the group: heartbeats keep going.
+//! Each test asserts what the application sees (poll errors, rebalance listener calls, the
+//! assignment) and that the member keeps its place in the group: heartbeats keep going.
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use josefk::consumer::{CommitMode, Consumer, ConsumerConfig};
+use josefk::consumer::{Assignor, CommitMode, Consumer, ConsumerConfig, RebalanceListener};
 use josefk::testing::{Api, Fault, MockCluster};
+use josefk::TopicPartition;
 
 const UNKNOWN_SERVER_ERROR: i16 = -1;
 const GROUP_AUTHORIZATION_FAILED: i16 = 30;
@@ -106,4 +110,77 @@ async fn group_authorization_failure_on_heartbeat_is_reported_and_heartbeats_go_
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(consumer.assignment().len(), 1);
     consumer.close().await.unwrap();
+}
+
+#[derive(Clone, Default)]
+struct Events(Arc<Mutex<Vec<String>>>);
+
+impl RebalanceListener for Events {
+    fn on_partitions_revoked(&mut self, p: &[TopicPartition]) {
+        self.0.lock().unwrap().push(format!("revoked {}", p.len()));
+    }
+    fn on_partitions_assigned(&mut self, p: &[TopicPartition]) {
+        self.0.lock().unwrap().push(format!("assigned {}", p.len()));
+    }
+    fn on_partitions_lost(&mut self, p: &[TopicPartition]) {
+        self.0.lock().unwrap().push(format!("lost {}", p.len()));
+    }
+}
+
+/// A cooperative member committing after every poll while a second member joins. Commits used
+/// to be sent with whatever generation the member had, also mid-join; an ILLEGAL_GENERATION
+/// answer for the old generation, read after JoinGroup had moved the member on, reset it:
+/// a healthy rebalance ended in `on_partitions_lost` and more rebalances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_during_a_cooperative_rebalance_lose_nothing() {
+    let cluster = MockCluster::start(1).await.unwrap();
+    cluster.create_topic("t", 4).unwrap();
+    let config =
+        || member_config(&cluster).partition_assignment_strategy(vec![Assignor::CooperativeSticky]);
+    let events = Events::default();
+    let mut a = Consumer::connect(config()).await.unwrap();
+    a.set_rebalance_listener(events.clone());
+    a.subscribe(&["t"]).unwrap();
+    poll_until_assigned(&mut a, 4).await;
+    a.commit().await.unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let b = tokio::spawn({
+        let (config, stop) = (config(), stop.clone());
+        async move {
+            let mut b = Consumer::connect(config).await.unwrap();
+            b.subscribe(&["t"]).unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                let _ = b.poll(Duration::from_millis(100)).await;
+            }
+            b
+        }
+    });
+    let mut commit_errors = Vec::new();
+    let end = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < end {
+        a.poll(Duration::from_millis(100)).await.unwrap();
+        if let Err(e) = a.commit().await {
+            commit_errors.push((e.is_retriable(), e.to_string()));
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let b = b.await.unwrap();
+    let events = events.0.lock().unwrap().clone();
+    assert!(
+        !events.iter().any(|e| e.starts_with("lost")),
+        "a healthy rebalance lost partitions: {events:?}; commit errors {commit_errors:?}"
+    );
+    assert_eq!(
+        (a.assignment().len(), b.assignment().len()),
+        (2, 2),
+        "{events:?}"
+    );
+    // Refused while rebalancing (REBALANCE_IN_PROGRESS), to be tried again after the next poll.
+    assert!(
+        commit_errors.iter().all(|(retriable, _)| *retriable),
+        "{commit_errors:?}"
+    );
+    b.close().await.unwrap();
+    a.close().await.unwrap();
 }

@@ -350,9 +350,42 @@ impl Membership {
         }
     }
 
-    /// An OffsetCommit answer's error for this member. UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION and
-    /// REBALANCE_IN_PROGRESS fail the commit (Java's `CommitFailedException`) and ask for a
-    /// rejoin.
+    /// The member id and generation an OffsetCommit is sent with, or `None` while a rebalance is
+    /// under way (Java's `generationIfStable`): a commit then fails at once with
+    /// REBALANCE_IN_PROGRESS, as Java's `RebalanceInProgressException`, and nothing is sent. A
+    /// generation being joined or synced has no assignment yet, and the one before it may be
+    /// over by the time the commit is answered. A member in no generation (never joined, or
+    /// reset) commits as a non-member and the coordinator decides.
+    pub fn commit_identity(&self) -> Option<(String, i32)> {
+        let stable = self.state == MemberState::Stable;
+        let outside = self.state == MemberState::Unjoined && self.generation == DEFAULT_GENERATION;
+        (stable || outside).then(|| (self.member_id.clone(), self.generation))
+    }
+
+    /// An OffsetCommit answer's error, for a commit sent with `generation`. UNKNOWN_MEMBER_ID,
+    /// ILLEGAL_GENERATION and REBALANCE_IN_PROGRESS fail the commit (Java's
+    /// `CommitFailedException`) and ask for a rejoin.
+    ///
+    /// When the member's generation changed since the commit was sent (a join completed or
+    /// reset it meanwhile), the group errors speak of a generation that is already over: the
+    /// member is left as it is (resetting would throw away the join that moved it on) and the
+    /// answer is `Done`, meaning the commit failed only because the group rebalanced meanwhile.
+    pub fn on_commit_error_for(&mut self, generation: i32, code: ResponseError) -> Reaction {
+        let group_error = matches!(
+            code,
+            ResponseError::UnknownMemberId
+                | ResponseError::IllegalGeneration
+                | ResponseError::RebalanceInProgress
+                | ResponseError::FencedInstanceId
+        );
+        if group_error && generation != self.generation {
+            return Reaction::Done;
+        }
+        self.on_commit_error(code)
+    }
+
+    /// An OffsetCommit answer's error for this member's current generation. See
+    /// [`Membership::on_commit_error_for`].
     pub fn on_commit_error(&mut self, code: ResponseError) -> Reaction {
         match code {
             ResponseError::CoordinatorLoadInProgress | ResponseError::RequestTimedOut => {

@@ -308,3 +308,57 @@ fn fenced_instance_id_on_heartbeat_loses_the_partitions() {
     assert!(m.partitions_lost() && m.needs_rejoin());
     assert_eq!(m.heartbeat_step(now), HeartbeatStep::Idle);
 }
+
+#[test]
+fn commits_wait_for_a_stable_generation() {
+    let now = Instant::now();
+    // A member outside any generation (manual assignment) commits as a non-member.
+    let fresh = Membership::new(None, timers(), now);
+    assert_eq!(fresh.commit_identity(), Some((String::new(), -1)));
+
+    let mut m = stable(None, now);
+    assert_eq!(m.commit_identity(), Some(("m-1".into(), 5)));
+    // A rejoin asked for but not started: still generation 5's member (Java commits here,
+    // before sending JoinGroup).
+    m.request_rejoin("test");
+    assert_eq!(m.commit_identity(), Some(("m-1".into(), 5)));
+    m.begin_join();
+    assert_eq!(m.commit_identity(), None, "joining");
+    m.on_join_response(None, "m-1", 6, Some("range"), "m-1");
+    assert_eq!(m.commit_identity(), None, "syncing");
+    m.on_sync_response(None, now);
+    assert_eq!(m.commit_identity(), Some(("m-1".into(), 6)));
+}
+
+#[test]
+fn a_commit_answer_for_a_generation_already_left_does_not_reset_the_join() {
+    let now = Instant::now();
+    let mut m = stable(None, now);
+    m.request_rejoin("a member joined");
+    m.begin_join();
+    // A commit sent with generation 5 is answered after JoinGroup moved the member to 6.
+    m.on_join_response(None, "m-1", 6, Some("range"), "m-1");
+    for code in [
+        ResponseError::IllegalGeneration,
+        ResponseError::UnknownMemberId,
+        ResponseError::RebalanceInProgress,
+        ResponseError::FencedInstanceId,
+    ] {
+        assert_eq!(m.on_commit_error_for(5, code), Reaction::Done, "{code:?}");
+        assert_eq!(m.generation(), 6, "{code:?}");
+        assert_eq!(m.member_id(), "m-1", "{code:?}");
+        assert_eq!(m.state(), MemberState::Syncing, "{code:?}");
+        assert!(!m.partitions_lost(), "{code:?}");
+    }
+    assert_eq!(m.on_sync_response(None, now), Reaction::Done);
+    assert_eq!(m.state(), MemberState::Stable);
+    assert_eq!(m.generation(), 6);
+    assert!(!m.needs_rejoin() && !m.partitions_lost());
+
+    // For the current generation the answer still counts.
+    assert_eq!(
+        m.on_commit_error_for(6, ResponseError::IllegalGeneration),
+        Reaction::Rejoin
+    );
+    assert!(m.partitions_lost() && m.needs_rejoin());
+}

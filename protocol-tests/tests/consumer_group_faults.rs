@@ -1,18 +1,32 @@
 //! A classic consumer group member (JoinGroup/SyncGroup/Heartbeat) against answers a healthy
 //! coordinator rarely gives: an unexpected Heartbeat error, GROUP_AUTHORIZATION_FAILED on a
-//! heartbeat, and commits racing a cooperative rebalance, on `josefk::testing::MockCluster` with
-//! injected faults.
+//! heartbeat, commits racing a cooperative rebalance, and a SyncGroup assignment that cannot be
+//! read. The first three run on `josefk::testing::MockCluster` with injected faults; the last on
+//! the scripted broker, which answers the group APIs itself.
 //!
 //! Each test asserts what the application sees (poll errors, rebalance listener calls, the
-//! assignment) and that the member keeps its place in the group: heartbeats keep going.
+//! assignment) and that the member keeps its place in the group: heartbeats keep going, or a new
+//! JoinGroup is sent.
 
-use std::sync::atomic::Ordering;
+mod consumer_support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use josefk::consumer::{Assignor, CommitMode, Consumer, ConsumerConfig, RebalanceListener};
 use josefk::testing::{Api, Fault, MockCluster};
 use josefk::TopicPartition;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::{
+    ApiKey, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupResponse,
+    RequestHeader, SyncGroupRequest, SyncGroupResponse,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use protocol_tests::Action;
+
+use consumer_support::{FetchAnswer, FetchCluster, TOPIC};
 
 const UNKNOWN_SERVER_ERROR: i16 = -1;
 const GROUP_AUTHORIZATION_FAILED: i16 = 30;
@@ -183,4 +197,99 @@ async fn commits_during_a_cooperative_rebalance_lose_nothing() {
     );
     b.close().await.unwrap();
     a.close().await.unwrap();
+}
+
+/// The scripted coordinator of group `g` (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), counting
+/// joins and syncs.
+struct Group {
+    joins: AtomicUsize,
+    syncs: AtomicUsize,
+}
+
+impl Group {
+    /// One member, `m-1`, leads every generation; the first SyncGroup answer carries bytes that
+    /// are no assignment, later ones the leader's own assignment.
+    fn answer(&self, header: &RequestHeader, mut body: Bytes) -> Action {
+        let v = header.request_api_version;
+        match ApiKey::try_from(header.request_api_key) {
+            Ok(ApiKey::JoinGroup) => {
+                let request = JoinGroupRequest::decode(&mut body, v).expect("JoinGroup");
+                let generation = self.joins.fetch_add(1, Ordering::SeqCst) as i32 + 1;
+                let protocol = &request.protocols[0];
+                let member = JoinGroupResponseMember::default()
+                    .with_member_id(StrBytes::from_static_str("m-1"))
+                    .with_metadata(protocol.metadata.clone());
+                let response = JoinGroupResponse::default()
+                    .with_generation_id(generation)
+                    .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
+                    .with_protocol_name(Some(protocol.name.clone()))
+                    .with_leader(StrBytes::from_static_str("m-1"))
+                    .with_member_id(StrBytes::from_static_str("m-1"))
+                    .with_members(vec![member]);
+                Action::reply(&response, v)
+            }
+            Ok(ApiKey::SyncGroup) => {
+                let request = SyncGroupRequest::decode(&mut body, v).expect("SyncGroup");
+                let assignment = if self.syncs.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // Version 1, then a topic count of 5 and nothing more.
+                    Bytes::from_static(&[0, 1, 0, 0, 0, 5])
+                } else {
+                    request.assignments[0].assignment.clone()
+                };
+                let response = SyncGroupResponse::default()
+                    .with_protocol_type(request.protocol_type)
+                    .with_protocol_name(request.protocol_name)
+                    .with_assignment(assignment);
+                Action::reply(&response, v)
+            }
+            Ok(ApiKey::Heartbeat) => Action::reply(&HeartbeatResponse::default(), v),
+            Ok(ApiKey::LeaveGroup) => Action::reply(&LeaveGroupResponse::default(), v),
+            _ => Action::Default,
+        }
+    }
+}
+
+/// A SyncGroup assignment that cannot be decoded failed one poll, after which the member counted
+/// as stable with no partitions: it heartbeated and never joined again. Now it joins again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_assignment_fails_the_poll_and_the_member_joins_again() {
+    let cluster = FetchCluster::start(|_| FetchAnswer::EmptyAfterWait).await;
+    let group = Arc::new(Group {
+        joins: AtomicUsize::new(0),
+        syncs: AtomicUsize::new(0),
+    });
+    cluster.answer_others_with({
+        let group = group.clone();
+        move |header, body| group.answer(header, body)
+    });
+    let config = cluster
+        .config()
+        .group_id("g")
+        .commit_mode(CommitMode::Manual)
+        .heartbeat_interval(Duration::from_millis(100));
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+
+    let mut errors = Vec::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end && consumer.assignment().is_empty() {
+        if let Err(e) = consumer.poll(Duration::from_millis(100)).await {
+            errors.push(e.to_string());
+        }
+    }
+    assert_eq!(
+        errors.len(),
+        1,
+        "the bad assignment fails one poll: {errors:?}"
+    );
+    assert!(
+        group.joins.load(Ordering::SeqCst) >= 2,
+        "no JoinGroup after the unreadable assignment; errors {errors:?}"
+    );
+    assert_eq!(
+        consumer.assignment(),
+        vec![TopicPartition::new(TOPIC, 0)],
+        "the next generation's assignment is taken"
+    );
+    consumer.close().await.unwrap();
 }

@@ -351,7 +351,15 @@ async fn join_group(
         let assignment = if response.assignment.is_empty() {
             Assignment::default()
         } else {
-            decode_assignment(&response.assignment)?
+            match decode_assignment(&response.assignment) {
+                Ok(assignment) => assignment,
+                Err(e) => {
+                    // The membership already counts as stable: without this the member would
+                    // heartbeat and commit on with no assignment until the next rebalance.
+                    lock().on_unreadable_assignment();
+                    return Err(e);
+                }
+            }
         };
         info!(
             group,

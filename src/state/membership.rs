@@ -402,6 +402,14 @@ impl Membership {
         }
     }
 
+    /// The SyncGroup answer's assignment could not be read. The generation's assignment is
+    /// unknown, so what the member held may belong to another member now: it is lost, and the
+    /// next poll joins again (Java keeps failing on the same bytes instead).
+    pub fn on_unreadable_assignment(&mut self) {
+        self.reset(false);
+        self.request_rejoin("the assignment from SyncGroup could not be read");
+    }
+
     /// The member left the group (close, or a poll timeout already handled): nothing is owned.
     pub fn on_leave(&mut self) {
         self.reset(self.group_instance_id.is_none());

@@ -85,6 +85,9 @@ pub enum CommitAnswer {
 
 type Answer = dyn Fn(&FetchSeen) -> FetchAnswer + Send + Sync;
 
+/// How a test answers the APIs this module does not (the group APIs, for example).
+type Others = dyn Fn(&kafka_protocol::messages::RequestHeader, Bytes) -> Action + Send + Sync;
+
 struct Script {
     port: Mutex<i32>,
     fetches: Mutex<Vec<FetchSeen>>,
@@ -97,6 +100,7 @@ struct Script {
     committed_answer: Mutex<i64>,
     /// Requests of this API wait for the gate's permit.
     hold: Mutex<Option<(ApiKey, Arc<Notify>)>>,
+    others: Mutex<Option<Arc<Others>>>,
 }
 
 /// The scripted one-partition cluster.
@@ -121,6 +125,7 @@ impl FetchCluster {
             offset_fetches: Mutex::new(Vec::new()),
             committed_answer: Mutex::new(-1),
             hold: Mutex::new(None),
+            others: Mutex::new(None),
         });
         let broker = {
             let script = script.clone();
@@ -134,6 +139,18 @@ impl FetchCluster {
     /// Replaces how Fetch requests are answered from now on.
     pub fn answer_with(&self, answer: impl Fn(&FetchSeen) -> FetchAnswer + Send + Sync + 'static) {
         *self.script.answer.lock().unwrap() = Arc::new(answer);
+    }
+
+    /// Answers every API this module does not (JoinGroup, SyncGroup, Heartbeat, ...) with
+    /// `answer` from now on; at first they get [`Action::Default`].
+    pub fn answer_others_with(
+        &self,
+        answer: impl Fn(&kafka_protocol::messages::RequestHeader, Bytes) -> Action
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        *self.script.others.lock().unwrap() = Some(Arc::new(answer));
     }
 
     /// Answers OffsetCommit requests like this from now on (at first: [`CommitAnswer::Commit`]).
@@ -306,7 +323,10 @@ impl Script {
                 let offset = *self.committed_answer.lock().unwrap();
                 Action::reply(&offset_fetch_reply(version, offset), version)
             }
-            _ => Action::Default,
+            _ => match self.others.lock().unwrap().clone() {
+                Some(others) => others(header, body),
+                None => Action::Default,
+            },
         }
     }
 

@@ -362,3 +362,14 @@ fn a_commit_answer_for_a_generation_already_left_does_not_reset_the_join() {
     );
     assert!(m.partitions_lost() && m.needs_rejoin());
 }
+
+#[test]
+fn an_unreadable_assignment_loses_the_partitions_and_rejoins() {
+    let now = Instant::now();
+    let mut m = stable(None, now);
+    m.on_unreadable_assignment();
+    assert_eq!(m.state(), MemberState::Unjoined);
+    assert!(m.needs_rejoin() && m.partitions_lost());
+    assert_eq!(m.member_id(), "m-1", "the member id stays for the next join");
+    assert_eq!(m.heartbeat_step(now), HeartbeatStep::Idle);
+}

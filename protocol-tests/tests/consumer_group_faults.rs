@@ -1,8 +1,9 @@
 //! A classic consumer group member (JoinGroup/SyncGroup/Heartbeat) against answers a healthy
 //! coordinator rarely gives: an unexpected Heartbeat error, GROUP_AUTHORIZATION_FAILED on a
-//! heartbeat, commits racing a cooperative rebalance, and a SyncGroup assignment that cannot be
-//! read. The first three run on `josefk::testing::MockCluster` with injected faults; the last on
-//! the scripted broker, which answers the group APIs itself.
+//! heartbeat, commits racing a cooperative rebalance, a SyncGroup assignment that cannot be read,
+//! and a partition added while the join runs. The first three run on
+//! `josefk::testing::MockCluster` with injected faults; the others on the scripted broker, which
+//! answers the group APIs itself.
 //!
 //! Each test asserts what the application sees (poll errors, rebalance listener calls, the
 //! assignment) and that the member keeps its place in the group: heartbeats keep going, or a new
@@ -10,7 +11,7 @@
 
 mod consumer_support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -204,11 +205,15 @@ async fn commits_during_a_cooperative_rebalance_lose_nothing() {
 struct Group {
     joins: AtomicUsize,
     syncs: AtomicUsize,
+    /// The first SyncGroup answer carries bytes that are no assignment.
+    unreadable_first: bool,
+    /// The first SyncGroup adds a partition to `t` (after the leader computed its assignment).
+    grow_at_first_sync: Option<Arc<AtomicI32>>,
 }
 
 impl Group {
-    /// One member, `m-1`, leads every generation; the first SyncGroup answer carries bytes that
-    /// are no assignment, later ones the leader's own assignment.
+    /// One member, `m-1`, leads every generation; SyncGroup answers with the leader's own
+    /// assignment, but see the fields.
     fn answer(&self, header: &RequestHeader, mut body: Bytes) -> Action {
         let v = header.request_api_version;
         match ApiKey::try_from(header.request_api_key) {
@@ -230,7 +235,11 @@ impl Group {
             }
             Ok(ApiKey::SyncGroup) => {
                 let request = SyncGroupRequest::decode(&mut body, v).expect("SyncGroup");
-                let assignment = if self.syncs.fetch_add(1, Ordering::SeqCst) == 0 {
+                let first = self.syncs.fetch_add(1, Ordering::SeqCst) == 0;
+                if let (true, Some(partitions)) = (first, &self.grow_at_first_sync) {
+                    partitions.fetch_add(1, Ordering::SeqCst);
+                }
+                let assignment = if first && self.unreadable_first {
                     // Version 1, then a topic count of 5 and nothing more.
                     Bytes::from_static(&[0, 1, 0, 0, 0, 5])
                 } else {
@@ -257,6 +266,8 @@ async fn an_unreadable_assignment_fails_the_poll_and_the_member_joins_again() {
     let group = Arc::new(Group {
         joins: AtomicUsize::new(0),
         syncs: AtomicUsize::new(0),
+        unreadable_first: true,
+        grow_at_first_sync: None,
     });
     cluster.answer_others_with({
         let group = group.clone();
@@ -291,5 +302,46 @@ async fn an_unreadable_assignment_fails_the_poll_and_the_member_joins_again() {
         vec![TopicPartition::new(TOPIC, 0)],
         "the next generation's assignment is taken"
     );
+    consumer.close().await.unwrap();
+}
+
+/// A partition added while the leader's join ran, after it computed the assignment, used to be
+/// taken as the baseline of the next partition-count check: the member never rejoined for it
+/// and the partition stayed unassigned. The leader now compares with the counts it assigned
+/// from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_added_during_the_join_makes_the_leader_rejoin() {
+    let cluster = FetchCluster::start(|_| FetchAnswer::EmptyAfterWait).await;
+    let group = Arc::new(Group {
+        joins: AtomicUsize::new(0),
+        syncs: AtomicUsize::new(0),
+        unreadable_first: false,
+        grow_at_first_sync: Some(cluster.partition_count()),
+    });
+    cluster.answer_others_with({
+        let group = group.clone();
+        move |header, body| group.answer(header, body)
+    });
+    let config = cluster
+        .config()
+        .group_id("g")
+        .commit_mode(CommitMode::Manual)
+        .heartbeat_interval(Duration::from_millis(100));
+    let mut consumer = Consumer::connect(config).await.unwrap();
+    consumer.subscribe(&[TOPIC]).unwrap();
+
+    // metadata.max.age.ms (5 minutes) is far beyond this loop: only the check right after the
+    // join can notice the new partition.
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end && consumer.assignment().len() < 2 {
+        let _ = consumer.poll(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        consumer.assignment(),
+        vec![TopicPartition::new(TOPIC, 0), TopicPartition::new(TOPIC, 1)],
+        "JoinGroups sent: {}",
+        group.joins.load(Ordering::SeqCst)
+    );
+    assert_eq!(group.joins.load(Ordering::SeqCst), 2);
     consumer.close().await.unwrap();
 }

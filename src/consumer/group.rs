@@ -84,6 +84,10 @@ pub(crate) struct JoinOutcome {
     pub generation: i32,
     pub member_id: String,
     pub assignment: Vec<TopicPartition>,
+    /// The leader's: the partition counts its assignment was computed from (topics it did not
+    /// find are missing). A change after them must rejoin, however soon after the join it is
+    /// seen.
+    pub assigned_from: Option<HashMap<String, i32>>,
 }
 
 /// A consumer's membership of one group: shared state plus the two tasks.
@@ -301,10 +305,11 @@ async fn join_group(
             )
         };
         // A static leader rejoining a stable group must not reassign (KIP-814).
-        let assignments = if leader && !response.skip_assignment {
-            leader_assignments(&cluster, &protocol, &response).await?
+        let (assignments, assigned_from) = if leader && !response.skip_assignment {
+            let (assignments, counts) = leader_assignments(&cluster, &protocol, &response).await?;
+            (assignments, Some(counts))
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         let mut sync = SyncGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
@@ -374,6 +379,7 @@ async fn join_group(
             generation: my_generation,
             member_id: my_id,
             assignment: assignment.partitions,
+            assigned_from,
         });
     }
 }
@@ -418,12 +424,13 @@ fn join_request(
 }
 
 /// The leader's work: decode every member's subscription, look up the subscribed topics'
-/// partition counts, run the chosen assignor, encode each member's assignment.
+/// partition counts, run the chosen assignor, encode each member's assignment. Also returns the
+/// counts.
 async fn leader_assignments(
     cluster: &Cluster,
     protocol: &str,
     response: &JoinGroupResponse,
-) -> Result<Vec<SyncGroupRequestAssignment>> {
+) -> Result<(Vec<SyncGroupRequestAssignment>, HashMap<String, i32>)> {
     let assignor = Assignor::from_name(protocol).ok_or_else(|| {
         Error::Failed(format!(
             "the coordinator chose assignor `{protocol}`, which this member did not offer"
@@ -470,7 +477,7 @@ async fn leader_assignments(
                 .with_assignment(bytes),
         );
     }
-    Ok(out)
+    Ok((out, counts))
 }
 
 /// Heartbeats while the member is stable; leaves on a poll timeout. Runs until aborted: a failed

@@ -604,8 +604,16 @@ impl Consumer {
                         .member()
                         .request_rejoin("subscription changed during the join");
                 }
+                // The leader compares with the counts it assigned from: partitions added while
+                // the join ran (after the assignment was computed) then still make it rejoin.
+                // A follower cannot know them and starts from what it sees now.
+                self.group_topic_counts = outcome.assigned_from.as_ref().map(|counts| {
+                    self.subscription
+                        .iter()
+                        .map(|t| (t.clone(), counts.get(t).map_or(0, |n| *n as usize)))
+                        .collect()
+                });
                 self.apply_assignment(outcome).await;
-                self.group_topic_counts = None;
                 self.check_subscribed_topics_now().await;
                 Ok(true)
             }

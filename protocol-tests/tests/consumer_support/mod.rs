@@ -1,6 +1,7 @@
 //! A one-broker, one-partition cluster on a [`ScriptedBroker`] for consumer fault tests: Metadata
-//! names node 1 (the scripted broker) as leader of `t-0`, and every Fetch is answered by the
-//! test's [`FetchAnswer`] for it. Each Fetch is logged with when it arrived and the offset asked
+//! names node 1 (the scripted broker) as leader of `t-0` (and of the partitions a test adds with
+//! [`FetchCluster::partition_count`]), and every Fetch is answered by the test's [`FetchAnswer`]
+//! for `t-0`. Each Fetch is logged with when it arrived and the offset asked
 //! for, so tests count requests over a window (bounds, never exact timings).
 //!
 //! It also answers what a consumer with `group.id` and a position reset need: FindCoordinator
@@ -15,6 +16,7 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,6 +103,8 @@ struct Script {
     /// Requests of this API wait for the gate's permit.
     hold: Mutex<Option<(ApiKey, Arc<Notify>)>>,
     others: Mutex<Option<Arc<Others>>>,
+    /// How many partitions Metadata gives `t`.
+    partitions: Arc<AtomicI32>,
 }
 
 /// The scripted one-partition cluster.
@@ -126,6 +130,7 @@ impl FetchCluster {
             committed_answer: Mutex::new(-1),
             hold: Mutex::new(None),
             others: Mutex::new(None),
+            partitions: Arc::new(AtomicI32::new(1)),
         });
         let broker = {
             let script = script.clone();
@@ -151,6 +156,12 @@ impl FetchCluster {
             + 'static,
     ) {
         *self.script.others.lock().unwrap() = Some(Arc::new(answer));
+    }
+
+    /// How many partitions Metadata gives `t` (at first 1, all led by the scripted broker);
+    /// changing it changes the next Metadata answers. Fetch still answers for `t-0` only.
+    pub fn partition_count(&self) -> Arc<AtomicI32> {
+        self.script.partitions.clone()
     }
 
     /// Answers OffsetCommit requests like this from now on (at first: [`CommitAnswer::Commit`]).
@@ -351,14 +362,18 @@ impl Script {
 
     fn metadata(&self, version: i16) -> Action {
         let port = *self.port.lock().unwrap();
-        let partition = MetadataResponsePartition::default()
-            .with_partition_index(0)
-            .with_leader_id(BrokerId(1))
-            .with_replica_nodes(vec![BrokerId(1)])
-            .with_isr_nodes(vec![BrokerId(1)]);
+        let partitions = (0..self.partitions.load(Ordering::SeqCst))
+            .map(|i| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_leader_id(BrokerId(1))
+                    .with_replica_nodes(vec![BrokerId(1)])
+                    .with_isr_nodes(vec![BrokerId(1)])
+            })
+            .collect();
         let topic = MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_static_str(TOPIC))))
-            .with_partitions(vec![partition]);
+            .with_partitions(partitions);
         let response = MetadataResponse::default()
             .with_brokers(vec![MetadataResponseBroker::default()
                 .with_node_id(BrokerId(1))

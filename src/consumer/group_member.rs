@@ -307,7 +307,10 @@ impl Consumer {
     /// coordinator errors until `default.api.timeout.ms`.
     ///
     /// Errors: when the group rebalanced since this member's generation began (the partitions may
-    /// now be another member's), the commit fails; the next `poll` rejoins.
+    /// now be another member's), the commit fails; the next `poll` rejoins. While this member's
+    /// own rebalance is under way (between `poll`s), nothing is sent and the commit fails at once
+    /// with a retriable REBALANCE_IN_PROGRESS, as Java's: `poll` to complete the rebalance, then
+    /// commit again.
     ///
     /// Cancellation: see the module docs (a commit left in flight is harmless).
     ///

@@ -306,6 +306,11 @@ impl Consumer {
                         .filter(|(tp, _)| assigned.contains_key(tp)),
                 );
             }
+            // A rebalance under way refuses commits until it completes; the next interval
+            // commits the same positions.
+            Ok(AutoCommitAnswer { result: Err(e), .. }) if e.is_retriable() => {
+                debug!(error = %e, "auto-commit failed; the next one tries again");
+            }
             Ok(AutoCommitAnswer { result: Err(e), .. }) => warn!(error = %e, "auto-commit failed"),
             Err(e) => warn!(error = %e, "auto-commit task failed"),
         }

@@ -6,8 +6,9 @@
 //!
 //! - The **heartbeat task** lives as long as the [`Group`]. It asks the membership what to do,
 //!   sends Heartbeats while the member is stable, and leaves the group (or, for a static member,
-//!   forgets its generation) when `max.poll.interval.ms` passes without a poll. A fatal answer
-//!   (FENCED_INSTANCE_ID) is stored for the next `poll`.
+//!   forgets its generation) when `max.poll.interval.ms` passes without a poll. An answer the
+//!   application must hear of (FENCED_INSTANCE_ID, GROUP_AUTHORIZATION_FAILED) is stored for the
+//!   next `poll`; the task goes on either way, as a member must heartbeat again once it rejoins.
 //! - A **join task** is spawned by `poll` when the member must (re)join, and runs until the
 //!   member has an assignment or a fatal error. `poll` waits for it only until its own deadline:
 //!   a dropped or timed-out `poll` leaves the join running, so no JoinGroup answer (and no member
@@ -83,6 +84,10 @@ pub(crate) struct JoinOutcome {
     pub generation: i32,
     pub member_id: String,
     pub assignment: Vec<TopicPartition>,
+    /// The leader's: the partition counts its assignment was computed from (topics it did not
+    /// find are missing). A change after them must rejoin, however soon after the join it is
+    /// seen.
+    pub assigned_from: Option<HashMap<String, i32>>,
 }
 
 /// A consumer's membership of one group: shared state plus the two tasks.
@@ -145,6 +150,20 @@ impl Group {
     /// A fatal error the heartbeat task met, once.
     pub fn take_fatal(&self) -> Option<Error> {
         self.fatal.lock().expect("fatal slot poisoned").take()
+    }
+
+    /// Starts the heartbeat task again if it ended (it only ends by panicking): without it the
+    /// coordinator would drop this member every `session.timeout.ms` while it kept consuming.
+    pub fn ensure_heartbeat(&mut self) {
+        if self.heartbeat.is_finished() {
+            warn!(group = %self.settings.group_id, "heartbeat task ended; starting it again");
+            self.heartbeat = tokio::spawn(heartbeat_loop(
+                self.cluster.clone(),
+                self.settings.clone(),
+                self.membership.clone(),
+                self.fatal.clone(),
+            ));
+        }
     }
 
     /// Whether a join task is running.
@@ -286,10 +305,11 @@ async fn join_group(
             )
         };
         // A static leader rejoining a stable group must not reassign (KIP-814).
-        let assignments = if leader && !response.skip_assignment {
-            leader_assignments(&cluster, &protocol, &response).await?
+        let (assignments, assigned_from) = if leader && !response.skip_assignment {
+            let (assignments, counts) = leader_assignments(&cluster, &protocol, &response).await?;
+            (assignments, Some(counts))
         } else {
-            Vec::new()
+            (Vec::new(), None)
         };
         let mut sync = SyncGroupRequest::default()
             .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
@@ -336,7 +356,15 @@ async fn join_group(
         let assignment = if response.assignment.is_empty() {
             Assignment::default()
         } else {
-            decode_assignment(&response.assignment)?
+            match decode_assignment(&response.assignment) {
+                Ok(assignment) => assignment,
+                Err(e) => {
+                    // The membership already counts as stable: without this the member would
+                    // heartbeat and commit on with no assignment until the next rebalance.
+                    lock().on_unreadable_assignment();
+                    return Err(e);
+                }
+            }
         };
         info!(
             group,
@@ -351,6 +379,7 @@ async fn join_group(
             generation: my_generation,
             member_id: my_id,
             assignment: assignment.partitions,
+            assigned_from,
         });
     }
 }
@@ -395,12 +424,13 @@ fn join_request(
 }
 
 /// The leader's work: decode every member's subscription, look up the subscribed topics'
-/// partition counts, run the chosen assignor, encode each member's assignment.
+/// partition counts, run the chosen assignor, encode each member's assignment. Also returns the
+/// counts.
 async fn leader_assignments(
     cluster: &Cluster,
     protocol: &str,
     response: &JoinGroupResponse,
-) -> Result<Vec<SyncGroupRequestAssignment>> {
+) -> Result<(Vec<SyncGroupRequestAssignment>, HashMap<String, i32>)> {
     let assignor = Assignor::from_name(protocol).ok_or_else(|| {
         Error::Failed(format!(
             "the coordinator chose assignor `{protocol}`, which this member did not offer"
@@ -447,11 +477,11 @@ async fn leader_assignments(
                 .with_assignment(bytes),
         );
     }
-    Ok(out)
+    Ok((out, counts))
 }
 
-/// Heartbeats while the member is stable; leaves on a poll timeout. Runs until aborted or a
-/// fatal answer.
+/// Heartbeats while the member is stable; leaves on a poll timeout. Runs until aborted: a failed
+/// heartbeat is tried again, and an error for the application is stored in `fatal`.
 async fn heartbeat_loop(
     cluster: Cluster,
     settings: Arc<GroupSettings>,
@@ -497,7 +527,10 @@ async fn heartbeat_loop(
                     match answer {
                         Ok((node, code)) => match m.on_heartbeat_response(generation, code, now) {
                             Reaction::Fatal => {
+                                // Reported by the next poll; the task goes on, so a member that
+                                // joins again (or is authorized again) heartbeats again.
                                 let code = code.expect("fatal has a code");
+                                warn!(group, ?code, "heartbeat failed; the next poll reports it");
                                 *fatal.lock().expect("fatal slot poisoned") = Some(Error::Broker {
                                     api: crate::error::ApiKey::Heartbeat,
                                     broker: None,
@@ -505,13 +538,18 @@ async fn heartbeat_loop(
                                     message: Some(format!("group `{group}`: {code:?}")),
                                     class: ErrorClass::Fatal,
                                 });
-                                return;
+                                back_off = true;
                             }
                             Reaction::FindCoordinator => {
                                 cluster.invalidate_coordinator(CoordinatorKind::Group, group, node);
+                                back_off = true;
+                            }
+                            Reaction::RetryAfterBackoff => {
+                                debug!(group, ?code, "heartbeat failed; trying again");
+                                back_off = true;
                             }
                             Reaction::Rejoin => info!(group, ?code, "heartbeat says rejoin"),
-                            _ => {}
+                            Reaction::Done | Reaction::RetryNow => {}
                         },
                         Err((node, e)) => {
                             debug!(error = %e, group, "heartbeat failed");

@@ -307,7 +307,10 @@ impl Consumer {
     /// coordinator errors until `default.api.timeout.ms`.
     ///
     /// Errors: when the group rebalanced since this member's generation began (the partitions may
-    /// now be another member's), the commit fails; the next `poll` rejoins.
+    /// now be another member's), the commit fails; the next `poll` rejoins. While this member's
+    /// own rebalance is under way (between `poll`s), nothing is sent and the commit fails at once
+    /// with a retriable REBALANCE_IN_PROGRESS, as Java's: `poll` to complete the rebalance, then
+    /// commit again.
     ///
     /// Cancellation: see the module docs (a commit left in flight is harmless).
     ///
@@ -537,9 +540,10 @@ impl Consumer {
             self.ensure_consumer_group().await?;
             return Ok(true);
         }
-        let Some(group) = &self.group else {
+        let Some(group) = &mut self.group else {
             return Ok(true);
         };
+        group.ensure_heartbeat();
         if let Some(e) = group.take_fatal() {
             return Err(e);
         }
@@ -603,8 +607,16 @@ impl Consumer {
                         .member()
                         .request_rejoin("subscription changed during the join");
                 }
+                // The leader compares with the counts it assigned from: partitions added while
+                // the join ran (after the assignment was computed) then still make it rejoin.
+                // A follower cannot know them and starts from what it sees now.
+                self.group_topic_counts = outcome.assigned_from.as_ref().map(|counts| {
+                    self.subscription
+                        .iter()
+                        .map(|t| (t.clone(), counts.get(t).map_or(0, |n| *n as usize)))
+                        .collect()
+                });
                 self.apply_assignment(outcome).await;
-                self.group_topic_counts = None;
                 self.check_subscribed_topics_now().await;
                 Ok(true)
             }

@@ -61,12 +61,30 @@ impl MemberHandle {
         }
     }
 
-    fn on_commit_error(&self, code: ResponseError) -> Reaction {
+    /// What an OffsetCommit is sent with: [`MemberHandle::identity`], or `None` while a classic
+    /// member is rebalancing (see [`Membership::commit_identity`]).
+    fn commit_identity(&self) -> Option<(String, i32, Option<String>)> {
+        match self {
+            MemberHandle::Classic(m) => {
+                let m = m.lock().expect("membership lock poisoned");
+                let (member_id, generation) = m.commit_identity()?;
+                Some((
+                    member_id,
+                    generation,
+                    m.group_instance_id().map(str::to_owned),
+                ))
+            }
+            MemberHandle::Consumer(_) => Some(self.identity()),
+        }
+    }
+
+    /// An OffsetCommit answer's error, for a commit sent with `generation`.
+    fn on_commit_error(&self, generation: i32, code: ResponseError) -> Reaction {
         match self {
             MemberHandle::Classic(m) => m
                 .lock()
                 .expect("membership lock poisoned")
-                .on_commit_error(code),
+                .on_commit_error_for(generation, code),
             MemberHandle::Consumer(m) => m
                 .lock()
                 .expect("membership lock poisoned")
@@ -81,7 +99,8 @@ impl MemberHandle {
 ///
 /// Errors: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION and REBALANCE_IN_PROGRESS fail the commit (the
 /// partitions may already belong to another member; Java's `CommitFailedException`) and make the
-/// next `poll` rejoin.
+/// next `poll` rejoin. A classic member that is rebalancing sends nothing and fails at once
+/// with a retriable REBALANCE_IN_PROGRESS (Java's `RebalanceInProgressException`).
 ///
 /// Cancellation: dropping the future may leave a commit in flight; it is applied or not as a
 /// whole per partition, and committing the same offset again is harmless.
@@ -128,7 +147,18 @@ async fn commit_until_done(
     let mut backoff = cluster.retry_backoff();
     let mut pending = offsets.clone();
     while !pending.is_empty() {
-        let (member_id, generation, instance_id) = membership.identity();
+        let Some((member_id, generation, instance_id)) = membership.commit_identity() else {
+            return Err(Error::Broker {
+                api: crate::error::ApiKey::OffsetCommit,
+                broker: None,
+                code: crate::error::ErrorCode::from_protocol(ResponseError::RebalanceInProgress),
+                message: Some(format!(
+                    "group `{group_id}`: offsets cannot be committed while this member is \
+                     rebalancing; poll to complete the rebalance, then commit again"
+                )),
+                class: ErrorClass::Retriable,
+            });
+        };
         let attempt = async {
             let (node, conn) = cluster
                 .coordinator(CoordinatorKind::Group, group_id)
@@ -177,14 +207,16 @@ async fn commit_until_done(
                     pending.remove(&tp);
                     continue;
                 };
-                let reaction = membership.on_commit_error(code);
+                let reaction = membership.on_commit_error(generation, code);
                 match reaction {
                     Reaction::RetryAfterBackoff | Reaction::RetryNow => {}
                     Reaction::FindCoordinator => {
                         cluster.invalidate_coordinator(CoordinatorKind::Group, group_id, node);
                     }
                     Reaction::Rejoin | Reaction::Fatal | Reaction::Done => {
-                        let class = if code.is_retriable() {
+                        // `Done`: refused for a generation the member has already left behind;
+                        // committing again after the rebalance can succeed.
+                        let class = if code.is_retriable() || reaction == Reaction::Done {
                             ErrorClass::Retriable
                         } else {
                             ErrorClass::Fatal

@@ -299,6 +299,12 @@ impl Membership {
 
     /// A heartbeat's answer for `generation` (None for success). Answers for a generation that
     /// is no longer current are ignored.
+    ///
+    /// As in Java's heartbeat thread, only FENCED_INSTANCE_ID ends the membership; any other
+    /// error the group rules do not name is a failed heartbeat, tried again after the backoff
+    /// (past `session.timeout.ms` without a good answer, the coordinator is looked for again).
+    /// GROUP_AUTHORIZATION_FAILED is `Fatal` so that the application hears of it, but the member
+    /// stays as it is and heartbeats go on.
     pub fn on_heartbeat_response(
         &mut self,
         generation: i32,
@@ -314,7 +320,22 @@ impl Membership {
                 self.last_heartbeat_ok = now;
                 Reaction::Done
             }
-            Some(code) => self.on_group_error(code, "Heartbeat"),
+            Some(ResponseError::FencedInstanceId) => {
+                // Another process took this `group.instance.id`: what this member owned is
+                // gone with its place in the group.
+                self.reset(true);
+                Reaction::Fatal
+            }
+            Some(ResponseError::GroupAuthorizationFailed) => Reaction::Fatal,
+            Some(
+                code @ (ResponseError::RebalanceInProgress
+                | ResponseError::IllegalGeneration
+                | ResponseError::UnknownMemberId
+                | ResponseError::CoordinatorNotAvailable
+                | ResponseError::NotCoordinator
+                | ResponseError::CoordinatorLoadInProgress),
+            ) => self.on_group_error(code, "Heartbeat"),
+            Some(_) => self.on_heartbeat_failure(now),
         }
     }
 
@@ -329,9 +350,42 @@ impl Membership {
         }
     }
 
-    /// An OffsetCommit answer's error for this member. UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION and
-    /// REBALANCE_IN_PROGRESS fail the commit (Java's `CommitFailedException`) and ask for a
-    /// rejoin.
+    /// The member id and generation an OffsetCommit is sent with, or `None` while a rebalance is
+    /// under way (Java's `generationIfStable`): a commit then fails at once with
+    /// REBALANCE_IN_PROGRESS, as Java's `RebalanceInProgressException`, and nothing is sent. A
+    /// generation being joined or synced has no assignment yet, and the one before it may be
+    /// over by the time the commit is answered. A member in no generation (never joined, or
+    /// reset) commits as a non-member and the coordinator decides.
+    pub fn commit_identity(&self) -> Option<(String, i32)> {
+        let stable = self.state == MemberState::Stable;
+        let outside = self.state == MemberState::Unjoined && self.generation == DEFAULT_GENERATION;
+        (stable || outside).then(|| (self.member_id.clone(), self.generation))
+    }
+
+    /// An OffsetCommit answer's error, for a commit sent with `generation`. UNKNOWN_MEMBER_ID,
+    /// ILLEGAL_GENERATION and REBALANCE_IN_PROGRESS fail the commit (Java's
+    /// `CommitFailedException`) and ask for a rejoin.
+    ///
+    /// When the member's generation changed since the commit was sent (a join completed or
+    /// reset it meanwhile), the group errors speak of a generation that is already over: the
+    /// member is left as it is (resetting would throw away the join that moved it on) and the
+    /// answer is `Done`, meaning the commit failed only because the group rebalanced meanwhile.
+    pub fn on_commit_error_for(&mut self, generation: i32, code: ResponseError) -> Reaction {
+        let group_error = matches!(
+            code,
+            ResponseError::UnknownMemberId
+                | ResponseError::IllegalGeneration
+                | ResponseError::RebalanceInProgress
+                | ResponseError::FencedInstanceId
+        );
+        if group_error && generation != self.generation {
+            return Reaction::Done;
+        }
+        self.on_commit_error(code)
+    }
+
+    /// An OffsetCommit answer's error for this member's current generation. See
+    /// [`Membership::on_commit_error_for`].
     pub fn on_commit_error(&mut self, code: ResponseError) -> Reaction {
         match code {
             ResponseError::CoordinatorLoadInProgress | ResponseError::RequestTimedOut => {
@@ -346,6 +400,14 @@ impl Membership {
             | ResponseError::FencedInstanceId => self.on_group_error(code, "OffsetCommit"),
             _ => Reaction::Fatal,
         }
+    }
+
+    /// The SyncGroup answer's assignment could not be read. The generation's assignment is
+    /// unknown, so what the member held may belong to another member now: it is lost, and the
+    /// next poll joins again (Java keeps failing on the same bytes instead).
+    pub fn on_unreadable_assignment(&mut self) {
+        self.reset(false);
+        self.request_rejoin("the assignment from SyncGroup could not be read");
     }
 
     /// The member left the group (close, or a poll timeout already handled): nothing is owned.

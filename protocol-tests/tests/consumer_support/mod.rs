@@ -1,6 +1,7 @@
 //! A one-broker, one-partition cluster on a [`ScriptedBroker`] for consumer fault tests: Metadata
-//! names node 1 (the scripted broker) as leader of `t-0`, and every Fetch is answered by the
-//! test's [`FetchAnswer`] for it. Each Fetch is logged with when it arrived and the offset asked
+//! names node 1 (the scripted broker) as leader of `t-0` (and of the partitions a test adds with
+//! [`FetchCluster::partition_count`]), and every Fetch is answered by the test's [`FetchAnswer`]
+//! for `t-0`. Each Fetch is logged with when it arrived and the offset asked
 //! for, so tests count requests over a window (bounds, never exact timings).
 //!
 //! It also answers what a consumer with `group.id` and a position reset need: FindCoordinator
@@ -15,6 +16,7 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -87,6 +89,9 @@ pub enum CommitAnswer {
 
 type Answer = dyn Fn(&FetchSeen) -> FetchAnswer + Send + Sync;
 
+/// How a test answers the APIs this module does not (the group APIs, for example).
+type Others = dyn Fn(&kafka_protocol::messages::RequestHeader, Bytes) -> Action + Send + Sync;
+
 struct Script {
     port: Mutex<i32>,
     fetches: Mutex<Vec<FetchSeen>>,
@@ -99,6 +104,9 @@ struct Script {
     committed_answer: Mutex<i64>,
     /// Requests of this API wait for the gate's permit.
     hold: Mutex<Option<(ApiKey, Arc<Notify>)>>,
+    others: Mutex<Option<Arc<Others>>>,
+    /// How many partitions Metadata gives `t`.
+    partitions: Arc<AtomicI32>,
 }
 
 /// The scripted one-partition cluster.
@@ -123,6 +131,8 @@ impl FetchCluster {
             offset_fetches: Mutex::new(Vec::new()),
             committed_answer: Mutex::new(-1),
             hold: Mutex::new(None),
+            others: Mutex::new(None),
+            partitions: Arc::new(AtomicI32::new(1)),
         });
         let broker = {
             let script = script.clone();
@@ -136,6 +146,24 @@ impl FetchCluster {
     /// Replaces how Fetch requests are answered from now on.
     pub fn answer_with(&self, answer: impl Fn(&FetchSeen) -> FetchAnswer + Send + Sync + 'static) {
         *self.script.answer.lock().unwrap() = Arc::new(answer);
+    }
+
+    /// Answers every API this module does not (JoinGroup, SyncGroup, Heartbeat, ...) with
+    /// `answer` from now on; at first they get [`Action::Default`].
+    pub fn answer_others_with(
+        &self,
+        answer: impl Fn(&kafka_protocol::messages::RequestHeader, Bytes) -> Action
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        *self.script.others.lock().unwrap() = Some(Arc::new(answer));
+    }
+
+    /// How many partitions Metadata gives `t` (at first 1, all led by the scripted broker);
+    /// changing it changes the next Metadata answers. Fetch still answers for `t-0` only.
+    pub fn partition_count(&self) -> Arc<AtomicI32> {
+        self.script.partitions.clone()
     }
 
     /// Answers OffsetCommit requests like this from now on (at first: [`CommitAnswer::Commit`]).
@@ -311,7 +339,10 @@ impl Script {
                 let offset = *self.committed_answer.lock().unwrap();
                 Action::reply(&offset_fetch_reply(version, offset), version)
             }
-            _ => Action::Default,
+            _ => match self.others.lock().unwrap().clone() {
+                Some(others) => others(header, body),
+                None => Action::Default,
+            },
         }
     }
 
@@ -336,14 +367,18 @@ impl Script {
 
     fn metadata(&self, version: i16) -> Action {
         let port = *self.port.lock().unwrap();
-        let partition = MetadataResponsePartition::default()
-            .with_partition_index(0)
-            .with_leader_id(BrokerId(1))
-            .with_replica_nodes(vec![BrokerId(1)])
-            .with_isr_nodes(vec![BrokerId(1)]);
+        let partitions = (0..self.partitions.load(Ordering::SeqCst))
+            .map(|i| {
+                MetadataResponsePartition::default()
+                    .with_partition_index(i)
+                    .with_leader_id(BrokerId(1))
+                    .with_replica_nodes(vec![BrokerId(1)])
+                    .with_isr_nodes(vec![BrokerId(1)])
+            })
+            .collect();
         let topic = MetadataResponseTopic::default()
             .with_name(Some(TopicName(StrBytes::from_static_str(TOPIC))))
-            .with_partitions(vec![partition]);
+            .with_partitions(partitions);
         let response = MetadataResponse::default()
             .with_brokers(vec![MetadataResponseBroker::default()
                 .with_node_id(BrokerId(1))

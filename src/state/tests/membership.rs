@@ -243,3 +243,133 @@ fn sync_failure_with_moved_coordinator_rejoins() {
     assert!(m.needs_rejoin());
     assert_eq!(m.state(), MemberState::Unjoined);
 }
+
+#[test]
+fn unexpected_heartbeat_errors_are_retried_and_keep_the_member() {
+    let t0 = Instant::now();
+    let mut m = stable(None, t0);
+    assert!(matches!(m.heartbeat_step(t0), HeartbeatStep::Send { .. }));
+    for code in [
+        ResponseError::UnknownServerError,
+        ResponseError::InvalidRequest,
+        ResponseError::GroupIdNotFound,
+    ] {
+        assert_eq!(
+            m.on_heartbeat_response(5, Some(code), t0),
+            Reaction::RetryAfterBackoff,
+            "{code:?}"
+        );
+        assert_eq!(m.state(), MemberState::Stable, "{code:?}");
+        assert_eq!((m.member_id(), m.generation()), ("m-1", 5));
+        assert!(!m.needs_rejoin() && !m.partitions_lost());
+    }
+    // The next heartbeat goes out when due.
+    let t1 = t0 + Duration::from_secs(3);
+    assert!(matches!(m.heartbeat_step(t1), HeartbeatStep::Send { .. }));
+    // Only failures for a whole session send the member to look for the coordinator again.
+    assert_eq!(
+        m.on_heartbeat_response(
+            5,
+            Some(ResponseError::UnknownServerError),
+            t0 + Duration::from_secs(46)
+        ),
+        Reaction::FindCoordinator
+    );
+    assert_eq!(m.state(), MemberState::Stable);
+}
+
+#[test]
+fn group_authorization_failure_on_heartbeat_is_reported_and_heartbeats_go_on() {
+    let t0 = Instant::now();
+    let mut m = stable(None, t0);
+    m.heartbeat_step(t0);
+    assert_eq!(
+        m.on_heartbeat_response(5, Some(ResponseError::GroupAuthorizationFailed), t0),
+        Reaction::Fatal
+    );
+    assert_eq!(m.state(), MemberState::Stable);
+    assert!(!m.partitions_lost());
+    assert!(matches!(
+        m.heartbeat_step(t0 + Duration::from_secs(3)),
+        HeartbeatStep::Send { .. }
+    ));
+}
+
+#[test]
+fn fenced_instance_id_on_heartbeat_loses_the_partitions() {
+    let now = Instant::now();
+    let mut m = stable(Some("static-1"), now);
+    m.heartbeat_step(now);
+    assert_eq!(
+        m.on_heartbeat_response(5, Some(ResponseError::FencedInstanceId), now),
+        Reaction::Fatal
+    );
+    assert_eq!(m.state(), MemberState::Unjoined);
+    assert!(m.partitions_lost() && m.needs_rejoin());
+    assert_eq!(m.heartbeat_step(now), HeartbeatStep::Idle);
+}
+
+#[test]
+fn commits_wait_for_a_stable_generation() {
+    let now = Instant::now();
+    // A member outside any generation (manual assignment) commits as a non-member.
+    let fresh = Membership::new(None, timers(), now);
+    assert_eq!(fresh.commit_identity(), Some((String::new(), -1)));
+
+    let mut m = stable(None, now);
+    assert_eq!(m.commit_identity(), Some(("m-1".into(), 5)));
+    // A rejoin asked for but not started: still generation 5's member (Java commits here,
+    // before sending JoinGroup).
+    m.request_rejoin("test");
+    assert_eq!(m.commit_identity(), Some(("m-1".into(), 5)));
+    m.begin_join();
+    assert_eq!(m.commit_identity(), None, "joining");
+    m.on_join_response(None, "m-1", 6, Some("range"), "m-1");
+    assert_eq!(m.commit_identity(), None, "syncing");
+    m.on_sync_response(None, now);
+    assert_eq!(m.commit_identity(), Some(("m-1".into(), 6)));
+}
+
+#[test]
+fn a_commit_answer_for_a_generation_already_left_does_not_reset_the_join() {
+    let now = Instant::now();
+    let mut m = stable(None, now);
+    m.request_rejoin("a member joined");
+    m.begin_join();
+    // A commit sent with generation 5 is answered after JoinGroup moved the member to 6.
+    m.on_join_response(None, "m-1", 6, Some("range"), "m-1");
+    for code in [
+        ResponseError::IllegalGeneration,
+        ResponseError::UnknownMemberId,
+        ResponseError::RebalanceInProgress,
+        ResponseError::FencedInstanceId,
+    ] {
+        assert_eq!(m.on_commit_error_for(5, code), Reaction::Done, "{code:?}");
+        assert_eq!(m.generation(), 6, "{code:?}");
+        assert_eq!(m.member_id(), "m-1", "{code:?}");
+        assert_eq!(m.state(), MemberState::Syncing, "{code:?}");
+        assert!(!m.partitions_lost(), "{code:?}");
+    }
+    assert_eq!(m.on_sync_response(None, now), Reaction::Done);
+    assert_eq!(m.state(), MemberState::Stable);
+    assert_eq!(m.generation(), 6);
+    assert!(!m.needs_rejoin() && !m.partitions_lost());
+
+    // For the current generation the answer still counts.
+    assert_eq!(
+        m.on_commit_error_for(6, ResponseError::IllegalGeneration),
+        Reaction::Rejoin
+    );
+    assert!(m.partitions_lost() && m.needs_rejoin());
+}
+
+#[test]
+fn an_unreadable_assignment_loses_the_partitions_and_rejoins() {
+    let now = Instant::now();
+    let mut m = stable(None, now);
+    m.on_unreadable_assignment();
+    assert_eq!(m.state(), MemberState::Unjoined);
+    assert!(m.needs_rejoin() && m.partitions_lost());
+    assert_eq!(m.member_id(), "m-1", "the member id stays for the next join");
+    assert_eq!(m.heartbeat_step(now), HeartbeatStep::Idle);
+}

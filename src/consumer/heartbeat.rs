@@ -10,8 +10,9 @@
 //! sends heartbeats at the interval the broker gave (at once when joining, acknowledging a
 //! reconciliation or after a subscription change: `poll` wakes it), finds the coordinator again
 //! after NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE or a lost connection, and leaves the group
-//! when `max.poll.interval.ms` passes without a poll. A fatal answer is stored for the next
-//! `poll`. Heartbeats go on while `poll` reconciles, so a slow rebalance listener does not get the
+//! when `max.poll.interval.ms` passes without a poll. A fatal answer (or a broker that cannot take
+//! the heartbeat) makes the member fatal: the next `poll` releases its partitions as lost and
+//! reports the error, every later one fails too, and the task ends. Heartbeats go on while `poll` reconciles, so a slow rebalance listener does not get the
 //! member fenced (as long as it finishes within the rebalance timeout).
 //!
 //! The task is aborted when the [`ConsumerGroup`] is dropped, without a leave heartbeat: dropping
@@ -95,7 +96,8 @@ impl ConsumerGroup {
         self.wake.notify_one();
     }
 
-    /// A fatal error the heartbeat task met, once.
+    /// A fatal error the heartbeat task met for `poll` to report, once. A fatal member's later
+    /// polls fail through its `fatal_reason`.
     pub fn take_fatal(&self) -> Option<Error> {
         self.fatal.lock().expect("fatal slot poisoned").take()
     }
@@ -176,6 +178,10 @@ async fn heartbeat_loop(
                 // A broker without ConsumerGroupHeartbeat (classic-only, or group.version 0),
                 // refused authentication, ...: retrying cannot help.
                 warn!(error = %e, group, "heartbeat cannot be sent; the consumer group is unusable");
+                member
+                    .lock()
+                    .expect("member lock poisoned")
+                    .on_fatal(e.to_string());
                 let Err((_, e)) = answer else { unreachable!() };
                 *fatal.lock().expect("fatal slot poisoned") = Some(e);
                 return;

@@ -24,7 +24,7 @@ use super::heartbeat::ConsumerGroup;
 use super::offsets::MemberHandle;
 use super::Consumer;
 use crate::cluster::TopicsQuery;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::record::TopicPartition;
 use crate::state::consumer_member::{ConsumerMember, IdAssignment};
 
@@ -54,22 +54,31 @@ impl Consumer {
         group.wake();
     }
 
-    /// From `poll`: reports a fatal heartbeat error, releases lost partitions (then the member
-    /// rejoins), and reconciles a new target assignment.
+    /// From `poll`: releases lost partitions (then a fenced member rejoins), reports an error the
+    /// heartbeat task met, and reconciles a new target assignment. A fatal member's polls all fail
+    /// (the first with the error itself), having released its partitions: fetching them on
+    /// without heartbeats would read what the group has given another member.
     pub(super) async fn ensure_consumer_group(&mut self) -> Result<()> {
         let Some(group) = &self.consumer_group else {
             return Ok(());
         };
-        if let Some(e) = group.take_fatal() {
-            return Err(e);
-        }
+        let reported = group.take_fatal();
         if group.member().lost_pending() {
             self.release_all(true).await;
             let group = self.consumer_group.as_ref().expect("checked above");
             group.member().on_lost_released();
             group.wake();
         }
+        if let Some(e) = reported {
+            return Err(e);
+        }
         let group = self.consumer_group.as_ref().expect("checked above");
+        if let Some(reason) = group.member().fatal_reason() {
+            return Err(Error::Failed(format!(
+                "group `{}`: {reason}; the membership cannot recover, create a new consumer",
+                self.config.group_id.as_deref().unwrap_or_default()
+            )));
+        }
         let target = group
             .member()
             .reconcile_target()

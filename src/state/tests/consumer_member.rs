@@ -259,6 +259,8 @@ fn fatal_errors_stop_the_member() {
         ResponseError::GroupAuthorizationFailed,
         ResponseError::UnsupportedAssignor,
         ResponseError::InvalidRequest,
+        // Java's default branch: an unexpected code is fatal too.
+        ResponseError::UnknownServerError,
     ] {
         let now = Instant::now();
         let mut m = stable(now);
@@ -269,7 +271,33 @@ fn fatal_errors_stop_the_member() {
         );
         assert_eq!(m.state(), MemberState::Fatal);
         assert_eq!(m.heartbeat_step(now), HeartbeatStep::Idle);
+        // What it owned goes as lost (Java's transitionToFatal), and it stays fatal after.
+        assert!(m.lost_pending(), "{code:?}");
+        assert!(m.fatal_reason().is_some_and(|r| r.contains(&format!("{code:?}"))));
+        m.on_lost_released();
+        assert!(m.owned().is_empty());
+        assert_eq!(m.state(), MemberState::Fatal);
+        assert_eq!(m.commit_identity(), (String::new(), -1));
+        // Neither a new subscription nor an unsubscribe/subscribe brings it back.
+        m.subscribe(vec!["c".into()]);
+        assert_eq!(m.state(), MemberState::Fatal);
+        assert_eq!(m.begin_leave(), None);
+        m.subscribe(vec!["c".into()]);
+        assert_eq!(m.state(), MemberState::Fatal);
+        assert_eq!(m.heartbeat_step(now), HeartbeatStep::Idle);
     }
+}
+
+#[test]
+fn a_broker_that_cannot_take_the_heartbeat_makes_the_member_fatal_and_its_partitions_lost() {
+    let now = Instant::now();
+    let mut m = stable(now);
+    m.on_fatal("no ConsumerGroupHeartbeat".into());
+    assert_eq!(m.state(), MemberState::Fatal);
+    assert!(m.lost_pending());
+    assert_eq!(m.fatal_reason(), Some("no ConsumerGroupHeartbeat"));
+    m.on_lost_released();
+    assert_eq!(m.state(), MemberState::Fatal);
 }
 
 #[test]

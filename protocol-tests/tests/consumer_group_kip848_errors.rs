@@ -345,3 +345,33 @@ async fn a_fatal_heartbeat_answer_releases_the_partitions_and_later_polls_fail()
         );
     }
 }
+
+/// TOPIC_AUTHORIZATION_FAILED on a heartbeat is reported by the next poll (class Rejected), but
+/// the member keeps `t-0`, polls go on and the heartbeat is retried. Before the fix it was
+/// Fatal and heartbeats stopped for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_authorization_failed_is_reported_and_the_heartbeat_retried() {
+    let Setup {
+        script,
+        _broker,
+        mut consumer,
+        heard,
+    } = setup(Script::default()).await;
+    let beats = script.beats.lock().unwrap().len();
+    script.faults.lock().unwrap().push(29);
+    let e = first_error(&mut consumer).await;
+    assert_eq!(code_of(&e), Some(29), "{e}");
+    assert_eq!(e.class(), ErrorClass::Rejected, "{e}");
+    for _ in 0..5 {
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    let after = script.beats_since(beats);
+    assert!(after.len() >= 3, "heartbeats after the refusal: {after:?}");
+    assert!(after.iter().all(|e| *e == 10), "{after:?}");
+    assert_eq!(consumer.assignment(), vec![t0()]);
+    assert!(!heard
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|h| matches!(h, Heard::Lost(_))));
+}

@@ -12,7 +12,9 @@
 //! after NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE or a lost connection, and leaves the group
 //! when `max.poll.interval.ms` passes without a poll. A fatal answer (or a broker that cannot take
 //! the heartbeat) makes the member fatal: the next `poll` releases its partitions as lost and
-//! reports the error, every later one fails too, and the task ends. Heartbeats go on while `poll` reconciles, so a slow rebalance listener does not get the
+//! reports the error, every later one fails too, and the task ends. TOPIC_AUTHORIZATION_FAILED is
+//! reported by the next `poll` as well, but the member stays and the heartbeat is retried after
+//! the backoff. Heartbeats go on while `poll` reconciles, so a slow rebalance listener does not get the
 //! member fenced (as long as it finishes within the rebalance timeout).
 //!
 //! The task is aborted when the [`ConsumerGroup`] is dropped, without a leave heartbeat: dropping
@@ -96,8 +98,8 @@ impl ConsumerGroup {
         self.wake.notify_one();
     }
 
-    /// A fatal error the heartbeat task met for `poll` to report, once. A fatal member's later
-    /// polls fail through its `fatal_reason`.
+    /// An error the heartbeat task met for `poll` to report, once (a fatal one, or a refusal the
+    /// member survives). A fatal member's later polls fail through its `fatal_reason`.
     pub fn take_fatal(&self) -> Option<Error> {
         self.fatal.lock().expect("fatal slot poisoned").take()
     }
@@ -212,6 +214,27 @@ async fn heartbeat_loop(
                 );
             }
             Reaction::FindCoordinator | Reaction::RetryAfterBackoff | Reaction::RetryNow => {
+                if let Ok((_, a)) = &answer {
+                    if a.error == Some(ResponseError::TopicAuthorizationFailed) {
+                        // The member stays as it is and recovers if the ACLs are added; the
+                        // application hears of it meanwhile.
+                        warn!(
+                            group,
+                            "heartbeat refused: TOPIC_AUTHORIZATION_FAILED; retrying"
+                        );
+                        *fatal.lock().expect("fatal slot poisoned") = Some(Error::Broker {
+                            api: crate::error::ApiKey::ConsumerGroupHeartbeat,
+                            broker: None,
+                            code: crate::error::ErrorCode::from_protocol(
+                                ResponseError::TopicAuthorizationFailed,
+                            ),
+                            message: Some(format!(
+                                "group `{group}`: not authorized for a subscribed topic"
+                            )),
+                            class: ErrorClass::Rejected,
+                        });
+                    }
+                }
                 // A lost connection or a coordinator error: look the coordinator up again.
                 let coordinator_gone = reaction == Reaction::FindCoordinator || answer.is_err();
                 if let (true, Some(node)) = (coordinator_gone, node) {

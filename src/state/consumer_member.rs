@@ -20,7 +20,9 @@
 //! - FENCED_MEMBER_EPOCH and UNKNOWN_MEMBER_ID: the broker removed the member; what it owned is
 //!   *lost* (it may already be another member's) and it rejoins with epoch 0 once the application
 //!   side has released it. Coordinator errors send the member to find the coordinator again.
-//!   Every other error is fatal (Java's `handleFatalFailure`, unknown codes included): what the member owns is
+//!   TOPIC_AUTHORIZATION_FAILED is reported to the application and the heartbeat retried after
+//!   the backoff, the member keeping its state (Java: it recovers if the missing ACLs are
+//!   added). Every other error is fatal (Java's `handleFatalFailure`, unknown codes included): what the member owns is
 //!   released as lost and it stays `Fatal` for good, nothing sent and `subscribe` not rejoining
 //!   (Java's member in FATAL ignores new subscriptions too); the consumer must be recreated.
 //! - Leaving sends epoch -1 (a static member closing sends -2: it keeps its assignment until its
@@ -458,7 +460,8 @@ impl ConsumerMember {
                 self.send_now = true;
                 Reaction::FindCoordinator
             }
-            ResponseError::CoordinatorLoadInProgress => {
+            // The heartbeat loop also reports TOPIC_AUTHORIZATION_FAILED to the application.
+            ResponseError::CoordinatorLoadInProgress | ResponseError::TopicAuthorizationFailed => {
                 self.send_now = true;
                 Reaction::RetryAfterBackoff
             }

@@ -301,6 +301,28 @@ fn a_broker_that_cannot_take_the_heartbeat_makes_the_member_fatal_and_its_partit
 }
 
 #[test]
+fn topic_authorization_failed_keeps_the_member_and_retries() {
+    let now = Instant::now();
+    let mut m = stable(now);
+    send(&mut m, now + Duration::from_secs(5));
+    assert_eq!(
+        m.on_heartbeat_response(error(ResponseError::TopicAuthorizationFailed)),
+        Reaction::RetryAfterBackoff
+    );
+    assert_eq!(m.state(), MemberState::Stable);
+    assert!(!m.lost_pending());
+    assert_eq!(m.fatal_reason(), None);
+    assert_eq!(m.owned(), &assignment(&[(T1, &[0, 1])]));
+    // The retry carries every field, with the epoch it had.
+    let f = send(&mut m, now + Duration::from_secs(5));
+    assert_eq!(f.member_epoch, 3);
+    assert!(f.subscribed_topic_names.is_some());
+    assert_eq!(f.owned, Some(assignment(&[(T1, &[0, 1])])));
+    m.on_heartbeat_response(ok(3, None));
+    assert_eq!(m.state(), MemberState::Stable);
+}
+
+#[test]
 fn poll_timeout_leaves_loses_partitions_and_the_next_poll_rejoins() {
     let now = Instant::now();
     let mut m = stable(now);

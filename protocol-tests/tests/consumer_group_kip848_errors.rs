@@ -375,3 +375,31 @@ async fn topic_authorization_failed_is_reported_and_the_heartbeat_retried() {
         .iter()
         .any(|h| matches!(h, Heard::Lost(_))));
 }
+
+/// A heartbeat answered without an error but with member epoch -1: the member takes it as
+/// fencing (`t-0` lost) and rejoins with epoch 0. Before the fix it adopted -1, so every later
+/// heartbeat was a leave (epochs sent: 10, -1, -1, ...), still owning `t-0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negative_epoch_in_a_success_answer_makes_the_member_rejoin() {
+    let Setup {
+        script,
+        _broker,
+        mut consumer,
+        heard,
+    } = setup(Script::default()).await;
+    let beats = script.beats.lock().unwrap().len();
+    *script.epoch_override.lock().unwrap() = Some(-1);
+    let guard = Instant::now() + Duration::from_secs(10);
+    while !script.beats_since(beats).contains(&0) {
+        assert!(Instant::now() < guard, "{:?}", script.beats_since(beats));
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    for _ in 0..5 {
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    let after = script.beats_since(beats);
+    assert!(!after.iter().any(|e| *e < 0), "{after:?}");
+    assert_eq!(*after.last().unwrap(), 10, "{after:?}");
+    assert!(heard.lock().unwrap().contains(&Heard::Lost(vec![t0()])));
+    assert_eq!(consumer.assignment(), vec![t0()]);
+}

@@ -205,14 +205,23 @@ async fn heartbeat_loop(
         };
         match reaction {
             Reaction::Done => backoff = cluster.retry_backoff(),
-            Reaction::Rejoin => {
-                let code = answer.ok().and_then(|(_, a)| a.error);
-                info!(
+            Reaction::Rejoin => match answer.ok().map(|(_, a)| a) {
+                Some(HeartbeatAnswer {
+                    error: None,
+                    member_epoch,
+                    ..
+                }) => warn!(
                     group,
-                    ?code,
+                    member_epoch,
+                    "heartbeat answered without an error but with an epoch the member cannot \
+                     hold: partitions are lost, rejoining"
+                ),
+                a => info!(
+                    group,
+                    code = ?a.and_then(|a| a.error),
                     "fenced by the group coordinator: partitions are lost, rejoining"
-                );
-            }
+                ),
+            },
             Reaction::FindCoordinator | Reaction::RetryAfterBackoff | Reaction::RetryNow => {
                 if let Ok((_, a)) = &answer {
                     if a.error == Some(ResponseError::TopicAuthorizationFailed) {

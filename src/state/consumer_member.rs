@@ -19,10 +19,12 @@
 //!   heartbeat, or after a failed heartbeat (the broker may not have seen them).
 //! - FENCED_MEMBER_EPOCH and UNKNOWN_MEMBER_ID: the broker removed the member; what it owned is
 //!   *lost* (it may already be another member's) and it rejoins with epoch 0 once the application
-//!   side has released it. Coordinator errors send the member to find the coordinator again.
-//!   TOPIC_AUTHORIZATION_FAILED is reported to the application and the heartbeat retried after
-//!   the backoff, the member keeping its state (Java: it recovers if the missing ACLs are
-//!   added). Every other error is fatal (Java's `handleFatalFailure`, unknown codes included): what the member owns is
+//!   side has released it. A success answer with an epoch the member cannot hold (below 0, or
+//!   0 after it joined) is taken the same way: every later heartbeat would otherwise carry it.
+//!   Coordinator errors send the member to find the coordinator again. TOPIC_AUTHORIZATION_FAILED
+//!   is reported to the application and the heartbeat retried after the backoff, the member
+//!   keeping its state (Java: it recovers if the missing ACLs are added). Every other error is
+//!   fatal (Java's `handleFatalFailure`, unknown codes included): what the member owns is
 //!   released as lost and it stays `Fatal` for good, nothing sent and `subscribe` not rejoining
 //!   (Java's member in FATAL ignores new subscriptions too); the consumer must be recreated.
 //! - Leaving sends epoch -1 (a static member closing sends -2: it keeps its assignment until its
@@ -424,6 +426,14 @@ impl ConsumerMember {
             return Reaction::Done;
         }
         let Some(code) = answer.error else {
+            let joining = self.state == MemberState::Joining;
+            if answer.member_epoch < JOIN_EPOCH || (answer.member_epoch == JOIN_EPOCH && !joining) {
+                // No error yet no epoch the member can heartbeat with: adopted, -1 would make
+                // every later heartbeat a leave. Start over as if fenced.
+                self.sent = SentFields::default();
+                self.fence();
+                return Reaction::Rejoin;
+            }
             if let Some(id) = answer.member_id.filter(|id| !id.is_empty()) {
                 self.member_id = id;
             }

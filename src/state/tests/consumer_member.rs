@@ -323,6 +323,32 @@ fn topic_authorization_failed_keeps_the_member_and_retries() {
 }
 
 #[test]
+fn a_success_answer_with_an_epoch_the_member_cannot_hold_fences_it() {
+    for epoch in [-1, -2, 0] {
+        let now = Instant::now();
+        let mut m = stable(now);
+        send(&mut m, now + Duration::from_secs(5));
+        assert_eq!(m.on_heartbeat_response(ok(epoch, None)), Reaction::Rejoin);
+        assert_eq!(m.state(), MemberState::Fenced, "epoch {epoch}");
+        assert!(m.lost_pending());
+        m.on_lost_released();
+        let f = send(&mut m, now + Duration::from_secs(6));
+        assert_eq!(f.member_epoch, JOIN_EPOCH, "epoch {epoch}: rejoins, does not leave");
+        assert!(f.subscribed_topic_names.is_some());
+    }
+    // A join answered with epoch 0 and no assignment still just keeps joining.
+    let now = Instant::now();
+    let mut m = member(None, now);
+    send(&mut m, now);
+    assert_eq!(m.on_heartbeat_response(ok(0, None)), Reaction::Done);
+    assert_eq!(m.state(), MemberState::Joining);
+    // A joining member answered with -1 starts over too.
+    assert_eq!(m.on_heartbeat_response(ok(-1, None)), Reaction::Rejoin);
+    m.on_lost_released();
+    assert_eq!(send(&mut m, now).member_epoch, JOIN_EPOCH);
+}
+
+#[test]
 fn poll_timeout_leaves_loses_partitions_and_the_next_poll_rejoins() {
     let now = Instant::now();
     let mut m = stable(now);

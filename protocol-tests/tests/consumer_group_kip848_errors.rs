@@ -403,3 +403,29 @@ async fn a_negative_epoch_in_a_success_answer_makes_the_member_rejoin() {
     assert!(heard.lock().unwrap().contains(&Heard::Lost(vec![t0()])));
     assert_eq!(consumer.assignment(), vec![t0()]);
 }
+
+/// OffsetCommit refused because the member was fenced (FENCED_MEMBER_EPOCH, UNKNOWN_MEMBER_ID,
+/// ILLEGAL_GENERATION) or for the partition (TOPIC_AUTHORIZATION_FAILED,
+/// OFFSET_METADATA_TOO_LARGE): the commit fails with class Rejected and the consumer stays
+/// usable. Before the fix the class was Fatal ("close the client") while the message said
+/// "Poll again to rejoin".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_is_rejected_not_fatal() {
+    let Setup {
+        script,
+        _broker,
+        mut consumer,
+        ..
+    } = setup(Script::default()).await;
+    for (i, code) in [110i16, 25, 22, 29, 12].into_iter().enumerate() {
+        *script.commit_error.lock().unwrap() = code;
+        consumer.seek(&t0(), 100 + i as i64).unwrap();
+        let e = consumer.commit().await.unwrap_err();
+        assert_eq!(code_of(&e), Some(code), "{e}");
+        assert_eq!(e.class(), ErrorClass::Rejected, "code {code}: {e}");
+        consumer.poll(Duration::from_millis(50)).await.unwrap();
+    }
+    *script.commit_error.lock().unwrap() = 0;
+    consumer.seek(&t0(), 7).unwrap();
+    consumer.commit().await.unwrap();
+}

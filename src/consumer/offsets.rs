@@ -184,8 +184,19 @@ async fn commit_until_done(
                         cluster.invalidate_coordinator(CoordinatorKind::Group, group_id, node);
                     }
                     Reaction::Rejoin | Reaction::Fatal | Reaction::Done => {
+                        // A commit refused by a rebalance or for one partition leaves the
+                        // consumer usable (Java's CommitFailedException, or that commit's error).
+                        let refused = reaction == Reaction::Rejoin
+                            || matches!(
+                                code,
+                                ResponseError::TopicAuthorizationFailed
+                                    | ResponseError::OffsetMetadataTooLarge
+                                    | ResponseError::InvalidCommitOffsetSize
+                            );
                         let class = if code.is_retriable() {
                             ErrorClass::Retriable
+                        } else if refused {
+                            ErrorClass::Rejected
                         } else {
                             ErrorClass::Fatal
                         };

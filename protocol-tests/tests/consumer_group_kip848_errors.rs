@@ -429,3 +429,30 @@ async fn a_refused_commit_is_rejected_not_fatal() {
     consumer.seek(&t0(), 7).unwrap();
     consumer.commit().await.unwrap();
 }
+
+/// The assignment names `t-0` and a topic id metadata never resolves. The member consumes `t-0`
+/// and the listener hears one `on_partitions_assigned`, not one at every heartbeat that brings
+/// the same target back. Before the fix each heartbeat re-ran the reconciliation and the listener
+/// heard `on_partitions_assigned([])` about every 100 ms (dozens in 3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresolvable_topic_id_does_not_rerun_the_listener_at_every_heartbeat() {
+    let script = Script::default();
+    *script.unknown_topic.lock().unwrap() = true;
+    let Setup {
+        script,
+        _broker,
+        mut consumer,
+        heard,
+    } = setup(script).await;
+    let beats = script.beats.lock().unwrap().len();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(2) {
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    assert!(
+        script.beats_since(beats).len() >= 5,
+        "the member kept heartbeating"
+    );
+    assert_eq!(*heard.lock().unwrap(), vec![Heard::Assigned(vec![t0()])]);
+    assert_eq!(consumer.assignment(), vec![t0()]);
+}

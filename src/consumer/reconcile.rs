@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::heartbeat::ConsumerGroup;
 use super::offsets::MemberHandle;
@@ -93,6 +93,16 @@ impl Consumer {
         // A reconciliation is this protocol's rebalance (Java's rebalance metrics count them).
         let started = tokio::time::Instant::now();
         let (owned_ids, wanted) = self.resolve(&target).await;
+        if let Some(group) = &self.consumer_group {
+            let mut member = group.member();
+            if member.reconciled_since_join() && *member.owned() == owned_ids {
+                // Only topics metadata cannot resolve yet differ from what is owned: nothing to
+                // revoke or assign, so no listener call and no rebalance counted, at every
+                // heartbeat that brings the same target back.
+                member.on_reconciled(epoch, owned_ids);
+                return;
+            }
+        }
         let revoked = self.revoke_all_but(&wanted).await;
         let added = self.add_partitions(wanted);
         debug!(
@@ -143,9 +153,19 @@ impl Consumer {
         let mut names = BTreeSet::new();
         for (id, partitions) in target {
             let Some(topic) = snapshot.topics.values().find(|t| t.id == *id) else {
-                debug!("assigned topic id not in metadata yet; reconciling it later");
+                let looked_up = unknown && due;
+                if looked_up && self.unresolved_ids.insert(*id) {
+                    warn!(
+                        topic_id = %uuid_text(id),
+                        "assigned topic id not in metadata even after a lookup; its partitions \
+                         are not consumed until it is"
+                    );
+                } else {
+                    debug!("assigned topic id not in metadata yet; reconciling it later");
+                }
                 continue;
             };
+            self.unresolved_ids.remove(id);
             ids.insert(*id, partitions.clone());
             for p in partitions {
                 names.insert(TopicPartition::new(&topic.name, *p));
@@ -153,6 +173,12 @@ impl Consumer {
         }
         (ids, names)
     }
+}
+
+/// A topic id as Kafka prints one (URL-safe base64 without padding).
+fn uuid_text(id: &[u8; 16]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
 }
 
 /// A `consumer`-protocol member for a new consumer.

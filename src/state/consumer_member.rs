@@ -170,6 +170,8 @@ pub struct ConsumerMember {
     sent: SentFields,
     /// Why the member is `Fatal`.
     fatal: Option<String>,
+    /// Whether a target was reconciled since the member (re)joined.
+    reconciled_since_join: bool,
 }
 
 impl ConsumerMember {
@@ -202,6 +204,7 @@ impl ConsumerMember {
             lost_pending: false,
             sent: SentFields::default(),
             fatal: None,
+            reconciled_since_join: false,
         }
     }
 
@@ -319,6 +322,12 @@ impl ConsumerMember {
             .then_some((self.epoch, &self.target))
     }
 
+    /// Whether a target was reconciled since the member last joined: the first reconciliation
+    /// after a join runs even when it changes nothing (the listener hears every join).
+    pub fn reconciled_since_join(&self) -> bool {
+        self.reconciled_since_join
+    }
+
     /// The application side revoked and assigned partitions for the target of `epoch`, and now
     /// owns `owned` (topics it could not resolve yet are left out). The next heartbeat, sent at
     /// once, acknowledges it. Ignored if the member was fenced or left meanwhile.
@@ -327,6 +336,7 @@ impl ConsumerMember {
             return;
         }
         let _ = epoch;
+        self.reconciled_since_join = true;
         // Only a change is worth an early heartbeat: a topic that cannot be resolved yet must
         // not make every poll send one.
         if owned != self.owned {
@@ -576,6 +586,7 @@ impl ConsumerMember {
 
     fn join(&mut self) {
         self.state = MemberState::Joining;
+        self.reconciled_since_join = false;
         self.epoch = JOIN_EPOCH;
         self.target.clear();
         self.sent = SentFields::default();

@@ -505,3 +505,16 @@ fn a_member_subscribed_by_names_never_sends_a_regex() {
     assert_eq!(send(&mut m, now).subscribed_topic_regex, None);
     assert_eq!(m.begin_leave().unwrap().subscribed_topic_regex, None);
 }
+
+#[test]
+fn the_first_reconciliation_after_each_join_is_known() {
+    let now = Instant::now();
+    let mut m = member(None, now);
+    assert!(!m.reconciled_since_join());
+    let mut m2 = stable(now);
+    assert!(m2.reconciled_since_join());
+    send(&mut m, now);
+    m2.on_heartbeat_response(error(ResponseError::FencedMemberEpoch));
+    m2.on_lost_released();
+    assert!(!m2.reconciled_since_join(), "a rejoin starts over");
+}

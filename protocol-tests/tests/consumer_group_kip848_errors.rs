@@ -456,3 +456,37 @@ async fn an_unresolvable_topic_id_does_not_rerun_the_listener_at_every_heartbeat
     assert_eq!(*heard.lock().unwrap(), vec![Heard::Assigned(vec![t0()])]);
     assert_eq!(consumer.assignment(), vec![t0()]);
 }
+
+/// The coordinator answers the leave heartbeat NOT_COORDINATOR: `unsubscribe` still completes
+/// (the member released its partitions and stopped heartbeating; the group drops it after its
+/// session timeout), and the consumer can subscribe again and rejoin with epoch 0. Before the fix
+/// `unsubscribe` failed with NOT_COORDINATOR after the subscription was gone, so it could not be
+/// retried (the second call was Ok without sending anything).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_leave_still_completes_unsubscribe() {
+    let Setup {
+        script,
+        _broker,
+        mut consumer,
+        heard,
+    } = setup(Script::default()).await;
+    *script.leave_fault.lock().unwrap() = Some(16);
+    let beats = script.beats.lock().unwrap().len();
+    consumer.unsubscribe().await.unwrap();
+    assert_eq!(script.beats_since(beats).last(), Some(&-1));
+    assert!(consumer.assignment().is_empty());
+    assert_eq!(
+        heard.lock().unwrap().last(),
+        Some(&Heard::Revoked(vec![t0()]))
+    );
+    *script.leave_fault.lock().unwrap() = None;
+    let beats = script.beats.lock().unwrap().len();
+    consumer.subscribe(&[TOPIC]).unwrap();
+    let guard = Instant::now() + Duration::from_secs(10);
+    while consumer.assignment().is_empty() {
+        assert!(Instant::now() < guard, "never rejoined");
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(script.beats_since(beats).first(), Some(&0));
+    consumer.close().await.unwrap();
+}

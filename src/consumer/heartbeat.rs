@@ -26,7 +26,7 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use kafka_protocol::messages::{
-    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
@@ -107,6 +107,11 @@ impl ConsumerGroup {
     /// Stops heartbeating and sends the leave heartbeat (epoch -1; -2 for a static member, which
     /// keeps its assignment until its session times out). Nothing is owned afterwards.
     ///
+    /// A leave the coordinator refuses or that cannot be sent is logged, not returned: the member
+    /// has released everything and stopped heartbeating, so the broker removes it after its
+    /// session timeout anyway, and a failed `unsubscribe`/`close` could not be retried (Java
+    /// completes the unsubscribe the same way).
+    ///
     /// Cancellation: dropping the future may leave the member in the group until the broker's
     /// session timeout.
     pub async fn leave(&mut self) -> Result<()> {
@@ -114,26 +119,28 @@ impl ConsumerGroup {
         let Some(fields) = self.member().begin_leave() else {
             return Ok(());
         };
-        let answer = send_heartbeat(
-            &self.cluster,
-            &self.group_id,
-            &fields,
-            Some(self.request_timeout),
-        )
-        .await
-        .map_err(|(_, e)| e)?;
-        match answer.1.error {
-            None | Some(ResponseError::UnknownMemberId | ResponseError::FencedMemberEpoch) => {
-                info!(group = %self.group_id, member = %fields.member_id, "left group");
-                Ok(())
-            }
-            Some(code) => Err(Error::from_code(
-                ApiKey::ConsumerGroupHeartbeat,
-                None,
-                code,
-                Some(format!("group `{}`: leaving", self.group_id)),
-            )),
+        let group = self.group_id.as_str();
+        let member = fields.member_id.as_str();
+        match send_heartbeat(&self.cluster, group, &fields, Some(self.request_timeout)).await {
+            Ok((_, answer)) => match answer.error {
+                None | Some(ResponseError::UnknownMemberId | ResponseError::FencedMemberEpoch) => {
+                    info!(group, member, "left group");
+                }
+                Some(code) => warn!(
+                    group,
+                    member,
+                    ?code,
+                    "leave heartbeat refused; the group drops the member after its session timeout"
+                ),
+            },
+            Err((_, e)) => warn!(
+                group,
+                member,
+                error = %e,
+                "leave heartbeat failed; the group drops the member after its session timeout"
+            ),
         }
+        Ok(())
     }
 }
 

@@ -60,6 +60,10 @@ struct Script {
     commit_error: Mutex<i16>,
     /// Whether the assignment also names a topic id metadata never knows.
     unknown_topic: Mutex<bool>,
+    /// Whether Metadata answers topic `t` with UNKNOWN_TOPIC_OR_PARTITION.
+    hide_topic: Mutex<bool>,
+    /// Whether the next steady heartbeat is answered with a new target: `t-0` and an unknown id.
+    reassign: Mutex<bool>,
 }
 
 impl Script {
@@ -78,6 +82,13 @@ impl Script {
                     .with_name(Some(TopicName(sb(TOPIC))))
                     .with_topic_id(uuid::Uuid::from_bytes(TOPIC_ID))
                     .with_partitions(vec![partition]);
+                let topic = if *self.hide_topic.lock().unwrap() {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(TopicName(sb(TOPIC))))
+                        .with_error_code(3)
+                } else {
+                    topic
+                };
                 let response = MetadataResponse::default()
                     .with_brokers(vec![MetadataResponseBroker::default()
                         .with_node_id(BrokerId(1))
@@ -140,6 +151,17 @@ impl Script {
                     response = response
                         .with_member_epoch(10)
                         .with_assignment(Some(Assignment::default().with_topic_partitions(tps)));
+                } else if std::mem::take(&mut *self.reassign.lock().unwrap()) {
+                    response = response.with_member_epoch(11).with_assignment(Some(
+                        Assignment::default().with_topic_partitions(vec![
+                            TopicPartitions::default()
+                                .with_topic_id(uuid::Uuid::from_bytes(TOPIC_ID))
+                                .with_partitions(vec![0]),
+                            TopicPartitions::default()
+                                .with_topic_id(uuid::Uuid::from_bytes(UNKNOWN_TOPIC_ID))
+                                .with_partitions(vec![0]),
+                        ]),
+                    ));
                 } else {
                     let e = self.epoch_override.lock().unwrap().take();
                     response = response.with_member_epoch(e.unwrap_or(beat.epoch));
@@ -489,4 +511,33 @@ async fn a_refused_leave_still_completes_unsubscribe() {
     }
     assert_eq!(script.beats_since(beats).first(), Some(&0));
     consumer.close().await.unwrap();
+}
+
+/// A new target arrives (`t-0` again plus a topic id metadata does not know) while metadata
+/// answers `t` with UNKNOWN_TOPIC_OR_PARTITION: `t-0`, still assigned, must be kept by the name it
+/// was resolved with (Java's assignedTopicNamesCache), not revoked. Before the fix the lookup for
+/// the unknown id dropped `t` from the snapshot and the listener heard Revoked([t-0]).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owned_topic_missing_from_metadata_for_a_moment_is_not_revoked() {
+    let Setup {
+        script,
+        _broker,
+        mut consumer,
+        heard,
+    } = setup(Script::default()).await;
+    *script.hide_topic.lock().unwrap() = true;
+    *script.reassign.lock().unwrap() = true;
+    let guard = Instant::now() + Duration::from_secs(10);
+    while !script.beats.lock().unwrap().iter().any(|b| b.epoch == 11) {
+        assert!(
+            Instant::now() < guard,
+            "the new target was never acknowledged"
+        );
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    for _ in 0..3 {
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(consumer.assignment(), vec![t0()]);
+    assert_eq!(*heard.lock().unwrap(), vec![Heard::Assigned(vec![t0()])]);
 }

@@ -125,13 +125,21 @@ impl Consumer {
     }
 
     /// The target's partitions whose topic id metadata knows, by id and by name. Unknown ids
-    /// make metadata be looked up again, at most once per `retry.backoff.ms`.
+    /// make metadata be looked up again, at most once per `retry.backoff.ms`. A topic the
+    /// member owns keeps the name it was resolved with: metadata may leave it out for a moment
+    /// (a topic answered with an error is dropped from the snapshot), and resolving it only
+    /// there would revoke partitions the broker still assigns.
     async fn resolve(&mut self, target: &IdAssignment) -> (IdAssignment, BTreeSet<TopicPartition>) {
         let mut snapshot = self.cluster.metadata();
-        let known = |s: &crate::cluster::MetadataSnapshot, id: &[u8; 16]| {
-            s.topics.values().any(|t| t.id == *id)
+        let cached = std::mem::take(&mut self.owned_topic_names);
+        let name_of = |s: &crate::cluster::MetadataSnapshot, id: &[u8; 16]| {
+            s.topics
+                .values()
+                .find(|t| t.id == *id)
+                .map(|t| t.name.clone())
+                .or_else(|| cached.get(id).cloned())
         };
-        let unknown = target.keys().any(|id| !known(&snapshot, id));
+        let unknown = target.keys().any(|id| name_of(&snapshot, id).is_none());
         let due = self
             .last_id_lookup
             .is_none_or(|at| at.elapsed() >= self.config.client.retry_backoff);
@@ -152,7 +160,7 @@ impl Consumer {
         let mut ids = IdAssignment::new();
         let mut names = BTreeSet::new();
         for (id, partitions) in target {
-            let Some(topic) = snapshot.topics.values().find(|t| t.id == *id) else {
+            let Some(topic) = name_of(&snapshot, id) else {
                 let looked_up = unknown && due;
                 if looked_up && self.unresolved_ids.insert(*id) {
                     warn!(
@@ -168,8 +176,9 @@ impl Consumer {
             self.unresolved_ids.remove(id);
             ids.insert(*id, partitions.clone());
             for p in partitions {
-                names.insert(TopicPartition::new(&topic.name, *p));
+                names.insert(TopicPartition::new(&topic, *p));
             }
+            self.owned_topic_names.insert(*id, topic);
         }
         (ids, names)
     }

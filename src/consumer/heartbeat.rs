@@ -10,8 +10,11 @@
 //! sends heartbeats at the interval the broker gave (at once when joining, acknowledging a
 //! reconciliation or after a subscription change: `poll` wakes it), finds the coordinator again
 //! after NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE or a lost connection, and leaves the group
-//! when `max.poll.interval.ms` passes without a poll. A fatal answer is stored for the next
-//! `poll`. Heartbeats go on while `poll` reconciles, so a slow rebalance listener does not get the
+//! when `max.poll.interval.ms` passes without a poll. A fatal answer (or a broker that cannot take
+//! the heartbeat) makes the member fatal: the next `poll` releases its partitions as lost and
+//! reports the error, every later one fails too, and the task ends. TOPIC_AUTHORIZATION_FAILED is
+//! reported by the next `poll` as well, but the member stays and the heartbeat is retried after
+//! the backoff. Heartbeats go on while `poll` reconciles, so a slow rebalance listener does not get the
 //! member fenced (as long as it finishes within the rebalance timeout).
 //!
 //! The task is aborted when the [`ConsumerGroup`] is dropped, without a leave heartbeat: dropping
@@ -23,7 +26,7 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions;
 use kafka_protocol::messages::{
-    ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, GroupId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
@@ -95,13 +98,19 @@ impl ConsumerGroup {
         self.wake.notify_one();
     }
 
-    /// A fatal error the heartbeat task met, once.
+    /// An error the heartbeat task met for `poll` to report, once (a fatal one, or a refusal the
+    /// member survives). A fatal member's later polls fail through its `fatal_reason`.
     pub fn take_fatal(&self) -> Option<Error> {
         self.fatal.lock().expect("fatal slot poisoned").take()
     }
 
     /// Stops heartbeating and sends the leave heartbeat (epoch -1; -2 for a static member, which
     /// keeps its assignment until its session times out). Nothing is owned afterwards.
+    ///
+    /// A leave the coordinator refuses or that cannot be sent is logged, not returned: the member
+    /// has released everything and stopped heartbeating, so the broker removes it after its
+    /// session timeout anyway, and a failed `unsubscribe`/`close` could not be retried (Java
+    /// completes the unsubscribe the same way).
     ///
     /// Cancellation: dropping the future may leave the member in the group until the broker's
     /// session timeout.
@@ -110,26 +119,28 @@ impl ConsumerGroup {
         let Some(fields) = self.member().begin_leave() else {
             return Ok(());
         };
-        let answer = send_heartbeat(
-            &self.cluster,
-            &self.group_id,
-            &fields,
-            Some(self.request_timeout),
-        )
-        .await
-        .map_err(|(_, e)| e)?;
-        match answer.1.error {
-            None | Some(ResponseError::UnknownMemberId | ResponseError::FencedMemberEpoch) => {
-                info!(group = %self.group_id, member = %fields.member_id, "left group");
-                Ok(())
-            }
-            Some(code) => Err(Error::from_code(
-                ApiKey::ConsumerGroupHeartbeat,
-                None,
-                code,
-                Some(format!("group `{}`: leaving", self.group_id)),
-            )),
+        let group = self.group_id.as_str();
+        let member = fields.member_id.as_str();
+        match send_heartbeat(&self.cluster, group, &fields, Some(self.request_timeout)).await {
+            Ok((_, answer)) => match answer.error {
+                None | Some(ResponseError::UnknownMemberId | ResponseError::FencedMemberEpoch) => {
+                    info!(group, member, "left group");
+                }
+                Some(code) => warn!(
+                    group,
+                    member,
+                    ?code,
+                    "leave heartbeat refused; the group drops the member after its session timeout"
+                ),
+            },
+            Err((_, e)) => warn!(
+                group,
+                member,
+                error = %e,
+                "leave heartbeat failed; the group drops the member after its session timeout"
+            ),
         }
+        Ok(())
     }
 }
 
@@ -176,6 +187,10 @@ async fn heartbeat_loop(
                 // A broker without ConsumerGroupHeartbeat (classic-only, or group.version 0),
                 // refused authentication, ...: retrying cannot help.
                 warn!(error = %e, group, "heartbeat cannot be sent; the consumer group is unusable");
+                member
+                    .lock()
+                    .expect("member lock poisoned")
+                    .on_fatal(e.to_string());
                 let Err((_, e)) = answer else { unreachable!() };
                 *fatal.lock().expect("fatal slot poisoned") = Some(e);
                 return;
@@ -197,15 +212,45 @@ async fn heartbeat_loop(
         };
         match reaction {
             Reaction::Done => backoff = cluster.retry_backoff(),
-            Reaction::Rejoin => {
-                let code = answer.ok().and_then(|(_, a)| a.error);
-                info!(
+            Reaction::Rejoin => match answer.ok().map(|(_, a)| a) {
+                Some(HeartbeatAnswer {
+                    error: None,
+                    member_epoch,
+                    ..
+                }) => warn!(
                     group,
-                    ?code,
+                    member_epoch,
+                    "heartbeat answered without an error but with an epoch the member cannot \
+                     hold: partitions are lost, rejoining"
+                ),
+                a => info!(
+                    group,
+                    code = ?a.and_then(|a| a.error),
                     "fenced by the group coordinator: partitions are lost, rejoining"
-                );
-            }
+                ),
+            },
             Reaction::FindCoordinator | Reaction::RetryAfterBackoff | Reaction::RetryNow => {
+                if let Ok((_, a)) = &answer {
+                    if a.error == Some(ResponseError::TopicAuthorizationFailed) {
+                        // The member stays as it is and recovers if the ACLs are added; the
+                        // application hears of it meanwhile.
+                        warn!(
+                            group,
+                            "heartbeat refused: TOPIC_AUTHORIZATION_FAILED; retrying"
+                        );
+                        *fatal.lock().expect("fatal slot poisoned") = Some(Error::Broker {
+                            api: crate::error::ApiKey::ConsumerGroupHeartbeat,
+                            broker: None,
+                            code: crate::error::ErrorCode::from_protocol(
+                                ResponseError::TopicAuthorizationFailed,
+                            ),
+                            message: Some(format!(
+                                "group `{group}`: not authorized for a subscribed topic"
+                            )),
+                            class: ErrorClass::Rejected,
+                        });
+                    }
+                }
                 // A lost connection or a coordinator error: look the coordinator up again.
                 let coordinator_gone = reaction == Reaction::FindCoordinator || answer.is_err();
                 if let (true, Some(node)) = (coordinator_gone, node) {

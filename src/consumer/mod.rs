@@ -183,6 +183,10 @@ pub struct Consumer {
     consumer_group: Option<ConsumerGroup>,
     /// When metadata was last looked up for assigned topic ids it did not know.
     last_id_lookup: Option<Instant>,
+    /// Assigned topic ids metadata did not resolve even after a lookup, warned about once each.
+    unresolved_ids: std::collections::BTreeSet<crate::state::consumer_member::TopicId>,
+    /// The names of the topics the member owns, by id (Java's assignedTopicNamesCache).
+    owned_topic_names: BTreeMap<crate::state::consumer_member::TopicId, String>,
     /// The KIP-714 push task (`enable.metrics.push`); dropping it ends the task.
     telemetry: Option<crate::cluster::telemetry::TelemetryHandle>,
     /// Subscribed topics, sorted (for a pattern on a classic group: the topics it matched).
@@ -272,6 +276,8 @@ impl Consumer {
             group: None,
             consumer_group: None,
             last_id_lookup: None,
+            unresolved_ids: Default::default(),
+            owned_topic_names: BTreeMap::new(),
             telemetry,
             subscription: Vec::new(),
             pattern: None,

@@ -215,9 +215,20 @@ async fn commit_until_done(
                     }
                     Reaction::Rejoin | Reaction::Fatal | Reaction::Done => {
                         // `Done`: refused for a generation the member has already left behind;
-                        // committing again after the rebalance can succeed.
+                        // committing again after the rebalance can succeed. A commit refused by a
+                        // rebalance or for one partition leaves the consumer usable (Java's
+                        // CommitFailedException, or that commit's error).
+                        let refused = reaction == Reaction::Rejoin
+                            || matches!(
+                                code,
+                                ResponseError::TopicAuthorizationFailed
+                                    | ResponseError::OffsetMetadataTooLarge
+                                    | ResponseError::InvalidCommitOffsetSize
+                            );
                         let class = if code.is_retriable() || reaction == Reaction::Done {
                             ErrorClass::Retriable
+                        } else if refused {
+                            ErrorClass::Rejected
                         } else {
                             ErrorClass::Fatal
                         };

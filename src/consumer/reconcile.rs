@@ -18,13 +18,13 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::heartbeat::ConsumerGroup;
 use super::offsets::MemberHandle;
 use super::Consumer;
 use crate::cluster::TopicsQuery;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::record::TopicPartition;
 use crate::state::consumer_member::{ConsumerMember, IdAssignment};
 
@@ -54,22 +54,31 @@ impl Consumer {
         group.wake();
     }
 
-    /// From `poll`: reports a fatal heartbeat error, releases lost partitions (then the member
-    /// rejoins), and reconciles a new target assignment.
+    /// From `poll`: releases lost partitions (then a fenced member rejoins), reports an error the
+    /// heartbeat task met, and reconciles a new target assignment. A fatal member's polls all fail
+    /// (the first with the error itself), having released its partitions: fetching them on
+    /// without heartbeats would read what the group has given another member.
     pub(super) async fn ensure_consumer_group(&mut self) -> Result<()> {
         let Some(group) = &self.consumer_group else {
             return Ok(());
         };
-        if let Some(e) = group.take_fatal() {
-            return Err(e);
-        }
+        let reported = group.take_fatal();
         if group.member().lost_pending() {
             self.release_all(true).await;
             let group = self.consumer_group.as_ref().expect("checked above");
             group.member().on_lost_released();
             group.wake();
         }
+        if let Some(e) = reported {
+            return Err(e);
+        }
         let group = self.consumer_group.as_ref().expect("checked above");
+        if let Some(reason) = group.member().fatal_reason() {
+            return Err(Error::Failed(format!(
+                "group `{}`: {reason}; the membership cannot recover, create a new consumer",
+                self.config.group_id.as_deref().unwrap_or_default()
+            )));
+        }
         let target = group
             .member()
             .reconcile_target()
@@ -84,6 +93,16 @@ impl Consumer {
         // A reconciliation is this protocol's rebalance (Java's rebalance metrics count them).
         let started = tokio::time::Instant::now();
         let (owned_ids, wanted) = self.resolve(&target).await;
+        if let Some(group) = &self.consumer_group {
+            let mut member = group.member();
+            if member.reconciled_since_join() && *member.owned() == owned_ids {
+                // Only topics metadata cannot resolve yet differ from what is owned: nothing to
+                // revoke or assign, so no listener call and no rebalance counted, at every
+                // heartbeat that brings the same target back.
+                member.on_reconciled(epoch, owned_ids);
+                return;
+            }
+        }
         let revoked = self.revoke_all_but(&wanted).await;
         let added = self.add_partitions(wanted);
         debug!(
@@ -106,13 +125,21 @@ impl Consumer {
     }
 
     /// The target's partitions whose topic id metadata knows, by id and by name. Unknown ids
-    /// make metadata be looked up again, at most once per `retry.backoff.ms`.
+    /// make metadata be looked up again, at most once per `retry.backoff.ms`. A topic the
+    /// member owns keeps the name it was resolved with: metadata may leave it out for a moment
+    /// (a topic answered with an error is dropped from the snapshot), and resolving it only
+    /// there would revoke partitions the broker still assigns.
     async fn resolve(&mut self, target: &IdAssignment) -> (IdAssignment, BTreeSet<TopicPartition>) {
         let mut snapshot = self.cluster.metadata();
-        let known = |s: &crate::cluster::MetadataSnapshot, id: &[u8; 16]| {
-            s.topics.values().any(|t| t.id == *id)
+        let cached = std::mem::take(&mut self.owned_topic_names);
+        let name_of = |s: &crate::cluster::MetadataSnapshot, id: &[u8; 16]| {
+            s.topics
+                .values()
+                .find(|t| t.id == *id)
+                .map(|t| t.name.clone())
+                .or_else(|| cached.get(id).cloned())
         };
-        let unknown = target.keys().any(|id| !known(&snapshot, id));
+        let unknown = target.keys().any(|id| name_of(&snapshot, id).is_none());
         let due = self
             .last_id_lookup
             .is_none_or(|at| at.elapsed() >= self.config.client.retry_backoff);
@@ -133,17 +160,34 @@ impl Consumer {
         let mut ids = IdAssignment::new();
         let mut names = BTreeSet::new();
         for (id, partitions) in target {
-            let Some(topic) = snapshot.topics.values().find(|t| t.id == *id) else {
-                debug!("assigned topic id not in metadata yet; reconciling it later");
+            let Some(topic) = name_of(&snapshot, id) else {
+                let looked_up = unknown && due;
+                if looked_up && self.unresolved_ids.insert(*id) {
+                    warn!(
+                        topic_id = %uuid_text(id),
+                        "assigned topic id not in metadata even after a lookup; its partitions \
+                         are not consumed until it is"
+                    );
+                } else {
+                    debug!("assigned topic id not in metadata yet; reconciling it later");
+                }
                 continue;
             };
+            self.unresolved_ids.remove(id);
             ids.insert(*id, partitions.clone());
             for p in partitions {
-                names.insert(TopicPartition::new(&topic.name, *p));
+                names.insert(TopicPartition::new(&topic, *p));
             }
+            self.owned_topic_names.insert(*id, topic);
         }
         (ids, names)
     }
+}
+
+/// A topic id as Kafka prints one (URL-safe base64 without padding).
+fn uuid_text(id: &[u8; 16]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
 }
 
 /// A `consumer`-protocol member for a new consumer.

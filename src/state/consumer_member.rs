@@ -19,9 +19,14 @@
 //!   heartbeat, or after a failed heartbeat (the broker may not have seen them).
 //! - FENCED_MEMBER_EPOCH and UNKNOWN_MEMBER_ID: the broker removed the member; what it owned is
 //!   *lost* (it may already be another member's) and it rejoins with epoch 0 once the application
-//!   side has released it. Coordinator errors send the member to find the coordinator again;
-//!   configuration and authorization errors, FENCED_INSTANCE_ID and UNRELEASED_INSTANCE_ID are
-//!   fatal.
+//!   side has released it. A success answer with an epoch the member cannot hold (below 0, or
+//!   0 after it joined) is taken the same way: every later heartbeat would otherwise carry it.
+//!   Coordinator errors send the member to find the coordinator again. TOPIC_AUTHORIZATION_FAILED
+//!   is reported to the application and the heartbeat retried after the backoff, the member
+//!   keeping its state (Java: it recovers if the missing ACLs are added). Every other error is
+//!   fatal (Java's `handleFatalFailure`, unknown codes included): what the member owns is
+//!   released as lost and it stays `Fatal` for good, nothing sent and `subscribe` not rejoining
+//!   (Java's member in FATAL ignores new subscriptions too); the consumer must be recreated.
 //! - Leaving sends epoch -1 (a static member closing sends -2: it keeps its assignment until its
 //!   session times out, so a restart gets it back). A member not polled for
 //!   `max.poll.interval.ms` leaves the same way, loses its partitions and rejoins at the next
@@ -73,7 +78,8 @@ pub enum MemberState {
     Stale,
     /// Leaving for good (unsubscribe, close).
     Leaving,
-    /// A fatal error: nothing more is sent.
+    /// A fatal error: the owned partitions must be released as lost; nothing more is sent, and
+    /// the member never leaves this state (a new consumer is needed).
     Fatal,
 }
 
@@ -162,6 +168,10 @@ pub struct ConsumerMember {
     owned: IdAssignment,
     lost_pending: bool,
     sent: SentFields,
+    /// Why the member is `Fatal`.
+    fatal: Option<String>,
+    /// Whether a target was reconciled since the member (re)joined.
+    reconciled_since_join: bool,
 }
 
 impl ConsumerMember {
@@ -193,6 +203,8 @@ impl ConsumerMember {
             owned: IdAssignment::new(),
             lost_pending: false,
             sent: SentFields::default(),
+            fatal: None,
+            reconciled_since_join: false,
         }
     }
 
@@ -250,6 +262,7 @@ impl ConsumerMember {
 
     /// Subscribes to `topics` (sorted, deduplicated by the caller). An unsubscribed member
     /// joins; a member in the group sends the new subscription with its next heartbeat, at once.
+    /// A `Fatal` member stays fatal.
     pub fn subscribe(&mut self, topics: Vec<String>) {
         self.subscription = topics;
         self.regex = None;
@@ -294,7 +307,7 @@ impl ConsumerMember {
     }
 
     /// The application side released every owned partition as lost: a fenced (or stale) member
-    /// rejoins with epoch 0, keeping its member id.
+    /// rejoins with epoch 0, keeping its member id; a fatal one stays fatal.
     pub fn on_lost_released(&mut self) {
         self.lost_pending = false;
         self.owned.clear();
@@ -309,6 +322,12 @@ impl ConsumerMember {
             .then_some((self.epoch, &self.target))
     }
 
+    /// Whether a target was reconciled since the member last joined: the first reconciliation
+    /// after a join runs even when it changes nothing (the listener hears every join).
+    pub fn reconciled_since_join(&self) -> bool {
+        self.reconciled_since_join
+    }
+
     /// The application side revoked and assigned partitions for the target of `epoch`, and now
     /// owns `owned` (topics it could not resolve yet are left out). The next heartbeat, sent at
     /// once, acknowledges it. Ignored if the member was fenced or left meanwhile.
@@ -317,6 +336,7 @@ impl ConsumerMember {
             return;
         }
         let _ = epoch;
+        self.reconciled_since_join = true;
         // Only a change is worth an early heartbeat: a topic that cannot be resolved yet must
         // not make every poll send one.
         if owned != self.owned {
@@ -416,6 +436,14 @@ impl ConsumerMember {
             return Reaction::Done;
         }
         let Some(code) = answer.error else {
+            let joining = self.state == MemberState::Joining;
+            if answer.member_epoch < JOIN_EPOCH || (answer.member_epoch == JOIN_EPOCH && !joining) {
+                // No error yet no epoch the member can heartbeat with: adopted, -1 would make
+                // every later heartbeat a leave. Start over as if fenced.
+                self.sent = SentFields::default();
+                self.fence();
+                return Reaction::Rejoin;
+            }
             if let Some(id) = answer.member_id.filter(|id| !id.is_empty()) {
                 self.member_id = id;
             }
@@ -445,25 +473,45 @@ impl ConsumerMember {
         self.sent = SentFields::default();
         match code {
             ResponseError::FencedMemberEpoch | ResponseError::UnknownMemberId => {
-                self.state = MemberState::Fenced;
-                self.lost_pending = true;
-                self.epoch = JOIN_EPOCH;
-                self.target.clear();
+                self.fence();
                 Reaction::Rejoin
             }
             ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable => {
                 self.send_now = true;
                 Reaction::FindCoordinator
             }
-            ResponseError::CoordinatorLoadInProgress => {
+            // The heartbeat loop also reports TOPIC_AUTHORIZATION_FAILED to the application.
+            ResponseError::CoordinatorLoadInProgress | ResponseError::TopicAuthorizationFailed => {
                 self.send_now = true;
                 Reaction::RetryAfterBackoff
             }
             _ => {
-                self.state = MemberState::Fatal;
+                self.on_fatal(format!("ConsumerGroupHeartbeat answered {code:?}"));
                 Reaction::Fatal
             }
         }
+    }
+
+    fn fence(&mut self) {
+        self.state = MemberState::Fenced;
+        self.lost_pending = true;
+        self.epoch = JOIN_EPOCH;
+        self.target.clear();
+    }
+
+    /// Nothing will make the membership work (a fatal heartbeat answer, a broker that cannot
+    /// take the heartbeat): the owned partitions are to be released as lost, as Java's
+    /// `transitionToFatal` does, and nothing more is sent. `reason` is what later polls report.
+    pub fn on_fatal(&mut self, reason: String) {
+        self.state = MemberState::Fatal;
+        self.lost_pending = true;
+        self.target.clear();
+        self.fatal.get_or_insert(reason);
+    }
+
+    /// Why the member is `Fatal`, if it is.
+    pub fn fatal_reason(&self) -> Option<&str> {
+        self.fatal.as_deref()
     }
 
     /// A heartbeat could not be sent or answered (connection lost, timeout): it is sent again
@@ -495,6 +543,12 @@ impl ConsumerMember {
     /// Starts leaving for good (unsubscribe, close): the leave heartbeat to send, if the member
     /// is in the group. Nothing is owned afterwards.
     pub fn begin_leave(&mut self) -> Option<HeartbeatFields> {
+        if self.state == MemberState::Fatal {
+            // Not in the group, and staying fatal (Java's leaveGroup leaves FATAL as it is).
+            self.owned.clear();
+            self.lost_pending = false;
+            return None;
+        }
         // A member that never sent a heartbeat is not in the group yet.
         let never_joined = self.state == MemberState::Joining && self.last_sent.is_none();
         let in_group = !never_joined
@@ -532,6 +586,7 @@ impl ConsumerMember {
 
     fn join(&mut self) {
         self.state = MemberState::Joining;
+        self.reconciled_since_join = false;
         self.epoch = JOIN_EPOCH;
         self.target.clear();
         self.sent = SentFields::default();

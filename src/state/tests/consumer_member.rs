@@ -259,6 +259,8 @@ fn fatal_errors_stop_the_member() {
         ResponseError::GroupAuthorizationFailed,
         ResponseError::UnsupportedAssignor,
         ResponseError::InvalidRequest,
+        // Java's default branch: an unexpected code is fatal too.
+        ResponseError::UnknownServerError,
     ] {
         let now = Instant::now();
         let mut m = stable(now);
@@ -269,7 +271,81 @@ fn fatal_errors_stop_the_member() {
         );
         assert_eq!(m.state(), MemberState::Fatal);
         assert_eq!(m.heartbeat_step(now), HeartbeatStep::Idle);
+        // What it owned goes as lost (Java's transitionToFatal), and it stays fatal after.
+        assert!(m.lost_pending(), "{code:?}");
+        assert!(m.fatal_reason().is_some_and(|r| r.contains(&format!("{code:?}"))));
+        m.on_lost_released();
+        assert!(m.owned().is_empty());
+        assert_eq!(m.state(), MemberState::Fatal);
+        assert_eq!(m.commit_identity(), (String::new(), -1));
+        // Neither a new subscription nor an unsubscribe/subscribe brings it back.
+        m.subscribe(vec!["c".into()]);
+        assert_eq!(m.state(), MemberState::Fatal);
+        assert_eq!(m.begin_leave(), None);
+        m.subscribe(vec!["c".into()]);
+        assert_eq!(m.state(), MemberState::Fatal);
+        assert_eq!(m.heartbeat_step(now), HeartbeatStep::Idle);
     }
+}
+
+#[test]
+fn a_broker_that_cannot_take_the_heartbeat_makes_the_member_fatal_and_its_partitions_lost() {
+    let now = Instant::now();
+    let mut m = stable(now);
+    m.on_fatal("no ConsumerGroupHeartbeat".into());
+    assert_eq!(m.state(), MemberState::Fatal);
+    assert!(m.lost_pending());
+    assert_eq!(m.fatal_reason(), Some("no ConsumerGroupHeartbeat"));
+    m.on_lost_released();
+    assert_eq!(m.state(), MemberState::Fatal);
+}
+
+#[test]
+fn topic_authorization_failed_keeps_the_member_and_retries() {
+    let now = Instant::now();
+    let mut m = stable(now);
+    send(&mut m, now + Duration::from_secs(5));
+    assert_eq!(
+        m.on_heartbeat_response(error(ResponseError::TopicAuthorizationFailed)),
+        Reaction::RetryAfterBackoff
+    );
+    assert_eq!(m.state(), MemberState::Stable);
+    assert!(!m.lost_pending());
+    assert_eq!(m.fatal_reason(), None);
+    assert_eq!(m.owned(), &assignment(&[(T1, &[0, 1])]));
+    // The retry carries every field, with the epoch it had.
+    let f = send(&mut m, now + Duration::from_secs(5));
+    assert_eq!(f.member_epoch, 3);
+    assert!(f.subscribed_topic_names.is_some());
+    assert_eq!(f.owned, Some(assignment(&[(T1, &[0, 1])])));
+    m.on_heartbeat_response(ok(3, None));
+    assert_eq!(m.state(), MemberState::Stable);
+}
+
+#[test]
+fn a_success_answer_with_an_epoch_the_member_cannot_hold_fences_it() {
+    for epoch in [-1, -2, 0] {
+        let now = Instant::now();
+        let mut m = stable(now);
+        send(&mut m, now + Duration::from_secs(5));
+        assert_eq!(m.on_heartbeat_response(ok(epoch, None)), Reaction::Rejoin);
+        assert_eq!(m.state(), MemberState::Fenced, "epoch {epoch}");
+        assert!(m.lost_pending());
+        m.on_lost_released();
+        let f = send(&mut m, now + Duration::from_secs(6));
+        assert_eq!(f.member_epoch, JOIN_EPOCH, "epoch {epoch}: rejoins, does not leave");
+        assert!(f.subscribed_topic_names.is_some());
+    }
+    // A join answered with epoch 0 and no assignment still just keeps joining.
+    let now = Instant::now();
+    let mut m = member(None, now);
+    send(&mut m, now);
+    assert_eq!(m.on_heartbeat_response(ok(0, None)), Reaction::Done);
+    assert_eq!(m.state(), MemberState::Joining);
+    // A joining member answered with -1 starts over too.
+    assert_eq!(m.on_heartbeat_response(ok(-1, None)), Reaction::Rejoin);
+    m.on_lost_released();
+    assert_eq!(send(&mut m, now).member_epoch, JOIN_EPOCH);
 }
 
 #[test]
@@ -428,4 +504,17 @@ fn a_member_subscribed_by_names_never_sends_a_regex() {
     // Not even the empty string: a v0 broker cannot take the field at all.
     assert_eq!(send(&mut m, now).subscribed_topic_regex, None);
     assert_eq!(m.begin_leave().unwrap().subscribed_topic_regex, None);
+}
+
+#[test]
+fn the_first_reconciliation_after_each_join_is_known() {
+    let now = Instant::now();
+    let mut m = member(None, now);
+    assert!(!m.reconciled_since_join());
+    let mut m2 = stable(now);
+    assert!(m2.reconciled_since_join());
+    send(&mut m, now);
+    m2.on_heartbeat_response(error(ResponseError::FencedMemberEpoch));
+    m2.on_lost_released();
+    assert!(!m2.reconciled_since_join(), "a rejoin starts over");
 }

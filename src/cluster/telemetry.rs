@@ -107,11 +107,13 @@ async fn run(
                     .broker_range(ApiKey::GetTelemetrySubscriptions)
                     .is_none()
                 {
+                    // Asked again after the default interval, as Java does: in a cluster
+                    // part-way through enabling a metrics plugin another broker may take it.
                     debug!(
                         broker = %conn.broker(),
-                        "telemetry: the broker does not accept client metrics (KIP-714); push off"
+                        "telemetry: the broker does not accept client metrics (KIP-714); asking again later"
                     );
-                    machine.disable();
+                    machine.on_failed(Instant::now().into_std(), true);
                     continue;
                 }
                 let request = GetTelemetrySubscriptionsRequest::default()

@@ -94,15 +94,21 @@ impl Registry {
     /// Per-second rates of `totals` (counters that only grow) over the last [`RATE_WINDOW`],
     /// or since the client started when it is younger.
     pub(crate) fn rates(&self, role: &'static str, totals: Vec<u64>) -> Vec<f64> {
-        let now = Instant::now();
+        self.rates_at(Instant::now(), role, totals)
+    }
+
+    /// [`Registry::rates`] at `now`.
+    fn rates_at(&self, now: Instant, role: &'static str, totals: Vec<u64>) -> Vec<f64> {
         let mut all = self.rates.lock().expect("rates lock poisoned");
         let samples = all.entry(role).or_default();
         while samples.len() > 1 && now.duration_since(samples[1].0) >= RATE_WINDOW {
             samples.pop_front();
         }
+        // The oldest sample kept is the newest one at least a window old (or younger, early
+        // on): the rate covers about the last window, never the client's whole life.
         let (since, base) = match samples.front() {
-            Some((at, base)) if now.duration_since(*at) <= RATE_WINDOW => (*at, base.clone()),
-            _ => (self.started, vec![0; totals.len()]),
+            Some((at, base)) => (*at, base.clone()),
+            None => (self.started, vec![0; totals.len()]),
         };
         let secs = now.duration_since(since).as_secs_f64();
         let rates = totals
@@ -377,5 +383,23 @@ mod tests {
         assert_eq!(again, vec![0.0]);
         // Roles have separate windows.
         assert!(r.rates("consumer", vec![5])[0] > 0.0);
+    }
+
+    #[test]
+    fn a_rate_covers_the_last_window_not_the_client_s_life() {
+        let r = Registry::new("c", true);
+        let start = r.started;
+        // 300 records a second for 3 s, then none: sampled every 1.1 s (an exporter's second
+        // and a little) for 44 s.
+        let mut rate = Vec::new();
+        for i in 1..=40u64 {
+            let at = Duration::from_millis(1100 * i);
+            let total = (300 * at.as_millis() as u64 / 1000).min(900);
+            rate = r.rates_at(start + at, "producer", vec![total]);
+            if i == 2 {
+                assert!((rate[0] - 300.0).abs() < 1.0, "{rate:?}");
+            }
+        }
+        assert_eq!(rate, vec![0.0], "nothing was sent in the last 30 s");
     }
 }

@@ -167,6 +167,9 @@ pub struct Telemetry {
     last_request: Option<Instant>,
     interval: Duration,
     enabled: bool,
+    /// A push was refused for its codec: push uncompressed from then on (the broker's list may
+    /// name codecs it does not take after all, and asking again would pick the same one).
+    compression_refused: bool,
     rng: u64,
 }
 
@@ -179,6 +182,7 @@ impl Telemetry {
             last_request: None,
             interval: Duration::ZERO,
             enabled: true,
+            compression_refused: false,
             rng: seed | 1,
         }
     }
@@ -243,6 +247,10 @@ impl Telemetry {
             return Applied::default();
         }
         if let Some(wait) = self.error_wait(answer.error_code) {
+            // The codes that ask again at once are a push's (a stale subscription or codec,
+            // which a new subscription answers); given to the subscription request itself, they
+            // would have the client ask again at once for ever: it waits a push interval.
+            let wait = wait.map(|w| if w.is_zero() { self.push_interval() } else { w });
             self.state = TelemetryState::SubscriptionNeeded;
             self.wait_from(now, wait);
             return Applied::default();
@@ -296,6 +304,9 @@ impl Telemetry {
         if self.is_terminating() {
             return;
         }
+        if error_code == codes::UNSUPPORTED_COMPRESSION_TYPE {
+            self.compression_refused = true;
+        }
         if let Some(wait) = self.error_wait(error_code) {
             self.state = TelemetryState::SubscriptionNeeded;
             self.wait_from(now, wait);
@@ -325,12 +336,6 @@ impl Telemetry {
         self.state = TelemetryState::SubscriptionNeeded;
     }
 
-    /// Turns telemetry off for good (the broker does not speak the telemetry APIs, or the client
-    /// asked for it).
-    pub fn disable(&mut self) {
-        self.enabled = false;
-    }
-
     /// The client is closing. Returns true when a terminating push is due (a subscription was
     /// received and telemetry is on); otherwise the machine is terminated at once.
     pub fn close(&mut self) -> bool {
@@ -353,6 +358,9 @@ impl Telemetry {
     /// The codec to push with: the broker's most preferred one that josefk can `encode`, else
     /// none (0).
     pub fn compression(&self, can_encode: impl Fn(i8) -> bool) -> i8 {
+        if self.compression_refused {
+            return 0;
+        }
         self.subscription
             .as_ref()
             .and_then(|s| {
@@ -362,6 +370,13 @@ impl Telemetry {
                     .find(|&c| c != 0 && can_encode(c))
             })
             .unwrap_or(0)
+    }
+
+    /// The subscription's push interval, or the default before there is one.
+    fn push_interval(&self) -> Duration {
+        self.subscription
+            .as_ref()
+            .map_or(DEFAULT_PUSH_INTERVAL, |s| s.push_interval)
     }
 
     fn is_terminating(&self) -> bool {
@@ -376,10 +391,7 @@ impl Telemetry {
     /// How long to wait after an error answer before asking for a subscription again; `None`
     /// inside `Some` turns telemetry off. `None`: not an error.
     fn error_wait(&self, code: i16) -> Option<Option<Duration>> {
-        let interval = self
-            .subscription
-            .as_ref()
-            .map_or(DEFAULT_PUSH_INTERVAL, |s| s.push_interval);
+        let interval = self.push_interval();
         match code {
             0 => None,
             codes::UNKNOWN_SUBSCRIPTION_ID | codes::UNSUPPORTED_COMPRESSION_TYPE => {

@@ -296,6 +296,44 @@ fn compression_is_the_brokers_first_choice_josefk_can_encode() {
 }
 
 #[test]
+fn a_push_refused_for_its_codec_pushes_uncompressed_from_then_on() {
+    let t0 = Instant::now();
+    let mut m = subscribed(t0);
+    let due = first_push(&mut m, t0);
+    assert_eq!(m.compression(|_| true), 3);
+    m.on_push(due, codes::UNSUPPORTED_COMPRESSION_TYPE);
+    assert!(matches!(m.next(due), Next::GetSubscriptions { .. }));
+    m.on_subscriptions(due, answer(1000, &["org.apache.kafka.producer."]));
+    assert_eq!(m.compression(|_| true), 0, "not lz4 again");
+}
+
+/// The codes that make a refused push ask for a subscription at once, given to the subscription
+/// request itself: asked again after the push interval, not at once for ever.
+#[test]
+fn a_subscription_answered_with_a_push_only_code_waits_before_asking_again() {
+    for code in [
+        codes::UNKNOWN_SUBSCRIPTION_ID,
+        codes::UNSUPPORTED_COMPRESSION_TYPE,
+    ] {
+        let t0 = Instant::now();
+        let mut m = Telemetry::new(5);
+        assert!(matches!(m.next(t0), Next::GetSubscriptions { .. }));
+        m.on_subscriptions(
+            t0,
+            SubscriptionAnswer {
+                error_code: code,
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            m.next(t0),
+            Next::WaitUntil(t0 + DEFAULT_PUSH_INTERVAL),
+            "{code}"
+        );
+    }
+}
+
+#[test]
 fn an_answer_without_an_instance_id_turns_telemetry_off() {
     let t0 = Instant::now();
     let mut m = Telemetry::new(9);

@@ -276,19 +276,55 @@ impl AdminMetrics {
     }
 }
 
-/// Writes `metrics` to the installed `metrics` recorder (a no-op without one).
+/// Writes `metrics` to the installed `metrics` recorder (a no-op without one), counters as
+/// absolute values (see [`Exported`] for the exporter's own way).
 fn publish(metrics: &[Metric]) {
     for m in metrics {
-        let labels: Vec<::metrics::Label> = m
-            .tags
-            .iter()
-            .map(|(k, v)| ::metrics::Label::new(*k, v.clone()))
-            .collect();
+        let labels = labels(m);
         match m.kind {
             MetricKind::Counter => {
                 ::metrics::counter!(m.facade_name(), labels).absolute(m.value as u64)
             }
             MetricKind::Gauge => ::metrics::gauge!(m.facade_name(), labels).set(m.value),
+        }
+    }
+}
+
+fn labels(m: &Metric) -> Vec<::metrics::Label> {
+    m.tags
+        .iter()
+        .map(|(k, v)| ::metrics::Label::new(*k, v.clone()))
+        .collect()
+}
+
+/// What one client's exporter has published: its counters go out as increments since the last
+/// publish. A recorder keeps one series per name and labels, and `absolute` keeps the largest
+/// value it was given, so two clients with the same `client.id` hid each other's counts, and a
+/// client created again under an id stayed frozen at its predecessor's total until it passed it.
+/// As increments, clients sharing a series add up and a new client's counts add on.
+#[derive(Default)]
+struct Exported {
+    counters: std::collections::HashMap<(String, Vec<(&'static str, String)>), u64>,
+}
+
+impl Exported {
+    fn publish(&mut self, metrics: Vec<Metric>) {
+        for m in metrics {
+            let labels = labels(&m);
+            match m.kind {
+                MetricKind::Counter => {
+                    let name = m.facade_name();
+                    let value = m.value as u64;
+                    let last = self.counters.entry((name.clone(), m.tags)).or_insert(0);
+                    // Totals only grow; a smaller one (a reset) counts from zero.
+                    let delta = value.checked_sub(*last).unwrap_or(value);
+                    *last = value;
+                    if delta > 0 {
+                        ::metrics::counter!(name, labels).increment(delta);
+                    }
+                }
+                MetricKind::Gauge => ::metrics::gauge!(m.facade_name(), labels).set(m.value),
+            }
         }
     }
 }
@@ -308,12 +344,75 @@ pub(crate) fn spawn_exporter(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EXPORT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut exported = Exported::default();
         loop {
             tick.tick().await;
             match snapshot() {
-                Some(metrics) => publish(&metrics),
+                Some(metrics) => exported.publish(metrics),
                 None => break,
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::metrics::{
+        Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+    };
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// A recorder keeping counters as `metrics-util`'s and the Prometheus exporter's do: one
+    /// `AtomicU64` per series (`increment` adds, `absolute` keeps the larger).
+    #[derive(Default)]
+    struct Counters(Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>);
+
+    impl Recorder for Counters {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut all = self.0.lock().unwrap();
+            Counter::from_arc(all.entry(key.name().to_owned()).or_default().clone())
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    fn sent(total: u64) -> Vec<Metric> {
+        vec![Metric {
+            group: "producer-metrics",
+            name: "record-send-total",
+            kind: MetricKind::Counter,
+            value: total as f64,
+            tags: vec![("client-id", "josefk".into())],
+        }]
+    }
+
+    #[test]
+    fn clients_sharing_a_client_id_add_up_and_a_new_one_counts_on() {
+        let recorder = Counters::default();
+        let read = |r: &Counters| {
+            r.0.lock().unwrap()["kafka.producer-metrics.record-send-total"].load(Ordering::SeqCst)
+        };
+        ::metrics::with_local_recorder(&recorder, || {
+            let (mut a, mut b) = (Exported::default(), Exported::default());
+            a.publish(sent(50));
+            b.publish(sent(5));
+            assert_eq!(read(&recorder), 55, "both clients counted");
+            a.publish(sent(60));
+            a.publish(sent(60));
+            assert_eq!(read(&recorder), 65);
+            // Both gone, a new client under the same id sends 20.
+            let mut c = Exported::default();
+            c.publish(sent(20));
+            assert_eq!(read(&recorder), 85, "not frozen at the old total");
+        });
+    }
 }

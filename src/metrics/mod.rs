@@ -6,7 +6,12 @@
 //!   [`Admin::metrics`](crate::admin::Admin::metrics);
 //! - the [`metrics`](https://docs.rs/metrics) facade: every client publishes its values once a
 //!   second to whatever recorder the application installed (Prometheus, StatsD, OpenTelemetry…),
-//!   and [`ProducerMetrics::publish`] (etc.) does it on demand.
+//!   and [`ProducerMetrics::publish`] (etc.) does it on demand. The once-a-second export adds
+//!   each counter's growth since its last export, so clients sharing a `client.id` add up and a
+//!   client created again under an id counts on from the series' value; `publish` sets absolute
+//!   values (a recorder keeps the largest), for one client per id. Gauges are set as they are;
+//!   the recorder keeps a closed client's last values until it expires them (e.g. the
+//!   Prometheus exporter's `idle_timeout`).
 //!
 //! Names and tags are the Java client's (`record-send-total`, `request-latency-avg`,
 //! `records-lag-max`…, tags `client-id`, `node-id`, `topic`, `partition`); the table in

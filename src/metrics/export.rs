@@ -304,8 +304,11 @@ fn labels(m: &Metric) -> Vec<::metrics::Label> {
 /// As increments, clients sharing a series add up and a new client's counts add on.
 #[derive(Default)]
 struct Exported {
-    counters: std::collections::HashMap<(String, Vec<(&'static str, String)>), u64>,
+    counters: std::collections::HashMap<Series, u64>,
 }
+
+/// A facade series: its name and tags.
+type Series = (String, Vec<(&'static str, String)>);
 
 impl Exported {
     fn publish(&mut self, metrics: Vec<Metric>) {

@@ -300,6 +300,50 @@ async fn invalid_topic_requests_are_refused_with_the_topic_named() {
     assert!(!names.contains(&topic) && !names.contains(&topic2));
 }
 
+/// Calls about a topic that does not exist fail with UNKNOWN_TOPIC_OR_PARTITION, as Java's do:
+/// they were retried until `default.api.timeout.ms` and then reported as a timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_on_a_missing_topic_say_it_is_unknown() {
+    use josefk::admin::{ConfigChange, ConfigResource};
+    let admin = admin().await;
+    let missing = unique_topic("missing");
+    let e = admin
+        .create_partitions(&missing, 4)
+        .await
+        .expect_err("no such topic");
+    assert_eq!(
+        broker_code(&e),
+        Some(ErrorCode::UnknownTopicOrPartition),
+        "{e}"
+    );
+    assert!(e.to_string().contains(&missing), "{e}");
+    assert!(!e.is_retriable(), "{e}");
+    let resource = ConfigResource::Topic(missing.clone());
+    let e = admin
+        .describe_configs(&resource)
+        .await
+        .expect_err("no such topic");
+    assert_eq!(
+        broker_code(&e),
+        Some(ErrorCode::UnknownTopicOrPartition),
+        "{e}"
+    );
+    let e = admin
+        .alter_configs(
+            &resource,
+            &[ConfigChange::Set("retention.ms".into(), "1000".into())],
+        )
+        .await
+        .expect_err("no such topic");
+    assert_eq!(
+        broker_code(&e),
+        Some(ErrorCode::UnknownTopicOrPartition),
+        "{e}"
+    );
+    let e = admin.create_partitions("", 4).await.expect_err("no name");
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+}
+
 /// `list_topics` after another client deleted a topic no longer names it, though this client saw it
 /// (the cached metadata once kept every topic an answer about all topics left out).
 #[tokio::test(flavor = "multi_thread")]

@@ -139,6 +139,9 @@ async fn groups_are_listed_described_offsets_read_and_deleted() {
         }
     }
     assert!(admin.list_group_offsets(&group).await.unwrap().is_empty());
+    // So is an empty group id (the coordinator would describe it as a Dead group).
+    let e = admin.describe_groups(&[""]).await.expect_err("empty id");
+    assert!(matches!(e, josefk::Error::InvalidArgument(_)), "{e:?}");
     assert!(!admin
         .list_groups()
         .await
@@ -173,6 +176,14 @@ async fn group_offsets_are_set_and_deleted_only_while_no_member_consumes() {
         TopicPartition::new(&topic, 0),
         TopicPartition::new(&topic, 1),
     );
+
+    // A negative offset is refused before anything is sent, as Java does.
+    let e = admin
+        .alter_group_offsets(&group, &[(p0.clone(), 2), (p1.clone(), -5)])
+        .await
+        .expect_err("negative offset");
+    assert!(matches!(e, josefk::Error::InvalidArgument(_)), "{e:?}");
+    assert!(admin.list_group_offsets(&group).await.unwrap().is_empty());
 
     // An empty group: offsets are set as given, then one partition's deleted.
     admin

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, IncrementalAlterC
 use kafka_protocol::protocol::StrBytes;
 
 use super::Admin;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What a config belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,11 +132,11 @@ impl Admin {
             async move {
                 let response = conn.send(&request).await?;
                 for r in &response.results {
-                    Error::check_code(
+                    super::resource_error(
                         ApiKey::DescribeConfigs,
-                        Some(conn.broker()),
+                        conn.broker(),
                         r.error_code,
-                        Some(&describe(r.error_message.as_deref(), &name)),
+                        &describe(r.error_message.as_deref(), &name),
                     )?;
                 }
                 Ok(response)
@@ -221,11 +221,11 @@ impl Admin {
             async move {
                 let response = call.send(&conn, &request).await?;
                 for r in &response.responses {
-                    Error::check_code(
+                    super::resource_error(
                         ApiKey::IncrementalAlterConfigs,
-                        Some(conn.broker()),
+                        conn.broker(),
                         r.error_code,
-                        Some(&describe(r.error_message.as_deref(), &name)),
+                        &describe(r.error_message.as_deref(), &name),
                     )?;
                 }
                 Ok(())

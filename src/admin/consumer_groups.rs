@@ -93,6 +93,7 @@ impl Admin {
         &self,
         groups: &[&str],
     ) -> Result<Vec<ConsumerGroupDescription>> {
+        super::groups::check_group_ids(groups)?;
         let call = self.call(ApiKey::ConsumerGroupDescribe);
         call.run(self.describe_consumer_groups_in(&call, groups))
             .await

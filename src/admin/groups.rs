@@ -181,6 +181,7 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn describe_groups(&self, groups: &[&str]) -> Result<Vec<GroupDescription>> {
+        check_group_ids(groups)?;
         let call = self.call(ApiKey::DescribeGroups);
         call.run(self.describe_groups_in(&call, groups)).await
     }
@@ -275,6 +276,7 @@ impl Admin {
         &self,
         group: &str,
     ) -> Result<BTreeMap<TopicPartition, CommittedOffset>> {
+        check_group_ids(&[group])?;
         let call = self.call(ApiKey::OffsetFetch);
         let (_, response) = call
             .run(
@@ -378,6 +380,7 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn delete_groups(&self, groups: &[&str]) -> Result<()> {
+        check_group_ids(groups)?;
         let call = self.call(ApiKey::DeleteGroups);
         call.run(self.delete_groups_in(&call, groups)).await
     }
@@ -420,6 +423,14 @@ impl Admin {
         group: &str,
         offsets: &[(TopicPartition, i64)],
     ) -> Result<()> {
+        check_group_ids(&[group])?;
+        // Java refuses these before sending ("Invalid negative offset"): committed, a negative
+        // offset reads back as no offset, and the group silently falls back to its reset policy.
+        if let Some((tp, offset)) = offsets.iter().find(|(_, o)| *o < 0) {
+            return Err(Error::InvalidArgument(format!(
+                "offset {offset} for {tp} is negative; nothing was changed"
+            )));
+        }
         let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
         for (tp, offset) in offsets {
             by_topic.entry(&tp.topic).or_default().push(
@@ -479,6 +490,7 @@ impl Admin {
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<()> {
+        check_group_ids(&[group])?;
         let mut by_topic: BTreeMap<&str, Vec<OffsetDeleteRequestPartition>> = BTreeMap::new();
         for tp in partitions {
             by_topic
@@ -647,6 +659,17 @@ fn check_partition_codes<'a>(
             code,
             Some(&format!("group `{group}`, partition {topic}-{partition}")),
         )?;
+    }
+    Ok(())
+}
+
+/// An empty group id names no group (Java: `InvalidGroupIdException` before sending): refused,
+/// where the coordinator would describe it as a `Dead` group.
+pub(crate) fn check_group_ids(groups: &[&str]) -> Result<()> {
+    if groups.iter().any(|g| g.is_empty()) {
+        return Err(Error::InvalidArgument(
+            "a group id must not be empty".into(),
+        ));
     }
     Ok(())
 }

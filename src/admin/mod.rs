@@ -734,6 +734,26 @@ impl Admin {
     }
 }
 
+/// A per-resource error code of an admin answer (CreatePartitions, DescribeConfigs,
+/// IncrementalAlterConfigs). UNKNOWN_TOPIC_OR_PARTITION there is the controller's answer about
+/// the topic, not a stale view to wait out: refused at once, as Java's admin client does (it was
+/// retried until `default.api.timeout.ms` and then reported as a timeout).
+pub(crate) fn resource_error(
+    api: ApiKey,
+    broker: &crate::BrokerRef,
+    code: i16,
+    message: &str,
+) -> Result<()> {
+    Error::check_code(api, Some(broker), code, Some(message)).map_err(|mut e| {
+        if e.kafka_code() == Some(crate::error::ErrorCode::UnknownTopicOrPartition) {
+            if let Error::Broker { class, .. } = &mut e {
+                *class = ErrorClass::Rejected;
+            }
+        }
+        e
+    })
+}
+
 /// A protocol error naming the first partition of `asked` that a response left out (neither
 /// answered nor failed), so callers can rely on every partition being in the result.
 fn missing_answer<T>(

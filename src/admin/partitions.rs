@@ -43,6 +43,7 @@ impl Admin {
         err(level = "debug")
     )]
     pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
+        crate::cluster::validate_topic_name(topic)?;
         let call = self.call(ApiKey::CreatePartitions);
         call.run(self.create_partitions_in(&call, topic, total))
             .await
@@ -65,11 +66,11 @@ impl Admin {
                         Some(m) => format!("topic `{topic}`: {m}"),
                         None => format!("topic `{topic}`"),
                     };
-                    Error::check_code(
+                    super::resource_error(
                         ApiKey::CreatePartitions,
-                        Some(conn.broker()),
+                        conn.broker(),
                         r.error_code,
-                        Some(&message),
+                        &message,
                     )?;
                 }
                 Ok(())

@@ -344,6 +344,50 @@ async fn calls_on_a_missing_topic_say_it_is_unknown() {
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
 }
 
+/// One refused topic in a batch does not hide the others: they are created (and ready) or
+/// deleted, and the refusal is the call's error (an existing topic to create, a missing one to
+/// delete, which is not retriable).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_topic_in_a_batch_leaves_the_others_done() {
+    let admin = admin().await;
+    let (existing, new) = (unique_topic("exists"), unique_topic("new"));
+    admin
+        .create_topics(&[NewTopic::new(&existing, 1, 1)])
+        .await
+        .unwrap();
+    let e = admin
+        .create_topics(&[NewTopic::new(&existing, 1, 1), NewTopic::new(&new, 2, 1)])
+        .await
+        .expect_err("one exists");
+    assert_eq!(broker_code(&e), Some(ErrorCode::TopicAlreadyExists), "{e}");
+    // Created and waited for: its partitions answer at once.
+    let ends = admin
+        .list_offsets(
+            &[
+                (TopicPartition::new(&new, 0), OffsetSpec::Latest),
+                (TopicPartition::new(&new, 1), OffsetSpec::Latest),
+            ],
+            IsolationLevel::ReadUncommitted,
+        )
+        .await
+        .expect("the new topic is ready");
+    assert_eq!(ends.len(), 2);
+    let missing = unique_topic("missing");
+    let e = admin
+        .delete_topics(&[&missing, &existing])
+        .await
+        .expect_err("one is missing");
+    assert_eq!(
+        broker_code(&e),
+        Some(ErrorCode::UnknownTopicOrPartition),
+        "{e}"
+    );
+    assert!(!e.is_retriable(), "retrying cannot help: {e}");
+    let names = admin.list_topics().await.unwrap();
+    assert!(!names.contains(&existing), "the existing one was deleted");
+    admin.delete_topics(&[&new]).await.unwrap();
+}
+
 /// `list_topics` after another client deleted a topic no longer names it, though this client saw it
 /// (the cached metadata once kept every topic an answer about all topics left out).
 #[tokio::test(flavor = "multi_thread")]

@@ -213,7 +213,9 @@ impl Admin {
     }
 
     /// Creates topics, then waits until each of their partitions has a leader that answers for it.
-    /// A topic that exists already fails with TOPIC_ALREADY_EXISTS.
+    /// A topic that exists already fails with TOPIC_ALREADY_EXISTS. When the controller refuses
+    /// some topics, the others are still created and waited for, and then the first refusal is
+    /// returned (Java reports each topic apart).
     ///
     /// Cancellation: if dropped after the request was sent, the topics may have been created.
     ///
@@ -297,19 +299,45 @@ impl Admin {
             })
             .await?;
         let (broker, response) = response;
+        // Topics the controller refused do not stop the others, which it created: those are
+        // still waited for (as the docs promise), and the first refusal is returned after.
+        let mut refused = None;
         for t in &response.topics {
             let message = t
                 .error_message
                 .as_ref()
                 .map(|m| format!("topic `{}`: {m}", t.name.0))
                 .unwrap_or_else(|| format!("topic `{}`", t.name.0));
-            Error::check_code(
+            if let Err(e) = Error::check_code(
                 ApiKey::CreateTopics,
                 Some(&broker),
                 t.error_code,
                 Some(&message),
-            )?;
+            ) {
+                refused.get_or_insert(e);
+            }
         }
+        let refused_names: Vec<&str> = response
+            .topics
+            .iter()
+            .filter(|t| t.error_code != 0)
+            .map(|t| t.name.0.as_str())
+            .collect();
+        let topics: Vec<&NewTopic> = topics
+            .iter()
+            .filter(|t| !refused_names.contains(&t.name.as_str()))
+            .collect();
+        if !topics.is_empty() {
+            self.wait_until_created(call, &topics).await?;
+        }
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every partition of `topics`, just created, has a leader that serves it.
+    async fn wait_until_created(&self, call: &deadline::Call, topics: &[&NewTopic]) -> Result<()> {
         call.waiting_for(ApiKey::Metadata);
         let names: Vec<&str> = topics.iter().map(|t| t.name.as_str()).collect();
         self.topics_ready(call, &names).await?;
@@ -329,7 +357,9 @@ impl Admin {
         Ok(())
     }
 
-    /// Deletes topics. A topic that does not exist fails with UNKNOWN_TOPIC_OR_PARTITION.
+    /// Deletes topics. A topic that does not exist fails with UNKNOWN_TOPIC_OR_PARTITION (class
+    /// [`ErrorClass::Rejected`]); the others named are still deleted, and the first refusal is
+    /// returned once their deletion is seen.
     ///
     /// Cancellation: if dropped after the request was sent, the topics may have been deleted.
     ///
@@ -380,24 +410,27 @@ impl Admin {
                 Ok((conn.broker().clone(), response))
             })
             .await?;
+        // As for creation: one topic's refusal (UNKNOWN_TOPIC_OR_PARTITION for one that does not
+        // exist, not retriable here) is returned after the others' deletion is seen.
+        let mut refused = None;
         for t in &response.responses {
             let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
             let message = match &t.error_message {
                 Some(m) => format!("topic `{name}`: {m}"),
                 None => format!("topic `{name}`"),
             };
-            Error::check_code(
-                ApiKey::DeleteTopics,
-                Some(&broker),
-                t.error_code,
-                Some(&message),
-            )?;
+            if let Err(e) = resource_error(ApiKey::DeleteTopics, &broker, t.error_code, &message) {
+                refused.get_or_insert(e);
+            }
         }
         call.waiting_for(ApiKey::Metadata);
         self.cluster
             .refresh_metadata(TopicsQuery::Some(names))
             .await?;
-        Ok(())
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Fresh metadata, asked again after the backoff while the failure is retriable (a broker

@@ -36,6 +36,11 @@ async fn data_for_a_partition_not_asked_for_is_no_progress() {
         records.len()
     );
     assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        consumer.metrics().bytes_consumed_total,
+        0,
+        "dropped data is not consumed bytes"
+    );
     assert!(
         fetched <= MAX_FETCHES_IN_WINDOW,
         "{fetched} fetches in {WINDOW:?}"

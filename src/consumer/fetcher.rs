@@ -308,6 +308,10 @@ impl Consumer {
                         let Some(records) = p.records.filter(|r| !r.is_empty()) else {
                             continue;
                         };
+                        let registry = &self.cluster.pool().metrics().0;
+                        if registry.enabled {
+                            super::metrics::count_kept(&registry.consumer, records.len());
+                        }
                         let aborted = p
                             .aborted_transactions
                             .unwrap_or_default()

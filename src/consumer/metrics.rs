@@ -69,9 +69,13 @@ pub(super) fn count_fetch(cells: &ConsumerCells, response: &FetchResponse, took:
         .filter_map(|p| p.records.as_ref().map(|r| r.len()))
         .sum();
     cells.fetch_size.record(fetched as u64);
-    cells
-        .bytes_consumed_total
-        .fetch_add(fetched as u64, Relaxed);
+}
+
+/// Counts `bytes` of fetched data the consumer keeps for the application (`bytes-consumed-total`;
+/// data dropped as stale, unassigned or not asked for is not counted, as in Java, where the bytes
+/// are counted as fetched data is drained).
+pub(super) fn count_kept(cells: &ConsumerCells, bytes: usize) {
+    cells.bytes_consumed_total.fetch_add(bytes as u64, Relaxed);
 }
 
 /// Records `tp`'s lag from its log end as last fetched and its position (Java

@@ -302,9 +302,14 @@ fn labels(m: &Metric) -> Vec<::metrics::Label> {
 /// value it was given, so two clients with the same `client.id` hid each other's counts, and a
 /// client created again under an id stayed frozen at its predecessor's total until it passed it.
 /// As increments, clients sharing a series add up and a new client's counts add on.
+///
+/// Gauges a client stops reporting (a revoked partition's `records-lag`, everything once the
+/// client is closed) are set to 0 once: a recorder cannot forget a series, and would otherwise
+/// show the last value for ever (Java removes such metrics).
 #[derive(Default)]
 struct Exported {
     counters: std::collections::HashMap<Series, u64>,
+    gauges: std::collections::HashSet<Series>,
 }
 
 /// A facade series: its name and tags.
@@ -312,6 +317,7 @@ type Series = (String, Vec<(&'static str, String)>);
 
 impl Exported {
     fn publish(&mut self, metrics: Vec<Metric>) {
+        let mut gauges = std::collections::HashSet::new();
         for m in metrics {
             let labels = labels(&m);
             match m.kind {
@@ -326,8 +332,28 @@ impl Exported {
                         ::metrics::counter!(name, labels).increment(delta);
                     }
                 }
-                MetricKind::Gauge => ::metrics::gauge!(m.facade_name(), labels).set(m.value),
+                MetricKind::Gauge => {
+                    ::metrics::gauge!(m.facade_name(), labels).set(m.value);
+                    gauges.insert((m.facade_name(), m.tags));
+                }
             }
+        }
+        let gone = std::mem::replace(&mut self.gauges, gauges);
+        Self::zero(gone.into_iter().filter(|g| !self.gauges.contains(g)));
+    }
+
+    /// The client is gone: its gauges read 0 from now on.
+    fn close(&mut self) {
+        Self::zero(std::mem::take(&mut self.gauges).into_iter());
+    }
+
+    fn zero(series: impl Iterator<Item = Series>) {
+        for (name, tags) in series {
+            let labels: Vec<::metrics::Label> = tags
+                .into_iter()
+                .map(|(k, v)| ::metrics::Label::new(k, v))
+                .collect();
+            ::metrics::gauge!(name, labels).set(0.0);
         }
     }
 }
@@ -352,7 +378,10 @@ pub(crate) fn spawn_exporter(
             tick.tick().await;
             match snapshot() {
                 Some(metrics) => exported.publish(metrics),
-                None => break,
+                None => {
+                    exported.close();
+                    break;
+                }
             }
         }
     });
@@ -372,6 +401,12 @@ mod tests {
     #[derive(Default)]
     struct Counters(Mutex<std::collections::HashMap<String, Arc<AtomicU64>>>);
 
+    /// Gauges by name and label values, as `f64` bits (the `metrics` crate's `AtomicU64` gauge).
+    fn gauge_key(key: &Key) -> String {
+        let values: Vec<&str> = key.labels().map(|l| l.value()).collect();
+        format!("{}{values:?}", key.name())
+    }
+
     impl Recorder for Counters {
         fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
         fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
@@ -380,8 +415,9 @@ mod tests {
             let mut all = self.0.lock().unwrap();
             Counter::from_arc(all.entry(key.name().to_owned()).or_default().clone())
         }
-        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
-            Gauge::noop()
+        fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+            let mut all = self.0.lock().unwrap();
+            Gauge::from_arc(all.entry(gauge_key(key)).or_default().clone())
         }
         fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
             Histogram::noop()
@@ -416,6 +452,41 @@ mod tests {
             let mut c = Exported::default();
             c.publish(sent(20));
             assert_eq!(read(&recorder), 85, "not frozen at the old total");
+        });
+    }
+
+    fn lag(partition: i32, value: f64) -> Metric {
+        Metric {
+            group: "consumer-fetch-manager-metrics",
+            name: "records-lag",
+            kind: MetricKind::Gauge,
+            value,
+            tags: vec![
+                ("client-id", "c".into()),
+                ("topic", "t".into()),
+                ("partition", partition.to_string()),
+            ],
+        }
+    }
+
+    #[test]
+    fn gauges_no_longer_reported_read_zero() {
+        let recorder = Counters::default();
+        let read = |r: &Counters, p: i32| {
+            let key =
+                format!("kafka.consumer-fetch-manager-metrics.records-lag[\"c\", \"t\", \"{p}\"]");
+            f64::from_bits(r.0.lock().unwrap()[&key].load(Ordering::SeqCst))
+        };
+        ::metrics::with_local_recorder(&recorder, || {
+            let mut e = Exported::default();
+            e.publish(vec![lag(0, 7.0), lag(1, 9.0)]);
+            assert_eq!((read(&recorder, 0), read(&recorder, 1)), (7.0, 9.0));
+            // Partition 1 revoked: its lag is no longer reported.
+            e.publish(vec![lag(0, 5.0)]);
+            assert_eq!((read(&recorder, 0), read(&recorder, 1)), (5.0, 0.0));
+            // The client is gone.
+            e.close();
+            assert_eq!(read(&recorder, 0), 0.0);
         });
     }
 }

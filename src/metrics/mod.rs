@@ -10,8 +10,8 @@
 //!   each counter's growth since its last export, so clients sharing a `client.id` add up and a
 //!   client created again under an id counts on from the series' value; `publish` sets absolute
 //!   values (a recorder keeps the largest), for one client per id. Gauges are set as they are;
-//!   the recorder keeps a closed client's last values until it expires them (e.g. the
-//!   Prometheus exporter's `idle_timeout`).
+//!   a gauge the client stops reporting (a revoked partition's `records-lag`, all of them once
+//!   the client is closed and dropped) is set to 0 once, since a recorder cannot forget a series.
 //!
 //! Names and tags are the Java client's (`record-send-total`, `request-latency-avg`,
 //! `records-lag-max`…, tags `client-id`, `node-id`, `topic`, `partition`); the table in

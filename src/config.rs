@@ -24,7 +24,11 @@ pub struct ClientConfig {
     /// `bootstrap.servers`: `host:port` addresses tried in order to discover the cluster.
     /// Required; no default.
     pub bootstrap_servers: Vec<String>,
-    /// `client.id`: sent with every request, shown in broker logs and quotas. Default `josefk`.
+    /// `client.id`: sent with every request, shown in broker logs and quotas, and the metrics'
+    /// `client-id` tag. Default empty: each client then gets its own, as Java's do:
+    /// `producer-<n>` (`producer-<transactional.id>` for a transactional one),
+    /// `consumer-<group.id>-<n>` (`consumer-<n>` without a group) and `adminclient-<n>`, `<n>`
+    /// counting clients of that kind in the process from 1.
     pub client_id: String,
     /// `request.timeout.ms`: how long to wait for a response before the connection is closed and
     /// every request in flight on it fails with an unknown outcome. Default 30 s (Java's).
@@ -81,7 +85,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             bootstrap_servers: Vec::new(),
-            client_id: "josefk".to_owned(),
+            client_id: String::new(),
             request_timeout: Duration::from_millis(30_000),
             default_api_timeout: Duration::from_millis(60_000),
             connection_setup_timeout: Duration::from_millis(10_000),
@@ -442,6 +446,42 @@ impl ClientConfig {
         }
         Ok(())
     }
+}
+
+/// Gives `client` its default `client.id` when none was set: `<kind>-<n>`, `n` counting the
+/// clients of that kind in this process from 1 (Java's `producer-1`, `adminclient-1`), with the
+/// group in between for a consumer (`consumer-<group>-<n>`), or `<kind>-<name>` when `name` is
+/// given (a transactional producer).
+pub(crate) fn default_client_id(
+    client: &mut ClientConfig,
+    kind: ClientKind,
+    name: Option<&str>,
+    group: Option<&str>,
+) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCES: [AtomicU64; 3] = [AtomicU64::new(1), AtomicU64::new(1), AtomicU64::new(1)];
+    if !client.client_id.is_empty() {
+        return;
+    }
+    let (prefix, sequence) = match kind {
+        ClientKind::Producer => ("producer", &SEQUENCES[0]),
+        ClientKind::Consumer => ("consumer", &SEQUENCES[1]),
+        ClientKind::Admin => ("adminclient", &SEQUENCES[2]),
+    };
+    let n = || sequence.fetch_add(1, Ordering::Relaxed);
+    client.client_id = match (name, group) {
+        (Some(name), _) => format!("{prefix}-{name}"),
+        (None, Some(group)) => format!("{prefix}-{group}-{}", n()),
+        (None, None) => format!("{prefix}-{}", n()),
+    };
+}
+
+/// The kinds of client, for their default `client.id`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ClientKind {
+    Producer,
+    Consumer,
+    Admin,
 }
 
 /// A Java `int` milliseconds setting: at most `i32::MAX` ms (about 24.8 days), as Java's

@@ -161,8 +161,9 @@ impl Admin {
     /// of which no address resolves, refused credentials and TLS failures fail at once.
     ///
     /// Cancellation: dropping the future drops the connections opened so far; nothing is changed.
-    pub async fn connect(config: ClientConfig) -> Result<Admin> {
+    pub async fn connect(mut config: ClientConfig) -> Result<Admin> {
         config.validate()?;
+        crate::config::default_client_id(&mut config, crate::config::ClientKind::Admin, None, None);
         let deadline = crate::clock::from_now(config.default_api_timeout);
         let cluster = Cluster::connect_by(config, deadline).await?;
         let registry = std::sync::Arc::downgrade(&cluster.pool().metrics().0);

@@ -233,6 +233,12 @@ impl Consumer {
         // The consumer's own `default.api.timeout.ms` bounds the admin calls it makes too.
         let mut client = config.client.clone();
         client.default_api_timeout = config.default_api_timeout;
+        crate::config::default_client_id(
+            &mut client,
+            crate::config::ClientKind::Consumer,
+            None,
+            config.group_id.as_deref(),
+        );
         let deadline = crate::clock::from_now(config.default_api_timeout);
         let cluster = Cluster::connect_by(client, deadline).await?;
         let registry = Arc::downgrade(&cluster.pool().metrics().0);

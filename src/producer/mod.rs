@@ -119,7 +119,15 @@ impl Producer {
     /// Cancellation: dropping the future drops the connections opened so far; no record is sent
     /// (an idempotent or transactional producer's InitProducerId may have been).
     pub async fn connect(config: ProducerConfig) -> Result<Producer> {
-        let config = config.resolved()?;
+        let mut config = config.resolved()?;
+        // Java names a transactional producer after its id, any other by its number.
+        let tid = config.transactional_id.clone();
+        crate::config::default_client_id(
+            &mut config.client,
+            crate::config::ClientKind::Producer,
+            tid.as_deref(),
+            None,
+        );
         let deadline = crate::clock::from_now(config.max_block);
         let compression = config.compression.codec();
         let max_block = config.max_block;

@@ -14,8 +14,10 @@
 //! the heartbeat) makes the member fatal: the next `poll` releases its partitions as lost and
 //! reports the error, every later one fails too, and the task ends. TOPIC_AUTHORIZATION_FAILED is
 //! reported by the next `poll` as well, but the member stays and the heartbeat is retried after
-//! the backoff. Heartbeats go on while `poll` reconciles, so a slow rebalance listener does not get the
-//! member fenced (as long as it finishes within the rebalance timeout).
+//! the backoff. Heartbeats go on while `poll` reconciles, so a slow rebalance listener does not get
+//! the member fenced (as long as it finishes within the rebalance timeout) — when the task can
+//! run meanwhile: on a multi-thread runtime, or a listener that awaits rather than blocks. A
+//! listener blocking a current-thread runtime stops the heartbeats too.
 //!
 //! The task is aborted when the [`ConsumerGroup`] is dropped, without a leave heartbeat: dropping
 //! a consumer behaves like a crashed process (the broker fences it after its session timeout).

@@ -342,6 +342,22 @@ async fn calls_on_a_missing_topic_say_it_is_unknown() {
     );
     let e = admin.create_partitions("", 4).await.expect_err("no name");
     assert!(matches!(e, Error::InvalidArgument(_)), "{e:?}");
+    // A negative timestamp (-1 and -2 would silently mean latest and earliest on the wire), and
+    // a partition named twice (the broker refuses the request), are refused before sending.
+    let tp = TopicPartition::new(&missing, 0);
+    for specs in [
+        vec![(tp.clone(), OffsetSpec::Timestamp(-1))],
+        vec![
+            (tp.clone(), OffsetSpec::Latest),
+            (tp.clone(), OffsetSpec::Earliest),
+        ],
+    ] {
+        let e = admin
+            .list_offsets(&specs, IsolationLevel::ReadUncommitted)
+            .await
+            .expect_err("refused");
+        assert!(matches!(e, Error::InvalidArgument(_)), "{specs:?}: {e:?}");
+    }
 }
 
 /// One refused topic in a batch does not hide the others: they are created (and ready) or

@@ -592,8 +592,21 @@ impl Admin {
         specs: &[(TopicPartition, OffsetSpec)],
         isolation: IsolationLevel,
     ) -> Result<HashMap<TopicPartition, ListedOffset>> {
-        for (tp, _) in specs {
+        let mut seen = std::collections::HashSet::new();
+        for (tp, spec) in specs {
             validate_topic_name(&tp.topic)?;
+            // On the wire -1 and -2 mean latest and earliest, other negatives other lookups.
+            if let OffsetSpec::Timestamp(ts) = spec {
+                if *ts < 0 {
+                    return Err(Error::InvalidArgument(format!(
+                        "timestamp {ts} for {tp} is negative: use OffsetSpec::Earliest or Latest"
+                    )));
+                }
+            }
+            // The broker refuses a request naming a partition twice (INVALID_REQUEST).
+            if !seen.insert(tp) {
+                return Err(Error::InvalidArgument(format!("{tp} is listed twice")));
+            }
         }
         let call = self.call(ApiKey::ListOffsets);
         call.run(self.list_offsets_in(&call, specs, isolation))

@@ -62,6 +62,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # `transaction.timeout.ms`
+//!
+//! The pipeline's producer runs with `transaction.timeout.ms` = 10 s, as Kafka Streams sets it
+//! under exactly-once (the producer's own default is 60 s; change it with
+//! [`PipelineConfig::producer`]; `commit_interval` must stay below it). It bounds how long an
+//! instance that dies with a transaction open (a crash, a kill, a dropped [`Pipeline::run`])
+//! holds up `read_committed` readers of its output partitions: they read nothing past the open
+//! transaction's first record until the coordinator aborts it after this timeout, unless an
+//! instance with the same `transactional.id` starts sooner (its `init_transactions` aborts it at
+//! once). A shorter timeout also aborts sooner a transaction whose transform is stuck, which the
+//! pipeline then recovers from (see above); so it must exceed the longest a batch of
+//! transforms plus a commit may take.
+//!
 //! # Cancellation
 //!
 //! Dropping the future of [`Pipeline::run`] is a crash, not a shutdown: the open transaction is

@@ -83,8 +83,7 @@ impl Runner {
         let Runner { p, stats, open, .. } = self;
         match result {
             Ok(()) => {
-                p.producer.close(CLOSE_TIMEOUT).await?;
-                p.consumer.close().await?;
+                close_both(p.producer.close(CLOSE_TIMEOUT), p.consumer.close()).await?;
                 Ok(stats)
             }
             Err(e) => {
@@ -342,6 +341,18 @@ impl Runner {
     }
 }
 
+/// Awaits `producer_close`, then `consumer_close` whatever the first returned (the consumer must
+/// leave the group even when the producer could not deliver everything), and returns the first
+/// error.
+async fn close_both(
+    producer_close: impl Future<Output = Result<()>>,
+    consumer_close: impl Future<Output = Result<()>>,
+) -> Result<()> {
+    let producer = producer_close.await;
+    let consumer = consumer_close.await;
+    producer.and(consumer)
+}
+
 /// A fence by another process, said so; other errors unchanged.
 fn fenced_error(error: Error, transactional_id: &str) -> Error {
     match error {
@@ -363,5 +374,39 @@ fn fenced_error(error: Error, transactional_id: &str) -> Error {
             class: ErrorClass::Fatal,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_producer_close_still_closes_the_consumer_and_is_returned() {
+        let consumer_closed = AtomicBool::new(false);
+        let result = close_both(
+            async {
+                Err(Error::CloseTimedOut {
+                    after: CLOSE_TIMEOUT,
+                    unsent: 1,
+                    unknown: 0,
+                })
+            },
+            async {
+                consumer_closed.store(true, Ordering::SeqCst);
+                Err(Error::Closed)
+            },
+        )
+        .await;
+        assert!(
+            consumer_closed.load(Ordering::SeqCst),
+            "the consumer was closed"
+        );
+        assert!(
+            matches!(result, Err(Error::CloseTimedOut { unsent: 1, .. })),
+            "the first error: {result:?}"
+        );
     }
 }

@@ -381,6 +381,34 @@ async fn v2_sigkilled_copier_processes_restart_with_output_equal_to_input() {
     sigkilled_copiers(&common::bootstrap(), "v2-kill").await;
 }
 
+// ---- limits and misconfigurations, shared broker: short ----
+
+/// `max_in_flight_partitions(usize::MAX)` means "no limit", and the pipeline commits.
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_unbounded_max_in_flight_partitions_commits() {
+    const RECORDS: usize = 20;
+    let bootstrap = common::bootstrap();
+    let topics = setup(&bootstrap, "v2-inflight", 2, RECORDS).await;
+    let group = common::unique_topic("pipe-group-v2-inflight");
+    let config = pipeline_config(&bootstrap, &group, &format!("{group}-1"), &topics.input)
+        .max_in_flight_partitions(usize::MAX);
+    let pipeline = Pipeline::connect(config).await.unwrap();
+    let stop = pipeline.shutdown_handle();
+    let output = topics.output.clone();
+    let run = tokio::spawn(pipeline.run(move |r: ConsumerRecord| {
+        let out = copied(&output, &r);
+        async move { Ok::<_, std::convert::Infallible>(vec![out]) }
+    }));
+    let watcher = watcher(&bootstrap, &group).await;
+    let progress = wait_for_progress(&watcher, &topics, RECORDS, || run.is_finished());
+    tokio::time::timeout(Duration::from_secs(60), progress)
+        .await
+        .expect("the pipeline commits");
+    stop.shutdown();
+    let stats = run.await.unwrap().expect("pipeline");
+    assert_eq!(stats.records_in, RECORDS as u64, "{stats:?}");
+}
+
 // ---- transactions v1: a private broker with transaction.version=0 ----
 
 #[tokio::test(flavor = "multi_thread")]

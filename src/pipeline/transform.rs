@@ -55,6 +55,8 @@ where
     for r in records {
         groups.entry(r.topic_partition()).or_default().push(r);
     }
+    // Bounded by the groups: `max_in_flight_partitions` may be anything up to `usize::MAX`.
+    let first = max_in_flight.min(groups.len());
     let mut pending = groups.into_iter();
     let mut tasks = JoinSet::new();
     let mut done = BatchDone::default();
@@ -69,7 +71,7 @@ where
             });
         }
     };
-    for _ in 0..max_in_flight {
+    for _ in 0..first {
         spawn_next(&mut tasks);
     }
     while let Some(joined) = tasks.join_next().await {

@@ -86,7 +86,8 @@ impl PipelineConfig {
         self
     }
 
-    /// Commits once the open transaction holds this many input records.
+    /// Commits once the open transaction holds this many input records. Checked between polls,
+    /// so a transaction may hold up to one poll's records more (`max.poll.records` - 1).
     pub fn commit_records(mut self, records: usize) -> Self {
         self.commit_records = records;
         self

@@ -7,7 +7,8 @@
 //! leaves to the reader:
 //!
 //! - **Commits** when the open transaction is `commit_interval` old or holds `commit_records`
-//!   input records, with the input offsets in the transaction
+//!   input records (checked between polls: up to one poll's records more), with the input
+//!   offsets in the transaction
 //!   ([`Producer::send_offsets_to_transaction`](crate::producer::Producer::send_offsets_to_transaction)
 //!   with the member's generation, so a member that lost its partitions cannot commit them:
 //!   KIP-447).

@@ -23,6 +23,15 @@ pub enum TransformErrorPolicy {
     /// with headers `josefk.dlq.error`, `josefk.dlq.topic`, `josefk.dlq.partition` and
     /// `josefk.dlq.offset`, and go on: the dead letter commits, or aborts, with the records
     /// around it, so it is written exactly once.
+    ///
+    /// An output the producer refuses as made (a bad topic name, a record over
+    /// `max.request.size`, a partition the topic does not have) is a failure of its input record
+    /// too. All of a record's outputs are checked before the first is sent, so a record is
+    /// written all or nothing: its outputs, or its dead letter alone.
+    ///
+    /// A dead letter that would itself exceed `max.request.size` is written without its value,
+    /// with a header `josefk.dlq.value-dropped` saying why. One still too large (its key and
+    /// headers alone) stops the pipeline with [`Error::Transform`] naming the input record.
     DeadLetter(String),
 }
 

@@ -23,6 +23,10 @@
 //!   everything rewound (see `rebalance` and ARCHITECTURE.md for why abort, not commit).
 //! - **Transform errors**: stop ([`TransformErrorPolicy::Fail`]) or write the input record to a
 //!   dead-letter topic inside the same transaction ([`TransformErrorPolicy::DeadLetter`]).
+//! - **Missing topics**: an output or dead-letter topic that metadata still does not know after
+//!   the producer's `max.block.ms` stops the pipeline at once with an
+//!   [`ErrorClass::Rejected`](crate::ErrorClass) `UNKNOWN_TOPIC_OR_PARTITION` error naming the
+//!   topic (create output topics before running a pipeline).
 //! - **Transactions the coordinator aborted for running past `transaction.timeout.ms`** (a slow
 //!   transform) are recovered on both transaction protocols: where the producer can go on (v2,
 //!   EndTxn) it aborts and goes on; where the producer is left fatally fenced (v2 at
@@ -84,6 +88,7 @@
 //! group until `session.timeout.ms`. Nothing is written twice either way.
 
 mod config;
+mod outputs;
 mod rebalance;
 mod runner;
 mod transform;
@@ -205,8 +210,8 @@ impl Pipeline {
 
     /// Runs until [`ShutdownHandle::shutdown`] (then returns the stats) or an error that ends
     /// the pipeline: a transform failure under [`TransformErrorPolicy::Fail`]
-    /// ([`Error::Transform`](crate::Error::Transform)), being fenced by another process, a
-    /// non-retriable consumer error, or failures that keep every transaction from committing
+    /// ([`Error::Transform`](crate::Error::Transform)), an output or dead-letter topic that does
+    /// not exist, being fenced by another process, a non-retriable consumer error, or failures that keep every transaction from committing
     /// (10 in a row). The open transaction is aborted before an error is returned.
     ///
     /// `transform` gets each input record and returns the records to write for it (none to drop

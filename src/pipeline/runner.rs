@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::outputs::SendLimits;
 use super::transform::{run_batch, BatchError, TransformError};
 use super::{Pipeline, PipelineStats, TransformErrorPolicy};
 use crate::consumer::ConsumerRecord;
@@ -110,6 +111,7 @@ impl Runner {
             TransformErrorPolicy::DeadLetter(topic) => Some(topic.clone()),
             TransformErrorPolicy::Fail => None,
         };
+        let limits = SendLimits::of(&self.p.config.producer);
         loop {
             if self.commit_due() || (self.p.shutdown.is_requested() && self.open.is_some()) {
                 self.commit().await?;
@@ -163,6 +165,7 @@ impl Runner {
                 transform,
                 &self.p.producer,
                 dlq.as_deref(),
+                limits,
                 self.p.config.max_in_flight_partitions,
             )
             .await;
@@ -174,8 +177,8 @@ impl Runner {
                     open.records_out += done.records_out;
                     open.dead_letters += done.dead_letters;
                 }
-                Err(BatchError::Transform(e)) => {
-                    // Policy `Fail`: nothing of this transaction may be committed.
+                Err(BatchError::Stop(e)) => {
+                    // Nothing of this transaction may be committed.
                     self.abort_and_rewind(None).await?;
                     return Err(e);
                 }

@@ -381,6 +381,168 @@ async fn v2_sigkilled_copier_processes_restart_with_output_equal_to_input() {
     sigkilled_copiers(&common::bootstrap(), "v2-kill").await;
 }
 
+// ---- limits and misconfigurations, shared broker: short ----
+
+/// Input and output topics of one partition each, the input holding `values` in that order.
+async fn small_topics(bootstrap: &str, tag: &str, values: &[Vec<u8>]) -> Topics {
+    let topics = setup(bootstrap, tag, 1, 0).await;
+    let producer = Producer::connect(ProducerConfig::with_client(common::config(bootstrap)))
+        .await
+        .unwrap();
+    for v in values {
+        let r = josefk::ProducerRecord::new(&topics.input, v.clone()).partition(0);
+        producer.send(r).await.unwrap().await.unwrap();
+    }
+    producer.close(Duration::from_secs(10)).await.unwrap();
+    topics
+}
+
+/// `max_in_flight_partitions(usize::MAX)` means "no limit", and the pipeline commits.
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_unbounded_max_in_flight_partitions_commits() {
+    const RECORDS: usize = 20;
+    let bootstrap = common::bootstrap();
+    let topics = setup(&bootstrap, "v2-inflight", 2, RECORDS).await;
+    let group = common::unique_topic("pipe-group-v2-inflight");
+    let config = pipeline_config(&bootstrap, &group, &format!("{group}-1"), &topics.input)
+        .max_in_flight_partitions(usize::MAX);
+    let pipeline = Pipeline::connect(config).await.unwrap();
+    let stop = pipeline.shutdown_handle();
+    let output = topics.output.clone();
+    let run = tokio::spawn(pipeline.run(move |r: ConsumerRecord| {
+        let out = copied(&output, &r);
+        async move { Ok::<_, std::convert::Infallible>(vec![out]) }
+    }));
+    let watcher = watcher(&bootstrap, &group).await;
+    let progress = wait_for_progress(&watcher, &topics, RECORDS, || run.is_finished());
+    tokio::time::timeout(Duration::from_secs(60), progress)
+        .await
+        .expect("the pipeline commits");
+    stop.shutdown();
+    let stats = run.await.unwrap().expect("pipeline");
+    assert_eq!(stats.records_in, RECORDS as u64, "{stats:?}");
+}
+
+/// Under `DeadLetter`, an input record with an output the producer refuses (over
+/// `max.request.size`) has none of its outputs written, only its dead letter; an input record too
+/// large for a dead letter is dead-lettered without its value, and the pipeline goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_dead_letters_keep_a_record_all_or_nothing_and_drop_oversized_values() {
+    const MAX_REQUEST: usize = 100_000;
+    let bootstrap = common::bootstrap();
+    let huge = vec![b'h'; 150_000];
+    let values = [
+        b"record-0".to_vec(),
+        b"split".to_vec(),
+        huge,
+        b"record-3".to_vec(),
+    ];
+    let topics = small_topics(&bootstrap, "v2-dlq-sizes", &values).await;
+    let dlq = common::unique_topic("pipe-dlq-v2-sizes");
+    let admin = Admin::connect(common::config(&bootstrap)).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new(&dlq, 1, 1)])
+        .await
+        .unwrap();
+    let group = common::unique_topic("pipe-group-v2-dlq-sizes");
+    let config = pipeline_config(&bootstrap, &group, &format!("{group}-1"), &topics.input)
+        .on_transform_error(TransformErrorPolicy::DeadLetter(dlq.clone()))
+        .producer(|p| p.max_request_size(MAX_REQUEST));
+    let pipeline = Pipeline::connect(config).await.unwrap();
+    let stop = pipeline.shutdown_handle();
+    let output = topics.output.clone();
+    let run = tokio::spawn(pipeline.run(move |r: ConsumerRecord| {
+        let value = r.value.clone().unwrap_or_default();
+        let out = copied(&output, &r);
+        let too_big = josefk::ProducerRecord::new(&output, vec![b'x'; 2 * MAX_REQUEST]);
+        async move {
+            match &value[..] {
+                b"split" => Ok(vec![out, too_big]),
+                v if v.len() > 1_000 => Err("too big to transform"),
+                _ => Ok(vec![out]),
+            }
+        }
+    }));
+    let watcher = watcher(&bootstrap, &group).await;
+    let progress = wait_for_progress(&watcher, &topics, values.len(), || run.is_finished());
+    tokio::time::timeout(Duration::from_secs(60), progress)
+        .await
+        .expect("the pipeline commits every input record");
+    stop.shutdown();
+    let stats = run.await.unwrap().expect("pipeline");
+    assert_eq!((stats.records_out, stats.dead_letters), (2, 2), "{stats:?}");
+    let out: Vec<String> = read_committed(&bootstrap, &topics.output)
+        .await
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    assert_eq!(
+        out,
+        ["record-0 (copied)", "record-3 (copied)"],
+        "no part of `split`"
+    );
+    let letters = read_committed(&bootstrap, &dlq).await;
+    let header = |r: &ConsumerRecord, k: &str| {
+        r.headers
+            .iter()
+            .find(|h| h.key == k.as_bytes())
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    };
+    assert_eq!(letters.len(), 2);
+    assert_eq!(letters[0].value.as_deref(), Some(b"split".as_slice()));
+    let error = header(&letters[0], "josefk.dlq.error").unwrap();
+    assert!(error.contains("max.request.size"), "{error}");
+    assert_eq!(header(&letters[0], "josefk.dlq.value-dropped"), None);
+    assert_eq!(letters[1].value, None, "the value was dropped");
+    assert_eq!(header(&letters[1], "josefk.dlq.offset").unwrap(), "2");
+    let dropped = header(&letters[1], "josefk.dlq.value-dropped").unwrap();
+    assert!(dropped.contains("150000 bytes"), "{dropped}");
+    assert_eq!(
+        header(&letters[1], "josefk.dlq.error").unwrap(),
+        "too big to transform"
+    );
+}
+
+/// An output or dead-letter topic that does not exist stops the pipeline after one
+/// `max.block.ms`, with a non-retriable error naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_a_missing_output_or_dead_letter_topic_stops_the_pipeline_at_once() {
+    let bootstrap = common::bootstrap();
+    let topics = small_topics(&bootstrap, "v2-missing", &[b"record-0".to_vec()]).await;
+    let missing = common::unique_topic("pipe-missing-v2");
+    for dead_letter in [false, true] {
+        let group = common::unique_topic("pipe-group-v2-missing");
+        let mut config = pipeline_config(&bootstrap, &group, &format!("{group}-1"), &topics.input)
+            .producer(|p| p.max_block(Duration::from_secs(1)));
+        if dead_letter {
+            config = config.on_transform_error(TransformErrorPolicy::DeadLetter(missing.clone()));
+        }
+        let pipeline = Pipeline::connect(config).await.unwrap();
+        let target = missing.clone();
+        let run = pipeline.run(move |_: ConsumerRecord| {
+            let out = josefk::ProducerRecord::new(&target, "x");
+            async move {
+                match dead_letter {
+                    true => Err("to the dead-letter topic"),
+                    false => Ok(vec![out]),
+                }
+            }
+        });
+        let e = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the pipeline stops")
+            .expect_err("the topic is missing");
+        eprintln!("[v2-missing] {e}");
+        assert_eq!(e.class(), josefk::ErrorClass::Rejected, "{e}");
+        assert_eq!(
+            e.kafka_code(),
+            Some(josefk::error::ErrorCode::UnknownTopicOrPartition)
+        );
+        assert!(e.to_string().contains(&missing), "{e}");
+    }
+}
+
 // ---- transactions v1: a private broker with transaction.version=0 ----
 
 #[tokio::test(flavor = "multi_thread")]

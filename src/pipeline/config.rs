@@ -8,6 +8,11 @@ use crate::error::{Error, Result};
 use crate::producer::ProducerConfig;
 use crate::{ClientConfig, Guarantee, IsolationLevel};
 
+/// The pipeline's `transaction.timeout.ms`, Kafka Streams' under exactly-once: how long
+/// `read_committed` readers of the output may be held up by the open transaction of an instance
+/// that crashed and does not come back.
+const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What a [`Pipeline`](super::Pipeline) does when the transform returns an error for a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransformErrorPolicy {
@@ -18,6 +23,15 @@ pub enum TransformErrorPolicy {
     /// with headers `josefk.dlq.error`, `josefk.dlq.topic`, `josefk.dlq.partition` and
     /// `josefk.dlq.offset`, and go on: the dead letter commits, or aborts, with the records
     /// around it, so it is written exactly once.
+    ///
+    /// An output the producer refuses as made (a bad topic name, a record over
+    /// `max.request.size`, a partition the topic does not have) is a failure of its input record
+    /// too. All of a record's outputs are checked before the first is sent, so a record is
+    /// written all or nothing: its outputs, or its dead letter alone.
+    ///
+    /// A dead letter that would itself exceed `max.request.size` is written without its value,
+    /// with a header `josefk.dlq.value-dropped` saying why. One still too large (its key and
+    /// headers alone) stops the pipeline with [`Error::Transform`] naming the input record.
     DeadLetter(String),
 }
 
@@ -32,6 +46,9 @@ pub enum TransformErrorPolicy {
 pub struct PipelineConfig {
     pub(crate) consumer: ConsumerConfig,
     pub(crate) producer: ProducerConfig,
+    /// Given to [`PipelineConfig::new`]; re-applied over whatever `consumer`/`producer` set.
+    group_id: String,
+    transactional_id: String,
     pub(crate) input: Vec<String>,
     pub(crate) commit_interval: Duration,
     pub(crate) commit_records: usize,
@@ -46,16 +63,23 @@ impl PipelineConfig {
     /// one again when an instance restarts: that fences the previous process, KIP-447).
     ///
     /// Defaults: commit every 100 ms or 1,000 input records (`commit.interval.ms`-style),
-    /// 8 partitions transformed at once, [`TransformErrorPolicy::Fail`].
+    /// 8 partitions transformed at once, [`TransformErrorPolicy::Fail`], and the producer's
+    /// `transaction.timeout.ms` at 10 s (as Kafka Streams sets it under exactly-once; the
+    /// producer's own default is 60 s): see the module docs for what it bounds.
     pub fn new<S: AsRef<str>>(
         client: ClientConfig,
         group_id: impl Into<String>,
         transactional_id: impl Into<String>,
         input: &[S],
     ) -> Self {
+        let (group_id, transactional_id) = (group_id.into(), transactional_id.into());
         PipelineConfig {
-            consumer: ConsumerConfig::with_client(client.clone()).group_id(group_id),
-            producer: ProducerConfig::with_client(client).transactional_id(transactional_id),
+            consumer: ConsumerConfig::with_client(client.clone()).group_id(group_id.clone()),
+            producer: ProducerConfig::with_client(client)
+                .transactional_id(transactional_id.clone())
+                .transaction_timeout(DEFAULT_TRANSACTION_TIMEOUT),
+            group_id,
+            transactional_id,
             input: input.iter().map(|t| t.as_ref().to_owned()).collect(),
             commit_interval: Duration::from_millis(100),
             commit_records: 1_000,
@@ -71,7 +95,8 @@ impl PipelineConfig {
         self
     }
 
-    /// Commits once the open transaction holds this many input records.
+    /// Commits once the open transaction holds this many input records. Checked between polls,
+    /// so a transaction may hold up to one poll's records more (`max.poll.records` - 1).
     pub fn commit_records(mut self, records: usize) -> Self {
         self.commit_records = records;
         self
@@ -99,14 +124,17 @@ impl PipelineConfig {
     }
 
     /// Changes the consumer's settings (`session.timeout.ms`, `max.poll.records`, ...). The
-    /// group id and the exactly-once settings are kept.
+    /// group id given to [`new`](Self::new) and the exactly-once settings are kept: they are
+    /// applied again over what `f` returns (even a config built from scratch).
     pub fn consumer(mut self, f: impl FnOnce(ConsumerConfig) -> ConsumerConfig) -> Self {
         self.consumer = f(self.consumer);
         self
     }
 
     /// Changes the producer's settings (`transaction.timeout.ms`, `linger.ms`, ...). The
-    /// transactional id and the exactly-once settings are kept.
+    /// transactional id given to [`new`](Self::new) and the exactly-once settings are kept: they
+    /// are applied again over what `f` returns (even a config built from scratch, which then has
+    /// the producer's default `transaction.timeout.ms` of 60 s, not the pipeline's 10 s).
     pub fn producer(mut self, f: impl FnOnce(ProducerConfig) -> ProducerConfig) -> Self {
         self.producer = f(self.producer);
         self
@@ -114,24 +142,25 @@ impl PipelineConfig {
 
     /// The producer's `transactional.id`.
     pub fn transactional_id(&self) -> &str {
-        self.producer
-            .transactional_id
-            .as_deref()
-            .unwrap_or_default()
+        &self.transactional_id
     }
 
-    /// Applies the exactly-once settings and checks every rule.
+    /// Applies the ids given to `new` and the exactly-once settings, and checks every rule.
     pub(crate) fn validated(mut self) -> Result<Self> {
-        let group = self.consumer.group_id.clone();
-        let tid = self.producer.transactional_id.clone();
-        self.consumer = self.consumer.guarantee(Guarantee::ExactlyOnce);
-        self.producer = self.producer.guarantee(Guarantee::ExactlyOnce);
-        if group.as_deref().unwrap_or_default().is_empty() {
+        self.consumer = self
+            .consumer
+            .group_id(self.group_id.clone())
+            .guarantee(Guarantee::ExactlyOnce);
+        self.producer = self
+            .producer
+            .transactional_id(self.transactional_id.clone())
+            .guarantee(Guarantee::ExactlyOnce);
+        if self.group_id.is_empty() {
             return Err(Error::Config(
                 "a pipeline needs a non-empty `group.id`".into(),
             ));
         }
-        if tid.as_deref().unwrap_or_default().is_empty() {
+        if self.transactional_id.is_empty() {
             return Err(Error::Config(
                 "a pipeline needs a non-empty `transactional.id`".into(),
             ));
@@ -205,5 +234,40 @@ mod tests {
         ] {
             assert!(bad.validated().is_err());
         }
+    }
+
+    #[test]
+    fn the_ids_given_to_new_survive_the_consumer_and_producer_closures() {
+        let client = ClientConfig::new("127.0.0.1:9092");
+        let config = PipelineConfig::new(client.clone(), "g", "t-1", &["in"])
+            .consumer(|c| c.group_id("other").max_poll_records(7))
+            .producer(|p| {
+                p.transactional_id("t-other")
+                    .linger(Duration::from_millis(3))
+            })
+            .validated()
+            .unwrap();
+        assert_eq!(config.consumer.group_id.as_deref(), Some("g"));
+        assert_eq!(
+            config.consumer.max_poll_records, 7,
+            "other settings are kept"
+        );
+        assert_eq!(config.producer.transactional_id.as_deref(), Some("t-1"));
+        assert_eq!(config.producer.linger, Duration::from_millis(3));
+        assert_eq!(config.transactional_id(), "t-1");
+        assert_eq!(config.producer.transaction_timeout, Duration::from_secs(10));
+        // Configs built from scratch, without the ids.
+        let config = PipelineConfig::new(client, "g", "t-1", &["in"])
+            .consumer(|_| ConsumerConfig::new("127.0.0.1:9092"))
+            .producer(|_| ProducerConfig::new("127.0.0.1:9092"))
+            .validated()
+            .expect("the ids given to new are enough");
+        assert_eq!(config.consumer.group_id.as_deref(), Some("g"));
+        assert_eq!(config.producer.transactional_id.as_deref(), Some("t-1"));
+        assert_eq!(
+            config.consumer.isolation_level,
+            IsolationLevel::ReadCommitted
+        );
+        assert!(config.producer.enable_idempotence);
     }
 }

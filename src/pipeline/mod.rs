@@ -7,7 +7,8 @@
 //! leaves to the reader:
 //!
 //! - **Commits** when the open transaction is `commit_interval` old or holds `commit_records`
-//!   input records, with the input offsets in the transaction
+//!   input records (checked between polls: up to one poll's records more), with the input
+//!   offsets in the transaction
 //!   ([`Producer::send_offsets_to_transaction`](crate::producer::Producer::send_offsets_to_transaction)
 //!   with the member's generation, so a member that lost its partitions cannot commit them:
 //!   KIP-447).
@@ -22,6 +23,10 @@
 //!   everything rewound (see `rebalance` and ARCHITECTURE.md for why abort, not commit).
 //! - **Transform errors**: stop ([`TransformErrorPolicy::Fail`]) or write the input record to a
 //!   dead-letter topic inside the same transaction ([`TransformErrorPolicy::DeadLetter`]).
+//! - **Missing topics**: an output or dead-letter topic that metadata still does not know after
+//!   the producer's `max.block.ms` stops the pipeline at once with an
+//!   [`ErrorClass::Rejected`](crate::ErrorClass) `UNKNOWN_TOPIC_OR_PARTITION` error naming the
+//!   topic (create output topics before running a pipeline).
 //! - **Transactions the coordinator aborted for running past `transaction.timeout.ms`** (a slow
 //!   transform) are recovered on both transaction protocols: where the producer can go on (v2,
 //!   EndTxn) it aborts and goes on; where the producer is left fatally fenced (v2 at
@@ -62,6 +67,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # `transaction.timeout.ms`
+//!
+//! The pipeline's producer runs with `transaction.timeout.ms` = 10 s, as Kafka Streams sets it
+//! under exactly-once (the producer's own default is 60 s; change it with
+//! [`PipelineConfig::producer`]; `commit_interval` must stay below it). It bounds how long an
+//! instance that dies with a transaction open (a crash, a kill, a dropped [`Pipeline::run`])
+//! holds up `read_committed` readers of its output partitions: they read nothing past the open
+//! transaction's first record until the coordinator aborts it after this timeout, unless an
+//! instance with the same `transactional.id` starts sooner (its `init_transactions` aborts it at
+//! once). A shorter timeout also aborts sooner a transaction whose transform is stuck, which the
+//! pipeline then recovers from (see above); so it must exceed the longest a batch of
+//! transforms plus a commit may take.
+//!
 //! # Cancellation
 //!
 //! Dropping the future of [`Pipeline::run`] is a crash, not a shutdown: the open transaction is
@@ -70,6 +88,7 @@
 //! group until `session.timeout.ms`. Nothing is written twice either way.
 
 mod config;
+mod outputs;
 mod rebalance;
 mod runner;
 mod transform;
@@ -191,8 +210,8 @@ impl Pipeline {
 
     /// Runs until [`ShutdownHandle::shutdown`] (then returns the stats) or an error that ends
     /// the pipeline: a transform failure under [`TransformErrorPolicy::Fail`]
-    /// ([`Error::Transform`](crate::Error::Transform)), being fenced by another process, a
-    /// non-retriable consumer error, or failures that keep every transaction from committing
+    /// ([`Error::Transform`](crate::Error::Transform)), an output or dead-letter topic that does
+    /// not exist, being fenced by another process, a non-retriable consumer error, or failures that keep every transaction from committing
     /// (10 in a row). The open transaction is aborted before an error is returned.
     ///
     /// `transform` gets each input record and returns the records to write for it (none to drop

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use super::outputs::SendLimits;
 use super::transform::{run_batch, BatchError, TransformError};
 use super::{Pipeline, PipelineStats, TransformErrorPolicy};
 use crate::consumer::ConsumerRecord;
@@ -83,8 +84,7 @@ impl Runner {
         let Runner { p, stats, open, .. } = self;
         match result {
             Ok(()) => {
-                p.producer.close(CLOSE_TIMEOUT).await?;
-                p.consumer.close().await?;
+                close_both(p.producer.close(CLOSE_TIMEOUT), p.consumer.close()).await?;
                 Ok(stats)
             }
             Err(e) => {
@@ -111,6 +111,7 @@ impl Runner {
             TransformErrorPolicy::DeadLetter(topic) => Some(topic.clone()),
             TransformErrorPolicy::Fail => None,
         };
+        let limits = SendLimits::of(&self.p.config.producer);
         loop {
             if self.commit_due() || (self.p.shutdown.is_requested() && self.open.is_some()) {
                 self.commit().await?;
@@ -164,6 +165,7 @@ impl Runner {
                 transform,
                 &self.p.producer,
                 dlq.as_deref(),
+                limits,
                 self.p.config.max_in_flight_partitions,
             )
             .await;
@@ -175,8 +177,8 @@ impl Runner {
                     open.records_out += done.records_out;
                     open.dead_letters += done.dead_letters;
                 }
-                Err(BatchError::Transform(e)) => {
-                    // Policy `Fail`: nothing of this transaction may be committed.
+                Err(BatchError::Stop(e)) => {
+                    // Nothing of this transaction may be committed.
                     self.abort_and_rewind(None).await?;
                     return Err(e);
                 }
@@ -342,6 +344,18 @@ impl Runner {
     }
 }
 
+/// Awaits `producer_close`, then `consumer_close` whatever the first returned (the consumer must
+/// leave the group even when the producer could not deliver everything), and returns the first
+/// error.
+async fn close_both(
+    producer_close: impl Future<Output = Result<()>>,
+    consumer_close: impl Future<Output = Result<()>>,
+) -> Result<()> {
+    let producer = producer_close.await;
+    let consumer = consumer_close.await;
+    producer.and(consumer)
+}
+
 /// A fence by another process, said so; other errors unchanged.
 fn fenced_error(error: Error, transactional_id: &str) -> Error {
     match error {
@@ -363,5 +377,39 @@ fn fenced_error(error: Error, transactional_id: &str) -> Error {
             class: ErrorClass::Fatal,
         },
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_producer_close_still_closes_the_consumer_and_is_returned() {
+        let consumer_closed = AtomicBool::new(false);
+        let result = close_both(
+            async {
+                Err(Error::CloseTimedOut {
+                    after: CLOSE_TIMEOUT,
+                    unsent: 1,
+                    unknown: 0,
+                })
+            },
+            async {
+                consumer_closed.store(true, Ordering::SeqCst);
+                Err(Error::Closed)
+            },
+        )
+        .await;
+        assert!(
+            consumer_closed.load(Ordering::SeqCst),
+            "the consumer was closed"
+        );
+        assert!(
+            matches!(result, Err(Error::CloseTimedOut { unsent: 1, .. })),
+            "the first error: {result:?}"
+        );
     }
 }

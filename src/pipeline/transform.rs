@@ -7,9 +7,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
+use tracing::warn;
 
+use super::outputs::{check, classify, fit_dead_letter, Refused, SendLimits};
 use crate::consumer::ConsumerRecord;
-use crate::error::{Error, ErrorClass};
+use crate::error::Error;
 use crate::producer::Producer;
 use crate::record::{Header, ProducerRecord, TopicPartition};
 
@@ -29,8 +31,9 @@ pub(crate) struct BatchDone {
 /// Why a batch stopped.
 #[derive(Debug)]
 pub(crate) enum BatchError {
-    /// The transform failed (or its output was refused) and the policy is to stop.
-    Transform(Error),
+    /// The pipeline must stop: the transform failed (or its output was refused) and the policy
+    /// is to stop, an output or dead-letter topic does not exist, or a dead letter was refused.
+    Stop(Error),
     /// The producer failed: the transaction must be aborted (or the producer replaced).
     Producer(Error),
 }
@@ -43,6 +46,7 @@ pub(crate) async fn run_batch<F, Fut, E>(
     transform: &Arc<F>,
     producer: &Producer,
     dead_letter_topic: Option<&str>,
+    limits: SendLimits,
     max_in_flight: usize,
 ) -> Result<BatchDone, BatchError>
 where
@@ -55,6 +59,8 @@ where
     for r in records {
         groups.entry(r.topic_partition()).or_default().push(r);
     }
+    // Bounded by the groups: `max_in_flight_partitions` may be anything up to `usize::MAX`.
+    let first = max_in_flight.min(groups.len());
     let mut pending = groups.into_iter();
     let mut tasks = JoinSet::new();
     let mut done = BatchDone::default();
@@ -64,12 +70,13 @@ where
             let producer = producer.clone();
             let dlq = dead_letter_topic.map(str::to_owned);
             tasks.spawn(async move {
-                let result = run_partition(records, &*transform, &producer, dlq.as_deref()).await;
+                let result =
+                    run_partition(records, &*transform, &producer, dlq.as_deref(), &limits).await;
                 (tp, result)
             });
         }
     };
-    for _ in 0..max_in_flight {
+    for _ in 0..first {
         spawn_next(&mut tasks);
     }
     while let Some(joined) = tasks.join_next().await {
@@ -83,7 +90,7 @@ where
                 continue;
             }
             Ok((_, Err(e))) => e,
-            Err(join) => BatchError::Transform(Error::InvalidState(format!(
+            Err(join) => BatchError::Stop(Error::InvalidState(format!(
                 "a transform task panicked or was cancelled: {join}"
             ))),
         };
@@ -108,6 +115,7 @@ async fn run_partition<F, Fut, E>(
     transform: &F,
     producer: &Producer,
     dead_letter_topic: Option<&str>,
+    limits: &SendLimits,
 ) -> Result<PartitionDone, BatchError>
 where
     F: Fn(ConsumerRecord) -> Fut,
@@ -128,20 +136,25 @@ where
         let result: Result<Vec<ProducerRecord>, TransformError> =
             transform(record).await.map_err(Into::into);
         let failed = match result {
-            Ok(outputs) => send_outputs(producer, outputs, &mut done).await?,
+            // All of the record's outputs are checked before the first is sent, so that a
+            // refusal leaves none of them in the transaction.
+            Ok(outputs) => match check(producer, &outputs, limits, "output").await {
+                Ok(()) => send_outputs(producer, outputs, &mut done, limits).await?,
+                Err(Refused::Record(e)) => Some(Box::new(e) as TransformError),
+                Err(Refused::Stop(e)) => return Err(BatchError::Stop(e)),
+                Err(Refused::Producer(e)) => return Err(BatchError::Producer(e)),
+            },
             Err(e) => Some(e),
         };
         if let Some(error) = failed {
             match (dead_letter_topic, original) {
-                (Some(topic), Some(original)) => {
-                    let letter = dead_letter(topic, &original, &error);
-                    // The delivery future is not awaited: commit_transaction fails if any
-                    // record of the transaction failed.
-                    drop(producer.send(letter).await.map_err(BatchError::Producer)?);
+                (Some(dlq), Some(original)) => {
+                    let letter = fit_dead_letter(dead_letter(dlq, &original, &error), limits);
+                    send_dead_letter(producer, letter, &original, &error, limits).await?;
                     done.dead_letters += 1;
                 }
                 _ => {
-                    return Err(BatchError::Transform(Error::Transform {
+                    return Err(BatchError::Stop(Error::Transform {
                         topic: topic.to_string(),
                         partition,
                         offset,
@@ -156,25 +169,84 @@ where
     Ok(done)
 }
 
-/// Sends a record's outputs in order. A send refused as made (a bad topic name, a record too
-/// large: [`ErrorClass::Rejected`]) is a failure of this input record, handled by the policy;
-/// any other send error ends the transaction.
+/// Sends a record's outputs, checked by [`check`], in order. A send refused as made (a bad topic
+/// name, a record too large: [`ErrorClass::Rejected`](crate::ErrorClass::Rejected)) that `check`
+/// did not foresee is a failure of this input record, handled by the policy, if no output of it
+/// was sent yet; else it fails the transaction, so that a record's outputs are still written all
+/// or none. A topic that does not exist stops the pipeline; any other send error ends the
+/// transaction.
 async fn send_outputs(
     producer: &Producer,
     outputs: Vec<ProducerRecord>,
     done: &mut PartitionDone,
+    limits: &SendLimits,
 ) -> Result<Option<TransformError>, BatchError> {
-    for out in outputs {
+    for (i, out) in outputs.into_iter().enumerate() {
+        let topic = out.topic.clone();
         match producer.send(out).await {
+            // The delivery future is not awaited: commit_transaction fails if any record of the
+            // transaction failed.
             Ok(delivery) => {
                 drop(delivery);
                 done.records_out += 1;
             }
-            Err(e) if e.class() == ErrorClass::Rejected => return Ok(Some(Box::new(e))),
-            Err(e) => return Err(BatchError::Producer(e)),
+            Err(e) => match classify(e, &topic, "output", limits) {
+                Refused::Record(e) if i == 0 => return Ok(Some(Box::new(e))),
+                Refused::Record(e) | Refused::Producer(e) => return Err(BatchError::Producer(e)),
+                Refused::Stop(e) => return Err(BatchError::Stop(e)),
+            },
         }
     }
     Ok(None)
+}
+
+/// Sends `letter`, the dead letter of `original`. A dead letter that cannot be sent as made (its
+/// key and headers alone over `max.request.size`) stops the pipeline with an error that names
+/// the input record, as does a dead-letter topic that does not exist.
+async fn send_dead_letter(
+    producer: &Producer,
+    letter: ProducerRecord,
+    original: &ConsumerRecord,
+    error: &TransformError,
+    limits: &SendLimits,
+) -> Result<(), BatchError> {
+    let topic = letter.topic.clone();
+    let refused = match check(
+        producer,
+        std::slice::from_ref(&letter),
+        limits,
+        "dead-letter",
+    )
+    .await
+    {
+        Ok(()) => match producer.send(letter).await {
+            Ok(delivery) => {
+                drop(delivery);
+                return Ok(());
+            }
+            Err(e) => classify(e, &topic, "dead-letter", limits),
+        },
+        Err(refused) => refused,
+    };
+    Err(match refused {
+        Refused::Record(e) => BatchError::Stop(Error::Transform {
+            topic: original.topic.to_string(),
+            partition: original.partition,
+            offset: original.offset,
+            source: format!("{error}; its dead letter was refused too: {e}").into(),
+        }),
+        Refused::Stop(e) => BatchError::Stop(e),
+        Refused::Producer(e) => {
+            warn!(
+                topic = %original.topic,
+                partition = original.partition,
+                offset = original.offset,
+                error = %e,
+                "the dead letter of this input record failed; the transaction fails"
+            );
+            BatchError::Producer(e)
+        }
+    })
 }
 
 /// The dead letter of `record`: its key, value and headers, plus where it came from and why it

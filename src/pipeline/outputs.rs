@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cluster::{validate_topic_name, MetadataSnapshot};
 use crate::error::{ApiKey, Error, ErrorClass, ErrorCode, Millis};
 use crate::producer::{Producer, ProducerConfig};
-use crate::protocol::records::{record_fields_len, record_size, RECORD_BATCH_OVERHEAD};
+use crate::protocol::records::record_fields_len;
 use crate::record::{Header, ProducerRecord};
 use crate::trace_context::TRACEPARENT;
 
@@ -155,8 +155,7 @@ pub(crate) fn fit_dead_letter(mut letter: ProducerRecord, limits: &SendLimits) -
     letter
 }
 
-/// The producer's size estimate (`producer::send`'s `estimated_record_size`: the batch a record
-/// alone would make), with the `traceparent` header `send` may add counted in.
+/// The producer's size estimate (the batch a record alone would make), with the `traceparent` header `send` may add counted in.
 fn estimated_size(record: &ProducerRecord, traced: bool) -> usize {
     let mut fields = record_fields_len(
         record.key.as_deref(),
@@ -168,7 +167,7 @@ fn estimated_size(record: &ProducerRecord, traced: bool) -> usize {
         // byte more for the header count's varint.
         fields = fields.saturating_add(1 + TRACEPARENT.len() + 1 + 55 + 1);
     }
-    RECORD_BATCH_OVERHEAD + record_size(fields, i64::MIN, i32::MAX)
+    crate::producer::estimated_record_size(fields)
 }
 
 /// Whether records can be placed on `topic` (known, with partitions), as `send` decides it.

@@ -26,6 +26,7 @@ mod delivery;
 mod metrics;
 mod request;
 mod send;
+pub(crate) use send::estimated_record_size;
 mod sender;
 mod transaction;
 

@@ -449,7 +449,7 @@ fn now_ms() -> i64 {
 /// `DefaultRecordBatch.estimateBatchSizeUpperBound` counts it. Checked against
 /// `max.request.size` and said in errors (so a record Java refuses is refused here too); the
 /// accumulator counts the record's exact size in the batch it joins.
-fn estimated_record_size(fields: usize) -> usize {
+pub(crate) fn estimated_record_size(fields: usize) -> usize {
     crate::protocol::records::RECORD_BATCH_OVERHEAD + record_size(fields, i64::MIN, i32::MAX)
 }
 

@@ -163,32 +163,52 @@ async fn commit_and_abort(bootstrap: &str, tag: &str) {
     let mut committed = Vec::new();
     let mut aborted = Vec::new();
     for (round, commit) in [(0, true), (1, false), (2, true)] {
-        producer.begin_transaction().expect("begin");
-        let mut futures = Vec::new();
-        for t in &names {
-            for p in 0..PARTITIONS {
-                for i in 0..5 {
-                    let v = format!("{t}-r{round}-p{p}-{i}");
-                    futures.push(producer.send(rec(t, p, &v)).await.expect("send"));
-                    if commit {
-                        committed.push(v);
-                    } else {
-                        aborted.push(v);
+        // An aborted round is tried again (up to 3 times) if a send of it failed: a loaded
+        // broker may refuse a batch of an open transaction as abortable, and such records never
+        // reach the log. Each record counts as aborted only if its send was acknowledged.
+        for attempt in 0.. {
+            producer.begin_transaction().expect("begin");
+            let mut futures = Vec::new();
+            for t in &names {
+                for p in 0..PARTITIONS {
+                    for i in 0..5 {
+                        let v = format!("{t}-r{round}-a{attempt}-p{p}-{i}");
+                        futures
+                            .push((v.clone(), producer.send(rec(t, p, &v)).await.expect("send")));
                     }
                 }
             }
-        }
-        if commit {
-            producer.commit_transaction().await.expect("commit");
-            for f in futures {
-                f.await.expect("delivered");
+            if commit {
+                producer.commit_transaction().await.expect("commit");
+                for (v, f) in futures {
+                    f.await.expect("delivered");
+                    committed.push(v);
+                }
+                break;
             }
-        } else {
             // Make sure the records are in the log before aborting, so the abort is tested.
             producer.flush().await.expect("flush");
+            let mut all_written = true;
+            for (v, f) in futures {
+                match f.await {
+                    Ok(_) => aborted.push(v),
+                    Err(e) => {
+                        eprintln!("{tag}: round {round} attempt {attempt}: {v} not written: {e}");
+                        all_written = false;
+                    }
+                }
+            }
             producer.abort_transaction().await.expect("abort");
+            if all_written {
+                break;
+            }
+            assert!(
+                attempt < 2,
+                "{tag}: no aborted round had all its records written"
+            );
         }
     }
+    assert!(!aborted.is_empty());
     let mut seen_committed = Vec::new();
     let mut seen_uncommitted = Vec::new();
     for t in &names {

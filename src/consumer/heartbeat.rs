@@ -184,29 +184,47 @@ async fn heartbeat_loop(
             HeartbeatStep::Send(fields) => fields,
         };
         let answer = send_heartbeat(&cluster, group, &fields, None).await;
-        if let Err((_, e)) = &answer {
-            if !e.is_retriable() {
-                // A broker without ConsumerGroupHeartbeat (classic-only, or group.version 0),
-                // refused authentication, ...: retrying cannot help.
-                warn!(error = %e, group, "heartbeat cannot be sent; the consumer group is unusable");
-                member
-                    .lock()
-                    .expect("member lock poisoned")
-                    .on_fatal(e.to_string());
-                let Err((_, e)) = answer else { unreachable!() };
-                *fatal.lock().expect("fatal slot poisoned") = Some(e);
-                return;
-            }
-        }
+        // A fatal outcome is stored for `poll` while the member's lock is held for its move to
+        // fatal: `poll` reads the member's state before the slot, so it never sees a fatal member
+        // without the error that made it so (its first failure must be that error).
         let reaction = {
             let mut m = member.lock().expect("member lock poisoned");
-            match &answer {
+            if let Err((_, e)) = &answer {
+                if !e.is_retriable() {
+                    // A broker without ConsumerGroupHeartbeat (classic-only, or group.version
+                    // 0), refused authentication, ...: retrying cannot help.
+                    warn!(error = %e, group, "heartbeat cannot be sent; the consumer group is unusable");
+                    m.on_fatal(e.to_string());
+                    let Err((_, e)) = answer else { unreachable!() };
+                    *fatal.lock().expect("fatal slot poisoned") = Some(e);
+                    return;
+                }
+            }
+            let reaction = match &answer {
                 Ok((_, a)) => m.on_heartbeat_response(a.clone()),
                 Err((_, e)) => {
                     debug!(error = %e, group, "heartbeat failed");
                     m.on_heartbeat_failure()
                 }
+            };
+            if reaction == Reaction::Fatal {
+                let error = match answer {
+                    Ok((_, a)) => {
+                        let code = a.error.expect("fatal has a code");
+                        Error::Broker {
+                            api: crate::error::ApiKey::ConsumerGroupHeartbeat,
+                            broker: None,
+                            code: crate::error::ErrorCode::from_protocol(code),
+                            message: Some(format!("group `{group}`: {code:?}")),
+                            class: ErrorClass::Fatal,
+                        }
+                    }
+                    Err((_, e)) => e,
+                };
+                *fatal.lock().expect("fatal slot poisoned") = Some(error);
+                return;
             }
+            reaction
         };
         let node = match &answer {
             Ok((node, _)) => Some(*node),
@@ -260,23 +278,8 @@ async fn heartbeat_loop(
                 }
                 tokio::time::sleep(backoff.next_delay().max(retry_backoff)).await;
             }
-            Reaction::Fatal => {
-                let error = match answer {
-                    Ok((_, a)) => {
-                        let code = a.error.expect("fatal has a code");
-                        Error::Broker {
-                            api: crate::error::ApiKey::ConsumerGroupHeartbeat,
-                            broker: None,
-                            code: crate::error::ErrorCode::from_protocol(code),
-                            message: Some(format!("group `{group}`: {code:?}")),
-                            class: ErrorClass::Fatal,
-                        }
-                    }
-                    Err((_, e)) => e,
-                };
-                *fatal.lock().expect("fatal slot poisoned") = Some(error);
-                return;
-            }
+            // Stored and returned above, under the member's lock.
+            Reaction::Fatal => return,
         }
     }
 }

@@ -62,6 +62,9 @@ impl Consumer {
         let Some(group) = &self.consumer_group else {
             return Ok(());
         };
+        // The state before the slot: the heartbeat task fills the slot while it holds the
+        // member's lock for the move to fatal, so a fatal state read here has its error there.
+        let fatal_reason = group.member().fatal_reason().map(str::to_owned);
         let reported = group.take_fatal();
         if group.member().lost_pending() {
             self.release_all(true).await;
@@ -73,7 +76,7 @@ impl Consumer {
             return Err(e);
         }
         let group = self.consumer_group.as_ref().expect("checked above");
-        if let Some(reason) = group.member().fatal_reason() {
+        if let Some(reason) = fatal_reason {
             return Err(Error::Failed(format!(
                 "group `{}`: {reason}; the membership cannot recover, create a new consumer",
                 self.config.group_id.as_deref().unwrap_or_default()

@@ -303,7 +303,12 @@ impl Admin {
         // Topics the controller refused do not stop the others, which it created: those are
         // still waited for (as the docs promise), and the first refusal is returned after.
         let mut refused = None;
+        let mut refused_names = Vec::new();
         for t in &response.topics {
+            if t.error_code == 0 {
+                continue;
+            }
+            refused_names.push(t.name.0.as_str());
             let message = t
                 .error_message
                 .as_ref()
@@ -318,12 +323,6 @@ impl Admin {
                 refused.get_or_insert(e);
             }
         }
-        let refused_names: Vec<&str> = response
-            .topics
-            .iter()
-            .filter(|t| t.error_code != 0)
-            .map(|t| t.name.0.as_str())
-            .collect();
         let topics: Vec<&NewTopic> = topics
             .iter()
             .filter(|t| !refused_names.contains(&t.name.as_str()))

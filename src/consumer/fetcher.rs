@@ -201,7 +201,8 @@ impl Consumer {
                 response.session_id,
             );
         }
-        let registry = &self.cluster.pool().metrics().0;
+        // One handle for the whole answer (its partitions count lag and kept bytes too).
+        let registry = self.cluster.pool().metrics().0.clone();
         if registry.enabled {
             super::metrics::count_fetch(&registry.consumer, &response, outcome.took);
         }
@@ -297,7 +298,6 @@ impl Consumer {
                     };
                     if end >= 0 {
                         state.end_offset = Some(end);
-                        let registry = &self.cluster.pool().metrics().0;
                         if registry.enabled {
                             super::metrics::note_lag(&registry.consumer, &tp, state);
                         }
@@ -308,7 +308,6 @@ impl Consumer {
                         let Some(records) = p.records.filter(|r| !r.is_empty()) else {
                             continue;
                         };
-                        let registry = &self.cluster.pool().metrics().0;
                         if registry.enabled {
                             super::metrics::count_kept(&registry.consumer, records.len());
                         }

@@ -333,8 +333,9 @@ impl Exported {
                     }
                 }
                 MetricKind::Gauge => {
-                    ::metrics::gauge!(m.facade_name(), labels).set(m.value);
-                    gauges.insert((m.facade_name(), m.tags));
+                    let name = m.facade_name();
+                    ::metrics::gauge!(name.clone(), labels).set(m.value);
+                    gauges.insert((name, m.tags));
                 }
             }
         }
